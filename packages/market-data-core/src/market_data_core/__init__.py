@@ -1,0 +1,121 @@
+"""market-data-core: the shared contracts of the market-data platform.
+
+Pure data and interfaces (pydantic v2, frozen models, UTC timestamps). Importing it imports
+pydantic and nothing else outside the standard library; the Redis feedback transport lives
+in ``market_data_core.transports.redis`` behind the ``redis`` extra.
+
+>>> from market_data_core import Bar, Timeframe
+>>> Timeframe.parse("5m").seconds
+300
+"""
+
+from market_data_core.bars import Bar
+from market_data_core.control import (
+    AuditEnvelope,
+    AuditOutcome,
+    ControlAction,
+    ControlResult,
+    ControlStatus,
+)
+from market_data_core.events import EventEnvelope, EventMeta, Track
+from market_data_core.exceptions import (
+    ConfigurationError,
+    ContractError,
+    MarketDataError,
+    TimeframeError,
+    TransportError,
+)
+from market_data_core.federation import (
+    ClusterId,
+    ClusterTopology,
+    FederationDirectory,
+    NodeId,
+    NodeRole,
+    NodeStatus,
+    Region,
+)
+from market_data_core.health import (
+    HealthComponent,
+    HealthState,
+    HealthStatus,
+    Probe,
+    ProbeKind,
+    worst_of,
+)
+from market_data_core.instruments import AssetClass, Instrument
+from market_data_core.protocols import (
+    FeedbackPublisher,
+    FeedbackSubscriber,
+    PipelineRunner,
+    RateController,
+    Sink,
+    Source,
+    TelemetryMessage,
+    Transform,
+)
+from market_data_core.signals import Signal
+from market_data_core.telemetry import (
+    BackpressureLevel,
+    FeedbackEvent,
+    MetricKind,
+    MetricPoint,
+    RateAdjustment,
+)
+from market_data_core.ticks import Quote, Trade, TradeSide
+from market_data_core.timeframe import Timeframe
+from market_data_core.transports import FeedbackTracker, InMemoryFeedbackBus
+from market_data_core.version import CONTRACT_VERSION, __version__
+
+__all__ = [
+    "CONTRACT_VERSION",
+    "AssetClass",
+    "AuditEnvelope",
+    "AuditOutcome",
+    "BackpressureLevel",
+    "Bar",
+    "ClusterId",
+    "ClusterTopology",
+    "ConfigurationError",
+    "ContractError",
+    "ControlAction",
+    "ControlResult",
+    "ControlStatus",
+    "EventEnvelope",
+    "EventMeta",
+    "FederationDirectory",
+    "FeedbackEvent",
+    "FeedbackPublisher",
+    "FeedbackSubscriber",
+    "FeedbackTracker",
+    "HealthComponent",
+    "HealthState",
+    "HealthStatus",
+    "InMemoryFeedbackBus",
+    "Instrument",
+    "MarketDataError",
+    "MetricKind",
+    "MetricPoint",
+    "NodeId",
+    "NodeRole",
+    "NodeStatus",
+    "PipelineRunner",
+    "Probe",
+    "ProbeKind",
+    "Quote",
+    "RateAdjustment",
+    "RateController",
+    "Region",
+    "Signal",
+    "Sink",
+    "Source",
+    "TelemetryMessage",
+    "Timeframe",
+    "TimeframeError",
+    "Track",
+    "Trade",
+    "TradeSide",
+    "Transform",
+    "TransportError",
+    "__version__",
+    "worst_of",
+]

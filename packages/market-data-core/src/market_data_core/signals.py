@@ -1,0 +1,29 @@
+"""Signals: named numeric outputs of models or rules about a symbol at a time."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, StringConstraints
+
+from market_data_core._base import InputModel
+from market_data_core._types import FinitePrice, Identifier, Symbol, UtcDatetime
+
+__all__ = ["Signal", "SignalValue"]
+
+SignalValue = str | int | Annotated[float, Field(allow_inf_nan=False)] | bool | None
+"""A metadata value: JSON scalars only (finite floats), so that every store can keep it."""
+
+
+class Signal(InputModel):
+    """``name`` = ``value`` for ``symbol`` at ``ts``; ``score`` is an optional confidence."""
+
+    source: Identifier
+    symbol: Symbol
+    ts: UtcDatetime
+    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.:\-]{0,63}$")]
+    value: FinitePrice
+    score: Annotated[float, Field(allow_inf_nan=False)] | None = None
+    metadata: dict[Annotated[str, StringConstraints(min_length=1, max_length=64)], SignalValue] = (
+        Field(default_factory=dict)
+    )

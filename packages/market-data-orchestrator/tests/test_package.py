@@ -1,0 +1,14 @@
+import importlib.metadata
+
+import market_data_orchestrator
+
+
+def test_version_matches_installed_distribution() -> None:
+    assert market_data_orchestrator.__version__ == importlib.metadata.version(
+        "market-data-orchestrator"
+    )
+
+
+def test_exports_only_what_exists() -> None:
+    # A placeholder must not pretend to offer an API it does not have.
+    assert market_data_orchestrator.__all__ == ["__version__"]
