@@ -70,9 +70,8 @@ def wheel(session: nox.Session) -> None:
     dist = Path(session.create_tmp()) / "dist"
     session.run("uv", "build", "--package", "market-data-core", "--wheel", "--out-dir", str(dist))
     (built,) = dist.glob("market_data_core-*.whl")
-    session.install(
-        f"{built}[redis]", "hypothesis", "jsonschema", "pandas", "pytest", "pytest-asyncio", "pytest-timeout"
-    )
+    pyproject = nox.project.load_toml(ROOT / "packages/market-data-core/pyproject.toml")
+    session.install(f"{built}[redis]", *nox.project.dependency_groups(pyproject, "test"))
     session.run(
         "python",
         "-c",

@@ -2,9 +2,10 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
+
 from market_data_core import Bar, Timeframe
 from market_data_core.testing import T0, make_bar
-from pydantic import ValidationError
 
 
 def _error_text(**overrides: Any) -> str:

@@ -2,6 +2,8 @@ from datetime import timedelta
 from uuid import UUID
 
 import pytest
+from pydantic import ValidationError
+
 from market_data_core import (
     AuditEnvelope,
     Bar,
@@ -15,7 +17,6 @@ from market_data_core import (
     Track,
 )
 from market_data_core.testing import T0, make_audit, make_bar, make_topology
-from pydantic import ValidationError
 
 
 def test_control_result_ok_only_when_accepted() -> None:

@@ -1,5 +1,6 @@
 from hypothesis import given
 from hypothesis import strategies as st
+
 from market_data_core import HealthComponent, HealthState, HealthStatus, worst_of
 from market_data_core.testing import T0, make_health_status
 from market_data_core.testing.strategies import health_statuses

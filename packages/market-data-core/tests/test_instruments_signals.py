@@ -1,9 +1,10 @@
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
+
 from market_data_core import AssetClass, Instrument
 from market_data_core.testing import make_signal
-from pydantic import ValidationError
 
 
 def test_instrument_defaults_and_validation() -> None:

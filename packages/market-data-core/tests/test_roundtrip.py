@@ -5,9 +5,10 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel
+
 from market_data_core.schemas import CONTRACTS
 from market_data_core.testing.strategies import STRATEGIES
-from pydantic import BaseModel
 
 
 def test_every_contract_has_a_strategy() -> None:

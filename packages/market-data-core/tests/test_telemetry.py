@@ -2,9 +2,10 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
+
 from market_data_core import BackpressureLevel, FeedbackEvent, MetricPoint, RateAdjustment
 from market_data_core.testing import T0, make_feedback_event, make_rate_adjustment
-from pydantic import ValidationError
 
 
 def test_levels_order_and_default_scales() -> None:

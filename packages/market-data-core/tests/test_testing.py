@@ -3,6 +3,7 @@
 import itertools
 
 import pytest
+
 from market_data_core.testing import (
     make_audit,
     make_bar,

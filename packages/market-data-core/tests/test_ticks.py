@@ -2,9 +2,10 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
+
 from market_data_core import Trade, TradeSide
 from market_data_core.testing import T0, make_quote, make_trade
-from pydantic import ValidationError
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from market_data_core import Timeframe, TimeframeError
 from market_data_core.testing.strategies import aware_datetimes, timeframes
 

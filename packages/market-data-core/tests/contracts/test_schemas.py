@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from market_data_core import CONTRACT_VERSION
 from market_data_core.schemas import CONTRACTS, check, generate, main, write
 

@@ -10,10 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
+from pydantic import BaseModel, ValidationError
+
 from market_data_core.schemas import CONTRACTS
 from market_data_core.testing import make_bar, make_feedback_event
 from market_data_core.testing.strategies import STRATEGIES
-from pydantic import BaseModel, ValidationError
 
 COMMITTED = Path(__file__).resolve().parents[4] / "docs" / "contracts"
 VALIDATORS = {

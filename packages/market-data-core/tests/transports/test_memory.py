@@ -1,6 +1,7 @@
 import asyncio
 
 import pytest
+
 from market_data_core import (
     BackpressureLevel,
     FeedbackPublisher,

@@ -1,6 +1,7 @@
 from datetime import timedelta
 
 import pytest
+
 from market_data_core import BackpressureLevel, ConfigurationError, FeedbackTracker
 from market_data_core.testing import T0, make_feedback_event, make_rate_adjustment
 

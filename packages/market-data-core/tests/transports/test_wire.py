@@ -2,6 +2,7 @@ import json
 
 import pytest
 from hypothesis import given
+
 from market_data_core import CONTRACT_VERSION, ContractError, FeedbackEvent
 from market_data_core.testing import make_feedback_event, make_rate_adjustment
 from market_data_core.testing.strategies import feedback_events

@@ -104,7 +104,14 @@ class RedisFeedbackPublisher:
     async def _send(self, message: Message) -> bool:
         fields: dict[Any, Any] = encode(message, publisher=self.publisher_id)
         try:
-            await self._client.xadd(self.stream, fields, maxlen=self.maxlen, approximate=True)
+            try:
+                await self._client.xadd(self.stream, fields, maxlen=self.maxlen, approximate=True)
+            except RedisConnectionError:
+                # A pooled connection broken by a server restart fails once even though
+                # Redis is up again; redis-py has dropped it, so one more try on a fresh
+                # connection tells whether Redis is down. A duplicate entry carries the same
+                # state, so receivers are unaffected by it.
+                await self._client.xadd(self.stream, fields, maxlen=self.maxlen, approximate=True)
         except (*_NETWORK_ERRORS, RedisError) as exc:
             self.failures += 1
             self.last_error = type(exc).__name__
@@ -199,6 +206,7 @@ class RedisFeedbackSubscriber:
         self._last_id = "0-0" if from_start else "$"
         self._queue: asyncio.Queue[Message] = asyncio.Queue(queue_size)
         self._reader: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self._owns_client = False
         self.connected = False
         self.received = 0
@@ -263,11 +271,22 @@ class RedisFeedbackSubscriber:
             self._note_failure(exc)
 
     async def aclose(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
-            self._reader = None
+        """Stop the reader and close the client if this subscriber made it.
+
+        redis-py can turn a cancellation that lands inside a blocking ``XREAD`` into a
+        connection error, or wait on it; so the reader also stops on a flag, and when it has
+        not stopped within a second its connections are dropped to break the read.
+        """
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            self._stopping.set()
+            reader.cancel()
+            done, _ = await asyncio.wait({reader}, timeout=1.0)
+            if not done:
+                await self._client.connection_pool.disconnect()
+                await asyncio.wait({reader}, timeout=5.0)
+            if reader.done() and not reader.cancelled() and reader.exception() is not None:
+                logger.warning("feedback reader had failed: %r", reader.exception())
         if self._owns_client:
             await self._client.aclose()
 
@@ -287,12 +306,14 @@ class RedisFeedbackSubscriber:
 
     async def _read_forever(self) -> None:
         backoff = 0.05
-        while True:
+        while not self._stopping.is_set():
             try:
                 response = await self._client.xread(
                     {self.stream: self._last_id}, count=500, block=self.block_ms
                 )
             except (*_NETWORK_ERRORS, RedisError) as exc:
+                if self._stopping.is_set():
+                    return
                 self._note_failure(exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.max_backoff)

@@ -51,7 +51,11 @@ def encode(message: FeedbackEvent | RateAdjustment, *, publisher: str) -> dict[s
 
 def decode(fields: Mapping[str, str] | Mapping[bytes, bytes]) -> WireMessage:
     """Parse wire fields; raise ``ContractError`` naming what is wrong."""
-    text = {_text(key): _text(value) for key, value in fields.items()}
+    try:
+        text = {_text(key): _text(value) for key, value in fields.items()}
+    except UnicodeDecodeError as exc:
+        msg = f"wire message is not UTF-8 text: {exc}"
+        raise ContractError(msg) from exc
     missing = sorted({"type", "contract", "publisher", "body"} - text.keys())
     if missing:
         msg = f"wire message lacks field(s) {', '.join(missing)}"
