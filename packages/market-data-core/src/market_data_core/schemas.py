@@ -5,6 +5,11 @@ languages) code against; ``check`` fails when the code and the committed files d
 
     mdc-schemas write docs/contracts     # after changing a contract (and CONTRACT_VERSION)
     mdc-schemas check docs/contracts     # in CI: exit 1 and name the files that differ
+    mdc-schemas compat docs/contracts/releases/1.0.0   # exit 1 on a breaking change
+
+A release keeps a copy of its schemas under ``docs/contracts/releases/<version>/``
+(``mdc-schemas write docs/contracts/releases/<version>``); ``compat`` checks the code
+against it with the rule in ``market_data_core.compat``.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from market_data_core.bars import Bar
+from market_data_core.compat import breaking_changes, load_schemas
 from market_data_core.control import AuditEnvelope, ControlResult
 from market_data_core.events import EventEnvelope, EventMeta
 from market_data_core.federation import ClusterTopology, NodeStatus
@@ -113,13 +119,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="mdc-schemas",
         description="Write or check the committed JSON Schemas of the contracts.",
     )
-    parser.add_argument("command", choices=["write", "check"])
+    parser.add_argument("command", choices=["write", "check", "compat"])
     parser.add_argument("directory", nargs="?", default="docs/contracts", type=Path)
     args = parser.parse_args(argv)
     if args.command == "write":
         for path in write(args.directory):
             print(f"wrote {path}")  # noqa: T201 - this is a command-line tool
         return 0
+    if args.command == "compat":
+        if not args.directory.is_dir():
+            print(f"{args.directory}: no such directory of released schemas", file=sys.stderr)  # noqa: T201
+            return 2
+        breaks = breaking_changes(load_schemas(args.directory), generate())
+        for line in breaks:
+            print(line, file=sys.stderr)  # noqa: T201
+        if not breaks:
+            print(f"contract {CONTRACT_VERSION} is compatible with {args.directory}")  # noqa: T201
+        return 1 if breaks else 0
     problems = check(args.directory)
     for line in problems:
         print(line, file=sys.stderr)  # noqa: T201

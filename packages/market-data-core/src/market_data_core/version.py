@@ -1,8 +1,8 @@
 """Versions: of this distribution, and of the contracts it defines.
 
 ``CONTRACT_VERSION`` follows semantic versioning and is what peers compare: within a major
-version changes are additive only (new optional fields, new enum members that readers may
-map to a safe default); readers ignore fields they do not know. See docs/contracts.md.
+version changes are additive only (new optional fields, new contracts); readers ignore
+fields they do not know. ``market_data_core.compat`` checks the rule; see docs/contracts.md.
 """
 
 from __future__ import annotations
