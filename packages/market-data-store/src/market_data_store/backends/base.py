@@ -1,0 +1,134 @@
+"""The interface every storage backend implements (SQLite, PostgreSQL).
+
+Writes are idempotent upserts keyed by each table's primary key: replaying a batch changes
+nothing, and writing a bar again with other values (a newer revision) replaces it. A batch
+may hold the same key more than once; the last occurrence wins. Backends raise
+``TransientBackendError`` for failures worth retrying and ``PermanentBackendError`` for the
+others, so the write coordinator can decide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from market_data_core import Bar, Quote, Signal, Trade
+
+__all__ = ["Backend", "Freshness", "Record", "WriteResult", "split_records"]
+
+Record = Bar | Trade | Quote | Signal
+"""What the store persists (job runs and audit records have their own calls)."""
+
+
+@dataclass(slots=True)
+class WriteResult:
+    """Rows upserted per table by one ``write`` call (duplicates in a batch count once)."""
+
+    bars: int = 0
+    trades: int = 0
+    quotes: int = 0
+    signals: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.bars + self.trades + self.quotes + self.signals
+
+    def __iadd__(self, other: WriteResult) -> WriteResult:
+        self.bars += other.bars
+        self.trades += other.trades
+        self.quotes += other.quotes
+        self.signals += other.signals
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class Freshness:
+    """The newest data the store holds for a symbol in one table."""
+
+    table: str
+    symbol: str
+    latest: datetime
+    rows: int
+
+
+@dataclass(slots=True)
+class _Split:
+    bars: list[Bar] = field(default_factory=list)
+    trades: list[Trade] = field(default_factory=list)
+    quotes: list[Quote] = field(default_factory=list)
+    signals: list[Signal] = field(default_factory=list)
+
+
+def split_records(records: Sequence[Record]) -> _Split:
+    """Group a mixed batch by table, keeping order within each table."""
+    split = _Split()
+    for record in records:
+        if isinstance(record, Bar):
+            split.bars.append(record)
+        elif isinstance(record, Trade):
+            split.trades.append(record)
+        elif isinstance(record, Quote):
+            split.quotes.append(record)
+        else:
+            split.signals.append(record)
+    return split
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A database the store writes to and reads from."""
+
+    @property
+    def name(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        ...
+
+    async def open(self) -> None:
+        """Connect (a pool for PostgreSQL); does not create tables (see ``migrate``)."""
+        ...
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise ``BackendError`` unless the database answers a trivial query."""
+        ...
+
+    async def write(self, records: Sequence[Record]) -> WriteResult:
+        """Upsert a mixed batch in one transaction per table."""
+        ...
+
+    async def query_bars(
+        self,
+        symbol: str,
+        timeframe: str,
+        start: datetime,
+        end: datetime,
+        *,
+        source: str | None = None,
+        limit: int = 1000,
+    ) -> list[Bar]:
+        """Bars with ``start <= bar.start < end`` in time order, at most ``limit``; page by
+        passing the last bar's start plus one microsecond as the next ``start``."""
+        ...
+
+    async def latest_bars(self, timeframe: str, symbols: Sequence[str] | None = None) -> list[Bar]:
+        """The newest bar of each symbol (of all symbols when ``symbols`` is None)."""
+        ...
+
+    async def query_trades(
+        self, symbol: str, start: datetime, end: datetime, *, limit: int = 1000
+    ) -> list[Trade]: ...
+
+    async def query_quotes(
+        self, symbol: str, start: datetime, end: datetime, *, limit: int = 1000
+    ) -> list[Quote]: ...
+
+    async def freshness(self) -> list[Freshness]:
+        """Per table and symbol: the newest timestamp and the row count."""
+        ...
+
+    async def count(self, table: str) -> int:
+        """Rows in ``table`` (bars, trades, quotes, signals)."""
+        ...

@@ -1,0 +1,237 @@
+"""The embedded SQLite backend: one file, WAL journal, no server.
+
+All database work runs on one dedicated thread with one connection (SQLite serialises
+writers anyway), so the event loop never blocks. Writes are ``INSERT ... ON CONFLICT DO
+UPDATE ... WHERE <values differ>`` in one transaction per call: a replay changes nothing
+(not even ``ingested_at``), a newer revision replaces the old row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any, TypeVar
+
+from market_data_core import Bar, Quote, Trade
+from market_data_store.backends import _rows
+from market_data_store.backends.base import Freshness, Record, WriteResult, split_records
+from market_data_store.dsn import DatabaseUrl
+from market_data_store.exceptions import (
+    BackendError,
+    PermanentBackendError,
+    StoreConfigurationError,
+    TransientBackendError,
+)
+
+__all__ = ["SqliteBackend"]
+
+T = TypeVar("T")
+_TABLES = ("bars", "trades", "quotes", "signals")
+
+
+def _upsert_sql(table: str, columns: Sequence[str], key: Sequence[str]) -> str:
+    values = [c for c in columns if c not in key]
+    names = ", ".join(columns)
+    marks = ", ".join("?" for _ in columns)
+    updates = ", ".join(f"{c} = excluded.{c}" for c in values)
+    old = ", ".join(f"{table}.{c}" for c in values)
+    new = ", ".join(f"excluded.{c}" for c in values)
+    differ = f"({old}) IS NOT ({new})"
+    return (
+        f"INSERT INTO {table} ({names}, ingested_at) VALUES ({marks}, ?) "
+        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}, "
+        f"ingested_at = excluded.ingested_at WHERE {differ}"
+    )
+
+
+_SQL = {
+    "bars": _upsert_sql("bars", _rows.BAR_COLUMNS, _rows.BAR_KEY),
+    "trades": _upsert_sql("trades", _rows.TRADE_COLUMNS, _rows.TRADE_KEY),
+    "quotes": _upsert_sql("quotes", _rows.QUOTE_COLUMNS, _rows.QUOTE_KEY),
+    "signals": _upsert_sql("signals", _rows.SIGNAL_COLUMNS, _rows.SIGNAL_KEY),
+}
+
+
+class SqliteBackend:
+    """SQLite behind the ``Backend`` protocol."""
+
+    name = "sqlite"
+
+    def __init__(self, url: DatabaseUrl, *, busy_timeout_ms: int = 5000) -> None:
+        if not url.is_sqlite:
+            msg = f"SqliteBackend needs a sqlite:/// URL, got {url}"
+            raise StoreConfigurationError(msg)
+        self.url = url
+        self.path = url.sqlite_path()
+        self._busy_timeout_ms = busy_timeout_ms
+        self._executor: ThreadPoolExecutor | None = None
+        self._connection: sqlite3.Connection | None = None
+
+    async def open(self) -> None:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+            await self._call(self._connect)
+
+    def _connect(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        connection.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+        connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute("PRAGMA synchronous = NORMAL")
+        self._connection = connection
+
+    async def close(self) -> None:
+        if self._executor is not None:
+            if self._connection is not None:
+                await self._call(self._connection.close)
+                self._connection = None
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._executor is None:
+            msg = "SqliteBackend is not open: call open() first"
+            raise TransientBackendError(msg)
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, fn, *args)
+        except sqlite3.IntegrityError as exc:
+            raise PermanentBackendError(f"sqlite: {exc}") from exc
+        except sqlite3.OperationalError as exc:
+            raise TransientBackendError(f"sqlite: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise PermanentBackendError(f"sqlite: {exc}") from exc
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        if self._connection is None:
+            msg = "SqliteBackend is not open"
+            raise BackendError(msg)
+        return self._connection
+
+    async def ping(self) -> None:
+        await self._call(lambda: self._db.execute("SELECT 1").fetchone())
+
+    async def write(self, records: Sequence[Record]) -> WriteResult:
+        split = split_records(records)
+        to_us = _rows.to_micros
+        batches = {
+            "bars": _rows.last_per_key((_rows.bar_row(b, to_us) for b in split.bars), range(4)),
+            "trades": _rows.last_per_key(
+                (_rows.trade_row(t, to_us) for t in split.trades), range(5)
+            ),
+            "quotes": _rows.last_per_key(
+                (_rows.quote_row(q, to_us) for q in split.quotes), range(3)
+            ),
+            "signals": _rows.last_per_key(
+                (_rows.signal_row(s, to_us) for s in split.signals), range(4)
+            ),
+        }
+        return await self._call(self._write, batches)
+
+    def _write(self, batches: dict[str, list[tuple[Any, ...]]]) -> WriteResult:
+        now = _rows.to_micros(datetime.now().astimezone())
+        db = self._db
+        result = WriteResult()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for table, rows in batches.items():
+                if rows:
+                    db.executemany(_SQL[table], [(*row, now) for row in rows])
+                    setattr(result, table, len(rows))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return result
+
+    async def _fetch(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        return await self._call(lambda: self._db.execute(sql, params).fetchall())
+
+    async def query_bars(
+        self,
+        symbol: str,
+        timeframe: str,
+        start: datetime,
+        end: datetime,
+        *,
+        source: str | None = None,
+        limit: int = 1000,
+    ) -> list[Bar]:
+        sql = (
+            f"SELECT {', '.join(_rows.BAR_COLUMNS)} FROM bars WHERE symbol = ? AND timeframe = ?"
+            " AND start >= ? AND start < ?"
+        )
+        params: list[Any] = [symbol, timeframe, _rows.to_micros(start), _rows.to_micros(end)]
+        if source is not None:
+            sql += " AND source = ?"
+            params.append(source)
+        sql += " ORDER BY start, source LIMIT ?"
+        rows = await self._fetch(sql, [*params, limit])
+        return [_rows.bar_from_row(row, _rows.from_micros) for row in rows]
+
+    async def latest_bars(self, timeframe: str, symbols: Sequence[str] | None = None) -> list[Bar]:
+        columns = ", ".join(f"b.{c}" for c in _rows.BAR_COLUMNS)
+        sql = (
+            f"SELECT {columns} FROM bars b JOIN (SELECT symbol, max(start) AS start FROM bars"
+            " WHERE timeframe = ? GROUP BY symbol) m ON b.symbol = m.symbol AND b.start = m.start"
+            " WHERE b.timeframe = ?"
+        )
+        params: list[Any] = [timeframe, timeframe]
+        if symbols is not None:
+            sql += f" AND b.symbol IN ({', '.join('?' for _ in symbols)})"
+            params.extend(symbols)
+        rows = await self._fetch(sql + " ORDER BY b.symbol, b.source", params)
+        latest: dict[str, Bar] = {}
+        for row in rows:
+            latest.setdefault(row[1], _rows.bar_from_row(row, _rows.from_micros))
+        return list(latest.values())
+
+    async def query_trades(
+        self, symbol: str, start: datetime, end: datetime, *, limit: int = 1000
+    ) -> list[Trade]:
+        rows = await self._range("trades", _rows.TRADE_COLUMNS, symbol, start, end, limit=limit)
+        return [_rows.trade_from_row(row, _rows.from_micros) for row in rows]
+
+    async def query_quotes(
+        self, symbol: str, start: datetime, end: datetime, *, limit: int = 1000
+    ) -> list[Quote]:
+        rows = await self._range("quotes", _rows.QUOTE_COLUMNS, symbol, start, end, limit=limit)
+        return [_rows.quote_from_row(row, _rows.from_micros) for row in rows]
+
+    async def _range(
+        self,
+        table: str,
+        /,
+        columns: Sequence[str],
+        symbol: str,
+        start: datetime,
+        end: datetime,
+        *,
+        limit: int,
+    ) -> list[tuple[Any, ...]]:
+        sql = (
+            f"SELECT {', '.join(columns)} FROM {table} WHERE symbol = ? AND ts >= ? AND ts < ?"
+            " ORDER BY ts LIMIT ?"
+        )
+        params = [symbol, _rows.to_micros(start), _rows.to_micros(end), limit]
+        return await self._fetch(sql, params)
+
+    async def freshness(self) -> list[Freshness]:
+        result = []
+        for table in _TABLES:
+            column = "start" if table == "bars" else "ts"
+            sql = f"SELECT symbol, max({column}), count(*) FROM {table} GROUP BY symbol"
+            for symbol, latest, rows in await self._fetch(sql + " ORDER BY symbol", []):
+                result.append(Freshness(table, symbol, _rows.from_micros(latest), rows))
+        return result
+
+    async def count(self, table: str) -> int:
+        if table not in _TABLES:
+            msg = f"unknown table {table!r}; one of {', '.join(_TABLES)}"
+            raise StoreConfigurationError(msg)
+        rows = await self._fetch(f"SELECT count(*) FROM {table}", [])
+        return int(rows[0][0])

@@ -1,0 +1,176 @@
+"""The embedded SQLite backend on a real file: idempotent upserts, revisions, queries."""
+
+import sqlite3
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from market_data_core import Bar, Timeframe
+from market_data_core.testing import (
+    T0,
+    make_bar,
+    make_quote,
+    make_signal,
+    make_trade,
+    random_walk_trades,
+)
+from market_data_store.backends.sqlite import SqliteBackend
+from market_data_store.dsn import DatabaseUrl
+from market_data_store.exceptions import StoreConfigurationError, TransientBackendError
+from market_data_store.migrate import current_revision, head_revision, upgrade
+
+pytestmark = pytest.mark.asyncio
+M1 = Timeframe.parse("1m")
+
+
+def minute_bars(n: int, *, symbol: str = "AAPL", start_price: float = 100.0) -> list[Bar]:
+    return [
+        make_bar(
+            symbol=symbol,
+            start=T0 + i * M1.delta,
+            open=start_price + i,
+            high=start_price + i + 1,
+            low=start_price + i - 1,
+            close=start_price + i + 0.5,
+            vwap=None,
+        )
+        for i in range(n)
+    ]
+
+
+@pytest_asyncio.fixture
+async def sqlite_backend(tmp_path: Path) -> AsyncIterator[SqliteBackend]:
+    url = DatabaseUrl.parse(f"sqlite:///{tmp_path / 'store.db'}")
+    await upgrade(url)
+    backend = SqliteBackend(url)
+    await backend.open()
+    yield backend
+    await backend.close()
+
+
+async def test_migrations_reach_head_and_are_idempotent(tmp_path: Path) -> None:
+    url = DatabaseUrl.parse(f"sqlite:///{tmp_path / 'new' / 'store.db'}")
+    assert await current_revision(url) is None
+    assert await upgrade(url) == head_revision()
+    assert await upgrade(url) == head_revision()
+
+
+async def test_bars_round_trip_and_replay_changes_nothing(sqlite_backend: SqliteBackend) -> None:
+    bars = minute_bars(50)
+    result = await sqlite_backend.write(bars)
+    assert result.bars == 50
+    stored = await sqlite_backend.query_bars("AAPL", "1m", T0, T0 + timedelta(days=1))
+    assert stored == bars
+    before = _ingested_at(sqlite_backend)
+    await sqlite_backend.write(bars)
+    assert await sqlite_backend.count("bars") == 50
+    assert _ingested_at(sqlite_backend) == before  # untouched rows: nothing rewritten
+
+
+async def test_newer_revision_replaces_and_last_in_batch_wins(
+    sqlite_backend: SqliteBackend,
+) -> None:
+    first = make_bar(close=185.5)
+    await sqlite_backend.write([first])
+    revised = make_bar(close=185.7, high=186.0, volume=15_000.0)
+    await sqlite_backend.write([make_bar(close=185.1), revised])
+    (stored,) = await sqlite_backend.query_bars("AAPL", "1m", T0, T0 + M1.delta)
+    assert stored == revised
+
+
+async def test_paging_with_limit(sqlite_backend: SqliteBackend) -> None:
+    bars = minute_bars(25)
+    await sqlite_backend.write(bars)
+    pages, start = [], T0
+    while page := await sqlite_backend.query_bars(
+        "AAPL", "1m", start, T0 + timedelta(hours=1), limit=10
+    ):
+        pages.append(page)
+        start = page[-1].start + timedelta(microseconds=1)
+    assert [len(p) for p in pages] == [10, 10, 5]
+    assert [b for p in pages for b in p] == bars
+
+
+async def test_sources_are_separate_keys(sqlite_backend: SqliteBackend) -> None:
+    await sqlite_backend.write([make_bar(source="a"), make_bar(source="b", close=185.0)])
+    both = await sqlite_backend.query_bars("AAPL", "1m", T0, T0 + M1.delta)
+    assert [b.source for b in both] == ["a", "b"]
+    only_b = await sqlite_backend.query_bars("AAPL", "1m", T0, T0 + M1.delta, source="b")
+    assert [b.close for b in only_b] == [185.0]
+
+
+async def test_latest_bar_per_symbol(sqlite_backend: SqliteBackend) -> None:
+    await sqlite_backend.write([*minute_bars(5, symbol="AAPL"), *minute_bars(3, symbol="MSFT")])
+    latest = await sqlite_backend.latest_bars("1m")
+    assert [(b.symbol, b.start) for b in latest] == [
+        ("AAPL", T0 + 4 * M1.delta),
+        ("MSFT", T0 + 2 * M1.delta),
+    ]
+    assert [b.symbol for b in await sqlite_backend.latest_bars("1m", ["MSFT"])] == ["MSFT"]
+    assert await sqlite_backend.latest_bars("5m") == []
+
+
+async def test_trades_quotes_signals_and_freshness(sqlite_backend: SqliteBackend) -> None:
+    trades = random_walk_trades("BTC/USDT", 200, seed=3)
+    trades[0] = trades[0].model_copy(update={"trade_id": "42", "conditions": ("I",), "side": "buy"})
+    quotes = [
+        make_quote(ts=T0 + timedelta(seconds=i), bid=100.0 + i, ask=100.5 + i) for i in range(10)
+    ]
+    signal = make_signal(metadata={"window": 20, "model": "ema"})
+    result = await sqlite_backend.write([*trades, *quotes, signal, *trades])  # replay within batch
+    assert (result.trades, result.quotes, result.signals) == (200, 10, 1)
+    assert (
+        await sqlite_backend.query_trades("BTC/USDT", T0, T0 + timedelta(days=1), limit=500)
+        == trades
+    )
+    assert await sqlite_backend.query_quotes("AAPL", T0, T0 + timedelta(hours=1)) == quotes
+    fresh = {(f.table, f.symbol): f for f in await sqlite_backend.freshness()}
+    assert fresh[("trades", "BTC/USDT")].latest == trades[-1].ts
+    assert fresh[("trades", "BTC/USDT")].rows == 200
+    assert fresh[("quotes", "AAPL")].latest == quotes[-1].ts
+    assert fresh[("signals", "AAPL")].rows == 1
+
+
+async def test_unknown_table_is_a_configuration_error(sqlite_backend: SqliteBackend) -> None:
+    with pytest.raises(StoreConfigurationError, match="unknown table 'nope'"):
+        await sqlite_backend.count("nope")
+
+
+async def test_locked_database_is_transient(tmp_path: Path) -> None:
+    url = DatabaseUrl.parse(f"sqlite:///{tmp_path / 'store.db'}")
+    await upgrade(url)
+    backend = SqliteBackend(url, busy_timeout_ms=50)
+    await backend.open()
+    blocker = sqlite3.connect(tmp_path / "store.db", isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(TransientBackendError, match="locked"):
+            await backend.write([make_bar()])
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert (await backend.write([make_bar()])).bars == 1  # and it recovers
+    await backend.close()
+
+
+async def test_closed_backend_raises_transient(tmp_path: Path) -> None:
+    backend = SqliteBackend(DatabaseUrl.parse(f"sqlite:///{tmp_path / 'x.db'}"))
+    with pytest.raises(TransientBackendError, match="not open"):
+        await backend.ping()
+
+
+async def test_requires_a_sqlite_url() -> None:
+    with pytest.raises(StoreConfigurationError, match="needs a sqlite:/// URL") as excinfo:
+        SqliteBackend(DatabaseUrl.parse("postgresql://u:secret@localhost/db"))
+    assert "secret" not in str(excinfo.value)
+
+
+def _ingested_at(backend: SqliteBackend) -> list[int]:
+    db = sqlite3.connect(backend.path)
+    try:
+        return [row[0] for row in db.execute("SELECT ingested_at FROM bars ORDER BY start")]
+    finally:
+        db.close()
