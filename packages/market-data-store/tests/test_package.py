@@ -2,11 +2,18 @@ import importlib.metadata
 
 import market_data_store
 
+EXPECTED = {
+    "Backend", "BackendError", "CircuitOpenError", "CoordinatorStoppedError", "DatabaseUrl",
+    "Freshness", "PermanentBackendError", "QueueFullError", "Record", "Store",
+    "StoreConfigurationError", "StoreError", "StoreSettings", "TransientBackendError",
+    "WriteResult", "__version__",
+}  # fmt: skip
+
 
 def test_version_matches_installed_distribution() -> None:
     assert market_data_store.__version__ == importlib.metadata.version("market-data-store")
 
 
-def test_exports_only_what_exists() -> None:
-    # A placeholder must not pretend to offer an API it does not have.
-    assert market_data_store.__all__ == ["__version__"]
+def test_public_api_is_pinned() -> None:
+    assert set(market_data_store.__all__) == EXPECTED
+    assert all(getattr(market_data_store, name) is not None for name in EXPECTED)

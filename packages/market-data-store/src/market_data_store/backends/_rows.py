@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from market_data_core import Bar, Quote, Signal, Trade
+from market_data_core import AuditEnvelope, Bar, Quote, Signal, Trade
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
@@ -94,3 +94,24 @@ def quote_from_row(row: Sequence[Any], ts: Any = None) -> Quote:
     values["ts"] = values["ts"] if ts is None else ts(values["ts"])
     values["exchange"] = values["exchange"] or None
     return Quote.model_validate(values)
+
+
+AUDIT_COLUMNS = (
+    "id", "ts", "actor", "role", "action", "target", "result", "reason", "request_id", "details",
+)  # fmt: skip
+
+
+def audit_row(envelope: AuditEnvelope, ts: Any = None) -> tuple[Any, ...]:
+    return (
+        str(envelope.id), envelope.ts if ts is None else ts(envelope.ts), envelope.actor,
+        envelope.role, envelope.action, envelope.target, envelope.result.value, envelope.reason,
+        envelope.request_id, json.dumps(envelope.details, sort_keys=True),
+    )  # fmt: skip
+
+
+def audit_from_row(row: Sequence[Any], ts: Any = None) -> AuditEnvelope:
+    values = dict(zip(AUDIT_COLUMNS, row, strict=True))
+    values["ts"] = values["ts"] if ts is None else ts(values["ts"])
+    if isinstance(values["details"], str):
+        values["details"] = json.loads(values["details"])
+    return AuditEnvelope.model_validate(values)

@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-from market_data_core import Bar, Quote, Signal, Trade
+from market_data_core import AuditEnvelope, Bar, Quote, Signal, Trade
 
-__all__ = ["Backend", "Freshness", "Record", "WriteResult", "split_records"]
+__all__ = ["DATA_TABLES", "Backend", "Freshness", "Record", "WriteResult", "split_records"]
+
+DATA_TABLES = ("bars", "trades", "quotes", "signals")
 
 Record = Bar | Trade | Quote | Signal
 """What the store persists (job runs and audit records have their own calls)."""
@@ -131,4 +133,16 @@ class Backend(Protocol):
 
     async def count(self, table: str) -> int:
         """Rows in ``table`` (bars, trades, quotes, signals)."""
+        ...
+
+    async def delete_before(self, table: str, cutoff: datetime) -> int:
+        """Retention: delete rows of a data table older than ``cutoff``; return how many."""
+        ...
+
+    async def record_audit(self, envelope: AuditEnvelope) -> None:
+        """Append an audit record (admin calls)."""
+        ...
+
+    async def recent_audit(self, limit: int = 100) -> list[AuditEnvelope]:
+        """The newest audit records first."""
         ...

@@ -15,9 +15,15 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, TypeVar
 
-from market_data_core import Bar, Quote, Trade
+from market_data_core import AuditEnvelope, Bar, Quote, Trade
 from market_data_store.backends import _rows
-from market_data_store.backends.base import Freshness, Record, WriteResult, split_records
+from market_data_store.backends.base import (
+    DATA_TABLES,
+    Freshness,
+    Record,
+    WriteResult,
+    split_records,
+)
 from market_data_store.dsn import DatabaseUrl
 from market_data_store.exceptions import (
     BackendError,
@@ -29,7 +35,6 @@ from market_data_store.exceptions import (
 __all__ = ["SqliteBackend"]
 
 T = TypeVar("T")
-_TABLES = ("bars", "trades", "quotes", "signals")
 
 
 def _upsert_sql(table: str, columns: Sequence[str], key: Sequence[str]) -> str:
@@ -222,7 +227,7 @@ class SqliteBackend:
 
     async def freshness(self) -> list[Freshness]:
         result = []
-        for table in _TABLES:
+        for table in DATA_TABLES:
             column = "start" if table == "bars" else "ts"
             sql = f"SELECT symbol, max({column}), count(*) FROM {table} GROUP BY symbol"
             for symbol, latest, rows in await self._fetch(sql + " ORDER BY symbol", []):
@@ -230,8 +235,32 @@ class SqliteBackend:
         return result
 
     async def count(self, table: str) -> int:
-        if table not in _TABLES:
-            msg = f"unknown table {table!r}; one of {', '.join(_TABLES)}"
-            raise StoreConfigurationError(msg)
+        _check_table(table)
         rows = await self._fetch(f"SELECT count(*) FROM {table}", [])
         return int(rows[0][0])
+
+    async def delete_before(self, table: str, cutoff: datetime) -> int:
+        _check_table(table)
+        column = "start" if table == "bars" else "ts"
+        sql = f"DELETE FROM {table} WHERE {column} < ?"
+        return await self._call(self._execute_count, sql, [_rows.to_micros(cutoff)])
+
+    def _execute_count(self, sql: str, params: Sequence[Any]) -> int:
+        return self._db.execute(sql, params).rowcount  # autocommit: one statement
+
+    async def record_audit(self, envelope: AuditEnvelope) -> None:
+        row = _rows.audit_row(envelope, _rows.to_micros)
+        marks = ", ".join("?" * len(row))
+        sql = f"INSERT INTO audit_log ({', '.join(_rows.AUDIT_COLUMNS)}) VALUES ({marks})"
+        await self._call(self._execute_count, sql, row)
+
+    async def recent_audit(self, limit: int = 100) -> list[AuditEnvelope]:
+        sql = f"SELECT {', '.join(_rows.AUDIT_COLUMNS)} FROM audit_log ORDER BY ts DESC LIMIT ?"
+        rows = await self._fetch(sql, [limit])
+        return [_rows.audit_from_row(row, _rows.from_micros) for row in rows]
+
+
+def _check_table(table: str) -> None:
+    if table not in DATA_TABLES:
+        msg = f"unknown table {table!r}; one of {', '.join(DATA_TABLES)}"
+        raise StoreConfigurationError(msg)

@@ -1,0 +1,296 @@
+"""``mds``: the store's command line (migrate, serve, ingest, query, health, dlq).
+
+Every option can also come from its ``MDS_`` environment variable (shown in ``--help``);
+a flag wins over the variable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import SecretStr, ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from market_data_store.dlq import ReplayResult
+from market_data_store.exceptions import StoreError
+from market_data_store.settings import StoreSettings
+
+app = typer.Typer(
+    help="market-data-store: migrate, serve, ingest, query, health.", no_args_is_help=True
+)
+dlq_app = typer.Typer(
+    help="The dead-letter store of batches that could not be written.", no_args_is_help=True
+)
+app.add_typer(dlq_app, name="dlq")
+console = Console(stderr=True)
+out = Console()
+
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        envvar="MDS_DATABASE_URL",
+        show_envvar=True,
+        help="sqlite:///path or postgresql://...",
+    ),
+]
+Table_ = Annotated[str, typer.Option("--table", "-t", help="bars, trades, quotes or signals")]
+
+
+def _settings(database_url: str | None = None, **overrides: Any) -> StoreSettings:
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if database_url is not None:
+        values["database_url"] = SecretStr(database_url)
+    try:
+        return StoreSettings(**values)
+    except ValidationError as exc:
+        console.print(f"[red]invalid settings:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code)
+
+
+@app.command()
+def migrate(database_url: DatabaseOption = None) -> None:
+    """Apply the schema migrations to the database."""
+    from market_data_store.migrate import upgrade  # noqa: PLC0415
+
+    settings = _settings(database_url)
+    try:
+        revision = asyncio.run(upgrade(settings.database))
+    except (StoreError, OSError) as exc:
+        raise _fail(f"{settings.database}: {exc}") from None
+    out.print(f"{settings.database} is at revision {revision}")
+
+
+@app.command()
+def serve(
+    database_url: DatabaseOption = None,
+    host: Annotated[str | None, typer.Option(envvar="MDS_HOST", show_envvar=True)] = None,
+    port: Annotated[int | None, typer.Option(envvar="MDS_PORT", show_envvar=True)] = None,
+    admin_token: Annotated[
+        str | None,
+        typer.Option(envvar="MDS_ADMIN_TOKEN", show_envvar=True, help="enables /v1/admin"),
+    ] = None,
+    redis_url: Annotated[
+        str | None,
+        typer.Option(envvar="MDS_REDIS_URL", show_envvar=True, help="publish feedback on Redis"),
+    ] = None,
+) -> None:
+    """Run the HTTP service (uvicorn); migrations are applied on start."""
+    import uvicorn  # noqa: PLC0415
+
+    from market_data_store.logs import configure_logging  # noqa: PLC0415
+    from market_data_store.service import create_app  # noqa: PLC0415
+
+    settings = _settings(
+        database_url,
+        host=host,
+        port=port,
+        admin_token=SecretStr(admin_token) if admin_token else None,
+        redis_url=SecretStr(redis_url) if redis_url else None,
+    )
+    configure_logging(json=settings.log_json)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+
+
+@app.command()
+def ingest(
+    files: Annotated[
+        list[Path], typer.Argument(exists=True, dir_okay=False, help="NDJSON, CSV or Parquet")
+    ],
+    table: Table_ = "bars",
+    database_url: DatabaseOption = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 5_000,
+) -> None:
+    """Validate every row of FILES and write them (idempotent: a second run changes nothing)."""
+    settings = _settings(database_url)
+    try:
+        written = asyncio.run(_ingest(settings, files, table, batch_size))
+    except StoreError as exc:
+        raise _fail(str(exc), 2) from None
+    out.print(f"wrote {written} {table} to {settings.database}")
+
+
+async def _ingest(settings: StoreSettings, files: list[Path], table: str, batch_size: int) -> int:
+    from market_data_store.files import batches, read_records  # noqa: PLC0415
+    from market_data_store.store import Store  # noqa: PLC0415
+
+    total = 0
+    async with Store(settings) as store:
+        await store.migrate()
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            disable=not sys.stderr.isatty(),
+        ) as progress:
+            for path in files:
+                task = progress.add_task(path.name, total=None)
+                for batch in batches(read_records(path, table), batch_size):
+                    total += await store.submit(batch)
+                    progress.advance(task, len(batch))
+        await store.flush()
+        stats = store.coordinator.stats()
+    if stats.dead_lettered or stats.dropped or stats.failed:
+        msg = (
+            f"{stats.dead_lettered} records dead-lettered, {stats.dropped} dropped, "
+            f"{stats.failed} failed (see {settings.dead_letter_path})"
+        )
+        raise StoreError(msg)
+    return total
+
+
+@app.command()
+def query(
+    symbol: str,
+    timeframe: Annotated[str, typer.Option("--timeframe", "-f")] = "1m",
+    start: Annotated[datetime | None, typer.Option(help="UTC; default: epoch")] = None,
+    end: Annotated[datetime | None, typer.Option(help="UTC; default: now")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=100_000)] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="NDJSON instead of a table")] = False,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Print bars of SYMBOL in [start, end)."""
+    settings = _settings(database_url)
+    begin = _utc(start) or datetime(1970, 1, 1, tzinfo=UTC)
+    finish = _utc(end) or datetime.now(UTC)
+    bars = asyncio.run(_query(settings, symbol, timeframe, begin, finish, limit))
+    if as_json:
+        for bar in bars:
+            out.print(bar.model_dump_json(), soft_wrap=True, highlight=False)
+        return
+    table = Table(
+        "start", "source", "open", "high", "low", "close", "volume", title=f"{symbol} {timeframe}"
+    )
+    for bar in bars:
+        table.add_row(
+            bar.start.isoformat(),
+            bar.source,
+            *(f"{v:g}" for v in (bar.open, bar.high, bar.low, bar.close, bar.volume)),
+        )
+    out.print(table)
+
+
+async def _query(
+    settings: StoreSettings, symbol: str, timeframe: str, start: datetime, end: datetime, limit: int
+) -> list[Any]:
+    from market_data_store.store import make_backend  # noqa: PLC0415
+
+    backend = make_backend(settings.database)
+    await backend.open()
+    try:
+        return await backend.query_bars(symbol, timeframe, start, end, limit=limit)
+    finally:
+        await backend.close()
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@app.command()
+def health(
+    url: Annotated[
+        str, typer.Option(envvar="MDS_URL", show_envvar=True, help="the service's base URL")
+    ] = "http://127.0.0.1:8080",
+    timeout: float = 5.0,
+) -> None:
+    """Ask a running service's /readyz; exit 1 unless healthy or degraded."""
+    import httpx  # noqa: PLC0415
+
+    from market_data_core import HealthStatus  # noqa: PLC0415
+
+    try:
+        response = httpx.get(f"{url.rstrip('/')}/readyz", timeout=timeout)
+        status = HealthStatus.model_validate_json(response.content)
+    except (httpx.HTTPError, ValidationError) as exc:
+        raise _fail(f"{url}: {type(exc).__name__}: {exc}") from None
+    table = Table(
+        "component",
+        "state",
+        "required",
+        "details",
+        title=f"{status.service} {status.version}: {status.state}",
+    )
+    for c in status.components:
+        table.add_row(
+            c.name, str(c.state), "yes" if c.required else "no", json.dumps(dict(c.details))
+        )
+    out.print(table)
+    if response.status_code >= 500:
+        raise typer.Exit(1)
+
+
+@app.command()
+def openapi(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="write here instead of stdout")
+    ] = None,
+) -> None:
+    """Print the service's OpenAPI spec (committed as docs/openapi/market-data-store.json)."""
+    from market_data_store.service.openapi import spec_text  # noqa: PLC0415
+
+    text = spec_text()
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+        out.print(f"wrote {output}")
+
+
+@dlq_app.command("list")
+def dlq_list(
+    path: Annotated[Path, typer.Option(envvar="MDS_DEAD_LETTER_PATH", show_envvar=True)] = Path(
+        "./market_data.dlq.ndjson"
+    ),
+) -> None:
+    """Count the dead-lettered batches and records."""
+    from market_data_store.dlq import FileDeadLetterStore  # noqa: PLC0415
+
+    out.print(f"{path}: {asyncio.run(FileDeadLetterStore(path).count())} dead-lettered batches")
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    path: Annotated[Path, typer.Option(envvar="MDS_DEAD_LETTER_PATH", show_envvar=True)] = Path(
+        "./market_data.dlq.ndjson"
+    ),
+    database_url: DatabaseOption = None,
+) -> None:
+    """Write the dead-lettered batches again; those written are removed from the file."""
+    settings = _settings(database_url, dead_letter_path=str(path) + ".replay")
+    result = asyncio.run(_replay(settings, path))
+    out.print(
+        f"replayed {result.replayed} batches ({result.records} records) from {path}; "
+        f"{result.failed} still failing, {result.corrupt} unreadable lines left in place"
+    )
+    if result.failed or result.corrupt:
+        raise typer.Exit(1)
+
+
+async def _replay(settings: StoreSettings, path: Path) -> ReplayResult:
+    from market_data_store.dlq import FileDeadLetterStore  # noqa: PLC0415
+    from market_data_store.store import make_backend  # noqa: PLC0415
+
+    backend = make_backend(settings.database)
+    await backend.open()
+    try:
+        return await FileDeadLetterStore(path).replay(backend.write)
+    finally:
+        await backend.close()

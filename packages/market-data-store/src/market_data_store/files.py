@@ -1,0 +1,100 @@
+"""Read records from NDJSON, CSV or Parquet files, validated per row with file and line.
+
+Columns / keys are the core model's field names (``Bar``: source, symbol, timeframe,
+start, open, high, low, close, volume, trade_count, vwap). Empty CSV cells are missing
+values. A bad row raises ``BadRecordError`` naming the file, line (or Parquet row) and field.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from market_data_core import Bar, Quote, Signal, Trade
+from market_data_store.backends.base import Record
+from market_data_store.exceptions import StoreError
+
+__all__ = ["MODELS", "BadRecordError", "batches", "read_records"]
+
+MODELS: dict[str, type[BaseModel]] = {
+    "bars": Bar,
+    "trades": Trade,
+    "quotes": Quote,
+    "signals": Signal,
+}
+
+
+class BadRecordError(StoreError, ValueError):
+    """A row of an input file is not a valid record."""
+
+
+def read_records(path: Path, table: str) -> Iterator[Record]:
+    """Records of ``table`` from ``path`` (format by suffix: .ndjson/.jsonl, .csv, .parquet)."""
+    model = MODELS[table]
+    suffix = path.suffix.lower()
+    rows: Iterator[tuple[str, dict[str, Any]]]
+    if suffix in {".ndjson", ".jsonl", ".json"}:
+        rows = _ndjson(path)
+    elif suffix == ".csv":
+        rows = _csv(path)
+    elif suffix == ".parquet":
+        rows = _parquet(path)
+    else:
+        msg = f"{path}: unknown format {suffix!r}; use .ndjson, .jsonl, .csv or .parquet"
+        raise BadRecordError(msg)
+    for where, row in rows:
+        try:
+            yield model.model_validate(row)  # type: ignore[misc]
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(part) for part in first["loc"]) or "record"
+            msg = f"{where}: field {field}: {first['msg']}"
+            raise BadRecordError(msg) from exc
+
+
+def batches(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
+    while batch := list(islice(records, size)):
+        yield batch
+
+
+def _ndjson(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as exc:
+                msg = f"{path}:{number}: not JSON: {exc.msg}"
+                raise BadRecordError(msg) from exc
+            if not isinstance(value, dict):
+                msg = f"{path}:{number}: expected a JSON object, got {type(value).__name__}"
+                raise BadRecordError(msg)
+            yield f"{path}:{number}", value
+
+
+def _csv(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        for row in reader:
+            values = {key: value for key, value in row.items() if value not in ("", None)}
+            yield f"{path}:{reader.line_num}", values
+
+
+def _parquet(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    try:
+        import pyarrow.parquet as pq  # noqa: PLC0415 - optional extra
+    except ImportError as exc:  # pragma: no cover - depends on extras
+        msg = "Parquet needs pyarrow: pip install 'market-data-store[parquet]'"
+        raise BadRecordError(msg) from exc
+    number = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=10_000):
+        for row in batch.to_pylist():
+            number += 1
+            yield f"{path}:row {number}", {k: v for k, v in row.items() if v is not None}

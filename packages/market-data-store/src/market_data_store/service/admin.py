@@ -1,0 +1,119 @@
+"""Admin routes behind ``Authorization: Bearer <MDS_ADMIN_TOKEN>`` (constant-time compare).
+
+With no token configured the routes answer 404: they do not exist. Every call, allowed,
+denied or failed, is recorded as a core ``AuditEnvelope`` (in the database's audit log and
+in the service log); the token itself is never recorded.
+"""
+
+from __future__ import annotations
+
+import hmac
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+import structlog
+from fastapi import APIRouter, Depends, HTTPException, Request
+from pydantic import BaseModel, Field
+
+from market_data_core import AuditEnvelope, AuditOutcome
+from market_data_store.exceptions import BackendError
+from market_data_store.service.deps import ServiceState, State
+
+__all__ = ["router"]
+
+logger = structlog.get_logger(__name__)
+router = APIRouter(prefix="/v1/admin", tags=["admin"])
+
+
+class RetentionRequest(BaseModel):
+    table: Literal["bars", "trades", "quotes", "signals"]
+    older_than_days: Annotated[float, Field(gt=0, le=36_500)]
+
+
+class RetentionResult(BaseModel):
+    table: str
+    cutoff: datetime
+    deleted: int
+
+
+class SchemaVersion(BaseModel):
+    current: str | None
+    head: str
+
+
+async def _audit(
+    state: ServiceState,
+    request: Request,
+    outcome: AuditOutcome,
+    reason: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    envelope = AuditEnvelope(
+        actor="admin" if outcome is not AuditOutcome.DENIED else "anonymous",
+        role="admin" if outcome is not AuditOutcome.DENIED else None,
+        action=f"{request.method} {request.url.path}",
+        target=request.url.path.rsplit("/", 1)[-1],
+        result=outcome,
+        reason=reason,
+        service="market-data-store",
+        request_id=request.headers.get("x-request-id"),
+        details=details or {},
+        ts=datetime.now(UTC),
+    )
+    logger.info("audit", **envelope.model_dump(mode="json"))
+    try:
+        await state.store.backend.record_audit(envelope)
+    except BackendError as exc:  # the log line above still holds the record
+        logger.warning("audit record not stored", error=type(exc).__name__)
+
+
+async def require_admin(state: State, request: Request) -> ServiceState:
+    token = state.settings.admin_token
+    if token is None:
+        raise HTTPException(404, "Not Found")
+    header = request.headers.get("authorization", "")
+    scheme, _, given = header.partition(" ")
+    expected = token.get_secret_value().encode()
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
+        await _audit(state, request, AuditOutcome.DENIED, "missing or wrong bearer token")
+        raise HTTPException(401, "admin token required", headers={"WWW-Authenticate": "Bearer"})
+    return state
+
+
+Admin = Annotated[ServiceState, Depends(require_admin)]
+
+
+@router.post("/migrate", response_model=SchemaVersion, summary="Apply schema migrations")
+async def migrate(state: Admin, request: Request) -> SchemaVersion:
+    try:
+        revision = await state.store.migrate()
+    except Exception as exc:
+        await _audit(state, request, AuditOutcome.FAILED, type(exc).__name__)
+        raise HTTPException(503, f"migration failed: {type(exc).__name__}") from exc
+    await _audit(state, request, AuditOutcome.ALLOWED, details={"revision": revision})
+    version = await state.store.schema_version()
+    return SchemaVersion(current=version["current"], head=str(version["head"]))
+
+
+@router.get("/schema-version", response_model=SchemaVersion, summary="Current and head revision")
+async def schema_version(state: Admin, request: Request) -> SchemaVersion:
+    version = await state.store.schema_version()
+    await _audit(state, request, AuditOutcome.ALLOWED)
+    return SchemaVersion(current=version["current"], head=str(version["head"]))
+
+
+@router.post("/retention", response_model=RetentionResult, summary="Delete rows older than N days")
+async def retention(state: Admin, request: Request, body: RetentionRequest) -> RetentionResult:
+    cutoff = datetime.now(UTC) - timedelta(days=body.older_than_days)
+    deleted = await state.store.backend.delete_before(body.table, cutoff)
+    await _audit(
+        state, request, AuditOutcome.ALLOWED, details={"table": body.table, "deleted": deleted}
+    )
+    return RetentionResult(table=body.table, cutoff=cutoff, deleted=deleted)
+
+
+@router.get("/audit", response_model=list[AuditEnvelope], summary="Recent audit records")
+async def audit(state: Admin, request: Request, limit: int = 100) -> list[AuditEnvelope]:
+    records = await state.store.backend.recent_audit(max(1, min(limit, 1000)))
+    await _audit(state, request, AuditOutcome.ALLOWED)
+    return records

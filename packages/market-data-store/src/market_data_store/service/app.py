@@ -1,0 +1,135 @@
+"""The FastAPI application: ``create_app(settings)``; run it with ``mds serve``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import BaseModel, TypeAdapter
+
+from market_data_core import Bar, HealthStatus, Quote, Signal, Trade
+from market_data_store.exceptions import BackendError, StoreConfigurationError
+from market_data_store.service import admin, feedback, ingest, query
+from market_data_store.service.deps import ServiceState, State
+from market_data_store.service.metrics import StoreMetrics
+from market_data_store.settings import StoreSettings
+from market_data_store.store import SERVICE, Store
+
+__all__ = ["create_app"]
+
+
+class Liveness(BaseModel):
+    status: str = "ok"
+    service: str = SERVICE
+    version: str
+
+
+def create_app(
+    settings: StoreSettings | None = None,
+    *,
+    store: Store | None = None,
+    registry: CollectorRegistry | None = None,
+    migrate_on_start: bool = True,
+) -> FastAPI:
+    """The store service. It starts (and on shutdown drains) ``store``, a new ``Store`` of
+    ``settings`` by default, applying migrations first unless ``migrate_on_start`` is off."""
+    settings = settings or StoreSettings()
+    store = store or Store(settings)
+    metrics = StoreMetrics(registry or CollectorRegistry(), store.coordinator.stats)
+    state = ServiceState(store=store, settings=settings, metrics=metrics)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await store.start(migrate=migrate_on_start)
+        try:
+            yield
+        finally:
+            await store.stop(drain=True)
+
+    from market_data_store import __version__  # noqa: PLC0415
+
+    app = FastAPI(
+        title="market-data-store",
+        version=__version__,
+        summary="Ingest, query and health of the market-data store.",
+        lifespan=lifespan,
+    )
+    app.state.service = state
+    _add_health_routes(app, __version__)
+    for module in (ingest, query, feedback, admin):
+        app.include_router(module.router)
+    _add_error_handlers(app)
+    _add_metrics_middleware(app, metrics)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _add_health_routes(app: FastAPI, version: str) -> None:
+    @app.get("/healthz", response_model=Liveness, tags=["health"], summary="Liveness (no I/O)")
+    async def healthz() -> Liveness:
+        return Liveness(version=version)
+
+    @app.get(
+        "/readyz",
+        response_model=HealthStatus,
+        tags=["health"],
+        summary="Readiness: core HealthStatus, 503 when unhealthy",
+        responses={503: {"model": HealthStatus, "description": "unhealthy"}},
+    )
+    async def readyz(state: State) -> JSONResponse:
+        status = await state.store.health()
+        state.metrics.readiness = status.state
+        return JSONResponse(status.model_dump(mode="json"), status_code=status.http_status)
+
+    @app.get("/metrics", tags=["health"], summary="Prometheus metrics", response_class=Response)
+    async def metrics(state: State) -> Response:
+        return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(BackendError)
+    async def backend_error(_: Request, exc: BackendError) -> JSONResponse:
+        return JSONResponse(
+            {"detail": f"database unavailable: {type(exc).__name__}"},
+            status_code=503,
+            headers={"Retry-After": "2"},
+        )
+
+    @app.exception_handler(StoreConfigurationError)
+    async def bad_argument(_: Request, exc: StoreConfigurationError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+
+def _add_metrics_middleware(app: FastAPI, metrics: StoreMetrics) -> None:
+    @app.middleware("http")
+    async def count(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        metrics.requests.labels(path, str(response.status_code)).inc()
+        metrics.latency.labels(path).observe(time.perf_counter() - started)
+        return response
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The generated spec plus the contract schemas the ingest bodies refer to."""
+    if app.openapi_schema is None:
+        spec = get_openapi(
+            title=app.title, version=app.version, summary=app.summary, routes=app.routes
+        )
+        schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+        for model in (Bar, Trade, Quote, Signal):
+            generated = TypeAdapter(model).json_schema(ref_template="#/components/schemas/{model}")
+            schemas.update(generated.pop("$defs", {}))
+            schemas.setdefault(model.__name__, generated)
+        app.openapi_schema = spec
+    return app.openapi_schema

@@ -1,0 +1,31 @@
+"""Shared pieces of the routes: the service state and its dependency."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from market_data_store.service.idempotency import IdempotencyCache
+from market_data_store.service.metrics import StoreMetrics
+from market_data_store.settings import StoreSettings
+from market_data_store.store import Store
+
+__all__ = ["ServiceState", "State"]
+
+
+@dataclass
+class ServiceState:
+    store: Store
+    settings: StoreSettings
+    metrics: StoreMetrics
+    idempotency: IdempotencyCache = field(default_factory=IdempotencyCache)
+
+
+def _state(request: Request) -> ServiceState:
+    state: ServiceState = request.app.state.service
+    return state
+
+
+State = Annotated[ServiceState, Depends(_state)]

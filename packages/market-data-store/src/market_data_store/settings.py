@@ -1,0 +1,78 @@
+"""Settings of the store: environment variables with the ``MDS_`` prefix (and a ``.env``).
+
+Secrets (the admin token, a DSN with a password, a Redis URL with a password) are
+``SecretStr``: they print as ``**********`` and never reach logs, errors or metrics.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from market_data_store.dsn import DatabaseUrl
+
+__all__ = ["StoreSettings"]
+
+_Fraction = Annotated[float, Field(gt=0, le=1)]
+
+
+class StoreSettings(BaseSettings):
+    """Everything the store service, CLI and in-process ``Store`` need."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MDS_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    database_url: SecretStr = Field(
+        default=SecretStr("sqlite:///./market_data.db"),
+        description="sqlite:///path (embedded default) or postgresql://user:pw@host:port/db",
+    )
+    admin_token: SecretStr | None = Field(
+        default=None, description="Bearer token of the admin routes; unset disables them."
+    )
+    redis_url: SecretStr | None = Field(
+        default=None, description="Publish feedback on Redis streams (else in memory)."
+    )
+    feedback_stream: str = "md:feedback"
+    coordinator_id: str = "store"
+
+    queue_capacity: Annotated[int, Field(ge=1)] = 50_000
+    workers: Annotated[int, Field(ge=1, le=64)] = 2
+    batch_size: Annotated[int, Field(ge=1)] = 5_000
+    flush_interval: Annotated[float, Field(gt=0)] = 0.2
+    high_watermark: _Fraction = 0.8
+    soft_watermark: _Fraction = 0.5
+    low_watermark: _Fraction = 0.3
+    overflow: Literal["block", "drop_oldest", "error"] = "block"
+    heartbeat_interval: Annotated[float, Field(gt=0)] = 5.0
+    retry_attempts: Annotated[int, Field(ge=1, le=100)] = 5
+    dead_letter_path: str = "./market_data.dlq.ndjson"
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    max_batch: Annotated[int, Field(ge=1)] = 10_000
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 16 * 1024 * 1024
+    readiness_cache_seconds: Annotated[float, Field(ge=0)] = 1.0
+    log_json: bool | None = Field(default=None, description="JSON logs (default: when no TTY)")
+
+    @field_validator("database_url")
+    @classmethod
+    def _parseable(cls, value: SecretStr) -> SecretStr:
+        DatabaseUrl.parse(value.get_secret_value())
+        return value
+
+    @model_validator(mode="after")
+    def _ordered_watermarks(self) -> StoreSettings:
+        if not self.low_watermark < self.soft_watermark <= self.high_watermark:
+            msg = (
+                "watermarks must satisfy low < soft <= high, got "
+                f"low={self.low_watermark} soft={self.soft_watermark} high={self.high_watermark}"
+            )
+            raise ValueError(msg)
+        return self
+
+    @property
+    def database(self) -> DatabaseUrl:
+        return DatabaseUrl.parse(self.database_url.get_secret_value())

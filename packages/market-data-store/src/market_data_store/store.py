@@ -1,0 +1,268 @@
+"""The in-process store: a backend, its write coordinator, feedback and health in one object.
+
+>>> async with Store(StoreSettings(database_url="sqlite:///./md.db")) as store:  # doctest: +SKIP
+...     await store.submit(bars)           # queued; durable once the coordinator flushes
+...     await store.flush()                # or stop(drain=True), which flushes everything
+...     latest = await store.latest_bars("1m")
+
+The HTTP service and the ``mds`` CLI are thin layers over this class; pipelines can use it
+directly (no server) or the HTTP client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Self
+
+import structlog
+
+from market_data_core import (
+    BackpressureLevel,
+    Bar,
+    FeedbackEvent,
+    FeedbackPublisher,
+    HealthComponent,
+    HealthState,
+    HealthStatus,
+    InMemoryFeedbackBus,
+    Quote,
+    Trade,
+)
+from market_data_core.protocols import TelemetryMessage
+from market_data_store.backends.base import Backend, Freshness, Record
+from market_data_store.coordinator import WriteCoordinator
+from market_data_store.dlq import FileDeadLetterStore
+from market_data_store.dsn import DatabaseUrl
+from market_data_store.exceptions import BackendError, StoreConfigurationError
+from market_data_store.migrate import current_revision, head_revision, upgrade
+from market_data_store.retry import CircuitBreaker, RetryPolicy
+from market_data_store.settings import StoreSettings
+from market_data_store.watermarks import Watermarks
+
+__all__ = ["Store", "make_backend"]
+
+logger = structlog.get_logger(__name__)
+SERVICE = "market-data-store"
+
+
+def make_backend(url: DatabaseUrl) -> Backend:
+    """The backend for a database URL (PostgreSQL needs the ``postgres`` extra)."""
+    if url.is_sqlite:
+        from market_data_store.backends.sqlite import SqliteBackend  # noqa: PLC0415
+
+        return SqliteBackend(url)
+    try:
+        from market_data_store.backends.postgres import PostgresBackend  # noqa: PLC0415
+    except ImportError as exc:  # pragma: no cover - depends on the installed extras
+        msg = "PostgreSQL needs asyncpg: pip install 'market-data-store[postgres]'"
+        raise StoreConfigurationError(msg) from exc
+    return PostgresBackend(url)
+
+
+class _FanOut:
+    """Publishes to several publishers; one failing never stops the others."""
+
+    def __init__(self, publishers: Sequence[FeedbackPublisher]) -> None:
+        self.publishers = list(publishers)
+
+    async def publish(self, message: TelemetryMessage) -> None:
+        for publisher in self.publishers:
+            try:
+                await publisher.publish(message)
+            except Exception:
+                logger.exception("feedback publisher failed", publisher=type(publisher).__name__)
+
+
+class Store:
+    """Backend + write coordinator + feedback + health."""
+
+    def __init__(
+        self,
+        settings: StoreSettings | None = None,
+        *,
+        backend: Backend | None = None,
+        publishers: Sequence[FeedbackPublisher] = (),
+    ) -> None:
+        self.settings = settings or StoreSettings()
+        self.url = self.settings.database
+        self.backend = backend or make_backend(self.url)
+        self.bus = InMemoryFeedbackBus(ttl=max(3 * self.settings.heartbeat_interval, 1.0))
+        self._redis: Any = None
+        self._publishers: list[FeedbackPublisher] = [self.bus, *publishers]
+        self.coordinator = self._make_coordinator()
+        self._health_cache: tuple[float, HealthStatus] | None = None
+        self._started = False
+
+    def _make_coordinator(self) -> WriteCoordinator:
+        s = self.settings
+        return WriteCoordinator(
+            self.backend,
+            coordinator_id=s.coordinator_id,
+            capacity=s.queue_capacity,
+            workers=s.workers,
+            batch_size=s.batch_size,
+            flush_interval=s.flush_interval,
+            watermarks=Watermarks(
+                high=s.high_watermark, low=s.low_watermark, soft=s.soft_watermark
+            ),
+            overflow=s.overflow,
+            retry=RetryPolicy(attempts=s.retry_attempts),
+            breaker=CircuitBreaker(),
+            dead_letters=FileDeadLetterStore(s.dead_letter_path),
+            publisher=_FanOut(self._publishers),
+            heartbeat_interval=s.heartbeat_interval,
+        )
+
+    async def start(self, *, migrate: bool = False) -> None:
+        """Open the backend (optionally migrating first), start feedback and the workers."""
+        if self._started:
+            return
+        if migrate:
+            await upgrade(self.url)
+        await self.backend.open()
+        if self.settings.redis_url is not None:
+            await self._start_redis(self.settings.redis_url.get_secret_value())
+        await self.coordinator.start()
+        self._started = True
+        logger.info("store started", backend=self.backend.name, database=str(self.url))
+
+    async def _start_redis(self, url: str) -> None:
+        from market_data_core.transports.redis import RedisFeedbackPublisher  # noqa: PLC0415
+
+        self._redis = RedisFeedbackPublisher.from_url(
+            url,
+            stream=self.settings.feedback_stream,
+            heartbeat_interval=None,  # the coordinator's heartbeat republishes through it
+        )
+        await self._redis.start()
+        self._publishers.append(self._redis)
+
+    async def stop(self, *, drain: bool = True) -> None:
+        """Stop accepting, flush what was accepted (``drain``), close everything."""
+        if not self._started:
+            return
+        self._started = False
+        await self.coordinator.stop(drain=drain)
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._publishers.remove(self._redis)
+            self._redis = None
+        await self.bus.aclose()
+        await self.backend.close()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop(drain=True)
+
+    # -- writes -------------------------------------------------------------------------
+
+    async def submit(self, records: Sequence[Record]) -> int:
+        """Queue records for writing; returns how many were accepted."""
+        await self.coordinator.submit_many(records)
+        return len(records)
+
+    async def flush(self) -> None:
+        """Wait until everything accepted so far has been written (or dead-lettered)."""
+        await self.coordinator.flush()
+
+    @property
+    def level(self) -> BackpressureLevel:
+        return self.coordinator.stats().level
+
+    def latest_feedback(self) -> FeedbackEvent | None:
+        return self.bus.latest(self.settings.coordinator_id)
+
+    # -- reads --------------------------------------------------------------------------
+
+    async def query_bars(
+        self,
+        symbol: str,
+        timeframe: str,
+        start: datetime,
+        end: datetime,
+        *,
+        source: str | None = None,
+        limit: int = 1000,
+    ) -> list[Bar]:
+        return await self.backend.query_bars(
+            symbol, timeframe, start, end, source=source, limit=limit
+        )
+
+    async def latest_bars(self, timeframe: str, symbols: Sequence[str] | None = None) -> list[Bar]:
+        return await self.backend.latest_bars(timeframe, symbols)
+
+    async def query_trades(
+        self, symbol: str, start: datetime, end: datetime, *, limit: int = 1000
+    ) -> list[Trade]:
+        return await self.backend.query_trades(symbol, start, end, limit=limit)
+
+    async def query_quotes(
+        self, symbol: str, start: datetime, end: datetime, *, limit: int = 1000
+    ) -> list[Quote]:
+        return await self.backend.query_quotes(symbol, start, end, limit=limit)
+
+    async def freshness(self) -> list[Freshness]:
+        return await self.backend.freshness()
+
+    # -- schema -------------------------------------------------------------------------
+
+    async def migrate(self) -> str:
+        return await upgrade(self.url)
+
+    async def schema_version(self) -> dict[str, str | None]:
+        return {"current": await current_revision(self.url), "head": head_revision()}
+
+    # -- health -------------------------------------------------------------------------
+
+    async def health(self, *, max_age: float | None = None) -> HealthStatus:
+        """Readiness from cached component checks (database ping at most every
+        ``max_age`` seconds, default ``settings.readiness_cache_seconds``)."""
+        max_age = self.settings.readiness_cache_seconds if max_age is None else max_age
+        now = time.monotonic()
+        if self._health_cache is not None and now - self._health_cache[0] < max_age:
+            return self._health_cache[1]
+        components = [await self._database_health(), *self.coordinator.health()]
+        components.append(self._feedback_health())
+        status = HealthStatus.from_components(SERVICE, components, version=_version())
+        self._health_cache = (now, status)
+        return status
+
+    async def _database_health(self) -> HealthComponent:
+        started = time.perf_counter()
+        try:
+            await asyncio.wait_for(self.backend.ping(), timeout=2.0)
+        except (BackendError, TimeoutError, OSError) as exc:
+            return HealthComponent(
+                name="database",
+                state=HealthState.UNHEALTHY,
+                details={"backend": self.backend.name, "error": type(exc).__name__},
+            )
+        return HealthComponent(
+            name="database",
+            state=HealthState.HEALTHY,
+            details={
+                "backend": self.backend.name,
+                "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+            },
+        )
+
+    def _feedback_health(self) -> HealthComponent:
+        if self._redis is not None:
+            component: HealthComponent = self._redis.health()
+            return component
+        return HealthComponent(
+            name="feedback_transport", state=HealthState.HEALTHY, required=False,
+            details={"transport": "memory"},
+        )  # fmt: skip
+
+
+def _version() -> str:
+    from market_data_store import __version__  # noqa: PLC0415 - avoid an import cycle
+
+    return __version__

@@ -1,0 +1,226 @@
+"""The store service end to end in process: real SQLite, real coordinator, real FastAPI."""
+
+import json
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from market_data_core import FeedbackEvent, HealthStatus
+from market_data_core.testing import T0, make_bar, make_quote, make_trade
+from market_data_store.service import create_app
+from market_data_store.settings import StoreSettings
+
+from .conftest import ADMIN_TOKEN, make_gated  # noqa: TID252 - test helpers
+
+BARS_RANGE = {
+    "symbol": "AAPL",
+    "timeframe": "1m",
+    "start": T0.isoformat(),
+    "end": (T0 + timedelta(hours=1)).isoformat(),
+}
+
+
+def _bars(n: int) -> list[dict[str, Any]]:
+    return [make_bar(start=T0 + timedelta(minutes=i)).model_dump(mode="json") for i in range(n)]
+
+
+def _eventually(client: TestClient, path: str, params: dict[str, Any], count: int) -> Any:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        body = client.get(path, params=params).json()
+        items = body["items"] if isinstance(body, dict) else body
+        if len(items) >= count:
+            return body
+        time.sleep(0.02)
+    raise AssertionError(f"{path} never returned {count} items")
+
+
+def test_liveness_and_readiness(client: TestClient) -> None:
+    live = client.get("/healthz")
+    assert live.status_code == 200
+    assert live.json()["status"] == "ok"
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    status = HealthStatus.model_validate(ready.json())
+    assert status.state == "healthy"
+    names = {c.name for c in status.components}
+    assert {"database", "write_queue", "workers", "circuit_breaker", "feedback_transport"} <= names
+
+
+def test_ingest_then_query_bars(client: TestClient) -> None:
+    response = client.post("/v1/bars", json=_bars(30))
+    assert response.status_code == 202
+    assert response.json() == {"accepted": 30, "table": "bars"}
+    page = _eventually(client, "/v1/bars", BARS_RANGE | {"limit": 20}, 20)
+    assert len(page["items"]) == 20
+    assert page["next_start"] is not None
+    rest = client.get(
+        "/v1/bars", params=BARS_RANGE | {"limit": 20, "start": page["next_start"]}
+    ).json()
+    assert len(rest["items"]) == 10
+    assert rest["next_start"] is None
+    latest = client.get("/v1/bars/latest", params={"timeframe": "1m"}).json()
+    assert latest[0]["start"] == (T0 + timedelta(minutes=29)).isoformat().replace("+00:00", "Z")
+
+
+def test_trades_quotes_and_freshness(client: TestClient) -> None:
+    trades = [
+        make_trade(ts=T0 + timedelta(seconds=i), trade_id=str(i)).model_dump(mode="json")
+        for i in range(5)
+    ]
+    assert client.post("/v1/trades", json=trades).status_code == 202
+    assert client.post("/v1/quotes", json=[make_quote().model_dump(mode="json")]).status_code == 202
+    window = {
+        "symbol": "AAPL",
+        "start": T0.isoformat(),
+        "end": (T0 + timedelta(minutes=1)).isoformat(),
+    }
+    assert len(_eventually(client, "/v1/trades", window, 5)) == 5
+    assert len(_eventually(client, "/v1/quotes", window, 1)) == 1
+    fresh = {(f["table"], f["symbol"]): f for f in client.get("/v1/freshness").json()}
+    assert fresh[("trades", "AAPL")]["rows"] == 5
+
+
+def test_invalid_records_are_422_naming_index_and_field(client: TestClient) -> None:
+    bars = _bars(3)
+    bars[1]["volume"] = -5
+    response = client.post("/v1/bars", json=bars)
+    assert response.status_code == 422
+    errors = response.json()["errors"]
+    assert errors[0]["loc"] == [1, "volume"]
+    bars[1]["volume"] = 1
+    bars[2]["low"] = 1e9
+    response = client.post("/v1/bars", json=bars)
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["loc"] == [2]
+    assert "low (1000000000.0) is above high" in response.json()["errors"][0]["msg"]
+    assert client.post("/v1/bars", content=b"not json").status_code == 422
+    assert client.post("/v1/bars", json={"not": "a list"}).status_code == 422
+
+
+def test_too_large_is_413(client: TestClient) -> None:
+    assert client.post("/v1/bars", json=_bars(101)).status_code == 413
+    huge = b"[" + b" " * (64 * 1024) + b"]"
+    assert client.post("/v1/bars", content=huge).status_code == 413
+
+
+def test_idempotency_key(client: TestClient) -> None:
+    headers = {"Idempotency-Key": "batch-0001"}
+    first = client.post("/v1/bars", json=_bars(2), headers=headers)
+    again = client.post("/v1/bars", json=_bars(2), headers=headers)
+    assert (first.status_code, again.status_code) == (202, 202)
+    assert again.json() == first.json()
+    assert again.headers["Idempotent-Replay"] == "true"
+    other = client.post("/v1/bars", json=_bars(3), headers=headers)
+    assert other.status_code == 422
+    assert "different request body" in other.json()["detail"]
+    metrics = client.get("/metrics").text
+    assert 'mds_ingest_records_total{table="bars"} 2.0' in metrics
+
+
+def test_hard_backpressure_is_429_with_retry_after(settings: StoreSettings) -> None:
+    settings = settings.model_copy(update={"queue_capacity": 10, "batch_size": 1, "workers": 1})
+    store, backend = make_gated(settings)
+    with TestClient(create_app(settings, store=store)) as client:
+        backend.gate.clear()  # writes stall: the queue fills
+        for i in range(9):
+            client.post(
+                "/v1/bars", json=[make_bar(start=T0 + timedelta(minutes=i)).model_dump(mode="json")]
+            )
+        deadline = time.monotonic() + 10
+        while client.get("/v1/feedback").json().get("level") != "hard":
+            assert time.monotonic() < deadline, "never reached hard backpressure"
+            time.sleep(0.02)
+        refused = client.post("/v1/bars", json=_bars(1))
+        assert refused.status_code == 429
+        assert refused.headers["Retry-After"] == "1"
+        event = FeedbackEvent.model_validate(client.get("/v1/feedback").json())
+        assert event.level == "hard"
+        backend.gate.set()  # writes resume: everything accepted lands
+        page = _eventually(client, "/v1/bars", BARS_RANGE, 9)
+        assert len(page["items"]) == 9
+        assert 'mds_ingest_rejected_total{reason="backpressure"} 1.0' in client.get("/metrics").text
+
+
+def test_metrics_exposition(client: TestClient) -> None:
+    client.post("/v1/bars", json=_bars(4))
+    client.get("/readyz")
+    text = client.get("/metrics").text
+    for name in ("mds_write_queue_size", "mds_write_queue_capacity", "mds_backpressure_level",
+                 "mds_records_accepted_total", "mds_http_requests_total", "mds_readiness_state"):  # fmt: skip
+        assert f"\n{name}" in text or text.startswith(name) or f"# TYPE {name}" in text
+    assert 'mds_http_requests_total{route="/v1/bars",status="202"} 1.0' in text
+
+
+def test_admin_requires_the_token_and_is_audited(
+    client: TestClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert client.get("/v1/admin/schema-version").status_code == 401
+    wrong = client.get("/v1/admin/schema-version", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    version = client.get("/v1/admin/schema-version", headers=auth).json()
+    assert version["current"] == version["head"]
+    assert client.post("/v1/admin/migrate", headers=auth).json()["current"] == version["head"]
+    audit = client.get("/v1/admin/audit", headers=auth).json()
+    outcomes = [(a["action"], a["result"]) for a in audit]
+    assert ("GET /v1/admin/schema-version", "denied") in outcomes
+    assert ("POST /v1/admin/migrate", "allowed") in outcomes
+    everything = json.dumps(audit) + client.get("/metrics").text + client.get("/readyz").text
+    assert ADMIN_TOKEN not in everything
+    assert ADMIN_TOKEN not in capsys.readouterr().err
+
+
+def test_retention_deletes_old_rows(client: TestClient) -> None:
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    client.post("/v1/bars", json=_bars(3))  # T0 is 2024: older than 30 days
+    _eventually(client, "/v1/bars", BARS_RANGE, 3)
+    result = client.post(
+        "/v1/admin/retention", headers=auth, json={"table": "bars", "older_than_days": 30}
+    )
+    assert result.status_code == 200
+    assert result.json()["deleted"] == 3
+    assert client.get("/v1/bars", params=BARS_RANGE).json()["items"] == []
+    bad = client.post(
+        "/v1/admin/retention", headers=auth, json={"table": "users", "older_than_days": 1}
+    )
+    assert bad.status_code == 422
+
+
+def test_admin_routes_do_not_exist_without_a_token(settings: StoreSettings) -> None:
+    settings = settings.model_copy(update={"admin_token": None})
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/v1/admin/schema-version").status_code == 404
+
+
+def test_query_validation_is_422(client: TestClient) -> None:
+    assert client.get("/v1/bars", params=BARS_RANGE | {"timeframe": "7m"}).status_code == 422
+    assert (
+        client.get("/v1/bars", params=BARS_RANGE | {"start": "2024-01-02T14:30:00"}).status_code
+        == 422
+    )
+    assert client.get("/v1/bars", params=BARS_RANGE | {"symbol": "has space"}).status_code == 422
+    assert client.get("/v1/bars", params=BARS_RANGE | {"limit": 0}).status_code == 422
+
+
+def test_everything_accepted_is_written_on_shutdown(
+    settings: StoreSettings, tmp_path: Path
+) -> None:
+    with TestClient(create_app(settings)) as client:
+        for i in range(20):
+            client.post(
+                "/v1/bars", json=[make_bar(start=T0 + timedelta(minutes=i)).model_dump(mode="json")]
+            )
+    with TestClient(create_app(settings)) as client:
+        assert len(client.get("/v1/bars", params=BARS_RANGE).json()["items"]) == 20
+
+
+def test_secret_database_url_never_leaks(tmp_path: Path) -> None:
+    settings = StoreSettings(database_url=SecretStr("postgresql://u:canary-db-pass@127.0.0.1:1/x"))
+    assert "canary-db-pass" not in repr(settings)
+    assert "canary-db-pass" not in str(settings.database)

@@ -1,0 +1,63 @@
+"""``mds`` end to end on a real SQLite file."""
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from market_data_core.testing import T0, make_bar
+from market_data_store.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {
+        "MDS_DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}",
+        "MDS_DEAD_LETTER_PATH": str(tmp_path / "dlq.ndjson"),
+        "MDS_FLUSH_INTERVAL": "0.01",
+    }
+
+
+def test_migrate_then_ingest_is_idempotent_then_query(tmp_path: Path, env: dict[str, str]) -> None:
+    result = runner.invoke(app, ["migrate"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "is at revision 0001" in result.output
+    bars = [make_bar(start=T0 + timedelta(minutes=i), close=185.0 + i / 100) for i in range(50)]
+    path = tmp_path / "bars.ndjson"
+    path.write_text("".join(bar.model_dump_json() + "\n" for bar in bars))
+    for _ in range(2):
+        result = runner.invoke(app, ["ingest", str(path), "--table", "bars"], env=env)
+        assert result.exit_code == 0, result.output
+        assert "wrote 50 bars" in result.output
+    result = runner.invoke(
+        app, ["query", "AAPL", "--timeframe", "1m", "--json", "--limit", "1000"], env=env
+    )
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("{")]
+    assert len(lines) == 50
+
+
+def test_bad_file_names_line_and_field(tmp_path: Path, env: dict[str, str]) -> None:
+    path = tmp_path / "bad.ndjson"
+    path.write_text(make_bar().model_dump_json() + "\n" + '{"source": "x"}\n')
+    result = runner.invoke(app, ["ingest", str(path)], env=env)
+    assert result.exit_code == 2
+    assert "bad.ndjson:2: field symbol: Field required" in result.output.replace("\n", "")
+
+
+def test_help_names_environment_variables() -> None:
+    result = runner.invoke(app, ["ingest", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "MDS_DATABASE_URL" in result.output
+
+
+def test_openapi_is_committed_and_current() -> None:
+    from market_data_store.service.openapi import spec_text
+
+    committed = Path(__file__).resolve().parents[3] / "docs" / "openapi" / "market-data-store.json"
+    assert committed.read_text() == spec_text(), (
+        "run: uv run mds openapi -o docs/openapi/market-data-store.json"
+    )
