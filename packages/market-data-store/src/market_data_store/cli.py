@@ -294,3 +294,7 @@ async def _replay(settings: StoreSettings, path: Path) -> ReplayResult:
         return await FileDeadLetterStore(path).replay(backend.write)
     finally:
         await backend.close()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -49,6 +49,14 @@ class StoreSettings(BaseSettings):
     heartbeat_interval: Annotated[float, Field(gt=0)] = 5.0
     retry_attempts: Annotated[int, Field(ge=1, le=100)] = 5
     dead_letter_path: str = "./market_data.dlq.ndjson"
+    ack: Literal["durable", "queued"] = Field(
+        default="durable",
+        description=(
+            "When ingest answers 202: 'durable' once the batch is in the database (or the "
+            "dead-letter file), so a crash of the service loses nothing acknowledged; "
+            "'queued' as soon as it is in the write queue (faster, lost if the process dies)."
+        ),
+    )
 
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8080

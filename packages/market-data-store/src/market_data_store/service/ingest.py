@@ -46,6 +46,8 @@ _MODELS: dict[str, type[BaseModel]] = {
 class IngestAccepted(BaseModel):
     accepted: int
     table: str
+    durable: bool
+    """True when the records were written (or dead-lettered) before the answer."""
 
 
 class Problem(BaseModel):
@@ -116,8 +118,11 @@ async def _ingest(  # noqa: PLR0911 - one return per HTTP outcome, in order
     except (CoordinatorStoppedError, CircuitOpenError) as exc:
         state.metrics.rejected.labels("unavailable").inc()
         return _problem(503, f"store not accepting writes: {type(exc).__name__}", retry_after=2)
+    durable = settings.ack == "durable"
+    if durable:
+        await state.store.flush()
     state.metrics.records.labels(table).inc(accepted)
-    answer = IngestAccepted(accepted=accepted, table=table).model_dump()
+    answer = IngestAccepted(accepted=accepted, table=table, durable=durable).model_dump()
     if key is not None:
         state.idempotency.put(key, digest, 202, answer)
     return JSONResponse(answer, status_code=202)

@@ -1,0 +1,234 @@
+"""HTTP clients of the store service, typed with core models (httpx).
+
+``AsyncStoreClient`` for asyncio code (pipelines), ``StoreClient`` for scripts. Writes
+retry on 429 / 503 (honouring ``Retry-After``) and on connection errors, with the same
+``Idempotency-Key`` on every attempt, so a retried batch is never applied twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Self
+
+import httpx
+from pydantic import BaseModel, TypeAdapter
+
+from market_data_core import Bar, FeedbackEvent, HealthStatus, Quote, Signal, Trade
+from market_data_store.backends.base import Record
+from market_data_store.exceptions import StoreError
+
+__all__ = ["AsyncStoreClient", "StoreClient", "StoreClientError"]
+
+_TABLE = {Bar: "bars", Trade: "trades", Quote: "quotes", Signal: "signals"}
+_BARS = TypeAdapter(list[Bar])
+_TRADES = TypeAdapter(list[Trade])
+_QUOTES = TypeAdapter(list[Quote])
+_RETRYABLE = {429, 502, 503, 504}
+
+
+class StoreClientError(StoreError):
+    """The service refused a request (4xx) or stayed unavailable through the retries."""
+
+    def __init__(self, message: str, *, status: int | None = None, body: Any = None) -> None:
+        super().__init__(message)
+        self.status, self.body = status, body
+
+
+def _table_of(records: Sequence[Record]) -> str:
+    tables = {_TABLE[type(record)] for record in records}
+    if len(tables) != 1:
+        msg = f"a batch must hold one kind of record, got {sorted(tables)}"
+        raise StoreClientError(msg)
+    return tables.pop()
+
+
+def _payload(records: Sequence[BaseModel]) -> bytes:
+    return b"[" + b",".join(r.model_dump_json().encode() for r in records) + b"]"
+
+
+def _raise_for(response: httpx.Response) -> None:
+    if response.status_code < 400:
+        return
+    try:
+        body = response.json()
+    except ValueError:
+        body = response.text
+    detail = body.get("detail", body) if isinstance(body, dict) else body
+    msg = f"{response.request.method} {response.request.url.path}: {response.status_code} {detail}"
+    raise StoreClientError(msg, status=response.status_code, body=body)
+
+
+def _range_params(symbol: str, start: datetime, end: datetime, limit: int) -> dict[str, str | int]:
+    return {"symbol": symbol, "start": start.isoformat(), "end": end.isoformat(), "limit": limit}
+
+
+def _delay(response: httpx.Response | None, attempt: int) -> float:
+    header = response.headers.get("retry-after") if response is not None else None
+    if header is not None and header.replace(".", "", 1).isdigit():
+        return min(float(header), 30.0)
+    return float(min(0.1 * 2**attempt, 5.0))
+
+
+class AsyncStoreClient:
+    """``async with AsyncStoreClient("http://127.0.0.1:8080") as client: ...``"""
+
+    def __init__(
+        self, base_url: str, *, timeout: float = 10.0, attempts: int = 8, token: str | None = None
+    ) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout, headers=headers)
+        self.attempts = attempts
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def write(self, records: Sequence[Record], *, idempotency_key: str | None = None) -> int:
+        """Send one batch of one kind; returns how many the service accepted."""
+        if not records:
+            return 0
+        table = _table_of(records)
+        key = idempotency_key or uuid.uuid4().hex
+        body = _payload(records)
+        headers = {"Idempotency-Key": key, "Content-Type": "application/json"}
+        response: httpx.Response | None = None
+        for attempt in range(self.attempts):
+            try:
+                response = await self._http.post(f"/v1/{table}", content=body, headers=headers)
+            except httpx.TransportError:
+                response = None
+            else:
+                if response.status_code not in _RETRYABLE:
+                    _raise_for(response)
+                    return int(response.json()["accepted"])
+            await asyncio.sleep(_delay(response, attempt))
+        status = response.status_code if response is not None else None
+        msg = f"store unavailable after {self.attempts} attempts (last status {status})"
+        raise StoreClientError(msg, status=status)
+
+    async def bars(
+        self, symbol: str, timeframe: str, start: datetime, end: datetime, *, limit: int = 1000
+    ) -> list[Bar]:
+        """Every bar in [start, end), following the pages."""
+        bars: list[Bar] = []
+        params: dict[str, Any] = {"symbol": symbol, "timeframe": timeframe, "limit": limit}
+        cursor: str | None = start.isoformat()
+        while cursor is not None:
+            response = await self._http.get(
+                "/v1/bars", params=params | {"start": cursor, "end": end.isoformat()}
+            )
+            _raise_for(response)
+            page = response.json()
+            bars.extend(_BARS.validate_python(page["items"]))
+            cursor = page["next_start"]
+        return bars
+
+    async def latest_bars(self, timeframe: str) -> list[Bar]:
+        response = await self._http.get("/v1/bars/latest", params={"timeframe": timeframe})
+        _raise_for(response)
+        return _BARS.validate_json(response.content)
+
+    async def trades(
+        self, symbol: str, start: datetime, end: datetime, *, limit: int = 1000
+    ) -> list[Trade]:
+        params = _range_params(symbol, start, end, limit)
+        response = await self._http.get("/v1/trades", params=params)
+        _raise_for(response)
+        return _TRADES.validate_json(response.content)
+
+    async def quotes(
+        self, symbol: str, start: datetime, end: datetime, *, limit: int = 1000
+    ) -> list[Quote]:
+        params = _range_params(symbol, start, end, limit)
+        response = await self._http.get("/v1/quotes", params=params)
+        _raise_for(response)
+        return _QUOTES.validate_json(response.content)
+
+    async def feedback(self) -> FeedbackEvent | None:
+        response = await self._http.get("/v1/feedback")
+        if response.status_code == 404:
+            return None
+        _raise_for(response)
+        return FeedbackEvent.model_validate_json(response.content)
+
+    async def health(self) -> HealthStatus:
+        """The service's readiness (also when it answers 503)."""
+        response = await self._http.get("/readyz")
+        if response.status_code not in {200, 503}:
+            _raise_for(response)
+        return HealthStatus.model_validate_json(response.content)
+
+
+class StoreClient:
+    """The blocking twin of ``AsyncStoreClient`` (for scripts and notebooks)."""
+
+    def __init__(
+        self, base_url: str, *, timeout: float = 10.0, attempts: int = 8, token: str | None = None
+    ) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=base_url, timeout=timeout, headers=headers)
+        self.attempts = attempts
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def write(self, records: Sequence[Record], *, idempotency_key: str | None = None) -> int:
+        if not records:
+            return 0
+        table = _table_of(records)
+        headers = {
+            "Idempotency-Key": idempotency_key or uuid.uuid4().hex,
+            "Content-Type": "application/json",
+        }
+        body = _payload(records)
+        response: httpx.Response | None = None
+        for attempt in range(self.attempts):
+            try:
+                response = self._http.post(f"/v1/{table}", content=body, headers=headers)
+            except httpx.TransportError:
+                response = None
+            else:
+                if response.status_code not in _RETRYABLE:
+                    _raise_for(response)
+                    return int(response.json()["accepted"])
+            time.sleep(_delay(response, attempt))
+        status = response.status_code if response is not None else None
+        msg = f"store unavailable after {self.attempts} attempts (last status {status})"
+        raise StoreClientError(msg, status=status)
+
+    def bars(
+        self, symbol: str, timeframe: str, start: datetime, end: datetime, *, limit: int = 1000
+    ) -> list[Bar]:
+        bars: list[Bar] = []
+        params: dict[str, Any] = {"symbol": symbol, "timeframe": timeframe, "limit": limit}
+        cursor: str | None = start.isoformat()
+        while cursor is not None:
+            response = self._http.get(
+                "/v1/bars", params=params | {"start": cursor, "end": end.isoformat()}
+            )
+            _raise_for(response)
+            page = response.json()
+            bars.extend(_BARS.validate_python(page["items"]))
+            cursor = page["next_start"]
+        return bars
+
+    def health(self) -> HealthStatus:
+        response = self._http.get("/readyz")
+        if response.status_code not in {200, 503}:
+            _raise_for(response)
+        return HealthStatus.model_validate_json(response.content)
