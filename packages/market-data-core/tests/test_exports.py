@@ -10,8 +10,8 @@ EXPECTED = {
     "FeedbackTracker", "HealthComponent", "HealthState", "HealthStatus", "InMemoryFeedbackBus",
     "Instrument", "MarketDataError", "MetricKind", "MetricPoint", "NodeId", "NodeRole",
     "NodeStatus", "PipelineRunner", "Probe", "ProbeKind", "Quote", "RateAdjustment",
-    "RateController", "Region", "Signal", "Sink", "Source", "TelemetryMessage", "Timeframe",
-    "TimeframeError", "Trade", "TradeSide", "Track", "Transform", "TransportError",
+    "RateController", "Region", "Signal", "Sink", "Source", "Symbol", "TelemetryMessage", "Timeframe",
+    "TimeframeError", "Trade", "TradeSide", "Track", "Transform", "TransportError", "UtcDatetime",
     "__version__", "worst_of",
 }  # fmt: skip
 

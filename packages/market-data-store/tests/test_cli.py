@@ -61,3 +61,25 @@ def test_openapi_is_committed_and_current() -> None:
     assert committed.read_text() == spec_text(), (
         "run: uv run mds openapi -o docs/openapi/market-data-store.json"
     )
+
+
+def test_jobs_lists_runs(env: dict[str, str]) -> None:
+    import asyncio
+
+    from market_data_store.dsn import DatabaseUrl
+    from market_data_store.jobs import JobRunTracker
+    from market_data_store.store import make_backend
+
+    assert runner.invoke(app, ["migrate"], env=env).exit_code == 0
+
+    async def start() -> None:
+        backend = make_backend(DatabaseUrl.parse(env["MDS_DATABASE_URL"]))
+        await backend.open()
+        await JobRunTracker(backend).start("nightly-backfill", provider="replay", mode="backfill")
+        await backend.close()
+
+    asyncio.run(start())
+    result = runner.invoke(app, ["jobs"], env=env | {"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "nightly-backfill" in result.output
+    assert "backfill" in result.output

@@ -9,6 +9,7 @@ in ``market_data_core.transports.redis`` behind the ``redis`` extra.
 300
 """
 
+from market_data_core._types import Symbol, UtcDatetime
 from market_data_core.bars import Bar
 from market_data_core.control import (
     AuditEnvelope,
@@ -108,6 +109,7 @@ __all__ = [
     "Signal",
     "Sink",
     "Source",
+    "Symbol",
     "TelemetryMessage",
     "Timeframe",
     "TimeframeError",
@@ -116,6 +118,7 @@ __all__ = [
     "TradeSide",
     "Transform",
     "TransportError",
+    "UtcDatetime",
     "__version__",
     "worst_of",
 ]

@@ -238,6 +238,47 @@ def health(
 
 
 @app.command()
+def jobs(
+    database_url: DatabaseOption = None,
+    job_name: Annotated[str | None, typer.Option("--job", help="only runs of this job")] = None,
+    stuck_after: Annotated[
+        float | None, typer.Option(help="only running jobs silent this many seconds")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+) -> None:
+    """List recent job runs (or the stuck ones)."""
+    runs = asyncio.run(_jobs(_settings(database_url), job_name, stuck_after, limit))
+    table = Table(
+        "id", "job", "provider", "mode", "status", "rows", "failed", "started", "heartbeat"
+    )
+    for run in runs:
+        started, beat = f"{run.started_at:%Y-%m-%d %H:%M:%S}", f"{run.heartbeat_at:%H:%M:%S}"
+        counts = (str(run.rows_written), str(run.rows_failed))
+        table.add_row(
+            run.id[:8], run.job_name, run.provider, run.mode, run.status, *counts, started, beat
+        )
+    out.print(table)
+
+
+async def _jobs(
+    settings: StoreSettings, job_name: str | None, stuck_after: float | None, limit: int
+) -> list[Any]:
+    from datetime import timedelta  # noqa: PLC0415
+
+    from market_data_store.jobs import JobRunTracker  # noqa: PLC0415
+    from market_data_store.store import make_backend  # noqa: PLC0415
+
+    backend = make_backend(settings.database)
+    await backend.open()
+    try:
+        if stuck_after is not None:
+            return await JobRunTracker(backend).stuck(timedelta(seconds=stuck_after))
+        return await backend.recent_job_runs(limit, job_name)
+    finally:
+        await backend.close()
+
+
+@app.command()
 def openapi(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="write here instead of stdout")

@@ -115,3 +115,31 @@ def audit_from_row(row: Sequence[Any], ts: Any = None) -> AuditEnvelope:
     if isinstance(values["details"], str):
         values["details"] = json.loads(values["details"])
     return AuditEnvelope.model_validate(values)
+
+
+JOB_COLUMNS = (
+    "id", "job_name", "provider", "mode", "status", "rows_written", "rows_failed", "symbols",
+    "min_ts", "max_ts", "error", "started_at", "heartbeat_at", "finished_at", "config_fingerprint",
+)  # fmt: skip
+_JOB_TIMES = ("min_ts", "max_ts", "started_at", "heartbeat_at", "finished_at")
+
+
+def job_row(run: Any, ts: Any = None) -> tuple[Any, ...]:
+    values = run.model_dump()
+    values["symbols"] = json.dumps(list(run.symbols))
+    for name in _JOB_TIMES:
+        if values[name] is not None and ts is not None:
+            values[name] = ts(values[name])
+    return tuple(values[c] for c in JOB_COLUMNS)
+
+
+def job_from_row(row: Sequence[Any], ts: Any = None) -> Any:
+    from market_data_store.jobs import JobRun  # noqa: PLC0415 - jobs imports this module
+
+    values = dict(zip(JOB_COLUMNS, row, strict=True))
+    if isinstance(values["symbols"], str):
+        values["symbols"] = json.loads(values["symbols"])
+    for name in _JOB_TIMES:
+        if values[name] is not None and ts is not None:
+            values[name] = ts(values[name])
+    return JobRun.model_validate(values)

@@ -12,9 +12,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from market_data_core import AuditEnvelope, Bar, Quote, Signal, Trade
+
+if TYPE_CHECKING:
+    from market_data_store.jobs import JobRun
 
 __all__ = ["DATA_TABLES", "Backend", "Freshness", "Record", "WriteResult", "split_records"]
 
@@ -145,4 +148,18 @@ class Backend(Protocol):
 
     async def recent_audit(self, limit: int = 100) -> list[AuditEnvelope]:
         """The newest audit records first."""
+        ...
+
+    async def save_job_run(self, run: JobRun) -> None:
+        """Insert or replace a job run (by id)."""
+        ...
+
+    async def get_job_run(self, run_id: str) -> JobRun | None: ...
+
+    async def recent_job_runs(self, limit: int = 50, job_name: str | None = None) -> list[JobRun]:
+        """Newest first."""
+        ...
+
+    async def stuck_job_runs(self, heartbeat_before: datetime) -> list[JobRun]:
+        """Runs still ``running`` whose heartbeat is older than ``heartbeat_before``."""
         ...

@@ -31,6 +31,7 @@ from market_data_store.exceptions import (
     StoreConfigurationError,
     TransientBackendError,
 )
+from market_data_store.jobs import JobRun
 
 __all__ = ["SqliteBackend"]
 
@@ -258,6 +259,33 @@ class SqliteBackend:
         sql = f"SELECT {', '.join(_rows.AUDIT_COLUMNS)} FROM audit_log ORDER BY ts DESC LIMIT ?"
         rows = await self._fetch(sql, [limit])
         return [_rows.audit_from_row(row, _rows.from_micros) for row in rows]
+
+    async def save_job_run(self, run: JobRun) -> None:
+        row = _rows.job_row(run, _rows.to_micros)
+        marks = ", ".join("?" * len(row))
+        sql = f"INSERT OR REPLACE INTO job_runs ({', '.join(_rows.JOB_COLUMNS)}) VALUES ({marks})"
+        await self._call(self._execute_count, sql, row)
+
+    async def get_job_run(self, run_id: str) -> JobRun | None:
+        rows = await self._fetch(f"SELECT {_JOB_SELECT} FROM job_runs WHERE id = ?", [run_id])
+        return _rows.job_from_row(rows[0], _rows.from_micros) if rows else None
+
+    async def recent_job_runs(self, limit: int = 50, job_name: str | None = None) -> list[JobRun]:
+        where, params = ("WHERE job_name = ?", [job_name]) if job_name else ("", [])
+        sql = f"SELECT {_JOB_SELECT} FROM job_runs {where} ORDER BY started_at DESC LIMIT ?"
+        rows = await self._fetch(sql, [*params, limit])
+        return [_rows.job_from_row(row, _rows.from_micros) for row in rows]
+
+    async def stuck_job_runs(self, heartbeat_before: datetime) -> list[JobRun]:
+        sql = (
+            f"SELECT {_JOB_SELECT} FROM job_runs WHERE status = 'running' AND heartbeat_at < ?"
+            " ORDER BY heartbeat_at"
+        )
+        rows = await self._fetch(sql, [_rows.to_micros(heartbeat_before)])
+        return [_rows.job_from_row(row, _rows.from_micros) for row in rows]
+
+
+_JOB_SELECT = ", ".join(_rows.JOB_COLUMNS)
 
 
 def _check_table(table: str) -> None:

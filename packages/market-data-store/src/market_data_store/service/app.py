@@ -15,7 +15,7 @@ from pydantic import BaseModel, TypeAdapter
 
 from market_data_core import Bar, HealthStatus, Quote, Signal, Trade
 from market_data_store.exceptions import BackendError, StoreConfigurationError
-from market_data_store.service import admin, feedback, ingest, query
+from market_data_store.service import admin, feedback, ingest, jobs, query
 from market_data_store.service.deps import ServiceState, State
 from market_data_store.service.metrics import StoreMetrics
 from market_data_store.settings import StoreSettings
@@ -62,7 +62,7 @@ def create_app(
     )
     app.state.service = state
     _add_health_routes(app, __version__)
-    for module in (ingest, query, feedback, admin):
+    for module in (ingest, query, jobs, feedback, admin):
         app.include_router(module.router)
     _add_error_handlers(app)
     _add_metrics_middleware(app, metrics)

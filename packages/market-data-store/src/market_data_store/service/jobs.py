@@ -1,0 +1,96 @@
+"""Job-run routes: pipelines record their runs over HTTP; operators list them and find the
+stuck ones."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import AwareDatetime, BaseModel, Field
+
+from market_data_store.exceptions import StoreConfigurationError
+from market_data_store.jobs import JobMode, JobRun, JobRunTracker, JobStatus
+from market_data_store.service.deps import State
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+
+class JobStart(BaseModel):
+    job_name: Annotated[str, Field(min_length=1, max_length=200)]
+    provider: Annotated[str, Field(min_length=1, max_length=200)]
+    mode: JobMode = "live"
+    symbols: list[Annotated[str, Field(max_length=64)]] = Field(
+        default_factory=list, max_length=10_000
+    )
+    config: dict[str, Any] | None = None
+
+
+class JobHeartbeat(BaseModel):
+    rows_written: Annotated[int, Field(ge=0)] = 0
+    rows_failed: Annotated[int, Field(ge=0)] = 0
+    min_ts: AwareDatetime | None = None
+    max_ts: AwareDatetime | None = None
+
+
+class JobComplete(BaseModel):
+    status: JobStatus = "succeeded"
+    error: Annotated[str, Field(max_length=4000)] | None = None
+
+
+def _tracker(state: State) -> JobRunTracker:
+    return JobRunTracker(state.store.backend)
+
+
+@router.get("", response_model=list[JobRun], summary="Recent job runs, newest first")
+async def recent(
+    state: State,
+    job_name: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+) -> list[JobRun]:
+    return await state.store.backend.recent_job_runs(limit, job_name)
+
+
+@router.get("/stuck", response_model=list[JobRun], summary="Running jobs with an old heartbeat")
+async def stuck(
+    state: State, older_than_seconds: Annotated[float, Query(gt=0, le=30 * 86400)] = 300
+) -> list[JobRun]:
+    return await _tracker(state).stuck(timedelta(seconds=older_than_seconds))
+
+
+@router.get("/{run_id}", response_model=JobRun, summary="One job run")
+async def one(state: State, run_id: Annotated[str, Field(max_length=64)]) -> JobRun:
+    run = await state.store.backend.get_job_run(run_id)
+    if run is None:
+        raise HTTPException(404, f"no job run {run_id!r}")
+    return run
+
+
+@router.post("", response_model=JobRun, status_code=201, summary="Start a job run")
+async def start(state: State, body: JobStart) -> JobRun:
+    return await _tracker(state).start(
+        body.job_name,
+        provider=body.provider,
+        mode=body.mode,
+        symbols=body.symbols,
+        config=body.config,
+    )
+
+
+@router.post("/{run_id}/heartbeat", response_model=JobRun, summary="Add progress to a run")
+async def heartbeat(state: State, run_id: str, body: JobHeartbeat) -> JobRun:
+    try:
+        return await _tracker(state).heartbeat(run_id, **body.model_dump())
+    except StoreConfigurationError as exc:
+        raise HTTPException(409 if "already" in str(exc) else 404, str(exc)) from exc
+
+
+@router.post("/{run_id}/complete", response_model=JobRun, summary="Finish a run")
+async def complete(state: State, run_id: str, body: JobComplete) -> JobRun:
+    try:
+        return await _tracker(state).complete(run_id, status=body.status, error=body.error)
+    except StoreConfigurationError as exc:
+        code = 409 if "already" in str(exc) else 422 if "final status" in str(exc) else 404
+        raise HTTPException(code, str(exc)) from exc
