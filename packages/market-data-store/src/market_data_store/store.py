@@ -63,10 +63,11 @@ def make_backend(url: DatabaseUrl) -> Backend:
 
 
 class _FanOut:
-    """Publishes to several publishers; one failing never stops the others."""
+    """Publishes to several publishers; one failing never stops the others. It keeps the
+    list it is given (not a copy), so publishers added later (Redis on start) receive too."""
 
-    def __init__(self, publishers: Sequence[FeedbackPublisher]) -> None:
-        self.publishers = list(publishers)
+    def __init__(self, publishers: list[FeedbackPublisher]) -> None:
+        self.publishers = publishers
 
     async def publish(self, message: TelemetryMessage) -> None:
         for publisher in self.publishers:
