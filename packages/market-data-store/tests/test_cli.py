@@ -83,3 +83,23 @@ def test_jobs_lists_runs(env: dict[str, str]) -> None:
     assert result.exit_code == 0, result.output
     assert "nightly-backfill" in result.output
     assert "backfill" in result.output
+
+
+@pytest.mark.parametrize("suffix", [".ndjson", ".csv"])
+def test_export_round_trips_through_ingest(
+    tmp_path: Path, env: dict[str, str], suffix: str
+) -> None:
+    bars = [
+        make_bar(start=T0 + timedelta(minutes=i), vwap=None, trade_count=None)
+        for i in range(12_345)
+    ]
+    source = tmp_path / "in.ndjson"
+    source.write_text("".join(bar.model_dump_json() + "\n" for bar in bars))
+    assert runner.invoke(app, ["ingest", str(source)], env=env).exit_code == 0
+    exported = tmp_path / f"out{suffix}"
+    result = runner.invoke(app, ["export", "AAPL", "-o", str(exported)], env=env)
+    assert result.exit_code == 0, result.output
+    assert "wrote 12345 AAPL 1m bars" in result.output
+    from market_data_store.files import read_records
+
+    assert list(read_records(exported, "bars")) == bars

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -186,14 +186,25 @@ def query(
 
 
 async def _query(
-    settings: StoreSettings, symbol: str, timeframe: str, start: datetime, end: datetime, limit: int
+    settings: StoreSettings,
+    symbol: str,
+    timeframe: str,
+    start: datetime,
+    end: datetime,
+    limit: int | None,
 ) -> list[Any]:
     from market_data_store.store import make_backend  # noqa: PLC0415
 
     backend = make_backend(settings.database)
     await backend.open()
     try:
-        return await backend.query_bars(symbol, timeframe, start, end, limit=limit)
+        if limit is not None:
+            return await backend.query_bars(symbol, timeframe, start, end, limit=limit)
+        bars: list[Any] = []
+        while page := await backend.query_bars(symbol, timeframe, start, end, limit=10_000):
+            bars.extend(page)
+            start = page[-1].start + timedelta(microseconds=1)
+        return bars
     finally:
         await backend.close()
 
@@ -202,6 +213,28 @@ def _utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@app.command()
+def export(
+    symbol: str,
+    output: Annotated[Path, typer.Option("--output", "-o", help=".ndjson, .jsonl or .csv")],
+    timeframe: Annotated[str, typer.Option("--timeframe", "-f")] = "1m",
+    start: Annotated[datetime | None, typer.Option(help="UTC; default: epoch")] = None,
+    end: Annotated[datetime | None, typer.Option(help="UTC; default: now")] = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Write every bar of SYMBOL in [start, end) to a file (readable again by `mds ingest`)."""
+    from market_data_store.files import write_bars  # noqa: PLC0415
+
+    if output.suffix.lower() not in {".ndjson", ".jsonl", ".csv"}:
+        raise _fail(f"{output}: unknown format {output.suffix!r}; use .ndjson, .jsonl or .csv", 2)
+    settings = _settings(database_url)
+    begin = _utc(start) or datetime(1970, 1, 1, tzinfo=UTC)
+    finish = _utc(end) or datetime.now(UTC)
+    bars = asyncio.run(_query(settings, symbol, timeframe, begin, finish, None))
+    write_bars(output, bars)
+    out.print(f"wrote {len(bars)} {symbol} {timeframe} bars to {output}")
 
 
 @app.command()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from market_data_core import Bar, Quote, Signal, Trade
 from market_data_store.backends.base import Record
 from market_data_store.exceptions import StoreError
 
-__all__ = ["MODELS", "BadRecordError", "batches", "read_records"]
+__all__ = ["MODELS", "BadRecordError", "batches", "read_records", "write_bars"]
 
 MODELS: dict[str, type[BaseModel]] = {
     "bars": Bar,
@@ -98,3 +98,18 @@ def _parquet(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
         for row in batch.to_pylist():
             number += 1
             yield f"{path}:row {number}", {k: v for k, v in row.items() if v is not None}
+
+
+def write_bars(path: Path, bars: Sequence[Bar]) -> None:
+    """Bars to NDJSON (``.ndjson``/``.jsonl``) or CSV, in the format ``read_records`` reads."""
+    if path.suffix.lower() == ".csv":
+        columns = list(Bar.model_fields)
+        with path.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            for bar in bars:
+                row = bar.model_dump(mode="json")
+                writer.writerow({k: "" if row[k] is None else row[k] for k in columns})
+        return
+    with path.open("w", encoding="utf-8") as handle:
+        handle.writelines(bar.model_dump_json() + "\n" for bar in bars)

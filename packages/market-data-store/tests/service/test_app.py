@@ -226,3 +226,20 @@ def test_secret_database_url_never_leaks(tmp_path: Path) -> None:
     settings = StoreSettings(database_url=SecretStr("postgresql://u:canary-db-pass@127.0.0.1:1/x"))
     assert "canary-db-pass" not in repr(settings)
     assert "canary-db-pass" not in str(settings.database)
+
+
+def test_feedback_stream_sends_events(settings: StoreSettings) -> None:
+    settings = settings.model_copy(update={"heartbeat_interval": 0.05})
+    with (
+        TestClient(create_app(settings)) as client,
+        client.stream("GET", "/v1/feedback/stream") as stream,
+    ):
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        frames: list[FeedbackEvent] = []
+        for line in stream.iter_lines():
+            if line.startswith("data: "):
+                frames.append(FeedbackEvent.model_validate_json(line.removeprefix("data: ")))
+            if len(frames) == 2:
+                break
+    assert frames[0].coordinator_id == settings.coordinator_id
+    assert frames[1].ts >= frames[0].ts  # the heartbeat keeps the stream alive
