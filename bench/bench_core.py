@@ -14,11 +14,11 @@ import json
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import redis.asyncio as aioredis
+from _report import Row, print_table
 
 from market_data_core import (
     BackpressureLevel,
@@ -44,40 +44,6 @@ FANOUT = 4
 YIELD_EVERY = 256  # the publisher yields to the draining tasks every this many messages
 REDIS_TIMEOUT = 60.0
 PUBLISHER = "bench-publisher"
-
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    name: str
-    n: int
-    seconds: float
-    baseline: str
-    baseline_seconds: float
-    subject_text: str  # what is measured, for the explanation line
-    baseline_text: str
-    note: str  # where the difference comes from
-
-    @property
-    def rate(self) -> float:
-        return self.n / self.seconds
-
-    @property
-    def baseline_rate(self) -> float:
-        return self.n / self.baseline_seconds
-
-    @property
-    def ratio(self) -> float:
-        return self.rate / self.baseline_rate
-
-    def explanation(self) -> str:
-        ratio = self.ratio
-        pace = (
-            f"runs {ratio:.2f}x as fast as"
-            if ratio >= 1
-            else f"takes {1 / ratio:.2f}x the time per item of"
-        )
-        head = f"{self.name} vs {self.baseline}, ratio {ratio:.3f}"
-        return f"{head}: {self.subject_text} {pace} {self.baseline_text}; {self.note}."
 
 
 Measure = Callable[[], float]  # runs once, returns the seconds of the timed part
@@ -420,37 +386,6 @@ def bench_redis(events: Sequence[FeedbackEvent]) -> Row:
 
 
 # --- report ----------------------------------------------------------------------------
-
-
-def print_table(rows: Sequence[Row]) -> None:
-    header = ("benchmark", "n", "rate (items/s)", "baseline", "baseline rate", "ratio")
-    cells = [
-        (
-            row.name,
-            f"{row.n:,}",
-            f"{row.rate:,.0f}",
-            row.baseline,
-            f"{row.baseline_rate:,.0f}",
-            f"{row.ratio:.3f}",
-        )
-        for row in rows
-    ]
-    widths = [max(len(line[i]) for line in (header, *cells)) for i in range(len(header))]
-    left = {0, 3}
-
-    def render(line: Sequence[str]) -> str:
-        return "  ".join(
-            cell.ljust(width) if i in left else cell.rjust(width)
-            for i, (cell, width) in enumerate(zip(line, widths, strict=True))
-        )
-
-    print(render(header))  # noqa: T201
-    print(render(["-" * width for width in widths]))  # noqa: T201
-    for line in cells:
-        print(render(line))  # noqa: T201
-    print()  # noqa: T201
-    for row in rows:
-        print(f"- {row.explanation()}")  # noqa: T201
 
 
 def main() -> None:

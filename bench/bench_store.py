@@ -27,12 +27,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
+from _report import Row, print_table
 
 from market_data_core import Bar, Timeframe
 from market_data_core.testing import T0
@@ -42,6 +43,8 @@ from market_data_store.backends.sqlite import SqliteBackend
 from market_data_store.dsn import DatabaseUrl
 from market_data_store.migrate import upgrade
 from market_data_store.testing import PostgresServer
+
+StoreRow = partial(Row, unit="row")
 
 REPEAT = 3
 N_BARS = int(os.environ.get("MD_BENCH_STORE_BARS", "1000000"))  # fewer for a quick try
@@ -55,40 +58,6 @@ PG_SETTINGS = {
     "autovacuum": "off",  # it would run at random points of the timed parts
 }
 BAR_COLUMNS = (*_rows.BAR_COLUMNS, "ingested_at")
-
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    name: str
-    n: int
-    seconds: float
-    baseline: str
-    baseline_seconds: float
-    subject_text: str  # what is measured, for the explanation line
-    baseline_text: str
-    note: str  # where the difference comes from
-
-    @property
-    def rate(self) -> float:
-        return self.n / self.seconds
-
-    @property
-    def baseline_rate(self) -> float:
-        return self.n / self.baseline_seconds
-
-    @property
-    def ratio(self) -> float:
-        return self.rate / self.baseline_rate
-
-    def explanation(self) -> str:
-        ratio = self.ratio
-        pace = (
-            f"runs {ratio:.2f}x as fast as"
-            if ratio >= 1
-            else f"takes {1 / ratio:.2f}x the time per row of"
-        )
-        head = f"{self.name} vs {self.baseline}, ratio {ratio:.3f}"
-        return f"{head}: {self.subject_text} {pace} {self.baseline_text}; {self.note}."
 
 
 Measure = Callable[[], Awaitable[float]]  # runs once, returns the seconds of the timed part
@@ -249,7 +218,7 @@ async def bench_postgres(bars: Sequence[Bar]) -> list[Row]:
     subject = f"PostgresBackend.write of validated Bars in {batching} by {WORKERS} workers"
     baseline = f"asyncpg copy_records_to_table of prebuilt tuples, {batching}, {WORKERS} conns"
     return [
-        Row(
+        StoreRow(
             f"pg write x{WORKERS}, append",
             n,
             append2,
@@ -262,7 +231,7 @@ async def bench_postgres(bars: Sequence[Bar]) -> list[Row]:
             "difference is building and deduplicating the rows in Python, now() and a "
             "savepoint per batch",
         ),
-        Row(
+        StoreRow(
             f"pg write x{WORKERS}, replay",
             n,
             replay2,
@@ -274,7 +243,7 @@ async def bench_postgres(bars: Sequence[Bar]) -> list[Row]:
             "WHERE values differ: an index lookup and a row lock per row, nothing rewritten "
             "(checked: ingested_at unchanged)",
         ),
-        Row(
+        StoreRow(
             "pg write x1, append",
             n,
             append1,
@@ -285,7 +254,7 @@ async def bench_postgres(bars: Sequence[Bar]) -> list[Row]:
             "with one writer the Python work of a batch cannot overlap the server's work "
             "on another batch",
         ),
-        Row(
+        StoreRow(
             f"pg upsert-only x{WORKERS}, append",
             n,
             upsert2,
@@ -384,7 +353,7 @@ async def bench_sqlite(bars: Sequence[Bar]) -> list[Row]:
     batching = f"{BATCH // 1000}k rows per transaction"
     baseline = f"sqlite3 executemany INSERT of prebuilt tuples, {batching}"
     return [
-        Row(
+        StoreRow(
             "sqlite write, append",
             lite.n,
             append,
@@ -396,7 +365,7 @@ async def bench_sqlite(bars: Sequence[Bar]) -> list[Row]:
             "the backend builds the rows in Python, upserts (ON CONFLICT DO UPDATE) and "
             "runs on its database thread",
         ),
-        Row(
+        StoreRow(
             "sqlite write, replay",
             lite.n,
             replay,
@@ -410,37 +379,6 @@ async def bench_sqlite(bars: Sequence[Bar]) -> list[Row]:
 
 
 # --- report ----------------------------------------------------------------------------
-
-
-def print_table(rows: Sequence[Row]) -> None:
-    header = ("benchmark", "n", "rate (rows/s)", "baseline", "baseline rate", "ratio")
-    cells = [
-        (
-            row.name,
-            f"{row.n:,}",
-            f"{row.rate:,.0f}",
-            row.baseline,
-            f"{row.baseline_rate:,.0f}",
-            f"{row.ratio:.3f}",
-        )
-        for row in rows
-    ]
-    widths = [max(len(line[i]) for line in (header, *cells)) for i in range(len(header))]
-    left = {0, 3}
-
-    def render(line: Sequence[str]) -> str:
-        return "  ".join(
-            cell.ljust(width) if i in left else cell.rjust(width)
-            for i, (cell, width) in enumerate(zip(line, widths, strict=True))
-        )
-
-    print(render(header))  # noqa: T201
-    print(render(["-" * width for width in widths]))  # noqa: T201
-    for line in cells:
-        print(render(line))  # noqa: T201
-    print()  # noqa: T201
-    for row in rows:
-        print(f"- {row.explanation()}")  # noqa: T201
 
 
 async def run() -> list[Row]:
@@ -462,7 +400,7 @@ def main() -> None:
         flush=True,
     )
     rows = asyncio.run(run())
-    print_table(rows)
+    print_table(rows, unit="rows")
     print(f"\ntotal {time.perf_counter() - started:.1f} s")  # noqa: T201
 
 
