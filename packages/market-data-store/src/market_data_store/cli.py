@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from market_data_store.backends.base import complete_page
 from market_data_store.dlq import ReplayResult
 from market_data_store.exceptions import StoreError
 from market_data_store.settings import StoreSettings
@@ -201,9 +202,11 @@ async def _query(
         if limit is not None:
             return await backend.query_bars(symbol, timeframe, start, end, limit=limit)
         bars: list[Any] = []
-        while page := await backend.query_bars(symbol, timeframe, start, end, limit=10_000):
-            bars.extend(page)
-            start = page[-1].start + timedelta(microseconds=1)
+        cursor: datetime | None = start
+        while cursor is not None:
+            page = await backend.query_bars(symbol, timeframe, cursor, end, limit=10_000)
+            kept, cursor = complete_page(page, 10_000)
+            bars.extend(kept)
         return bars
     finally:
         await backend.close()

@@ -57,13 +57,14 @@ def test_ingest_then_query_bars(client: TestClient) -> None:
     assert response.status_code == 202
     assert response.json() == {"accepted": 30, "table": "bars", "durable": True}
     page = client.get("/v1/bars", params=BARS_RANGE | {"limit": 20}).json()  # durable: at once
-    assert len(page["items"]) == 20
+    assert len(page["items"]) == 19  # a full page ends on a complete start
     assert page["next_start"] is not None
     rest = client.get(
         "/v1/bars", params=BARS_RANGE | {"limit": 20, "start": page["next_start"]}
     ).json()
-    assert len(rest["items"]) == 10
+    assert len(rest["items"]) == 11
     assert rest["next_start"] is None
+    assert len({b["start"] for b in page["items"] + rest["items"]}) == 30
     latest = client.get("/v1/bars/latest", params={"timeframe": "1m"}).json()
     assert latest[0]["start"] == (T0 + timedelta(minutes=29)).isoformat().replace("+00:00", "Z")
 
@@ -194,6 +195,33 @@ def test_retention_deletes_old_rows(client: TestClient) -> None:
     assert bad.status_code == 422
 
 
+def test_refresh_aggregates_rolls_minutes_into_hours(client: TestClient) -> None:
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    client.post("/v1/bars", json=_bars(90))
+    body = {
+        "base": "1m",
+        "targets": ["1h"],
+        "start": T0.isoformat(),
+        "end": (T0 + timedelta(hours=2)).isoformat(),
+    }
+    result = client.post("/v1/admin/aggregates/refresh", headers=auth, json=body)
+    assert result.status_code == 200, result.text
+    assert result.json() == [{"base": "1m", "target": "1h", "symbols": 1, "bars": 2}]
+    hours = client.get(
+        "/v1/bars",
+        params=BARS_RANGE
+        | {"timeframe": "1h", "start": "2024-01-02T14:00:00Z", "end": "2024-01-02T17:00:00Z"},
+    ).json()["items"]
+    assert [h["trade_count"] for h in hours] == [
+        87 * 30,
+        87 * 60,
+    ]  # the 14:00 hour holds 14:30-14:59
+    bad = client.post(
+        "/v1/admin/aggregates/refresh", headers=auth, json=body | {"targets": ["90s"]}
+    )
+    assert bad.status_code == 422
+
+
 def test_admin_routes_do_not_exist_without_a_token(settings: StoreSettings) -> None:
     settings = settings.model_copy(update={"admin_token": None})
     with TestClient(create_app(settings)) as client:
@@ -243,3 +271,18 @@ def test_feedback_stream_sends_events(settings: StoreSettings) -> None:
                 break
     assert frames[0].coordinator_id == settings.coordinator_id
     assert frames[1].ts >= frames[0].ts  # the heartbeat keeps the stream alive
+
+
+def test_paging_never_splits_sources_at_one_start(client: TestClient) -> None:
+    bars = [
+        make_bar(source=source, start=T0 + timedelta(minutes=i)).model_dump(mode="json")
+        for i in range(7)
+        for source in ("a", "b", "c")
+    ]
+    client.post("/v1/bars", json=bars)
+    seen, start = [], T0.isoformat()
+    while start is not None:
+        page = client.get("/v1/bars", params=BARS_RANGE | {"start": start, "limit": 5}).json()
+        seen.extend((b["source"], b["start"]) for b in page["items"])
+        start = page["next_start"]
+    assert len(seen) == len(set(seen)) == 21

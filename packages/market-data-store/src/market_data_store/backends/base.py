@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from market_data_core import AuditEnvelope, Bar, Quote, Signal, Trade
@@ -19,7 +19,15 @@ from market_data_core import AuditEnvelope, Bar, Quote, Signal, Trade
 if TYPE_CHECKING:
     from market_data_store.jobs import JobRun
 
-__all__ = ["DATA_TABLES", "Backend", "Freshness", "Record", "WriteResult", "split_records"]
+__all__ = [
+    "DATA_TABLES",
+    "Backend",
+    "Freshness",
+    "Record",
+    "WriteResult",
+    "complete_page",
+    "split_records",
+]
 
 DATA_TABLES = ("bars", "trades", "quotes", "signals")
 
@@ -114,8 +122,8 @@ class Backend(Protocol):
         source: str | None = None,
         limit: int = 1000,
     ) -> list[Bar]:
-        """Bars with ``start <= bar.start < end`` in time order, at most ``limit``; page by
-        passing the last bar's start plus one microsecond as the next ``start``."""
+        """Bars with ``start <= bar.start < end`` ordered by (start, source), at most
+        ``limit``; page with ``complete_page``."""
         ...
 
     async def latest_bars(self, timeframe: str, symbols: Sequence[str] | None = None) -> list[Bar]:
@@ -163,3 +171,16 @@ class Backend(Protocol):
     async def stuck_job_runs(self, heartbeat_before: datetime) -> list[JobRun]:
         """Runs still ``running`` whose heartbeat is older than ``heartbeat_before``."""
         ...
+
+
+def complete_page(bars: list[Bar], limit: int) -> tuple[list[Bar], datetime | None]:
+    """Cut a full page of bars (ordered by start, source) at its last complete start, so that
+    the next page, which begins at the returned start, misses no source's bar at that
+    start. Returns the bars to keep and the next page's start (``None`` on the last page)."""
+    if len(bars) < limit:
+        return bars, None
+    last = bars[-1].start
+    keep = [bar for bar in bars if bar.start < last]
+    if not keep:  # more sources at one start than a page holds: move on
+        return bars, last + timedelta(microseconds=1)
+    return keep, last

@@ -8,15 +8,17 @@ in the service log); the token itself is never recorded.
 from __future__ import annotations
 
 import hmac
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import structlog
 from fastapi import APIRouter, Depends, HTTPException, Request
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 
-from market_data_core import AuditEnvelope, AuditOutcome
-from market_data_store.exceptions import BackendError
+from market_data_core import AuditEnvelope, AuditOutcome, TimeframeError
+from market_data_store.aggregates import refresh_aggregates
+from market_data_store.exceptions import BackendError, StoreConfigurationError
 from market_data_store.service.deps import ServiceState, State
 
 __all__ = ["router"]
@@ -34,6 +36,22 @@ class RetentionResult(BaseModel):
     table: str
     cutoff: datetime
     deleted: int
+
+
+class AggregateRequest(BaseModel):
+    base: Annotated[str, Field(max_length=8, examples=["1m"])] = "1m"
+    targets: Annotated[
+        list[Annotated[str, Field(max_length=8)]], Field(min_length=1, max_length=10)
+    ]
+    start: AwareDatetime
+    end: AwareDatetime
+
+
+class AggregateResultModel(BaseModel):
+    base: str
+    target: str
+    symbols: int
+    bars: int
 
 
 class SchemaVersion(BaseModel):
@@ -110,6 +128,30 @@ async def retention(state: Admin, request: Request, body: RetentionRequest) -> R
         state, request, AuditOutcome.ALLOWED, details={"table": body.table, "deleted": deleted}
     )
     return RetentionResult(table=body.table, cutoff=cutoff, deleted=deleted)
+
+
+@router.post(
+    "/aggregates/refresh",
+    response_model=list[AggregateResultModel],
+    summary="Recompute higher-timeframe bars from base bars in a range",
+)
+async def refresh(
+    state: Admin, request: Request, body: AggregateRequest
+) -> list[AggregateResultModel]:
+    try:
+        results = await refresh_aggregates(
+            state.store.backend,
+            base=body.base,
+            targets=body.targets,
+            start=body.start,
+            end=body.end,
+        )
+    except (StoreConfigurationError, TimeframeError) as exc:
+        await _audit(state, request, AuditOutcome.FAILED, str(exc))
+        raise HTTPException(422, str(exc)) from exc
+    details = {r.target: r.bars for r in results}
+    await _audit(state, request, AuditOutcome.ALLOWED, details=details)
+    return [AggregateResultModel(**asdict(r)) for r in results]
 
 
 @router.get("/audit", response_model=list[AuditEnvelope], summary="Recent audit records")

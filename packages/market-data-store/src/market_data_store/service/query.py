@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 from pydantic import AwareDatetime, BaseModel
 
 from market_data_core import Bar, Quote, Timeframe, TimeframeError, Trade
+from market_data_store.backends.base import complete_page
 from market_data_store.service.deps import State
 
 __all__ = ["router"]
@@ -53,10 +54,10 @@ async def bars(
     source: Annotated[str | None, Query(max_length=128)] = None,
     limit: Limit = 1000,
 ) -> BarPage:
-    items = await state.store.query_bars(
+    page = await state.store.query_bars(
         symbol, _timeframe(timeframe), start, end, source=source, limit=limit
     )
-    after = items[-1].start + timedelta(microseconds=1) if len(items) == limit else None
+    items, after = complete_page(page, limit)
     return BarPage(items=items, next_start=after)
 
 
