@@ -37,7 +37,7 @@ class Bar(InputModel):
     low: FinitePrice
     close: FinitePrice
     volume: NonNegativeFinite = 0.0
-    trade_count: Annotated[int, Field(ge=0)] | None = None
+    trade_count: Annotated[int, Field(ge=0, le=2**63 - 1)] | None = None  # a SQL BIGINT
     vwap: FinitePrice | None = None
 
     @model_validator(mode="after")

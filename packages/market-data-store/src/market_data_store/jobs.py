@@ -36,8 +36,8 @@ class JobRun(BaseModel):
     provider: Annotated[str, Field(min_length=1, max_length=200)]
     mode: JobMode
     status: JobStatus = "running"
-    rows_written: Annotated[int, Field(ge=0)] = 0
-    rows_failed: Annotated[int, Field(ge=0)] = 0
+    rows_written: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
+    rows_failed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
     symbols: tuple[str, ...] = ()
     min_ts: UtcDatetime | None = None
     max_ts: UtcDatetime | None = None

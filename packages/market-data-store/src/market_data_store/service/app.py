@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -18,6 +19,7 @@ from market_data_store.exceptions import BackendError, StoreConfigurationError
 from market_data_store.service import admin, feedback, ingest, jobs, query
 from market_data_store.service.deps import ServiceState, State
 from market_data_store.service.metrics import StoreMetrics
+from market_data_store.service.problems import Problem, validation_handler
 from market_data_store.settings import StoreSettings
 from market_data_store.store import SERVICE, Store
 
@@ -93,6 +95,8 @@ def _add_health_routes(app: FastAPI, version: str) -> None:
 
 
 def _add_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, validation_handler)
+
     @app.exception_handler(BackendError)
     async def backend_error(_: Request, exc: BackendError) -> JSONResponse:
         return JSONResponse(
@@ -127,9 +131,28 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             title=app.title, version=app.version, summary=app.summary, routes=app.routes
         )
         schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+        _use_problem_for_422(spec, schemas)
         for model in (Bar, Trade, Quote, Signal):
             generated = TypeAdapter(model).json_schema(ref_template="#/components/schemas/{model}")
             schemas.update(generated.pop("$defs", {}))
             schemas.setdefault(model.__name__, generated)
         app.openapi_schema = spec
     return app.openapi_schema
+
+
+_PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+
+
+def _use_problem_for_422(spec: dict[str, Any], schemas: dict[str, Any]) -> None:
+    """Every 422 answers with ``Problem`` (see problems.py), FastAPI's default included."""
+    problem = TypeAdapter(Problem).json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(problem.pop("$defs", {}))
+    schemas["Problem"] = problem
+    schemas.pop("HTTPValidationError", None)
+    schemas.pop("ValidationError", None)
+    for operation in (op for path in spec["paths"].values() for op in path.values()):
+        if "422" in operation.get("responses", {}):
+            operation["responses"]["422"] = {
+                "description": "invalid request: what and where",
+                "content": {"application/json": {"schema": _PROBLEM_REF}},
+            }

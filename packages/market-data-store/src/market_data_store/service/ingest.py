@@ -25,6 +25,7 @@ from market_data_store.exceptions import (
 )
 from market_data_store.service.deps import ServiceState, State
 from market_data_store.service.idempotency import KeyReusedError
+from market_data_store.service.problems import Problem, problem, validation_errors
 
 __all__ = ["IngestAccepted", "router"]
 
@@ -50,19 +51,6 @@ class IngestAccepted(BaseModel):
     """True when the records were written (or dead-lettered) before the answer."""
 
 
-class Problem(BaseModel):
-    detail: str
-    errors: list[dict[str, Any]] = []
-
-
-def _problem(
-    status: int, detail: str, *, retry_after: int | None = None, errors: Any = ()
-) -> JSONResponse:
-    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
-    body = {"detail": detail, "errors": list(errors)}
-    return JSONResponse(body, status_code=status, headers=headers)
-
-
 async def _read_body(request: Request, limit: int) -> bytes | None:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -76,11 +64,6 @@ async def _read_body(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def _errors(exc: ValidationError) -> list[dict[str, Any]]:
-    """Validation errors as ``{"loc": [index, field...], "msg": ...}`` without the input."""
-    return [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
-
-
 async def _ingest(  # noqa: PLR0911 - one return per HTTP outcome, in order
     state: ServiceState, request: Request, table: str, key: str | None
 ) -> JSONResponse:
@@ -88,36 +71,36 @@ async def _ingest(  # noqa: PLR0911 - one return per HTTP outcome, in order
     body = await _read_body(request, settings.max_body_bytes)
     if body is None:
         state.metrics.rejected.labels("body_too_large").inc()
-        return _problem(413, f"request body exceeds {settings.max_body_bytes} bytes")
+        return problem(413, f"request body exceeds {settings.max_body_bytes} bytes")
     digest = state.idempotency.digest(table, body)
     if key is not None:
         try:
             cached = state.idempotency.get(key, digest)
         except KeyReusedError as exc:
-            return _problem(422, str(exc))
+            return problem(422, str(exc))
         if cached is not None:
             return JSONResponse(
                 cached[1], status_code=cached[0], headers={"Idempotent-Replay": "true"}
             )
     if state.store.level is BackpressureLevel.HARD:
         state.metrics.rejected.labels("backpressure").inc()
-        return _problem(429, "store under hard backpressure: retry later", retry_after=1)
+        return problem(429, "store under hard backpressure: retry later", retry_after=1)
     try:
         records = _ADAPTERS[table].validate_json(body)
     except ValidationError as exc:
         state.metrics.rejected.labels("invalid").inc()
-        return _problem(422, f"invalid {table} batch", errors=_errors(exc))
+        return problem(422, f"invalid {table} batch", errors=validation_errors(exc.errors()))
     if len(records) > settings.max_batch:
         state.metrics.rejected.labels("batch_too_large").inc()
-        return _problem(413, f"batch of {len(records)} exceeds max_batch {settings.max_batch}")
+        return problem(413, f"batch of {len(records)} exceeds max_batch {settings.max_batch}")
     try:
         accepted = await state.store.submit(records)
     except QueueFullError:
         state.metrics.rejected.labels("queue_full").inc()
-        return _problem(429, "write queue full: retry later", retry_after=1)
+        return problem(429, "write queue full: retry later", retry_after=1)
     except (CoordinatorStoppedError, CircuitOpenError) as exc:
         state.metrics.rejected.labels("unavailable").inc()
-        return _problem(503, f"store not accepting writes: {type(exc).__name__}", retry_after=2)
+        return problem(503, f"store not accepting writes: {type(exc).__name__}", retry_after=2)
     durable = settings.ack == "durable"
     if durable:
         await state.store.flush()

@@ -29,8 +29,8 @@ class JobStart(BaseModel):
 
 
 class JobHeartbeat(BaseModel):
-    rows_written: Annotated[int, Field(ge=0)] = 0
-    rows_failed: Annotated[int, Field(ge=0)] = 0
+    rows_written: Annotated[int, Field(ge=0, le=10**12)] = 0
+    rows_failed: Annotated[int, Field(ge=0, le=10**12)] = 0
     min_ts: AwareDatetime | None = None
     max_ts: AwareDatetime | None = None
 
