@@ -11,6 +11,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Self
 
@@ -62,6 +63,50 @@ def _raise_for(response: httpx.Response) -> None:
     raise StoreClientError(msg, status=response.status_code, body=body)
 
 
+@dataclass(frozen=True, slots=True)
+class _WriteRequest:
+    url: str
+    body: bytes
+    headers: dict[str, str]
+
+
+def _write_request(records: Sequence[Record], key: str | None) -> _WriteRequest:
+    headers = {"Idempotency-Key": key or uuid.uuid4().hex, "Content-Type": "application/json"}
+    return _WriteRequest(f"/v1/{_table_of(records)}", _payload(records), headers)
+
+
+def _accepted(response: httpx.Response | None) -> int | None:
+    """The accepted count of a final answer; ``None`` when the request should be retried."""
+    if response is None or response.status_code in _RETRYABLE:
+        return None
+    _raise_for(response)
+    return int(response.json()["accepted"])
+
+
+def _gave_up(attempts: int, response: httpx.Response | None) -> StoreClientError:
+    status = response.status_code if response is not None else None
+    msg = f"store unavailable after {attempts} attempts (last status {status})"
+    return StoreClientError(msg, status=status)
+
+
+def _bars_params(
+    symbol: str, timeframe: str, cursor: str, end: datetime, limit: int
+) -> dict[str, str | int]:
+    return {
+        "symbol": symbol,
+        "timeframe": timeframe,
+        "limit": limit,
+        "start": cursor,
+        "end": end.isoformat(),
+    }
+
+
+def _page(response: httpx.Response) -> tuple[list[Bar], str | None]:
+    _raise_for(response)
+    page = response.json()
+    return _BARS.validate_python(page["items"]), page["next_start"]
+
+
 def _range_params(symbol: str, start: datetime, end: datetime, limit: int) -> dict[str, str | int]:
     return {"symbol": symbol, "start": start.isoformat(), "end": end.isoformat(), "limit": limit}
 
@@ -96,40 +141,30 @@ class AsyncStoreClient:
         """Send one batch of one kind; returns how many the service accepted."""
         if not records:
             return 0
-        table = _table_of(records)
-        key = idempotency_key or uuid.uuid4().hex
-        body = _payload(records)
-        headers = {"Idempotency-Key": key, "Content-Type": "application/json"}
+        request = _write_request(records, idempotency_key)
         response: httpx.Response | None = None
         for attempt in range(self.attempts):
             try:
-                response = await self._http.post(f"/v1/{table}", content=body, headers=headers)
+                response = await self._http.post(
+                    request.url, content=request.body, headers=request.headers
+                )
             except httpx.TransportError:
                 response = None
-            else:
-                if response.status_code not in _RETRYABLE:
-                    _raise_for(response)
-                    return int(response.json()["accepted"])
+            if (accepted := _accepted(response)) is not None:
+                return accepted
             await asyncio.sleep(_delay(response, attempt))
-        status = response.status_code if response is not None else None
-        msg = f"store unavailable after {self.attempts} attempts (last status {status})"
-        raise StoreClientError(msg, status=status)
+        raise _gave_up(self.attempts, response)
 
     async def bars(
         self, symbol: str, timeframe: str, start: datetime, end: datetime, *, limit: int = 1000
     ) -> list[Bar]:
         """Every bar in [start, end), following the pages."""
         bars: list[Bar] = []
-        params: dict[str, Any] = {"symbol": symbol, "timeframe": timeframe, "limit": limit}
         cursor: str | None = start.isoformat()
         while cursor is not None:
-            response = await self._http.get(
-                "/v1/bars", params=params | {"start": cursor, "end": end.isoformat()}
-            )
-            _raise_for(response)
-            page = response.json()
-            bars.extend(_BARS.validate_python(page["items"]))
-            cursor = page["next_start"]
+            params = _bars_params(symbol, timeframe, cursor, end, limit)
+            items, cursor = _page(await self._http.get("/v1/bars", params=params))
+            bars.extend(items)
         return bars
 
     async def latest_bars(self, timeframe: str) -> list[Bar]:
@@ -190,41 +225,29 @@ class StoreClient:
     def write(self, records: Sequence[Record], *, idempotency_key: str | None = None) -> int:
         if not records:
             return 0
-        table = _table_of(records)
-        headers = {
-            "Idempotency-Key": idempotency_key or uuid.uuid4().hex,
-            "Content-Type": "application/json",
-        }
-        body = _payload(records)
+        request = _write_request(records, idempotency_key)
         response: httpx.Response | None = None
         for attempt in range(self.attempts):
             try:
-                response = self._http.post(f"/v1/{table}", content=body, headers=headers)
+                response = self._http.post(
+                    request.url, content=request.body, headers=request.headers
+                )
             except httpx.TransportError:
                 response = None
-            else:
-                if response.status_code not in _RETRYABLE:
-                    _raise_for(response)
-                    return int(response.json()["accepted"])
+            if (accepted := _accepted(response)) is not None:
+                return accepted
             time.sleep(_delay(response, attempt))
-        status = response.status_code if response is not None else None
-        msg = f"store unavailable after {self.attempts} attempts (last status {status})"
-        raise StoreClientError(msg, status=status)
+        raise _gave_up(self.attempts, response)
 
     def bars(
         self, symbol: str, timeframe: str, start: datetime, end: datetime, *, limit: int = 1000
     ) -> list[Bar]:
         bars: list[Bar] = []
-        params: dict[str, Any] = {"symbol": symbol, "timeframe": timeframe, "limit": limit}
         cursor: str | None = start.isoformat()
         while cursor is not None:
-            response = self._http.get(
-                "/v1/bars", params=params | {"start": cursor, "end": end.isoformat()}
-            )
-            _raise_for(response)
-            page = response.json()
-            bars.extend(_BARS.validate_python(page["items"]))
-            cursor = page["next_start"]
+            params = _bars_params(symbol, timeframe, cursor, end, limit)
+            items, cursor = _page(self._http.get("/v1/bars", params=params))
+            bars.extend(items)
         return bars
 
     def health(self) -> HealthStatus:
