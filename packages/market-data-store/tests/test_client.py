@@ -113,3 +113,25 @@ def test_unavailable_service_raises_after_retries(tmp_path: Path) -> None:
         pytest.raises(StoreClientError, match="unavailable after 2 attempts"),
     ):
         client.write([make_bar()])
+
+
+def test_async_reads_of_latest_trades_quotes_and_feedback(service: ServiceProcess) -> None:
+    from market_data_core.testing import make_quote
+
+    trades = [make_trade(ts=T0 + timedelta(seconds=i), trade_id=str(i)) for i in range(5)]
+    quotes = [make_quote(ts=T0 + timedelta(seconds=i)) for i in range(3)]
+
+    async def scenario() -> None:
+        async with AsyncStoreClient(service.url) as client:
+            assert await client.write(trades) == 5
+            assert await client.write(quotes) == 3
+            assert await client.write([make_bar()]) == 1
+            window = (T0, T0 + timedelta(minutes=1))
+            assert await client.trades("AAPL", *window) == trades
+            assert await client.quotes("AAPL", *window) == quotes
+            assert [b.start for b in await client.latest_bars("1m")] == [T0]
+            event = await client.feedback()
+            assert event is not None
+            assert event.level == "ok"
+
+    asyncio.run(scenario())

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import httpx
 from pydantic import BaseModel, TypeAdapter
@@ -24,6 +24,7 @@ from market_data_store.exceptions import StoreError
 
 __all__ = ["AsyncStoreClient", "StoreClient", "StoreClientError"]
 
+T = TypeVar("T")
 _TABLE = {Bar: "bars", Trade: "trades", Quote: "quotes", Signal: "signals"}
 _BARS = TypeAdapter(list[Bar])
 _TRADES = TypeAdapter(list[Trade])
@@ -168,25 +169,24 @@ class AsyncStoreClient:
         return bars
 
     async def latest_bars(self, timeframe: str) -> list[Bar]:
-        response = await self._http.get("/v1/bars/latest", params={"timeframe": timeframe})
+        return await self._get("/v1/bars/latest", _BARS, {"timeframe": timeframe})
+
+    async def _get(
+        self, path: str, adapter: TypeAdapter[list[T]], params: dict[str, str | int]
+    ) -> list[T]:
+        response = await self._http.get(path, params=params)
         _raise_for(response)
-        return _BARS.validate_json(response.content)
+        return adapter.validate_json(response.content)
 
     async def trades(
         self, symbol: str, start: datetime, end: datetime, *, limit: int = 1000
     ) -> list[Trade]:
-        params = _range_params(symbol, start, end, limit)
-        response = await self._http.get("/v1/trades", params=params)
-        _raise_for(response)
-        return _TRADES.validate_json(response.content)
+        return await self._get("/v1/trades", _TRADES, _range_params(symbol, start, end, limit))
 
     async def quotes(
         self, symbol: str, start: datetime, end: datetime, *, limit: int = 1000
     ) -> list[Quote]:
-        params = _range_params(symbol, start, end, limit)
-        response = await self._http.get("/v1/quotes", params=params)
-        _raise_for(response)
-        return _QUOTES.validate_json(response.content)
+        return await self._get("/v1/quotes", _QUOTES, _range_params(symbol, start, end, limit))
 
     async def feedback(self) -> FeedbackEvent | None:
         response = await self._http.get("/v1/feedback")
