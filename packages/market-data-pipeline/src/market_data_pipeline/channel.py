@@ -1,0 +1,66 @@
+"""Bounded channels of batches between nodes, with end-of-stream after the last producer.
+
+A node with several input edges reads one channel that all its producers write to
+(fan-in); a producer with several output edges writes the same (immutable) batch to each
+target's channel (fan-out). ``put`` waits while the channel is full: that wait is the
+backpressure between nodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Final
+
+import pyarrow as pa
+
+__all__ = ["END", "Channel"]
+
+
+class _End:
+    def __repr__(self) -> str:
+        return "END"
+
+
+END: Final = _End()
+
+
+class Channel:
+    """A bounded queue of batches that ends once every producer has closed it."""
+
+    def __init__(self, name: str, *, capacity: int, producers: int) -> None:
+        if capacity < 1:
+            msg = f"channel capacity must be >= 1, not {capacity}"
+            raise ValueError(msg)
+        self.name = name
+        self.capacity = capacity
+        self._queue: asyncio.Queue[pa.Table | _End] = asyncio.Queue(maxsize=capacity)
+        self._open_producers = producers
+        self.rows = 0
+        """Rows waiting in the channel."""
+
+    @property
+    def depth(self) -> int:
+        """Batches waiting."""
+        return self._queue.qsize()
+
+    async def put(self, batch: pa.Table) -> None:
+        await self._queue.put(batch)
+        self.rows += batch.num_rows
+
+    async def close(self) -> None:
+        """One producer is done; after the last one, readers get ``END``."""
+        self._open_producers -= 1
+        if self._open_producers == 0:
+            await self._queue.put(END)
+
+    async def get(self) -> pa.Table | _End:
+        item = await self._queue.get()
+        if isinstance(item, pa.Table):
+            self.rows -= item.num_rows
+        return item
+
+    def get_nowait(self) -> pa.Table | _End:
+        item = self._queue.get_nowait()
+        if isinstance(item, pa.Table):
+            self.rows -= item.num_rows
+        return item

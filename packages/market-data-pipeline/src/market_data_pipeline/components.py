@@ -1,0 +1,183 @@
+"""The three kinds of component a graph is made of, and what the runtime gives them.
+
+- :class:`Provider`: produces batches (``pyarrow.Table``) until exhausted or stopped.
+- :class:`Operator`: turns input batches into output batches on one or more named output
+  ports; may keep state, run a periodic timer and flush on end of input.
+- :class:`SinkComponent`: consumes batches; a batch is handed on when ``write`` returns.
+
+Each component class declares a pydantic ``Params`` model (validated before anything runs,
+errors name the node and field) and is constructed as ``Cls(node_id, params)``. The runtime
+calls ``open(ctx)`` first and ``close()`` last, whatever happened in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from market_data_core import RateController
+
+__all__ = [
+    "Component",
+    "Context",
+    "Emit",
+    "NoParams",
+    "NodeStats",
+    "Operator",
+    "P",
+    "Params",
+    "Provider",
+    "SinkComponent",
+]
+
+
+class Params(BaseModel):
+    """Base of every component's params: frozen, unknown keys rejected."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class NoParams(Params):
+    """For components without params."""
+
+
+P = TypeVar("P", bound=BaseModel)
+
+
+class Emit(Protocol):
+    """Send a batch to every node connected to an output port (waits while they are full)."""
+
+    async def __call__(self, batch: pa.Table, port: str = "out") -> None: ...
+
+
+@dataclass(slots=True)
+class NodeStats:
+    """What one node did; the runtime shows it in the summary and in metrics."""
+
+    items_in: int = 0
+    items_out: int = 0
+    batches_in: int = 0
+    batches_out: int = 0
+    by_port: dict[str, int] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=dict)
+    busy_seconds: float = 0.0
+
+    def count(self, name: str, n: int = 1) -> None:
+        """A named counter: ``late``, ``dropped``, ``deduplicated``, ``pauses``, ``conflated``..."""
+        self.counters[name] = self.counters.get(name, 0) + n
+
+
+@dataclass(slots=True)
+class Context:
+    """What the runtime gives a component when it opens."""
+
+    node_id: str
+    job: str
+    stats: NodeStats
+    rate: RateController
+    stopping: asyncio.Event
+    services: dict[str, Any] = field(default_factory=dict)
+    """Shared objects (e.g. an in-process ``Store`` under ``"store"``) given to the runtime."""
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.stats.count(name, n)
+
+
+class Component(Generic[P]):
+    """Common to providers, operators and sinks.
+
+    A subclass names its params model twice, for the type checker and for the registry::
+
+        class Resample(Operator[ResampleParams]):
+            Params = ResampleParams
+    """
+
+    Params: ClassVar[type[BaseModel]] = NoParams
+    description: ClassVar[str] = ""
+
+    def __init__(self, node_id: str, params: P) -> None:
+        self.node_id = node_id
+        self.params = params
+        self.ctx: Context | None = None
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """Names of the output ports (``out`` unless the component says otherwise)."""
+        return ("out",)
+
+    async def open(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    async def close(self) -> None:
+        """Release resources; called once, also after errors and cancellation."""
+
+    @property
+    def context(self) -> Context:
+        if self.ctx is None:
+            msg = f"node {self.node_id!r} is not open"
+            raise RuntimeError(msg)
+        return self.ctx
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.node_id!r})"
+
+
+class Provider(Component[P]):
+    """Produces batches. Subclasses implement :meth:`batches`.
+
+    :meth:`run` asks the rate controller before each batch, so a provider pauses under hard
+    backpressure and never drops (replay and synthetic). A live provider that cannot pause
+    its upstream overrides :meth:`run` to conflate and count what it conflated.
+    """
+
+    def batches(self) -> AsyncIterator[pa.Table]:
+        raise NotImplementedError
+
+    async def run(self, emit: Emit) -> None:
+        ctx = self.context
+        async for batch in self.batches():
+            if ctx.stopping.is_set():
+                break
+            if batch.num_rows == 0:
+                continue
+            await ctx.rate.acquire(batch.num_rows)
+            await emit(batch)
+
+
+class Operator(Component[P]):
+    """Turns batches into batches.
+
+    ``timer_interval`` (seconds, wall clock) makes the runtime call :meth:`on_timer`
+    periodically (idle-timeout closing, time-based flushing); ``None`` disables it.
+    """
+
+    timer_interval: float | None = None
+
+    async def process(self, batch: pa.Table, emit: Emit) -> None:
+        raise NotImplementedError
+
+    async def on_timer(self, emit: Emit) -> None:
+        """Called every ``timer_interval`` seconds while the node runs."""
+
+    async def finish(self, emit: Emit) -> None:
+        """All inputs ended: emit whatever state is left (open windows, buffered rows)."""
+
+
+class SinkComponent(Component[P]):
+    """Consumes batches."""
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        return ()
+
+    async def write(self, batch: pa.Table) -> None:
+        raise NotImplementedError
+
+    async def flush(self) -> None:
+        """All inputs ended: make everything written durable."""

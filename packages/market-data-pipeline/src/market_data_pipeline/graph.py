@@ -1,0 +1,438 @@
+"""The graph: a frozen, validated description of a pipeline. The runtime executes it.
+
+A graph is nodes (id, component type, params) and edges (``source[.port] -> target``).
+Build one from Python (:func:`node`, :meth:`Graph.build`) or from a YAML/JSON file
+(:func:`load_graph`), in DAG form or in classic form (a linear ``source -> operators ->
+batcher -> sink`` spec that builds the same graph). :meth:`Graph.validated` checks it
+against a registry before anything runs: unknown types, bad params, dangling edges,
+unknown ports and cycles fail with a :class:`GraphError` naming the node and the line.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Self
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from market_data_pipeline.exceptions import GraphError
+
+if TYPE_CHECKING:
+    from market_data_pipeline.components import Component
+    from market_data_pipeline.registry import ComponentKind, Registry
+
+__all__ = [
+    "EdgeSpec",
+    "Graph",
+    "LinearSpec",
+    "Mode",
+    "NodeSpec",
+    "ValidatedGraph",
+    "edge",
+    "load_graph",
+    "node",
+    "parse_graph",
+]
+
+NODE_ID: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$")
+_EDGE: Final = re.compile(
+    r"^\s*(?P<source>[A-Za-z_][A-Za-z0-9_\-]*)(?:\.(?P<port>[A-Za-z0-9_\-]+))?"
+    r"\s*->\s*(?P<target>[A-Za-z_][A-Za-z0-9_\-]*)\s*$"
+)
+_LINE: Final = "__line__"
+
+
+class Mode(StrEnum):
+    """How the graph was described: ``dag`` (nodes and edges) or ``classic`` (linear)."""
+
+    DAG = "dag"
+    CLASSIC = "classic"
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class NodeSpec(_Spec):
+    """One node: a unique id, a registered component type and its params."""
+
+    id: str
+    type: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    line: int | None = Field(default=None, exclude=True, description="Line in the config file.")
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not NODE_ID.match(value):
+            msg = f"node id {value!r} must match {NODE_ID.pattern}"
+            raise ValueError(msg)
+        return value
+
+
+class EdgeSpec(_Spec):
+    """Batches from ``source``'s output ``port`` go to ``target``."""
+
+    source: str
+    target: str
+    port: str = "out"
+    line: int | None = Field(default=None, exclude=True)
+
+    def __str__(self) -> str:
+        port = "" if self.port == "out" else f".{self.port}"
+        return f"{self.source}{port} -> {self.target}"
+
+
+def node(id: str, type: str, /, **params: Any) -> NodeSpec:
+    """A node for :meth:`Graph.build`: ``node("bars", "resample_ohlc", timeframe="1m")``."""
+    return NodeSpec(id=id, type=type, params=params)
+
+
+def edge(text: str, *, line: int | None = None) -> EdgeSpec:
+    """An edge from ``"source -> target"`` or ``"source.port -> target"``."""
+    match = _EDGE.match(text)
+    if match is None:
+        raise GraphError(
+            f"edge {text!r} is not 'source -> target' or 'source.port -> target'", line=line
+        )
+    return EdgeSpec(
+        source=match["source"], target=match["target"], port=match["port"] or "out", line=line
+    )
+
+
+class Graph(_Spec):
+    """A pipeline description. Structure is checked here; components by :meth:`validated`."""
+
+    name: str = "pipeline"
+    mode: Mode = Mode.DAG
+    nodes: tuple[NodeSpec, ...]
+    edges: tuple[EdgeSpec, ...] = ()
+    source: str | None = Field(default=None, exclude=True, description="The config file.")
+
+    @classmethod
+    def build(
+        cls,
+        nodes: Iterable[NodeSpec],
+        edges: Iterable[EdgeSpec | str],
+        *,
+        name: str = "pipeline",
+    ) -> Self:
+        return cls(
+            name=name,
+            nodes=tuple(nodes),
+            edges=tuple(e if isinstance(e, EdgeSpec) else edge(e) for e in edges),
+        )
+
+    def node(self, node_id: str) -> NodeSpec:
+        for spec in self.nodes:
+            if spec.id == node_id:
+                return spec
+        raise KeyError(node_id)
+
+    def error(self, message: str, spec: NodeSpec | EdgeSpec | None = None) -> GraphError:
+        node_id = spec.id if isinstance(spec, NodeSpec) else None
+        line = spec.line if spec is not None else None
+        return GraphError(message, node_id=node_id, source=self.source, line=line)
+
+    def validated(self, registry: Registry | None = None) -> ValidatedGraph:
+        """Check everything that can be checked before running; return the runnable form."""
+        from market_data_pipeline.registry import ComponentKind, default_registry  # noqa: PLC0415
+
+        registry = registry or default_registry()
+        ids = self._unique_ids()
+        components: dict[str, Component[Any]] = {}
+        kinds: dict[str, ComponentKind] = {}
+        for spec in self.nodes:
+            kinds[spec.id] = registry.kind_of(spec.type, graph=self, spec=spec)
+            components[spec.id] = registry.create(spec, graph=self)
+        for e in self.edges:
+            for end in (e.source, e.target):
+                if end not in ids:
+                    raise self.error(f"edge '{e}' refers to unknown node {end!r}", e)
+            outputs = components[e.source].outputs
+            if kinds[e.source] is ComponentKind.SINK:
+                raise self.error(f"edge '{e}' leaves a sink: sinks have no outputs", e)
+            if e.port not in outputs:
+                known = ", ".join(outputs)
+                raise self.error(
+                    f"edge '{e}': node {e.source!r} has no output {e.port!r} ({known})", e
+                )
+            if kinds[e.target] is ComponentKind.PROVIDER:
+                raise self.error(f"edge '{e}' enters a provider: providers have no inputs", e)
+        self._check_connected(kinds)
+        order = self._topological_order()
+        return ValidatedGraph(graph=self, components=components, kinds=kinds, order=order)
+
+    def _unique_ids(self) -> set[str]:
+        seen: set[str] = set()
+        for spec in self.nodes:
+            if spec.id in seen:
+                raise self.error(f"duplicate node id {spec.id!r}", spec)
+            seen.add(spec.id)
+        if not seen:
+            raise self.error("the graph has no nodes")
+        return seen
+
+    def _check_connected(self, kinds: Mapping[str, ComponentKind]) -> None:
+        from market_data_pipeline.registry import ComponentKind  # noqa: PLC0415
+
+        targets = {e.target for e in self.edges}
+        sources = {e.source for e in self.edges}
+        if not any(kind is ComponentKind.PROVIDER for kind in kinds.values()):
+            raise self.error("the graph has no provider: nothing would produce records")
+        for spec in self.nodes:
+            kind = kinds[spec.id]
+            if kind is not ComponentKind.PROVIDER and spec.id not in targets:
+                raise self.error(f"{kind} {spec.id!r} has no input edge", spec)
+            if kind is not ComponentKind.SINK and spec.id not in sources:
+                raise self.error(f"{kind} {spec.id!r} has no output edge (end it in a sink)", spec)
+
+    def _topological_order(self) -> tuple[str, ...]:
+        incoming = {spec.id: 0 for spec in self.nodes}
+        children: dict[str, list[str]] = {spec.id: [] for spec in self.nodes}
+        for e in self.edges:
+            incoming[e.target] += 1
+            children[e.source].append(e.target)
+        ready = [node_id for node_id, n in incoming.items() if n == 0]
+        order: list[str] = []
+        while ready:
+            current = ready.pop(0)
+            order.append(current)
+            for child in children[current]:
+                incoming[child] -= 1
+                if incoming[child] == 0:
+                    ready.append(child)
+        if len(order) < len(self.nodes):
+            stuck = [spec for spec in self.nodes if spec.id not in order]
+            cycle = " -> ".join(spec.id for spec in stuck)
+            raise self.error(f"the graph has a cycle through {cycle}", stuck[0])
+        return tuple(order)
+
+    def to_config(self) -> dict[str, Any]:
+        """The graph as a DAG config mapping (what :func:`parse_graph` reads back)."""
+        return {
+            "name": self.name,
+            "nodes": [
+                {"id": s.id, "type": s.type, **({"params": s.params} if s.params else {})}
+                for s in self.nodes
+            ],
+            "edges": [str(e) for e in self.edges],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ValidatedGraph:
+    """A graph whose components exist and whose params are valid, in topological order."""
+
+    graph: Graph
+    components: Mapping[str, Component[Any]]
+    kinds: Mapping[str, ComponentKind]
+    order: tuple[str, ...]
+
+    def inputs(self, node_id: str) -> list[EdgeSpec]:
+        return [e for e in self.graph.edges if e.target == node_id]
+
+    def outputs(self, node_id: str) -> list[EdgeSpec]:
+        return [e for e in self.graph.edges if e.source == node_id]
+
+
+class _Stage(_Spec):
+    id: str | None = None
+    type: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    line: int | None = Field(default=None, exclude=True)
+
+
+class LinearSpec(_Spec):
+    """Classic mode: ``source -> operators... -> batcher -> sink``, built as a graph."""
+
+    name: str = "pipeline"
+    source: _Stage
+    operators: tuple[_Stage, ...] = ()
+    batcher: dict[str, Any] | None = Field(
+        default=None, description="Params of a `buffer` node before the sink (size/time batching)."
+    )
+    sink: _Stage
+
+    def to_graph(self, *, source_file: str | None = None) -> Graph:
+        stages: list[NodeSpec] = [_stage_node(self.source, "source")]
+        stages += [_stage_node(op, f"op{i}") for i, op in enumerate(self.operators, start=1)]
+        if self.batcher is not None:
+            stages.append(NodeSpec(id="batcher", type="buffer", params=self.batcher))
+        stages.append(_stage_node(self.sink, "sink"))
+        edges = [
+            EdgeSpec(source=a.id, target=b.id, line=b.line) for a, b in itertools.pairwise(stages)
+        ]
+        return Graph(
+            name=self.name,
+            mode=Mode.CLASSIC,
+            nodes=tuple(stages),
+            edges=tuple(edges),
+            source=source_file,
+        )
+
+
+def _stage_node(stage: _Stage, default_id: str) -> NodeSpec:
+    return NodeSpec(
+        id=stage.id or default_id, type=stage.type, params=stage.params, line=stage.line
+    )
+
+
+# -- config files --------------------------------------------------------------------------
+
+
+class _LineLoader(yaml.SafeLoader):
+    """A safe loader that records each mapping's line as ``__line__``."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        mapping = super().construct_mapping(node, deep=deep)
+        mapping[_LINE] = node.start_mark.line + 1
+        return mapping
+
+
+def _strip_lines(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _strip_lines(v) for k, v in value.items() if k != _LINE}
+    if isinstance(value, list):
+        return [_strip_lines(v) for v in value]
+    return value
+
+
+def load_graph(path: str | Path) -> Graph:
+    """Read a graph from a YAML or JSON file (DAG or classic form); errors name the line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise GraphError(f"cannot read the config: {error.strerror}", source=str(path)) from None
+    return parse_graph(text, source=str(path))
+
+
+def parse_graph(text: str, *, source: str = "<config>") -> Graph:
+    """A graph from YAML/JSON text; the ``pipeline:`` key may wrap it (a settings file)."""
+    try:
+        data = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise GraphError(f"not valid YAML/JSON: {error}", source=source, line=line) from None
+    if not isinstance(data, dict):
+        raise GraphError(
+            "the config must be a mapping with nodes/edges or source/sink", source=source
+        )
+    if isinstance(data.get("pipeline"), dict):
+        data = data["pipeline"]
+    return from_config(data, source=source)
+
+
+def from_config(data: Mapping[str, Any], *, source: str | None = None) -> Graph:
+    """A graph from a config mapping (as loaded from YAML/JSON, optionally with lines)."""
+    line = data.get(_LINE)
+    mode = data.get("mode") or ("classic" if "source" in data and "nodes" not in data else "dag")
+    try:
+        if mode == Mode.CLASSIC:
+            return _classic(data, source)
+        if mode == Mode.DAG:
+            return _dag(data, source)
+    except ValidationError as error:
+        raise _from_validation(error, data, source) from None
+    raise GraphError(f"mode must be 'dag' or 'classic', not {mode!r}", source=source, line=line)
+
+
+def _dag(data: Mapping[str, Any], source: str | None) -> Graph:
+    unknown = set(data) - {"name", "mode", "nodes", "edges", _LINE, "description"}
+    if unknown:
+        raise GraphError(
+            f"unknown key(s) {', '.join(sorted(unknown))} (a DAG config has name, nodes, edges)",
+            source=source,
+            line=data.get(_LINE),
+        )
+    raw_nodes = data.get("nodes")
+    if not isinstance(raw_nodes, list) or not raw_nodes:
+        raise GraphError("'nodes' must be a non-empty list", source=source, line=data.get(_LINE))
+    nodes = [_node_spec(raw, source) for raw in raw_nodes]
+    edges = [_edge_spec(raw, source) for raw in data.get("edges") or []]
+    return Graph(
+        name=str(data.get("name", "pipeline")),
+        mode=Mode.DAG,
+        nodes=tuple(nodes),
+        edges=tuple(edges),
+        source=source,
+    )
+
+
+def _node_spec(raw: Any, source: str | None) -> NodeSpec:
+    if not isinstance(raw, dict):
+        raise GraphError(
+            f"a node must be a mapping with id, type, params, not {raw!r}", source=source
+        )
+    line = raw.get(_LINE)
+    try:
+        return NodeSpec(
+            id=raw.get("id"),  # type: ignore[arg-type]  # pydantic names what is missing
+            type=raw.get("type"),  # type: ignore[arg-type]
+            params=_strip_lines(raw.get("params") or {}),
+            line=line,
+            **{k: v for k, v in raw.items() if k not in {"id", "type", "params", _LINE}},
+        )
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        node_id = raw.get("id") if isinstance(raw.get("id"), str) else None
+        raise GraphError(
+            f"{where}: {first['msg']}", node_id=node_id, source=source, line=line
+        ) from None
+
+
+def _edge_spec(raw: Any, source: str | None) -> EdgeSpec:
+    if isinstance(raw, str):
+        return edge(raw)
+    if isinstance(raw, dict):
+        line = raw.get(_LINE)
+        port = f".{raw['port']}" if raw.get("port") else ""
+        text = f"{raw.get('from')}{port} -> {raw.get('to')}"
+        try:
+            return edge(text, line=line)
+        except GraphError as error:
+            raise GraphError(error.reason, source=source, line=line) from None
+    raise GraphError(f"an edge is 'a -> b' or {{from, to, port}}, not {raw!r}", source=source)
+
+
+def _classic(data: Mapping[str, Any], source: str | None) -> Graph:
+    clean = {k: v for k, v in data.items() if k not in {"mode", _LINE, "description"}}
+
+    def stage(raw: Any) -> Any:
+        if isinstance(raw, dict):
+            return {**_strip_lines(raw), "line": raw.get(_LINE)}
+        return raw
+
+    clean["source"] = stage(clean.get("source"))
+    clean["sink"] = stage(clean.get("sink"))
+    clean["operators"] = [stage(op) for op in clean.get("operators") or []]
+    if isinstance(clean.get("batcher"), dict):
+        clean["batcher"] = _strip_lines(clean["batcher"])
+    return LinearSpec.model_validate(clean).to_graph(source_file=source)
+
+
+def _from_validation(
+    error: ValidationError, data: Mapping[str, Any], source: str | None
+) -> GraphError:
+    first = error.errors()[0]
+    loc: Sequence[Any] = first["loc"]
+    line = data.get(_LINE)
+    cursor: Any = data
+    for part in loc:
+        try:
+            cursor = cursor[part]
+        except (KeyError, IndexError, TypeError):
+            break
+        if isinstance(cursor, dict) and _LINE in cursor:
+            line = cursor[_LINE]
+    where = ".".join(str(p) for p in loc)
+    return GraphError(f"{where}: {first['msg']}", source=source, line=line)

@@ -1,0 +1,1 @@
+"""Providers: where records enter the pipeline (synthetic, file replay, IBKR, Redis)."""

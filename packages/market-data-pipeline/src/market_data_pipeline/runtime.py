@@ -1,0 +1,322 @@
+"""The DAG runtime: runs a validated graph as asyncio tasks joined by bounded channels.
+
+One task per node. Providers run until exhausted or stopped; operators read their input
+channel, call the operator, and forward end-of-stream once all their inputs ended (after
+``finish`` flushed their state); sinks write and flush. An exception in any node cancels
+the others and surfaces as one :class:`NodeError` naming the node: never a hang.
+
+``stop(drain=True)`` asks providers to stop producing and lets everything already emitted
+flow to the sinks; ``stop(drain=False)`` cancels at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import pyarrow as pa
+import structlog
+
+from market_data_core import FeedbackEvent, RateAdjustment, RateController
+from market_data_pipeline.channel import END, Channel
+from market_data_pipeline.components import (
+    Component,
+    Context,
+    NodeStats,
+    Operator,
+    Provider,
+    SinkComponent,
+)
+from market_data_pipeline.exceptions import NodeError, RuntimeStateError
+from market_data_pipeline.graph import Graph, ValidatedGraph
+from market_data_pipeline.metrics import PipelineMetrics
+from market_data_pipeline.registry import Registry
+
+__all__ = ["FullRate", "GraphRuntime", "RunResult", "RunState"]
+
+logger = structlog.get_logger("market_data_pipeline.runtime")
+
+
+class RunState(StrEnum):
+    CREATED = "created"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    COMPLETED = "completed"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+class FullRate:
+    """A rate controller that never slows down (no feedback configured)."""
+
+    @property
+    def scale(self) -> float:
+        return 1.0
+
+    async def on_feedback(self, event: FeedbackEvent) -> RateAdjustment | None:
+        return None
+
+    async def acquire(self, count: int = 1) -> None:
+        return None
+
+
+@dataclass(slots=True)
+class RunResult:
+    """What a run did, node by node."""
+
+    job: str
+    state: RunState
+    seconds: float
+    nodes: dict[str, NodeStats] = field(default_factory=dict)
+    kinds: dict[str, str] = field(default_factory=dict)
+    types: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+
+    def counter(self, name: str) -> int:
+        """A named counter summed over nodes (``late``, ``dropped``, ``pauses``...)."""
+        return sum(stats.counters.get(name, 0) for stats in self.nodes.values())
+
+    @property
+    def written(self) -> int:
+        """Rows the sinks received."""
+        return sum(s.items_in for n, s in self.nodes.items() if self.kinds.get(n) == "sink")
+
+
+class GraphRuntime:
+    """Executes one graph once."""
+
+    def __init__(
+        self,
+        graph: Graph | ValidatedGraph,
+        *,
+        registry: Registry | None = None,
+        rate: RateController | None = None,
+        channel_capacity: int = 16,
+        metrics: PipelineMetrics | None = None,
+        services: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.validated = graph if isinstance(graph, ValidatedGraph) else graph.validated(registry)
+        self.graph = self.validated.graph
+        self.job = self.graph.name
+        self.rate: RateController = rate or FullRate()
+        self.channel_capacity = channel_capacity
+        self.metrics = metrics
+        self.services = dict(services or {})
+        self.stats = {node_id: NodeStats() for node_id in self.validated.order}
+        self.stopping = asyncio.Event()
+        self.state = RunState.CREATED
+        self._tasks: list[asyncio.Task[None]] = []
+        self._channels: dict[str, Channel] = {}
+        self._started = 0.0
+
+    # -- public -----------------------------------------------------------------------
+
+    @property
+    def components(self) -> Mapping[str, Component[Any]]:
+        return self.validated.components
+
+    def channel_depths(self) -> dict[str, int]:
+        """Batches waiting in front of each node."""
+        return {node_id: ch.depth for node_id, ch in self._channels.items()}
+
+    async def run(self) -> RunResult:
+        """Run the graph to completion (or until stopped); raise :class:`NodeError` on failure."""
+        if self.state is not RunState.CREATED:
+            raise RuntimeStateError(
+                f"this runtime already ran (state {self.state}); build a new one"
+            )
+        self.state = RunState.RUNNING
+        self._started = time.perf_counter()
+        self._build_channels()
+        try:
+            await self._open_all()
+            async with asyncio.TaskGroup() as group:
+                for node_id in self.validated.order:
+                    self._tasks.append(group.create_task(self._run_node(node_id), name=node_id))
+        except* NodeError as failures:
+            error = failures.exceptions[0]
+            self.state = RunState.FAILED
+            logger.error("pipeline failed", job=self.job, error=str(error))
+            raise error from None
+        except* asyncio.CancelledError:
+            self.state = RunState.STOPPED
+            raise
+        finally:
+            await self._close_all()
+        self.state = RunState.STOPPED if self.stopping.is_set() else RunState.COMPLETED
+        return self.result()
+
+    async def stop(self, *, drain: bool = True) -> None:
+        """Stop producing; with ``drain`` let emitted batches reach the sinks, else cancel."""
+        if self.state is RunState.RUNNING:
+            self.state = RunState.STOPPING
+        self.stopping.set()
+        if not drain:
+            for task in self._tasks:
+                task.cancel()
+
+    def result(self) -> RunResult:
+        return RunResult(
+            job=self.job,
+            state=self.state,
+            seconds=time.perf_counter() - self._started if self._started else 0.0,
+            nodes=dict(self.stats),
+            kinds={n: str(k) for n, k in self.validated.kinds.items()},
+            types={spec.id: spec.type for spec in self.graph.nodes},
+        )
+
+    # -- wiring -----------------------------------------------------------------------
+
+    def _build_channels(self) -> None:
+        for node_id in self.validated.order:
+            inputs = self.validated.inputs(node_id)
+            if inputs:
+                self._channels[node_id] = Channel(
+                    node_id, capacity=self.channel_capacity, producers=len(inputs)
+                )
+
+    def _targets(self, node_id: str) -> dict[str, list[Channel]]:
+        ports: dict[str, list[Channel]] = {port: [] for port in self.components[node_id].outputs}
+        for e in self.validated.outputs(node_id):
+            ports[e.port].append(self._channels[e.target])
+        return ports
+
+    def _context(self, node_id: str) -> Context:
+        return Context(
+            node_id=node_id,
+            job=self.job,
+            stats=self.stats[node_id],
+            rate=self.rate,
+            stopping=self.stopping,
+            services=self.services,
+        )
+
+    async def _open_all(self) -> None:
+        for node_id in self.validated.order:
+            try:
+                await self.components[node_id].open(self._context(node_id))
+            except Exception as error:
+                raise NodeError(node_id, error) from error
+
+    async def _close_all(self) -> None:
+        for node_id in reversed(self.validated.order):
+            try:
+                await self.components[node_id].close()
+            except Exception as error:
+                logger.warning("closing a node failed", node=node_id, error=repr(error))
+
+    # -- node tasks -------------------------------------------------------------------
+
+    async def _run_node(self, node_id: str) -> None:
+        component = self.components[node_id]
+        targets = self._targets(node_id)
+        emit = _Emitter(node_id, targets, self.stats[node_id], self.metrics, self.job)
+        try:
+            if isinstance(component, Provider):
+                await component.run(emit)
+            elif isinstance(component, Operator):
+                await self._operate(node_id, component, emit)
+            elif isinstance(component, SinkComponent):
+                await self._sink(node_id, component)
+        except asyncio.CancelledError:
+            raise
+        except NodeError:
+            raise
+        except Exception as error:
+            raise NodeError(node_id, error) from error
+        for channels in targets.values():
+            for channel in channels:
+                await channel.close()
+
+    async def _operate(self, node_id: str, op: Operator[Any], emit: _Emitter) -> None:
+        channel = self._channels[node_id]
+        stats = self.stats[node_id]
+        interval = op.timer_interval
+        loop = asyncio.get_running_loop()
+        next_timer = loop.time() + interval if interval else None
+        while True:
+            try:
+                if next_timer is None:
+                    item = await channel.get()
+                else:
+                    item = await asyncio.wait_for(channel.get(), max(next_timer - loop.time(), 0))
+            except TimeoutError:
+                item = None
+            if next_timer is not None and loop.time() >= next_timer:
+                await op.on_timer(emit)
+                next_timer = loop.time() + (interval or 0)
+            if item is None:
+                continue
+            if item is END:
+                await op.finish(emit)
+                return
+            assert isinstance(item, pa.Table)
+            stats.items_in += item.num_rows
+            stats.batches_in += 1
+            started = time.perf_counter()
+            await op.process(item, emit)
+            self._observe(node_id, item.num_rows, time.perf_counter() - started)
+
+    async def _sink(self, node_id: str, sink: SinkComponent[Any]) -> None:
+        channel = self._channels[node_id]
+        stats = self.stats[node_id]
+        while True:
+            item = await channel.get()
+            if item is END:
+                await sink.flush()
+                return
+            assert isinstance(item, pa.Table)
+            stats.items_in += item.num_rows
+            stats.batches_in += 1
+            started = time.perf_counter()
+            await sink.write(item)
+            self._observe(node_id, item.num_rows, time.perf_counter() - started)
+
+    def _observe(self, node_id: str, rows: int, seconds: float) -> None:
+        self.stats[node_id].busy_seconds += seconds
+        if self.metrics is not None:
+            self.metrics.observe_batch(self.job, node_id, rows, seconds)
+            channel = self._channels.get(node_id)
+            if channel is not None:
+                self.metrics.channel_depth.labels(job=self.job, node=node_id).set(channel.depth)
+
+
+class _Emitter:
+    """The ``emit`` a node gets: counts and forwards a batch to a port's channels."""
+
+    __slots__ = ("job", "metrics", "node_id", "stats", "targets")
+
+    def __init__(
+        self,
+        node_id: str,
+        targets: dict[str, list[Channel]],
+        stats: NodeStats,
+        metrics: PipelineMetrics | None,
+        job: str,
+    ) -> None:
+        self.node_id = node_id
+        self.targets = targets
+        self.stats = stats
+        self.metrics = metrics
+        self.job = job
+
+    async def __call__(self, batch: pa.Table, port: str = "out") -> None:
+        try:
+            channels = self.targets[port]
+        except KeyError:
+            msg = f"node {self.node_id!r} emitted to unknown output {port!r}"
+            raise RuntimeError(msg) from None
+        rows = batch.num_rows
+        if rows == 0:
+            return
+        self.stats.items_out += rows
+        self.stats.batches_out += 1
+        self.stats.by_port[port] = self.stats.by_port.get(port, 0) + rows
+        if self.metrics is not None:
+            self.metrics.items_out.labels(job=self.job, node=self.node_id).inc(rows)
+        for channel in channels:
+            await channel.put(batch)

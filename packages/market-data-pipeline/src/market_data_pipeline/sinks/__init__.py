@@ -1,0 +1,1 @@
+"""Sinks: where batches leave the pipeline (the store, files, stdout, Redis streams)."""
