@@ -189,9 +189,9 @@ class Graph(_Spec):
         for spec in self.nodes:
             kind = kinds[spec.id]
             if kind is not ComponentKind.PROVIDER and spec.id not in targets:
-                raise self.error(f"{kind} {spec.id!r} has no input edge", spec)
+                raise self.error(f"this {kind} has no input edge", spec)
             if kind is not ComponentKind.SINK and spec.id not in sources:
-                raise self.error(f"{kind} {spec.id!r} has no output edge (end it in a sink)", spec)
+                raise self.error(f"this {kind} has no output edge (end it in a sink)", spec)
 
     def _topological_order(self) -> tuple[str, ...]:
         incoming = {spec.id: 0 for spec in self.nodes}

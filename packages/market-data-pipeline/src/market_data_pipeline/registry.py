@@ -172,6 +172,8 @@ class Registry:
             try:
                 loaded = _load(entry)
             except ImportError as error:
+                if (error.name or "").startswith("market_data_pipeline"):
+                    raise
                 raise GraphError(
                     f"component {type_name!r} needs a package that is not installed: {error.name}"
                     f" (install the extra that provides it, e.g. market-data-pipeline[...])"

@@ -137,18 +137,26 @@ class GraphRuntime:
             async with asyncio.TaskGroup() as group:
                 for node_id in self.validated.order:
                     self._tasks.append(group.create_task(self._run_node(node_id), name=node_id))
-        except* NodeError as failures:
-            error = failures.exceptions[0]
-            self.state = RunState.FAILED
-            logger.error("pipeline failed", job=self.job, error=str(error))
-            raise error from None
-        except* asyncio.CancelledError:
+        except NodeError as error:
+            self._failed(error)
+            raise
+        except BaseExceptionGroup as group:
+            errors = _node_errors(group)
+            if not errors:
+                raise
+            self._failed(errors[0])
+            raise errors[0] from None
+        except asyncio.CancelledError:
             self.state = RunState.STOPPED
             raise
         finally:
             await self._close_all()
         self.state = RunState.STOPPED if self.stopping.is_set() else RunState.COMPLETED
         return self.result()
+
+    def _failed(self, error: NodeError) -> None:
+        self.state = RunState.FAILED
+        logger.error("pipeline failed", job=self.job, node=error.node_id, error=str(error.error))
 
     async def stop(self, *, drain: bool = True) -> None:
         """Stop producing; with ``drain`` let emitted batches reach the sinks, else cancel."""
@@ -283,6 +291,16 @@ class GraphRuntime:
             channel = self._channels.get(node_id)
             if channel is not None:
                 self.metrics.channel_depth.labels(job=self.job, node=node_id).set(channel.depth)
+
+
+def _node_errors(group: BaseExceptionGroup[BaseException]) -> list[NodeError]:
+    found: list[NodeError] = []
+    for error in group.exceptions:
+        if isinstance(error, NodeError):
+            found.append(error)
+        elif isinstance(error, BaseExceptionGroup):
+            found += _node_errors(error)
+    return found
 
 
 class _Emitter:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any, ClassVar
 
 import pyarrow as pa
@@ -33,8 +33,9 @@ __all__ = [
     "CollectingSink",
     "TestingProvider",
     "collect",
-    "run_operator",
+    "eventually",
     "registry_with_fakes",
+    "run_operator",
 ]
 
 _INPUTS: dict[str, list[pa.Table]] = {}
@@ -137,3 +138,12 @@ async def run_operator(
     finally:
         await op.close()
     return {port: pa.concat_tables(tables) for port, tables in emit.out.items()}, stats
+
+
+async def eventually(predicate: Callable[[], bool]) -> None:
+    """Wait until ``predicate()`` is true (polling: for state that has no event to wait on).
+
+    Bound it with ``asyncio.timeout(...)`` around the call.
+    """
+    while not predicate():  # noqa: ASYNC110 - the state we wait for has no event
+        await asyncio.sleep(0.001)

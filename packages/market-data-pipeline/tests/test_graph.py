@@ -1,0 +1,219 @@
+"""The graph description and its config loader: errors name the node and the line."""
+
+from pathlib import Path
+
+import pytest
+
+from market_data_pipeline.exceptions import GraphError, UnknownComponentError
+from market_data_pipeline.graph import Graph, Mode, edge, load_graph, node, parse_graph
+from market_data_pipeline.testing import registry_with_fakes
+
+REGISTRY = registry_with_fakes()
+
+
+def _check(text: str) -> Graph:
+    graph = parse_graph(text, source="job.yaml")
+    graph.validated(REGISTRY)
+    return graph
+
+
+def test_a_valid_dag_is_ordered_topologically() -> None:
+    graph = _check(
+        """
+name: demo
+nodes:
+  - {id: sink, type: collect}
+  - {id: m, type: merge}
+  - {id: a, type: testing_provider, params: {name: a}}
+  - {id: b, type: testing_provider, params: {name: b}}
+edges:
+  - a -> m
+  - {from: b, to: m}
+  - m -> sink
+"""
+    )
+    order = graph.validated(REGISTRY).order
+    assert order.index("m") > max(order.index("a"), order.index("b"))
+    assert order[-1] == "sink"
+    assert graph.mode is Mode.DAG
+
+
+def test_unknown_type_names_node_and_line() -> None:
+    with pytest.raises(UnknownComponentError) as info:
+        _check(
+            """
+nodes:
+  - {id: a, type: testing_provider, params: {name: a}}
+  - id: bars
+    type: resample_ohcl
+edges: [a -> bars]
+"""
+        )
+    message = str(info.value)
+    assert "job.yaml:4" in message
+    assert "'bars'" in message
+    assert "resample_ohcl" in message
+    assert "resample_ohlc" in message  # the known names help spot the typo
+
+
+def test_bad_params_name_the_field_and_line() -> None:
+    with pytest.raises(GraphError) as info:
+        _check(
+            """
+nodes:
+  - {id: a, type: testing_provider, params: {name: a, delay: soon}}
+  - {id: out, type: collect}
+edges: [a -> out]
+"""
+        )
+    assert "job.yaml:3" in str(info.value)
+    assert "params.delay" in str(info.value)
+    assert info.value.node_id == "a"
+
+
+def test_missing_required_param_is_named() -> None:
+    with pytest.raises(GraphError, match=r"params\.name: Field required"):
+        _check(
+            """
+nodes:
+  - {id: a, type: testing_provider}
+  - {id: out, type: collect}
+edges: [a -> out]
+"""
+        )
+
+
+def test_dangling_edge_names_the_unknown_node_and_line() -> None:
+    with pytest.raises(GraphError, match=r"job\.yaml:6.*unknown node 'nowhere'"):
+        _check(
+            """
+nodes:
+  - {id: a, type: testing_provider, params: {name: a}}
+  - {id: out, type: collect}
+edges:
+  - {from: a, to: nowhere}
+  - a -> out
+"""
+        )
+
+
+def test_cycles_are_rejected_naming_a_node_on_the_cycle() -> None:
+    graph = Graph.build(
+        [
+            node("a", "testing_provider", name="a"),
+            node("m1", "merge"),
+            node("m2", "merge"),
+            node("out", "collect"),
+        ],
+        ["a -> m1", "m1 -> m2", "m2 -> m1", "m2 -> out"],
+    )
+    with pytest.raises(GraphError, match="cycle through m1 -> m2"):
+        graph.validated(REGISTRY)
+
+
+@pytest.mark.parametrize(
+    ("edges", "message"),
+    [
+        (["a -> out", "out -> m", "m -> out"], "leaves a sink"),
+        (["a -> out", "m -> a"], "enters a provider"),
+        (["a -> out"], "node 'm': this operator has no input edge"),
+        (["a.late -> m", "m -> out"], "has no output 'late'"),
+    ],
+)
+def test_structure_errors(edges: list[str], message: str) -> None:
+    graph = Graph.build(
+        [node("a", "testing_provider", name="a"), node("m", "merge"), node("out", "collect")],
+        edges,
+    )
+    with pytest.raises(GraphError, match=message):
+        graph.validated(REGISTRY)
+
+
+def test_operator_without_output_must_end_in_a_sink() -> None:
+    graph = Graph.build(
+        [node("a", "testing_provider", name="a"), node("m", "merge"), node("out", "collect")],
+        ["a -> m", "a -> out"],
+    )
+    with pytest.raises(GraphError, match="node 'm': this operator has no output edge"):
+        graph.validated(REGISTRY)
+
+
+def test_duplicate_ids_and_bad_ids() -> None:
+    with pytest.raises(GraphError, match="duplicate node id 'a'"):
+        Graph.build(
+            [node("a", "testing_provider", name="a"), node("a", "collect")], ["a -> a"]
+        ).validated(REGISTRY)
+    with pytest.raises(GraphError, match=r"job\.yaml:3.*must match"):
+        _check("nodes:\n  - {id: a, type: collect}\n  - {id: 'has space', type: collect}\n")
+
+
+def test_classic_mode_builds_the_same_chain() -> None:
+    graph = _check(
+        """
+name: linear
+source: {type: testing_provider, params: {name: x}}
+operators:
+  - {type: merge}
+  - {id: second, type: merge}
+batcher: {max_rows: 10}
+sink: {type: collect}
+"""
+    )
+    assert graph.mode is Mode.CLASSIC
+    assert [n.id for n in graph.nodes] == ["source", "op1", "second", "batcher", "sink"]
+    assert [str(e) for e in graph.edges] == [
+        "source -> op1",
+        "op1 -> second",
+        "second -> batcher",
+        "batcher -> sink",
+    ]
+
+
+def test_classic_mode_errors_name_the_line() -> None:
+    with pytest.raises(GraphError, match=r"job\.yaml:5.*nonesuch"):
+        _check(
+            """
+source: {type: testing_provider, params: {name: x}}
+operators:
+  - {type: merge}
+  - {type: nonesuch}
+sink: {type: collect}
+"""
+        )
+
+
+def test_yaml_syntax_errors_name_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("nodes:\n  - {id: a, type: collect\nedges: []\n")
+    with pytest.raises(GraphError, match=r"broken\.yaml:\d+: not valid YAML"):
+        load_graph(path)
+
+
+def test_a_missing_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(GraphError, match=r"nope\.yaml: cannot read"):
+        load_graph(tmp_path / "nope.yaml")
+
+
+def test_json_configs_load_too(tmp_path: Path) -> None:
+    path = tmp_path / "job.json"
+    path.write_text(
+        '{"nodes": [{"id": "a", "type": "testing_provider", "params": {"name": "a"}},'
+        ' {"id": "out", "type": "collect"}], "edges": ["a -> out"]}'
+    )
+    assert load_graph(path).validated(REGISTRY).order == ("a", "out")
+
+
+def test_edges_parse_ports() -> None:
+    e = edge("w.late -> late_sink")
+    assert (e.source, e.port, e.target) == ("w", "late", "late_sink")
+    with pytest.raises(GraphError, match="is not 'source -> target'"):
+        edge("a => b")
+
+
+def test_to_config_round_trips() -> None:
+    graph = Graph.build(
+        [node("a", "testing_provider", name="a"), node("out", "collect")], ["a -> out"], name="rt"
+    )
+    again = parse_graph(__import__("json").dumps(graph.to_config()))
+    assert [n.model_dump() for n in again.nodes] == [n.model_dump() for n in graph.nodes]
+    assert [str(e) for e in again.edges] == [str(e) for e in graph.edges]
