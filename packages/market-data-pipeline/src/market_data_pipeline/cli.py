@@ -1,0 +1,311 @@
+"""``mdp``: the pipeline's command line (run, validate, list, graph, replay).
+
+Every option can also come from its ``MDP_`` environment variable (shown in ``--help``);
+a flag wins over the variable, and both win over the ``settings:`` of a config file.
+Exit codes: 0 done, 1 the job failed, 2 the config or the input is invalid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import SecretStr, ValidationError
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from market_data_pipeline.exceptions import GraphError, PipelineError
+from market_data_pipeline.graph import Graph, load_graph
+from market_data_pipeline.logs import configure_logging
+from market_data_pipeline.registry import ComponentKind, default_registry
+from market_data_pipeline.runtime import RunResult
+from market_data_pipeline.settings import UnifiedRuntimeSettings
+from market_data_pipeline.unified import UnifiedRuntime
+
+app = typer.Typer(
+    help="market-data-pipeline: run, validate and inspect streaming pipelines.",
+    no_args_is_help=True,
+)
+console = Console(stderr=True)
+out = Console()
+
+ConfigArg = Annotated[Path, typer.Argument(help="Pipeline config (YAML/JSON; DAG or classic).")]
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        envvar="MDP_DATABASE_URL",
+        show_envvar=True,
+        help="Store for `store` sinks without their own: sqlite:///path or postgresql://...",
+    ),
+]
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def _settings(config: Path, **flags: Any) -> UnifiedRuntimeSettings:
+    for key in ("database_url", "redis_url"):
+        if flags.get(key) is not None:
+            flags[key] = SecretStr(flags[key])
+    try:
+        return UnifiedRuntimeSettings.load(config, **flags)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        raise _fail(f"invalid settings: {problems}", 2) from None
+    except GraphError as error:
+        raise _fail(str(error), 2) from None
+
+
+def _load(config: Path) -> Graph:
+    try:
+        graph = load_graph(config)
+        graph.validated(default_registry())
+    except GraphError as error:
+        raise _fail(str(error), 2) from None
+    return graph
+
+
+@app.command()
+def run(
+    config: ConfigArg,
+    database_url: DatabaseOption = None,
+    channel_capacity: Annotated[
+        int | None,
+        typer.Option(envvar="MDP_CHANNEL_CAPACITY", show_envvar=True, help="Batches per channel."),
+    ] = None,
+    redis_url: Annotated[
+        str | None,
+        typer.Option(envvar="MDP_REDIS_URL", show_envvar=True, help="Feedback over Redis."),
+    ] = None,
+    store_feedback_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MDP_STORE_FEEDBACK_URL",
+            show_envvar=True,
+            help="Follow a store service's feedback (its base URL).",
+        ),
+    ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(envvar="MDP_METRICS_PORT", show_envvar=True, help="Serve /metrics here."),
+    ] = None,
+    json_summary: Annotated[
+        bool, typer.Option("--json", help="Print the summary as JSON (for scripts).")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+) -> None:
+    """Run a pipeline until its providers end (Ctrl-C stops it and drains)."""
+    settings = _settings(
+        config,
+        database_url=database_url,
+        channel_capacity=channel_capacity,
+        redis_url=redis_url,
+        store_feedback_url=store_feedback_url,
+        metrics_port=metrics_port,
+    )
+    configure_logging(json=settings.log_json, level=settings.log_level)
+    graph = _load(settings.config or config)
+    show_progress = not quiet and not json_summary and console.is_terminal
+    try:
+        runtime, result = asyncio.run(_run(settings, graph, show_progress=show_progress))
+    except PipelineError as error:
+        raise _fail(str(error), 1) from None
+    except GraphError as error:
+        raise _fail(str(error), 2) from None
+    except KeyboardInterrupt:
+        raise _fail("interrupted", 130) from None
+    if json_summary:
+        out.print_json(json.dumps(_summary(runtime, result)))
+    else:
+        _print_summary(runtime, result)
+
+
+async def _run(
+    settings: UnifiedRuntimeSettings, graph: Graph, *, show_progress: bool
+) -> tuple[UnifiedRuntime, RunResult]:
+    async with UnifiedRuntime(settings) as runtime:
+        task = asyncio.create_task(runtime.run(graph))
+        if show_progress:
+            with Live(console=console, refresh_per_second=4, transient=True) as live:
+                while not task.done():
+                    live.update(_progress(runtime))
+                    await asyncio.wait({task}, timeout=0.25)
+        try:
+            result = await task
+        except asyncio.CancelledError:
+            await runtime.stop(drain=True)
+            raise
+        return runtime, result
+
+
+def _progress(runtime: UnifiedRuntime) -> Table:
+    table = Table(title=f"{runtime.graph.name if runtime.graph else ''} [{runtime.state}]")
+    for column in ("node", "in", "out"):
+        table.add_column(column, justify="right" if column != "node" else "left")
+    inner = runtime.current
+    if inner is not None:
+        for node_id, stats in inner.stats.items():
+            table.add_row(node_id, f"{stats.items_in:,}", f"{stats.items_out:,}")
+    return table
+
+
+def _summary(runtime: UnifiedRuntime, result: RunResult) -> dict[str, Any]:
+    return {
+        "job": result.job,
+        "mode": str(runtime.mode),
+        "state": str(result.state),
+        "seconds": round(result.seconds, 3),
+        "nodes": {
+            node_id: {
+                "type": result.types[node_id],
+                "kind": result.kinds[node_id],
+                "in": stats.items_in,
+                "out": stats.items_out,
+                **stats.counters,
+            }
+            for node_id, stats in result.nodes.items()
+        },
+        "late": result.counter("late"),
+        "pauses": runtime.pauses,
+        "store": runtime.store_report,
+    }
+
+
+def _print_summary(runtime: UnifiedRuntime, result: RunResult) -> None:
+    table = Table(title=f"{result.job} ({runtime.mode}): {result.state} in {result.seconds:.2f} s")
+    for column in ("node", "type", "in", "out", "notes"):
+        table.add_column(column, justify="right" if column in {"in", "out"} else "left")
+    for node_id, stats in result.nodes.items():
+        notes = ", ".join(f"{k} {v:,}" for k, v in sorted(stats.counters.items()))
+        table.add_row(
+            node_id, result.types[node_id], f"{stats.items_in:,}", f"{stats.items_out:,}", notes
+        )
+    out.print(table)
+    out.print(f"late records: {result.counter('late'):,}   backpressure pauses: {runtime.pauses}")
+    report = runtime.store_report
+    if report:
+        where = report["database"]
+        for name, (before, after) in report["tables"].items():
+            out.print(
+                f"store {where}: {name} {before:,} -> {after:,} rows (+{after - before:,})",
+                highlight=False,
+            )
+
+
+@app.command()
+def validate(config: ConfigArg) -> None:
+    """Check a config without running it (types, params, edges, cycles)."""
+    graph = _load(config)
+    out.print(
+        f"ok: {graph.name} ({graph.mode}), {len(graph.nodes)} nodes, {len(graph.edges)} edges",
+        highlight=False,
+    )
+
+
+@app.command("list")
+def list_components(
+    kind: Annotated[
+        ComponentKind | None, typer.Option(help="Only providers, operators or sinks.")
+    ] = None,
+) -> None:
+    """List the registered providers, operators and sinks (plugins included)."""
+    registry = default_registry()
+    table = Table("kind", "type", "description")
+    for k in [kind] if kind else list(ComponentKind):
+        for name, text in registry.describe(k):
+            table.add_row(str(k), name, text)
+    out.print(table)
+
+
+@app.command()
+def graph(
+    config: ConfigArg,
+    fmt: Annotated[str, typer.Option("--format", help="text or mermaid")] = "text",
+) -> None:
+    """Print the graph of a config as text or as a Mermaid flowchart."""
+    g = _load(config)
+    if fmt == "mermaid":
+        out.print(_mermaid(g), highlight=False, markup=False)
+    elif fmt == "text":
+        out.print(_text(g), highlight=False, markup=False)
+    else:
+        raise _fail(f"--format must be text or mermaid, not {fmt!r}", 2)
+
+
+def _text(g: Graph) -> str:
+    lines = [f"{g.name} ({g.mode})"]
+    for spec in g.nodes:
+        params = ", ".join(f"{k}={v!r}" for k, v in spec.params.items())
+        lines.append(f"  {spec.id}: {spec.type}({params})")
+    lines += [f"  {e}" for e in g.edges]
+    return "\n".join(lines)
+
+
+def _mermaid(g: Graph) -> str:
+    lines = ["flowchart LR"]
+    lines += [f'  {spec.id}["{spec.id}: {spec.type}"]' for spec in g.nodes]
+    for e in g.edges:
+        label = f"|{e.port}|" if e.port != "out" else ""
+        lines.append(f"  {e.source} -->{label} {e.target}")
+    return "\n".join(lines)
+
+
+@app.command()
+def replay(
+    file: Annotated[Path, typer.Argument(help="CSV, NDJSON or Parquet file to replay.")],
+    kind: Annotated[str, typer.Option(help="trades, quotes or bars")] = "trades",
+    symbol: Annotated[str | None, typer.Option(help="Symbol when the file has none.")] = None,
+    timeframe: Annotated[str, typer.Option(help="Resample to this timeframe.")] = "1m",
+    timezone: Annotated[str | None, typer.Option(help="Zone of naive timestamps.")] = None,
+    speed: Annotated[float, typer.Option(help="0 = as fast as possible; k = k x real time")] = 0,
+    to: Annotated[str, typer.Option(help="stdout, store, or a file path")] = "stdout",
+    database_url: DatabaseOption = None,
+) -> None:
+    """Replay a file through resample_ohlc into stdout, the store or a file."""
+    params: dict[str, Any] = {"path": str(file), "kind": kind, "speed": speed}
+    if symbol is not None:
+        params["symbol"] = symbol
+    if timezone is not None:
+        params["timezone"] = timezone
+    sink: dict[str, Any]
+    if to == "stdout":
+        sink = {"type": "stdout"}
+    elif to == "store":
+        sink = {"type": "store"}
+    else:
+        sink = {"type": "file", "params": {"path": to}}
+    config = {
+        "name": "replay",
+        "mode": "classic",
+        "source": {"type": "replay", "params": params},
+        "operators": [{"type": "resample_ohlc", "params": {"timeframe": timeframe}}],
+        "sink": sink,
+    }
+    flags = {"database_url": SecretStr(database_url) if database_url else None}
+    settings = UnifiedRuntimeSettings.load(None, **flags)
+    configure_logging(json=settings.log_json, level=settings.log_level)
+    try:
+        runtime, result = asyncio.run(_replay(settings, config))
+    except (PipelineError, GraphError) as error:
+        raise _fail(str(error), 2 if isinstance(error, GraphError) else 1) from None
+    if to != "stdout":
+        _print_summary(runtime, result)
+
+
+async def _replay(
+    settings: UnifiedRuntimeSettings, config: dict[str, Any]
+) -> tuple[UnifiedRuntime, RunResult]:
+    async with UnifiedRuntime(settings) as runtime:
+        return runtime, await runtime.run(config)
+
+
+def main() -> None:  # pragma: no cover - the console script
+    sys.exit(app())

@@ -1,0 +1,123 @@
+"""``UnifiedRuntimeSettings``: the runtime's settings from files, ``MDP_`` variables and flags.
+
+Precedence, lowest to highest: defaults < a settings file (YAML/JSON: its ``settings:``
+mapping, or the whole file when it has no graph in it) < ``MDP_*`` environment variables <
+explicit values (CLI flags, keyword arguments). Secrets (``database_url``, ``redis_url``)
+are ``SecretStr``: never printed, logged or put in metrics.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from market_data_pipeline.exceptions import GraphError
+
+__all__ = ["UnifiedRuntimeSettings"]
+
+_FILE_VALUES: ContextVar[dict[str, Any] | None] = ContextVar("mdp_settings_file", default=None)
+_GRAPH_KEYS = {"nodes", "edges", "source", "sink", "operators", "pipeline"}
+
+
+class UnifiedRuntimeSettings(BaseSettings):
+    """How jobs run: which store, which feedback, channel sizes, metrics and logs."""
+
+    model_config = SettingsConfigDict(env_prefix="MDP_", extra="forbid", frozen=True)
+
+    config: Path | None = Field(
+        default=None, description="The pipeline config (YAML/JSON: a DAG or a classic spec)."
+    )
+    mode: Literal["auto", "dag", "classic"] = Field(
+        default="auto", description="Require this mode of config; auto accepts either."
+    )
+    database_url: SecretStr = Field(
+        default=SecretStr("sqlite:///./market_data.db"),
+        description="The store that `store` sinks without their own `database`/`url` write to.",
+    )
+    channel_capacity: Annotated[int, Field(ge=1, le=10_000)] = Field(
+        default=16, description="Batches each channel between nodes holds before it blocks."
+    )
+    redis_url: SecretStr | None = Field(
+        default=None, description="Feedback from the store over Redis streams (and publish rates)."
+    )
+    feedback_stream: str = Field(default="md:feedback", description="The Redis feedback stream.")
+    store_feedback_url: str | None = Field(
+        default=None,
+        description="Base URL of a store service whose SSE feedback feed to follow.",
+    )
+    coordinator_id: str | None = Field(
+        default=None, description="Follow this write coordinator only (default: any)."
+    )
+    soft_scale: Annotated[float, Field(gt=0, le=1)] = Field(
+        default=0.5, description="Fraction of the full rate under soft backpressure."
+    )
+    base_rate: Annotated[float, Field(gt=0)] | None = Field(
+        default=None, description="Records/s each provider may emit at full rate (none: unlimited)."
+    )
+    metrics_port: Annotated[int, Field(ge=0, le=65535)] | None = Field(
+        default=None, description="Serve Prometheus metrics on this port (127.0.0.1)."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_json: bool | None = Field(default=None, description="JSON logs (default: when not a TTY).")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        file_values = _FILE_VALUES.get() or {}
+        return init_settings, env_settings, InitSettingsSource(settings_cls, file_values)
+
+    @classmethod
+    def load(cls, file: str | Path | None = None, **flags: Any) -> UnifiedRuntimeSettings:
+        """Settings from ``file`` (lowest), the environment, then ``flags`` (highest).
+
+        ``None`` flags are ignored (a CLI option that was not given).
+        """
+        values = _read(Path(file)) if file is not None else {}
+        if file is not None and values.get("config") is None and _has_graph(Path(file)):
+            values["config"] = str(file)
+        token = _FILE_VALUES.set(values)
+        try:
+            return cls(**{k: v for k, v in flags.items() if v is not None})
+        finally:
+            _FILE_VALUES.reset(token)
+
+
+def _load_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise GraphError(f"cannot read the settings: {error.strerror}", source=str(path)) from None
+    except yaml.YAMLError as error:
+        raise GraphError(f"not valid YAML/JSON: {error}", source=str(path)) from None
+
+
+def _has_graph(path: Path) -> bool:
+    data = _load_yaml(path)
+    return isinstance(data, dict) and bool(_GRAPH_KEYS & set(data))
+
+
+def _read(path: Path) -> dict[str, Any]:
+    data = _load_yaml(path)
+    if not isinstance(data, dict):
+        raise GraphError("a settings file must be a mapping", source=str(path))
+    if isinstance(data.get("settings"), dict):
+        return dict(data["settings"])
+    if _GRAPH_KEYS & set(data):
+        return {}
+    return dict(data)

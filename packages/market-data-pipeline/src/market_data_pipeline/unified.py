@@ -1,0 +1,347 @@
+"""``UnifiedRuntime``: runs DAG or classic pipelines with the store, feedback and metrics wired.
+
+>>> async with UnifiedRuntime(UnifiedRuntimeSettings.load("examples/quickstart.yaml")) as rt:
+...     result = await rt.run()
+
+It is what ``mdp run`` uses and what a supervisor controls (core ``PipelineRunner``):
+``state``, ``mode``, ``run``, ``stop``, ``control`` (pause / resume / reload) and ``health``.
+For a graph with ``store`` sinks that name no database of their own, it opens one in-process
+``Store`` on ``settings.database_url`` (migrated), gives it to those sinks, follows its
+feedback (plus Redis or a store service's SSE feed when configured) with a
+``FeedbackRateController`` and drains and closes the store at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Self
+
+import structlog
+
+from market_data_core import (
+    ControlAction,
+    ControlResult,
+    ControlStatus,
+    FeedbackEvent,
+    HealthComponent,
+    HealthState,
+    RateAdjustment,
+    RateController,
+)
+from market_data_pipeline.exceptions import GraphError, PipelineError, RuntimeStateError
+from market_data_pipeline.graph import Graph, LinearSpec, Mode, from_config, load_graph
+from market_data_pipeline.metrics import PipelineMetrics
+from market_data_pipeline.registry import Registry, default_registry
+from market_data_pipeline.runtime import GraphRuntime, RunResult, RunState
+from market_data_pipeline.settings import UnifiedRuntimeSettings
+
+__all__ = ["RuntimeState", "UnifiedRuntime"]
+
+logger = structlog.get_logger("market_data_pipeline.unified")
+
+
+class RuntimeState(StrEnum):
+    IDLE = "idle"
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPING = "stopping"
+    COMPLETED = "completed"
+    STOPPED = "stopped"
+    FAILED = "failed"
+    CLOSED = "closed"
+
+
+class _Gate:
+    """A rate controller with a manual pause on top (the supervisor's pause/resume)."""
+
+    def __init__(self, inner: RateController) -> None:
+        self.inner = inner
+        self._open = asyncio.Event()
+        self._open.set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._open.is_set()
+
+    def pause(self) -> None:
+        self._open.clear()
+
+    def resume(self) -> None:
+        self._open.set()
+
+    @property
+    def scale(self) -> float:
+        return 0.0 if self.paused else self.inner.scale
+
+    async def on_feedback(self, event: FeedbackEvent) -> RateAdjustment | None:
+        return await self.inner.on_feedback(event)
+
+    async def acquire(self, count: int = 1) -> None:
+        await self._open.wait()
+        await self.inner.acquire(count)
+
+
+GraphSource = Graph | LinearSpec | Mapping[str, Any] | str | Path
+
+
+class UnifiedRuntime:
+    """Runs pipeline jobs in either mode; an async context manager."""
+
+    def __init__(
+        self,
+        settings: UnifiedRuntimeSettings | None = None,
+        *,
+        registry: Registry | None = None,
+        metrics: PipelineMetrics | None = None,
+        services: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.settings = settings or UnifiedRuntimeSettings()
+        self.registry = registry or default_registry()
+        self.metrics = metrics or PipelineMetrics()
+        self.services = dict(services or {})
+        self.state = RuntimeState.IDLE
+        self.mode: Mode | None = None
+        self.graph: Graph | None = None
+        self.last_result: RunResult | None = None
+        self.last_error: str | None = None
+        self.controller: Any = None
+        self._gate: _Gate | None = None
+        self._runtime: GraphRuntime | None = None
+        self._reload = False
+        self._entered = False
+        self._metrics_server: Any = None
+        self.store_report: dict[str, Any] = {}
+        """For the in-process store: its (redacted) database and rows per table before/after."""
+
+    @property
+    def current(self) -> GraphRuntime | None:
+        """The graph runtime of the running job, if any."""
+        return self._runtime
+
+    @property
+    def pauses(self) -> int:
+        """Times the providers paused under hard backpressure (this runtime's last job)."""
+        return int(getattr(self.controller, "pauses", 0))
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        self._entered = True
+        if self.settings.metrics_port is not None and self._metrics_server is None:
+            from prometheus_client import start_http_server  # noqa: PLC0415
+
+            self._metrics_server, _ = start_http_server(
+                self.settings.metrics_port, addr="127.0.0.1", registry=self.metrics.registry
+            )
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop(drain=True)
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+            self._metrics_server = None
+        self.state = RuntimeState.CLOSED
+        self._entered = False
+
+    def load(self, source: GraphSource | None = None) -> Graph:
+        """The graph from an object, a config mapping or a file (default: settings.config)."""
+        source = source if source is not None else self.settings.config
+        if source is None:
+            msg = "no pipeline config: pass one to run() or set MDP_CONFIG / --config"
+            raise GraphError(msg)
+        if isinstance(source, Graph):
+            graph = source
+        elif isinstance(source, LinearSpec):
+            graph = source.to_graph()
+        elif isinstance(source, Mapping):
+            graph = from_config(source)
+        else:
+            graph = load_graph(source)
+        wanted = self.settings.mode
+        if wanted not in ("auto", graph.mode):
+            raise GraphError(
+                f"the config is a {graph.mode} pipeline but mode {wanted} was required",
+                source=graph.source,
+            )
+        return graph
+
+    async def run(self, source: GraphSource | None = None) -> RunResult:
+        """Run a job to its end (a reload restarts it with the re-read config)."""
+        if self.state in (RuntimeState.RUNNING, RuntimeState.PAUSED, RuntimeState.STOPPING):
+            raise RuntimeStateError(f"a job is already {self.state}")
+        graph = self.load(source)
+        while True:
+            result = await self._run_once(graph)
+            if not self._reload:
+                return result
+            self._reload = False
+            graph = self.load(graph.source) if graph.source else self.load(source)
+            logger.info("pipeline reloaded", job=graph.name)
+
+    async def stop(self, *, drain: bool = True) -> None:
+        """Stop the running job (if any): drain what was emitted, or cancel."""
+        runtime = self._runtime
+        if runtime is None:
+            return
+        if self._gate is not None:
+            self._gate.resume()  # a paused provider must see the stop
+        self.state = RuntimeState.STOPPING
+        await runtime.stop(drain=drain)
+
+    async def control(self, action: ControlAction) -> ControlResult:
+        """Pause (providers hold at the next batch), resume (where they paused), reload."""
+        target = self.graph.name if self.graph is not None else "pipeline"
+
+        def answer(status: ControlStatus, message: str) -> ControlResult:
+            return ControlResult(
+                action=action, target=target, status=status, message=message, ts=datetime.now(UTC)
+            )
+
+        if self._gate is None or self._runtime is None:
+            return answer(ControlStatus.REJECTED, f"no job is running (state {self.state})")
+        if action is ControlAction.PAUSE:
+            self._gate.pause()
+            self.state = RuntimeState.PAUSED
+            return answer(ControlStatus.ACCEPTED, "providers paused; in-flight batches drain")
+        if action is ControlAction.RESUME:
+            self._gate.resume()
+            self.state = RuntimeState.RUNNING
+            return answer(ControlStatus.ACCEPTED, "providers resumed")
+        self._reload = True
+        await self.stop(drain=True)
+        return answer(ControlStatus.ACCEPTED, "draining, then restarting with the re-read config")
+
+    def health(self) -> HealthComponent:
+        """This runtime as a component of a supervisor's health."""
+        state = {
+            RuntimeState.FAILED: HealthState.UNHEALTHY,
+            RuntimeState.PAUSED: HealthState.DEGRADED,
+        }.get(self.state, HealthState.HEALTHY)
+        details: dict[str, Any] = {"state": str(self.state), "mode": str(self.mode or "none")}
+        if self.controller is not None:
+            details["rate_scale"] = float(self._gate.scale if self._gate else self.controller.scale)
+        if self.last_error:
+            details["error"] = self.last_error[:500]
+        return HealthComponent(name="pipeline", state=state, details=details)
+
+    # -- one run ----------------------------------------------------------------------
+
+    async def _run_once(self, graph: Graph) -> RunResult:
+        validated = graph.validated(self.registry)
+        self.graph, self.mode = graph, graph.mode
+        mode = str(graph.mode)
+        async with AsyncExitStack() as stack:
+            services = dict(self.services)
+            store = await self._open_store(graph, services, stack)
+            self.controller = self._make_controller(graph.name)
+            self._gate = _Gate(self.controller)
+            await self._link_feedback(store, stack)
+            runtime = GraphRuntime(
+                validated,
+                rate=self._gate,
+                channel_capacity=self.settings.channel_capacity,
+                metrics=self.metrics,
+                services=services,
+            )
+            self._runtime = runtime
+            self.state = RuntimeState.RUNNING
+            self.metrics.runtime_up.labels(mode=mode).set(1)
+            self.metrics.jobs_running.labels(mode=mode).inc()
+            logger.info("pipeline started", job=graph.name, mode=mode, nodes=len(graph.nodes))
+            before = await _counts(store)
+            try:
+                result = await runtime.run()
+            except PipelineError as error:
+                self.state = RuntimeState.FAILED
+                self.last_error = str(error)
+                raise
+            except asyncio.CancelledError:
+                self.state = RuntimeState.STOPPED
+                raise
+            finally:
+                self.metrics.jobs_running.labels(mode=mode).dec()
+                self.metrics.runtime_up.labels(mode=mode).set(0)
+                self._runtime = None
+                self.last_result = runtime.result()
+            if store is not None:
+                after = await _counts(store)
+                self.store_report = {
+                    "database": str(store.url),
+                    "tables": {t: (before[t], after[t]) for t in after if before[t] or after[t]},
+                }
+            self.state = (
+                RuntimeState.COMPLETED
+                if result.state is RunState.COMPLETED
+                else RuntimeState.STOPPED
+            )
+            logger.info(
+                "pipeline finished",
+                job=graph.name,
+                state=str(result.state),
+                seconds=round(result.seconds, 3),
+            )
+            return result
+
+    async def _open_store(
+        self, graph: Graph, services: dict[str, Any], stack: AsyncExitStack
+    ) -> Any:
+        """One in-process store for the `store` sinks that name no database/url of their own."""
+        if "store" in services:
+            return services["store"]
+        wants = [
+            n for n in graph.nodes if n.type == "store" and not {"database", "url"} & set(n.params)
+        ]
+        if not wants:
+            return None
+        try:
+            from market_data_store.settings import StoreSettings  # noqa: PLC0415
+            from market_data_store.store import Store  # noqa: PLC0415
+        except ImportError:
+            raise GraphError(
+                "a `store` sink needs market-data-store: pip install 'market-data-pipeline[store]'",
+                node_id=wants[0].id,
+                source=graph.source,
+                line=wants[0].line,
+            ) from None
+        store = Store(StoreSettings(database_url=self.settings.database_url))
+        await store.start(migrate=True)
+        stack.push_async_callback(store.stop, drain=True)
+        services["store"] = store
+        return store
+
+    def _make_controller(self, provider: str) -> RateController:
+        from market_data_pipeline.backpressure import FeedbackRateController  # noqa: PLC0415
+
+        return FeedbackRateController(
+            provider=provider,
+            coordinator_id=self.settings.coordinator_id,
+            soft_scale=self.settings.soft_scale,
+            base_rate=self.settings.base_rate,
+            metrics=self.metrics,
+        )
+
+    async def _link_feedback(self, store: Any, stack: AsyncExitStack) -> None:
+        from market_data_pipeline.backpressure import link_feedback  # noqa: PLC0415
+
+        s = self.settings
+        bus = store.bus if store is not None else None
+        if bus is None and s.redis_url is None and s.store_feedback_url is None:
+            return
+        link = link_feedback(
+            self.controller,
+            bus=bus,
+            redis_url=s.redis_url,
+            sse_url=s.store_feedback_url,
+        )
+        await stack.enter_async_context(link)
+
+
+async def _counts(store: Any) -> dict[str, int]:
+    if store is None:
+        return {}
+    return {table: await store.backend.count(table) for table in ("bars", "trades", "quotes")}

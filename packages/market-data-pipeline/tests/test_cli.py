@@ -1,0 +1,94 @@
+"""``mdp``: what a user sees on the command line."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from market_data_pipeline.cli import app
+
+ROOT = Path(__file__).resolve().parents[3]
+runner = CliRunner()
+
+
+@pytest.fixture
+def quickstart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)  # the example writes ./market_data.db
+    return shutil.copy(ROOT / "examples" / "quickstart.yaml", tmp_path / "quickstart.yaml")
+
+
+def test_quickstart_runs_prints_where_it_wrote_and_is_idempotent(quickstart: Path) -> None:
+    first = runner.invoke(app, ["run", str(quickstart)])
+    assert first.exit_code == 0, first.output
+    assert "store sqlite:///./market_data.db: bars 0 -> " in first.output
+    assert (quickstart.parent / "market_data.db").exists()
+    second = runner.invoke(app, ["run", str(quickstart), "--json"])
+    assert second.exit_code == 0, second.output
+    summary = json.loads(second.output)
+    before, after = summary["store"]["tables"]["bars"]
+    assert before == after > 20 * 390  # 20 symbols x 390 one-minute bars, plus 5m bars
+    assert summary["state"] == "completed"
+
+
+def test_database_flag_beats_the_file(quickstart: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other.db"
+    result = runner.invoke(
+        app, ["run", str(quickstart), "--json", "--database-url", f"sqlite:///{other}"]
+    )
+    assert result.exit_code == 0, result.output
+    assert other.exists()
+    assert not (tmp_path / "market_data.db").exists()
+
+
+def test_validate_names_the_line_of_a_bad_node(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(
+        "nodes:\n  - {id: a, type: synthetic}\n  - id: b\n    type: resampel\nedges: [a -> b]\n"
+    )
+    result = runner.invoke(app, ["validate", str(config)])
+    assert result.exit_code == 2
+    assert "bad.yaml:3" in result.output
+    assert "'b'" in result.output
+    ok = runner.invoke(app, ["validate", str(ROOT / "examples" / "quickstart.yaml")])
+    assert ok.exit_code == 0
+    assert "4 nodes, 4 edges" in ok.output
+
+
+def test_list_shows_every_kind() -> None:
+    result = runner.invoke(app, ["list"])
+    assert result.exit_code == 0
+    for name in ("synthetic", "replay", "resample_ohlc", "hash_partition", "store", "file"):
+        assert name in result.output
+
+
+def test_graph_as_mermaid() -> None:
+    result = runner.invoke(
+        app, ["graph", str(ROOT / "examples" / "quickstart.yaml"), "--format", "mermaid"]
+    )
+    assert result.exit_code == 0
+    assert result.output.startswith("flowchart LR")
+    assert "trades --> bars_1m" in result.output
+
+
+def test_replay_a_real_file_to_stdout() -> None:
+    result = runner.invoke(
+        app,
+        [
+            "replay",
+            str(ROOT / "examples" / "data" / "usdjpy-ticks.csv"),
+            "--kind",
+            "quotes",
+            "--symbol",
+            "USD/JPY",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "USD/JPY" in result.output
+
+
+def test_help_names_the_environment_variables() -> None:
+    result = runner.invoke(app, ["run", "--help"], env={"COLUMNS": "200"})
+    assert "MDP_DATABASE_URL" in result.output
+    assert "MDP_METRICS_PORT" in result.output

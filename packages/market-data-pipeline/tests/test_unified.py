@@ -1,0 +1,187 @@
+"""UnifiedRuntime: either mode, the in-process store, control, health, idempotent reruns."""
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from market_data_core import ControlAction, ControlStatus, HealthState
+from market_data_core.testing import make_trade
+from market_data_pipeline import records
+from market_data_pipeline.graph import Graph, LinearSpec, Mode, node
+from market_data_pipeline.settings import UnifiedRuntimeSettings
+from market_data_pipeline.testing import (
+    TestingProvider,
+    collect,
+    eventually,
+    registry_with_fakes,
+)
+from market_data_pipeline.unified import RuntimeState, UnifiedRuntime
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _settings(tmp_path: Path, **values: object) -> UnifiedRuntimeSettings:
+    return UnifiedRuntimeSettings.load(
+        None, database_url=SecretStr(f"sqlite:///{tmp_path / 'md.db'}"), **values
+    )
+
+
+def _quickstart(symbols: int = 3) -> dict:
+    return {
+        "name": "qs",
+        "nodes": [
+            {
+                "id": "trades",
+                "type": "synthetic",
+                "params": {
+                    "kind": "trades",
+                    "symbols": symbols,
+                    "seed": 3,
+                    "start": "2024-01-02T14:30:00Z",
+                    "duration": "30m",
+                    "events_per_second": 1,
+                },
+            },
+            {"id": "m1", "type": "resample_ohlc", "params": {"timeframe": "1m"}},
+            {"id": "m5", "type": "resample_ohlc", "params": {"timeframe": "5m"}},
+            {"id": "store", "type": "store"},
+        ],
+        "edges": ["trades -> m1", "m1 -> m5", "m1 -> store", "m5 -> store"],
+    }
+
+
+@pytest.mark.asyncio
+async def test_quickstart_graph_writes_bars_and_a_second_run_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    async with UnifiedRuntime(_settings(tmp_path)) as rt:
+        first = await rt.run(_quickstart())
+        assert rt.mode is Mode.DAG
+        assert rt.state is RuntimeState.COMPLETED
+        bars_before, bars_after = rt.store_report["tables"]["bars"]
+        assert bars_before == 0
+        # 3 symbols x 30 one-minute bars + 3 x 6 five-minute bars, each written once
+        assert bars_after == 3 * 30 + 3 * 6
+        assert first.nodes["store"].items_in == bars_after
+    async with UnifiedRuntime(_settings(tmp_path)) as rt:
+        await rt.run(_quickstart())
+        assert rt.store_report["tables"]["bars"] == (bars_after, bars_after)
+
+
+@pytest.mark.asyncio
+async def test_classic_mode_runs_the_same_steps() -> None:
+    TestingProvider.feed("classic", [[make_trade(price=float(i)) for i in range(1, 6)]])
+    spec = LinearSpec.model_validate(
+        {
+            "source": {"type": "testing_provider", "params": {"name": "classic"}},
+            "operators": [{"type": "merge"}],
+            "sink": {"type": "collect", "params": {"name": "classic_out"}},
+        }
+    )
+    async with UnifiedRuntime(registry=registry_with_fakes()) as rt:
+        result = await rt.run(spec)
+        assert rt.mode is Mode.CLASSIC
+    table = collect("classic_out")
+    assert table is not None
+    assert table.num_rows == 5
+    assert result.nodes["op1"].items_in == 5
+
+
+@pytest.mark.asyncio
+async def test_pause_holds_the_providers_and_resume_continues_where_they_were() -> None:
+    TestingProvider.feed("ctl", [[make_trade(price=float(i))] for i in range(1, 201)])
+    graph = Graph.build(
+        [node("src", "testing_provider", name="ctl", delay=0.001), node("out", "collect")],
+        ["src -> out"],
+        name="ctl",
+    )
+    async with UnifiedRuntime(registry=registry_with_fakes()) as rt:
+        task = asyncio.create_task(rt.run(graph))
+        async with asyncio.timeout(30):
+            await eventually(
+                lambda: rt.current is not None and rt.current.stats["out"].items_in > 5
+            )
+        paused = await rt.control(ControlAction.PAUSE)
+        assert paused.status is ControlStatus.ACCEPTED
+        assert rt.state is RuntimeState.PAUSED
+        assert rt.health().state is HealthState.DEGRADED
+        await asyncio.sleep(0.05)  # let in-flight batches land
+        assert rt.current is not None
+        held = rt.current.stats["src"].items_out
+        await asyncio.sleep(0.1)
+        assert rt.current.stats["src"].items_out == held  # nothing emitted while paused
+        assert (await rt.control(ControlAction.RESUME)).ok
+        result = await asyncio.wait_for(task, timeout=30)
+    table = collect("out")
+    assert table is not None
+    assert table.column("price").to_pylist() == [float(i) for i in range(1, 201)]
+    assert result.nodes["src"].items_out == 200
+
+
+@pytest.mark.asyncio
+async def test_reload_reruns_the_job_from_its_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "job.yaml"
+    config.write_text(
+        "name: rl\nnodes:\n  - {id: src, type: testing_provider, params: {name: rl, delay: 0.01}}\n"
+        "  - {id: out, type: collect, params: {name: rl_out}}\nedges: [src -> out]\n"
+    )
+    TestingProvider.feed("rl", [[make_trade(price=float(i))] for i in range(1, 101)])
+    async with UnifiedRuntime(registry=registry_with_fakes()) as rt:
+        task = asyncio.create_task(rt.run(config))
+        async with asyncio.timeout(30):
+            await eventually(
+                lambda: rt.current is not None and rt.current.stats["out"].items_in > 2
+            )
+        config.write_text(config.read_text().replace("delay: 0.01", "delay: 0"))
+        assert (await rt.control(ControlAction.RELOAD)).ok
+        result = await asyncio.wait_for(task, timeout=30)
+    assert rt.graph is not None
+    assert rt.graph.node("src").params["delay"] == 0
+    assert result.nodes["src"].items_out == 100  # the second run replayed everything
+
+
+@pytest.mark.asyncio
+async def test_control_without_a_job_is_rejected() -> None:
+    async with UnifiedRuntime() as rt:
+        answer = await rt.control(ControlAction.PAUSE)
+    assert answer.status is ControlStatus.REJECTED
+
+
+@pytest.mark.asyncio
+async def test_required_mode_is_enforced() -> None:
+    from market_data_pipeline.exceptions import GraphError
+
+    async with UnifiedRuntime(UnifiedRuntimeSettings.load(None, mode="classic")) as rt:
+        with pytest.raises(GraphError, match="dag pipeline but mode classic"):
+            await rt.run(_quickstart())
+
+
+@pytest.mark.asyncio
+async def test_failures_surface_and_mark_the_runtime_unhealthy(tmp_path: Path) -> None:
+    from market_data_pipeline.exceptions import NodeError
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("timestamp,price,quantity\n2024-01-02T14:30:00+00:00,1.0,1\nnot-a-time,2,2\n")
+    config = {
+        "nodes": [
+            {
+                "id": "r",
+                "type": "replay",
+                "params": {"path": str(bad), "kind": "trades", "symbol": "X"},
+            },
+            {"id": "out", "type": "null"},
+        ],
+        "edges": ["r -> out"],
+    }
+    async with UnifiedRuntime() as rt:
+        with pytest.raises(NodeError, match=r"bad\.csv"):
+            await rt.run(config)
+        assert rt.state is RuntimeState.FAILED
+        assert rt.health().state is HealthState.UNHEALTHY
+
+
+def test_records_round_trip_through_models() -> None:
+    trades = [make_trade(price=1.5, trade_id="a"), make_trade(price=2.5, side="buy")]
+    assert records.to_models(records.from_models(trades)) == trades
