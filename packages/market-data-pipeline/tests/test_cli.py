@@ -26,7 +26,7 @@ def test_quickstart_runs_prints_where_it_wrote_and_is_idempotent(quickstart: Pat
     assert (quickstart.parent / "market_data.db").exists()
     second = runner.invoke(app, ["run", str(quickstart), "--json"])
     assert second.exit_code == 0, second.output
-    summary = json.loads(second.output)
+    summary = json.loads(second.stdout)
     before, after = summary["store"]["tables"]["bars"]
     assert before == after > 20 * 390  # 20 symbols x 390 one-minute bars, plus 5m bars
     assert summary["state"] == "completed"

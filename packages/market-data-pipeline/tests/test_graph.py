@@ -217,3 +217,18 @@ def test_to_config_round_trips() -> None:
     again = parse_graph(__import__("json").dumps(graph.to_config()))
     assert [n.model_dump() for n in again.nodes] == [n.model_dump() for n in graph.nodes]
     assert [str(e) for e in again.edges] == [str(e) for e in graph.edges]
+
+
+def test_a_name_shared_by_a_provider_and_a_sink_resolves_by_role() -> None:
+    from market_data_pipeline.providers.redis_stream import RedisStreamProvider
+    from market_data_pipeline.sinks.redis_stream import RedisStreamSink
+
+    graph = Graph.build(
+        [
+            node("src", "redis_stream", url="redis://127.0.0.1:1", stream="in", group="g"),
+            node("out", "redis_stream", url="redis://127.0.0.1:1", stream="out"),
+        ],
+        ["src -> out"],
+    ).validated(REGISTRY)
+    assert isinstance(graph.components["src"], RedisStreamProvider)
+    assert isinstance(graph.components["out"], RedisStreamSink)

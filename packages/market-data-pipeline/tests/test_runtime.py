@@ -216,3 +216,37 @@ async def test_metrics_count_items_per_node() -> None:
     assert get("pipeline_node_items_in_total", {"job": "metered", "node": "mg"}) == 7
     assert get("pipeline_node_items_out_total", {"job": "metered", "node": "src"}) == 7
     assert get("pipeline_node_processing_seconds_count", {"job": "metered", "node": "out"}) == 2
+
+
+@pytest.mark.asyncio
+async def test_late_records_reach_the_side_output_and_the_metric() -> None:
+    from datetime import timedelta
+
+    from market_data_core.testing import T0
+
+    TestingProvider.feed(
+        "late",
+        [[make_trade(ts=T0 + timedelta(minutes=3))], [make_trade(ts=T0, price=9.0)]],
+    )
+    graph = Graph.build(
+        [
+            node("src", "testing_provider", name="late"),
+            node("bars", "resample_ohlc", timeframe="1m"),
+            node("out", "collect"),
+            node("late_out", "collect"),
+        ],
+        ["src -> bars", "bars -> out", "bars.late -> late_out"],
+        name="lateness",
+    )
+    metrics = PipelineMetrics()
+    result = await GraphRuntime(graph, registry=_registry(), metrics=metrics).run()
+    late = collect("late_out")
+    assert late is not None
+    assert late.column("price").to_pylist() == [9.0]
+    assert result.counter("late") == 1
+    assert (
+        metrics.registry.get_sample_value(
+            "pipeline_late_records_total", {"job": "lateness", "node": "bars"}
+        )
+        == 1
+    )

@@ -1,7 +1,7 @@
 import pyarrow as pa
 import pytest
-from market_data_core.testing import make_trade
 
+from market_data_core.testing import make_trade
 from market_data_pipeline import records
 from market_data_pipeline.graph import Graph, node
 from market_data_pipeline.runtime import GraphRuntime

@@ -148,9 +148,18 @@ class Graph(_Spec):
         ids = self._unique_ids()
         components: dict[str, Component[Any]] = {}
         kinds: dict[str, ComponentKind] = {}
+        targets = {e.target for e in self.edges}
+        sources = {e.source for e in self.edges}
         for spec in self.nodes:
-            kinds[spec.id] = registry.kind_of(spec.type, graph=self, spec=spec)
-            components[spec.id] = registry.create(spec, graph=self)
+            role = (
+                ComponentKind.PROVIDER
+                if spec.id not in targets
+                else ComponentKind.OPERATOR
+                if spec.id in sources
+                else ComponentKind.SINK
+            )
+            kinds[spec.id] = registry.kind_of(spec.type, graph=self, spec=spec, role=role)
+            components[spec.id] = registry.create(spec, graph=self, role=kinds[spec.id])
         for e in self.edges:
             for end in (e.source, e.target):
                 if end not in ids:
@@ -346,7 +355,7 @@ def from_config(data: Mapping[str, Any], *, source: str | None = None) -> Graph:
 
 
 def _dag(data: Mapping[str, Any], source: str | None) -> Graph:
-    unknown = set(data) - {"name", "mode", "nodes", "edges", _LINE, "description"}
+    unknown = set(data) - {"name", "mode", "nodes", "edges", _LINE, "description", "settings"}
     if unknown:
         raise GraphError(
             f"unknown key(s) {', '.join(sorted(unknown))} (a DAG config has name, nodes, edges)",
@@ -405,7 +414,7 @@ def _edge_spec(raw: Any, source: str | None) -> EdgeSpec:
 
 
 def _classic(data: Mapping[str, Any], source: str | None) -> Graph:
-    clean = {k: v for k, v in data.items() if k not in {"mode", _LINE, "description"}}
+    clean = {k: v for k, v in data.items() if k not in {"mode", _LINE, "description", "settings"}}
 
     def stage(raw: Any) -> Any:
         if isinstance(raw, dict):

@@ -241,7 +241,7 @@ def _cast(
 
 def _check_values(table: pa.Table, kind: Kind, source: str, first_line: int) -> None:
     def fail(mask: pa.ChunkedArray | pa.Array, field: str, what: str) -> None:
-        bad = pc.index(pc.fill_null(mask, value=False), value=True).as_py()
+        bad = pc.index(pc.fill_null(mask, False), value=True).as_py()
         if bad >= 0:
             value = table.column(field)[bad].as_py()
             raise RecordError(

@@ -110,6 +110,8 @@ def register_function(name: str) -> Callable[[F], F]:
 
 def function(name: str) -> Callable[..., Any]:
     """A function registered by :func:`register_function` or an entry point, by name."""
+    import market_data_pipeline.functions  # noqa: F401, PLC0415 - registers the built-ins
+
     if name not in _functions:
         for ep in entry_points(group=FUNCTIONS_GROUP, name=name):
             _functions[name] = ep.load()
@@ -152,11 +154,20 @@ class Registry:
         return sorted(self._paths[kind])
 
     def kind_of(
-        self, type_name: str, *, graph: Graph | None = None, spec: NodeSpec | None = None
+        self,
+        type_name: str,
+        *,
+        graph: Graph | None = None,
+        spec: NodeSpec | None = None,
+        role: ComponentKind | None = None,
     ) -> ComponentKind:
-        for kind in ComponentKind:
-            if type_name in self._paths[kind]:
-                return kind
+        """The kind registered under ``type_name``; a name registered as several kinds (e.g.
+        ``redis_stream``, a provider and a sink) resolves by the node's ``role`` in its graph."""
+        kinds = [kind for kind in ComponentKind if type_name in self._paths[kind]]
+        if role in kinds:
+            return role
+        if kinds:
+            return kinds[0]
         known = ", ".join(sorted(n for table in self._paths.values() for n in table))
         raise UnknownComponentError(
             f"unknown component type {type_name!r} (known: {known})",
@@ -165,8 +176,8 @@ class Registry:
             line=spec.line if spec else None,
         )
 
-    def get(self, type_name: str) -> type[Component[Any]]:
-        kind = self.kind_of(type_name)
+    def get(self, type_name: str, kind: ComponentKind | None = None) -> type[Component[Any]]:
+        kind = self.kind_of(type_name, role=kind)
         entry = self._paths[kind][type_name]
         if isinstance(entry, str):
             try:
@@ -182,16 +193,22 @@ class Registry:
             entry = loaded
         return entry
 
-    def create(self, spec: NodeSpec, *, graph: Graph | None = None) -> Component[Any]:
+    def create(
+        self,
+        spec: NodeSpec,
+        *,
+        graph: Graph | None = None,
+        role: ComponentKind | None = None,
+    ) -> Component[Any]:
         """Instantiate the node's component with validated params."""
         where: dict[str, Any] = {
             "node_id": spec.id,
             "source": graph.source if graph else None,
             "line": spec.line,
         }
-        self.kind_of(spec.type, graph=graph, spec=spec)
+        kind = self.kind_of(spec.type, graph=graph, spec=spec, role=role)
         try:
-            cls = self.get(spec.type)
+            cls = self.get(spec.type, kind)
         except GraphError as error:
             raise GraphError(error.reason, **where) from None
         try:
@@ -212,7 +229,7 @@ class Registry:
         out = []
         for name in self.names(kind):
             try:
-                cls = self.get(name)
+                cls = self.get(name, kind)
                 text = (cls.description or (cls.__doc__ or "")).strip().splitlines()
                 out.append((name, text[0] if text else ""))
             except GraphError as error:

@@ -112,6 +112,7 @@ class GraphRuntime:
         self._tasks: list[asyncio.Task[None]] = []
         self._channels: dict[str, Channel] = {}
         self._started = 0.0
+        self._late_reported: dict[str, int] = {}
 
     # -- public -----------------------------------------------------------------------
 
@@ -285,9 +286,16 @@ class GraphRuntime:
             self._observe(node_id, item.num_rows, time.perf_counter() - started)
 
     def _observe(self, node_id: str, rows: int, seconds: float) -> None:
-        self.stats[node_id].busy_seconds += seconds
+        stats = self.stats[node_id]
+        stats.busy_seconds += seconds
         if self.metrics is not None:
             self.metrics.observe_batch(self.job, node_id, rows, seconds)
+            late = stats.counters.get("late", 0)
+            if late > self._late_reported.get(node_id, 0):
+                self.metrics.late.labels(job=self.job, node=node_id).inc(
+                    late - self._late_reported.get(node_id, 0)
+                )
+                self._late_reported[node_id] = late
             channel = self._channels.get(node_id)
             if channel is not None:
                 self.metrics.channel_depth.labels(job=self.job, node=node_id).set(channel.depth)

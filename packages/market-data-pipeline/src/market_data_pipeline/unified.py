@@ -337,6 +337,7 @@ class UnifiedRuntime:
             bus=bus,
             redis_url=s.redis_url,
             sse_url=s.store_feedback_url,
+            redis_stream=s.feedback_stream,
         )
         await stack.enter_async_context(link)
 

@@ -1,0 +1,100 @@
+"""Arrow batches as bytes, for transports that carry one batch per message (Redis streams).
+
+A stream entry holds ``kind`` (``trades``, ``quotes``...), ``rows`` and ``data``: the batch
+in the Arrow IPC stream format (schema + record batches; optionally LZ4-compressed
+buffers). :func:`connect` gives the typed ``redis.asyncio`` client both ends use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final, Literal, Protocol, cast
+
+import pyarrow as pa
+
+from market_data_pipeline import records
+
+__all__ = [
+    "FIELD_DATA",
+    "FIELD_KIND",
+    "FIELD_ROWS",
+    "StreamClient",
+    "connect",
+    "decode",
+    "encode",
+    "entry",
+]
+
+FIELD_KIND: Final = b"kind"
+FIELD_ROWS: Final = b"rows"
+FIELD_DATA: Final = b"data"
+
+Compression = Literal["lz4", "zstd"] | None
+
+
+def encode(table: pa.Table, *, compression: Compression = None) -> bytes:
+    """The table in the Arrow IPC stream format."""
+    sink = pa.BufferOutputStream()
+    options = pa.ipc.IpcWriteOptions(compression=compression)
+    with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue())
+
+
+def decode(data: bytes) -> pa.Table:
+    """A table from :func:`encode`'s bytes (raises ``pyarrow.ArrowInvalid`` on bad bytes)."""
+    with pa.ipc.open_stream(pa.py_buffer(data)) as reader:
+        return reader.read_all()
+
+
+def entry(table: pa.Table, *, compression: Compression = None) -> dict[bytes, bytes]:
+    """The fields of one stream entry for the batch."""
+    kind = records.kind_of(table)
+    return {
+        FIELD_KIND: (str(kind) if kind is not None else "other").encode(),
+        FIELD_ROWS: str(table.num_rows).encode(),
+        FIELD_DATA: encode(table, compression=compression),
+    }
+
+
+class StreamClient(Protocol):
+    """The few Redis stream commands the transport uses (``redis.asyncio.Redis``)."""
+
+    async def xadd(
+        self,
+        name: str,
+        fields: Mapping[bytes, bytes],
+        *,
+        maxlen: int | None = None,
+        approximate: bool = True,
+    ) -> bytes: ...
+
+    async def xgroup_create(
+        self, name: str, groupname: str, id: str = "$", mkstream: bool = False
+    ) -> bool: ...
+
+    async def xreadgroup(
+        self,
+        groupname: str,
+        consumername: str,
+        streams: Mapping[str, str],
+        count: int | None = None,
+        block: int | None = None,
+    ) -> list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]] | None: ...
+
+    async def xack(self, name: str, groupname: str, *ids: bytes) -> int: ...
+
+    async def aclose(self) -> None: ...
+
+
+def connect(url: str) -> StreamClient:
+    """A ``redis.asyncio`` client for ``url`` (needs the ``redis`` extra). The URL may hold
+    a password: callers never log it."""
+    try:
+        import redis.asyncio as aioredis  # noqa: PLC0415 - the optional extra
+    except ImportError:
+        msg = "Redis streams need redis-py: pip install 'market-data-pipeline[redis]'"
+        raise RuntimeError(msg) from None
+
+    client = aioredis.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
+    return cast("StreamClient", client)

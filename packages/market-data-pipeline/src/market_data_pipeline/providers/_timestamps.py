@@ -1,0 +1,274 @@
+"""Event-time helpers of the providers: durations, timestamp columns and wall-clock pacing.
+
+- :func:`parse_duration`: ``"6h30m"``, ``"90s"``, ``"250ms"`` or a number of seconds.
+- :func:`to_utc_micros`: any timestamp column of a file (aware or naive timestamps, ISO
+  strings, epoch numbers in s/ms/us/ns) as ``timestamp[us, UTC]``, with errors that name the
+  file, line and field.
+- :class:`Pacer`: sleeps so that positions (event seconds, records) advance at a given rate
+  in wall-clock time; the clock and the sleep are injectable, so tests assert the planned
+  sleeps instead of measuring time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Final, Literal
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from market_data_pipeline.exceptions import RecordError
+from market_data_pipeline.records import TIMESTAMP
+
+__all__ = [
+    "Clock",
+    "Pacer",
+    "Sleep",
+    "TimeUnit",
+    "first_bad",
+    "parse_duration",
+    "stoppable_sleep",
+    "to_utc_micros",
+]
+
+TimeUnit = Literal["auto", "s", "ms", "us", "ns"]
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+_DURATION: Final = re.compile(r"(\d+(?:\.\d+)?)(ms|us|d|h|m|s)")
+_UNIT_SECONDS: Final = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6}
+_MICROS_PER: Final = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": 1}
+_NUMERIC: Final = r"^\s*[-+]?\d+(\.\d*)?([eE][-+]?\d+)?\s*$"
+_INTEGER: Final = r"^\s*[-+]?\d+\s*$"
+
+
+def parse_duration(value: object) -> timedelta:
+    """A duration from ``"6h30m"``, ``"1d"``, ``"90s"``, ``"250ms"``, seconds or a timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=float(value))
+    if isinstance(value, str):
+        text = value.strip().replace(" ", "")
+        parts = _DURATION.findall(text)
+        if parts and "".join(n + u for n, u in parts) == text:
+            return timedelta(seconds=sum(float(n) * _UNIT_SECONDS[u] for n, u in parts))
+        try:
+            return timedelta(seconds=float(text))
+        except ValueError:
+            pass
+    msg = f"not a duration: {value!r} (write e.g. '6h30m', '90s', '250ms' or a number of seconds)"
+    raise ValueError(msg)
+
+
+# -- timestamp columns -------------------------------------------------------------------
+
+
+def first_bad(array: pa.Array, convert: Callable[[pa.Array], object]) -> int:
+    """Index of the first element ``convert`` fails on (bisecting; ``convert`` must fail on
+    the whole array). Only used to name the line of an error."""
+    lo, hi = 0, len(array)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        try:
+            convert(array.slice(lo, mid - lo))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError, TypeError):
+            hi = mid
+        else:
+            lo = mid
+    return lo
+
+
+class _Where:
+    """The file, field and line numbers of a column, to build errors."""
+
+    def __init__(self, source: str, field: str, lines: npt.NDArray[np.int64]) -> None:
+        self.source, self.field, self.lines = source, field, lines
+
+    def error(self, message: str, index: int | None = None) -> RecordError:
+        line = int(self.lines[index]) if index is not None and len(self.lines) else None
+        return RecordError(message, source=self.source, line=line, field=self.field)
+
+
+def to_utc_micros(
+    column: pa.Array | pa.ChunkedArray,
+    *,
+    source: str,
+    field: str,
+    lines: npt.NDArray[np.int64],
+    timezone: str | None,
+    unit: TimeUnit = "auto",
+) -> tuple[pa.Array, TimeUnit]:
+    """``column`` as ``timestamp[us, UTC]``; also returns the unit numbers were read in
+    (``auto`` resolved from the magnitude, so the caller can keep it for later batches)."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    where = _Where(source, field, lines)
+    kind = column.type
+    if pa.types.is_timestamp(kind):
+        return _from_timestamps(column, timezone, where), unit
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind):
+        return _from_numbers(column, unit, where)
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return _from_strings(column, timezone, unit, where)
+    if pa.types.is_date(kind):
+        return _from_timestamps(column.cast(pa.timestamp("us")), timezone, where), unit
+    raise where.error(f"cannot read a timestamp from a column of type {kind}")
+
+
+def _from_timestamps(column: pa.Array, timezone: str | None, where: _Where) -> pa.Array:
+    options = pc.CastOptions(TIMESTAMP, allow_time_truncate=True)
+    if column.type.tz is not None:
+        return pc.cast(column, options=options)
+    if timezone is None:
+        raise _naive(column, where)
+    try:
+        aware = pc.assume_timezone(column, timezone=timezone)
+    except (pa.ArrowInvalid, ValueError) as error:
+        bad = first_bad(column, lambda a: pc.assume_timezone(a, timezone=timezone))
+        raise where.error(f"cannot place in timezone {timezone!r}: {error}", bad) from None
+    return pc.cast(aware, options=options)
+
+
+def _naive(column: pa.Array, where: _Where) -> RecordError:
+    first = column.drop_null()
+    example = f" ({first[0]})" if len(first) else ""
+    return where.error(
+        f"timestamps without a timezone{example}: set `timezone: UTC` in the provider's "
+        "params if they are in UTC (or the IANA name of their zone)",
+        0,
+    )
+
+
+def _from_strings(
+    column: pa.Array, timezone: str | None, unit: TimeUnit, where: _Where
+) -> tuple[pa.Array, TimeUnit]:
+    text = pc.utf8_trim_whitespace(column)
+    present = text.drop_null()
+    if len(present) and pc.all(pc.match_substring_regex(present, _NUMERIC)).as_py():
+        integers = pc.all(pc.match_substring_regex(present, _INTEGER)).as_py()
+        numbers = pc.cast(text, pa.int64() if integers else pa.float64())
+        return _from_numbers(numbers, unit, where)
+    aware = _try(text, _parse_aware)
+    if aware is not None:
+        return aware, unit
+    naive = _try(text, _parse_naive)
+    if naive is not None:
+        return _from_timestamps(naive, timezone, where), unit
+    sample = present[0] if len(present) else None
+    parse = _parse_aware if sample is not None and _try(present.slice(0, 1), _parse_aware) else None
+    parse = parse or _parse_naive
+    bad = first_bad(text, parse)
+    raise where.error(f"is not a timestamp ({text[bad].as_py()!r})", bad)
+
+
+def _try(array: pa.Array, parse: Callable[[pa.Array], pa.Array]) -> pa.Array | None:
+    try:
+        return parse(array)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+
+
+def _parse_aware(text: pa.Array) -> pa.Array:
+    try:
+        return text.cast(TIMESTAMP)
+    except pa.ArrowInvalid:
+        nanos = text.cast(pa.timestamp("ns", tz="UTC"))
+        return pc.cast(nanos, options=pc.CastOptions(TIMESTAMP, allow_time_truncate=True))
+
+
+def _parse_naive(text: pa.Array) -> pa.Array:
+    naive = pa.timestamp("us")
+    try:
+        return text.cast(naive)
+    except pa.ArrowInvalid:
+        nanos = text.cast(pa.timestamp("ns"))
+        return pc.cast(nanos, options=pc.CastOptions(naive, allow_time_truncate=True))
+
+
+def _from_numbers(column: pa.Array, unit: TimeUnit, where: _Where) -> tuple[pa.Array, TimeUnit]:
+    values = column.to_numpy(zero_copy_only=False)
+    mask = pc.is_null(column).to_numpy(zero_copy_only=False)
+    valid = values[~mask].astype(np.float64)
+    if len(valid) and not np.all(np.isfinite(valid)):
+        bad = int(np.flatnonzero(~mask)[np.flatnonzero(~np.isfinite(valid))[0]])
+        raise where.error("is not a finite epoch timestamp", bad)
+    if unit == "auto":
+        unit = _guess_unit(float(np.max(np.abs(valid))) if len(valid) else 0.0)
+    filled = np.where(mask, 0, values)
+    if unit == "ns":
+        micros = filled.astype(np.int64) // 1000
+    elif np.issubdtype(filled.dtype, np.integer):
+        micros = filled.astype(np.int64) * _MICROS_PER[unit]
+    else:
+        micros = np.round(filled.astype(np.float64) * _MICROS_PER[unit]).astype(np.int64)
+    return pa.array(micros, type=TIMESTAMP, mask=mask), unit
+
+
+def _guess_unit(magnitude: float) -> TimeUnit:
+    """Epoch unit from the size of the numbers (dates between 1973 and 5138 in any unit)."""
+    if magnitude < 1e11:
+        return "s"
+    if magnitude < 1e14:
+        return "ms"
+    if magnitude < 1e17:
+        return "us"
+    return "ns"
+
+
+# -- pacing ------------------------------------------------------------------------------
+
+
+async def stoppable_sleep(seconds: float, stopping: asyncio.Event) -> None:
+    """Sleep, but wake up at once when ``stopping`` is set."""
+    if seconds <= 0 or stopping.is_set():
+        return
+    try:
+        await asyncio.wait_for(stopping.wait(), timeout=seconds)
+    except TimeoutError:
+        return
+
+
+class Pacer:
+    """Keeps a position (event seconds, records...) advancing at ``rate`` units per wall second.
+
+    The first call anchors the position to the clock; later calls sleep until the position
+    is due. After a pause (backpressure, a slow consumer) of more than ``max_lag`` seconds it
+    re-anchors instead of bursting to catch up.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+        max_lag: float = 1.0,
+    ) -> None:
+        if rate <= 0:
+            msg = f"rate must be > 0, got {rate}"
+            raise ValueError(msg)
+        self.rate = rate
+        self.clock = clock
+        self.sleep = sleep
+        self.max_lag = max_lag
+        self._anchor: tuple[float, float] | None = None
+
+    async def wait(self, position: float) -> None:
+        """Return once ``position`` is due."""
+        now = self.clock()
+        if self._anchor is None:
+            self._anchor = (now, position)
+            return
+        wall, start = self._anchor
+        delay = wall + (position - start) / self.rate - now
+        if delay > 0:
+            await self.sleep(delay)
+        elif -delay > self.max_lag:
+            self._anchor = (now, position)

@@ -1,0 +1,236 @@
+"""Write batches to a Parquet, CSV or NDJSON file, atomically.
+
+Rows are written incrementally (Parquet row groups, CSV blocks, NDJSON lines) to a hidden
+temporary file next to the target; ``flush`` (end of input) syncs it and renames it over
+the target in one step. A run that fails or is cancelled never leaves a half-written
+file: ``close`` without ``flush`` discards the temporary file. Parent directories are
+created. A run without rows writes no file.
+
+CSV cannot hold lists: list columns (trade ``conditions``) are written as JSON text, which
+the ``replay`` provider reads back. Timestamps are ISO 8601 in UTC in CSV and NDJSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, ClassVar, Literal, Protocol
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import structlog
+from pydantic import Field
+
+from market_data_pipeline.components import Params, SinkComponent
+
+__all__ = ["FileSink", "FileSinkParams", "detect_format", "ndjson_lines"]
+
+logger = structlog.get_logger(__name__)
+
+FileFormat = Literal["parquet", "csv", "ndjson"]
+_EXTENSIONS: dict[str, FileFormat] = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".csv": "csv",
+    ".ndjson": "ndjson",
+    ".jsonl": "ndjson",
+}
+_ISO = "%Y-%m-%dT%H:%M:%S"
+
+
+def detect_format(path: str | Path) -> FileFormat:
+    """The format from the file's extension."""
+    found = _EXTENSIONS.get(Path(path).suffix.lower())
+    if found is None:
+        known = ", ".join(sorted(_EXTENSIONS))
+        msg = f"cannot tell the format of {str(path)!r} ({known}): set format: parquet|csv|ndjson"
+        raise ValueError(msg)
+    return found
+
+
+class FileSinkParams(Params):
+    path: str = Field(min_length=1)
+    format: Literal["auto", "parquet", "csv", "ndjson"] = "auto"
+    compression: str | None = Field(
+        default=None, description="Parquet codec (default snappy): zstd, gzip, none..."
+    )
+
+
+class _Writer(Protocol):
+    def write(self, table: pa.Table) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class FileSink(SinkComponent[FileSinkParams]):
+    """Writes every batch to one Parquet, CSV or NDJSON file (atomic rename at the end)."""
+
+    Params = FileSinkParams
+    description: ClassVar[str] = "Writes batches to a Parquet / CSV / NDJSON file (atomically)."
+
+    def __init__(self, node_id: str, params: FileSinkParams) -> None:
+        super().__init__(node_id, params)
+        self.path = Path(params.path)
+        self.format: FileFormat = (
+            detect_format(self.path) if params.format == "auto" else params.format
+        )
+        self.rows = 0
+        self._tmp: Path | None = None
+        self._writer: _Writer | None = None
+
+    async def write(self, batch: pa.Table) -> None:
+        if batch.num_rows == 0:
+            return
+        if self._writer is None:
+            self._writer = self._open(batch.schema)
+        self._writer.write(batch)
+        self.rows += batch.num_rows
+        self.context.count("written", batch.num_rows)
+
+    def _open(self, schema: pa.Schema) -> _Writer:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:12]}.tmp")
+        if self.format == "parquet":
+            return _ParquetWriter(self._tmp, schema, self.params.compression)
+        if self.format == "csv":
+            return _CsvWriter(self._tmp, schema)
+        return _NdjsonWriter(self._tmp)
+
+    async def flush(self) -> None:
+        """Finish the file and move it into place."""
+        writer, tmp = self._writer, self._tmp
+        if writer is None or tmp is None:
+            logger.info("file sink received no rows; no file written", path=str(self.path))
+            return
+        self._writer = self._tmp = None
+        writer.close()
+        _fsync(tmp)
+        tmp.replace(self.path)
+        _fsync_dir(self.path.parent)
+        logger.info("file written", path=str(self.path), rows=self.rows, format=self.format)
+
+    async def close(self) -> None:
+        writer, tmp = self._writer, self._tmp
+        self._writer = self._tmp = None
+        try:
+            if writer is not None:
+                writer.close()
+                logger.warning(
+                    "file sink closed before the end of input; partial output discarded",
+                    path=str(self.path),
+                    rows=self.rows,
+                )
+        finally:
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
+            await super().close()
+
+
+class _ParquetWriter:
+    def __init__(self, path: Path, schema: pa.Schema, compression: str | None) -> None:
+        self.schema = schema
+        self._writer = pq.ParquetWriter(str(path), schema, compression=compression or "snappy")
+
+    def write(self, table: pa.Table) -> None:
+        self._writer.write_table(_conform(table, self.schema))
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+class _CsvWriter:
+    def __init__(self, path: Path, schema: pa.Schema) -> None:
+        self.schema = schema
+        self._sink = pa.OSFile(str(path), "wb")
+        self._writer = pacsv.CSVWriter(self._sink, _csv_schema(schema))
+
+    def write(self, table: pa.Table) -> None:
+        self._writer.write_table(_for_csv(_conform(table, self.schema)))
+
+    def close(self) -> None:
+        try:
+            self._writer.close()
+        finally:
+            self._sink.close()
+
+
+class _NdjsonWriter:
+    def __init__(self, path: Path) -> None:
+        self._file: IO[str] = path.open("w", encoding="utf-8")
+
+    def write(self, table: pa.Table) -> None:
+        self._file.writelines(line + "\n" for line in ndjson_lines(table))
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    if table.schema.equals(schema, check_metadata=False):
+        return table
+    try:
+        return table.cast(schema)
+    except (pa.ArrowInvalid, ValueError) as error:
+        msg = f"a batch does not match the file's schema ({schema}): {error}"
+        raise ValueError(msg) from None
+
+
+def _is_list(kind: pa.DataType) -> bool:
+    return bool(pa.types.is_list(kind) or pa.types.is_large_list(kind))
+
+
+def _csv_schema(schema: pa.Schema) -> pa.Schema:
+    return pa.schema(
+        [pa.field(f.name, pa.string()) if _is_list(f.type) else f for f in schema],
+        metadata=schema.metadata,
+    )
+
+
+def _for_csv(table: pa.Table) -> pa.Table:
+    for index, field in enumerate(table.schema):
+        if _is_list(field.type):
+            text = [None if v is None else json.dumps(v) for v in table.column(index).to_pylist()]
+            table = table.set_column(
+                index, pa.field(field.name, pa.string()), pa.array(text, pa.string())
+            )
+    return table
+
+
+def ndjson_lines(table: pa.Table) -> Iterator[str]:
+    """One JSON object per row; timestamps as ISO 8601 strings (``Z`` for UTC)."""
+    for index, field in enumerate(table.schema):
+        if pa.types.is_timestamp(field.type):
+            table = table.set_column(
+                index, pa.field(field.name, pa.string()), _iso(table.column(index))
+            )
+    for row in table.to_pylist():
+        yield json.dumps(row, separators=(",", ":"), default=str)
+
+
+def _iso(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    kind = column.type
+    if kind.tz is None:
+        return pc.strftime(column, format=_ISO)
+    utc = column.cast(pa.timestamp(kind.unit, tz="UTC"))
+    return pc.strftime(utc, format=_ISO + "Z")
+
+
+def _fsync(path: Path) -> None:
+    with path.open("rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. platforms without directory handles
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

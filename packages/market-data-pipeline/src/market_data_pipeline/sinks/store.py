@@ -1,0 +1,139 @@
+"""Write batches into the market-data store: in process (no server) or over HTTP.
+
+- In process (the default): the ``Store`` that the runtime shares under
+  ``services["store"]`` when there is one (its owner starts and stops it), else a store of
+  its own on ``database`` (SQLite file by default, or PostgreSQL), migrated on open and
+  drained on close. ``self.store`` is that ``Store``, so backpressure can subscribe to its
+  feedback bus.
+- Over HTTP (``url`` set): the store service's ``AsyncStoreClient``, which retries 429/503
+  with the same idempotency key.
+
+Rows are converted to core models (validated) and upserted: replaying the same data twice
+changes nothing. ``flush`` (end of input) waits until everything is in the database.
+Needs the ``store`` extra (``pip install 'market-data-pipeline[store]'``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import pyarrow as pa
+import structlog
+from pydantic import Field, SecretStr
+
+from market_data_pipeline import records
+from market_data_pipeline.components import Context, Params, SinkComponent
+
+if TYPE_CHECKING:
+    from market_data_store.client import AsyncStoreClient
+    from market_data_store.store import Store
+
+__all__ = ["StoreSink", "StoreSinkParams"]
+
+logger = structlog.get_logger(__name__)
+
+
+class StoreSinkParams(Params):
+    database: SecretStr = Field(
+        default=SecretStr("sqlite:///market_data.db"),
+        description="sqlite:///path or postgresql://user:pw@host/db (may hold a password).",
+    )
+    url: str | None = Field(default=None, description="Base URL of a store service (HTTP).")
+    token: SecretStr | None = Field(default=None, description="Bearer token for the service.")
+    migrate: bool = Field(default=True, description="Apply migrations when opening the store.")
+    dead_letter_path: str | None = Field(
+        default=None, description="Rejected rows (default: next to the SQLite file)."
+    )
+    http_batch: int = Field(default=10_000, ge=1, description="Rows per HTTP request.")
+
+
+class StoreSink(SinkComponent[StoreSinkParams]):
+    """Upserts batches into the store (in process or through its HTTP service)."""
+
+    Params = StoreSinkParams
+    description: ClassVar[str] = "Writes batches into the market-data store (idempotent upsert)."
+
+    def __init__(self, node_id: str, params: StoreSinkParams) -> None:
+        super().__init__(node_id, params)
+        if params.url is None:
+            _check_database(params.database.get_secret_value())
+        self.store: Store | None = None
+        """The in-process store written to (``None`` over HTTP)."""
+        self.client: AsyncStoreClient | None = None
+        self._owns_store = False
+
+    async def open(self, ctx: Context) -> None:
+        await super().open(ctx)
+        p = self.params
+        if p.url is not None:
+            from market_data_store.client import AsyncStoreClient  # noqa: PLC0415
+
+            token = p.token.get_secret_value() if p.token is not None else None
+            self.client = AsyncStoreClient(p.url, token=token)
+            logger.info("store sink over http", node=self.node_id, url=p.url)
+            return
+        shared = ctx.services.get("store")
+        if shared is not None:
+            self.store = shared
+            return
+        self.store = self._own_store()
+        self._owns_store = True
+        await self.store.start(migrate=p.migrate)
+
+    def _own_store(self) -> Store:
+        from market_data_store.dsn import DatabaseUrl  # noqa: PLC0415
+        from market_data_store.settings import StoreSettings  # noqa: PLC0415
+        from market_data_store.store import Store  # noqa: PLC0415
+
+        database = self.params.database.get_secret_value()
+        extra: dict[str, Any] = {}
+        url = DatabaseUrl.parse(database)
+        if self.params.dead_letter_path is not None:
+            extra["dead_letter_path"] = self.params.dead_letter_path
+        elif url.is_sqlite:
+            extra["dead_letter_path"] = str(url.sqlite_path().with_suffix(".dlq.ndjson"))
+        settings = StoreSettings(database_url=SecretStr(database), **extra)
+        return Store(settings)
+
+    async def write(self, batch: pa.Table) -> None:
+        if batch.num_rows == 0:
+            return
+        models = records.to_models(batch)
+        if self.client is not None:
+            size = self.params.http_batch
+            for start in range(0, len(models), size):
+                await self.client.write(models[start : start + size])
+        else:
+            assert self.store is not None, "open() first"
+            await self.store.submit(models)
+        self.context.count("written", len(models))
+
+    async def flush(self) -> None:
+        if self.store is not None:
+            await self.store.flush()
+
+    async def close(self) -> None:
+        try:
+            if self.client is not None:
+                await self.client.aclose()
+            if self.store is not None and self._owns_store:
+                await self.store.stop(drain=True)
+        finally:
+            self.client = None
+            self._owns_store = False
+            await super().close()
+
+
+def _check_database(database: str) -> None:
+    """A clear error at validation time for a URL the store would refuse."""
+    try:
+        from market_data_store.dsn import DatabaseUrl  # noqa: PLC0415
+    except ImportError:
+        msg = "the store sink needs market-data-store: pip install 'market-data-pipeline[store]'"
+        raise ValueError(msg) from None
+    from market_data_store.exceptions import StoreConfigurationError  # noqa: PLC0415
+
+    try:
+        DatabaseUrl.parse(database)
+    except StoreConfigurationError as error:
+        raise ValueError(f"database: {error}") from None

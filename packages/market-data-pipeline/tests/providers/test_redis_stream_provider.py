@@ -1,0 +1,163 @@
+import asyncio
+import contextlib
+
+import pyarrow as pa
+import pytest
+import redis.asyncio as aioredis
+
+from market_data_core.testing import make_quote, make_trade
+from market_data_pipeline import records
+from market_data_pipeline._arrow_ipc import decode, encode, entry
+from market_data_pipeline.exceptions import NodeError, RecordError
+from market_data_pipeline.graph import Graph, node
+from market_data_pipeline.providers.redis_stream import RedisStreamParams, RedisStreamProvider
+from market_data_pipeline.runtime import GraphRuntime
+from market_data_pipeline.testing import collect, registry_with_fakes
+
+pytestmark = pytest.mark.redis
+
+
+def trades(n: int, price: float = 100.0) -> pa.Table:
+    return records.from_models([make_trade(price=price + i, trade_id=str(i)) for i in range(n)])
+
+
+def test_arrow_ipc_round_trip_keeps_schema_and_values() -> None:
+    table = trades(3)
+    assert decode(encode(table)).equals(table)
+    assert decode(encode(table, compression="zstd")).equals(table)
+    fields = entry(records.from_models([make_quote()]))
+    assert fields[b"kind"] == b"quotes"
+    assert fields[b"rows"] == b"1"
+
+
+async def add(url: str, stream: str, *tables: pa.Table) -> list[bytes]:
+    client = aioredis.Redis.from_url(url)
+    try:
+        return [await client.xadd(stream, entry(t)) for t in tables]
+    finally:
+        await client.aclose()
+
+
+async def pending(url: str, stream: str, group: str) -> int:
+    client = aioredis.Redis.from_url(url)
+    try:
+        info = await client.xpending(stream, group)
+        return int(info["pending"])
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.asyncio
+async def test_reads_every_entry_through_a_group_and_acks_it(redis_server) -> None:
+    await add(redis_server.url, "ticks", trades(3), trades(2, 200.0))
+    graph = Graph.build(
+        [
+            node("src", "redis_stream", url=redis_server.url, stream="ticks", idle_stop=0.2),
+            node("out", "collect"),
+        ],
+        ["src -> out"],
+    )
+    runtime = GraphRuntime(graph, registry=registry_with_fakes())
+    result = await asyncio.wait_for(runtime.run(), timeout=30)
+    table = collect("out")
+    assert table is not None
+    assert table.column("price").to_pylist() == [100.0, 101.0, 102.0, 200.0, 201.0]
+    assert result.nodes["src"].batches_out == 2
+    provider = runtime.components["src"]
+    assert isinstance(provider, RedisStreamProvider)
+    assert provider.acked == 2
+    assert await pending(redis_server.url, "ticks", "md-pipeline") == 0
+
+
+@pytest.mark.asyncio
+async def test_unacknowledged_entries_are_delivered_again_to_the_same_consumer(
+    redis_server, make_context, collector
+) -> None:
+    await add(redis_server.url, "ticks", trades(1), trades(1, 200.0))
+    params = RedisStreamParams(url=redis_server.url, stream="ticks", consumer="w1", idle_stop=0.2)
+    first = RedisStreamProvider("src", params)
+    await first.open(make_context("src"))
+    try:
+        async with contextlib.aclosing(first.batches()) as batches:
+            async for _batch in batches:
+                break  # a crash after reading both entries, before the first went downstream
+    finally:
+        await first.close()
+    assert await pending(redis_server.url, "ticks", "md-pipeline") == 2
+
+    again = RedisStreamProvider("src", params)
+    await again.open(make_context("src"))
+    try:
+        await again.run(collector)
+    finally:
+        await again.close()
+    assert collector.table().column("price").to_pylist() == [100.0, 200.0]
+    assert await pending(redis_server.url, "ticks", "md-pipeline") == 0
+
+
+@pytest.mark.asyncio
+async def test_workers_of_one_group_share_the_entries(redis_server, make_context) -> None:
+    await add(redis_server.url, "ticks", *[trades(1, float(i)) for i in range(10)])
+    seen: list[float] = []
+
+    async def worker(name: str) -> None:
+        params = RedisStreamParams(
+            url=redis_server.url, stream="ticks", consumer=name, count=1, idle_stop=0.3
+        )
+        provider = RedisStreamProvider(name, params)
+        await provider.open(make_context(name))
+        try:
+            async with contextlib.aclosing(provider.batches()) as batches:
+                async for batch in batches:
+                    seen.extend(batch.column("price").to_pylist())
+                    await asyncio.sleep(0)
+        finally:
+            await provider.close()
+
+    await asyncio.wait_for(asyncio.gather(worker("a"), worker("b")), timeout=30)
+    assert sorted(seen) == [float(i) for i in range(10)]
+
+
+@pytest.mark.asyncio
+async def test_a_corrupt_entry_fails_the_job_naming_the_entry(redis_server) -> None:
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        entry_id = await client.xadd("ticks", {b"kind": b"trades", b"data": b"not arrow"})
+    finally:
+        await client.aclose()
+    graph = Graph.build(
+        [
+            node("src", "redis_stream", url=redis_server.url, stream="ticks", idle_stop=0.2),
+            node("out", "null"),
+        ],
+        ["src -> out"],
+    )
+    with pytest.raises(NodeError) as info:
+        await asyncio.wait_for(GraphRuntime(graph).run(), timeout=30)
+    assert info.value.node_id == "src"
+    assert isinstance(info.value.error, RecordError)
+    assert f"entry {entry_id.decode()}" in str(info.value)
+
+
+@pytest.mark.asyncio
+async def test_stops_when_the_job_stops(redis_server, make_context, collector) -> None:
+    provider = RedisStreamProvider(
+        "src", RedisStreamParams(url=redis_server.url, stream="quiet", block_ms=50)
+    )
+    ctx = make_context("src")
+    await provider.open(ctx)
+    try:
+        task = asyncio.create_task(provider.run(collector))
+        await asyncio.sleep(0.1)
+        assert not task.done()
+        ctx.stopping.set()
+        await asyncio.wait_for(task, timeout=10)
+    finally:
+        await provider.close()
+    assert collector.rows == 0
+
+
+def test_the_url_is_secret() -> None:
+    params = RedisStreamParams(url="redis://:hunter2@127.0.0.1:6379/0")
+    assert "hunter2" not in repr(params)
+    assert "hunter2" not in str(params.model_dump())

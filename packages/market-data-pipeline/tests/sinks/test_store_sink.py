@@ -1,0 +1,187 @@
+import asyncio
+import contextlib
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from pydantic import SecretStr
+
+from market_data_core.testing import make_trade
+from market_data_pipeline import records
+from market_data_pipeline.exceptions import GraphError
+from market_data_pipeline.graph import Graph, node
+from market_data_pipeline.runtime import GraphRuntime
+from market_data_pipeline.sinks.store import StoreSink, StoreSinkParams
+from market_data_store.settings import StoreSettings
+from market_data_store.store import Store
+
+DATA = Path(__file__).resolve().parents[4] / "examples" / "data"
+DAY = (datetime(2024, 1, 2, tzinfo=UTC), datetime(2024, 1, 3, tzinfo=UTC))
+
+
+def count(path: Path, table: str) -> int:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return int(db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+
+
+def snapshot(path: Path, table: str, columns: str) -> list[tuple[Any, ...]]:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return db.execute(f"SELECT {columns} FROM {table} ORDER BY {columns}").fetchall()
+
+
+async def run(graph: Graph, **kwargs: Any) -> Any:
+    return await asyncio.wait_for(GraphRuntime(graph, **kwargs).run(), timeout=120)
+
+
+def synthetic_into(database: str, **params: Any) -> Graph:
+    return Graph.build(
+        [
+            node(
+                "gen", "synthetic", symbols=["AAPL", "MSFT"], count=3000, batch_size=1000, **params
+            ),
+            node("db", "store", database=database),
+        ],
+        ["gen -> db"],
+    )
+
+
+async def query_trades(database: str, symbol: str) -> list[Any]:
+    store = Store(StoreSettings(database_url=SecretStr(database)))
+    await store.start()
+    try:
+        return await store.query_trades(symbol, *DAY, limit=10_000)
+    finally:
+        await store.stop()
+
+
+@pytest.mark.asyncio
+async def test_rows_land_and_a_second_identical_run_changes_nothing(tmp_path: Path) -> None:
+    db_path = tmp_path / "md.db"
+    database = f"sqlite:///{db_path}"
+    first = await run(synthetic_into(database))
+    assert first.nodes["db"].counters["written"] == 3000
+    assert count(db_path, "trades") == 3000
+    stored = await query_trades(database, "AAPL")
+    emitted = [t for t in records.to_models(_synthetic()) if t.symbol == "AAPL"]
+    assert sorted(stored, key=lambda t: (t.ts, t.trade_id)) == sorted(
+        emitted, key=lambda t: (t.ts, t.trade_id)
+    )
+
+    columns = "symbol, ts, trade_id, price, size, side"
+    before = snapshot(db_path, "trades", columns)
+    second = await run(synthetic_into(database))
+    assert second.nodes["db"].counters["written"] == 3000
+    assert count(db_path, "trades") == 3000
+    assert snapshot(db_path, "trades", columns) == before
+    assert await query_trades(database, "AAPL") == stored
+    assert (tmp_path / "md.dlq.ndjson").exists() is False
+
+
+def _synthetic() -> pa.Table:
+    from market_data_pipeline.providers.synthetic import SyntheticParams, SyntheticProvider
+
+    provider = SyntheticProvider("gen", SyntheticParams(symbols=["AAPL", "MSFT"], count=3000))
+    return pa.concat_tables(list(provider.tables()))
+
+
+@pytest.mark.asyncio
+async def test_replayed_bars_land_in_the_store(tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path / 'bars.db'}"
+    graph = Graph.build(
+        [
+            node(
+                "bars",
+                "replay",
+                path=str(DATA / "6EH4.XCME_1min_bars_20240101_20240131.csv.gz"),
+                kind="bars",
+                symbol="6EH4.XCME",
+                timeframe="1m",
+                timezone="UTC",
+                source="cme",
+            ),
+            node("db", "store", database=database),
+        ],
+        ["bars -> db"],
+    )
+    result = await run(graph)
+    assert result.nodes["db"].counters["written"] == 29_996
+    store = Store(StoreSettings(database_url=SecretStr(database)))
+    await store.start()
+    try:
+        bars = await store.query_bars("6EH4.XCME", "1m", *DAY, source="cme", limit=5000)
+    finally:
+        await store.stop()
+    assert bars
+    assert bars[0].start >= DAY[0]
+    assert bars[0].source == "cme"
+
+
+@pytest.mark.asyncio
+async def test_a_shared_store_in_services_is_used_and_left_running(
+    tmp_path: Path, make_context
+) -> None:
+    store = Store(StoreSettings(database_url=SecretStr(f"sqlite:///{tmp_path / 's.db'}")))
+    await store.start(migrate=True)
+    try:
+        sink = StoreSink("db", StoreSinkParams(database="sqlite:///elsewhere/never.db"))
+        await sink.open(make_context("db", services={"store": store}))
+        assert sink.store is store
+        await sink.write(records.from_models([make_trade(), make_trade(price=2.0)]))
+        await sink.flush()
+        await sink.close()
+        trades = await store.query_trades("AAPL", *DAY)
+        assert sorted(t.price for t in trades) == [2.0, 185.25]
+        assert not (tmp_path / "elsewhere").exists()
+    finally:
+        await store.stop()
+
+
+@pytest.mark.asyncio
+async def test_own_store_is_exposed_and_drained_on_close(tmp_path: Path, make_context) -> None:
+    db_path = tmp_path / "own.db"
+    sink = StoreSink("db", StoreSinkParams(database=f"sqlite:///{db_path}"))
+    ctx = make_context("db")
+    await sink.open(ctx)
+    assert isinstance(sink.store, Store)
+    assert sink.store.bus is not None  # backpressure subscribes to this bus
+    await sink.write(records.from_models([make_trade()]))
+    await sink.close()  # without flush: stop(drain=True) still writes what was accepted
+    assert count(db_path, "trades") == 1
+    assert ctx.stats.counters["written"] == 1
+
+
+@pytest.mark.asyncio
+async def test_writes_through_the_http_service(store_service) -> None:
+    graph = Graph.build(
+        [
+            node("gen", "synthetic", kind="quotes", symbols=["EURUSD"], count=1500, batch_size=500),
+            node("db", "store", url=store_service.url, http_batch=400),
+        ],
+        ["gen -> db"],
+    )
+    result = await run(graph)
+    assert result.nodes["db"].counters["written"] == 1500
+    store = Store(StoreSettings(database_url=SecretStr(store_service.database)))
+    await store.start()
+    try:
+        quotes = await store.query_quotes("EURUSD", *DAY, limit=5000)
+    finally:
+        await store.stop()
+    assert len(quotes) == 1500
+
+
+def test_a_bad_database_url_fails_validation_naming_the_node() -> None:
+    graph = Graph.build(
+        [node("gen", "synthetic"), node("db", "store", database="mysql://x/y")], ["gen -> db"]
+    )
+    with pytest.raises(GraphError, match="not supported") as info:
+        graph.validated()
+    assert info.value.node_id == "db"
+
+
+def test_the_database_url_is_secret() -> None:
+    params = StoreSinkParams(database="postgresql://md:hunter2@db/md")
+    assert "hunter2" not in repr(params)
