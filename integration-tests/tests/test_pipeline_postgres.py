@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from pydantic import SecretStr
 
+from market_data_core.testing.servers import RedisServer
 from market_data_pipeline import UnifiedRuntime, UnifiedRuntimeSettings
 from market_data_store.dsn import DatabaseUrl
 from market_data_store.settings import StoreSettings
@@ -115,7 +116,7 @@ async def test_replay_of_real_trades_into_postgres_equals_pandas(postgres: Postg
             "type": "replay",
             "params": {"path": str(path), "kind": "trades", "symbol": "BTC/USDT"},
         },
-        "operators": [{"type": "resample_ohlc", "params": {"timeframe": "1m"}}],
+        "operators": [{"type": "resample_ohlc", "params": {"timeframe": "1s"}}],
         "sink": {"type": "store"},
     }
     settings = UnifiedRuntimeSettings.load(None, database_url=SecretStr(postgres.dsn))
@@ -130,5 +131,53 @@ async def test_replay_of_real_trades_into_postgres_equals_pandas(postgres: Postg
             "size": raw["quantity"],
         }
     )
-    _compare(await _bars(postgres.dsn, "1m"), _oracle(trades, "1min"))
+    _compare(await _bars(postgres.dsn, "1s"), _oracle(trades, "1s"))
     assert str(DatabaseUrl.parse(postgres.dsn)).count("pipeline-pw-41d2") == 0
+
+
+@pytest.mark.asyncio
+async def test_a_saturated_store_pauses_the_pipeline_over_redis_and_nothing_is_lost(
+    postgres: PostgresServer, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """The store's small queue fills; its hard feedback (over Redis and its own bus) pauses
+    the synthetic provider; ok resumes it; every trade lands exactly once."""
+    store_settings = StoreSettings(
+        database_url=SecretStr(postgres.dsn),
+        redis_url=SecretStr(redis_server.url),
+        queue_capacity=4_000,
+        batch_size=1_000,
+        workers=1,
+        heartbeat_interval=0.5,
+        dead_letter_path=str(tmp_path / "dlq.ndjson"),
+    )
+    n = 120_000
+    config = {
+        "name": "saturate",
+        "nodes": [
+            {
+                "id": "trades",
+                "type": "synthetic",
+                "params": {"kind": "trades", "symbols": 10, "count": n, "batch_size": 2_000},
+            },
+            {"id": "store", "type": "store"},
+        ],
+        "edges": ["trades -> store"],
+    }
+    settings = UnifiedRuntimeSettings.load(None, redis_url=SecretStr(redis_server.url))
+    async with Store(store_settings) as store:
+        await store.migrate()
+        async with UnifiedRuntime(settings, services={"store": store}) as rt:
+            result = await rt.run(config)
+            pauses = rt.pauses
+            assert rt.controller is not None
+            paused_seconds = rt.controller.paused_seconds
+        await store.flush()
+        stored = await store.backend.count("trades")
+        stats = store.coordinator.stats()
+    assert result.nodes["trades"].items_out == n
+    assert pauses > 0, "the pipeline never paused although the store's queue filled"
+    assert stored == n
+    assert stats.dropped == 0
+    print(
+        f"\nsaturated store: {pauses} pauses ({paused_seconds:.2f} s paused), {stored} of {n} trades stored"
+    )
