@@ -92,3 +92,12 @@ def test_help_names_the_environment_variables() -> None:
     result = runner.invoke(app, ["run", "--help"], env={"COLUMNS": "200"})
     assert "MDP_DATABASE_URL" in result.output
     assert "MDP_METRICS_PORT" in result.output
+
+
+def test_the_committed_component_reference_is_current() -> None:
+    result = runner.invoke(app, ["list", "--markdown"])
+    assert result.exit_code == 0
+    committed = (ROOT / "docs" / "components.md").read_text()
+    assert result.stdout == committed, (
+        "docs/components.md is stale: uv run mdp list --markdown > docs/components.md"
+    )
