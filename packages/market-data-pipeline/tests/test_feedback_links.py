@@ -29,14 +29,14 @@ from market_data_core.testing import T0, make_trade
 from market_data_core.testing.servers import RedisServer, free_port
 from market_data_core.transports.redis import RedisFeedbackPublisher, RedisFeedbackSubscriber
 from market_data_pipeline import records
-from market_data_pipeline.backpressure import (
+from market_data_pipeline.backpressure import FeedbackRateController
+from market_data_pipeline.components import NoParams, SinkComponent
+from market_data_pipeline.feedback_links import (
     BusFeedbackLink,
-    FeedbackRateController,
     RedisFeedbackLink,
     SseFeedbackLink,
     link_feedback,
 )
-from market_data_pipeline.components import NoParams, SinkComponent
 from market_data_pipeline.graph import Graph, node
 from market_data_pipeline.runtime import GraphRuntime, RunState
 from market_data_pipeline.testing import TestingProvider, eventually, registry_with_fakes

@@ -33,6 +33,7 @@ from market_data_pipeline.registry import function, register_function
 
 __all__ = [
     "BatchFunction",
+    "KeySelector",
     "as_array",
     "mid",
     "notional",
@@ -71,6 +72,34 @@ def as_array(result: Any, rows: int, *, name: str, what: str) -> pa.Array | pa.C
         msg = f"{msg} {what}"
         raise ValueError(msg)
     return result
+
+
+class KeySelector:
+    """The key of each row: a field's values, or what a registered key function returns.
+
+    Exactly one of ``field`` and ``fn``; ``operator`` names the operator in errors.
+    """
+
+    def __init__(self, *, field: str | None, fn: str | None, operator: str) -> None:
+        if (field is None) == (fn is None):
+            msg = "give exactly one of field or fn"
+            raise ValueError(msg)
+        self.field = field
+        self.fn_name = fn
+        self.fn = resolve(fn) if fn is not None else None
+        self.operator = operator
+
+    def __call__(self, batch: pa.Table) -> pa.Array | pa.ChunkedArray:
+        if self.fn is not None:
+            what = "an array of keys, one per row"
+            return as_array(self.fn(batch), batch.num_rows, name=str(self.fn_name), what=what)
+        if self.field not in batch.column_names:
+            msg = (
+                f"{self.operator}: the batch has no field {self.field!r}"
+                f" ({', '.join(batch.column_names)})"
+            )
+            raise ValueError(msg)
+        return batch.column(self.field)
 
 
 def with_column(table: pa.Table, name: str, values: pa.Array | pa.ChunkedArray) -> pa.Table:

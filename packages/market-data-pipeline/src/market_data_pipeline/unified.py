@@ -326,7 +326,7 @@ class UnifiedRuntime:
         )
 
     async def _link_feedback(self, store: Any, stack: AsyncExitStack) -> None:
-        from market_data_pipeline.backpressure import link_feedback  # noqa: PLC0415
+        from market_data_pipeline.feedback_links import link_feedback  # noqa: PLC0415
 
         s = self.settings
         bus = store.bus if store is not None else None

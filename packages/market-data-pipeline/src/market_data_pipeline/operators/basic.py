@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from market_data_pipeline.components import Emit, Operator, Params
-from market_data_pipeline.functions import as_array, resolve, with_column
+from market_data_pipeline.functions import KeySelector, as_array, resolve, with_column
 
 __all__ = [
     "Filter",
@@ -49,30 +49,6 @@ class MapParams(Params):
     """A registered function: a table in, a table of as many rows out."""
 
 
-class Map(Operator[MapParams]):
-    """Applies a function to each batch; it returns a table with as many rows."""
-
-    Params = MapParams
-    description: ClassVar[str] = "Apply a named function to each batch (same number of rows)."
-
-    def __init__(self, node_id: str, params: MapParams) -> None:
-        super().__init__(node_id, params)
-        self.fn = resolve(params.fn)
-
-    async def process(self, batch: pa.Table, emit: Emit) -> None:
-        if batch.num_rows == 0:
-            return
-        out = self.fn(batch)
-        _check_table(out, self.params.fn)
-        if out.num_rows != batch.num_rows:
-            msg = (
-                f"map function {self.params.fn!r} returned {out.num_rows} rows for"
-                f" {batch.num_rows}; use flat_map to change the number of rows"
-            )
-            raise ValueError(msg)
-        await emit(out)
-
-
 class FlatMap(Operator[MapParams]):
     """Applies a function to each batch; it may return more or fewer rows (or none)."""
 
@@ -88,7 +64,25 @@ class FlatMap(Operator[MapParams]):
             return
         out = self.fn(batch)
         _check_table(out, self.params.fn)
+        self._check_rows(batch, out)
         await emit(out)
+
+    def _check_rows(self, batch: pa.Table, out: pa.Table) -> None:
+        """Any number of rows is fine for flat_map."""
+
+
+class Map(FlatMap):
+    """Applies a function to each batch; it returns a table with as many rows."""
+
+    description: ClassVar[str] = "Apply a named function to each batch (same number of rows)."
+
+    def _check_rows(self, batch: pa.Table, out: pa.Table) -> None:
+        if out.num_rows != batch.num_rows:
+            msg = (
+                f"map function {self.params.fn!r} returned {out.num_rows} rows for"
+                f" {batch.num_rows}; use flat_map to change the number of rows"
+            )
+            raise ValueError(msg)
 
 
 def _check_table(out: Any, name: str) -> None:
@@ -215,26 +209,12 @@ class KeyBy(Operator[KeyByParams]):
 
     def __init__(self, node_id: str, params: KeyByParams) -> None:
         super().__init__(node_id, params)
-        if (params.field is None) == (params.fn is None):
-            msg = "give exactly one of field or fn"
-            raise ValueError(msg)
-        if params.fn is not None:
-            self.fn = resolve(params.fn)
+        self._keys = KeySelector(field=params.field, fn=params.fn, operator="key_by")
 
     async def process(self, batch: pa.Table, emit: Emit) -> None:
         if batch.num_rows == 0:
             return
         await emit(with_column(batch, KEY, _as_strings(self._keys(batch))))
-
-    def _keys(self, batch: pa.Table) -> pa.Array | pa.ChunkedArray:
-        if self.params.fn is not None:
-            what = "an array of keys, one per row"
-            return as_array(self.fn(batch), batch.num_rows, name=self.params.fn, what=what)
-        field = self.params.field
-        if field not in batch.column_names:
-            msg = f"key_by: the batch has no field {field!r} ({', '.join(batch.column_names)})"
-            raise ValueError(msg)
-        return batch.column(field)
 
 
 def _as_strings(keys: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:

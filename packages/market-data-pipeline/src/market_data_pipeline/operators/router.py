@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from market_data_pipeline.components import Emit, Operator, Params
-from market_data_pipeline.functions import as_array, resolve
+from market_data_pipeline.functions import KeySelector
 from market_data_pipeline.operators.partition import split_rows
 
 __all__ = ["UNROUTED", "Router", "RouterParams"]
@@ -55,11 +55,7 @@ class Router(Operator[RouterParams]):
 
     def __init__(self, node_id: str, params: RouterParams) -> None:
         super().__init__(node_id, params)
-        if (params.field is None) == (params.fn is None):
-            msg = "give exactly one of field or fn"
-            raise ValueError(msg)
-        if params.fn is not None:
-            self.fn = resolve(params.fn)
+        self._keys = KeySelector(field=params.field, fn=params.fn, operator="router")
         self._outputs = _outputs(params.routes, params.default)
         self._fallback = self._outputs.index(params.default or UNROUTED)
         """Index of the output for rows in no route."""
@@ -90,16 +86,6 @@ class Router(Operator[RouterParams]):
         for port, part in zip(self._outputs, parts, strict=True):
             if part.num_rows:
                 await emit(part, port)
-
-    def _keys(self, batch: pa.Table) -> pa.Array | pa.ChunkedArray:
-        if self.params.fn is not None:
-            what = "an array of keys, one per row"
-            return as_array(self.fn(batch), batch.num_rows, name=self.params.fn, what=what)
-        field = self.params.field
-        if field not in batch.column_names:
-            msg = f"router: the batch has no field {field!r} ({', '.join(batch.column_names)})"
-            raise ValueError(msg)
-        return batch.column(field)
 
     def _value_set(self, type_: pa.DataType) -> pa.Array:
         """The routes' values as the key's type (cached per type)."""
