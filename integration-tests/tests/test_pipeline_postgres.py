@@ -7,9 +7,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import redis.asyncio as aioredis
 from pydantic import SecretStr
 
+from market_data_core import RateAdjustment
 from market_data_core.testing.servers import RedisServer
+from market_data_core.transports import wire
 from market_data_pipeline import UnifiedRuntime, UnifiedRuntimeSettings
 from market_data_store.dsn import DatabaseUrl
 from market_data_store.settings import StoreSettings
@@ -178,6 +181,19 @@ async def test_a_saturated_store_pauses_the_pipeline_over_redis_and_nothing_is_l
     assert pauses > 0, "the pipeline never paused although the store's queue filled"
     assert stored == n
     assert stats.dropped == 0
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        entries = await client.xrange("md:feedback")
+    finally:
+        await client.aclose()
+    rates = [
+        message
+        for _, fields in entries
+        if isinstance(message := wire.decode(fields).message, RateAdjustment)
+    ]
+    scales = [r.scale for r in rates if r.provider == "saturate"]
+    assert 0.0 in scales, "no pause was published for the orchestrator to see"
+    assert scales[-1] == 1.0, "the last published rate is not full speed"
     print(
         f"\nsaturated store: {pauses} pauses ({paused_seconds:.2f} s paused), {stored} of {n} trades stored"
     )

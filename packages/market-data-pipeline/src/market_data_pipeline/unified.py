@@ -86,6 +86,17 @@ class _Gate:
         await self.inner.acquire(count)
 
 
+class _FanOut:
+    """Publishes a RateAdjustment to every configured transport (each never raises)."""
+
+    def __init__(self, publishers: list[Any]) -> None:
+        self.publishers = publishers
+
+    async def publish(self, message: RateAdjustment) -> None:
+        for publisher in self.publishers:
+            await publisher.publish(message)
+
+
 GraphSource = Graph | LinearSpec | Mapping[str, Any] | str | Path
 
 
@@ -238,7 +249,8 @@ class UnifiedRuntime:
         async with AsyncExitStack() as stack:
             services = dict(self.services)
             store = await self._open_store(graph, services, stack)
-            self.controller = self._make_controller(graph.name)
+            publisher = await self._rate_publisher(store, stack)
+            self.controller = self._make_controller(graph.name, publisher)
             self._gate = _Gate(self.controller)
             await self._link_feedback(store, stack)
             runtime = GraphRuntime(
@@ -314,11 +326,28 @@ class UnifiedRuntime:
         services["store"] = store
         return store
 
-    def _make_controller(self, provider: str) -> RateController:
+    async def _rate_publisher(self, store: Any, stack: AsyncExitStack) -> _FanOut:
+        """Where RateAdjustments go: the in-process store's bus and Redis, when configured."""
+        publishers: list[Any] = [store.bus] if store is not None else []
+        if self.settings.redis_url is not None:
+            from market_data_core.transports.redis import RedisFeedbackPublisher  # noqa: PLC0415
+
+            redis = RedisFeedbackPublisher.from_url(
+                self.settings.redis_url.get_secret_value(),
+                stream=self.settings.feedback_stream,
+                heartbeat_interval=None,
+            )
+            await redis.start()
+            stack.push_async_callback(redis.aclose)
+            publishers.append(redis)
+        return _FanOut(publishers)
+
+    def _make_controller(self, provider: str, publisher: _FanOut) -> RateController:
         from market_data_pipeline.backpressure import FeedbackRateController  # noqa: PLC0415
 
         return FeedbackRateController(
             provider=provider,
+            publisher=publisher if publisher.publishers else None,
             coordinator_id=self.settings.coordinator_id,
             soft_scale=self.settings.soft_scale,
             base_rate=self.settings.base_rate,
