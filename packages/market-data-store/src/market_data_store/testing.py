@@ -28,6 +28,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Mapping
@@ -40,7 +41,7 @@ from uuid import uuid4
 from market_data_core.testing.servers import MissingBinaryError, free_port
 from market_data_store.dsn import DatabaseUrl
 
-__all__ = ["MissingBinaryError", "PostgresServer", "find_pg_bin"]
+__all__ = ["MissingBinaryError", "PostgresServer", "StoreService", "find_pg_bin"]
 
 DEFAULT_SETTINGS: Mapping[str, str] = {
     "fsync": "off",  # commits still reach the OS: kill() loses nothing committed
@@ -360,3 +361,72 @@ def _group_alive(pgid: int) -> bool:
         if int(fields[2]) == pgid and fields[0] != "Z":
             return True
     return False
+
+
+class StoreService:
+    """``mds serve`` (uvicorn) in a child process on a free 127.0.0.1 port, for tests.
+
+    SQLite in ``directory`` unless ``database_url`` is given; ``env`` adds ``MDS_*``
+    settings. A context manager: ``with StoreService(tmp_path) as service: service.url``.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        database_url: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.database = database_url or f"sqlite:///{directory / 'service.db'}"
+        self.env = {
+            **os.environ,
+            "MDS_DATABASE_URL": self.database,
+            "MDS_DEAD_LETTER_PATH": str(directory / "service.dlq.ndjson"),
+            "MDS_PORT": str(self.port),
+            "MDS_FLUSH_INTERVAL": "0.02",
+            "MDS_LOG_JSON": "true",
+            **(env or {}),
+        }
+        self.log = directory / "service.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        import httpx  # noqa: PLC0415
+
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "market_data_store.cli", "serve"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                msg = f"the store service exited:\n{self.log.read_text()}"
+                raise RuntimeError(msg)
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=0.5).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.05)
+        msg = f"the store service did not start:\n{self.log.read_text()}"
+        raise RuntimeError(msg)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

@@ -286,3 +286,37 @@ def test_paging_never_splits_sources_at_one_start(client: TestClient) -> None:
         seen.extend((b["source"], b["start"]) for b in page["items"])
         start = page["next_start"]
     assert len(seen) == len(set(seen)) == 21
+
+
+def test_backfill_without_the_pipeline_installed_is_a_503_naming_it(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import market_data_store.backfill
+
+    monkeypatch.setattr(market_data_store.backfill, "find_mdp", lambda: None)
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    body = {"name": "x", "pipeline": {"source": {"type": "synthetic"}, "sink": {"type": "store"}}}
+    answer = client.post("/v1/admin/backfills", headers=auth, json=body)
+    assert answer.status_code == 503
+    assert "pip install 'market-data-pipeline[store]'" in answer.json()["detail"]
+    assert client.get("/v1/jobs").json() == []
+    audit = client.get("/v1/admin/audit", headers=auth).json()
+    assert ("POST /v1/admin/backfills", "failed") in [(a["action"], a["result"]) for a in audit]
+
+
+def test_backfill_configs_point_default_store_sinks_at_the_service() -> None:
+    from market_data_store.backfill import _targeted
+
+    config = {
+        "nodes": [
+            {"id": "a", "type": "synthetic"},
+            {"id": "own", "type": "store", "params": {"database": "sqlite:///x.db"}},
+            {"id": "default", "type": "store"},
+        ],
+        "settings": {"database_url": "sqlite:///elsewhere.db"},
+    }
+    targeted = _targeted(config, "http://127.0.0.1:8000")
+    assert targeted["nodes"][1]["params"] == {"database": "sqlite:///x.db"}
+    assert targeted["nodes"][2]["params"] == {"url": "http://127.0.0.1:8000"}
+    assert "settings" not in targeted
+    assert "url" not in config["nodes"][2].get("params", {})  # the request is not mutated

@@ -13,12 +13,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import structlog
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import AwareDatetime, BaseModel, Field
 
 from market_data_core import AuditEnvelope, AuditOutcome, TimeframeError
 from market_data_store.aggregates import refresh_aggregates
+from market_data_store.backfill import BackfillUnavailableError
 from market_data_store.exceptions import BackendError, StoreConfigurationError
+from market_data_store.jobs import JobRun
 from market_data_store.service.deps import ServiceState, State
 
 __all__ = ["router"]
@@ -52,6 +54,27 @@ class AggregateResultModel(BaseModel):
     target: str
     symbols: int
     bars: int
+
+
+class BackfillRequest(BaseModel):
+    """A pipeline config (what ``mdp run`` takes, as JSON: DAG or classic form)."""
+
+    name: Annotated[str, Field(min_length=1, max_length=200, examples=["btc-2021-backfill"])]
+    pipeline: Annotated[
+        dict[str, Any],
+        Field(
+            description="Its `store` sinks without `url`/`database` write to this service.",
+            examples=[
+                {
+                    "mode": "classic",
+                    "source": {"type": "synthetic", "params": {"symbols": 2, "count": 1000}},
+                    "operators": [{"type": "resample_ohlc", "params": {"timeframe": "1m"}}],
+                    "sink": {"type": "store"},
+                }
+            ],
+        ),
+    ]
+    symbols: Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=10_000)] = []
 
 
 class SchemaVersion(BaseModel):
@@ -152,6 +175,31 @@ async def refresh(
     details = {r.target: r.bars for r in results}
     await _audit(state, request, AuditOutcome.ALLOWED, details=details)
     return [AggregateResultModel(**asdict(r)) for r in results]
+
+
+@router.post(
+    "/backfills",
+    response_model=JobRun,
+    status_code=202,
+    summary="Start a backfill job (a pipeline run by `mdp`, recorded as a job run)",
+    responses={503: {"description": "market-data-pipeline (`mdp`) is not installed"}},
+)
+async def backfill(
+    state: Admin, request: Request, response: Response, body: BackfillRequest
+) -> JobRun:
+    runner = state.backfill_runner()
+    ingest_url = str(request.base_url).rstrip("/")
+    try:
+        run = await runner.start(body.name, body.pipeline, ingest_url, symbols=body.symbols)
+    except BackfillUnavailableError as exc:
+        await _audit(state, request, AuditOutcome.FAILED, str(exc))
+        raise HTTPException(503, str(exc)) from exc
+    except StoreConfigurationError as exc:
+        await _audit(state, request, AuditOutcome.FAILED, str(exc)[:1000])
+        raise HTTPException(422, f"invalid pipeline: {exc}") from exc
+    await _audit(state, request, AuditOutcome.ALLOWED, details={"run_id": run.id, "job": body.name})
+    response.headers["Location"] = f"/v1/jobs/{run.id}"
+    return run
 
 
 @router.get("/audit", response_model=list[AuditEnvelope], summary="Recent audit records")

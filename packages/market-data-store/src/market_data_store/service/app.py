@@ -52,6 +52,8 @@ def create_app(
         try:
             yield
         finally:
+            if state.backfills is not None:
+                await state.backfills.aclose()
             await store.stop(drain=True)
 
     from market_data_store import __version__  # noqa: PLC0415

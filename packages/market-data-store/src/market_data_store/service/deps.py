@@ -7,6 +7,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from market_data_store.backfill import BackfillRunner
+from market_data_store.jobs import JobRunTracker
 from market_data_store.service.idempotency import IdempotencyCache
 from market_data_store.service.metrics import StoreMetrics
 from market_data_store.settings import StoreSettings
@@ -21,6 +23,12 @@ class ServiceState:
     settings: StoreSettings
     metrics: StoreMetrics
     idempotency: IdempotencyCache = field(default_factory=IdempotencyCache)
+    backfills: BackfillRunner | None = None
+
+    def backfill_runner(self) -> BackfillRunner:
+        if self.backfills is None:
+            self.backfills = BackfillRunner(JobRunTracker(self.store.backend))
+        return self.backfills
 
 
 def _state(request: Request) -> ServiceState:
