@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, StringConstraints, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from market_data_store.dsn import DatabaseUrl
@@ -16,6 +16,15 @@ from market_data_store.dsn import DatabaseUrl
 __all__ = ["StoreSettings"]
 
 _Fraction = Annotated[float, Field(gt=0, le=1)]
+
+
+_Interval = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^[1-9][0-9]{0,5} (second|minute|hour|day|week|month|year)s?$", max_length=32
+    ),
+]
+"""A PostgreSQL interval such as ``1 day`` or ``12 hours`` (validated: it goes into SQL)."""
 
 
 class StoreSettings(BaseSettings):
@@ -56,6 +65,16 @@ class StoreSettings(BaseSettings):
             "dead-letter file), so a crash of the service loses nothing acknowledged; "
             "'queued' as soon as it is in the write queue (faster, lost if the process dies)."
         ),
+    )
+
+    timescale_chunk_interval: _Interval = Field(
+        default="1 day", description="TimescaleDB (when installed): chunk size of hypertables."
+    )
+    timescale_compress_after: _Interval | None = Field(
+        default="7 days", description="TimescaleDB: compress chunks older than this (unset: off)."
+    )
+    timescale_retention: _Interval | None = Field(
+        default=None, description="TimescaleDB: drop chunks older than this (unset: keep all)."
     )
 
     host: str = "127.0.0.1"

@@ -40,6 +40,7 @@ from market_data_store.exceptions import BackendError, StoreConfigurationError
 from market_data_store.migrate import current_revision, head_revision, upgrade
 from market_data_store.retry import CircuitBreaker, RetryPolicy
 from market_data_store.settings import StoreSettings
+from market_data_store.timescale import TimescalePlan, TimescaleReport
 from market_data_store.watermarks import Watermarks
 
 __all__ = ["Store", "make_backend"]
@@ -95,6 +96,8 @@ class Store:
         self._publishers: list[FeedbackPublisher] = [self.bus, *publishers]
         self.coordinator = self._make_coordinator()
         self._health_cache: tuple[float, HealthStatus] | None = None
+        self.timescale: TimescaleReport | None = None
+        """What TimescaleDB setup found (PostgreSQL only; ``version`` None: not installed)."""
         self._started = False
 
     def _make_coordinator(self) -> WriteCoordinator:
@@ -124,11 +127,24 @@ class Store:
         if migrate:
             await upgrade(self.url)
         await self.backend.open()
+        await self._configure_timescale()
         if self.settings.redis_url is not None:
             await self._start_redis(self.settings.redis_url.get_secret_value())
         await self.coordinator.start()
         self._started = True
         logger.info("store started", backend=self.backend.name, database=str(self.url))
+
+    async def _configure_timescale(self) -> None:
+        configure = getattr(self.backend, "configure_timescale", None)
+        if configure is None:  # SQLite
+            return
+        s = self.settings
+        plan = TimescalePlan(
+            chunk_interval=s.timescale_chunk_interval,
+            compress_after=s.timescale_compress_after,
+            retention=s.timescale_retention,
+        )
+        self.timescale = await configure(plan)
 
     async def _start_redis(self, url: str) -> None:
         from market_data_core.transports.redis import RedisFeedbackPublisher  # noqa: PLC0415
@@ -214,7 +230,10 @@ class Store:
     # -- schema -------------------------------------------------------------------------
 
     async def migrate(self) -> str:
-        return await upgrade(self.url)
+        revision = await upgrade(self.url)
+        if self._started:
+            await self._configure_timescale()
+        return revision
 
     async def schema_version(self) -> dict[str, str | None]:
         return {"current": await current_revision(self.url), "head": head_revision()}
@@ -250,8 +269,16 @@ class Store:
             details={
                 "backend": self.backend.name,
                 "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+                **self._timescale_details(),
             },
         )
+
+    def _timescale_details(self) -> dict[str, str]:
+        if self.timescale is None:
+            return {}
+        if self.timescale.error is not None:
+            return {"timescaledb": f"{self.timescale.version} (setup failed)"}
+        return {"timescaledb": self.timescale.version or "absent"}
 
     def _feedback_health(self) -> HealthComponent:
         if self._redis is not None:

@@ -62,6 +62,7 @@ from market_data_store.exceptions import (
     StoreError,
     TransientBackendError,
 )
+from market_data_store.timescale import TimescalePlan, TimescaleReport, configure
 
 if TYPE_CHECKING:
     from market_data_store.jobs import JobRun
@@ -365,6 +366,10 @@ class PostgresBackend:
     def _cause(self, exc: BaseException) -> BaseException | None:
         """Keep the original exception as the cause unless its text has the password."""
         return exc if self._scrub(str(exc)) == str(exc) else None
+
+    async def configure_timescale(self, plan: TimescalePlan) -> TimescaleReport:
+        """Hypertables and policies when TimescaleDB is installed; a no-op report otherwise."""
+        return await self._run("timescale", lambda connection: configure(connection, plan))
 
     async def ping(self) -> None:
         async def work(connection: Any) -> None:
