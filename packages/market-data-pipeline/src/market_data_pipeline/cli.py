@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,6 +20,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from market_data_pipeline.control import ControlChannel, install_stop_signals, stdin_reader
 from market_data_pipeline.exceptions import GraphError, PipelineError
 from market_data_pipeline.graph import Graph, load_graph
 from market_data_pipeline.logs import configure_logging
@@ -100,6 +102,14 @@ def run(
     json_summary: Annotated[
         bool, typer.Option("--json", help="Print the summary as JSON (for scripts).")
     ] = False,
+    control: Annotated[
+        bool,
+        typer.Option(
+            "--control",
+            help="Supervised mode: JSON-line commands on stdin (pause/resume/reload),"
+            " JSON-line events on stdout (started, progress, control, summary).",
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
 ) -> None:
     """Run a pipeline until its providers end (Ctrl-C stops it and drains)."""
@@ -113,36 +123,50 @@ def run(
     )
     configure_logging(json=settings.log_json, level=settings.log_level)
     graph = _load(settings.config or config)
-    show_progress = not quiet and not json_summary and console.is_terminal
+    show_progress = not quiet and not json_summary and not control and console.is_terminal
     try:
-        runtime, result = asyncio.run(_run(settings, graph, show_progress=show_progress))
+        runtime, result = asyncio.run(
+            _run(settings, graph, show_progress=show_progress, control=control)
+        )
     except PipelineError as error:
         raise _fail(str(error), 1) from None
     except GraphError as error:
         raise _fail(str(error), 2) from None
     except KeyboardInterrupt:
         raise _fail("interrupted", 130) from None
-    if json_summary:
+    if control:
+        sys.stdout.write(json.dumps({"event": "summary", **_summary(runtime, result)}) + "\n")
+    elif json_summary:
         out.print_json(json.dumps(_summary(runtime, result)))
     else:
         _print_summary(runtime, result)
 
 
 async def _run(
-    settings: UnifiedRuntimeSettings, graph: Graph, *, show_progress: bool
+    settings: UnifiedRuntimeSettings, graph: Graph, *, show_progress: bool, control: bool = False
 ) -> tuple[UnifiedRuntime, RunResult]:
     async with UnifiedRuntime(settings) as runtime:
+        install_stop_signals(lambda: asyncio.ensure_future(runtime.stop(drain=True)))
         task = asyncio.create_task(runtime.run(graph))
-        if show_progress:
-            with Live(console=console, refresh_per_second=4, transient=True) as live:
-                while not task.done():
-                    live.update(_progress(runtime))
-                    await asyncio.wait({task}, timeout=0.25)
+        helpers: list[asyncio.Task[None]] = []
+        if control:
+            channel = ControlChannel(runtime)
+            channel.emit("started", job=graph.name, pid=os.getpid(), mode=str(graph.mode))
+            helpers.append(asyncio.create_task(channel.read_commands(await stdin_reader())))
+            helpers.append(asyncio.create_task(channel.report_progress()))
         try:
+            if show_progress:
+                with Live(console=console, refresh_per_second=4, transient=True) as live:
+                    while not task.done():
+                        live.update(_progress(runtime))
+                        await asyncio.wait({task}, timeout=0.25)
             result = await task
         except asyncio.CancelledError:
             await runtime.stop(drain=True)
             raise
+        finally:
+            for helper in helpers:
+                helper.cancel()
         return runtime, result
 
 
@@ -372,3 +396,7 @@ async def _replay(
 
 def main() -> None:  # pragma: no cover - the console script
     sys.exit(app())
+
+
+if __name__ == "__main__":  # python -m market_data_pipeline.cli
+    app()

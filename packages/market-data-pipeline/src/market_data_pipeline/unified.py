@@ -47,6 +47,7 @@ logger = structlog.get_logger("market_data_pipeline.unified")
 
 class RuntimeState(StrEnum):
     IDLE = "idle"
+    STARTING = "starting"
     RUNNING = "running"
     PAUSED = "paused"
     STOPPING = "stopping"
@@ -54,6 +55,11 @@ class RuntimeState(StrEnum):
     STOPPED = "stopped"
     FAILED = "failed"
     CLOSED = "closed"
+
+
+_ACTIVE = frozenset(
+    {RuntimeState.STARTING, RuntimeState.RUNNING, RuntimeState.PAUSED, RuntimeState.STOPPING}
+)
 
 
 class _Gate:
@@ -124,6 +130,8 @@ class UnifiedRuntime:
         self._gate: _Gate | None = None
         self._runtime: GraphRuntime | None = None
         self._reload = False
+        self._stop_requested = False
+        self._paused = False
         self._entered = False
         self._metrics_server: Any = None
         self.store_report: dict[str, Any] = {}
@@ -183,19 +191,31 @@ class UnifiedRuntime:
 
     async def run(self, source: GraphSource | None = None) -> RunResult:
         """Run a job to its end (a reload restarts it with the re-read config)."""
-        if self.state in (RuntimeState.RUNNING, RuntimeState.PAUSED, RuntimeState.STOPPING):
+        if self.state in _ACTIVE:
             raise RuntimeStateError(f"a job is already {self.state}")
         graph = self.load(source)
-        while True:
-            result = await self._run_once(graph)
-            if not self._reload:
-                return result
-            self._reload = False
-            graph = self.load(graph.source) if graph.source else self.load(source)
-            logger.info("pipeline reloaded", job=graph.name)
+        self._stop_requested = False
+        self._paused = False
+        self.state = RuntimeState.STARTING
+        try:
+            while True:
+                result = await self._run_once(graph)
+                if not self._reload:
+                    return result
+                self._reload = False
+                self._stop_requested = False
+                self.state = RuntimeState.STARTING
+                graph = self.load(graph.source) if graph.source else self.load(source)
+                logger.info("pipeline reloaded", job=graph.name)
+        except Exception as error:
+            if self.state in _ACTIVE:  # failed before or after the graph ran
+                self.state = RuntimeState.FAILED
+                self.last_error = str(error)
+            raise
 
     async def stop(self, *, drain: bool = True) -> None:
         """Stop the running job (if any): drain what was emitted, or cancel."""
+        self._stop_requested = True
         runtime = self._runtime
         if runtime is None:
             return
@@ -213,15 +233,19 @@ class UnifiedRuntime:
                 action=action, target=target, status=status, message=message, ts=datetime.now(UTC)
             )
 
-        if self._gate is None or self._runtime is None:
+        if self.state not in _ACTIVE or self.state is RuntimeState.STOPPING:
             return answer(ControlStatus.REJECTED, f"no job is running (state {self.state})")
         if action is ControlAction.PAUSE:
-            self._gate.pause()
+            self._paused = True  # a job still opening starts paused
+            if self._gate is not None:
+                self._gate.pause()
             self.state = RuntimeState.PAUSED
             return answer(ControlStatus.ACCEPTED, "providers paused; in-flight batches drain")
         if action is ControlAction.RESUME:
-            self._gate.resume()
-            self.state = RuntimeState.RUNNING
+            self._paused = False
+            if self._gate is not None:
+                self._gate.resume()
+            self.state = RuntimeState.RUNNING if self._runtime else RuntimeState.STARTING
             return answer(ControlStatus.ACCEPTED, "providers resumed")
         self._reload = True
         await self.stop(drain=True)
@@ -252,6 +276,8 @@ class UnifiedRuntime:
             publisher = await self._rate_publisher(store, stack)
             self.controller = self._make_controller(graph.name, publisher)
             self._gate = _Gate(self.controller)
+            if self._paused:
+                self._gate.pause()
             await self._link_feedback(store, stack)
             runtime = GraphRuntime(
                 validated,
@@ -261,7 +287,9 @@ class UnifiedRuntime:
                 services=services,
             )
             self._runtime = runtime
-            self.state = RuntimeState.RUNNING
+            self.state = RuntimeState.PAUSED if self._paused else RuntimeState.RUNNING
+            if self._stop_requested:  # a stop (e.g. SIGTERM) came while the job was opening
+                await runtime.stop(drain=True)
             self.metrics.runtime_up.labels(mode=mode).set(1)
             self.metrics.jobs_running.labels(mode=mode).inc()
             logger.info("pipeline started", job=graph.name, mode=mode, nodes=len(graph.nodes))

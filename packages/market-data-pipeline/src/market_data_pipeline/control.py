@@ -1,0 +1,92 @@
+"""The control channel between a supervisor and ``mdp run --control``: JSON lines on stdio.
+
+A supervisor (the orchestrator) runs ``mdp run CONFIG --control`` as a child process and
+talks to it over its standard streams, one JSON object per line:
+
+- **stdin, commands:** ``{"action": "pause" | "resume" | "reload", "id": "..."}``. The
+  ``id`` (optional) comes back in the answer. End of stdin means nothing: the job goes on.
+- **stdout, events:** ``{"event": "started", "job", "pid", "mode"}``;
+  ``{"event": "progress", "state", "nodes": {id: {"in", "out"}}, "pauses"}`` every
+  ``interval`` seconds; ``{"event": "control", "id", "result": <core ControlResult>}``,
+  the child's acknowledgement of each command; ``{"event": "error", "message"}`` for a
+  command it could not read; and last ``{"event": "summary", ...}`` (what ``--json``
+  prints).
+
+SIGTERM (and SIGINT) make the job stop with drain: providers stop, everything already
+emitted reaches the sinks, the summary is printed, and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from pydantic import ValidationError
+
+from market_data_core import ControlAction
+from market_data_pipeline.unified import UnifiedRuntime
+
+__all__ = ["ControlChannel", "install_stop_signals", "stdin_reader"]
+
+
+class ControlChannel:
+    """Reads commands from a stream, applies them to a runtime, writes events as JSON lines."""
+
+    def __init__(
+        self, runtime: UnifiedRuntime, *, out: TextIO | None = None, interval: float = 1.0
+    ) -> None:
+        self.runtime = runtime
+        self.out = out or sys.stdout
+        self.interval = interval
+
+    def emit(self, event: str, **fields: Any) -> None:
+        self.out.write(json.dumps({"event": event, **fields}, default=str) + "\n")
+        self.out.flush()
+
+    async def handle(self, line: str) -> None:
+        """Apply one command line and acknowledge it (or say why it could not be read)."""
+        try:
+            command = json.loads(line)
+            action = ControlAction(command["action"])
+        except (ValueError, KeyError, TypeError, ValidationError) as error:
+            self.emit("error", message=f"unreadable command {line.strip()[:200]!r}: {error}")
+            return
+        result = await self.runtime.control(action)
+        self.emit("control", id=command.get("id"), result=result.model_dump(mode="json"))
+
+    async def read_commands(self, reader: asyncio.StreamReader) -> None:
+        while line := await reader.readline():
+            if line.strip():
+                await self.handle(line.decode(errors="replace"))
+
+    async def report_progress(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            current = self.runtime.current
+            nodes = (
+                {n: {"in": s.items_in, "out": s.items_out} for n, s in current.stats.items()}
+                if current is not None
+                else {}
+            )
+            self.emit(
+                "progress", state=str(self.runtime.state), nodes=nodes, pauses=self.runtime.pauses
+            )
+
+
+async def stdin_reader() -> asyncio.StreamReader:
+    """Standard input as an asyncio stream (a pipe from the supervisor)."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    return reader
+
+
+def install_stop_signals(stop: Callable[[], object]) -> None:
+    """SIGTERM and SIGINT call ``stop`` (a graceful, draining stop) instead of killing."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop)

@@ -1,0 +1,94 @@
+"""``mdp run --control``: a supervisor pauses, resumes and stops a real child process."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+class Child:
+    def __init__(self, config: Path, database: Path) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "market_data_pipeline.cli", "run", str(config), "--control",
+             "--database-url", f"sqlite:///{database}"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
+
+    def send(self, **command: Any) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(command) + "\n")
+        self.process.stdin.flush()
+
+    def next(self, event: str, timeout: float = 60) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            if not line:
+                assert self.process.stderr is not None
+                raise AssertionError(f"the child ended: {self.process.stderr.read()[-2000:]}")
+            message = json.loads(line)
+            if message["event"] == event:
+                return message
+        raise AssertionError(f"no {event!r} event within {timeout} s")
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "paced.yaml"
+    path.write_text(
+        "name: paced\n"
+        "nodes:\n"
+        "  - {id: trades, type: synthetic, params: {symbols: 2, count: 100000, batch_size: 500,"
+        " rate: 5000}}\n"
+        "  - {id: bars, type: resample_ohlc, params: {timeframe: 1s}}\n"
+        "  - {id: store, type: store}\n"
+        "edges: [trades -> bars, bars -> store]\n"
+    )
+    return path
+
+
+def test_pause_resume_and_a_draining_sigterm(config: Path, tmp_path: Path) -> None:
+    child = Child(config, tmp_path / "md.db")
+    try:
+        started = child.next("started")
+        assert started["job"] == "paced"
+        child.send(action="pause", id="p1")
+        ack = child.next("control")
+        assert ack["id"] == "p1"
+        assert ack["result"]["status"] == "accepted"
+        assert ack["result"]["action"] == "pause"
+        first = child.next("progress")["nodes"]["trades"]["out"]
+        held = child.next("progress")
+        assert held["state"] == "paused"
+        assert held["nodes"]["trades"]["out"] == first  # nothing emitted while paused
+        child.send(action="resume", id="r1")
+        assert child.next("control")["result"]["status"] == "accepted"
+        moving = child.next("progress")
+        assert moving["nodes"]["trades"]["out"] > first
+        child.send(action="jump")
+        assert "unreadable command" in child.next("error")["message"]
+        child.process.send_signal(signal.SIGTERM)
+        summary = child.next("summary")
+        assert child.process.wait(30) == 0
+    finally:
+        child.close()
+    assert summary["state"] == "stopped"  # stopped early, not completed
+    emitted = summary["nodes"]["trades"]["out"]
+    assert 0 < emitted < 100_000
+    bars_out = summary["nodes"]["bars"]["out"]
+    assert summary["nodes"]["store"]["in"] == bars_out  # drained: every bar reached the store
+    assert summary["store"]["tables"]["bars"][1] == bars_out
