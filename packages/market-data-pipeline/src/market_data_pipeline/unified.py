@@ -214,7 +214,12 @@ class UnifiedRuntime:
             raise
 
     async def stop(self, *, drain: bool = True) -> None:
-        """Stop the running job (if any): drain what was emitted, or cancel."""
+        """Stop the running job (if any): drain what was emitted, or cancel. A stop also
+        cancels a reload in progress: the job ends."""
+        self._reload = False
+        await self._stop(drain=drain)
+
+    async def _stop(self, *, drain: bool) -> None:
         self._stop_requested = True
         runtime = self._runtime
         if runtime is None:
@@ -248,7 +253,7 @@ class UnifiedRuntime:
             self.state = RuntimeState.RUNNING if self._runtime else RuntimeState.STARTING
             return answer(ControlStatus.ACCEPTED, "providers resumed")
         self._reload = True
-        await self.stop(drain=True)
+        await self._stop(drain=True)
         return answer(ControlStatus.ACCEPTED, "draining, then restarting with the re-read config")
 
     def health(self) -> HealthComponent:
