@@ -1,0 +1,359 @@
+"""A deployment: the YAML file that says which pipeline jobs the orchestrator runs, and how.
+
+One file describes the whole control plane: the ``jobs`` (each a pipeline config as
+``mdp run`` takes it, with replicas, restart policy and an optional cron schedule), the
+``store`` it watches, the ``feedback`` transport, federation ``peers``, API ``security``,
+the ``audit`` log and the HTTP ``service``. Unknown keys are rejected everywhere.
+
+Relative paths (a job's ``config`` and ``cwd``, the audit ``path``) are resolved against the
+directory of the deployment file by ``load_deployment``; a job's child runs in that
+directory unless the job sets its own ``cwd``. A job's ``env`` values are ``SecretStr``: they
+may hold passwords (``MDP_DATABASE_URL``) and never appear in logs, errors or ``repr``.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from croniter import croniter
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from market_data_core import ConfigurationError
+from market_data_core.federation import NodeRole
+
+__all__ = [
+    "AuditSettings",
+    "Deployment",
+    "DeploymentError",
+    "FeedbackSettings",
+    "JobSpec",
+    "PeerSpec",
+    "RestartPolicy",
+    "RestartPolicyName",
+    "Role",
+    "SecuritySettings",
+    "ServiceSettings",
+    "StoreSettings",
+    "TokenSpec",
+    "load_deployment",
+]
+
+JobName = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+]
+"""A job's name: letters, digits, ``_``, ``.``, ``-`` (it appears in URLs and metrics)."""
+
+Name = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$")
+]
+
+_BASE_DIR = "base_dir"
+
+
+class DeploymentError(ConfigurationError):
+    """A deployment file cannot be read or is invalid; the message names file, line, field."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _http_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not value.startswith(("http://", "https://")) or len(value) <= len("https://"):
+        raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+    return value.rstrip("/")
+
+
+def _resolve(value: Path | None, info: ValidationInfo) -> Path | None:
+    base = (info.context or {}).get(_BASE_DIR)
+    if value is None or base is None or value.is_absolute():
+        return value
+    return (Path(base) / value).resolve()
+
+
+class RestartPolicyName(StrEnum):
+    ALWAYS = "always"
+    """Restart whenever a replica exits without being asked to stop."""
+    ON_FAILURE = "on-failure"
+    """Restart only after a non-zero exit (a job that completes stays completed)."""
+    NEVER = "never"
+
+
+class RestartPolicy(_Model):
+    """When and how fast a job's replicas are restarted; when to give up (a crash loop)."""
+
+    policy: RestartPolicyName = RestartPolicyName.ON_FAILURE
+    backoff_initial: float = Field(default=1.0, gt=0, allow_inf_nan=False)
+    backoff_max: float = Field(default=60.0, gt=0, allow_inf_nan=False)
+    crash_loop_limit: int = Field(default=5, ge=0, description="Restarts allowed per window.")
+    crash_loop_window: float = Field(default=300.0, gt=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RestartPolicy:
+        if self.backoff_max < self.backoff_initial:
+            raise ValueError(
+                f"backoff_max ({self.backoff_max}) is below backoff_initial"
+                f" ({self.backoff_initial})"
+            )
+        return self
+
+
+class JobSpec(_Model):
+    """One supervised pipeline job: ``replicas`` child processes of ``mdp run CONFIG``."""
+
+    name: JobName
+    config: Path = Field(description="An `mdp run` config (relative to the deployment file).")
+    replicas: int = Field(default=1, ge=1)
+    restart: RestartPolicy = Field(default_factory=RestartPolicy)
+    schedule: str | None = Field(
+        default=None, description="Cron expression: start the job at each fire time."
+    )
+    writes_to_store: bool = True
+    env: dict[str, SecretStr] = Field(default_factory=dict)
+    cwd: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_cwd(cls, data: Any, info: ValidationInfo) -> Any:
+        base = (info.context or {}).get(_BASE_DIR)
+        if isinstance(data, dict) and data.get("cwd") is None and base is not None:
+            return {**data, "cwd": base}
+        return data
+
+    @field_validator("config", "cwd")
+    @classmethod
+    def _relative_to_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return _resolve(value, info)
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None and not croniter.is_valid(value):
+            raise ValueError(f"not a valid cron expression: {value!r}")
+        return value
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env_strings(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {
+                str(k): v if isinstance(v, str | SecretStr) or v is None else str(v)
+                for k, v in value.items()
+            }
+        return value
+
+    def environment(self) -> dict[str, str]:
+        """The extra environment of the child, revealed (never log it)."""
+        return {key: value.get_secret_value() for key, value in self.env.items()}
+
+
+class StoreSettings(_Model):
+    """The store service the orchestrator watches (``url`` None: no store to watch)."""
+
+    url: str | None = None
+    poll_interval: float = Field(default=1.0, gt=0, allow_inf_nan=False)
+    timeout: float = Field(default=2.0, gt=0, allow_inf_nan=False)
+    unhealthy_after: int = Field(default=3, ge=1, description="Consecutive bad results.")
+    healthy_after: int = Field(default=2, ge=1, description="Consecutive good results.")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return _http_url(value)
+
+
+class FeedbackSettings(_Model):
+    """The feedback transport: Redis streams when ``redis_url`` is set, else in memory."""
+
+    redis_url: SecretStr | None = None
+    stream: str = Field(default="md:feedback", min_length=1)
+
+
+class PeerSpec(_Model):
+    """Another node of the federation, with the base URL of its health endpoints."""
+
+    node_id: Name
+    role: NodeRole
+    url: str
+    region: Name | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _http_url(value) or value
+
+
+class Role(StrEnum):
+    """API roles, ordered: viewer < operator < admin."""
+
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+    ADMIN = "admin"
+
+    @property
+    def level(self) -> int:
+        return _ROLE_LEVELS[self]
+
+    def allows(self, required: Role) -> bool:
+        """Whether this role may do what ``required`` may."""
+        return self.level >= required.level
+
+
+_ROLE_LEVELS = {Role.VIEWER: 0, Role.OPERATOR: 1, Role.ADMIN: 2}
+
+
+class TokenSpec(_Model):
+    """A bearer token, stored as the hex SHA-256 of the token (never the token itself)."""
+
+    name: Name
+    role: Role
+    sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{64}$", to_lower=True)]
+
+
+class SecuritySettings(_Model):
+    tokens: list[TokenSpec] = Field(default_factory=list)
+    control_rate_per_minute: int = Field(default=30, ge=1)
+
+    @field_validator("tokens")
+    @classmethod
+    def _unique_names(cls, tokens: list[TokenSpec]) -> list[TokenSpec]:
+        _no_duplicates([t.name for t in tokens], "token name")
+        return tokens
+
+
+class AuditSettings(_Model):
+    path: Path = Path("orchestrator-audit.jsonl")
+
+    @field_validator("path")
+    @classmethod
+    def _relative_to_file(cls, value: Path, info: ValidationInfo) -> Path | None:
+        return _resolve(value, info)
+
+
+class ServiceSettings(_Model):
+    host: str = Field(default="127.0.0.1", min_length=1)
+    port: int = Field(default=8090, ge=0, le=65535)
+
+
+class Deployment(_Model):
+    """Everything the orchestrator runs and watches."""
+
+    jobs: list[JobSpec] = Field(default_factory=list)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
+    peers: list[PeerSpec] = Field(default_factory=list)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+    service: ServiceSettings = Field(default_factory=ServiceSettings)
+
+    @field_validator("jobs")
+    @classmethod
+    def _unique_jobs(cls, jobs: list[JobSpec]) -> list[JobSpec]:
+        _no_duplicates([j.name for j in jobs], "job name")
+        return jobs
+
+    @field_validator("peers")
+    @classmethod
+    def _unique_peers(cls, peers: list[PeerSpec]) -> list[PeerSpec]:
+        _no_duplicates([p.node_id for p in peers], "peer node_id")
+        return peers
+
+    def job(self, name: str) -> JobSpec:
+        """The job called ``name``; ``KeyError`` if there is none."""
+        for spec in self.jobs:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+
+def _no_duplicates(names: list[str], what: str) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"duplicate {what} {name!r}")
+        seen.add(name)
+
+
+def load_deployment(path: str | Path) -> Deployment:
+    """Read and validate a deployment file; ``DeploymentError`` names file, line and field.
+
+    Job configs must exist (checked here, so a typo fails at load rather than at the first
+    start of the job).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise DeploymentError(f"{path}: cannot read the deployment: {error.strerror}") from None
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise DeploymentError(f"{where}: invalid YAML: {error}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise DeploymentError(f"{path}: a deployment is a mapping with a 'jobs' list")
+    context = {_BASE_DIR: path.resolve().parent}
+    try:
+        deployment = Deployment.model_validate(data, context=context)
+    except ValidationError as error:
+        problems = [_describe(path, root, e) for e in error.errors()]
+        raise DeploymentError("invalid deployment:\n  " + "\n  ".join(problems)) from None
+    for index, spec in enumerate(deployment.jobs):
+        if not spec.config.is_file():
+            line = _line_of(root, ("jobs", index, "config"))
+            where = f"{path}:{line}" if line else str(path)
+            raise DeploymentError(
+                f"{where}: jobs.{index}.config: no such pipeline config {str(spec.config)!r}"
+            )
+    return deployment
+
+
+def _describe(path: Path, root: yaml.Node | None, error: Any) -> str:
+    loc = tuple(error["loc"])
+    line = _line_of(root, loc)
+    where = f"{path}:{line}" if line else str(path)
+    field = ".".join(str(part) for part in loc) or "(top level)"
+    message = error["msg"]
+    if error["type"] == "extra_forbidden":
+        message = "unknown key"
+    return f"{where}: {field}: {message}"
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """The 1-based line of the YAML node at ``loc`` (or of its nearest existing parent)."""
+    if node is None:
+        return None
+    line = node.start_mark.line + 1
+    for part in loc:
+        child: yaml.Node | None = None
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.value == str(part):
+                    child = value if isinstance(value, yaml.CollectionNode) else key
+                    break
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part >= 0:
+            child = node.value[part] if part < len(node.value) else None
+        if child is None:
+            break
+        node = child
+        line = node.start_mark.line + 1
+    return line
