@@ -1,0 +1,151 @@
+"""``mdo``: the orchestrator's command line.
+
+``mdo serve DEPLOYMENT`` runs the orchestrator (jobs, health, API). The other commands
+talk to a running orchestrator's API: its URL from ``--url`` / ``MDO_URL`` and a bearer
+token from ``MDO_TOKEN`` (never a flag, so it stays out of shell history and ``ps``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from market_data_orchestrator.deployment import DeploymentError, load_deployment
+
+app = typer.Typer(
+    help="market-data-orchestrator: supervise pipeline jobs; status, control, audit.",
+    no_args_is_help=True,
+)
+console = Console(stderr=True)
+out = Console()
+
+UrlOption = Annotated[
+    str,
+    typer.Option("--url", envvar="MDO_URL", show_envvar=True, help="The orchestrator's base URL."),
+]
+DEFAULT_URL = "http://127.0.0.1:8090"
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+@app.command()
+def serve(
+    deployment: Annotated[Path, typer.Argument(help="The deployment file (YAML).")],
+    host: Annotated[str | None, typer.Option(help="Override the deployment's host.")] = None,
+    port: Annotated[int | None, typer.Option(help="Override the deployment's port.")] = None,
+) -> None:
+    """Run the orchestrator: supervise the jobs and serve the API until SIGTERM."""
+    import uvicorn  # noqa: PLC0415
+
+    from market_data_orchestrator.orchestrator import Orchestrator  # noqa: PLC0415
+    from market_data_orchestrator.service import create_app  # noqa: PLC0415
+
+    try:
+        spec = load_deployment(deployment)
+    except DeploymentError as error:
+        raise _fail(str(error), 2) from None
+    service = spec.service
+    app_ = create_app(Orchestrator(spec))
+    uvicorn.run(app_, host=host or service.host, port=port or service.port, log_level="warning")
+
+
+def _call(method: str, url: str, path: str) -> Any:
+    token = os.environ.get("MDO_TOKEN")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        response = httpx.request(method, f"{url.rstrip('/')}{path}", headers=headers, timeout=30)
+    except httpx.HTTPError as error:
+        raise _fail(f"cannot reach the orchestrator at {url}: {type(error).__name__}") from None
+    if response.status_code >= 400:
+        try:
+            detail = response.json().get("detail") or response.json().get("message")
+        except ValueError:
+            detail = response.text
+        raise _fail(f"{response.status_code}: {detail}", 1)
+    return response.json()
+
+
+@app.command()
+def status(url: UrlOption = DEFAULT_URL) -> None:
+    """The orchestrator's health: worst-of over the store, the jobs and the feedback."""
+    token = os.environ.get("MDO_TOKEN")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        response = httpx.get(f"{url.rstrip('/')}/readyz", headers=headers, timeout=30)
+    except httpx.HTTPError as error:
+        raise _fail(f"cannot reach the orchestrator at {url}: {type(error).__name__}") from None
+    body = response.json()
+    table = Table("component", "state", "details", title=f"{body['service']}: {body['state']}")
+    for component in body.get("components", []):
+        table.add_row(component["name"], component["state"], json.dumps(component["details"]))
+    out.print(table)
+    if response.status_code != 200:
+        raise typer.Exit(1)
+
+
+@app.command()
+def jobs(url: UrlOption = DEFAULT_URL) -> None:
+    """The jobs, their state, restarts and last error."""
+    table = Table("job", "state", "replicas", "restarts", "paused by", "last error")
+    for job in _call("GET", url, "/v1/jobs"):
+        table.add_row(
+            job["name"],
+            job["state"],
+            f"{sum(r['state'] == 'running' for r in job['replicas'])}/{job['desired_replicas']}",
+            str(job["restarts"]),
+            job.get("paused_by") or "",
+            (job.get("last_error") or "")[:80],
+        )
+    out.print(table)
+
+
+def _control(verb: str, job: str, url: str) -> None:
+    result = _call("POST", url, f"/v1/jobs/{job}/{verb}")
+    out.print(f"{job}: {verb} {result.get('status', 'done')} {result.get('message', '')}".strip())
+
+
+@app.command()
+def pause(job: str, url: UrlOption = DEFAULT_URL) -> None:
+    """Pause a job (its providers hold; in-flight batches drain). Needs operator."""
+    _control("pause", job, url)
+
+
+@app.command()
+def resume(job: str, url: UrlOption = DEFAULT_URL) -> None:
+    """Resume a paused job where it stopped. Needs operator."""
+    _control("resume", job, url)
+
+
+@app.command()
+def reload(job: str, url: UrlOption = DEFAULT_URL) -> None:
+    """Restart a job's run with its re-read config. Needs admin."""
+    _control("reload", job, url)
+
+
+@app.command()
+def audit(
+    url: UrlOption = DEFAULT_URL,
+    limit: Annotated[int, typer.Option(help="How many records, newest first.")] = 50,
+) -> None:
+    """The audit log: every control action, allowed or denied. Needs admin."""
+    table = Table("ts", "actor", "role", "action", "target", "result", "reason")
+    for record in _call("GET", url, f"/v1/audit?limit={limit}"):
+        table.add_row(
+            record["ts"], record["actor"], record.get("role") or "", record["action"],
+            record.get("target") or "", record["result"], (record.get("reason") or "")[:60],
+        )  # fmt: skip
+    out.print(table)
+
+
+if __name__ == "__main__":  # python -m market_data_orchestrator.cli
+    app()

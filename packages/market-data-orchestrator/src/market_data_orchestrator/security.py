@@ -1,0 +1,241 @@
+"""Who may call the API, and how often: bearer tokens, roles and a per-caller rate limit.
+
+Tokens are configured as the hex SHA-256 of the token (``TokenSpec.sha256``), never the
+token itself. ``Authenticator.authenticate`` hashes the presented token and compares the
+digest with *every* configured digest using ``hmac.compare_digest`` (constant time, no
+early exit), so neither the position nor a prefix of a valid token leaks through timing.
+
+Roles are ordered viewer < operator < admin (``Role.allows``). Errors carry the HTTP
+status the API answers with::
+
+    AccessError                     (market_data_core.MarketDataError)
+    ├── UnauthenticatedError   401       missing, malformed or unknown bearer token
+    ├── ForbiddenError         403       authenticated, but the role is too low
+    └── RateLimitedError       429       too many control calls; ``retry_after`` seconds
+
+Generate a token and the digest to configure with
+``python -m market_data_orchestrator.security``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import secrets
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from market_data_core.exceptions import ConfigurationError, MarketDataError
+from market_data_orchestrator.deployment import Role, TokenSpec
+
+__all__ = [
+    "AccessError",
+    "Authenticator",
+    "ForbiddenError",
+    "Principal",
+    "RateLimitedError",
+    "RateLimiter",
+    "Role",
+    "TokenSpec",
+    "UnauthenticatedError",
+    "generate_token",
+    "hash_token",
+    "require",
+]
+
+Compare = Callable[[bytes, bytes], bool]
+
+
+class AccessError(MarketDataError):
+    """A call was refused; ``status_code`` and ``headers`` are what the API answers."""
+
+    status_code = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {}
+
+
+class UnauthenticatedError(AccessError):
+    """No valid bearer token (401)."""
+
+    status_code = 401
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"}
+
+
+class ForbiddenError(AccessError):
+    """The caller's role is below what the action needs (403)."""
+
+    status_code = 403
+
+    def __init__(self, message: str, *, principal: Principal, required: Role) -> None:
+        super().__init__(message)
+        self.principal = principal
+        self.required = required
+
+
+class RateLimitedError(AccessError):
+    """The caller used up its control budget (429); retry after ``retry_after`` seconds."""
+
+    status_code = 429
+
+    def __init__(self, caller: str, retry_after: float) -> None:
+        super().__init__(f"rate limit exceeded for {caller!r}; retry in {retry_after:.1f}s")
+        self.caller = caller
+        self.retry_after = retry_after
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(max(1, math.ceil(self.retry_after)))}
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller: the token's configured name and role (never the token)."""
+
+    name: str
+    role: Role
+
+
+def hash_token(token: str) -> str:
+    """The lower-case hex SHA-256 of ``token``: what the configuration stores."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def generate_token(nbytes: int = 32) -> tuple[str, str]:
+    """A new random token and its digest: ``(token, hash_token(token))``."""
+    token = secrets.token_urlsafe(nbytes)
+    return token, hash_token(token)
+
+
+def require(principal: Principal, role: Role) -> Principal:
+    """Return ``principal`` when its role allows ``role``; else raise ``ForbiddenError``."""
+    if not principal.role.allows(role):
+        msg = f"{principal.name!r} has role {principal.role.value}; this needs {role.value}"
+        raise ForbiddenError(msg, principal=principal, required=role)
+    return principal
+
+
+class Authenticator:
+    """Turns an ``Authorization: Bearer <token>`` header into a ``Principal``."""
+
+    def __init__(self, tokens: Iterable[TokenSpec], *, compare: Compare = hmac.compare_digest):
+        self._entries: list[tuple[bytes, Principal]] = []
+        seen: set[str] = set()
+        for spec in tokens:
+            digest = spec.sha256.lower()
+            if digest in seen:
+                msg = f"token {spec.name!r} has the same digest as another token"
+                raise ConfigurationError(msg)
+            seen.add(digest)
+            self._entries.append((digest.encode(), Principal(spec.name, spec.role)))
+        self._compare = compare
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def authenticate(self, authorization: str | None) -> Principal:
+        """The caller behind ``authorization``; ``UnauthenticatedError`` when there is none."""
+        if not authorization or not authorization.strip():
+            raise UnauthenticatedError("missing bearer token")
+        scheme, _, token = authorization.strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise UnauthenticatedError("malformed Authorization header; expected 'Bearer <token>'")
+        digest = hash_token(token).encode()
+        found: Principal | None = None
+        for expected, principal in self._entries:  # every entry, no early exit
+            if self._compare(digest, expected) and found is None:
+                found = principal
+        if found is None:
+            raise UnauthenticatedError("unknown bearer token")
+        return found
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    updated: float
+
+
+class RateLimiter:
+    """A token bucket per caller: ``per_minute`` calls a minute, bursts up to ``burst``.
+
+    ``check(caller)`` takes one token and returns ``None``, or returns the seconds until a
+    token is available (for ``Retry-After``) and takes nothing. At most ``max_callers``
+    buckets are kept; beyond that, full (idle) buckets are forgotten.
+    """
+
+    def __init__(
+        self,
+        per_minute: float,
+        *,
+        burst: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        max_callers: int = 10_000,
+    ) -> None:
+        if not per_minute > 0:
+            msg = f"per_minute must be > 0, got {per_minute}"
+            raise ConfigurationError(msg)
+        self.per_minute = per_minute
+        self.capacity = float(burst if burst is not None else max(1, math.floor(per_minute)))
+        if self.capacity < 1:
+            msg = f"burst must be >= 1, got {burst}"
+            raise ConfigurationError(msg)
+        self._rate = per_minute / 60.0
+        self._clock = clock
+        self._max_callers = max_callers
+        self._buckets: dict[str, _Bucket] = {}
+
+    def check(self, caller: str) -> float | None:
+        """Take a token for ``caller``: ``None`` if allowed, else seconds to wait."""
+        now = self._clock()
+        bucket = self._buckets.get(caller)
+        if bucket is None:
+            self._prune(now)
+            bucket = self._buckets[caller] = _Bucket(self.capacity, now)
+        elapsed = max(0.0, now - bucket.updated)
+        bucket.tokens = min(self.capacity, bucket.tokens + elapsed * self._rate)
+        bucket.updated = now
+        if bucket.tokens >= 1.0:
+            bucket.tokens -= 1.0
+            return None
+        return (1.0 - bucket.tokens) / self._rate
+
+    def enforce(self, caller: str) -> None:
+        """Like ``check``, but raise ``RateLimitedError`` when the caller must wait."""
+        wait = self.check(caller)
+        if wait is not None:
+            raise RateLimitedError(caller, wait)
+
+    def _prune(self, now: float) -> None:
+        if len(self._buckets) < self._max_callers:
+            return
+        for name, bucket in list(self._buckets.items()):
+            if bucket.tokens + (now - bucket.updated) * self._rate >= self.capacity:
+                del self._buckets[name]
+        if len(self._buckets) >= self._max_callers:  # all busy: drop the stalest
+            oldest = min(self._buckets, key=lambda name: self._buckets[name].updated)
+            del self._buckets[oldest]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print a new token and the ``sha256`` to put in the deployment's ``security.tokens``."""
+    del argv
+    token, digest = generate_token()
+    sys.stdout.write(f"token:  {token}\nsha256: {digest}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
