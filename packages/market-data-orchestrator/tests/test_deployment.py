@@ -162,3 +162,11 @@ def test_roles_are_ordered() -> None:
     assert Role.ADMIN.allows(Role.OPERATOR)
     assert Role.OPERATOR.allows(Role.VIEWER)
     assert not Role.VIEWER.allows(Role.OPERATOR)
+
+
+def test_the_example_deployment_loads() -> None:
+    root = Path(__file__).resolve().parents[3]
+    deployment = load_deployment(root / "examples" / "orchestrator" / "deployment.yaml")
+    assert [job.name for job in deployment.jobs] == ["quickstart", "real-data-replay"]
+    assert all(job.config.exists() for job in deployment.jobs)
+    assert {token.role for token in deployment.security.tokens} == {"viewer", "operator", "admin"}

@@ -9,6 +9,23 @@ def test_version_matches_installed_distribution() -> None:
     )
 
 
-def test_exports_only_what_exists() -> None:
-    # A placeholder must not pretend to offer an API it does not have.
-    assert market_data_orchestrator.__all__ == ["__version__"]
+def test_public_api_is_pinned() -> None:
+    # Adding to the public API is a decision: this list changes with it, on purpose.
+    assert market_data_orchestrator.__all__ == [
+        "AuditLog",
+        "Deployment",
+        "DeploymentError",
+        "JobController",
+        "JobInfo",
+        "JobSpec",
+        "JobState",
+        "Orchestrator",
+        "ReplicaInfo",
+        "Role",
+        "Supervisor",
+        "__version__",
+        "create_app",
+        "load_deployment",
+    ]
+    for name in market_data_orchestrator.__all__:
+        assert getattr(market_data_orchestrator, name) is not None

@@ -1,0 +1,122 @@
+"""``mdo serve`` as a real process, driven by the ``mdo`` commands an operator types."""
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from market_data_core.testing.servers import free_port
+from market_data_orchestrator.cli import app
+from market_data_orchestrator.security import hash_token
+
+runner = CliRunner()
+OPERATOR, ADMIN = "op-token-81c2", "admin-token-27d9"
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    (tmp_path / "job.yaml").write_text(
+        "name: paced\nnodes:\n"
+        "  - {id: trades, type: synthetic, params: {count: 10000000, batch_size: 500, rate: 2000}}\n"
+        "  - {id: sink, type: 'null'}\nedges: [trades -> sink]\n"
+    )
+    (tmp_path / "deployment.yaml").write_text(
+        "jobs:\n  - {name: paced, config: job.yaml, writes_to_store: false}\n"
+        "security:\n  tokens:\n"
+        f"    - {{name: ops, role: operator, sha256: {hash_token(OPERATOR)}}}\n"
+        f"    - {{name: root, role: admin, sha256: {hash_token(ADMIN)}}}\n"
+        f"audit: {{path: {tmp_path / 'audit.jsonl'}}}\n"
+        f"service: {{port: {port}}}\n"
+    )
+    log = (tmp_path / "mdo.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "market_data_orchestrator.cli", "serve",
+         str(tmp_path / "deployment.yaml")],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, (tmp_path / "mdo.log").read_text()
+            try:
+                jobs = httpx.get(
+                    f"{url}/v1/jobs", headers={"Authorization": f"Bearer {ADMIN}"}, timeout=1
+                ).json()
+                if jobs[0]["state"] == "running":
+                    break
+            except (httpx.TransportError, KeyError, IndexError):
+                pass
+            assert time.monotonic() < deadline, (tmp_path / "mdo.log").read_text()
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            log.close()
+
+
+def _mdo(url: str, token: str | None, *args: str):
+    env = {"MDO_URL": url, "COLUMNS": "200"}
+    if token:
+        env["MDO_TOKEN"] = token
+    return runner.invoke(app, list(args), env=env)
+
+
+def test_an_operator_pauses_and_resumes_and_the_admin_reads_the_audit(served: str) -> None:
+    jobs = _mdo(served, OPERATOR, "jobs")
+    assert jobs.exit_code == 0, jobs.output
+    assert "paced" in jobs.output
+    assert "running" in jobs.output
+    paused = _mdo(served, OPERATOR, "pause", "paced")
+    assert paused.exit_code == 0, paused.output
+    assert "accepted" in paused.output
+    assert "paused" in _mdo(served, OPERATOR, "jobs").output
+    assert _mdo(served, OPERATOR, "resume", "paced").exit_code == 0
+    denied = _mdo(served, OPERATOR, "reload", "paced")
+    assert denied.exit_code == 1
+    assert "403" in denied.output
+    assert _mdo(served, None, "jobs").exit_code == 1  # no token: 401
+    audit = _mdo(served, ADMIN, "audit")
+    assert audit.exit_code == 0, audit.output
+    assert "ops" in audit.output
+    assert "denied" in audit.output
+    status = _mdo(served, None, "status")
+    assert status.exit_code == 0, status.output
+    assert "job:paced" in status.output
+
+
+def test_state_changes_stream_as_server_sent_events(served: str) -> None:
+    headers = {"Authorization": f"Bearer {ADMIN}"}
+    with httpx.stream("GET", f"{served}/v1/events", headers=headers, timeout=30) as stream:
+        lines = stream.iter_lines()
+        assert next(lines).startswith(": connected")
+        httpx.post(f"{served}/v1/jobs/paced/pause", headers=headers, timeout=30)
+        data = next(line for line in lines if line.startswith("data:"))
+    assert '"new": "paused"' in data or '"new":"paused"' in data
+    httpx.post(f"{served}/v1/jobs/paced/resume", headers=headers, timeout=30)
+
+
+def test_a_bad_deployment_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text("jobs:\n  - {name: x, config: missing.yaml, replica: 2}\n")
+    result = runner.invoke(app, ["serve", str(tmp_path / "bad.yaml")])
+    assert result.exit_code == 2
+    assert "bad.yaml" in result.output
+
+
+def test_the_token_never_appears_in_help_or_flags() -> None:
+    result = runner.invoke(app, ["pause", "--help"], env={"COLUMNS": "200"})
+    assert "MDO_URL" in result.output
+    assert "--token" not in result.output
