@@ -101,3 +101,15 @@ def test_health_and_metrics(client: TestClient) -> None:
     metrics = client.get("/metrics").text
     assert "orchestrator_jobs_running 1.0" in metrics
     assert 'orchestrator_desired_replicas{job="paced"} 1.0' in metrics
+
+
+def test_topology_and_feedback_views(client: TestClient) -> None:
+    assert client.get("/v1/topology").status_code == 401
+    topology = client.get("/v1/topology", headers=_auth("viewer")).json()
+    nodes = {node["node_id"]: node for node in topology["nodes"]}
+    assert nodes["orchestrator"]["role"] == "orchestrator"
+    assert nodes["orchestrator"]["state"] == "healthy"
+    assert client.get("/v1/feedback", headers=_auth("viewer")).json() == {"transport": None}
+    job = client.get("/v1/jobs/paced", headers=_auth("viewer")).json()
+    assert job["replicas"][0]["pid"] > 0
+    assert job["restarts"] == 0
