@@ -113,3 +113,22 @@ def test_topology_and_feedback_views(client: TestClient) -> None:
     job = client.get("/v1/jobs/paced", headers=_auth("viewer")).json()
     assert job["replicas"][0]["pid"] > 0
     assert job["restarts"] == 0
+
+
+def test_topology_edits_need_admin_and_are_audited(client: TestClient) -> None:
+    peer = {"node_id": "store-eu", "role": "store", "url": "http://127.0.0.1:9"}
+    assert (
+        client.post("/v1/topology/peers", json=peer, headers=_auth("operator")).status_code == 403
+    )
+    added = client.post("/v1/topology/peers", json=peer, headers=_auth("admin"))
+    assert added.status_code == 201, added.text
+    assert "store-eu" in [n["node_id"] for n in added.json()["nodes"]]
+    again = client.post("/v1/topology/peers", json=peer, headers=_auth("admin"))
+    assert again.status_code == 409
+    removed = client.delete("/v1/topology/peers/store-eu", headers=_auth("admin"))
+    assert "store-eu" not in [n["node_id"] for n in removed.json()["nodes"]]
+    assert client.delete("/v1/topology/peers/store-eu", headers=_auth("admin")).status_code == 404
+    audit = client.get("/v1/audit", headers=_auth("admin")).json()
+    seen = {(a["actor"], a["action"], a["result"]) for a in audit}
+    assert ("admin-user", "POST /v1/topology/peers", "allowed") in seen
+    assert ("operator-user", "POST /v1/topology/peers", "denied") in seen

@@ -67,16 +67,34 @@ class TopologyWatcher:
         self._clock = clock
         self._task: asyncio.Task[None] | None = None
         self._nodes: dict[str, NodeStatus] = {
-            peer.node_id: NodeStatus(
-                node_id=peer.node_id,
-                role=peer.role,
-                region=(peer.region or "local").lower(),
-                url=peer.url,
-                state=HealthState.UNHEALTHY,
-                reason="not polled yet",
-            )
-            for peer in self.peers
+            peer.node_id: self._unpolled(peer) for peer in self.peers
         }
+
+    @staticmethod
+    def _unpolled(peer: PeerSpec) -> NodeStatus:
+        return NodeStatus(
+            node_id=peer.node_id,
+            role=peer.role,
+            region=(peer.region or "local").lower(),
+            url=peer.url,
+            state=HealthState.UNHEALTHY,
+            reason="not polled yet",
+        )
+
+    def add_peer(self, peer: PeerSpec) -> None:
+        """Follow one more peer (from the next poll on); its id must be new."""
+        if peer.node_id == self._own().node_id or peer.node_id in self._nodes:
+            msg = f"node id {peer.node_id!r} is already in the topology"
+            raise ConfigurationError(msg)
+        self.peers = (*self.peers, peer)
+        self._nodes[peer.node_id] = self._unpolled(peer)
+
+    def remove_peer(self, node_id: str) -> None:
+        """Stop following a peer; ``KeyError`` when there is none with that id."""
+        if node_id not in self._nodes:
+            raise KeyError(node_id)
+        self.peers = tuple(peer for peer in self.peers if peer.node_id != node_id)
+        del self._nodes[node_id]
 
     def _own(self) -> NodeStatus:
         return self._self_node() if callable(self._self_node) else self._self_node

@@ -4,8 +4,9 @@
   every job and the feedback transport; 503 when unhealthy); ``GET /metrics``.
 - Viewer: ``GET /v1/jobs``, ``GET /v1/jobs/{name}``, ``GET /v1/topology``,
   ``GET /v1/feedback``, ``GET /v1/events`` (server-sent events of state changes).
-- Operator: ``POST /v1/jobs/{name}/{start|stop|pause|resume}``; admin: ``.../reload`` and
-  ``GET /v1/audit``.
+- Operator: ``POST /v1/jobs/{name}/{start|stop|pause|resume}``; admin: ``.../reload``,
+  ``GET /v1/audit`` and topology edits (``POST /v1/topology/peers``,
+  ``DELETE /v1/topology/peers/{node_id}``).
 
 Bearer tokens map to roles (viewer < operator < admin; SHA-256 digests in the deployment,
 constant-time compare). Control actions are rate limited per caller (429 + Retry-After).
@@ -28,12 +29,13 @@ from market_data_core import (
     AuditEnvelope,
     AuditOutcome,
     ClusterTopology,
+    ConfigurationError,
     ControlAction,
     ControlResult,
     HealthState,
     HealthStatus,
 )
-from market_data_orchestrator.deployment import Role
+from market_data_orchestrator.deployment import PeerSpec, Role
 from market_data_orchestrator.jobs import JobInfo
 from market_data_orchestrator.orchestrator import SERVICE, Orchestrator
 from market_data_orchestrator.security import AccessError, Principal, require
@@ -201,6 +203,39 @@ def _add_action(
 def _read_routes(app: FastAPI, orchestrator: Orchestrator) -> None:
     @app.get("/v1/topology", response_model=ClusterTopology, summary="Peers and their health")
     async def topology(_: Viewer) -> ClusterTopology:
+        return orchestrator.topology.snapshot()
+
+    @app.post(
+        "/v1/topology/peers",
+        response_model=ClusterTopology,
+        status_code=201,
+        summary="Follow a new peer (admin)",
+        responses={409: {"description": "A node with that id exists"}, 429: {}},
+    )
+    async def add_peer(peer: PeerSpec, request: Request, principal: Admin) -> ClusterTopology:
+        orchestrator.limiter.enforce(principal.name)
+        try:
+            orchestrator.topology.add_peer(peer)
+        except ConfigurationError as exc:
+            await _audit(orchestrator, request, principal, AuditOutcome.FAILED, str(exc))
+            raise HTTPException(409, str(exc)) from exc
+        await _audit(orchestrator, request, principal, AuditOutcome.ALLOWED, peer.node_id)
+        return orchestrator.topology.snapshot()
+
+    @app.delete(
+        "/v1/topology/peers/{node_id}",
+        response_model=ClusterTopology,
+        summary="Stop following a peer (admin)",
+        responses={404: {"description": "No such peer"}, 429: {}},
+    )
+    async def remove_peer(node_id: str, request: Request, principal: Admin) -> ClusterTopology:
+        orchestrator.limiter.enforce(principal.name)
+        try:
+            orchestrator.topology.remove_peer(node_id)
+        except KeyError:
+            await _audit(orchestrator, request, principal, AuditOutcome.FAILED, "no such peer")
+            raise HTTPException(404, f"no peer {node_id!r}") from None
+        await _audit(orchestrator, request, principal, AuditOutcome.ALLOWED, node_id)
         return orchestrator.topology.snapshot()
 
     @app.get("/v1/feedback", summary="Latest feedback per coordinator and rate per provider")
