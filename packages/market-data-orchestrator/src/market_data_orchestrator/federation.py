@@ -11,16 +11,15 @@ watcher is a ``FederationDirectory``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Self
 
 import httpx
 import structlog
 
 from market_data_core import ClusterTopology, HealthState, NodeStatus
 from market_data_core.exceptions import ConfigurationError
+from market_data_orchestrator._polling import PollingWatcher
 from market_data_orchestrator.deployment import PeerSpec
 from market_data_orchestrator.health import ClientFactory, ProbeResult, probe_readiness
 
@@ -31,13 +30,15 @@ logger = structlog.get_logger(__name__)
 SelfNode = NodeStatus | Callable[[], NodeStatus]
 
 
-class TopologyWatcher:
+class TopologyWatcher(PollingWatcher):
     """Poll the peers of ``cluster_id`` and build its ``ClusterTopology``.
 
     ``self_node`` is this orchestrator's own status, or a function returning it (so its
     state follows the orchestrator's health). Drive it with ``await poll_once()`` or
     ``async with watcher:`` (polls every ``poll_interval`` seconds).
     """
+
+    task_name = "topology"
 
     def __init__(
         self,
@@ -148,32 +149,3 @@ class TopologyWatcher:
 
     async def node(self, node_id: str) -> NodeStatus | None:
         return self.snapshot().node(node_id)
-
-    async def run(self) -> None:
-        while True:
-            try:
-                await self.poll_once()
-            except Exception:  # keep watching; a bug is logged, not fatal
-                logger.exception("topology poll failed", cluster=self.cluster_id)
-            await asyncio.sleep(self.poll_interval)
-
-    async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self.run(), name="topology")
-
-    async def aclose(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()

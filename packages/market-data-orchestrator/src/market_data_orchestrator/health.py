@@ -20,14 +20,12 @@ orchestrator's own ``HealthStatus`` (worst-of; see ``market_data_core.health``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import json
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import version as _dist_version
-from typing import Self
 
 import httpx
 import structlog
@@ -35,6 +33,7 @@ from pydantic import ValidationError
 
 from market_data_core import HealthComponent, HealthState, HealthStatus
 from market_data_core.exceptions import ConfigurationError
+from market_data_orchestrator._polling import PollingWatcher
 from market_data_orchestrator.jobs import JobInfo, JobState
 
 __all__ = [
@@ -143,12 +142,14 @@ async def _call(callback: Callable[..., Awaitable[None] | None], *args: str) -> 
         logger.exception("health callback failed", callback=getattr(callback, "__name__", "?"))
 
 
-class StoreHealthWatcher:
+class StoreHealthWatcher(PollingWatcher):
     """Poll the store's health and decide, with hysteresis, whether it is usable.
 
     Drive it with ``await poll_once()`` (tests, a scheduler) or ``async with watcher:``,
     which polls every ``poll_interval`` seconds in a task of its own.
     """
+
+    task_name = "store-health"
 
     def __init__(
         self,
@@ -267,36 +268,6 @@ class StoreHealthWatcher:
                 "last_change": self.last_change_ts.isoformat() if self.last_change_ts else None,
             },
         )
-
-    async def run(self) -> None:
-        """Poll forever, every ``poll_interval`` seconds."""
-        while True:
-            try:
-                await self.poll_once()
-            except Exception:  # a bug must not stop the watch; log and keep polling
-                logger.exception("store health poll failed", url=self.url)
-            await asyncio.sleep(self.poll_interval)
-
-    async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self.run(), name="store-health")
-
-    async def aclose(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
 
 def job_component(job: JobInfo) -> HealthComponent:
