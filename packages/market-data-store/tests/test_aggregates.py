@@ -89,3 +89,23 @@ async def test_refresh_is_idempotent_and_keeps_sources_apart(tmp_path: Path) -> 
             await refresh_aggregates(backend, base="1m", targets=["30s"], start=T0, end=T0)
     finally:
         await backend.close()
+
+
+def test_unknown_counts_and_prices_follow_the_pipelines_rules() -> None:
+    from market_data_core import Timeframe
+    from market_data_core.testing import T0, make_bar
+    from market_data_store.aggregates import roll_up
+
+    minute = Timeframe.parse("1m")
+    bars = [
+        make_bar(start=T0, timeframe=minute, volume=10.0, trade_count=4, vwap=make_bar().close),
+        make_bar(
+            start=T0 + minute.delta, timeframe=minute, volume=0.0, trade_count=None, vwap=None
+        ),
+    ]
+    (five,) = roll_up(bars, Timeframe.parse("5m"))
+    assert five.trade_count is None  # one count unknown: the sum is unknown
+    assert five.vwap == bars[0].vwap  # a bar without volume does not make the price unknown
+    traded = [*bars[:1], bars[1].model_copy(update={"volume": 5.0})]
+    (again,) = roll_up(traded, Timeframe.parse("5m"))
+    assert again.vwap is None  # 5 units traded at an unknown price

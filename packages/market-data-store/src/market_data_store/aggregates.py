@@ -2,7 +2,9 @@
 
 ``refresh_aggregates`` recomputes, for every symbol with base bars in a time range, the
 bars of each target timeframe: open of the first base bar, high max, low min, close of the
-last, volume and trade count summed, vwap volume-weighted. It writes them with the same
+last, volume and trade count summed (unknown when a base bar's count is), vwap
+volume-weighted (unknown when a base bar with volume has none; the same rules as the
+pipeline's ``resample_ohlc``). It writes them with the same
 idempotent upsert as any bar, under the base bars' source, so refreshing twice changes
 nothing and a refresh after late base bars corrects the rollups. Only whole target windows
 made of base bars are touched: the range is widened to window boundaries.
@@ -43,8 +45,9 @@ def _combine(start: datetime, group: list[Bar], target: Timeframe) -> Bar:
     volume = sum(b.volume for b in group)
     counts = [b.trade_count for b in group]
     weighted = [(b.vwap, b.volume) for b in group if b.vwap is not None]
+    unknown = any(b.vwap is None and b.volume > 0 for b in group)  # traded, price unknown
     vwap = None
-    if weighted and len(weighted) == len(group) and volume > 0:
+    if weighted and not unknown and volume > 0:
         low, high = min(b.low for b in group), max(b.high for b in group)
         vwap = min(max(sum(p * v for p, v in weighted) / volume, low), high)
     return Bar(

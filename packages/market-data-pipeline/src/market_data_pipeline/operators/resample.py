@@ -7,8 +7,9 @@ Each input batch is read by kind (DESIGN §6: columnar, no per-row Python):
 - quotes: OHLC of the mid (or bid, or ask: ``quote_price``); volume 0; no trade count
   and no vwap;
 - bars of a timeframe that divides the output one: open of the first, high max, low min,
-  close of the last, volume and trade count summed (trade count null when no input bar
-  has one), vwap volume-weighted (null when a bar with volume has none, or volume is 0).
+  close of the last, volume and trade count summed (trade count null when an input bar
+  has none: an unknown count makes the sum unknown), vwap volume-weighted (null when a bar
+  with volume has none, or volume is 0).
   Input bars are upserts by (symbol, timeframe, start): a revised bar (from an upstream
   resampler's allowed lateness or idle timeout) or a replayed one replaces the earlier
   one, so chained resamplers never count a bar twice.
@@ -63,7 +64,7 @@ _RULES: Final = {
     "volume": Rule.SUM,
     "pv": Rule.SUM,
     "count": Rule.SUM,
-    "has_count": Rule.ANY,
+    "no_count": Rule.ANY,
     "no_vwap": Rule.ANY,
 }
 _IDENTIFIER: Final = r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$"
@@ -183,11 +184,11 @@ class ResampleOHLC(EventTimeOperator[ResampleParams]):
             price = _floats(batch, "price")
             volume = _floats(batch, "size")
             pv = price * volume
-            count, has_count = _ONE, _TRUE
+            count, no_count = _ONE, _FALSE
         else:
             price = self._quote_prices(batch)
             volume = pv = _ZERO
-            count, has_count = _NO_COUNT, _FALSE
+            count, no_count = _NO_COUNT, _TRUE
         values: dict[str, Values] = {
             "open": price,
             "high": price,
@@ -196,7 +197,7 @@ class ResampleOHLC(EventTimeOperator[ResampleParams]):
             "volume": volume,
             "pv": pv,
             "count": count,
-            "has_count": has_count,
+            "no_count": no_count,
             "no_vwap": _FALSE,
         }
         return Extracted(keys=batch.column("symbol"), ts=int64_times(batch["ts"]), values=values)
@@ -220,7 +221,7 @@ class ResampleOHLC(EventTimeOperator[ResampleParams]):
             "volume": volume,
             "pv": np.where(has_vwap, vwap * volume, 0.0),
             "count": np.asarray(pc.fill_null(counts, 0).to_numpy(), dtype=np.int64),
-            "has_count": np.asarray(pc.is_valid(counts).to_numpy(zero_copy_only=False)),
+            "no_count": np.asarray(pc.is_null(counts).to_numpy(zero_copy_only=False)),
             "no_vwap": ~has_vwap & (volume > 0),
             _FRAME: self._frame_seconds(batch.column("timeframe")),
         }
@@ -255,7 +256,7 @@ class ResampleOHLC(EventTimeOperator[ResampleParams]):
                 "low": pa.array(low, pa.float64()),
                 "close": pa.array(columns["close"], pa.float64()),
                 "volume": pa.array(volume, pa.float64()),
-                "trade_count": pa.array(columns["count"], pa.int64(), mask=~columns["has_count"]),
+                "trade_count": pa.array(columns["count"], pa.int64(), mask=columns["no_count"]),
                 "vwap": pa.array(vwap, pa.float64(), mask=~has_vwap),
             },
             schema=records.BARS,
