@@ -23,14 +23,12 @@ State changes are published as ``StateChange`` events (per replica, and per job 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import random as _random
 import signal
 import sys
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,12 +38,25 @@ from uuid import uuid4
 
 import structlog
 from croniter import croniter
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
-from market_data_core import ControlAction, ControlResult, ControlStatus, MarketDataError
+from market_data_core import ControlAction, ControlResult, ControlStatus
 from market_data_orchestrator._process import kill_group, signal_process, spawn
+from market_data_orchestrator._replica import (
+    LIVE,
+    JobRecord,
+    Progress,
+    ReplicaRecord,
+    StateChange,
+    SupervisorClosedError,
+    combined_status,
+    control_result,
+    node_counters,
+    offer,
+    signal_name,
+)
 from market_data_orchestrator.deployment import Deployment, JobSpec, RestartPolicyName
-from market_data_orchestrator.jobs import JobInfo, JobState, ReplicaInfo
+from market_data_orchestrator.jobs import JobInfo, JobState
 from market_data_orchestrator.lifecycle import (
     TERMINAL,
     Backoff,
@@ -57,102 +68,12 @@ from market_data_orchestrator.lifecycle import (
 __all__ = ["Progress", "StateChange", "Supervisor", "SupervisorClosedError"]
 
 logger = structlog.get_logger(__name__)
+Process = asyncio.subprocess.Process
 
 _S = JobState
-_LIVE = frozenset({_S.STARTING, _S.RUNNING, _S.PAUSED})
 _INVALID_CONFIG = 2
 _ERROR_CHARS = 500
 _RESIGNAL_EVERY = 1.0
-
-
-class SupervisorClosedError(MarketDataError, RuntimeError):
-    """The supervisor was closed: it starts nothing any more."""
-
-
-class StateChange(BaseModel):
-    """A job (``replica`` None) or one of its replicas changed state."""
-
-    model_config = ConfigDict(frozen=True)
-
-    name: str
-    replica: int | None
-    old: JobState
-    new: JobState
-    reason: str = ""
-    ts: datetime
-
-
-class Progress(BaseModel):
-    """A replica's latest ``progress`` report (``seq`` counts the reports of its child)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    seq: int
-    state: str
-    nodes: dict[str, dict[str, int]]
-    emitted: int
-    """What the providers (nodes that take no input) emitted so far."""
-
-
-class _Replica:
-    def __init__(self, job: _Job, index: int, backoff: Backoff, crash_loop: CrashLoop) -> None:
-        self.job = job
-        self.index = index
-        self.state = _S.PENDING
-        self.pid: int | None = None
-        self.restarts = 0
-        self.started_at: datetime | None = None
-        self.started_mono: float | None = None
-        self.last_exit_code: int | None = None
-        self.last_error: str | None = None
-        self.items_per_second = 0.0
-        self.backoff = backoff
-        self.crash_loop = crash_loop
-        self.process: asyncio.subprocess.Process | None = None
-        self.task: asyncio.Task[None] | None = None
-        self.stop_requested = False
-        self.summary_state: str | None = None
-        self.acks: dict[str, tuple[ControlAction, asyncio.Future[ControlResult]]] = {}
-        self.stderr: deque[str] = deque(maxlen=50)
-        self.samples: deque[tuple[float, int]] = deque(maxlen=6)
-        self.progress: Progress | None = None
-
-    @property
-    def active(self) -> bool:
-        return self.task is not None and not self.task.done()
-
-    @property
-    def live(self) -> bool:
-        process = self.process
-        return process is not None and process.returncode is None and self.state in _LIVE
-
-    def info(self) -> ReplicaInfo:
-        return ReplicaInfo(
-            index=self.index,
-            state=self.state,
-            pid=self.pid,
-            restarts=self.restarts,
-            started_at=self.started_at,
-            last_exit_code=self.last_exit_code,
-            last_error=self.last_error,
-            items_per_second=round(self.items_per_second, 3),
-        )
-
-
-class _Job:
-    def __init__(self, spec: JobSpec) -> None:
-        self.spec = spec
-        self.replicas: list[_Replica] = []
-        self.state = _S.PENDING
-        self.paused_by: str | None = None
-        self.last_error: str | None = None
-        self.next_run: datetime | None = None
-        self.secrets = [v for v in spec.environment().values() if len(v) >= 4]
-
-    def redact(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
 
 
 class Supervisor:
@@ -190,15 +111,15 @@ class Supervisor:
         self._cron_tasks: list[asyncio.Task[None]] = []
         self._closed = False
 
-    def _new_job(self, spec: JobSpec) -> _Job:
-        job = _Job(spec)
+    def _new_job(self, spec: JobSpec) -> JobRecord:
+        job = JobRecord(spec)
         policy = spec.restart
         for index in range(spec.replicas):
             backoff = Backoff(policy.backoff_initial, policy.backoff_max, random=self._random)
             crash_loop = CrashLoop(
                 policy.crash_loop_limit, policy.crash_loop_window, clock=self._clock
             )
-            job.replicas.append(_Replica(job, index, backoff, crash_loop))
+            job.replicas.append(ReplicaRecord(job, index, backoff, crash_loop))
         return job
 
     # -- JobController -----------------------------------------------------------------
@@ -239,12 +160,14 @@ class Supervisor:
         if not live:
             if action is ControlAction.RESUME and job.paused_by is not None:
                 job.paused_by = None
-                return _result(action, name, ControlStatus.ACCEPTED, "not running; pause cleared")
-            return _result(
+                return control_result(
+                    action, name, ControlStatus.ACCEPTED, "not running; pause cleared"
+                )
+            return control_result(
                 action, name, ControlStatus.REJECTED, f"job {name} is not running ({job.state})"
             )
         answers = await asyncio.gather(*(self._command(r, action) for r in live))
-        status = _combined(answers)
+        status = combined_status(answers)
         if status is ControlStatus.ACCEPTED:
             if action is ControlAction.PAUSE:
                 job.paused_by = by
@@ -255,7 +178,7 @@ class Supervisor:
             for r, a in zip(live, answers, strict=True)
         )
         logger.info("job control", job=name, action=str(action), by=by, status=str(status))
-        return _result(action, name, status, message[:1024])
+        return control_result(action, name, status, message[:1024])
 
     def progress(self, name: str, replica: int = 0) -> Progress | None:
         """The latest progress report of a replica's current child (None before the first)."""
@@ -283,7 +206,7 @@ class Supervisor:
         await asyncio.gather(*self._cron_tasks, return_exceptions=True)
         await asyncio.gather(*(self.stop(name) for name in self._jobs))
         for queue in self._queues:
-            _offer(queue, None)
+            offer(queue, None)
 
     async def __aenter__(self) -> Supervisor:
         return self
@@ -322,10 +245,10 @@ class Supervisor:
             except Exception:
                 logger.exception("state-change listener failed", job=change.name)
         for queue in self._queues:
-            _offer(queue, change)
+            offer(queue, change)
 
     def _set(
-        self, replica: _Replica, new: JobState, reason: str = "", *, strict: bool = True
+        self, replica: ReplicaRecord, new: JobState, reason: str = "", *, strict: bool = True
     ) -> None:
         old = replica.state
         if old is new:
@@ -348,7 +271,7 @@ class Supervisor:
 
     # -- one replica -------------------------------------------------------------------
 
-    async def _supervise(self, replica: _Replica) -> None:
+    async def _supervise(self, replica: ReplicaRecord) -> None:
         try:
             while True:
                 code = await self._run_once(replica)
@@ -367,11 +290,11 @@ class Supervisor:
             replica.last_error = f"supervision failed: {error!r}"[:_ERROR_CHARS]
             self._force(replica, _S.FAILED, replica.last_error)
 
-    def _force(self, replica: _Replica, new: JobState, reason: str) -> None:
+    def _force(self, replica: ReplicaRecord, new: JobState, reason: str) -> None:
         """Set a state even if the lifecycle would not allow the move (cleanup paths)."""
         self._set(replica, new, reason, strict=False)
 
-    async def _run_once(self, replica: _Replica) -> int | None:
+    async def _run_once(self, replica: ReplicaRecord) -> int | None:
         """Run one child to its end; its exit code (None if it could not be started)."""
         self._set(replica, _S.STARTING, "starting")
         replica.summary_state = None
@@ -403,7 +326,7 @@ class Supervisor:
             self._release(replica, process)
         return code
 
-    def _release(self, replica: _Replica, process: asyncio.subprocess.Process) -> None:
+    def _release(self, replica: ReplicaRecord, process: asyncio.subprocess.Process) -> None:
         if process.stdin is not None:
             process.stdin.close()
         replica.process = None
@@ -411,7 +334,7 @@ class Supervisor:
         for action, ack in replica.acks.values():
             if not ack.done():
                 ack.set_result(
-                    _result(action, replica.job.spec.name, ControlStatus.FAILED,
+                    control_result(action, replica.job.spec.name, ControlStatus.FAILED,
                             "the replica exited before acknowledging")
                 )  # fmt: skip
         replica.acks.clear()
@@ -424,7 +347,7 @@ class Supervisor:
     def _env(spec: JobSpec) -> dict[str, str]:
         return {**os.environ, **spec.environment()}
 
-    def _after_exit(self, replica: _Replica, code: int | None) -> float | None:
+    def _after_exit(self, replica: ReplicaRecord, code: int | None) -> float | None:
         """Record how the child ended; the delay before restarting it, or None."""
         replica.last_exit_code = code
         policy = replica.job.spec.restart.policy
@@ -448,7 +371,7 @@ class Supervisor:
             return None
         return self._restart_delay(replica, error)
 
-    def _restart_delay(self, replica: _Replica, why: str) -> float | None:
+    def _restart_delay(self, replica: ReplicaRecord, why: str) -> float | None:
         started = replica.started_mono
         if started is not None and self._clock() - started >= self.stable_after:
             replica.backoff.reset()
@@ -461,11 +384,11 @@ class Supervisor:
         self._set(replica, _S.PENDING, f"{why}; restarting in {delay:.2f} s")
         return delay
 
-    def _exit_error(self, replica: _Replica, code: int | None) -> str:
+    def _exit_error(self, replica: ReplicaRecord, code: int | None) -> str:
         if code is None:
             how = "could not be started"
         elif code < 0:
-            how = f"killed by {_signal_name(-code)}"
+            how = f"killed by {signal_name(-code)}"
         else:
             how = f"exited with code {code}"
         lines = [line.strip() for line in replica.stderr if line.strip()]
@@ -480,7 +403,9 @@ class Supervisor:
 
     # -- the child's streams -----------------------------------------------------------
 
-    async def _read_stderr(self, replica: _Replica, process: asyncio.subprocess.Process) -> None:
+    async def _read_stderr(
+        self, replica: ReplicaRecord, process: asyncio.subprocess.Process
+    ) -> None:
         assert process.stderr is not None
         while True:
             try:
@@ -491,7 +416,9 @@ class Supervisor:
                 return
             replica.stderr.append(line.decode(errors="replace").rstrip())
 
-    async def _read_events(self, replica: _Replica, process: asyncio.subprocess.Process) -> None:
+    async def _read_events(
+        self, replica: ReplicaRecord, process: asyncio.subprocess.Process
+    ) -> None:
         assert process.stdout is not None
         while True:
             try:
@@ -507,7 +434,7 @@ class Supervisor:
             if isinstance(event, dict):
                 self._on_event(replica, event)
 
-    def _on_event(self, replica: _Replica, event: dict[str, Any]) -> None:
+    def _on_event(self, replica: ReplicaRecord, event: dict[str, Any]) -> None:
         kind = event.get("event")
         if kind == "started":
             replica.started_at = datetime.now(UTC)
@@ -525,8 +452,8 @@ class Supervisor:
         elif kind == "error":
             logger.warning("child error", job=replica.job.spec.name, message=event.get("message"))
 
-    def _on_progress(self, replica: _Replica, event: dict[str, Any]) -> None:
-        nodes = _counters(event.get("nodes"))
+    def _on_progress(self, replica: ReplicaRecord, event: dict[str, Any]) -> None:
+        nodes = node_counters(event.get("nodes"))
         emitted = sum(n["out"] for n in nodes.values() if not n["in"])
         now = self._clock()
         if replica.samples and emitted < replica.samples[-1][1]:
@@ -537,13 +464,13 @@ class Supervisor:
         state = str(event.get("state"))
         seq = replica.progress.seq + 1 if replica.progress is not None else 1
         replica.progress = Progress(seq=seq, state=state, nodes=nodes, emitted=emitted)
-        if replica.state in _LIVE:
+        if replica.state in LIVE:
             if state == "paused":
                 self._set(replica, _S.PAUSED, "paused")
             elif state == "running":
                 self._set(replica, _S.RUNNING, "running")
 
-    def _on_ack(self, replica: _Replica, event: dict[str, Any]) -> None:
+    def _on_ack(self, replica: ReplicaRecord, event: dict[str, Any]) -> None:
         try:
             result = ControlResult.model_validate(event.get("result"))
         except ValidationError:
@@ -552,18 +479,18 @@ class Supervisor:
         _, ack = replica.acks.pop(str(event.get("id")), (None, None))
         if ack is not None and not ack.done():
             ack.set_result(result)
-        if result.ok and replica.state in _LIVE:
+        if result.ok and replica.state in LIVE:
             if result.action is ControlAction.PAUSE:
                 self._set(replica, _S.PAUSED, "pause acknowledged")
             elif result.action is ControlAction.RESUME:
                 self._set(replica, _S.RUNNING, "resume acknowledged")
 
-    def _send(self, replica: _Replica, action: ControlAction) -> asyncio.Future[ControlResult]:
+    def _send(self, replica: ReplicaRecord, action: ControlAction) -> asyncio.Future[ControlResult]:
         """Write a command to the child; the future gets its acknowledgement."""
         ack: asyncio.Future[ControlResult] = asyncio.get_running_loop().create_future()
         process = replica.process
         if process is None or process.stdin is None or process.stdin.is_closing():
-            ack.set_result(_result(action, replica.job.spec.name, ControlStatus.FAILED,
+            ack.set_result(control_result(action, replica.job.spec.name, ControlStatus.FAILED,
                                    "the replica is not running"))  # fmt: skip
             return ack
         command_id = f"{replica.job.spec.name}.{replica.index}.{uuid4().hex[:12]}"
@@ -572,7 +499,7 @@ class Supervisor:
         process.stdin.write(line.encode())
         return ack
 
-    async def _command(self, replica: _Replica, action: ControlAction) -> ControlResult:
+    async def _command(self, replica: ReplicaRecord, action: ControlAction) -> ControlResult:
         name = replica.job.spec.name
         ack = self._send(replica, action)
         process = replica.process
@@ -581,12 +508,14 @@ class Supervisor:
                 await process.stdin.drain()
             return await asyncio.wait_for(asyncio.shield(ack), self.control_timeout)
         except (BrokenPipeError, ConnectionResetError):
-            return _result(action, name, ControlStatus.FAILED, "the replica's stdin is closed")
+            return control_result(
+                action, name, ControlStatus.FAILED, "the replica's stdin is closed"
+            )
         except TimeoutError:
-            return _result(action, name, ControlStatus.FAILED,
+            return control_result(action, name, ControlStatus.FAILED,
                            f"no acknowledgement within {self.control_timeout:g} s")  # fmt: skip
 
-    async def _stop_replica(self, replica: _Replica) -> None:
+    async def _stop_replica(self, replica: ReplicaRecord) -> None:
         task = replica.task
         if task is None or task.done():
             if replica.state in {_S.PENDING, _S.STARTING}:
@@ -632,7 +561,7 @@ class Supervisor:
 
     # -- schedules ---------------------------------------------------------------------
 
-    async def _cron(self, job: _Job) -> None:
+    async def _cron(self, job: JobRecord) -> None:
         expression = job.spec.schedule
         assert expression is not None
         last: datetime | None = None
@@ -653,14 +582,14 @@ class Supervisor:
 
     # -- views -------------------------------------------------------------------------
 
-    def _get(self, name: str) -> _Job:
+    def _get(self, name: str) -> JobRecord:
         try:
             return self._jobs[name]
         except KeyError:
             raise KeyError(f"no job named {name!r}") from None
 
     @staticmethod
-    def _info(job: _Job) -> JobInfo:
+    def _info(job: JobRecord) -> JobInfo:
         spec = job.spec
         return JobInfo(
             name=spec.name,
@@ -675,48 +604,3 @@ class Supervisor:
             schedule=spec.schedule,
             next_run=job.next_run,
         )
-
-
-def _result(
-    action: ControlAction, target: str, status: ControlStatus, message: str
-) -> ControlResult:
-    return ControlResult(
-        action=action, target=target, status=status, message=message, ts=datetime.now(UTC)
-    )
-
-
-def _combined(answers: list[ControlResult]) -> ControlStatus:
-    statuses = {a.status for a in answers}
-    if statuses == {ControlStatus.ACCEPTED}:
-        return ControlStatus.ACCEPTED
-    if ControlStatus.FAILED in statuses:
-        return ControlStatus.FAILED
-    return ControlStatus.REJECTED
-
-
-def _counters(nodes: Any) -> dict[str, dict[str, int]]:
-    if not isinstance(nodes, dict):
-        return {}
-    counters: dict[str, dict[str, int]] = {}
-    for node, stats in nodes.items():
-        if isinstance(stats, dict):
-            with contextlib.suppress(TypeError, ValueError):
-                counters[str(node)] = {
-                    "in": int(stats.get("in", 0)),
-                    "out": int(stats.get("out", 0)),
-                }
-    return counters
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
-
-
-def _offer(queue: asyncio.Queue[StateChange | None], item: StateChange | None) -> None:
-    if queue.full():
-        with contextlib.suppress(asyncio.QueueEmpty):
-            queue.get_nowait()
-    queue.put_nowait(item)
