@@ -76,6 +76,7 @@ class RedisFeedbackPublisher:
         self.component_name = component_name
         self._latest: dict[tuple[str, str], Message] = {}
         self._heartbeat: asyncio.Task[None] | None = None
+        self._closing = False
         self._owns_client = False
         self.published = 0
         self.failures = 0
@@ -149,17 +150,25 @@ class RedisFeedbackPublisher:
         )
 
     async def start(self) -> None:
+        self._closing = False
         if self.heartbeat_interval is not None and self._heartbeat is None:
             self._heartbeat = asyncio.get_running_loop().create_task(
                 self._beat(self.heartbeat_interval), name="feedback-heartbeat"
             )
 
     async def aclose(self) -> None:
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
-            self._heartbeat = None
+        self._closing = True
+        task, self._heartbeat = self._heartbeat, None
+        if task is not None:
+            # redis-py may turn a cancellation that lands inside XADD into a connection
+            # error, which ``_send`` absorbs: cancel again until the task has ended (the
+            # ``_closing`` flag ends the loop at its next turn in any case).
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=0.5)
+            if not task.cancelled():
+                with contextlib.suppress(Exception):
+                    task.result()
         if self._owns_client:
             await self._client.aclose()
 
@@ -171,7 +180,7 @@ class RedisFeedbackPublisher:
         await self.aclose()
 
     async def _beat(self, interval: float) -> None:
-        while True:
+        while not self._closing:
             await asyncio.sleep(interval)
             await self.republish()
 
