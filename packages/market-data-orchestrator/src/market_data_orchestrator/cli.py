@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from market_data_orchestrator.deployment import DeploymentError, load_deployment
@@ -34,7 +35,7 @@ DEFAULT_URL = "http://127.0.0.1:8090"
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}", highlight=False)
+    console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 

@@ -18,6 +18,7 @@ import typer
 from pydantic import BaseModel, SecretStr, ValidationError
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from market_data_pipeline.control import ControlChannel, install_stop_signals, stdin_reader
@@ -49,7 +50,7 @@ DatabaseOption = Annotated[
 
 
 def _fail(message: str, code: int) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}", highlight=False)
+    console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
