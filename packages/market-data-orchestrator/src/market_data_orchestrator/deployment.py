@@ -97,11 +97,28 @@ class RestartPolicyName(StrEnum):
 class RestartPolicy(_Model):
     """When and how fast a job's replicas are restarted; when to give up (a crash loop)."""
 
-    policy: RestartPolicyName = RestartPolicyName.ON_FAILURE
-    backoff_initial: float = Field(default=1.0, gt=0, allow_inf_nan=False)
-    backoff_max: float = Field(default=60.0, gt=0, allow_inf_nan=False)
-    crash_loop_limit: int = Field(default=5, ge=0, description="Restarts allowed per window.")
-    crash_loop_window: float = Field(default=300.0, gt=0, allow_inf_nan=False)
+    policy: RestartPolicyName = Field(
+        default=RestartPolicyName.ON_FAILURE,
+        description="always, on-failure (a job that completes stays completed) or never.",
+    )
+    backoff_initial: float = Field(
+        default=1.0, gt=0, allow_inf_nan=False, description="Seconds before the first restart."
+    )
+    backoff_max: float = Field(
+        default=60.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="Cap of the restart delay, which doubles at each restart (with jitter).",
+    )
+    crash_loop_limit: int = Field(
+        default=5, ge=0, description="Restarts allowed per window; one more fails the job."
+    )
+    crash_loop_window: float = Field(
+        default=300.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="Seconds of the sliding window the restarts are counted in.",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> RestartPolicy:
@@ -116,16 +133,25 @@ class RestartPolicy(_Model):
 class JobSpec(_Model):
     """One supervised pipeline job: ``replicas`` child processes of ``mdp run CONFIG``."""
 
-    name: JobName
+    name: JobName = Field(description="Letters, digits, `_`, `.`, `-` (in URLs and metrics).")
     config: Path = Field(description="An `mdp run` config (relative to the deployment file).")
-    replicas: int = Field(default=1, ge=1)
-    restart: RestartPolicy = Field(default_factory=RestartPolicy)
+    replicas: int = Field(default=1, ge=1, description="Child processes of `mdp run` to keep.")
+    restart: RestartPolicy = Field(
+        default_factory=RestartPolicy, description="Restart policy, backoff, crash-loop limit."
+    )
     schedule: str | None = Field(
         default=None, description="Cron expression: start the job at each fire time."
     )
-    writes_to_store: bool = True
-    env: dict[str, SecretStr] = Field(default_factory=dict)
-    cwd: Path | None = None
+    writes_to_store: bool = Field(
+        default=True, description="Paused while the store is unhealthy, resumed after."
+    )
+    env: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Extra environment of the children (secret: never logged), e.g. MDP_*.",
+    )
+    cwd: Path | None = Field(
+        default=None, description="Working directory of the children (default: the file's)."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -165,11 +191,21 @@ class JobSpec(_Model):
 class StoreSettings(_Model):
     """The store service the orchestrator watches (``url`` None: no store to watch)."""
 
-    url: str | None = None
-    poll_interval: float = Field(default=1.0, gt=0, allow_inf_nan=False)
-    timeout: float = Field(default=2.0, gt=0, allow_inf_nan=False)
-    unhealthy_after: int = Field(default=3, ge=1, description="Consecutive bad results.")
-    healthy_after: int = Field(default=2, ge=1, description="Consecutive good results.")
+    url: str | None = Field(
+        default=None, description="Base URL of the store service (unset: no store watched)."
+    )
+    poll_interval: float = Field(
+        default=1.0, gt=0, allow_inf_nan=False, description="Seconds between /readyz polls."
+    )
+    timeout: float = Field(
+        default=2.0, gt=0, allow_inf_nan=False, description="Seconds a poll may take."
+    )
+    unhealthy_after: int = Field(
+        default=3, ge=1, description="Consecutive bad results before the store is unhealthy."
+    )
+    healthy_after: int = Field(
+        default=2, ge=1, description="Consecutive good results before it is healthy again."
+    )
 
     @field_validator("url")
     @classmethod
@@ -180,17 +216,21 @@ class StoreSettings(_Model):
 class FeedbackSettings(_Model):
     """The feedback transport: Redis streams when ``redis_url`` is set, else in memory."""
 
-    redis_url: SecretStr | None = None
-    stream: str = Field(default="md:feedback", min_length=1)
+    redis_url: SecretStr | None = Field(
+        default=None, description="Follow feedback on Redis streams (unset: in memory)."
+    )
+    stream: str = Field(
+        default="md:feedback", min_length=1, description="The Redis feedback stream."
+    )
 
 
 class PeerSpec(_Model):
     """Another node of the federation, with the base URL of its health endpoints."""
 
-    node_id: Name
-    role: NodeRole
-    url: str
-    region: Name | None = None
+    node_id: Name = Field(description="The peer's unique node id.")
+    role: NodeRole = Field(description="orchestrator, pipeline or store.")
+    url: str = Field(description="Base URL of its /healthz and /readyz.")
+    region: Name | None = Field(default=None, description="Its region, if any.")
 
     @field_validator("url")
     @classmethod
@@ -220,14 +260,20 @@ _ROLE_LEVELS = {Role.VIEWER: 0, Role.OPERATOR: 1, Role.ADMIN: 2}
 class TokenSpec(_Model):
     """A bearer token, stored as the hex SHA-256 of the token (never the token itself)."""
 
-    name: Name
-    role: Role
-    sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{64}$", to_lower=True)]
+    name: Name = Field(description="Who the token belongs to (the audit log's actor).")
+    role: Role = Field(description="viewer < operator < admin.")
+    sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{64}$", to_lower=True)] = Field(
+        description="Hex SHA-256 of the token (`python -m market_data_orchestrator.security`)."
+    )
 
 
 class SecuritySettings(_Model):
-    tokens: list[TokenSpec] = Field(default_factory=list)
-    control_rate_per_minute: int = Field(default=30, ge=1)
+    tokens: list[TokenSpec] = Field(
+        default_factory=list, description="Bearer tokens of the /v1 API (none: /v1 answers 401)."
+    )
+    control_rate_per_minute: int = Field(
+        default=30, ge=1, description="Control calls each caller may make per minute (429)."
+    )
 
     @field_validator("tokens")
     @classmethod
@@ -237,7 +283,10 @@ class SecuritySettings(_Model):
 
 
 class AuditSettings(_Model):
-    path: Path = Path("orchestrator-audit.jsonl")
+    path: Path = Field(
+        default=Path("orchestrator-audit.jsonl"),
+        description="Append-only JSON-lines audit log (relative to the deployment file).",
+    )
 
     @field_validator("path")
     @classmethod
@@ -246,8 +295,10 @@ class AuditSettings(_Model):
 
 
 class ServiceSettings(_Model):
-    host: str = Field(default="127.0.0.1", min_length=1)
-    port: int = Field(default=8090, ge=0, le=65535)
+    host: str = Field(
+        default="127.0.0.1", min_length=1, description="Address of the API (`--host` wins)."
+    )
+    port: int = Field(default=8090, ge=0, le=65535, description="Port of the API (`--port` wins).")
 
 
 class Deployment(_Model):

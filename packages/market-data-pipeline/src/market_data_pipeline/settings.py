@@ -65,9 +65,16 @@ class UnifiedRuntimeSettings(BaseSettings):
         default=None, description="Records/s each provider may emit at full rate (none: unlimited)."
     )
     metrics_port: Annotated[int, Field(ge=0, le=65535)] | None = Field(
-        default=None, description="Serve Prometheus metrics on this port (127.0.0.1)."
+        default=None, description="Serve Prometheus metrics on this port (none: not served)."
     )
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        min_length=1,
+        description="Address the metrics server binds (0.0.0.0 for a scraper in a container).",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="Lowest level of log records written."
+    )
     log_json: bool | None = Field(default=None, description="JSON logs (default: when not a TTY).")
 
     @classmethod

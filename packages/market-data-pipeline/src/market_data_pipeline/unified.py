@@ -155,7 +155,9 @@ class UnifiedRuntime:
             from prometheus_client import start_http_server  # noqa: PLC0415
 
             self._metrics_server, _ = start_http_server(
-                self.settings.metrics_port, addr="127.0.0.1", registry=self.metrics.registry
+                self.settings.metrics_port,
+                addr=self.settings.metrics_host,
+                registry=self.metrics.registry,
             )
         return self
 

@@ -36,7 +36,10 @@ class StoreSettings(BaseSettings):
 
     database_url: SecretStr = Field(
         default=SecretStr("sqlite:///./market_data.db"),
-        description="sqlite:///path (embedded default) or postgresql://user:pw@host:port/db",
+        description=(
+            "sqlite:///path or postgresql://user:pw@host:port/db; default: the SQLite file "
+            "./market_data.db (embedded, no server)."
+        ),
     )
     admin_token: SecretStr | None = Field(
         default=None, description="Bearer token of the admin routes; unset disables them."
@@ -44,20 +47,55 @@ class StoreSettings(BaseSettings):
     redis_url: SecretStr | None = Field(
         default=None, description="Publish feedback on Redis streams (else in memory)."
     )
-    feedback_stream: str = "md:feedback"
-    coordinator_id: str = "store"
+    feedback_stream: str = Field(
+        default="md:feedback", description="The Redis stream feedback events are published on."
+    )
+    coordinator_id: str = Field(
+        default="store",
+        description="Names this store's write coordinator in its feedback events.",
+    )
 
-    queue_capacity: Annotated[int, Field(ge=1)] = 50_000
-    workers: Annotated[int, Field(ge=1, le=64)] = 2
-    batch_size: Annotated[int, Field(ge=1)] = 5_000
-    flush_interval: Annotated[float, Field(gt=0)] = 0.2
-    high_watermark: _Fraction = 0.8
-    soft_watermark: _Fraction = 0.5
-    low_watermark: _Fraction = 0.3
-    overflow: Literal["block", "drop_oldest", "error"] = "block"
-    heartbeat_interval: Annotated[float, Field(gt=0)] = 5.0
-    retry_attempts: Annotated[int, Field(ge=1, le=100)] = 5
-    dead_letter_path: str = "./market_data.dlq.ndjson"
+    queue_capacity: Annotated[int, Field(ge=1)] = Field(
+        default=50_000, description="Records the write queue holds; utilization is size/capacity."
+    )
+    workers: Annotated[int, Field(ge=1, le=64)] = Field(
+        default=2, description="Write workers (concurrent batch writes to the database)."
+    )
+    batch_size: Annotated[int, Field(ge=1)] = Field(
+        default=5_000, description="Records a worker takes from the queue per database write."
+    )
+    flush_interval: Annotated[float, Field(gt=0)] = Field(
+        default=0.2,
+        description="Seconds a worker waits for a full batch before writing a partial one.",
+    )
+    high_watermark: _Fraction = Field(
+        default=0.8, description="Queue utilization at which backpressure turns hard."
+    )
+    soft_watermark: _Fraction = Field(
+        default=0.5, description="Queue utilization at which backpressure turns soft."
+    )
+    low_watermark: _Fraction = Field(
+        default=0.3,
+        description="Hard backpressure ends when utilization falls to this (hysteresis).",
+    )
+    overflow: Literal["block", "drop_oldest", "error"] = Field(
+        default="block",
+        description=(
+            "A full queue: 'block' waits for space, 'drop_oldest' evicts (counted), "
+            "'error' refuses the batch."
+        ),
+    )
+    heartbeat_interval: Annotated[float, Field(gt=0)] = Field(
+        default=5.0, description="Seconds between feedback heartbeats (the latest level again)."
+    )
+    retry_attempts: Annotated[int, Field(ge=1, le=100)] = Field(
+        default=5,
+        description="Attempts of a batch write on transient errors before it is dead-lettered.",
+    )
+    dead_letter_path: str = Field(
+        default="./market_data.dlq.ndjson",
+        description="NDJSON file of batches that could not be written (`mds dlq replay`).",
+    )
     ack: Literal["durable", "queued"] = Field(
         default="durable",
         description=(
@@ -77,11 +115,21 @@ class StoreSettings(BaseSettings):
         default=None, description="TimescaleDB: drop chunks older than this (unset: keep all)."
     )
 
-    host: str = "127.0.0.1"
-    port: Annotated[int, Field(ge=0, le=65535)] = 8080
-    max_batch: Annotated[int, Field(ge=1)] = 10_000
-    max_body_bytes: Annotated[int, Field(ge=1024)] = 16 * 1024 * 1024
-    readiness_cache_seconds: Annotated[float, Field(ge=0)] = 1.0
+    host: str = Field(
+        default="127.0.0.1", description="Address `mds serve` binds (0.0.0.0 in a container)."
+    )
+    port: Annotated[int, Field(ge=0, le=65535)] = Field(
+        default=8080, description="Port of `mds serve`."
+    )
+    max_batch: Annotated[int, Field(ge=1)] = Field(
+        default=10_000, description="Most records one ingest request may carry (else 413)."
+    )
+    max_body_bytes: Annotated[int, Field(ge=1024)] = Field(
+        default=16 * 1024 * 1024, description="Largest ingest request body in bytes (else 413)."
+    )
+    readiness_cache_seconds: Annotated[float, Field(ge=0)] = Field(
+        default=1.0, description="Seconds /readyz reuses its last database check (0: always)."
+    )
     log_json: bool | None = Field(default=None, description="JSON logs (default: when no TTY)")
 
     @field_validator("database_url")
