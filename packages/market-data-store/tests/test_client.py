@@ -108,11 +108,31 @@ def test_acknowledged_batches_survive_kill_9(service: ServiceProcess) -> None:
 
 
 def test_unavailable_service_raises_after_retries(tmp_path: Path) -> None:
-    with (
-        StoreClient(f"http://127.0.0.1:{free_port()}", attempts=2) as client,
-        pytest.raises(StoreClientError, match="unavailable after 2 attempts"),
-    ):
-        client.write([make_bar()])
+    with StoreClient(f"http://127.0.0.1:{free_port()}", attempts=3) as client:
+        with pytest.raises(StoreClientError, match="unavailable after 3 attempts"):
+            client.write([make_bar()])
+        assert client.retries == 2  # the first attempt is not a retry
+
+
+def test_a_write_retried_until_the_service_is_back_counts_its_retries(
+    service: ServiceProcess,
+) -> None:
+    service.kill()
+
+    async def write() -> tuple[int, int]:
+        async with AsyncStoreClient(service.url, attempts=20) as client:
+            accepted = await client.write([make_bar()])
+            return accepted, client.retries
+
+    async def both() -> tuple[int, int]:
+        writing = asyncio.create_task(write())
+        await asyncio.sleep(0.3)
+        await asyncio.to_thread(service.start)
+        return await writing
+
+    accepted, retries = asyncio.run(both())
+    assert accepted == 1
+    assert retries >= 1
 
 
 def test_async_reads_of_latest_trades_quotes_and_feedback(service: ServiceProcess) -> None:

@@ -164,6 +164,8 @@ async def test_writes_through_the_http_service(store_service) -> None:
     )
     result = await run(graph)
     assert result.nodes["db"].counters["written"] == 1500
+    assert result.nodes["db"].counters["acknowledged"] == 1500
+    assert "retries" not in result.nodes["db"].counters
     store = Store(StoreSettings(database_url=SecretStr(store_service.database)))
     await store.start()
     try:
@@ -171,6 +173,25 @@ async def test_writes_through_the_http_service(store_service) -> None:
     finally:
         await store.stop()
     assert len(quotes) == 1500
+
+
+@pytest.mark.asyncio
+async def test_http_writes_retry_until_the_service_is_back_and_count_it(
+    store_service, make_context
+) -> None:
+    store_service.kill()
+    sink = StoreSink("db", StoreSinkParams(url=store_service.url, attempts=20))
+    ctx = make_context("db")
+    await sink.open(ctx)
+    try:
+        writing = asyncio.create_task(sink.write(records.from_models([make_trade()])))
+        await asyncio.sleep(0.3)
+        await asyncio.to_thread(store_service.start)
+        await asyncio.wait_for(writing, 30)
+    finally:
+        await sink.close()
+    assert ctx.stats.counters["acknowledged"] == 1
+    assert ctx.stats.counters["retries"] >= 1
 
 
 def test_a_bad_database_url_fails_validation_naming_the_node() -> None:

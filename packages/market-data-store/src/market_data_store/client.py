@@ -3,6 +3,7 @@
 ``AsyncStoreClient`` for asyncio code (pipelines), ``StoreClient`` for scripts. Writes
 retry on 429 / 503 (honouring ``Retry-After``) and on connection errors, with the same
 ``Idempotency-Key`` on every attempt, so a retried batch is never applied twice.
+``retries`` counts the attempts that were repeated.
 """
 
 from __future__ import annotations
@@ -128,6 +129,8 @@ class AsyncStoreClient:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout, headers=headers)
         self.attempts = attempts
+        self.retries = 0
+        """Write attempts repeated after a 429/502/503/504 or a connection error."""
 
     async def __aenter__(self) -> Self:
         return self
@@ -153,6 +156,8 @@ class AsyncStoreClient:
                 response = None
             if (accepted := _accepted(response)) is not None:
                 return accepted
+            if attempt + 1 < self.attempts:
+                self.retries += 1
             await asyncio.sleep(_delay(response, attempt))
         raise _gave_up(self.attempts, response)
 
@@ -212,6 +217,8 @@ class StoreClient:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=base_url, timeout=timeout, headers=headers)
         self.attempts = attempts
+        self.retries = 0
+        """Write attempts repeated after a 429/502/503/504 or a connection error."""
 
     def __enter__(self) -> Self:
         return self
@@ -236,6 +243,8 @@ class StoreClient:
                 response = None
             if (accepted := _accepted(response)) is not None:
                 return accepted
+            if attempt + 1 < self.attempts:
+                self.retries += 1
             time.sleep(_delay(response, attempt))
         raise _gave_up(self.attempts, response)
 

@@ -424,6 +424,13 @@ class StoreService:
                 self.process.kill()
                 self.process.wait(5)
 
+    def kill(self) -> None:
+        """Crash the service: SIGKILL, no drain (what it acknowledged must already be in
+        the database). ``start()`` again serves on the same port."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)
+
     def __enter__(self) -> Self:
         self.start()
         return self
