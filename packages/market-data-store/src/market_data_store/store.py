@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Self
 
@@ -32,7 +32,7 @@ from market_data_core import (
     Trade,
 )
 from market_data_core.protocols import TelemetryMessage
-from market_data_store.backends.base import Backend, Freshness, Record
+from market_data_store.backends.base import Backend, Freshness, Record, WriteResult
 from market_data_store.coordinator import WriteCoordinator
 from market_data_store.dlq import FileDeadLetterStore
 from market_data_store.dsn import DatabaseUrl
@@ -78,6 +78,23 @@ class _FanOut:
                 logger.exception("feedback publisher failed", publisher=type(publisher).__name__)
 
 
+class _TimedWriter:
+    """The backend's ``write``, timed: each observer gets the seconds of every attempt
+    (failed ones too), so a slow or failing database shows in the write latency."""
+
+    def __init__(self, backend: Backend, observers: list[Callable[[float], None]]) -> None:
+        self._backend, self._observers = backend, observers
+
+    async def write(self, records: Sequence[Record]) -> WriteResult:
+        started = time.perf_counter()
+        try:
+            return await self._backend.write(records)
+        finally:
+            elapsed = time.perf_counter() - started
+            for observe in self._observers:
+                observe(elapsed)
+
+
 class Store:
     """Backend + write coordinator + feedback + health."""
 
@@ -94,6 +111,8 @@ class Store:
         self.bus = InMemoryFeedbackBus(ttl=max(3 * self.settings.heartbeat_interval, 1.0))
         self._redis: Any = None
         self._publishers: list[FeedbackPublisher] = [self.bus, *publishers]
+        self.write_observers: list[Callable[[float], None]] = []
+        """Called with the seconds of each batch write attempt (the service's metrics)."""
         self.coordinator = self._make_coordinator()
         self._health_cache: tuple[float, HealthStatus] | None = None
         self.timescale: TimescaleReport | None = None
@@ -103,7 +122,7 @@ class Store:
     def _make_coordinator(self) -> WriteCoordinator:
         s = self.settings
         return WriteCoordinator(
-            self.backend,
+            _TimedWriter(self.backend, self.write_observers),
             coordinator_id=s.coordinator_id,
             capacity=s.queue_capacity,
             workers=s.workers,

@@ -15,11 +15,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from pydantic import BaseModel, TypeAdapter
 
 from market_data_core import Bar, HealthStatus, Quote, Signal, Trade
-from market_data_store.exceptions import BackendError, StoreConfigurationError
+from market_data_store.exceptions import (
+    BackendError,
+    InvalidValueError,
+    StoreConfigurationError,
+)
 from market_data_store.service import admin, feedback, ingest, jobs, query
 from market_data_store.service.deps import ServiceState, State
 from market_data_store.service.metrics import StoreMetrics
-from market_data_store.service.problems import Problem, validation_handler
+from market_data_store.service.problems import Problem, problem, validation_handler
 from market_data_store.settings import StoreSettings
 from market_data_store.store import SERVICE, Store
 
@@ -44,6 +48,7 @@ def create_app(
     settings = settings or StoreSettings()
     store = store or Store(settings)
     metrics = StoreMetrics(registry or CollectorRegistry(), store.coordinator.stats)
+    store.write_observers.append(metrics.write_seconds.observe)
     state = ServiceState(store=store, settings=settings, metrics=metrics)
 
     @asynccontextmanager
@@ -106,6 +111,10 @@ def _add_error_handlers(app: FastAPI) -> None:
             status_code=503,
             headers={"Retry-After": "2"},
         )
+
+    @app.exception_handler(InvalidValueError)
+    async def invalid_value(_: Request, exc: InvalidValueError) -> JSONResponse:
+        return problem(422, f"invalid request: the database cannot store a value ({exc.reason})")
 
     @app.exception_handler(StoreConfigurationError)
     async def bad_argument(_: Request, exc: StoreConfigurationError) -> JSONResponse:

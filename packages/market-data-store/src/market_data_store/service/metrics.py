@@ -50,6 +50,12 @@ class StoreMetrics:
             ["route"],
             registry=registry,
         )
+        self.write_seconds = Histogram(
+            "mds_write_duration_seconds",
+            "Time of one batch write attempt to the database (failed attempts included).",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=registry,
+        )
         self.readiness: HealthState = HealthState.HEALTHY
         registry.register(_CoordinatorCollector(stats, self))
 
