@@ -9,6 +9,9 @@ All derive from core's ``MarketDataError``::
         │   ├── TransientBackendError     worth retrying: connection lost, timeout, deadlock,
         │   │                             serialization failure, database starting up
         │   └── PermanentBackendError     retrying cannot help: constraint, bad data, schema
+        │       └── InvalidValueError         the database cannot store a value it was given
+        │                                     (text with a NUL character, a number or time
+        │                                     out of range): the caller's input was bad
         ├── QueueFullError            overflow strategy ``error`` and the write queue is full
         ├── CoordinatorStoppedError   a write was submitted to a coordinator that is not running
         └── CircuitOpenError          the circuit breaker is open: the backend is failing
@@ -22,6 +25,7 @@ __all__ = [
     "BackendError",
     "CircuitOpenError",
     "CoordinatorStoppedError",
+    "InvalidValueError",
     "PermanentBackendError",
     "QueueFullError",
     "StoreConfigurationError",
@@ -48,6 +52,16 @@ class TransientBackendError(BackendError):
 
 class PermanentBackendError(BackendError):
     """A failure that retrying cannot fix: the batch goes to the dead-letter store."""
+
+
+class InvalidValueError(PermanentBackendError):
+    """The database refused a value (PostgreSQL SQLSTATE class 22, "data exception"), such
+    as text with a NUL character. ``reason`` is the database's own words, without the URL;
+    the service answers 422 with it."""
+
+    def __init__(self, message: str, *, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message
 
 
 class QueueFullError(StoreError):

@@ -26,7 +26,8 @@ Write path, per table, in one transaction (``PostgresBackend._write_table``):
 ``ingested_at`` is the transaction's ``now()``. Failures become ``TransientBackendError``
 (connection lost or refused, timeouts, server starting or shutting down, serialization
 failures, deadlocks, lock timeouts, too many connections, authentication) or
-``PermanentBackendError`` (bad data, constraints, schema); messages name the server with a
+``PermanentBackendError`` (bad data, constraints, schema; ``InvalidValueError`` when the
+server refuses a value, such as text with a NUL character); messages name the server with a
 redacted URL and never contain the password. An operation that fails because its pooled
 connection died (the server restarted) is retried once on a fresh connection: every
 operation here is idempotent.
@@ -57,6 +58,7 @@ from market_data_store.backends.base import (
 from market_data_store.dsn import DatabaseUrl
 from market_data_store.exceptions import (
     BackendError,
+    InvalidValueError,
     PermanentBackendError,
     StoreConfigurationError,
     StoreError,
@@ -76,6 +78,7 @@ Row = tuple[Any, ...]
 # a missing database (3D000) are here too: they are not the batch's fault, so dead-lettering
 # good data cannot fix them; retries with backoff and the circuit breaker surface them.
 _TRANSIENT_CLASSES = frozenset({"08", "28", "40", "53", "57", "58"})
+_DATA_EXCEPTION = "22"  # SQLSTATE class of values the server refuses (NUL in text...)
 _TRANSIENT_STATES = frozenset({"3D000", "55P03", "55006"})
 _CLOSE_GRACE = 10.0
 _ROWS_PER_PROBE = 4  # probe a batch's new series when they average this many rows
@@ -240,6 +243,8 @@ def _error_class(exc: BaseException) -> type[StoreError] | None:
         state = str(exc.sqlstate or "")
         if state[:2] in _TRANSIENT_CLASSES or state in _TRANSIENT_STATES:
             return TransientBackendError
+        if state[:2] == _DATA_EXCEPTION:
+            return InvalidValueError
         return PermanentBackendError
     if isinstance(exc, asyncpg.ClientConfigurationError):
         return StoreConfigurationError
@@ -361,6 +366,8 @@ class PostgresBackend:
         error = _error_class(exc) or BackendError
         detail = str(exc).strip() or "no message"
         message = f"PostgreSQL {operation} failed at {self.url}: {type(exc).__name__}: {detail}"
+        if error is InvalidValueError:
+            return InvalidValueError(self._scrub(message), reason=self._scrub(detail))
         return error(self._scrub(message))
 
     def _cause(self, exc: BaseException) -> BaseException | None:

@@ -22,11 +22,19 @@ from market_data_store.backfill import BackfillUnavailableError
 from market_data_store.exceptions import BackendError, StoreConfigurationError
 from market_data_store.jobs import JobRun
 from market_data_store.service.deps import ServiceState, State
+from market_data_store.service.problems import NOT_JSON, Problem
 
 __all__ = ["router"]
 
 logger = structlog.get_logger(__name__)
-router = APIRouter(prefix="/v1/admin", tags=["admin"])
+router = APIRouter(
+    prefix="/v1/admin",
+    tags=["admin"],
+    responses={
+        401: {"model": Problem, "description": "missing or wrong admin token"},
+        404: {"model": Problem, "description": "admin routes disabled: no MDS_ADMIN_TOKEN"},
+    },
+)
 
 
 class RetentionRequest(BaseModel):
@@ -124,7 +132,12 @@ async def require_admin(state: State, request: Request) -> ServiceState:
 Admin = Annotated[ServiceState, Depends(require_admin)]
 
 
-@router.post("/migrate", response_model=SchemaVersion, summary="Apply schema migrations")
+@router.post(
+    "/migrate",
+    response_model=SchemaVersion,
+    summary="Apply schema migrations",
+    responses={503: {"model": Problem, "description": "the migration failed"}},
+)
 async def migrate(state: Admin, request: Request) -> SchemaVersion:
     try:
         revision = await state.store.migrate()
@@ -143,7 +156,12 @@ async def schema_version(state: Admin, request: Request) -> SchemaVersion:
     return SchemaVersion(current=version["current"], head=str(version["head"]))
 
 
-@router.post("/retention", response_model=RetentionResult, summary="Delete rows older than N days")
+@router.post(
+    "/retention",
+    response_model=RetentionResult,
+    summary="Delete rows older than N days",
+    responses=NOT_JSON,
+)
 async def retention(state: Admin, request: Request, body: RetentionRequest) -> RetentionResult:
     cutoff = datetime.now(UTC) - timedelta(days=body.older_than_days)
     deleted = await state.store.backend.delete_before(body.table, cutoff)
@@ -157,6 +175,7 @@ async def retention(state: Admin, request: Request, body: RetentionRequest) -> R
     "/aggregates/refresh",
     response_model=list[AggregateResultModel],
     summary="Recompute higher-timeframe bars from base bars in a range",
+    responses=NOT_JSON,
 )
 async def refresh(
     state: Admin, request: Request, body: AggregateRequest
@@ -182,7 +201,10 @@ async def refresh(
     response_model=JobRun,
     status_code=202,
     summary="Start a backfill job (a pipeline run by `mdp`, recorded as a job run)",
-    responses={503: {"description": "market-data-pipeline (`mdp`) is not installed"}},
+    responses={
+        **NOT_JSON,
+        503: {"model": Problem, "description": "market-data-pipeline (`mdp`) is not installed"},
+    },
 )
 async def backfill(
     state: Admin, request: Request, response: Response, body: BackfillRequest

@@ -11,6 +11,7 @@ from fastapi.responses import StreamingResponse
 
 from market_data_core import FeedbackEvent
 from market_data_store.service.deps import State
+from market_data_store.service.problems import Problem
 
 __all__ = ["router"]
 
@@ -18,7 +19,12 @@ router = APIRouter(prefix="/v1/feedback", tags=["feedback"])
 KEEPALIVE_SECONDS = 15.0
 
 
-@router.get("", response_model=FeedbackEvent, summary="The write coordinator's latest event")
+@router.get(
+    "",
+    response_model=FeedbackEvent,
+    summary="The write coordinator's latest event",
+    responses={404: {"model": Problem, "description": "no feedback event yet"}},
+)
 async def latest(state: State) -> FeedbackEvent:
     event = state.store.latest_feedback()
     if event is None:

@@ -12,10 +12,15 @@ from pydantic import AwareDatetime, BaseModel, Field
 from market_data_store.exceptions import StoreConfigurationError
 from market_data_store.jobs import JobMode, JobRun, JobRunTracker, JobStatus
 from market_data_store.service.deps import State
+from market_data_store.service.problems import NOT_JSON, Problem
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+_NO_RUN: dict[int | str, dict[str, Any]] = {404: {"model": Problem, "description": "no such run"}}
+_FINISHED: dict[int | str, dict[str, Any]] = {
+    409: {"model": Problem, "description": "the run is already finished"}
+}
 
 
 class JobStart(BaseModel):
@@ -60,7 +65,7 @@ async def stuck(
     return await _tracker(state).stuck(timedelta(seconds=older_than_seconds))
 
 
-@router.get("/{run_id}", response_model=JobRun, summary="One job run")
+@router.get("/{run_id}", response_model=JobRun, summary="One job run", responses=_NO_RUN)
 async def one(state: State, run_id: Annotated[str, Field(max_length=64)]) -> JobRun:
     run = await state.store.backend.get_job_run(run_id)
     if run is None:
@@ -68,7 +73,9 @@ async def one(state: State, run_id: Annotated[str, Field(max_length=64)]) -> Job
     return run
 
 
-@router.post("", response_model=JobRun, status_code=201, summary="Start a job run")
+@router.post(
+    "", response_model=JobRun, status_code=201, summary="Start a job run", responses=NOT_JSON
+)
 async def start(state: State, body: JobStart) -> JobRun:
     return await _tracker(state).start(
         body.job_name,
@@ -79,7 +86,12 @@ async def start(state: State, body: JobStart) -> JobRun:
     )
 
 
-@router.post("/{run_id}/heartbeat", response_model=JobRun, summary="Add progress to a run")
+@router.post(
+    "/{run_id}/heartbeat",
+    response_model=JobRun,
+    summary="Add progress to a run",
+    responses={**NOT_JSON, **_NO_RUN, **_FINISHED},
+)
 async def heartbeat(state: State, run_id: str, body: JobHeartbeat) -> JobRun:
     try:
         return await _tracker(state).heartbeat(run_id, **body.model_dump())
@@ -87,7 +99,12 @@ async def heartbeat(state: State, run_id: str, body: JobHeartbeat) -> JobRun:
         raise HTTPException(409 if "already" in str(exc) else 404, str(exc)) from exc
 
 
-@router.post("/{run_id}/complete", response_model=JobRun, summary="Finish a run")
+@router.post(
+    "/{run_id}/complete",
+    response_model=JobRun,
+    summary="Finish a run",
+    responses={**NOT_JSON, **_NO_RUN, **_FINISHED},
+)
 async def complete(state: State, run_id: str, body: JobComplete) -> JobRun:
     try:
         return await _tracker(state).complete(run_id, status=body.status, error=body.error)

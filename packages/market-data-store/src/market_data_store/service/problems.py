@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-__all__ = ["Problem", "problem", "validation_errors", "validation_handler"]
+__all__ = ["NOT_JSON", "Problem", "problem", "validation_errors", "validation_handler"]
 
 
 class ProblemItem(BaseModel):
@@ -25,6 +25,12 @@ class ProblemItem(BaseModel):
 class Problem(BaseModel):
     detail: str
     errors: list[ProblemItem] = []
+
+
+NOT_JSON: dict[int | str, dict[str, Any]] = {
+    400: {"model": Problem, "description": "the body is not JSON text (e.g. not UTF-8)"}
+}
+"""The answer of a route whose JSON body FastAPI parses, to bytes that are not text."""
 
 
 def validation_errors(errors: Any) -> list[dict[str, Any]]:
