@@ -2,16 +2,23 @@
 
 - lint: ruff check and ruff format --check
 - typecheck: mypy --strict on every package's src/
-- tests(package=...): each package's tests, in an environment synced from uv.lock
+- tests(package=...): each package's tests but its tests/contracts, in an environment
+  synced from uv.lock
 - wheel: market-data-core built as a wheel, installed alone (no workspace), its tests run
-- contracts: every package's tests/contracts (schemas committed under docs/contracts)
+- contracts(package=...): each package built as a wheel and installed in a fresh environment
+  with only core's wheel (and the wheels of the project packages it depends on), its
+  extras and its test group; its tests/contracts run there against the current schemas
+  (docs/contracts) and again against the previous release's (docs/contracts/releases/)
 - integration: integration-tests/ against real servers (redis-server; PostgreSQL later)
 - bench (not default): benchmarks that print ratios against a baseline of the same run
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import shutil
 from pathlib import Path
 
 import nox
@@ -29,6 +36,16 @@ PACKAGES = [
     "market-data-orchestrator",
 ]
 PYTEST = ["pytest", "-p", "no:cacheprovider"]
+CONTRACTS = ROOT / "docs" / "contracts"
+CONTRACT_EXTRAS: dict[str, list[str]] = {
+    "market-data-core": [],
+    "market-data-store": [],
+    "market-data-pipeline": [],
+    "market-data-orchestrator": [],
+}
+"""The extras each package's contract tests need (none: they run on the plain install)."""
+CONTRACT_TOOLS = ["jsonschema>=4.23"]
+"""What market_data_core.testing.contracts validates with (not in every test group)."""
 
 
 def sync(session: nox.Session, *args: str) -> None:
@@ -60,8 +77,10 @@ def typecheck(session: nox.Session) -> None:
 @nox.session
 @nox.parametrize("package", PACKAGES, ids=[p.removeprefix("market-data-") for p in PACKAGES])
 def tests(session: nox.Session, package: str) -> None:
+    """A package's tests (its tests/contracts run in ``contracts``, from its wheel)."""
     sync(session, "--package", package, "--all-extras", "--group", "test")
-    session.run(*PYTEST, f"packages/{package}/tests", *session.posargs)
+    tests_dir = f"packages/{package}/tests"
+    session.run(*PYTEST, tests_dir, f"--ignore={tests_dir}/contracts", *session.posargs)
 
 
 @nox.session
@@ -81,13 +100,96 @@ def wheel(session: nox.Session) -> None:
     session.run(*PYTEST, "packages/market-data-core/tests", *session.posargs)
 
 
-@nox.session
-def contracts(session: nox.Session) -> None:
-    """Each package's tests/contracts: what it puts on the wire equals core's schemas."""
-    suites = [f"packages/{p}/tests/contracts" for p in PACKAGES]
-    suites = [suite for suite in suites if (ROOT / suite).is_dir()]
-    sync(session, "--all-packages", "--all-extras", "--group", "test")
-    session.run(*PYTEST, *suites, *session.posargs)
+@nox.session(reuse_venv=False)  # fresh: nothing left over from an earlier install
+@nox.parametrize("package", PACKAGES, ids=[p.removeprefix("market-data-") for p in PACKAGES])
+def contracts(session: nox.Session, package: str) -> None:
+    """Contract tests of a package installed from its wheel, against two schema sets.
+
+    A fresh environment holds only core's wheel, the wheels of the project packages it depends
+    on, its extras and its test group: ``pip install`` of that package alone works, and what
+    it puts on the wire equals core's committed schemas, the current ones and the previous
+    release's (``MD_CONTRACTS_DIR``). Core's own run checks that the code generates exactly
+    the committed schemas and stays compatible with every release of its major."""
+    dist = Path(session.create_tmp()) / "dist"
+    shutil.rmtree(dist, ignore_errors=True)
+    needed = _project_closure(package, CONTRACT_EXTRAS[package])
+    wheels = {name: _build_wheel(session, name, dist) for name in needed}
+    extras = ",".join(CONTRACT_EXTRAS[package])
+    own = f"{wheels.pop(package)}[{extras}]" if extras else str(wheels.pop(package))
+    pyproject = nox.project.load_toml(ROOT / "packages" / package / "pyproject.toml")
+    group = nox.project.dependency_groups(pyproject, "test")
+    session.install(
+        own,
+        *map(str, wheels.values()),  # by path: core never comes from an index
+        *group,
+        *(tool for tool in CONTRACT_TOOLS if tool not in group),
+    )
+    modules = [name.replace("-", "_") for name in needed]
+    session.run(
+        "python",
+        "-c",
+        "import importlib, sys\n"
+        f"for name in {modules!r}:\n"
+        "    path = importlib.import_module(name).__file__\n"
+        "    if 'site-packages' not in path:\n"
+        "        sys.exit(f'{name} imported from {path}, not from its wheel')\n"
+        "    print(f'{name} from {path}')\n",
+    )
+    suite = f"packages/{package}/tests/contracts"
+    if package == "market-data-core":
+        session.run(*PYTEST, suite, *session.posargs)
+        return
+    previous = _previous_release()
+    for schemas in (CONTRACTS, previous):
+        session.log(f"{package}: contract tests against {schemas.relative_to(ROOT)}")
+        session.run(*PYTEST, suite, *session.posargs, env={"MD_CONTRACTS_DIR": str(schemas)})
+
+
+def _build_wheel(session: nox.Session, package: str, dist: Path) -> Path:
+    out = dist / package
+    session.run("uv", "build", "--package", package, "--wheel", "--out-dir", str(out), silent=True)
+    (built,) = out.glob("*.whl")
+    return built
+
+
+def _project_closure(package: str, extras: list[str]) -> list[str]:
+    """``package`` and every project package it needs (with ``extras``), core first."""
+    found: dict[str, None] = {}
+    pending = [(package, tuple(extras))]
+    while pending:
+        name, wanted = pending.pop()
+        found[name] = None
+        project = nox.project.load_toml(ROOT / "packages" / name / "pyproject.toml")["project"]
+        requirements = list(project.get("dependencies", []))
+        for extra in wanted:
+            requirements += project.get("optional-dependencies", {})[extra]
+        for requirement in requirements:
+            match = re.match(r"\s*(market-data-[a-z]+)\s*(?:\[([^\]]*)\])?", requirement)
+            if match and match[1] not in found:
+                more = tuple(e.strip() for e in (match[2] or "").split(",") if e.strip())
+                pending.append((match[1], more))
+    return sorted(found, key=PACKAGES.index)
+
+
+def _previous_release() -> Path:
+    """The newest release of the current major older than the current contract version
+    under docs/contracts/releases/ (the current version's own snapshot while it is the
+    first release of its major)."""
+    current = json.loads((CONTRACTS / "index.json").read_text())["contract_version"]
+
+    def version(text: str) -> tuple[int, ...]:
+        return tuple(int(part) for part in text.split("."))
+
+    major = version(current)[0]
+    releases = sorted(
+        (p for p in (CONTRACTS / "releases").iterdir() if version(p.name)[0] == major),
+        key=lambda p: version(p.name),
+    )
+    older = [p for p in releases if version(p.name) < version(current)]
+    if not releases:
+        msg = f"no release of contract major {major} under docs/contracts/releases"
+        raise RuntimeError(msg)
+    return (older or releases)[-1]
 
 
 @nox.session
