@@ -6,11 +6,13 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 import pytest_asyncio
+from pydantic import SecretStr
 
 from market_data_core import Bar, Signal, Timeframe
 from market_data_core.testing import (
@@ -26,6 +28,7 @@ from market_data_store.backends.base import Backend
 from market_data_store.backends.postgres import PostgresBackend
 from market_data_store.dsn import DatabaseUrl
 from market_data_store.exceptions import (
+    InvalidValueError,
     PermanentBackendError,
     StoreConfigurationError,
     TransientBackendError,
@@ -474,6 +477,43 @@ async def test_missing_schema_is_permanent(postgres_server: PostgresServer) -> N
     finally:
         await backend.close()
         await postgres_server.drop_database(str(url.sqlalchemy_url().database))
+
+
+async def test_text_with_a_nul_character_is_an_invalid_value(pg_backend: PostgresBackend) -> None:
+    tracker = JobRunTracker(pg_backend)
+    with pytest.raises(InvalidValueError, match="PostgreSQL") as excinfo:
+        await tracker.start("nul\x00name", provider="replay")
+    assert isinstance(excinfo.value, PermanentBackendError)  # retrying cannot help
+    assert "0x00" in excinfo.value.reason
+    assert "postgresql://" not in excinfo.value.reason  # the reason names no server
+    assert_no_secret(excinfo.value, pg_backend.url)
+    with pytest.raises(InvalidValueError):
+        await pg_backend.recent_job_runs(job_name="nul\x00name")
+    assert await pg_backend.recent_job_runs() == []  # nothing half-written
+
+
+async def test_the_service_answers_422_to_a_value_the_database_refuses(
+    pg_url: DatabaseUrl, tmp_path: Path
+) -> None:
+    import httpx
+
+    from market_data_store.service import create_app
+    from market_data_store.settings import StoreSettings
+
+    settings = StoreSettings(
+        database_url=SecretStr(pg_url.secret()), dead_letter_path=str(tmp_path / "dlq.ndjson")
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://store") as client:
+            started = await client.post("/v1/jobs", json={"job_name": "a\x00b", "provider": "x"})
+            listed = await client.get("/v1/jobs", params={"job_name": "a\x00b"})
+    for response in (started, listed):
+        assert response.status_code == 422, response.text
+        assert "cannot store a value" in response.json()["detail"]
+        assert "0x00" in response.json()["detail"]
+        assert pg_url.secret() not in response.text
 
 
 async def test_statement_timeout_is_transient(pg_url: DatabaseUrl) -> None:
