@@ -268,6 +268,8 @@ class TokenSpec(_Model):
 
 
 class SecuritySettings(_Model):
+    """Who may call the /v1 API (bearer tokens and their roles) and how often."""
+
     tokens: list[TokenSpec] = Field(
         default_factory=list, description="Bearer tokens of the /v1 API (none: /v1 answers 401)."
     )
@@ -283,6 +285,8 @@ class SecuritySettings(_Model):
 
 
 class AuditSettings(_Model):
+    """Where the audit log of every control action (allowed or denied) is appended."""
+
     path: Path = Field(
         default=Path("orchestrator-audit.jsonl"),
         description="Append-only JSON-lines audit log (relative to the deployment file).",
@@ -295,6 +299,8 @@ class AuditSettings(_Model):
 
 
 class ServiceSettings(_Model):
+    """The HTTP API of `mdo serve` (health, metrics, jobs, control, audit)."""
+
     host: str = Field(
         default="127.0.0.1", min_length=1, description="Address of the API (`--host` wins)."
     )
