@@ -97,64 +97,76 @@ def test_readiness_of_a_healthy_store(client: TestClient) -> None:
     assert live.json() == {"status": "ok", "service": body["service"], "version": body["version"]}
 
 
-def test_readiness_degraded_then_unhealthy_then_healthy(settings: StoreSettings) -> None:
+@pytest.fixture
+def held(settings: StoreSettings) -> Iterator[tuple[TestClient, HeldBackend]]:
+    """The service over a ``HeldBackend``: a 10-record queue, one worker, ack when queued."""
     settings = settings.model_copy(
         update={"queue_capacity": 10, "batch_size": 1, "workers": 1, "ack": "queued"}
     )
     backend = HeldBackend(settings.database)
-    store = Store(settings, backend=backend)
-    with TestClient(create_app(settings, store=store)) as client:
-        backend.writes.clear()  # the database stops taking writes: the queue fills
-        for minute in range(10):
-            bar = make_bar(start=T0 + timedelta(minutes=minute)).model_dump(mode="json")
-            if client.post("/v1/bars", json=[bar]).status_code == 429:
-                break
-        degraded = _wait_for(
-            "degraded readiness",
-            lambda: (r := client.get("/readyz")).json()["state"] == "degraded" and r,
-        )
-        assert degraded.status_code == 200  # still serving reads: usable
-        SCHEMAS.assert_valid("HealthStatus", degraded.json())
-        backend.pings.clear()  # and no longer answers at all
-        unhealthy = client.get("/readyz")
-        assert unhealthy.status_code == 503
-        SCHEMAS.assert_valid("HealthStatus", unhealthy.json())
-        database = {c["name"]: c for c in unhealthy.json()["components"]}["database"]
-        assert (database["state"], database["details"]["error"]) == ("unhealthy", "TimeoutError")
-        backend.pings.set()
-        backend.writes.set()
-        healthy = _wait_for(
-            "healthy readiness",
-            lambda: (r := client.get("/readyz")).json()["state"] == "healthy" and r,
-        )
-        SCHEMAS.assert_valid("HealthStatus", healthy.json())
+    with TestClient(create_app(settings, store=Store(settings, backend=backend))) as client:
+        try:
+            yield client, backend
+        finally:  # a failed check must not leave the shutdown's drain waiting forever
+            backend.writes.set()
+            backend.pings.set()
 
 
-def test_feedback_events_through_soft_and_hard_and_back_to_ok(settings: StoreSettings) -> None:
-    settings = settings.model_copy(
-        update={"queue_capacity": 10, "batch_size": 1, "workers": 1, "ack": "queued"}
+def _fill(client: TestClient) -> list[dict[str, Any]]:
+    """Post one bar at a time until refused (429); the latest feedback after each post."""
+    latest = []
+    for minute in range(10):
+        bar = make_bar(start=T0 + timedelta(minutes=minute)).model_dump(mode="json")
+        if client.post("/v1/bars", json=[bar]).status_code == 429:
+            break
+        latest.append(client.get("/v1/feedback").json())
+    return latest
+
+
+def test_readiness_degraded_then_unhealthy_then_healthy(
+    held: tuple[TestClient, HeldBackend],
+) -> None:
+    client, backend = held
+    backend.writes.clear()  # the database stops taking writes: the queue fills
+    _fill(client)
+    degraded = _wait_for(
+        "degraded readiness",
+        lambda: (r := client.get("/readyz")).json()["state"] == "degraded" and r,
     )
-    backend = HeldBackend(settings.database)
-    store = Store(settings, backend=backend)
+    assert degraded.status_code == 200  # still serving reads: usable
+    SCHEMAS.assert_valid("HealthStatus", degraded.json())
+    backend.pings.clear()  # and no longer answers at all
+    unhealthy = client.get("/readyz")
+    assert unhealthy.status_code == 503
+    SCHEMAS.assert_valid("HealthStatus", unhealthy.json())
+    database = {c["name"]: c for c in unhealthy.json()["components"]}["database"]
+    assert (database["state"], database["details"]["error"]) == ("unhealthy", "TimeoutError")
+    backend.pings.set()
+    backend.writes.set()
+    healthy = _wait_for(
+        "healthy readiness",
+        lambda: (r := client.get("/readyz")).json()["state"] == "healthy" and r,
+    )
+    SCHEMAS.assert_valid("HealthStatus", healthy.json())
+
+
+def test_feedback_events_through_soft_and_hard_and_back_to_ok(
+    held: tuple[TestClient, HeldBackend], settings: StoreSettings
+) -> None:
+    client, backend = held
+    backend.writes.clear()
+    latest = _fill(client)
+    _wait_for("hard backpressure", lambda: client.get("/v1/feedback").json()["level"] == "hard")
     frames: list[dict[str, Any]] = []
-    with TestClient(create_app(settings, store=store)) as client:
-        backend.writes.clear()
-        latest: list[dict[str, Any]] = []
-        for minute in range(10):
-            bar = make_bar(start=T0 + timedelta(minutes=minute)).model_dump(mode="json")
-            if client.post("/v1/bars", json=[bar]).status_code == 429:
+    deadline = time.monotonic() + 30  # heartbeats every 0.2 s keep lines coming
+    with client.stream("GET", "/v1/feedback/stream") as stream:
+        backend.writes.set()  # the queue drains
+        for line in stream.iter_lines():
+            if line.startswith("data: "):
+                frames.append(json.loads(line.removeprefix("data: ")))
+            if (frames and frames[-1]["level"] == "ok") or time.monotonic() > deadline:
                 break
-            latest.append(client.get("/v1/feedback").json())
-        _wait_for("hard backpressure", lambda: client.get("/v1/feedback").json()["level"] == "hard")
-        with client.stream("GET", "/v1/feedback/stream") as stream:
-            backend.writes.set()  # the queue drains
-            for line in stream.iter_lines():
-                if line.startswith("data: "):
-                    frames.append(json.loads(line.removeprefix("data: ")))
-                if frames and frames[-1]["level"] == "ok":
-                    break
-        final = client.get("/v1/feedback").json()
-    events = [*latest, *frames, final]  # in the order they were read
+    events = [*latest, *frames, client.get("/v1/feedback").json()]  # in the order read
     for event in events:
         SCHEMAS.assert_valid("FeedbackEvent", event)
     levels = [event["level"] for event in events]
