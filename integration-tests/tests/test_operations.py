@@ -513,3 +513,37 @@ def test_secrets_stay_out_of_git() -> None:
     for service in _compose()["services"].values():
         for name in service.get("env_file", []):
             assert Path(name).name in ignored, f"{name} must be git-ignored"
+
+
+# -- the runbook -----------------------------------------------------------------------
+
+
+def _anchors(markdown: str) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens."""
+    headings = re.findall(r"^#+ (.+)$", markdown, flags=re.M)
+    return {re.sub(r"[^a-z0-9 _-]", "", h.lower()).strip().replace(" ", "-") for h in headings}
+
+
+def test_every_alert_links_a_runbook_section() -> None:
+    anchors = _anchors((OPS / "runbook.md").read_text())
+    rules = yaml.safe_load((OPS / "prometheus-alerts.yaml").read_text())
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            link = rule["annotations"]["runbook"]
+            page, _, anchor = link.partition("#")
+            assert page == "docs/operations/runbook.md", rule["alert"]
+            assert anchor in anchors, f"{rule['alert']}: no section #{anchor} in the runbook"
+
+
+def test_the_runbook_explains_every_exported_metric(platform: Platform) -> None:
+    runbook = (OPS / "runbook.md").read_text()
+    section = runbook.split("\n## Metrics\n", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `([a-z_]+)[{`]", section, flags=re.M))
+    families = {
+        family.name + ("_total" if family.type == "counter" else "")
+        for text in platform.metrics.values()
+        for family in text_string_to_metric_families(text)
+        if not family.name.endswith("_created")  # the client's timestamps of each series
+    }
+    assert families - documented == set(), "add these metrics to docs/operations/runbook.md"
+    assert documented - families == set(), "the runbook lists metrics no service exports"

@@ -1,0 +1,150 @@
+"""The docs that span every package stay true: the configuration reference is what the
+settings classes say, and the commands of the quickstart exist with the flags it uses."""
+
+import difflib
+import importlib.util
+import re
+import shlex
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import typer
+from pydantic import BaseModel, SecretStr
+
+from market_data_orchestrator.cli import app as mdo_app
+from market_data_orchestrator.deployment import Deployment
+from market_data_pipeline.cli import app as mdp_app
+from market_data_pipeline.settings import UnifiedRuntimeSettings
+from market_data_store.cli import app as mds_app
+from market_data_store.settings import StoreSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs"
+REGENERATE = "uv run python docs/gen_config_reference.py"
+
+
+def _generator() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "gen_config_reference", DOCS / "gen_config_reference.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_configuration_reference_is_generated_from_the_settings() -> None:
+    expected = _generator().render()
+    committed = (DOCS / "configuration.md").read_text(encoding="utf-8")
+    if committed != expected:
+        diff = "".join(
+            list(
+                difflib.unified_diff(
+                    committed.splitlines(keepends=True),
+                    expected.splitlines(keepends=True),
+                    "docs/configuration.md (committed)",
+                    "docs/configuration.md (from the code)",
+                )
+            )[:40]
+        )
+        pytest.fail(f"docs/configuration.md is stale: run `{REGENERATE}`\n{diff}")
+
+
+def _models(model: type[BaseModel]) -> list[type[BaseModel]]:
+    """A model and every model nested in its fields (the deployment file's tree)."""
+    found = [model]
+    for field in model.model_fields.values():
+        for candidate in (field.annotation, *getattr(field.annotation, "__args__", ())):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                found += [m for m in _models(candidate) if m not in found]
+    return found
+
+
+@pytest.mark.parametrize(
+    "model", [StoreSettings, UnifiedRuntimeSettings, *_models(Deployment)], ids=lambda m: m.__name__
+)
+def test_every_setting_says_what_it_does(model: type[BaseModel]) -> None:
+    sections = {name for name, f in model.model_fields.items() if _nested(f.annotation)}
+    bare = [
+        name
+        for name, field in model.model_fields.items()
+        if not field.description and name not in sections
+    ]
+    assert not bare, f"{model.__name__}: add Field(description=...) to {bare}, then `{REGENERATE}`"
+
+
+def _nested(annotation: Any) -> bool:
+    return any(
+        isinstance(t, type) and issubclass(t, BaseModel)
+        for t in (annotation, *getattr(annotation, "__args__", ()))
+    )
+
+
+def test_the_reference_lists_every_variable_and_no_secret() -> None:
+    text = (DOCS / "configuration.md").read_text(encoding="utf-8")
+    for prefix, cls in (("MDS_", StoreSettings), ("MDP_", UnifiedRuntimeSettings)):
+        for name, field in cls.model_fields.items():
+            row = next((r for r in text.splitlines() if f"| `{prefix}{name.upper()}` |" in r), None)
+            assert row is not None, f"{prefix}{name.upper()} is missing from docs/configuration.md"
+            if isinstance(field.default, SecretStr):
+                assert "`**********` (secret)" in row, row
+                assert field.default.get_secret_value() not in row, row
+
+
+def _commands(app: typer.Typer) -> dict[str, set[str]]:
+    """Each leaf command of a CLI (``dlq replay``) and the options it takes."""
+    found: dict[str, set[str]] = {}
+
+    def walk(command: Any, prefix: str) -> None:
+        subcommands = getattr(command, "commands", None)
+        if subcommands:
+            for name, sub in subcommands.items():
+                walk(sub, f"{prefix} {name}".strip())
+            return
+        found[prefix] = {o for p in command.params for o in getattr(p, "opts", ())} | {"--help"}
+
+    walk(typer.main.get_command(app), "")
+    return found
+
+
+CLIS = {"mds": mds_app, "mdp": mdp_app, "mdo": mdo_app}
+
+
+def _documented_commands(path: Path) -> list[list[str]]:
+    """The ``mds``/``mdp``/``mdo`` invocations in the fenced shell blocks of a page."""
+    blocks = re.findall(r"```(?:bash|sh|console)\n(.*?)```", path.read_text(), flags=re.S)
+    calls = []
+    for raw in "\n".join(blocks).replace("\\\n", " ").splitlines():
+        line = raw.split(" #", 1)[0].strip()
+        words = shlex.split(line) if line else []
+        while words and ("=" in words[0] or words[0] in {"uv", "run", "exec", "&"}):
+            words = words[1:]
+        if words and words[0] in CLIS:
+            calls.append([w for w in words if w != "&"])
+    return calls
+
+
+@pytest.mark.parametrize("page", ["quickstart.md", "operations/runbook.md"])
+def test_documented_commands_exist_with_their_options(page: str) -> None:
+    calls = _documented_commands(DOCS / page)
+    assert calls, f"no mds/mdp/mdo commands found in docs/{page}"
+    for words in calls:
+        commands = _commands(CLIS[words[0]])
+        name = next(
+            (
+                c
+                for c in sorted(commands, key=len, reverse=True)
+                if words[1:][: len(c.split())] == c.split()
+            ),
+            None,
+        )
+        assert name is not None, f"docs/{page}: `{' '.join(words)}`: no such command"
+        options = {w.split("=", 1)[0] for w in words if w.startswith("--")}
+        assert options <= commands[name], (
+            f"docs/{page}: `{' '.join(words)}`: {sorted(options - commands[name])} are not options"
+            f" of `{words[0]} {name}`"
+        )
+    print(f"\ndocs/{page}: {len(calls)} commands checked")
