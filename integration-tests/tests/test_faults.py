@@ -284,6 +284,9 @@ class _Readiness:
 async def test_postgres_down_20_s_pauses_the_job_and_it_completes_with_every_bar(
     postgres: PostgresServer, tmp_path: Path
 ) -> None:
+    # The store retries a failed batch 60 times (about 60 s, backing off up to 2 s) rather
+    # than 5 (about 1.5 s): a batch in flight when PostgreSQL goes away then waits for it
+    # instead of going to the dead-letter file. The sink's 30 HTTP attempts outlast it too.
     env = {"MDS_READINESS_CACHE_SECONDS": "0", "MDS_RETRY_ATTEMPTS": "60"}
     with StoreService(tmp_path, database_url=postgres.dsn, env=env) as service:
         sink = {"id": "store", "type": "store", "params": {"url": service.url, "attempts": 30}}
