@@ -1,7 +1,8 @@
 """Apply and inspect the schema migrations (Alembic) on SQLite or PostgreSQL.
 
 ``database_url`` is the store's DSN: ``sqlite:///path/to/file.db`` or
-``postgresql://user:password@host:port/dbname``. The password never appears in errors.
+``postgresql://user:password@host:port/dbname``. A driver error (a wrong password, say)
+raises ``BackendError`` with the driver's message; the password never appears in errors.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 from market_data_store.dsn import DatabaseUrl
+from market_data_store.exceptions import BackendError
 
 __all__ = ["current_revision", "head_revision", "upgrade"]
 
@@ -45,6 +48,17 @@ def _current(connection: Connection) -> str | None:
 
 
 async def _run(url: DatabaseUrl, fn: Any, *args: Any) -> Any:
+    try:
+        return await _run_on(url, fn, *args)
+    except DBAPIError as exc:  # e.g. a wrong password: the driver's words, not a traceback
+        detail = str(exc.orig if exc.orig is not None else exc).strip() or type(exc).__name__
+        password = url.sqlalchemy_url().password
+        if password:
+            detail = detail.replace(password, "***")
+        raise BackendError(f"migrations failed: {detail}") from None
+
+
+async def _run_on(url: DatabaseUrl, fn: Any, *args: Any) -> Any:
     if url.is_sqlite:
         url.sqlite_path().parent.mkdir(parents=True, exist_ok=True)
         return await asyncio.to_thread(_run_sync, url, fn, *args)

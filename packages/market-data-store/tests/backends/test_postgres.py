@@ -28,6 +28,7 @@ from market_data_store.backends.base import Backend
 from market_data_store.backends.postgres import PostgresBackend
 from market_data_store.dsn import DatabaseUrl
 from market_data_store.exceptions import (
+    BackendError,
     InvalidValueError,
     PermanentBackendError,
     StoreConfigurationError,
@@ -551,6 +552,19 @@ async def own_server() -> AsyncIterator[PostgresServer]:
     with PostgresServer(password="crash-Test-s3cret-41") as server:
         await upgrade(server.url)
         yield server
+
+
+async def test_migrations_with_a_wrong_password_raise_a_backend_error_without_it(
+    postgres_server: PostgresServer,
+) -> None:
+    wrong = "Wrong-migration-pa55word"
+    assert postgres_server.password
+    url = DatabaseUrl.parse(postgres_server.url.secret().replace(postgres_server.password, wrong))
+    with pytest.raises(BackendError, match="password authentication failed") as excinfo:
+        await upgrade(url)
+    assert wrong not in str(excinfo.value)
+    assert excinfo.value.__cause__ is None  # the driver's exception (and its frames) dropped
+    assert excinfo.value.__suppress_context__
 
 
 async def test_stopped_server_is_transient_and_the_pool_recovers(
