@@ -44,8 +44,6 @@ CONTRACT_EXTRAS: dict[str, list[str]] = {
     "market-data-orchestrator": [],
 }
 """The extras each package's contract tests need (none: they run on the plain install)."""
-CONTRACT_TOOLS = ["jsonschema>=4.23"]
-"""What market_data_core.testing.contracts validates with (not in every test group)."""
 
 
 def sync(session: nox.Session, *args: str) -> None:
@@ -121,8 +119,7 @@ def contracts(session: nox.Session, package: str) -> None:
     session.install(
         own,
         *map(str, wheels.values()),  # by path: core never comes from an index
-        *group,
-        *(tool for tool in CONTRACT_TOOLS if tool not in group),
+        *group,  # every test group holds jsonschema, which the contract checks need
     )
     modules = [name.replace("-", "_") for name in needed]
     session.run(
