@@ -132,3 +132,22 @@ def test_topology_edits_need_admin_and_are_audited(client: TestClient) -> None:
     seen = {(a["actor"], a["action"], a["result"]) for a in audit}
     assert ("admin-user", "POST /v1/topology/peers", "allowed") in seen
     assert ("operator-user", "POST /v1/topology/peers", "denied") in seen
+
+
+def test_the_openapi_spec_documents_every_answer() -> None:
+    """What clients generated from the spec must expect: refusals, readiness, media types
+    (the integration tests fuzz the running API against this spec)."""
+    from market_data_orchestrator.deployment import Deployment
+
+    spec = create_app(Orchestrator(Deployment()), manage=False).openapi()
+    paths = spec["paths"]
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            codes = set(operation["responses"])
+            if path.startswith("/v1/"):
+                assert "401" in codes, f"{method} {path}"
+            if method == "post" and path.startswith("/v1/jobs/"):
+                assert {"403", "404", "409", "429"} <= codes, f"{method} {path}"
+    assert "503" in paths["/readyz"]["get"]["responses"]
+    assert set(paths["/metrics"]["get"]["responses"]["200"]["content"]) == {"text/plain"}
+    assert set(paths["/v1/events"]["get"]["responses"]["200"]["content"]) == {"text/event-stream"}

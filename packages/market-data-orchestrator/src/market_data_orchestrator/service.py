@@ -24,6 +24,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 
 from market_data_core import (
     AuditEnvelope,
@@ -40,7 +41,27 @@ from market_data_orchestrator.jobs import JobInfo
 from market_data_orchestrator.orchestrator import SERVICE, Orchestrator
 from market_data_orchestrator.security import AccessError, Principal, require
 
-__all__ = ["create_app"]
+__all__ = ["ErrorDetail", "create_app"]
+
+
+class ErrorDetail(BaseModel):
+    """The body of every refusal: 400, 401, 403, 404, 409 (topology), 429."""
+
+    detail: str
+
+
+Responses = dict[int | str, dict[str, Any]]
+
+
+def _error(status: int, description: str) -> Responses:
+    return {status: {"model": ErrorDetail, "description": description}}
+
+
+_VIEWER: Responses = _error(401, "missing, malformed or unknown bearer token")
+_ROLE: Responses = {**_VIEWER, **_error(403, "the caller's role is too low")}
+_LIMITED: Responses = _error(429, "too many control calls: retry after Retry-After seconds")
+_NO_JOB: Responses = _error(404, "no such job")
+_NOT_JSON: Responses = _error(400, "the body is not JSON text (e.g. not UTF-8)")
 
 
 def create_app(orchestrator: Orchestrator, *, manage: bool = True) -> FastAPI:
@@ -119,13 +140,23 @@ def _health_routes(app: FastAPI, orchestrator: Orchestrator) -> None:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", response_model=HealthStatus, summary="Worst-of readiness")
+    @app.get(
+        "/readyz",
+        response_model=HealthStatus,
+        summary="Worst-of readiness, 503 when unhealthy",
+        responses={503: {"model": HealthStatus, "description": "unhealthy"}},
+    )
     async def readyz() -> JSONResponse:
         status = orchestrator.health()
         code = 503 if status.state is HealthState.UNHEALTHY else 200
         return JSONResponse(status.model_dump(mode="json"), status_code=code)
 
-    @app.get("/metrics", summary="Prometheus metrics")
+    @app.get(
+        "/metrics",
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}}},
+    )
     async def metrics() -> Response:
         orchestrator.update_metrics()
         return Response(
@@ -160,12 +191,19 @@ async def _act(
 
 
 def _job_routes(app: FastAPI, orchestrator: Orchestrator) -> None:
-    @app.get("/v1/jobs", response_model=list[JobInfo], summary="Jobs and their state")
+    @app.get(
+        "/v1/jobs", response_model=list[JobInfo], summary="Jobs and their state", responses=_VIEWER
+    )
     async def jobs(_: Viewer) -> list[JobInfo]:
         listed: list[JobInfo] = orchestrator.supervisor.jobs()
         return listed
 
-    @app.get("/v1/jobs/{name}", response_model=JobInfo, summary="One job")
+    @app.get(
+        "/v1/jobs/{name}",
+        response_model=JobInfo,
+        summary="One job",
+        responses={**_VIEWER, **_NO_JOB},
+    )
     async def job(name: str, _: Viewer) -> JobInfo:
         return _job(orchestrator, name)
 
@@ -196,12 +234,22 @@ def _add_action(
         response_model=response_model,
         summary=f"{verb.capitalize()} a job ({'admin' if admin else 'operator'})",
         name=f"{verb}_job",
-        responses={409: {"description": "Not possible in the job's state"}, 429: {}},
+        responses={
+            **_ROLE,
+            **_NO_JOB,
+            409: {"model": ControlResult, "description": "Not possible in the job's state"},
+            **_LIMITED,
+        },
     )(endpoint)
 
 
 def _read_routes(app: FastAPI, orchestrator: Orchestrator) -> None:
-    @app.get("/v1/topology", response_model=ClusterTopology, summary="Peers and their health")
+    @app.get(
+        "/v1/topology",
+        response_model=ClusterTopology,
+        summary="Peers and their health",
+        responses=_VIEWER,
+    )
     async def topology(_: Viewer) -> ClusterTopology:
         return orchestrator.topology.snapshot()
 
@@ -210,7 +258,12 @@ def _read_routes(app: FastAPI, orchestrator: Orchestrator) -> None:
         response_model=ClusterTopology,
         status_code=201,
         summary="Follow a new peer (admin)",
-        responses={409: {"description": "A node with that id exists"}, 429: {}},
+        responses={
+            **_NOT_JSON,
+            **_ROLE,
+            **_error(409, "A node with that id exists"),
+            **_LIMITED,
+        },
     )
     async def add_peer(peer: PeerSpec, request: Request, principal: Admin) -> ClusterTopology:
         orchestrator.limiter.enforce(principal.name)
@@ -226,7 +279,7 @@ def _read_routes(app: FastAPI, orchestrator: Orchestrator) -> None:
         "/v1/topology/peers/{node_id}",
         response_model=ClusterTopology,
         summary="Stop following a peer (admin)",
-        responses={404: {"description": "No such peer"}, 429: {}},
+        responses={**_ROLE, **_error(404, "No such peer"), **_LIMITED},
     )
     async def remove_peer(node_id: str, request: Request, principal: Admin) -> ClusterTopology:
         orchestrator.limiter.enforce(principal.name)
@@ -238,17 +291,31 @@ def _read_routes(app: FastAPI, orchestrator: Orchestrator) -> None:
         await _audit(orchestrator, request, principal, AuditOutcome.ALLOWED, node_id)
         return orchestrator.topology.snapshot()
 
-    @app.get("/v1/feedback", summary="Latest feedback per coordinator and rate per provider")
+    @app.get(
+        "/v1/feedback",
+        summary="Latest feedback per coordinator and rate per provider",
+        responses=_VIEWER,
+    )
     async def feedback(_: Viewer) -> dict[str, Any]:
         if orchestrator.feedback is None:
             return {"transport": None}
         return orchestrator.feedback.snapshot()
 
-    @app.get("/v1/audit", response_model=list[AuditEnvelope], summary="Audit records (admin)")
+    @app.get(
+        "/v1/audit",
+        response_model=list[AuditEnvelope],
+        summary="Audit records (admin)",
+        responses=_ROLE,
+    )
     async def audit(_: Admin, limit: int = 100) -> list[AuditEnvelope]:
         return await orchestrator.audit.read(max(1, min(limit, 1000)))
 
-    @app.get("/v1/events", summary="Server-sent events of job state changes")
+    @app.get(
+        "/v1/events",
+        summary="Server-sent events of job state changes",
+        response_class=StreamingResponse,
+        responses={200: {"content": {"text/event-stream": {}}}, **_VIEWER},
+    )
     async def events(_: Viewer) -> StreamingResponse:
         async def stream() -> AsyncIterator[str]:
             yield ": connected\n\n"
