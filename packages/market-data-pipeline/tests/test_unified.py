@@ -182,6 +182,29 @@ async def test_failures_surface_and_mark_the_runtime_unhealthy(tmp_path: Path) -
         assert rt.health().state is HealthState.UNHEALTHY
 
 
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("host_port", "reason"),
+    [("127.0.0.1:{port}", "Connect call failed"), ("127.0.0.1:no-port", "invalid database_url")],
+    ids=["unreachable", "unparsable"],
+)
+async def test_a_store_database_that_cannot_be_opened_is_a_pipeline_error_without_the_password(
+    host_port: str, reason: str
+) -> None:
+    """``mdp run`` then prints a clear error (a PipelineError), not a traceback."""
+    from market_data_core.testing.servers import free_port
+    from market_data_pipeline.exceptions import PipelineError
+
+    password = "pipeline-db-pa55word-7c1e"
+    dsn = f"postgresql://md:{password}@{host_port.format(port=free_port())}/md"
+    settings = UnifiedRuntimeSettings.load(None, database_url=SecretStr(dsn))
+    async with UnifiedRuntime(settings) as rt:
+        with pytest.raises(PipelineError, match=reason) as excinfo:
+            await rt.run(_quickstart(symbols=1))
+    assert password not in str(excinfo.value)
+    assert excinfo.value.__cause__ is None
+
+
 def test_records_round_trip_through_models() -> None:
     trades = [make_trade(price=1.5, trade_id="a"), make_trade(price=2.5, side="buy")]
     assert records.to_models(records.from_models(trades)) == trades

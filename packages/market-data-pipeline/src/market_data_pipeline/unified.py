@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Self
 
 import structlog
+from pydantic import ValidationError
 
 from market_data_core import (
     ControlAction,
@@ -30,6 +31,7 @@ from market_data_core import (
     FeedbackEvent,
     HealthComponent,
     HealthState,
+    MarketDataError,
     RateAdjustment,
     RateController,
 )
@@ -355,8 +357,16 @@ class UnifiedRuntime:
                 source=graph.source,
                 line=wants[0].line,
             ) from None
-        store = Store(StoreSettings(database_url=self.settings.database_url))
-        await store.start(migrate=True)
+        try:
+            store = Store(StoreSettings(database_url=self.settings.database_url))
+        except ValidationError as error:  # a database URL that does not parse
+            reason = "; ".join(problem["msg"] for problem in error.errors())
+            raise PipelineError(f"invalid database_url (MDP_DATABASE_URL): {reason}") from None
+        try:
+            await store.start(migrate=True)
+        except (MarketDataError, OSError) as error:  # unreachable, wrong password...
+            message = f"cannot open the store's database {store.url}: {error}"
+            raise PipelineError(message) from None
         stack.push_async_callback(store.stop, drain=True)
         services["store"] = store
         return store
