@@ -537,15 +537,18 @@ service: {{host: 127.0.0.1, port: {port}}}
 
 
 def _cli_errors(stack: Stack, directory: Path) -> None:
-    """``mds migrate`` with DSNs that cannot work; ``mdo serve`` with an invalid deployment;
-    the ``mdo`` commands, with the admin token and with a wrong one."""
+    """``mds migrate`` and ``mdp run`` with DSNs that cannot work; ``mdo serve`` with an
+    invalid deployment; the ``mdo`` commands, with the admin token and with a wrong one."""
     pg = stack.postgres
     invalid = directory / "invalid.yaml"
     invalid.write_text(
         f'feedback: {{redis_url: "redis://:{CANARY}@127.0.0.1:1/0", unknown: 1}}\n'
         f'jobs: [{{name: x, config: missing.yaml, env: {{MDP_DATABASE_URL: "{CANARY}"}}}}]\n'
     )
-    mds, mdo = ["market_data_store.cli"], ["market_data_orchestrator.cli"]
+    mds, mdp = ["market_data_store.cli"], ["market_data_pipeline.cli"]
+    mdo = ["market_data_orchestrator.cli"]
+    job = stack.directory / "job.yaml"
+    redis = f"redis://:{CANARY}-wrong-redis@127.0.0.1:{stack.redis.port}/0"
     url = {"MDO_URL": stack.orchestrator.url}
     admin = {**url, "MDO_TOKEN": ORCHESTRATOR_TOKENS["admin"]}
     dsn = f"postgresql://postgres:{CANARY}-wrong@127.0.0.1"
@@ -560,6 +563,13 @@ def _cli_errors(stack: Stack, directory: Path) -> None:
             ),
             "mds migrate (unparsable port)": (
                 [*mds, "migrate"], {"MDS_DATABASE_URL": f"{dsn}:port/postgres"}
+            ),
+            "mdp run (wrong password)": (
+                [*mdp, "run", str(job)],
+                {"MDP_DATABASE_URL": f"{dsn}:{pg.port}/postgres", "MDP_REDIS_URL": redis},
+            ),
+            "mdp run (unparsable port)": (
+                [*mdp, "run", str(job)], {"MDP_DATABASE_URL": f"{dsn}:port/postgres"}
             ),
             "mdo serve (invalid deployment)": ([*mdo, "serve", str(invalid)], {}),
             "mdo jobs": ([*mdo, "jobs"], admin),
