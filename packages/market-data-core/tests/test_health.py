@@ -75,3 +75,9 @@ def test_state_is_max_severity_of_effective_states(status: HealthStatus) -> None
 def test_worst_of_is_order_independent(states: list[HealthState]) -> None:
     assert worst_of(states) is worst_of(reversed(states))
     assert all(worst_of(states).severity >= s.severity for s in states)
+
+
+def test_alive_is_a_healthy_status_with_no_components_that_round_trips() -> None:
+    live = HealthStatus.alive("market-data-store", version="1.2.3", ts=T0)
+    assert (live.state, live.components, live.http_status) == (H, (), 200)
+    assert HealthStatus.model_validate_json(live.model_dump_json()) == live

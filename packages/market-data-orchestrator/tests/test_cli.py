@@ -120,3 +120,16 @@ def test_the_token_never_appears_in_help_or_flags() -> None:
     result = runner.invoke(app, ["pause", "--help"], env={"COLUMNS": "200"})
     assert "MDO_URL" in result.output
     assert "--token" not in result.output
+
+
+def test_openapi_is_committed_and_current(tmp_path: Path) -> None:
+    from market_data_orchestrator.cli import app
+    from market_data_orchestrator.openapi import spec_text
+
+    committed = Path(__file__).resolve().parents[3] / "docs/openapi/market-data-orchestrator.json"
+    assert committed.read_text() == spec_text(), (
+        "run: uv run mdo openapi -o docs/openapi/market-data-orchestrator.json"
+    )
+    result = CliRunner().invoke(app, ["openapi", "-o", str(tmp_path / "spec.json")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "spec.json").read_text() == spec_text()

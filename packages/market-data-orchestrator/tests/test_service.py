@@ -97,7 +97,12 @@ def test_health_and_metrics(client: TestClient) -> None:
     assert ready.status_code == 200
     components = {c["name"]: c for c in ready.json()["components"]}
     assert components["job:paced"]["state"] == "healthy"
-    assert client.get("/healthz").json() == {"status": "ok"}
+    live = client.get("/healthz").json()
+    assert (live["service"], live["state"], live["components"]) == (
+        "market-data-orchestrator",
+        "healthy",
+        [],
+    )
     metrics = client.get("/metrics").text
     assert "orchestrator_jobs_running 1.0" in metrics
     assert 'orchestrator_desired_replicas{job="paced"} 1.0' in metrics

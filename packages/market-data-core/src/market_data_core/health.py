@@ -1,7 +1,8 @@
 """Health contracts and the worst-of rule.
 
-``/healthz`` is liveness (no dependency I/O); ``/readyz`` returns a ``HealthStatus`` built
-from cached component checks, and 503 when its state is ``unhealthy``. The overall state is
+``/healthz`` is liveness: a ``HealthStatus.alive`` body (healthy, no components, no
+dependency I/O: the process serves). ``/readyz`` returns a ``HealthStatus`` built from
+cached component checks, and 503 when its state is ``unhealthy``. The overall state is
 worst-of over components: any *required* component unhealthy -> unhealthy; otherwise any
 component degraded or an optional one unhealthy -> degraded; otherwise healthy.
 """
@@ -109,6 +110,14 @@ class HealthStatus(PeerModel):
             components=parts,
             version=version,
             ts=ts or datetime.now(UTC),
+        )
+
+    @classmethod
+    def alive(cls, service: str, *, version: str, ts: datetime | None = None) -> HealthStatus:
+        """The liveness answer of a process that serves: healthy, with no components
+        (no dependency was asked), so ``/healthz`` and ``/readyz`` share one contract."""
+        return cls(
+            service=service, state=HealthState.HEALTHY, version=version, ts=ts or datetime.now(UTC)
         )
 
     def component(self, name: str) -> HealthComponent | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -146,6 +147,23 @@ def audit(
             record.get("target") or "", record["result"], (record.get("reason") or "")[:60],
         )  # fmt: skip
     out.print(table)
+
+
+@app.command()
+def openapi(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+    ] = None,
+) -> None:
+    """Print the API's OpenAPI spec (committed as docs/openapi/market-data-orchestrator.json)."""
+    from market_data_orchestrator.openapi import spec_text  # noqa: PLC0415
+
+    text = spec_text()
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+        out.print(f"wrote {output}")
 
 
 if __name__ == "__main__":  # python -m market_data_orchestrator.cli

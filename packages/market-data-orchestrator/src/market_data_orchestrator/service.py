@@ -19,6 +19,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib.metadata import version as _dist_version
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -136,9 +137,11 @@ async def _audit(
 
 
 def _health_routes(app: FastAPI, orchestrator: Orchestrator) -> None:
-    @app.get("/healthz", summary="Liveness (no dependency I/O)")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    version = _dist_version(SERVICE)
+
+    @app.get("/healthz", response_model=HealthStatus, summary="Liveness (no dependency I/O)")
+    async def healthz() -> HealthStatus:
+        return HealthStatus.alive(SERVICE, version=version)
 
     @app.get(
         "/readyz",

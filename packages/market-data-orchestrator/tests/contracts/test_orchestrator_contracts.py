@@ -106,6 +106,13 @@ def test_readiness_and_health(client: TestClient) -> None:
     ready = client.get("/readyz")
     assert ready.status_code == 200
     SCHEMAS.assert_valid("HealthStatus", ready.json())
+    live = client.get("/healthz")
+    assert live.status_code == 200
+    SCHEMAS.assert_valid("HealthStatus", live.json())
+    assert (live.json()["service"], live.json()["version"]) == (
+        ready.json()["service"],
+        ready.json()["version"],
+    )
     names = {component["name"] for component in ready.json()["components"]}
     assert "job:paced" in names
     assert len(names) >= 2, names  # the store's component too

@@ -91,10 +91,16 @@ def test_readiness_of_a_healthy_store(client: TestClient) -> None:
     assert {"database", "write_queue", "workers", "circuit_breaker"} <= names
     for component in body["components"]:
         SCHEMAS.assert_valid("HealthComponent", component)
-    # /healthz is liveness (no core contract): the same service and version, no I/O
+    # /healthz is liveness, the same contract: the same service and version, no components
     live = client.get("/healthz")
     assert live.status_code == 200
-    assert live.json() == {"status": "ok", "service": body["service"], "version": body["version"]}
+    SCHEMAS.assert_valid("HealthStatus", live.json())
+    assert {k: live.json()[k] for k in ("service", "version", "state", "components")} == {
+        "service": body["service"],
+        "version": body["version"],
+        "state": "healthy",
+        "components": [],
+    }
 
 
 @pytest.fixture

@@ -43,7 +43,12 @@ def _eventually(client: TestClient, path: str, params: dict[str, Any], count: in
 def test_liveness_and_readiness(client: TestClient) -> None:
     live = client.get("/healthz")
     assert live.status_code == 200
-    assert live.json()["status"] == "ok"
+    liveness = HealthStatus.model_validate(live.json())
+    assert (liveness.service, liveness.state, liveness.components) == (
+        "market-data-store",
+        "healthy",
+        (),
+    )
     ready = client.get("/readyz")
     assert ready.status_code == 200
     status = HealthStatus.model_validate(ready.json())

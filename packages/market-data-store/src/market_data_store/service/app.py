@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from pydantic import BaseModel, TypeAdapter
+from pydantic import TypeAdapter
 
 from market_data_core import Bar, HealthStatus, Quote, Signal, Trade
 from market_data_store.exceptions import (
@@ -28,12 +28,6 @@ from market_data_store.settings import StoreSettings
 from market_data_store.store import SERVICE, Store
 
 __all__ = ["create_app"]
-
-
-class Liveness(BaseModel):
-    status: str = "ok"
-    service: str = SERVICE
-    version: str
 
 
 def create_app(
@@ -80,9 +74,9 @@ def create_app(
 
 
 def _add_health_routes(app: FastAPI, version: str) -> None:
-    @app.get("/healthz", response_model=Liveness, tags=["health"], summary="Liveness (no I/O)")
-    async def healthz() -> Liveness:
-        return Liveness(version=version)
+    @app.get("/healthz", response_model=HealthStatus, tags=["health"], summary="Liveness (no I/O)")
+    async def healthz() -> HealthStatus:
+        return HealthStatus.alive(SERVICE, version=version)
 
     @app.get(
         "/readyz",
