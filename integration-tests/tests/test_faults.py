@@ -284,10 +284,10 @@ class _Readiness:
 async def test_postgres_down_20_s_pauses_the_job_and_it_completes_with_every_bar(
     postgres: PostgresServer, tmp_path: Path
 ) -> None:
-    # The store retries a failed batch 60 times (about 60 s, backing off up to 2 s) rather
-    # than 5 (about 1.5 s): a batch in flight when PostgreSQL goes away then waits for it
-    # instead of going to the dead-letter file. The sink's 30 HTTP attempts outlast it too.
-    env = {"MDS_READINESS_CACHE_SECONDS": "0", "MDS_RETRY_ATTEMPTS": "60"}
+    # The store's defaults: a batch in flight when PostgreSQL goes away outlives its 5
+    # attempts (MDS_ON_OUTAGE=hold) and is written when the database is back, instead of
+    # going to the dead-letter file. The sink's 30 HTTP attempts outlast the outage too.
+    env = {"MDS_READINESS_CACHE_SECONDS": "0"}
     with StoreService(tmp_path, database_url=postgres.dsn, env=env) as service:
         sink = {"id": "store", "type": "store", "params": {"url": service.url, "attempts": 30}}
         graph = _writer_graph(sink)
@@ -316,6 +316,8 @@ async def test_postgres_down_20_s_pauses_the_job_and_it_completes_with_every_bar
             await _until(lambda: job().state is JobState.COMPLETED, "completion", limit=120)
             restarts = job().restarts
             audit = await orch.audit.read(50)
+    dead_letters = tmp_path / "service.dlq.ndjson"  # StoreService's MDS_DEAD_LETTER_PATH
+    dead_lettered = len(dead_letters.read_text().splitlines()) if dead_letters.exists() else 0
     stored = await _bars(postgres.dsn)
     undisturbed = _writer_graph({"id": "store", "type": "store"})  # into SQLite, in process
     expected = await _expected_bars(undisturbed, tmp_path)
@@ -325,8 +327,10 @@ async def test_postgres_down_20_s_pauses_the_job_and_it_completes_with_every_bar
         f"\nPostgreSQL down {down:.1f} s: /readyz 503 after {to_503:.2f} s, job paused after"
         f" {to_pause:.2f} s; back: /readyz 200 after {to_200:.2f} s, job resumed after"
         f" {to_resume:.2f} s; job restarts {restarts}; bars expected {len(expected)}, stored"
-        f" {len(stored)}, missing {missing}, duplicates {extra}, different {differing}"
+        f" {len(stored)}, missing {missing}, duplicates {extra}, different {differing};"
+        f" dead-lettered batches {dead_lettered}"
     )
+    assert dead_lettered == 0, "the outage sent batches to the dead-letter file"
     assert (STORE_HEALTH, "pause", "writer") in actions
     assert (STORE_HEALTH, "resume", "writer") in actions
     assert (missing, extra, differing) == (0, 0, 0)

@@ -289,11 +289,13 @@ async def test_transient_failures_are_retried(
     assert await dlq.count() == 0
 
 
-async def test_exhausted_retries_send_the_batch_to_the_dead_letter_store(
+async def test_exhausted_retries_send_the_batch_to_the_dead_letter_store_when_asked(
     make_coordinator: Make, fake_writer: Any, kit: SimpleNamespace, dlq: FileDeadLetterStore
 ) -> None:
     fake_writer.transient = 3
-    coordinator = await make_coordinator(workers=1, retry=kit.fast_retry(3), dead_letters=dlq)
+    coordinator = await make_coordinator(
+        workers=1, retry=kit.fast_retry(3), dead_letters=dlq, on_outage="dead_letter"
+    )
     records = kit.trades(4)
     await coordinator.submit_many(records)
     await coordinator.stop()
@@ -302,6 +304,42 @@ async def test_exhausted_retries_send_the_batch_to_the_dead_letter_store(
     [entry] = [entry async for entry in dlq.read()]
     assert (list(entry.records), entry.attempts) == (records, 3)
     assert entry.error.startswith("TransientBackendError")
+
+
+async def test_by_default_a_batch_outlives_its_retries_during_an_outage(
+    make_coordinator: Make, fake_writer: Any, kit: SimpleNamespace, dlq: FileDeadLetterStore
+) -> None:
+    """Three rounds of two attempts fail (the database is down); the fourth round writes."""
+    fake_writer.transient = 6
+    coordinator = await make_coordinator(workers=1, retry=kit.fast_retry(2), dead_letters=dlq)
+    await coordinator.submit_many(kit.trades(4))
+    await asyncio.wait_for(coordinator.flush(), 10)
+    stats = coordinator.stats()
+    assert (stats.written, stats.dead_lettered, stats.outage_rounds) == (4, 0, 3)
+    assert await dlq.count() == 0
+    assert fake_writer.calls == 7
+
+
+async def test_a_stop_during_an_outage_dead_letters_what_is_held_and_ends(
+    make_coordinator: Make, fake_writer: Any, kit: SimpleNamespace, dlq: FileDeadLetterStore
+) -> None:
+    fake_writer.transient = 10**6  # the database never comes back
+    coordinator = await make_coordinator(
+        workers=1, batch_size=2, retry=kit.fast_retry(2), dead_letters=dlq
+    )
+    await coordinator.submit_many(kit.trades(6))
+    await kit.eventually(lambda: coordinator.stats().outage_rounds >= 2, what="a held batch")
+    await asyncio.wait_for(coordinator.stop(), 10)
+    stats = coordinator.stats()
+    assert (stats.written, stats.dead_lettered, stats.failed, stats.dropped) == (0, 6, 0, 0)
+    kept = [record for entry in [e async for e in dlq.read()] for record in entry.records]
+    assert sorted(kept, key=lambda t: t.ts) == kit.trades(6)
+    assert_accounted(stats)
+
+
+async def test_on_outage_must_be_known(fake_writer: Any) -> None:
+    with pytest.raises(StoreConfigurationError, match="on_outage"):
+        WriteCoordinator(fake_writer, coordinator_id="x", on_outage="ignore")  # type: ignore[arg-type]
 
 
 async def test_permanent_failures_go_to_the_dead_letter_store_at_once(
@@ -349,12 +387,13 @@ async def test_open_breaker_stops_consumption_so_backpressure_goes_hard(
     )  # fmt: skip
     await coordinator.submit_many(kit.trades(4))
     await kit.eventually(lambda: breaker.state is BreakerState.OPEN, what="the breaker to open")
-    await kit.eventually(lambda: coordinator.stats().in_flight == 0, what="in-flight to settle")
+    await kit.settle()
     calls = fake_writer.calls
     await coordinator.submit_many(kit.trades(18, start=4))  # 18 of 20: above high
     await kit.settle()
     stats = coordinator.stats()
     assert stats.queue_size == 18  # nothing taken while open
+    assert stats.in_flight == 4  # the two batches that met the outage are held, not lost
     assert fake_writer.calls == calls
     assert coordinator.level is HARD
     assert [c.state for c in coordinator.health()][2] is HealthState.UNHEALTHY
@@ -365,9 +404,8 @@ async def test_open_breaker_stops_consumption_so_backpressure_goes_hard(
     assert breaker.state is BreakerState.CLOSED
     await coordinator.stop()
     stats = coordinator.stats()
-    assert stats.written == 18
-    assert stats.dropped == stats.failed == 0
-    assert stats.dead_lettered == 4  # only the batches that failed before it opened
+    assert stats.written == 22  # the held batches too, once the database is back
+    assert stats.dropped == stats.failed == stats.dead_lettered == 0
     assert HARD in [event.level for event in recording_publisher.events]
 
 

@@ -24,11 +24,16 @@ Overflow, when a batch does not fit in the free space:
   ``dropped``); of a batch larger than the capacity only its newest records are kept.
 - ``error``: raise ``QueueFullError`` and accept *nothing* of the call (all-or-nothing).
 
-Failures. ``TransientBackendError`` is retried under the ``RetryPolicy``; when the
-attempts run out, and at once for any other ``BackendError`` (``PermanentBackendError``:
-retrying cannot help), the batch goes to the dead-letter store, else counts as ``failed``.
-Each batch that is not written counts once as a failure for the ``CircuitBreaker``. While
-the breaker is open, workers wait and take nothing: the queue fills and backpressure goes
+Failures. ``TransientBackendError`` is retried under the ``RetryPolicy``. When the
+attempts run out, ``on_outage`` decides: ``hold`` (the default) keeps the batch in its
+worker and tries it again whenever the breaker admits a batch, for as long as the
+coordinator runs (an outage of the database delays writes but sends nothing to the
+dead-letter store; once stopping, the batch is dead-lettered after its attempts so that a
+stop ends); ``dead_letter`` sends it to the dead-letter store at once. Any other
+``BackendError`` (``PermanentBackendError``: retrying cannot help) goes to the dead-letter
+store at once, else counts as ``failed``. Each batch that is not written counts once as a
+failure for the ``CircuitBreaker`` (a held batch once per round of attempts). While the
+breaker is open, workers wait and take nothing: the queue fills and backpressure goes
 ``hard`` instead of data being thrown away; half-open, one trial batch goes through.
 
 Crashes. Any other exception out of a worker (a bug in the writer or here) crashes it; a
@@ -83,6 +88,7 @@ from market_data_store.watermarks import Watermarks
 __all__ = [
     "CoordinatorState",
     "CoordinatorStats",
+    "OnOutage",
     "Overflow",
     "WriteCoordinator",
     "Writer",
@@ -91,6 +97,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 Overflow = Literal["block", "drop_oldest", "error"]
+OnOutage = Literal["hold", "dead_letter"]
 
 _CRASHES_PER_BATCH = 2
 """A batch that crashed this many workers goes to the dead-letter store."""
@@ -133,6 +140,8 @@ class CoordinatorStats:
     batches: int
     publish_errors: int
     state: CoordinatorState
+    outage_rounds: int = 0
+    """Rounds of attempts that ran out on transient errors while the batch was held."""
 
     @property
     def unaccounted(self) -> int:
@@ -179,6 +188,7 @@ class WriteCoordinator:
         heartbeat_interval: float = 5.0,
         publish_timeout: float = 2.0,
         now: Callable[[], datetime] | None = None,
+        on_outage: OnOutage = "hold",
     ) -> None:
         _check_settings(
             capacity=capacity,
@@ -189,6 +199,10 @@ class WriteCoordinator:
             heartbeat_interval=heartbeat_interval,
             publish_timeout=publish_timeout,
         )
+        if on_outage not in get_args(OnOutage):
+            msg = f"on_outage must be one of {', '.join(get_args(OnOutage))}, got {on_outage!r}"
+            raise StoreConfigurationError(msg)
+        self.on_outage: OnOutage = on_outage
         self.coordinator_id = coordinator_id
         self.capacity = capacity
         self.overflow: Overflow = overflow
@@ -224,6 +238,7 @@ class WriteCoordinator:
         self._progress = Signal()
         self._accepted = self._written = self._failed = self._dead_lettered = 0
         self._dropped = self._retries = self._restarts = self._batches = 0
+        self._outage_rounds = 0
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -419,23 +434,32 @@ class WriteCoordinator:
 
     async def _process(self, slot: int, held: _Held) -> None:
         """Write one batch with retries, then account for it (or crash, keeping it held)."""
-        trial = await self._admit()
-        try:
-            await self.retry.call(
-                lambda: self._attempt(held),
-                on_retry=lambda attempt, error, delay: self._count_retry(held, error, delay),
-            )
-        except asyncio.CancelledError:
-            if trial:
-                self.breaker.release()
-            raise
-        except BackendError as exc:
-            self.breaker.record_failure()
-            await self._give_up(slot, held, _describe(exc))
-            return
-        except Exception:
-            self.breaker.record_failure()
-            raise
+        while True:
+            trial = await self._admit()
+            try:
+                await self.retry.call(
+                    lambda: self._attempt(held),
+                    on_retry=lambda attempt, error, delay: self._count_retry(held, error, delay),
+                )
+            except asyncio.CancelledError:
+                if trial:
+                    self.breaker.release()
+                raise
+            except TransientBackendError as exc:
+                self.breaker.record_failure()
+                if self._holds_through_outage():
+                    self._held_over(held, exc)
+                    continue
+                await self._give_up(slot, held, _describe(exc))
+                return
+            except BackendError as exc:
+                self.breaker.record_failure()
+                await self._give_up(slot, held, _describe(exc))
+                return
+            except Exception:
+                self.breaker.record_failure()
+                raise
+            break
         self.breaker.record_success()
         del self._held[slot]
         self._written += len(held.records)
@@ -445,6 +469,20 @@ class WriteCoordinator:
     async def _attempt(self, held: _Held) -> WriteResult:
         held.attempts += 1
         return await self._writer.write(held.records)
+
+    def _holds_through_outage(self) -> bool:
+        return self.on_outage == "hold" and self._state is CoordinatorState.RUNNING
+
+    def _held_over(self, held: _Held, error: TransientBackendError) -> None:
+        """A round of attempts ran out during an outage: keep the batch for the next one."""
+        self._outage_rounds += 1
+        logger.warning(
+            "a batch of %d records is still not written after %d attempts (%s); holding it"
+            " until the database answers",
+            len(held.records),
+            held.attempts,
+            error,
+        )
 
     def _count_retry(self, held: _Held, error: TransientBackendError, delay: float) -> None:
         self._retries += 1
@@ -604,6 +642,7 @@ class WriteCoordinator:
             batches=self._batches,
             publish_errors=self._emitter.publish_errors,
             state=self._state,
+            outage_rounds=self._outage_rounds,
         )
 
     def health(self) -> list[HealthComponent]:

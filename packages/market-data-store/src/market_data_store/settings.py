@@ -90,7 +90,18 @@ class StoreSettings(BaseSettings):
     )
     retry_attempts: Annotated[int, Field(ge=1, le=100)] = Field(
         default=5,
-        description="Attempts of a batch write on transient errors before it is dead-lettered.",
+        description=(
+            "Attempts of a batch write in one round on transient errors (then `on_outage`)."
+        ),
+    )
+    on_outage: Literal["hold", "dead_letter"] = Field(
+        default="hold",
+        description=(
+            "When a round of attempts runs out on transient errors (the database is down):"
+            " 'hold' keeps the batch and retries it whenever the circuit breaker admits"
+            " writes again, so an outage delays writes but dead-letters nothing (on stop it"
+            " is dead-lettered); 'dead_letter' sends it to the dead-letter file at once."
+        ),
     )
     dead_letter_path: str = Field(
         default="./market_data.dlq.ndjson",

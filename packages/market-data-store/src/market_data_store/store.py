@@ -137,6 +137,7 @@ class Store:
             dead_letters=FileDeadLetterStore(s.dead_letter_path),
             publisher=_FanOut(self._publishers),
             heartbeat_interval=s.heartbeat_interval,
+            on_outage=s.on_outage,
         )
 
     async def start(self, *, migrate: bool = False) -> None:
