@@ -9,7 +9,8 @@
   with only core's wheel (and the wheels of the project packages it depends on), its
   extras and its test group; its tests/contracts run there against the current schemas
   (docs/contracts) and again against the previous release's (docs/contracts/releases/)
-- integration: integration-tests/ against real servers (redis-server; PostgreSQL later)
+- integration: integration-tests/ against real PostgreSQL, redis-server and promtool: end to
+  end, backpressure, faults, API fuzzing, operations files, generated docs
 - bench (not default): benchmarks that print ratios against a baseline of the same run
 """
 
