@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -23,7 +20,7 @@ import pandas as pd
 import yaml
 from pydantic import SecretStr
 
-from market_data_core.testing.servers import free_port
+from market_data_orchestrator import testing
 from market_data_store.settings import StoreSettings
 from market_data_store.store import Store
 
@@ -160,58 +157,20 @@ def write_deployment(
     return write_yaml(directory / "deployment.yaml", deployment)
 
 
-class OrchestratorService:
-    """``mdo serve DEPLOYMENT`` in a child process on a free 127.0.0.1 port, with a viewer
-    token to read its API. A context manager; ``jobs()`` is ``GET /v1/jobs`` by name."""
+class OrchestratorService(testing.OrchestratorService):
+    """``mdo serve DEPLOYMENT`` (market_data_orchestrator.testing) with a viewer token
+    added to the deployment to read its API; ``jobs()`` is ``GET /v1/jobs`` by name."""
 
     TOKEN = "viewer-token-for-the-tests"
 
     def __init__(self, deployment: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         spec = yaml.safe_load(deployment.read_text())
         digest = hashlib.sha256(self.TOKEN.encode()).hexdigest()
         security = spec.setdefault("security", {})
         security.setdefault("tokens", []).append(
             {"name": "tests", "role": "viewer", "sha256": digest}
         )
-        spec["service"] = {"host": "127.0.0.1", "port": self.port}
-        self.deployment = write_yaml(deployment, spec)
-        self.log = deployment.parent / "orchestrator.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> OrchestratorService:
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "market_data_orchestrator.cli",
-                    "serve",
-                    str(self.deployment),
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.deployment.parent,
-            )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"mdo serve exited:\n{self.log.read_text()}"
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=0.5).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                time.sleep(0.05)
-        raise AssertionError(f"mdo serve did not start:\n{self.log.read_text()}")
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        super().__init__(write_yaml(deployment, spec))
 
     def get(self, path: str) -> Any:
         headers = {"Authorization": f"Bearer {self.TOKEN}"}
@@ -230,7 +189,7 @@ class OrchestratorService:
             nonlocal seen
             seen = self.jobs()
             failed = [job for job in seen.values() if job["state"] == "failed"]
-            assert not failed, f"a job failed: {failed}\n{self.log.read_text()[-3000:]}"
+            assert not failed, f"a job failed: {failed}\n{self.log_tail()}"
             return all(job["state"] == state for job in seen.values())
 
         await until(done, f"every job to be {state}", limit)

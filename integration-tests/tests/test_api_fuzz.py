@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -49,6 +48,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from market_data_core.testing.servers import RedisServer, free_port
+from market_data_orchestrator.testing import OrchestratorService
 from market_data_store.testing import PostgresServer, StoreService
 
 CANARY = "canary-9f3c1d7e-secret"
@@ -279,42 +279,6 @@ service: {{host: 127.0.0.1, port: {port}}}
     return path
 
 
-class OrchestratorService:
-    """``mdo serve DEPLOYMENT`` in a child process; its stdout and stderr go to ``log``."""
-
-    def __init__(self, deployment: Path, port: int) -> None:
-        self.deployment = deployment
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = deployment.with_suffix(".log")
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> OrchestratorService:
-        argv = [sys.executable, "-m", "market_data_orchestrator.cli", "serve"]
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [*argv, str(self.deployment)], stdout=log, stderr=subprocess.STDOUT
-            )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"mdo serve exited:\n{self.log.read_text()}"
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                time.sleep(0.1)
-        self.__exit__()
-        raise AssertionError(f"mdo serve did not start:\n{self.log.read_text()}")
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-
-
 @dataclass
 class Stack:
     postgres: PostgresServer
@@ -357,7 +321,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             redis_url=redis.url,
             database_url=postgres.dsn,
         )
-        with OrchestratorService(deployment, port) as orchestrator:
+        with OrchestratorService(deployment, port=port) as orchestrator:
             yield Stack(postgres, redis, store, orchestrator, directory)
 
 
@@ -520,7 +484,7 @@ service: {{host: 127.0.0.1, port: {port}}}
     (directory / "store").mkdir()
     with (
         _store(directory / "store", stack.postgres.dsn, wrong_redis) as store,
-        OrchestratorService(deployment, port) as orchestrator,
+        OrchestratorService(deployment, port=port) as orchestrator,
         httpx.Client(timeout=30) as client,
     ):
         _until(

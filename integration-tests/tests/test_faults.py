@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import redis.asyncio as aioredis
+from harness import until
 from pydantic import SecretStr
 
 from market_data_core import BackpressureLevel, FeedbackEvent
@@ -56,16 +57,6 @@ OUTAGE = 20.0
 def postgres() -> Iterator[PostgresServer]:
     with PostgresServer(password="faults-pw-5c1e") as server:
         yield server
-
-
-async def _until(predicate: Callable[[], bool], what: str, limit: float = 60.0) -> float:
-    """Seconds until ``predicate()`` holds; fails naming ``what`` after ``limit`` s."""
-    started = time.monotonic()
-    while not predicate():
-        if time.monotonic() - started > limit:
-            raise AssertionError(f"timed out after {limit:.0f} s waiting for {what}")
-        await asyncio.sleep(0.05)
-    return time.monotonic() - started
 
 
 async def _fetch(postgres: PostgresServer, sql: str) -> list[asyncpg.Record]:
@@ -189,7 +180,7 @@ async def test_kill_9_of_the_store_during_ingest_loses_and_duplicates_nothing(
                 runtime = rt.current
                 return runtime.stats["store"].counters.get("acknowledged", 0) if runtime else 0
 
-            await _until(lambda: acknowledged() >= TRADES // 3 or job.done(), "a third ingested")
+            await until(lambda: acknowledged() >= TRADES // 3 or job.done(), "a third ingested")
             assert not job.done(), "the ingest ended before the store could be killed"
             acked_at_kill = acknowledged()
             killed_after = time.monotonic() - started
@@ -296,24 +287,24 @@ async def test_postgres_down_20_s_pauses_the_job_and_it_completes_with_every_bar
         deployment = load_deployment(_deployment(tmp_path, "writer", service.url))
         async with Orchestrator(deployment) as orch, _Readiness(service.url) as ready:
             job = lambda: orch.supervisor.job("writer")  # noqa: E731
-            await _until(lambda: job().state is JobState.RUNNING, "the job to run")
+            await until(lambda: job().state is JobState.RUNNING, "the job to run")
             await asyncio.sleep(1.0)  # let it write for a while
             stopped_at = time.monotonic()
             await asyncio.to_thread(postgres.stop)
-            await _until(ready.since(503, stopped_at), "/readyz to answer 503")
+            await until(ready.since(503, stopped_at), "/readyz to answer 503")
             to_503 = ready.when(503, stopped_at)
-            await _until(lambda: job().paused_by == STORE_HEALTH, "the job to be paused")
+            await until(lambda: job().paused_by == STORE_HEALTH, "the job to be paused")
             to_pause = time.monotonic() - stopped_at
             assert job().state is JobState.PAUSED
             await asyncio.sleep(max(0.0, OUTAGE - (time.monotonic() - stopped_at)))
             started_at = time.monotonic()
             await asyncio.to_thread(postgres.start)
             down = started_at - stopped_at
-            await _until(ready.since(200, started_at), "/readyz to answer 200 again")
+            await until(ready.since(200, started_at), "/readyz to answer 200 again")
             to_200 = ready.when(200, started_at)
-            await _until(lambda: job().paused_by is None, "the job to be resumed")
+            await until(lambda: job().paused_by is None, "the job to be resumed")
             to_resume = time.monotonic() - started_at
-            await _until(lambda: job().state is JobState.COMPLETED, "completion", limit=120)
+            await until(lambda: job().state is JobState.COMPLETED, "completion", limit=120)
             restarts = job().restarts
             audit = await orch.audit.read(50)
     dead_letters = tmp_path / "service.dlq.ndjson"  # StoreService's MDS_DEAD_LETTER_PATH
@@ -415,7 +406,7 @@ async def test_redis_down_20_s_holds_the_slowed_rate_and_feedback_resumes(
                 assert service.process is not None
                 assert service.process.poll() is None, "the store service crashed"
 
-            await _until(
+            await until(
                 lambda: rt.controller is not None and rt.controller.level is BackpressureLevel.OK,
                 "the store's first feedback to reach the pipeline",
             )
@@ -425,7 +416,7 @@ async def test_redis_down_20_s_holds_the_slowed_rate_and_feedback_resumes(
             locked = lock.transaction()
             await locked.start()
             await lock.execute("LOCK TABLE trades IN EXCLUSIVE MODE")
-            await _until(lambda: controller.scale < 1.0, "soft feedback to slow the pipeline")
+            await until(lambda: controller.scale < 1.0, "soft feedback to slow the pipeline")
             held_scale = controller.scale
             slowed = await _rate(items)
             seq_before = max(e.seq for e in await _feedback_in_redis(redis_server.url))
@@ -444,14 +435,14 @@ async def test_redis_down_20_s_holds_the_slowed_rate_and_feedback_resumes(
             accepted = controller.accepted
             await asyncio.to_thread(redis_server.start)
             restarted_at = time.monotonic()
-            await _until(
+            await until(
                 lambda: controller.accepted > accepted and not controller.stale,
                 "fresh feedback from the restarted Redis to reach the pipeline",
             )
             to_feedback = time.monotonic() - restarted_at
             await locked.rollback()
             await lock.close()
-            await _until(lambda: controller.scale == 1.0, "ok feedback to restore full speed")
+            await until(lambda: controller.scale == 1.0, "ok feedback to restore full speed")
             after = await _rate(items)
             alive()
             fresh = await _feedback_in_redis(redis_server.url)
@@ -527,19 +518,19 @@ async def test_kill_9_of_a_replay_job_restarts_it_and_the_bars_are_exact(
                 progress = orch.supervisor.progress("replayer")
                 return progress.emitted if progress is not None else 0
 
-            await _until(lambda: job().state is JobState.RUNNING, "the job to run")
-            await _until(lambda: emitted() >= 20_000, "a third of the replay")
+            await until(lambda: job().state is JobState.RUNNING, "the job to run")
+            await until(lambda: emitted() >= 20_000, "a third of the replay")
             replica = job().replicas[0]
             assert replica.pid is not None
             assert replica.restarts == 0
             bars_at_kill = (await _fetch(postgres, "SELECT count(*) AS n FROM bars"))[0]["n"]
             killed_at = time.monotonic()
             os.kill(replica.pid, signal.SIGKILL)
-            await _until(lambda: job().restarts == 1, "the orchestrator to restart the job")
+            await until(lambda: job().restarts == 1, "the orchestrator to restart the job")
             exit_code, why = job().replicas[0].last_exit_code, job().last_error
-            await _until(lambda: job().state is JobState.RUNNING, "the restarted job to run")
+            await until(lambda: job().state is JobState.RUNNING, "the restarted job to run")
             to_running = time.monotonic() - killed_at
-            await _until(lambda: job().state is JobState.COMPLETED, "completion", limit=120)
+            await until(lambda: job().state is JobState.COMPLETED, "completion", limit=120)
             final = job()
     stored = await _bars(postgres.dsn)
     expected = await _expected_bars(_replay_graph(tape, {"id": "store", "type": "store"}), tmp_path)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from harness import until
 from pydantic import SecretStr
 
 from market_data_orchestrator.deployment import load_deployment
@@ -27,14 +28,6 @@ nodes:
   - {{id: store, type: store, params: {{url: "{url}"}}}}
 edges: [trades -> bars, bars -> store]
 """
-
-
-async def _until(predicate, what: str, limit: float = 60) -> float:
-    started = time.monotonic()
-    while not predicate():
-        assert time.monotonic() - started < limit, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
-    return time.monotonic() - started
 
 
 async def _expected_bars(tmp_path: Path) -> int:
@@ -88,19 +81,19 @@ async def test_jobs_pause_while_the_store_is_unhealthy_and_resume_after(tmp_path
             )
             async with Orchestrator(load_deployment(tmp_path / "deployment.yaml")) as orch:
                 job = lambda: orch.supervisor.job("writer")  # noqa: E731
-                await _until(lambda: job().state is JobState.RUNNING, "the job to run")
+                await until(lambda: job().state is JobState.RUNNING, "the job to run")
                 await asyncio.sleep(1.0)  # let it write for a while
                 stopped_at = time.monotonic()
                 postgres.stop()
-                await _until(lambda: job().paused_by == STORE_HEALTH, "the pause")
+                await until(lambda: job().paused_by == STORE_HEALTH, "the pause")
                 to_pause = time.monotonic() - stopped_at
                 assert job().state is JobState.PAUSED
                 await asyncio.sleep(1.0)
                 started_at = time.monotonic()
                 postgres.start()
-                await _until(lambda: job().paused_by is None, "the resume")
+                await until(lambda: job().paused_by is None, "the resume")
                 to_resume = time.monotonic() - started_at
-                await _until(lambda: job().state is JobState.COMPLETED, "completion", limit=120)
+                await until(lambda: job().state is JobState.COMPLETED, "completion", limit=120)
                 audit = await orch.audit.read(50)
         async with Store(StoreSettings(database_url=SecretStr(postgres.dsn))) as store:
             stored = await store.backend.count("bars")

@@ -2,12 +2,12 @@
 pandas' resampling of the very trades the pipeline saw, and a rerun changes nothing."""
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import redis.asyncio as aioredis
+from harness import DATA, assert_bars_equal, oracle_bars, real_trades, stored_bars
 from pydantic import SecretStr
 
 from market_data_core import RateAdjustment
@@ -19,52 +19,11 @@ from market_data_store.settings import StoreSettings
 from market_data_store.store import Store
 from market_data_store.testing import PostgresServer
 
-ROOT = Path(__file__).resolve().parents[2]
-START = datetime(2000, 1, 1, tzinfo=UTC)
-END = datetime(2100, 1, 1, tzinfo=UTC)
-
 
 @pytest.fixture
 def postgres() -> Iterator[PostgresServer]:
     with PostgresServer(password="pipeline-pw-41d2") as server:
         yield server
-
-
-def _oracle(trades: pd.DataFrame, rule: str) -> pd.DataFrame:
-    trades = trades.sort_values("ts", kind="stable").set_index("ts")
-    grouped = trades.groupby("symbol").resample(rule, label="left", closed="left")
-    bars = grouped.agg(
-        open=("price", "first"),
-        high=("price", "max"),
-        low=("price", "min"),
-        close=("price", "last"),
-        volume=("size", "sum"),
-        trade_count=("price", "count"),
-    )
-    bars = bars[bars["trade_count"] > 0].reset_index().rename(columns={"ts": "start"})
-    return bars.sort_values(["symbol", "start"]).reset_index(drop=True)
-
-
-async def _bars(dsn: str, timeframe: str) -> pd.DataFrame:
-    async with Store(StoreSettings(database_url=SecretStr(dsn))) as store:
-        rows = []
-        for symbol in await _symbols(store):
-            rows += await store.query_bars(symbol, timeframe, START, END, limit=100_000)
-    frame = pd.DataFrame([b.model_dump() for b in rows])
-    return frame.sort_values(["symbol", "start"]).reset_index(drop=True)
-
-
-async def _symbols(store: Store) -> list[str]:
-    return sorted({f.symbol for f in await store.freshness() if f.table == "bars"})
-
-
-def _compare(got: pd.DataFrame, want: pd.DataFrame) -> None:
-    assert len(got) == len(want)
-    assert list(got["symbol"]) == list(want["symbol"])
-    assert list(pd.to_datetime(got["start"], utc=True)) == list(want["start"])
-    for column in ("open", "high", "low", "close", "volume"):
-        pd.testing.assert_series_equal(got[column], want[column], check_names=False, rtol=1e-9)
-    assert list(got["trade_count"]) == list(want["trade_count"])
 
 
 @pytest.mark.asyncio
@@ -101,7 +60,8 @@ async def test_synthetic_trades_to_bars_in_postgres_equal_pandas(
     assert "pipeline-pw-41d2" not in str(first)  # the report shows a redacted URL
     trades = pd.read_parquet(trades_file)
     for timeframe, rule in (("1m", "1min"), ("5m", "5min")):
-        _compare(await _bars(postgres.dsn, timeframe), _oracle(trades, rule))
+        got = await stored_bars(postgres.dsn, timeframe)
+        assert_bars_equal(got, oracle_bars(trades, rule), f"synthetic {timeframe}")
     async with UnifiedRuntime(settings) as rt:
         await rt.run(config)
         before, after = rt.store_report["tables"]["bars"]
@@ -111,7 +71,7 @@ async def test_synthetic_trades_to_bars_in_postgres_equal_pandas(
 
 @pytest.mark.asyncio
 async def test_replay_of_real_trades_into_postgres_equals_pandas(postgres: PostgresServer) -> None:
-    path = ROOT / "examples" / "data" / "btcusdt-trades.parquet"
+    path = DATA / "btcusdt-trades.parquet"
     config = {
         "name": "btc-replay",
         "mode": "classic",
@@ -125,16 +85,8 @@ async def test_replay_of_real_trades_into_postgres_equals_pandas(postgres: Postg
     settings = UnifiedRuntimeSettings.load(None, database_url=SecretStr(postgres.dsn))
     async with UnifiedRuntime(settings) as rt:
         await rt.run(config)
-    raw = pd.read_parquet(path)
-    trades = pd.DataFrame(
-        {
-            "symbol": "BTC/USDT",
-            "ts": raw["timestamp"].dt.tz_convert("UTC"),
-            "price": raw["price"],
-            "size": raw["quantity"],
-        }
-    )
-    _compare(await _bars(postgres.dsn, "1s"), _oracle(trades, "1s"))
+    got = await stored_bars(postgres.dsn, "1s")
+    assert_bars_equal(got, oracle_bars(real_trades(), "1s"), "BTC/USDT 1s")
     assert str(DatabaseUrl.parse(postgres.dsn)).count("pipeline-pw-41d2") == 0
 
 
