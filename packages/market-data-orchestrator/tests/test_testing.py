@@ -1,0 +1,23 @@
+from pathlib import Path
+
+import httpx
+import pytest
+
+from market_data_orchestrator.testing import OrchestratorService
+
+
+def test_serves_on_a_free_loopback_port_and_stops(tmp_path: Path) -> None:
+    deployment = tmp_path / "deployment.yaml"
+    deployment.write_text(f"jobs: []\naudit: {{path: {tmp_path / 'audit.jsonl'}}}\n")
+    with OrchestratorService(deployment) as orchestrator:
+        assert orchestrator.url == f"http://127.0.0.1:{orchestrator.port}"
+        assert httpx.get(f"{orchestrator.url}/readyz").json()["state"] == "healthy"
+    assert orchestrator.process is not None
+    assert orchestrator.process.returncode is not None
+
+
+def test_a_deployment_it_cannot_serve_fails_with_the_log(tmp_path: Path) -> None:
+    deployment = tmp_path / "deployment.yaml"
+    deployment.write_text("jobs: [{name: x}]\n")  # no config
+    with pytest.raises(RuntimeError, match=r"mdo serve exited with 2:(.|\n)*config"):
+        OrchestratorService(deployment).start()
