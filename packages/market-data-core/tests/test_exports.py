@@ -3,14 +3,14 @@
 import market_data_core
 
 EXPECTED = {
-    "CONTRACT_VERSION", "AssetClass", "AuditEnvelope", "AuditOutcome", "BackpressureLevel",
+    "CONTRACT_VERSION", "MAX_TIMESTAMP", "MIN_TIMESTAMP", "AssetClass", "AuditEnvelope", "AuditOutcome", "BackpressureLevel",
     "Bar", "ClusterId", "ClusterTopology", "ConfigurationError", "ContractError",
     "ControlAction", "ControlResult", "ControlStatus", "EventEnvelope", "EventMeta",
     "FederationDirectory", "FeedbackEvent", "FeedbackPublisher", "FeedbackSubscriber",
     "FeedbackTracker", "HealthComponent", "HealthState", "HealthStatus", "InMemoryFeedbackBus",
     "Instrument", "MarketDataError", "MetricKind", "MetricPoint", "NodeId", "NodeRole",
     "NodeStatus", "PipelineRunner", "Probe", "ProbeKind", "Quote", "RateAdjustment",
-    "RateController", "Region", "Signal", "Sink", "Source", "Symbol", "TelemetryMessage", "Timeframe",
+    "RateController", "Region", "Signal", "Sink", "Source", "Symbol", "TelemetryMessage", "Text", "Timeframe",
     "TimeframeError", "Trade", "TradeSide", "Track", "Transform", "TransportError", "UtcDatetime",
     "__version__", "worst_of",
 }  # fmt: skip

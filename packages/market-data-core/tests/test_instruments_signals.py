@@ -34,6 +34,8 @@ def test_instrument_defaults_and_validation() -> None:
         ({"name": ""}, ["name"]),
         ({"metadata": {"k": [1, 2]}}, ["metadata.k"]),
         ({"metadata": {"k": float("nan")}}, ["metadata.k"]),
+        ({"metadata": {"k": "a\x00b"}}, ["metadata.k", "NUL character"]),
+        ({"metadata": {"k\x00": "v"}}, ["metadata.k\x00", "NUL character"]),
     ],
 )
 def test_invalid_signals_name_the_field(overrides: dict[str, Any], names: list[str]) -> None:

@@ -4,7 +4,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from market_data_core import Trade, TradeSide
+from market_data_core import MAX_TIMESTAMP, MIN_TIMESTAMP, Trade, TradeSide
 from market_data_core.testing import T0, make_quote, make_trade
 
 
@@ -75,3 +75,51 @@ def test_trade_from_json_with_side_and_conditions() -> None:
     assert trade.side is TradeSide.SELL
     assert trade.ts == datetime(2021, 1, 8, 0, 0, 0, 123_000, tzinfo=UTC)
     assert trade.conditions == ("I",)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"exchange": "XN\x00AS"},
+        {"conditions": ("@", "\x00")},
+        {"trade_id": "12\x0034"},
+        {"exchange": "X\ud800"},
+    ],
+)
+def test_text_that_a_store_cannot_keep_is_refused(overrides: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError) as excinfo:
+        make_trade(**overrides)
+    field = next(iter(overrides))
+    assert field in str(excinfo.value)
+    assert "NUL character" in str(excinfo.value) or "lone surrogate" in str(excinfo.value)
+
+
+def test_a_quote_exchange_with_nul_is_refused() -> None:
+    with pytest.raises(ValidationError, match=r"exchange[\s\S]*NUL character"):
+        make_quote(exchange="IEX\x00")
+
+
+_EDGES = [
+    "0001-01-01T00:00:00Z",
+    "0001-01-01T00:00:00+01:00",  # before year 1 in UTC: overflowed on the way to UTC
+    "9999-12-31T23:59:59.999999Z",
+    "9999-12-31T23:00:00-05:00",  # after year 9999 in UTC
+    "1677-12-31T23:59:59.999999Z",
+    "2262-01-01T00:00:00Z",
+]
+
+
+@pytest.mark.parametrize("ts", _EDGES)
+def test_timestamps_out_of_range_are_validation_errors(ts: str) -> None:
+    document = f'{{"symbol": "A", "ts": "{ts}", "price": 1, "size": 1}}'
+    with pytest.raises(ValidationError, match=r"ts[\s\S]*out of range[\s\S]*1678-01-01"):
+        Trade.model_validate_json(document)
+    with pytest.raises(ValidationError, match="out of range"):
+        make_trade(ts=ts)
+
+
+def test_the_timestamp_range_is_inclusive_below_and_exclusive_above() -> None:
+    assert make_trade(ts=MIN_TIMESTAMP).ts == MIN_TIMESTAMP
+    last = MAX_TIMESTAMP - timedelta(microseconds=1)
+    assert make_trade(ts=last.astimezone(timezone(timedelta(hours=-5)))).ts == last
+    assert make_quote(ts=MIN_TIMESTAMP).ts == MIN_TIMESTAMP

@@ -9,7 +9,7 @@ in ``market_data_core.transports.redis`` behind the ``redis`` extra.
 300
 """
 
-from market_data_core._types import Symbol, UtcDatetime
+from market_data_core._types import MAX_TIMESTAMP, MIN_TIMESTAMP, Symbol, Text, UtcDatetime
 from market_data_core.bars import Bar
 from market_data_core.control import (
     AuditEnvelope,
@@ -69,6 +69,8 @@ from market_data_core.version import CONTRACT_VERSION, __version__
 
 __all__ = [
     "CONTRACT_VERSION",
+    "MAX_TIMESTAMP",
+    "MIN_TIMESTAMP",
     "AssetClass",
     "AuditEnvelope",
     "AuditOutcome",
@@ -111,6 +113,7 @@ __all__ = [
     "Source",
     "Symbol",
     "TelemetryMessage",
+    "Text",
     "Timeframe",
     "TimeframeError",
     "Track",

@@ -8,14 +8,27 @@ from typing import Annotated
 from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints
 
 __all__ = [
+    "MAX_TIMESTAMP",
+    "MIN_TIMESTAMP",
     "SYMBOL_PATTERN",
     "FinitePrice",
     "Identifier",
     "NonNegativeFinite",
     "Symbol",
+    "Text",
     "UtcDatetime",
+    "check_text",
+    "clamp_utc",
     "to_utc",
 ]
+
+MIN_TIMESTAMP = datetime(1678, 1, 1, tzinfo=UTC)
+MAX_TIMESTAMP = datetime(2262, 1, 1, tzinfo=UTC)
+"""Contract timestamps lie in ``[MIN_TIMESTAMP, MAX_TIMESTAMP)``: the years that int64
+nanoseconds since the epoch can hold (Arrow, pandas and numpy timestamps), with room for a
+window's end. Every store keeps that range as it is: nothing near ``datetime.min`` or
+``datetime.max``, which PostgreSQL drivers turn into -infinity and infinity, and no offset
+that overflows the year 9999 on the way to UTC."""
 
 SYMBOL_PATTERN = r"^[A-Za-z0-9^][A-Za-z0-9._:/=^+\-]{0,63}$"
 """Letters, digits and the separators venues use (``BTC/USDT``, ``6EH4.XCME``, ``ES=F``,
@@ -23,12 +36,54 @@ SYMBOL_PATTERN = r"^[A-Za-z0-9^][A-Za-z0-9._:/=^+\-]{0,63}$"
 
 
 def to_utc(value: datetime) -> datetime:
-    """Convert an aware datetime to UTC (the same instant, ``tzinfo=UTC``)."""
+    """Convert an aware datetime to UTC (the same instant, ``tzinfo=UTC``); ``ValueError``
+    outside ``[MIN_TIMESTAMP, MAX_TIMESTAMP)``."""
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before year 1 in UTC
+        utc = None
+    if utc is None or not MIN_TIMESTAMP <= utc < MAX_TIMESTAMP:
+        msg = (
+            f"timestamp {value.isoformat()} is out of range: timestamps must be from "
+            f"{MIN_TIMESTAMP.date()} (inclusive) to {MAX_TIMESTAMP.date()} (exclusive), UTC"
+        )
+        raise ValueError(msg)
+    return utc
+
+
+def clamp_utc(value: datetime) -> datetime:
+    """An aware datetime in UTC, clamped into ``[MIN_TIMESTAMP, MAX_TIMESTAMP]``: the bound
+    of a query range, where "from year 1 to 9999" means "everything"."""
+    if value < MIN_TIMESTAMP:
+        return MIN_TIMESTAMP
+    if value >= MAX_TIMESTAMP:
+        return MAX_TIMESTAMP
     return value.astimezone(UTC)
 
 
+def check_text(value: str) -> str:
+    """``value`` when every store can keep it: no NUL character (PostgreSQL text cannot
+    hold one) and no lone surrogate (not encodable as UTF-8); else ``ValueError``."""
+    position = value.find("\x00")
+    if position >= 0:
+        msg = f"text contains a NUL character (\\x00) at position {position}"
+        raise ValueError(msg)
+    if value.isascii():
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        msg = f"text contains a lone surrogate at position {exc.start}: not valid Unicode"
+        raise ValueError(msg) from None
+    return value
+
+
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(to_utc)]
-"""A timezone-aware datetime, normalised to UTC. Naive datetimes are rejected."""
+"""A timezone-aware datetime, normalised to UTC, in ``[MIN_TIMESTAMP, MAX_TIMESTAMP)``.
+Naive datetimes are rejected."""
+
+Text = Annotated[str, AfterValidator(check_text)]
+"""Free text that every store can keep: see ``check_text``."""
 
 Symbol = Annotated[str, StringConstraints(pattern=SYMBOL_PATTERN)]
 """An instrument symbol: see ``SYMBOL_PATTERN``."""

@@ -7,12 +7,15 @@ from typing import Annotated
 from pydantic import Field, StringConstraints
 
 from market_data_core._base import InputModel
-from market_data_core._types import FinitePrice, Identifier, Symbol, UtcDatetime
+from market_data_core._types import FinitePrice, Identifier, Symbol, Text, UtcDatetime
 
 __all__ = ["Signal", "SignalValue"]
 
 SignalValue = str | int | Annotated[float, Field(allow_inf_nan=False)] | bool | None
-"""A metadata value: JSON scalars only (finite floats), so that every store can keep it."""
+"""A JSON scalar (finite floats): the values of details and metadata maps."""
+
+_StoredValue = Text | int | Annotated[float, Field(allow_inf_nan=False)] | bool | None
+"""A signal's metadata value: a JSON scalar that every store can keep (text without NUL)."""
 
 
 class Signal(InputModel):
@@ -24,6 +27,6 @@ class Signal(InputModel):
     name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.:\-]{0,63}$")]
     value: FinitePrice
     score: Annotated[float, Field(allow_inf_nan=False)] | None = None
-    metadata: dict[Annotated[str, StringConstraints(min_length=1, max_length=64)], SignalValue] = (
+    metadata: dict[Annotated[Text, StringConstraints(min_length=1, max_length=64)], _StoredValue] = (
         Field(default_factory=dict)
     )

@@ -8,11 +8,11 @@ from typing import Annotated, Self
 from pydantic import StringConstraints, model_validator
 
 from market_data_core._base import InputModel
-from market_data_core._types import FinitePrice, NonNegativeFinite, Symbol, UtcDatetime
+from market_data_core._types import FinitePrice, NonNegativeFinite, Symbol, Text, UtcDatetime
 
 __all__ = ["Quote", "Trade", "TradeSide"]
 
-_Venue = Annotated[str, StringConstraints(min_length=1, max_length=32)]
+_Venue = Annotated[Text, StringConstraints(min_length=1, max_length=32)]
 
 
 class TradeSide(StrEnum):
@@ -30,8 +30,8 @@ class Trade(InputModel):
     price: FinitePrice
     size: NonNegativeFinite
     exchange: _Venue | None = None
-    conditions: tuple[Annotated[str, StringConstraints(min_length=1, max_length=16)], ...] = ()
-    trade_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    conditions: tuple[Annotated[Text, StringConstraints(min_length=1, max_length=16)], ...] = ()
+    trade_id: Annotated[Text, StringConstraints(min_length=1, max_length=64)] | None = None
     side: TradeSide | None = None
 
 

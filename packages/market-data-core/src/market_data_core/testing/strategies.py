@@ -54,6 +54,8 @@ _DIVISORS = [d for d in range(1, _DAY + 1) if _DAY % d == 0]
 symbols = st.from_regex(r"\A[A-Z0-9][A-Z0-9./:=\-]{0,15}\Z")
 identifiers = st.from_regex(r"\A[a-z0-9][a-z0-9._\-]{0,30}\Z")
 texts = st.text(st.characters(codec="utf-8"), max_size=40)
+stored_texts = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=40)
+"""Text that every store keeps (``market_data_core.Text``: no NUL)."""
 prices = st.floats(min_value=-1e9, max_value=1e9, allow_nan=False, allow_infinity=False)
 sizes = st.floats(min_value=0, max_value=1e12, allow_nan=False, allow_infinity=False)
 unit = st.floats(min_value=0, max_value=1, allow_nan=False)
@@ -190,7 +192,9 @@ STRATEGIES: dict[type[Any], st.SearchStrategy[Any]] = {
         value=prices,
         score=st.none() | unit,
         metadata=st.dictionaries(
-            st.from_regex(r"\A[a-z]{1,8}\Z"), st.none() | st.booleans() | prices | texts, max_size=3
+            st.from_regex(r"\A[a-z]{1,8}\Z"),
+            st.none() | st.booleans() | prices | stored_texts,
+            max_size=3,
         ),
     ),
     FeedbackEvent: feedback_events(),
