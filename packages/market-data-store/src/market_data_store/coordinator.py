@@ -36,6 +36,15 @@ failure for the ``CircuitBreaker`` (a held batch once per round of attempts). Wh
 breaker is open, workers wait and take nothing: the queue fills and backpressure goes
 ``hard`` instead of data being thrown away; half-open, one trial batch goes through.
 
+Isolation. A batch mixes the records of several callers. When the database refuses a
+batch as bad data (``InvalidValueError``: a value it cannot store), the batch is split in
+two, where one caller's records begin if possible, and each half is written on its own,
+recursively: every good record is written and each refused record ends alone, dead-lettered
+(else failed) with the database's reason. A call's ``WriteReceipt`` (what ``submit_many``
+returns) lists its refused records by index, so a caller learns which of its own records
+were not stored and no one else's records suffer for them. A refusal is not a failure of
+the database: it does not count for the circuit breaker.
+
 Crashes. Any other exception out of a worker (a bug in the writer or here) crashes it; a
 supervisor counts it in ``worker_restarts`` and restarts the worker with a short backoff.
 The restarted worker first retries the batch its predecessor held; if that batch crashes a
@@ -57,6 +66,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -78,10 +89,12 @@ from market_data_store.dlq import DeadLetterStore
 from market_data_store.exceptions import (
     BackendError,
     CoordinatorStoppedError,
+    InvalidValueError,
     QueueFullError,
     StoreConfigurationError,
     TransientBackendError,
 )
+from market_data_store.receipts import Ledger, Outcome, WriteReceipt
 from market_data_store.retry import BreakerState, CircuitBreaker, RetryPolicy
 from market_data_store.watermarks import Watermarks
 
@@ -142,6 +155,11 @@ class CoordinatorStats:
     state: CoordinatorState
     outage_rounds: int = 0
     """Rounds of attempts that ran out on transient errors while the batch was held."""
+    refused: int = 0
+    """Records the database refused as bad data, isolated from their batch (and counted in
+    ``dead_lettered`` or ``failed`` too)."""
+    isolations: int = 0
+    """Splits of a refused batch part (see "Isolation" in the module docstring)."""
 
     @property
     def unaccounted(self) -> int:
@@ -150,15 +168,30 @@ class CoordinatorStats:
         return self.accepted - settled - self.queue_size - self.in_flight
 
 
+_Part = tuple[int, tuple[Record, ...]]
+"""Consecutive records of a batch and the queue position of the first one."""
+
+
 @dataclass(slots=True)
 class _Held:
-    """The batch a worker is writing; it stays here until it is accounted for."""
+    """The batch a worker is writing: its parts not yet accounted for, in position order
+    (one part, until the database refuses a record of it). It stays held until the last
+    part is accounted for."""
 
-    records: tuple[Record, ...]
-    start: int
-    """The queue position of its first record (positions count accepted records)."""
+    parts: deque[_Part]
     attempts: int = 0
+    """Write attempts of the first part."""
     crashes: int = 0
+
+    @property
+    def start(self) -> int:
+        """The queue position of its first record not yet accounted for (positions count
+        accepted records)."""
+        return self.parts[0][0] if self.parts else sys.maxsize
+
+    @property
+    def size(self) -> int:
+        return sum(len(records) for _, records in self.parts)
 
 
 class WriteCoordinator:
@@ -239,6 +272,8 @@ class WriteCoordinator:
         self._accepted = self._written = self._failed = self._dead_lettered = 0
         self._dropped = self._retries = self._restarts = self._batches = 0
         self._outage_rounds = 0
+        self._refused = self._isolations = 0
+        self._ledger = Ledger()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -312,25 +347,28 @@ class WriteCoordinator:
 
     # -- producers -------------------------------------------------------------------------
 
-    async def submit(self, record: Record) -> None:
+    async def submit(self, record: Record) -> WriteReceipt:
         """Queue one record (see ``submit_many``)."""
-        await self.submit_many((record,))
+        return await self.submit_many((record,))
 
-    async def submit_many(self, records: Iterable[Record]) -> None:
+    async def submit_many(self, records: Iterable[Record]) -> WriteReceipt:
         """Queue a batch under the overflow strategy; see "Overflow" in the module docstring.
+        The receipt tells, once its records are settled, what became of each of them.
 
         Raises ``CoordinatorStoppedError`` when not running and ``QueueFullError`` under
         ``overflow="error"`` when the batch does not fit (nothing of it accepted)."""
         batch = records if isinstance(records, Sequence) else tuple(records)
+        receipt = WriteReceipt(len(batch))
         if not batch:
-            return
+            return receipt
         self._ensure_running(0, len(batch))
         if self.overflow == "error":
-            self._put_or_refuse(batch)
+            self._put_or_refuse(batch, receipt)
         elif self.overflow == "drop_oldest":
-            self._put_evicting(batch)
+            self._put_evicting(batch, receipt)
         else:
-            await self._put_blocking(batch)
+            await self._put_blocking(batch, receipt)
+        return receipt
 
     async def flush(self) -> None:
         """Wait until every record accepted before this call is written, dead-lettered,
@@ -350,22 +388,22 @@ class WriteCoordinator:
             return False
         return all(held.start >= position for held in self._held.values())
 
-    def _put_or_refuse(self, batch: Sequence[Record]) -> None:
+    def _put_or_refuse(self, batch: Sequence[Record], receipt: WriteReceipt) -> None:
         if len(batch) > self._queue.free:
             msg = (
                 f"write queue of {self.coordinator_id} is full: {len(batch)} records do not "
                 f"fit in {self._queue.free} free of {self.capacity}; none were accepted"
             )
             raise QueueFullError(msg)
-        self._accept(batch)
+        self._accept(batch, receipt, 0)
 
-    def _put_evicting(self, batch: Sequence[Record]) -> None:
+    def _put_evicting(self, batch: Sequence[Record], receipt: WriteReceipt) -> None:
         evicted = self._queue.put_evicting(batch)
+        self._ledger.add(self._accepted, len(batch), receipt, 0)
         self._accepted += len(batch)
-        self._dropped += evicted
-        self._dequeued += evicted
         if evicted:
-            self._progress.notify()
+            self._settle(self._dequeued, evicted, Outcome.DROPPED)
+            self._dequeued += evicted
         if evicted and not self._evicting:
             logger.warning(
                 "write queue of %s is full: dropping the oldest records (see stats().dropped)",
@@ -374,20 +412,25 @@ class WriteCoordinator:
         self._evicting = evicted > 0
         self._emitter.observe(len(self._queue))
 
-    async def _put_blocking(self, batch: Sequence[Record]) -> None:
+    async def _put_blocking(self, batch: Sequence[Record], receipt: WriteReceipt) -> None:
         done = 0
-        while done < len(batch):
-            self._ensure_running(done, len(batch))
-            room = self._queue.free
-            if room == 0:
-                await self._queue.wait_for_space()
-                continue
-            part = batch[done : done + room]
-            self._accept(part)
-            done += len(part)
+        try:
+            while done < len(batch):
+                self._ensure_running(done, len(batch))
+                room = self._queue.free
+                if room == 0:
+                    await self._queue.wait_for_space()
+                    continue
+                part = batch[done : done + room]
+                self._accept(part, receipt, done)
+                done += len(part)
+        except BaseException:
+            receipt.shrink(done)  # the parts queued stay accepted; the call raises
+            raise
 
-    def _accept(self, records: Sequence[Record]) -> None:
+    def _accept(self, records: Sequence[Record], receipt: WriteReceipt, offset: int) -> None:
         self._queue.put(records)
+        self._ledger.add(self._accepted, len(records), receipt, offset)
         self._accepted += len(records)
         self._emitter.observe(len(self._queue))
 
@@ -426,19 +469,41 @@ class WriteCoordinator:
             records = await self._queue.take(self._batch_size, self._flush_interval)
             if not records:
                 return
-            held = self._held[slot] = _Held(tuple(records), start=self._dequeued)
+            held = self._held[slot] = _Held(deque([(self._dequeued, tuple(records))]))
             self._dequeued += len(records)
             self._batches += 1
             self._emitter.observe(len(self._queue))
             await self._process(slot, held)
 
     async def _process(self, slot: int, held: _Held) -> None:
-        """Write one batch with retries, then account for it (or crash, keeping it held)."""
+        """Write a held batch part by part (or crash, keeping what is left held). A part the
+        database refuses as bad data is split until the refused records stand alone; see
+        "Isolation" in the module docstring."""
+        while held.parts:
+            start, records = held.parts[0]
+            error = await self._write_part(held, records)
+            if error is None:
+                held.parts.popleft()
+                self._settle(start, len(records), Outcome.WRITTEN)
+            elif isinstance(error, InvalidValueError) and len(records) > 1:
+                held.parts.popleft()
+                held.parts.extendleft(reversed(self._halves(start, records)))
+                held.attempts = 0
+                self._isolations += 1
+            else:
+                refusal = error.reason if isinstance(error, InvalidValueError) else None
+                await self._give_up(held, _describe(error), refusal)
+        del self._held[slot]
+        self._crash_streak[slot] = 0
+
+    async def _write_part(self, held: _Held, records: tuple[Record, ...]) -> BackendError | None:
+        """Write the first part of ``held`` with retries: ``None`` once written, else the
+        error that settles it. Under ``on_outage="hold"`` an outage is waited out."""
         while True:
             trial = await self._admit()
             try:
                 await self.retry.call(
-                    lambda: self._attempt(held),
+                    lambda: self._attempt(held, records),
                     on_retry=lambda attempt, error, delay: self._count_retry(held, error, delay),
                 )
             except asyncio.CancelledError:
@@ -450,25 +515,30 @@ class WriteCoordinator:
                 if self._holds_through_outage():
                     self._held_over(held, exc)
                     continue
-                await self._give_up(slot, held, _describe(exc))
-                return
+                return exc
+            except InvalidValueError as exc:
+                self.breaker.record_success()  # the database answered: it works
+                return exc
             except BackendError as exc:
                 self.breaker.record_failure()
-                await self._give_up(slot, held, _describe(exc))
-                return
+                return exc
             except Exception:
                 self.breaker.record_failure()
                 raise
-            break
-        self.breaker.record_success()
-        del self._held[slot]
-        self._written += len(held.records)
-        self._crash_streak[slot] = 0
-        self._progress.notify()
+            self.breaker.record_success()
+            return None
 
-    async def _attempt(self, held: _Held) -> WriteResult:
+    def _halves(self, start: int, records: tuple[Record, ...]) -> list[_Part]:
+        """Two parts of a refused part: split where one caller's records begin, the one
+        nearest the middle (the callers' records stay apart), else in the middle."""
+        middle = start + len(records) // 2
+        inside = self._ledger.boundaries(start, start + len(records))
+        cut = min(inside, key=lambda boundary: abs(boundary - middle)) if inside else middle
+        return [(start, records[: cut - start]), (cut, records[cut - start :])]
+
+    async def _attempt(self, held: _Held, records: tuple[Record, ...]) -> WriteResult:
         held.attempts += 1
-        return await self._writer.write(held.records)
+        return await self._writer.write(records)
 
     def _holds_through_outage(self) -> bool:
         return self.on_outage == "hold" and self._state is CoordinatorState.RUNNING
@@ -479,7 +549,7 @@ class WriteCoordinator:
         logger.warning(
             "a batch of %d records is still not written after %d attempts (%s); holding it"
             " until the database answers",
-            len(held.records),
+            held.size,
             held.attempts,
             error,
         )
@@ -489,7 +559,7 @@ class WriteCoordinator:
         logger.info(
             "write attempt %d of a batch of %d records failed (%s); retrying in %.3fs",
             held.attempts,
-            len(held.records),
+            held.size,
             error,
             delay,
         )
@@ -510,32 +580,55 @@ class WriteCoordinator:
     def _breaker_wait(self) -> float:
         return min(max(self.breaker.retry_after(), 0.001), _BREAKER_POLL)
 
-    async def _give_up(self, slot: int, held: _Held, error: str) -> None:
-        """The batch failed for good: dead-letter it (else count it as failed).
+    async def _give_up(self, held: _Held, error: str, refusal: str | None = None) -> None:
+        """The first part of ``held`` failed for good: dead-letter it (else count it as
+        failed). A lone record the database refused is a refusal of its call too.
 
-        Cancelling the worker meanwhile does not interrupt the put: the batch is settled
+        Cancelling the worker meanwhile does not interrupt the put: the part is settled
         first, then the cancellation goes on (else it would be dead-lettered twice)."""
-        put = asyncio.ensure_future(self._dead_letter(held.records, error, held.attempts))
+        start, records = held.parts[0]
+        put = asyncio.ensure_future(self._dead_letter(records, error, held.attempts))
         try:
             await asyncio.shield(put)
         finally:
             if not put.done():
                 await asyncio.wait((put,))
-            self._settle_given_up(slot, held, error, stored=put.result())
+            held.parts.popleft()
+            outcome = Outcome.DEAD_LETTERED if put.result() else Outcome.FAILED
+            if outcome is Outcome.FAILED:
+                logger.error(
+                    "%d records failed after %d attempts and could not be dead-lettered: %s",
+                    len(records),
+                    held.attempts,
+                    error,
+                )
+            held.attempts = 0
+            if len(records) == 1 and refusal is not None:
+                self._refuse(start, refusal, outcome)
+            else:
+                self._settle(start, len(records), outcome)
 
-    def _settle_given_up(self, slot: int, held: _Held, error: str, *, stored: bool) -> None:
-        del self._held[slot]
+    def _refuse(self, position: int, reason: str, outcome: Outcome) -> None:
+        self._refused += 1
+        self._count(outcome, 1)
+        self._ledger.refuse(position, reason, outcome)
         self._progress.notify()
-        if stored:
-            self._dead_lettered += len(held.records)
+
+    def _settle(self, start: int, count: int, outcome: Outcome) -> None:
+        """Positions ``[start, start + count)`` are settled: count them, tell their callers."""
+        self._count(outcome, count)
+        self._ledger.settle(start, count, outcome)
+        self._progress.notify()
+
+    def _count(self, outcome: Outcome, count: int) -> None:
+        if outcome is Outcome.WRITTEN:
+            self._written += count
+        elif outcome is Outcome.DEAD_LETTERED:
+            self._dead_lettered += count
+        elif outcome is Outcome.FAILED:
+            self._failed += count
         else:
-            self._failed += len(held.records)
-            logger.error(
-                "%d records failed after %d attempts and could not be dead-lettered: %s",
-                len(held.records),
-                held.attempts,
-                error,
-            )
+            self._dropped += count
 
     async def _dead_letter(self, records: Sequence[Record], error: str, attempts: int) -> bool:
         """Put a batch in the dead-letter store; False when there is none or it failed."""
@@ -571,7 +664,9 @@ class WriteCoordinator:
         if held is not None:
             held.crashes += 1
             if held.crashes >= _CRASHES_PER_BATCH:
-                await self._give_up(slot, held, f"worker crashed: {_describe(error)}")
+                while held.parts:
+                    await self._give_up(held, f"worker crashed: {_describe(error)}")
+                del self._held[slot]
         first, longest = _RESTART_BACKOFF
         self._spawn(slot, delay=min(first * 2 ** (streak - 1), longest))
 
@@ -596,37 +691,42 @@ class WriteCoordinator:
             await _cancel(task)
         self._workers.clear()
         queued = self._queue.take_all()
+        first = self._dequeued
         self._dequeued += len(queued)
         self._salvaging = len(queued)
-        for start in range(0, len(queued), self._batch_size):
-            part = queued[start : start + self._batch_size]
-            await self._salvage(part, "coordinator stopped before writing", attempts=0)
+        for offset in range(0, len(queued), self._batch_size):
+            part = tuple(queued[offset : offset + self._batch_size])
+            await self._salvage(first + offset, part, "coordinator stopped before writing", 0)
         for slot, held in tuple(self._held.items()):
-            self._salvaging += len(held.records)
+            self._salvaging += held.size
             del self._held[slot]
-            await self._salvage(held.records, "coordinator stopped during the write", held.attempts)
+            for start, records in held.parts:
+                error = "coordinator stopped during the write"
+                await self._salvage(start, records, error, held.attempts)
 
-    async def _salvage(self, records: Sequence[Record], error: str, attempts: int) -> None:
+    async def _salvage(
+        self, start: int, records: tuple[Record, ...], error: str, attempts: int
+    ) -> None:
         stored = await self._dead_letter(records, error, attempts)
         self._salvaging -= len(records)
-        self._progress.notify()
         if stored:
-            self._dead_lettered += len(records)
+            outcome = Outcome.DEAD_LETTERED
         elif self.dead_letters is not None:
-            self._failed += len(records)
+            outcome = Outcome.FAILED
         else:
-            self._dropped += len(records)
+            outcome = Outcome.DROPPED
             logger.warning(
                 "%s stopped without draining: %d records dropped (no dead-letter store)",
                 self._name,
                 len(records),
             )
+        self._settle(start, len(records), outcome)
 
     # -- observation -----------------------------------------------------------------------
 
     def stats(self) -> CoordinatorStats:
         """A snapshot of the counters and the queue."""
-        in_flight = sum(len(held.records) for held in self._held.values()) + self._salvaging
+        in_flight = sum(held.size for held in self._held.values()) + self._salvaging
         return CoordinatorStats(
             accepted=self._accepted,
             written=self._written,
@@ -643,6 +743,8 @@ class WriteCoordinator:
             publish_errors=self._emitter.publish_errors,
             state=self._state,
             outage_rounds=self._outage_rounds,
+            refused=self._refused,
+            isolations=self._isolations,
         )
 
     def health(self) -> list[HealthComponent]:
