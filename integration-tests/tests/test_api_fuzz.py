@@ -298,7 +298,7 @@ def _store(directory: Path, database_url: str, redis_url: str) -> StoreService:
             "MDS_ADMIN_TOKEN": STORE_ADMIN_TOKEN,
             "MDS_REDIS_URL": redis_url,
             "MDS_HEARTBEAT_INTERVAL": "0.5",
-            "MDS_READINESS_CACHE_SECONDS": "0",
+            "MDS_HEALTH_INTERVAL": "0.2",
         },
     )
 

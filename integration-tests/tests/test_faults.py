@@ -278,7 +278,7 @@ async def test_postgres_down_20_s_pauses_the_job_and_it_completes_with_every_bar
     # The store's defaults: a batch in flight when PostgreSQL goes away outlives its 5
     # attempts (MDS_ON_OUTAGE=hold) and is written when the database is back, instead of
     # going to the dead-letter file. The sink's 30 HTTP attempts outlast the outage too.
-    env = {"MDS_READINESS_CACHE_SECONDS": "0"}
+    env = {"MDS_HEALTH_INTERVAL": "0.2"}
     with StoreService(tmp_path, database_url=postgres.dsn, env=env) as service:
         sink = {"id": "store", "type": "store", "params": {"url": service.url, "attempts": 30}}
         graph = _writer_graph(sink)

@@ -163,9 +163,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     tmp = tmp_path_factory.mktemp("platform")
     started = time.monotonic()
     with RedisServer() as redis:
-        store = StoreService(
-            tmp, env={"MDS_REDIS_URL": redis.url, "MDS_READINESS_CACHE_SECONDS": "0"}
-        )
+        store = StoreService(tmp, env={"MDS_REDIS_URL": redis.url, "MDS_HEALTH_INTERVAL": "0.2"})
         with store:
             for name in ("feed.yaml", "pipeline-p0.yaml", "deployment.yaml"):
                 text = _swap_hosts((OPS / "compose" / name).read_text(), redis.url, store.url)

@@ -69,7 +69,7 @@ async def test_jobs_pause_while_the_store_is_unhealthy_and_resume_after(tmp_path
         service = StoreService(
             tmp_path,
             database_url=postgres.dsn,
-            env={"MDS_READINESS_CACHE_SECONDS": "0"},
+            env={"MDS_HEALTH_INTERVAL": "0.2"},
         )
         with service:
             (tmp_path / "job.yaml").write_text(JOB.format(url=service.url))

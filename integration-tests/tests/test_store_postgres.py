@@ -31,7 +31,7 @@ def _settings(server: PostgresServer, tmp_path: Path) -> StoreSettings:
     return StoreSettings(
         database_url=SecretStr(server.dsn),
         dead_letter_path=str(tmp_path / "dlq.ndjson"),
-        readiness_cache_seconds=0,
+        health_interval=0.05,
         flush_interval=0.02,
         retry_attempts=8,
     )

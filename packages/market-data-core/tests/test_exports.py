@@ -12,7 +12,7 @@ EXPECTED = {
     "NodeStatus", "PipelineRunner", "Probe", "ProbeKind", "Quote", "RateAdjustment",
     "RateController", "Region", "Signal", "Sink", "Source", "Symbol", "TelemetryMessage", "Text", "Timeframe",
     "TimeframeError", "Trade", "TradeSide", "Track", "Transform", "TransportError", "UtcDatetime",
-    "__version__", "worst_of",
+    "__version__", "check_text", "clamp_utc", "worst_of",
 }  # fmt: skip
 
 

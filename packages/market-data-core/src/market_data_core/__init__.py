@@ -9,7 +9,15 @@ in ``market_data_core.transports.redis`` behind the ``redis`` extra.
 300
 """
 
-from market_data_core._types import MAX_TIMESTAMP, MIN_TIMESTAMP, Symbol, Text, UtcDatetime
+from market_data_core._types import (
+    MAX_TIMESTAMP,
+    MIN_TIMESTAMP,
+    Symbol,
+    Text,
+    UtcDatetime,
+    check_text,
+    clamp_utc,
+)
 from market_data_core.bars import Bar
 from market_data_core.control import (
     AuditEnvelope,
@@ -123,5 +131,7 @@ __all__ = [
     "TransportError",
     "UtcDatetime",
     "__version__",
+    "check_text",
+    "clamp_utc",
     "worst_of",
 ]

@@ -16,6 +16,7 @@ SignalValue = str | int | Annotated[float, Field(allow_inf_nan=False)] | bool | 
 
 _StoredValue = Text | int | Annotated[float, Field(allow_inf_nan=False)] | bool | None
 """A signal's metadata value: a JSON scalar that every store can keep (text without NUL)."""
+_MetadataKey = Annotated[Text, StringConstraints(min_length=1, max_length=64)]
 
 
 class Signal(InputModel):
@@ -27,6 +28,6 @@ class Signal(InputModel):
     name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.:\-]{0,63}$")]
     value: FinitePrice
     score: Annotated[float, Field(allow_inf_nan=False)] | None = None
-    metadata: dict[Annotated[Text, StringConstraints(min_length=1, max_length=64)], _StoredValue] = (
-        Field(default_factory=dict)
-    )
+    metadata: dict[
+        Annotated[Text, StringConstraints(min_length=1, max_length=64)], _StoredValue
+    ] = Field(default_factory=dict)

@@ -91,11 +91,10 @@ def serve(
         typer.Option(envvar="MDS_REDIS_URL", show_envvar=True, help="publish feedback on Redis"),
     ] = None,
 ) -> None:
-    """Run the HTTP service (uvicorn); migrations are applied on start."""
-    import uvicorn  # noqa: PLC0415
-
+    """Run the HTTP service (uvicorn); migrations are applied on start. SIGTERM drains the
+    write queue for up to MDS_DRAIN_TIMEOUT seconds, then dead-letters the rest and exits."""
     from market_data_store.logs import configure_logging  # noqa: PLC0415
-    from market_data_store.service import create_app  # noqa: PLC0415
+    from market_data_store.service.server import serve as run  # noqa: PLC0415
 
     settings = _settings(
         database_url,
@@ -105,7 +104,7 @@ def serve(
         redis_url=SecretStr(redis_url) if redis_url else None,
     )
     configure_logging(json=settings.log_json)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    run(settings)
 
 
 @app.command()

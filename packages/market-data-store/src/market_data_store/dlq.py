@@ -115,6 +115,25 @@ class FileDeadLetterStore:
         self._replaying = asyncio.Lock()
         self.corrupt_lines = 0
         """Unparsable lines met by the last ``read`` or ``replay``."""
+        self.last_error: str | None = None
+        """Why the last ``check`` or ``put`` failed (``None`` once one succeeds)."""
+
+    async def check(self) -> str | None:
+        """Can entries be appended? Opens the file for appending (creating it and its
+        directory) and returns ``None``, or says why not; ``last_error`` keeps the answer."""
+        try:
+            await asyncio.to_thread(self._touch)
+        except OSError as exc:
+            self.last_error = f"{type(exc).__name__}: {exc}"
+        else:
+            self.last_error = None
+        return self.last_error
+
+    def _touch(self) -> None:
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="utf-8"):
+                pass
 
     async def put(self, records: Sequence[Record], *, error: str, attempts: int) -> DeadLetter:
         """Append the batch as one line and fsync it."""
@@ -126,7 +145,12 @@ class FileDeadLetterStore:
             records=tuple(records),
         )
         line = encode(entry)
-        await asyncio.to_thread(self._append, line)
+        try:
+            await asyncio.to_thread(self._append, line)
+        except OSError as exc:
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            raise
+        self.last_error = None
         return entry
 
     async def read(self) -> AsyncIterator[DeadLetter]:

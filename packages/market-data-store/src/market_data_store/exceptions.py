@@ -55,8 +55,10 @@ class PermanentBackendError(BackendError):
 
 
 class InvalidValueError(PermanentBackendError):
-    """The database refused a value (PostgreSQL SQLSTATE class 22, "data exception"), such
-    as text with a NUL character. ``reason`` is the database's own words, without the URL;
+    """The database refused a value: PostgreSQL SQLSTATE class 22 ("data exception": text
+    with a NUL character, a number out of range) or 23 (an integrity constraint), SQLite's
+    integrity and data errors. The record's fault: the write coordinator isolates it from its
+    batch-mates. ``reason`` is the database's own words, without the URL;
     the service answers 422 with it."""
 
     def __init__(self, message: str, *, reason: str = "") -> None:

@@ -8,6 +8,7 @@ once, after its last attempt)::
 
     closed    --N consecutive failed batches-->  open
     open      --reset_timeout elapsed--------->  half_open   (one trial batch admitted)
+    open      --a database check succeeded---->  half_open   (``probe_succeeded``)
     half_open --the trial succeeds------------>  closed
     half_open --the trial fails--------------->  open        (the timeout starts again)
 
@@ -195,6 +196,13 @@ class CircuitBreaker:
             return False
         self._trial_in_flight = True
         return True
+
+    def probe_succeeded(self) -> None:
+        """A check of the database outside the write path succeeded: an open breaker
+        half-opens now instead of at the end of ``reset_timeout`` (one trial batch)."""
+        if self._state is BreakerState.OPEN:
+            self._state = BreakerState.HALF_OPEN
+            self._trial_in_flight = False
 
     def release(self) -> None:
         """A half-open trial ended without an outcome: admit another trial."""

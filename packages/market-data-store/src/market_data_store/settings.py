@@ -16,6 +16,7 @@ from market_data_store.dsn import DatabaseUrl
 __all__ = ["StoreSettings"]
 
 _Fraction = Annotated[float, Field(gt=0, le=1)]
+_MIN_TOKEN_CHARS = 16
 
 
 _Interval = Annotated[
@@ -42,7 +43,11 @@ class StoreSettings(BaseSettings):
         ),
     )
     admin_token: SecretStr | None = Field(
-        default=None, description="Bearer token of the admin routes; unset disables them."
+        default=None,
+        description=(
+            "Bearer token of the admin routes (at least 16 characters); unset or empty"
+            " disables them."
+        ),
     )
     redis_url: SecretStr | None = Field(
         default=None, description="Publish feedback on Redis streams (else in memory)."
@@ -87,6 +92,25 @@ class StoreSettings(BaseSettings):
     )
     heartbeat_interval: Annotated[float, Field(gt=0)] = Field(
         default=5.0, description="Seconds between feedback heartbeats (the latest level again)."
+    )
+    breaker_threshold: Annotated[int, Field(ge=1, le=1000)] = Field(
+        default=5,
+        description="Consecutive failed batch writes that open the circuit breaker.",
+    )
+    breaker_reset_seconds: Annotated[float, Field(gt=0, le=3600)] = Field(
+        default=30.0,
+        description=(
+            "Longest an open circuit breaker waits before a trial write; a database check"
+            " that succeeds (every `health_interval`) admits one sooner."
+        ),
+    )
+    drain_timeout: Annotated[float, Field(ge=0, le=3600)] = Field(
+        default=15.0,
+        description=(
+            "Seconds a stop (SIGTERM) lets the write queue drain; what is still queued or"
+            " held then goes to the dead-letter file, so a stop ends even while the database"
+            " is down."
+        ),
     )
     retry_attempts: Annotated[int, Field(ge=1, le=100)] = Field(
         default=5,
@@ -138,10 +162,35 @@ class StoreSettings(BaseSettings):
     max_body_bytes: Annotated[int, Field(ge=1024)] = Field(
         default=16 * 1024 * 1024, description="Largest ingest request body in bytes (else 413)."
     )
-    readiness_cache_seconds: Annotated[float, Field(ge=0)] = Field(
-        default=1.0, description="Seconds /readyz reuses its last database check (0: always)."
+    max_request_bytes: Annotated[int, Field(ge=1024)] = Field(
+        default=1024 * 1024,
+        description="Largest request body of every other route, in bytes (else 413).",
+    )
+    health_interval: Annotated[float, Field(gt=0, le=60)] = Field(
+        default=1.0,
+        description=(
+            "Seconds between the background checks of the database that /readyz reports"
+            " (/readyz itself never waits for the database)."
+        ),
     )
     log_json: bool | None = Field(default=None, description="JSON logs (default: when no TTY)")
+
+    @field_validator("admin_token", mode="before")
+    @classmethod
+    def _empty_token_is_off(cls, value: object) -> object:
+        """``MDS_ADMIN_TOKEN=""`` (set but empty, or blank) means off, never "any token"."""
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(raw, str) and not raw.strip():
+            return None
+        return value
+
+    @field_validator("admin_token")
+    @classmethod
+    def _strong_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().strip()) < _MIN_TOKEN_CHARS:
+            msg = f"admin_token must be at least {_MIN_TOKEN_CHARS} characters (or unset)"
+            raise ValueError(msg)
+        return value
 
     @field_validator("database_url")
     @classmethod

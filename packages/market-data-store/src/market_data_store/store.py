@@ -33,12 +33,13 @@ from market_data_core import (
 )
 from market_data_core.protocols import TelemetryMessage
 from market_data_store.backends.base import Backend, Freshness, Record, WriteResult
-from market_data_store.coordinator import WriteCoordinator
+from market_data_store.coordinator import CoordinatorState, WriteCoordinator
 from market_data_store.dlq import FileDeadLetterStore
 from market_data_store.dsn import DatabaseUrl
 from market_data_store.exceptions import BackendError, StoreConfigurationError
 from market_data_store.migrate import current_revision, head_revision, upgrade
-from market_data_store.retry import CircuitBreaker, RetryPolicy
+from market_data_store.receipts import WriteReceipt
+from market_data_store.retry import BreakerState, CircuitBreaker, RetryPolicy
 from market_data_store.settings import StoreSettings
 from market_data_store.timescale import TimescalePlan, TimescaleReport
 from market_data_store.watermarks import Watermarks
@@ -47,6 +48,8 @@ __all__ = ["Store", "make_backend"]
 
 logger = structlog.get_logger(__name__)
 SERVICE = "market-data-store"
+_PING_TIMEOUT = 2.0
+"""Seconds a database check may take before it counts as failed."""
 
 
 def make_backend(url: DatabaseUrl) -> Backend:
@@ -113,11 +116,15 @@ class Store:
         self._publishers: list[FeedbackPublisher] = [self.bus, *publishers]
         self.write_observers: list[Callable[[float], None]] = []
         """Called with the seconds of each batch write attempt (the service's metrics)."""
+        self.dead_letters = FileDeadLetterStore(self.settings.dead_letter_path)
         self.coordinator = self._make_coordinator()
-        self._health_cache: tuple[float, HealthStatus] | None = None
         self.timescale: TimescaleReport | None = None
         """What TimescaleDB setup found (PostgreSQL only; ``version`` None: not installed)."""
         self._started = False
+        self._stopping: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self._database: tuple[float, HealthComponent] | None = None
+        """The last background check of the database: when (monotonic) and what it found."""
 
     def _make_coordinator(self) -> WriteCoordinator:
         s = self.settings
@@ -133,15 +140,17 @@ class Store:
             ),
             overflow=s.overflow,
             retry=RetryPolicy(attempts=s.retry_attempts),
-            breaker=CircuitBreaker(),
-            dead_letters=FileDeadLetterStore(s.dead_letter_path),
+            breaker=CircuitBreaker(s.breaker_threshold, s.breaker_reset_seconds),
+            dead_letters=self.dead_letters,
             publisher=_FanOut(self._publishers),
             heartbeat_interval=s.heartbeat_interval,
             on_outage=s.on_outage,
         )
 
     async def start(self, *, migrate: bool = False) -> None:
-        """Open the backend (optionally migrating first), start feedback and the workers."""
+        """Open the backend (optionally migrating first), start feedback, the workers and
+        the background health checks. A dead-letter file that cannot be written is logged
+        and makes the store unhealthy (it does not stop the start)."""
         if self._started:
             return
         if migrate:
@@ -150,8 +159,18 @@ class Store:
         await self._configure_timescale()
         if self.settings.redis_url is not None:
             await self._start_redis(self.settings.redis_url.get_secret_value())
+        problem = await self.dead_letters.check()
+        if problem is not None:
+            logger.error(
+                "the dead-letter file cannot be written: batches that fail would be lost",
+                path=str(self.dead_letters.path),
+                error=problem,
+            )
         await self.coordinator.start()
         self._started = True
+        self._stopping = None
+        self._database = (time.monotonic(), await self._database_health())
+        self._watcher = asyncio.get_running_loop().create_task(self._watch(), name="store-health")
         logger.info("store started", backend=self.backend.name, database=str(self.url))
 
     async def _configure_timescale(self) -> None:
@@ -178,11 +197,22 @@ class Store:
         self._publishers.append(self._redis)
 
     async def stop(self, *, drain: bool = True) -> None:
-        """Stop accepting, flush what was accepted (``drain``), close everything."""
-        if not self._started:
-            return
+        """Stop accepting, flush what was accepted (``drain``, for at most
+        ``settings.drain_timeout`` seconds, then the rest is dead-lettered), close
+        everything. Concurrent calls all return once the first one has finished."""
+        if self._stopping is None:
+            if not self._started:
+                return
+            self._stopping = asyncio.get_running_loop().create_task(self._stop(drain))
+        await asyncio.shield(self._stopping)
+
+    async def _stop(self, drain: bool) -> None:
         self._started = False
-        await self.coordinator.stop(drain=drain)
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+        await self.coordinator.stop(drain=drain, drain_timeout=self.settings.drain_timeout)
         if self._redis is not None:
             await self._redis.aclose()
             self._publishers.remove(self._redis)
@@ -204,9 +234,26 @@ class Store:
         await self.coordinator.submit_many(records)
         return len(records)
 
+    async def submit_many(self, records: Sequence[Record]) -> WriteReceipt:
+        """Queue records for writing; ``await receipt.wait()`` tells what became of each
+        (written, dead-lettered, refused by the database)."""
+        return await self.coordinator.submit_many(records)
+
     async def flush(self) -> None:
         """Wait until everything accepted so far has been written (or dead-lettered)."""
         await self.coordinator.flush()
+
+    def unavailable(self) -> str | None:
+        """Why writes are refused right now (``None``: they are taken): not running, the
+        circuit breaker open (the database is failing), or, when ingest acknowledges queued
+        records, a dead-letter file that cannot be written (a failure would lose them)."""
+        if self.coordinator.state is not CoordinatorState.RUNNING:
+            return f"the write coordinator is {self.coordinator.state}"
+        if self.coordinator.breaker.state is BreakerState.OPEN:
+            return "the database is failing (circuit breaker open)"
+        if self.settings.ack == "queued" and self.dead_letters.last_error is not None:
+            return "the dead-letter file cannot be written"
+        return None
 
     @property
     def level(self) -> BackpressureLevel:
@@ -260,23 +307,51 @@ class Store:
 
     # -- health -------------------------------------------------------------------------
 
-    async def health(self, *, max_age: float | None = None) -> HealthStatus:
-        """Readiness from cached component checks (database ping at most every
-        ``max_age`` seconds, default ``settings.readiness_cache_seconds``)."""
-        max_age = self.settings.readiness_cache_seconds if max_age is None else max_age
-        now = time.monotonic()
-        if self._health_cache is not None and now - self._health_cache[0] < max_age:
-            return self._health_cache[1]
-        components = [await self._database_health(), *self.coordinator.health()]
-        components.append(self._feedback_health())
-        status = HealthStatus.from_components(SERVICE, components, version=_version())
-        self._health_cache = (now, status)
-        return status
+    async def health(self) -> HealthStatus:
+        """Readiness from cached component checks: it never waits for the database while
+        the store runs (a background task checks it every ``settings.health_interval``
+        seconds; a check that has not come back in time reads unhealthy)."""
+        components = [
+            await self._database_now(),
+            *self.coordinator.health(),
+            self._dead_letter_health(),
+            self._feedback_health(),
+        ]
+        return HealthStatus.from_components(SERVICE, components, version=_version())
+
+    async def _database_now(self) -> HealthComponent:
+        if self._database is None or self._watcher is None:  # not running: check now
+            return await self._database_health()
+        checked_at, component = self._database
+        age = time.monotonic() - checked_at
+        if age <= self._stale_after:
+            return component
+        return HealthComponent(
+            name="database",
+            state=HealthState.UNHEALTHY,
+            details={"backend": self.backend.name, "error": f"no answer for {age:.1f}s"},
+        )
+
+    @property
+    def _stale_after(self) -> float:
+        return 2 * self.settings.health_interval + _PING_TIMEOUT
+
+    async def _watch(self) -> None:
+        """Check the database and the dead-letter file every ``health_interval`` seconds;
+        a check that succeeds while the circuit breaker is open half-opens it, so writes
+        resume as soon as the database answers again."""
+        while True:
+            await asyncio.sleep(self.settings.health_interval)
+            component = await self._database_health()
+            self._database = (time.monotonic(), component)
+            if component.state is HealthState.HEALTHY:
+                self.coordinator.breaker.probe_succeeded()
+            await self.dead_letters.check()
 
     async def _database_health(self) -> HealthComponent:
         started = time.perf_counter()
         try:
-            await asyncio.wait_for(self.backend.ping(), timeout=2.0)
+            await asyncio.wait_for(self.backend.ping(), timeout=_PING_TIMEOUT)
         except (BackendError, TimeoutError, OSError) as exc:
             return HealthComponent(
                 name="database",
@@ -299,6 +374,14 @@ class Store:
         if self.timescale.error is not None:
             return {"timescaledb": f"{self.timescale.version} (setup failed)"}
         return {"timescaledb": self.timescale.version or "absent"}
+
+    def _dead_letter_health(self) -> HealthComponent:
+        problem = self.dead_letters.last_error
+        return HealthComponent(
+            name="dead_letters",
+            state=HealthState.HEALTHY if problem is None else HealthState.UNHEALTHY,
+            details={"path": str(self.dead_letters.path), "error": problem},
+        )
 
     def _feedback_health(self) -> HealthComponent:
         if self._redis is not None:

@@ -23,7 +23,7 @@ async def test_plain_postgres_is_detected_and_left_alone(
     settings = StoreSettings(
         database_url=SecretStr(postgres_server.dsn_for(str(pg_url.sqlalchemy_url().database))),
         dead_letter_path=str(tmp_path / "dlq.ndjson"),
-        readiness_cache_seconds=0,
+        health_interval=0.05,
     )
     async with Store(settings) as store:
         assert store.timescale is not None

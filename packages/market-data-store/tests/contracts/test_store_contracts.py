@@ -61,7 +61,7 @@ def settings(tmp_path: Path) -> StoreSettings:
         dead_letter_path=str(tmp_path / "dlq.ndjson"),
         flush_interval=0.01,
         heartbeat_interval=0.2,
-        readiness_cache_seconds=0,
+        health_interval=0.05,
     )
 
 

@@ -36,7 +36,7 @@ def settings(tmp_path: Path) -> StoreSettings:
         admin_token=SecretStr(ADMIN_TOKEN),
         flush_interval=0.02,
         heartbeat_interval=0.5,
-        readiness_cache_seconds=0,
+        health_interval=0.05,
         max_batch=100,
         max_body_bytes=64 * 1024,
     )

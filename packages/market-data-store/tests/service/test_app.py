@@ -17,6 +17,7 @@ from market_data_store.settings import StoreSettings
 
 from .conftest import ADMIN_TOKEN, make_gated  # noqa: TID252 - test helpers
 
+JSON = {"Content-Type": "application/json"}
 BARS_RANGE = {
     "symbol": "AAPL",
     "timeframe": "1m",
@@ -105,7 +106,9 @@ def test_invalid_records_are_422_naming_index_and_field(client: TestClient) -> N
     assert response.status_code == 422
     assert response.json()["errors"][0]["loc"] == [2]
     assert "low (1000000000.0) is above high" in response.json()["errors"][0]["msg"]
-    assert client.post("/v1/bars", content=b"not json").status_code == 422
+    not_json = client.post("/v1/bars", content=b"not json", headers=JSON)
+    assert not_json.status_code == 422
+    assert not_json.json()["errors"][0]["type"] == "json_invalid"
     assert client.post("/v1/bars", json={"not": "a list"}).status_code == 422
 
 

@@ -32,7 +32,7 @@ def _settings(tmp_path: Path, redis: RedisServer) -> StoreSettings:
         redis_url=SecretStr(redis.url),
         coordinator_id="store-redis",
         heartbeat_interval=0.1,
-        readiness_cache_seconds=0,
+        health_interval=0.05,
     )
 
 

@@ -78,7 +78,7 @@ Row = tuple[Any, ...]
 # a missing database (3D000) are here too: they are not the batch's fault, so dead-lettering
 # good data cannot fix them; retries with backoff and the circuit breaker surface them.
 _TRANSIENT_CLASSES = frozenset({"08", "28", "40", "53", "57", "58"})
-_DATA_EXCEPTION = "22"  # SQLSTATE class of values the server refuses (NUL in text...)
+_DATA_CLASSES = frozenset({"22", "23"})  # data exception (NUL in text...), integrity (CHECK)
 _TRANSIENT_STATES = frozenset({"3D000", "55P03", "55006"})
 _CLOSE_GRACE = 10.0
 _ROWS_PER_PROBE = 4  # probe a batch's new series when they average this many rows
@@ -243,7 +243,7 @@ def _error_class(exc: BaseException) -> type[StoreError] | None:
         state = str(exc.sqlstate or "")
         if state[:2] in _TRANSIENT_CLASSES or state in _TRANSIENT_STATES:
             return TransientBackendError
-        if state[:2] == _DATA_EXCEPTION:
+        if state[:2] in _DATA_CLASSES:
             return InvalidValueError
         return PermanentBackendError
     if isinstance(exc, asyncpg.ClientConfigurationError):
@@ -302,6 +302,7 @@ class PostgresBackend:
         password = url.sqlalchemy_url().password
         self._secrets = {password, url_quote(password, safe="")} - {""} if password else set()
         self._pool: Any = None
+        self._ping_connection: Any = None
         self.stats = WritePathStats()
         # Per table: series -> a recent estimate of its newest stored time (see step 2).
         self._latest: dict[str, dict[Any, datetime]] = {t: {} for t in DATA_TABLES}
@@ -327,6 +328,7 @@ class PostgresBackend:
         """Close the pool: wait up to ``_CLOSE_GRACE`` seconds for connections in use,
         then terminate them."""
         pool, self._pool = self._pool, None
+        self._drop_ping_connection()
         for known in self._latest.values():
             known.clear()
         if pool is None:
@@ -379,10 +381,33 @@ class PostgresBackend:
         return await self._run("timescale", lambda connection: configure(connection, plan))
 
     async def ping(self) -> None:
-        async def work(connection: Any) -> None:
-            await connection.fetchval("SELECT 1")
+        """``SELECT 1`` on a connection of its own, outside the pool: a check of the
+        database never queues behind writes that hold every pooled connection."""
+        if self._pool is None:
+            msg = f"PostgresBackend ({self.url}) is not open: call open() first"
+            raise TransientBackendError(msg)
+        try:
+            if self._ping_connection is None or self._ping_connection.is_closed():
+                self._ping_connection = await asyncpg.connect(
+                    self.url.asyncpg_dsn(),
+                    timeout=self.connect_timeout,
+                    command_timeout=self.command_timeout,
+                    server_settings={"application_name": "market-data-store-health"},
+                )
+            await self._ping_connection.fetchval("SELECT 1")
+        except asyncio.CancelledError:  # timed out by the caller: mid-query, unusable
+            self._drop_ping_connection()
+            raise
+        except Exception as exc:
+            self._drop_ping_connection()
+            if _error_class(exc) is None:
+                raise
+            raise self._translate(exc, "ping") from self._cause(exc)
 
-        await self._run("ping", work)
+    def _drop_ping_connection(self) -> None:
+        connection, self._ping_connection = self._ping_connection, None
+        if connection is not None:
+            connection.terminate()
 
     # --- writes ------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from market_data_store.backends.base import (
 from market_data_store.dsn import DatabaseUrl
 from market_data_store.exceptions import (
     BackendError,
+    InvalidValueError,
     PermanentBackendError,
     StoreConfigurationError,
     TransientBackendError,
@@ -104,8 +105,10 @@ class SqliteBackend:
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._executor, fn, *args)
-        except sqlite3.IntegrityError as exc:
-            raise PermanentBackendError(f"sqlite: {exc}") from exc
+        except (sqlite3.IntegrityError, sqlite3.DataError, OverflowError, UnicodeError) as exc:
+            # a value SQLite cannot keep (a constraint, an integer beyond 64 bits, text that
+            # is not UTF-8): the record's fault, not the database's
+            raise InvalidValueError(f"sqlite: {exc}", reason=str(exc)) from exc
         except sqlite3.OperationalError as exc:
             raise TransientBackendError(f"sqlite: {exc}") from exc
         except sqlite3.Error as exc:

@@ -14,9 +14,9 @@ from typing import Annotated, Any, Literal
 
 import structlog
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
 
-from market_data_core import AuditEnvelope, AuditOutcome, TimeframeError
+from market_data_core import AuditEnvelope, AuditOutcome, TimeframeError, check_text, clamp_utc
 from market_data_store.aggregates import refresh_aggregates
 from market_data_store.backfill import BackfillUnavailableError
 from market_data_store.exceptions import BackendError, StoreConfigurationError
@@ -25,6 +25,9 @@ from market_data_store.service.deps import ServiceState, State
 from market_data_store.service.problems import NOT_JSON, Problem
 
 __all__ = ["router"]
+
+_ACTION_CHARS, _TARGET_CHARS, _REASON_CHARS, _REQUEST_ID_CHARS = 64, 256, 1024, 128
+"""The lengths ``AuditEnvelope`` allows: caller input is cut to fit, never a 500."""
 
 logger = structlog.get_logger(__name__)
 router = APIRouter(
@@ -35,6 +38,9 @@ router = APIRouter(
         404: {"model": Problem, "description": "admin routes disabled: no MDS_ADMIN_TOKEN"},
     },
 )
+
+
+RangeTime = Annotated[AwareDatetime, AfterValidator(clamp_utc)]
 
 
 class RetentionRequest(BaseModel):
@@ -53,8 +59,8 @@ class AggregateRequest(BaseModel):
     targets: Annotated[
         list[Annotated[str, Field(max_length=8)]], Field(min_length=1, max_length=10)
     ]
-    start: AwareDatetime
-    end: AwareDatetime
+    start: RangeTime
+    end: RangeTime
 
 
 class AggregateResultModel(BaseModel):
@@ -97,15 +103,16 @@ async def _audit(
     reason: str | None = None,
     details: dict[str, Any] | None = None,
 ) -> None:
+    route = getattr(request.scope.get("route"), "path", "unmatched")
     envelope = AuditEnvelope(
         actor="admin" if outcome is not AuditOutcome.DENIED else "anonymous",
         role="admin" if outcome is not AuditOutcome.DENIED else None,
-        action=f"{request.method} {request.url.path}",
-        target=request.url.path.rsplit("/", 1)[-1],
+        action=f"{request.method} {route}"[:_ACTION_CHARS],  # the route, never caller input
+        target=_storable(request.url.path)[:_TARGET_CHARS],
         result=outcome,
-        reason=reason,
+        reason=None if reason is None else _storable(reason)[:_REASON_CHARS],
         service="market-data-store",
-        request_id=request.headers.get("x-request-id"),
+        request_id=_storable(request.headers.get("x-request-id", ""))[:_REQUEST_ID_CHARS] or None,
         details=details or {},
         ts=datetime.now(UTC),
     )
@@ -116,9 +123,18 @@ async def _audit(
         logger.warning("audit record not stored", error=type(exc).__name__)
 
 
+def _storable(text: str) -> str:
+    """Caller-controlled text made safe to store: NUL and lone surrogates escaped."""
+    try:
+        return check_text(text)
+    except ValueError:
+        escaped = text.encode("utf-8", "backslashreplace").decode("utf-8")
+        return escaped.replace("\x00", "\\x00")
+
+
 async def require_admin(state: State, request: Request) -> ServiceState:
     token = state.settings.admin_token
-    if token is None:
+    if token is None or not token.get_secret_value().strip():  # empty: off, never "anyone"
         raise HTTPException(404, "Not Found")
     header = request.headers.get("authorization", "")
     scheme, _, given = header.partition(" ")

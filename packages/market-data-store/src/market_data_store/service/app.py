@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
+import structlog
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
@@ -22,12 +26,27 @@ from market_data_store.exceptions import (
 )
 from market_data_store.service import admin, feedback, ingest, jobs, query
 from market_data_store.service.deps import ServiceState, State
+from market_data_store.service.guard import RequestGuard
 from market_data_store.service.metrics import StoreMetrics
 from market_data_store.service.problems import Problem, problem, validation_handler
 from market_data_store.settings import StoreSettings
 from market_data_store.store import SERVICE, Store
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "redacted_query"]
+
+logger = structlog.get_logger(__name__)
+access_log = structlog.get_logger("market_data_store.access")
+_INGEST_PATHS = frozenset(f"/v1/{table}" for table in ("bars", "trades", "quotes", "signals"))
+_SECRET_PARAM = re.compile(r"token|secret|passw|pwd|key|auth|signature|credential", re.I)
+
+
+def redacted_query(query: str) -> str:
+    """A query string fit for a log: the values of parameters whose name looks secret
+    (``token``, ``api_key``, ``password``...) become ``***``."""
+    if not query:
+        return ""
+    pairs = parse_qsl(query, keep_blank_values=True)
+    return urlencode([(k, "***" if _SECRET_PARAM.search(k) else v) for k, v in pairs], safe="*")
 
 
 def create_app(
@@ -36,9 +55,12 @@ def create_app(
     store: Store | None = None,
     registry: CollectorRegistry | None = None,
     migrate_on_start: bool = True,
+    stop_on: asyncio.Event | None = None,
 ) -> FastAPI:
     """The store service. It starts (and on shutdown drains) ``store``, a new ``Store`` of
-    ``settings`` by default, applying migrations first unless ``migrate_on_start`` is off."""
+    ``settings`` by default, applying migrations first unless ``migrate_on_start`` is off.
+    ``stop_on``, once set, starts the drain while requests are still being answered (what
+    ``mds serve`` sets on SIGTERM)."""
     settings = settings or StoreSettings()
     store = store or Store(settings)
     metrics = StoreMetrics(registry or CollectorRegistry(), store.coordinator.stats)
@@ -48,9 +70,14 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await store.start(migrate=migrate_on_start)
+        if settings.admin_token is None:
+            logger.info("admin routes are off (MDS_ADMIN_TOKEN unset or empty)")
+        stopper = None if stop_on is None else asyncio.create_task(_stop_when(stop_on, store))
         try:
             yield
         finally:
+            if stopper is not None:
+                stopper.cancel()
             if state.backfills is not None:
                 await state.backfills.aclose()
             await store.stop(drain=True)
@@ -68,9 +95,22 @@ def create_app(
     for module in (ingest, query, jobs, feedback, admin):
         app.include_router(module.router)
     _add_error_handlers(app)
+    app.add_middleware(
+        RequestGuard,
+        limit=lambda path: (
+            settings.max_body_bytes if path in _INGEST_PATHS else settings.max_request_bytes
+        ),
+        routes=lambda: app.router.routes,
+    )
     _add_metrics_middleware(app, metrics)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+async def _stop_when(event: asyncio.Event, store: Store) -> None:
+    await event.wait()
+    logger.info("stopping: draining the write queue", drain_timeout=store.settings.drain_timeout)
+    await store.stop(drain=True)
 
 
 def _add_health_routes(app: FastAPI, version: str) -> None:
@@ -122,10 +162,20 @@ def _add_metrics_middleware(app: FastAPI, metrics: StoreMetrics) -> None:
     ) -> Response:
         started = time.perf_counter()
         response = await call_next(request)
+        elapsed = time.perf_counter() - started
         route = request.scope.get("route")
         path = getattr(route, "path", "unmatched")
         metrics.requests.labels(path, str(response.status_code)).inc()
-        metrics.latency.labels(path).observe(time.perf_counter() - started)
+        metrics.latency.labels(path).observe(elapsed)
+        access_log.info(
+            "request",
+            method=request.method,
+            path=request.url.path,
+            query=redacted_query(request.url.query),
+            status=response.status_code,
+            duration_ms=round(elapsed * 1000, 2),
+            client=request.client.host if request.client else None,
+        )
         return response
 
 

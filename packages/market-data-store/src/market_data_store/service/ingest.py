@@ -1,54 +1,82 @@
 """``POST /v1/{bars,trades,quotes,signals}``: validated batches into the write coordinator.
 
-- 202 with the number of records accepted; accepted records are written, dead-lettered, or
-  (only under an overflow strategy the operator chose) counted as dropped.
-- 413 when the body or the batch is too large; 422 naming the item index and field when a
-  record is invalid (nothing of that batch is accepted).
+- 202 with the number of records accepted. Under ``ack=durable`` (the default) 202 means
+  every record of the request is in the database: nothing that was not stored is ever
+  acknowledged.
+- 413 when the body or the batch is too large (the batch size is checked while the array
+  is read, before its items are validated); 415 when the body is not
+  ``application/json``; 422 naming the item index and field when a record is invalid
+  (nothing of that batch is accepted; at most ``MAX_ERRORS`` errors are listed), and 422
+  naming the records the database refused (the request's other records were stored).
 - 429 with ``Retry-After`` under hard backpressure; 503 with ``Retry-After`` while the
-  store is not accepting writes.
-- ``Idempotency-Key``: a retry with the same key and body returns the first answer.
+  store is not accepting writes (stopping, circuit breaker open), or when records of the
+  request could not be stored (dead-lettered by a stop during an outage): retry it, the
+  writes are idempotent.
+- ``Idempotency-Key``: a retry with the same key and body to the same route returns the
+  first answer (each route has its own keys).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import math
+from functools import cache
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from market_data_core import BackpressureLevel, Bar, Quote, Signal, Trade
+from market_data_store.backends.base import Record
 from market_data_store.exceptions import (
     CircuitOpenError,
     CoordinatorStoppedError,
     QueueFullError,
 )
+from market_data_store.receipts import WriteReceipt
 from market_data_store.service.deps import ServiceState, State
 from market_data_store.service.idempotency import KeyReusedError
 from market_data_store.service.problems import Problem, problem, validation_errors
 
-__all__ = ["IngestAccepted", "router"]
+__all__ = ["MAX_ERRORS", "IngestAccepted", "router"]
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
-_ADAPTERS: dict[str, TypeAdapter[list[Any]]] = {
-    "bars": TypeAdapter(list[Bar]),
-    "trades": TypeAdapter(list[Trade]),
-    "quotes": TypeAdapter(list[Quote]),
-    "signals": TypeAdapter(list[Signal]),
-}
 _MODELS: dict[str, type[BaseModel]] = {
     "bars": Bar,
     "trades": Trade,
     "quotes": Quote,
     "signals": Signal,
 }
+MAX_ERRORS = 50
+"""Most validation errors one 422 lists (the total is in ``detail``)."""
+_THREAD_ABOVE = 256 * 1024
+"""Bodies larger than this (bytes) are validated in a thread: the event loop keeps serving
+(/healthz, /readyz, other requests) meanwhile."""
+_ACCEPTED_TYPES = "application/json"
 
 
 class IngestAccepted(BaseModel):
     accepted: int
     table: str
     durable: bool
-    """True when the records were written (or dead-lettered) before the answer."""
+    """True when the records were written before the answer."""
+
+
+@cache
+def _adapter(table: str, max_batch: int) -> TypeAdapter[list[Any]]:
+    """``list[Model]`` of at most ``max_batch`` items: pydantic stops at the first item past
+    the limit, so an oversized batch costs no more than the limit to refuse."""
+    model = _MODELS[table]
+    batch: Any = Annotated[list[model], Field(max_length=max_batch)]  # type: ignore[valid-type]
+    return TypeAdapter(batch)
+
+
+def _is_json(content_type: str | None) -> bool:
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
 
 
 async def _read_body(request: Request, limit: int) -> bytes | None:
@@ -64,50 +92,128 @@ async def _read_body(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-async def _ingest(  # noqa: PLR0911 - one return per HTTP outcome, in order
+def _validate(table: str, body: bytes, max_batch: int) -> list[Record] | JSONResponse:
+    """The batch's records, or the 413/422 answer. JSON types are strict: ``"10"`` or
+    ``true`` is not a number."""
+    try:
+        records: list[Record] = _adapter(table, max_batch).validate_json(body, strict=True)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False, include_context=False)
+        if any(error["type"] == "too_long" and not error["loc"] for error in errors):
+            return problem(413, f"a batch holds at most {max_batch} records (max_batch)")
+        total = exc.error_count()
+        listed = f"; the first {MAX_ERRORS} are listed" if total > MAX_ERRORS else ""
+        detail = f"invalid {table} batch: {total} errors{listed}"
+        return problem(422, detail, errors=validation_errors(errors[:MAX_ERRORS]))
+    return records
+
+
+def _seconds(wait: float) -> int:
+    return max(1, min(math.ceil(wait), 30))
+
+
+def _not_stored(state: ServiceState, table: str, receipt: WriteReceipt) -> JSONResponse:
+    """What a durable ingest answers when some of its records are not in the database."""
+    if receipt.refused:
+        state.metrics.rejected.labels("refused").inc()
+        errors = [
+            {"loc": [refused.index], "msg": refused.reason, "type": "refused_by_database"}
+            for refused in receipt.refused[:MAX_ERRORS]
+        ]
+        detail = (
+            f"the database refused {len(receipt.refused)} of {receipt.total} {table} records"
+            f" (listed by index); {receipt.written} were stored"
+        )
+        return problem(422, detail, errors=errors)
+    state.metrics.rejected.labels("not_stored").inc()
+    missing = receipt.total - receipt.written
+    detail = (
+        f"{missing} of {receipt.total} {table} records were not stored"
+        f" ({receipt.dead_lettered} kept in the dead-letter file): retry the request"
+        " (writes are idempotent)"
+    )
+    return problem(503, detail, retry_after=2)
+
+
+async def _ingest(
     state: ServiceState, request: Request, table: str, key: str | None
 ) -> JSONResponse:
-    settings = state.settings
-    body = await _read_body(request, settings.max_body_bytes)
+    body = await _body(state, request)
+    if isinstance(body, JSONResponse):
+        return body
+    scoped = None if key is None else f"{table}:{key}"
+    digest = state.idempotency.digest(table, body)
+    early = _replayed(state, scoped, digest) or _refused_now(state)
+    if early is not None:
+        return early
+    if len(body) > _THREAD_ABOVE:
+        validated = await asyncio.to_thread(_validate, table, body, state.settings.max_batch)
+    else:
+        validated = _validate(table, body, state.settings.max_batch)
+    if isinstance(validated, JSONResponse):
+        reason = "batch_too_large" if validated.status_code == 413 else "invalid"
+        state.metrics.rejected.labels(reason).inc()
+        return validated
+    return await _write(state, table, validated, scoped, digest)
+
+
+async def _body(state: ServiceState, request: Request) -> bytes | JSONResponse:
+    """The request body, or the 415/413 answer."""
+    if not _is_json(request.headers.get("content-type")):
+        state.metrics.rejected.labels("content_type").inc()
+        return problem(415, f"the body must be {_ACCEPTED_TYPES} (a JSON array of records)")
+    limit = state.settings.max_body_bytes
+    body = await _read_body(request, limit)
     if body is None:
         state.metrics.rejected.labels("body_too_large").inc()
-        return problem(413, f"request body exceeds {settings.max_body_bytes} bytes")
-    digest = state.idempotency.digest(table, body)
-    if key is not None:
-        try:
-            cached = state.idempotency.get(key, digest)
-        except KeyReusedError as exc:
-            return problem(422, str(exc))
-        if cached is not None:
-            return JSONResponse(
-                cached[1], status_code=cached[0], headers={"Idempotent-Replay": "true"}
-            )
+        return problem(413, f"request body exceeds {limit} bytes")
+    return body
+
+
+def _replayed(state: ServiceState, scoped: str | None, digest: str) -> JSONResponse | None:
+    """The first answer to this ``Idempotency-Key`` (422 if it came with another body)."""
+    if scoped is None:
+        return None
+    try:
+        cached = state.idempotency.get(scoped, digest)
+    except KeyReusedError as exc:
+        return problem(422, str(exc))
+    if cached is None:
+        return None
+    return JSONResponse(cached[1], status_code=cached[0], headers={"Idempotent-Replay": "true"})
+
+
+def _refused_now(state: ServiceState) -> JSONResponse | None:
+    """429 under hard backpressure, 503 while writes are refused; else ``None``."""
     if state.store.level is BackpressureLevel.HARD:
         state.metrics.rejected.labels("backpressure").inc()
         return problem(429, "store under hard backpressure: retry later", retry_after=1)
+    reason = state.store.unavailable()
+    if reason is None:
+        return None
+    state.metrics.rejected.labels("unavailable").inc()
+    wait = state.store.coordinator.breaker.retry_after()
+    return problem(503, f"store not accepting writes: {reason}", retry_after=_seconds(wait))
+
+
+async def _write(
+    state: ServiceState, table: str, records: list[Record], scoped: str | None, digest: str
+) -> JSONResponse:
     try:
-        records = _ADAPTERS[table].validate_json(body)
-    except ValidationError as exc:
-        state.metrics.rejected.labels("invalid").inc()
-        return problem(422, f"invalid {table} batch", errors=validation_errors(exc.errors()))
-    if len(records) > settings.max_batch:
-        state.metrics.rejected.labels("batch_too_large").inc()
-        return problem(413, f"batch of {len(records)} exceeds max_batch {settings.max_batch}")
-    try:
-        accepted = await state.store.submit(records)
+        receipt = await state.store.submit_many(records)
     except QueueFullError:
         state.metrics.rejected.labels("queue_full").inc()
         return problem(429, "write queue full: retry later", retry_after=1)
     except (CoordinatorStoppedError, CircuitOpenError) as exc:
         state.metrics.rejected.labels("unavailable").inc()
         return problem(503, f"store not accepting writes: {type(exc).__name__}", retry_after=2)
-    durable = settings.ack == "durable"
-    if durable:
-        await state.store.flush()
-    state.metrics.records.labels(table).inc(accepted)
-    answer = IngestAccepted(accepted=accepted, table=table, durable=durable).model_dump()
-    if key is not None:
-        state.idempotency.put(key, digest, 202, answer)
+    state.metrics.records.labels(table).inc(receipt.total)
+    durable = state.settings.ack == "durable"
+    if durable and not (await receipt.wait()).stored:
+        return _not_stored(state, table, receipt)
+    answer = IngestAccepted(accepted=receipt.total, table=table, durable=durable).model_dump()
+    if scoped is not None:
+        state.idempotency.put(scoped, digest, 202, answer)
     return JSONResponse(answer, status_code=202)
 
 
@@ -128,13 +234,23 @@ def _route(table: str) -> None:
         methods=["POST"],
         status_code=202,
         summary=f"Ingest a batch of {table}",
-        description=f"Body: a JSON array of `{model.__name__}` (see docs/contracts/).",
+        description=(
+            f"Body: a JSON array of `{model.__name__}` (see docs/contracts/), strict JSON"
+            " types. Under `ack=durable` a 202 means every record is in the database."
+        ),
         response_model=IngestAccepted,
         responses={
             413: {"model": Problem, "description": "body or batch too large"},
-            422: {"model": Problem, "description": "invalid records (index and field named)"},
+            415: {"model": Problem, "description": "the body is not application/json"},
+            422: {
+                "model": Problem,
+                "description": "invalid records, or records the database refused (index named)",
+            },
             429: {"model": Problem, "description": "hard backpressure (Retry-After)"},
-            503: {"model": Problem, "description": "not accepting writes (Retry-After)"},
+            503: {
+                "model": Problem,
+                "description": "not accepting writes, or records not stored (Retry-After)",
+            },
         },
         openapi_extra={
             "requestBody": {

@@ -7,8 +7,10 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
-from pydantic import AwareDatetime, BaseModel, Field
+from fastapi import Path as PathParam
+from pydantic import BaseModel, Field
 
+from market_data_core import Text, UtcDatetime
 from market_data_store.exceptions import StoreConfigurationError
 from market_data_store.jobs import JobMode, JobRun, JobRunTracker, JobStatus
 from market_data_store.service.deps import State
@@ -23,11 +25,14 @@ _FINISHED: dict[int | str, dict[str, Any]] = {
 }
 
 
+RunId = Annotated[str, PathParam(max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
 class JobStart(BaseModel):
-    job_name: Annotated[str, Field(min_length=1, max_length=200)]
-    provider: Annotated[str, Field(min_length=1, max_length=200)]
+    job_name: Annotated[Text, Field(min_length=1, max_length=200)]
+    provider: Annotated[Text, Field(min_length=1, max_length=200)]
     mode: JobMode = "live"
-    symbols: list[Annotated[str, Field(max_length=64)]] = Field(
+    symbols: list[Annotated[Text, Field(max_length=64)]] = Field(
         default_factory=list, max_length=10_000
     )
     config: dict[str, Any] | None = None
@@ -36,13 +41,13 @@ class JobStart(BaseModel):
 class JobHeartbeat(BaseModel):
     rows_written: Annotated[int, Field(ge=0, le=10**12)] = 0
     rows_failed: Annotated[int, Field(ge=0, le=10**12)] = 0
-    min_ts: AwareDatetime | None = None
-    max_ts: AwareDatetime | None = None
+    min_ts: UtcDatetime | None = None
+    max_ts: UtcDatetime | None = None
 
 
 class JobComplete(BaseModel):
     status: JobStatus = "succeeded"
-    error: Annotated[str, Field(max_length=4000)] | None = None
+    error: Annotated[Text, Field(max_length=4000)] | None = None
 
 
 def _tracker(state: State) -> JobRunTracker:
@@ -66,10 +71,10 @@ async def stuck(
 
 
 @router.get("/{run_id}", response_model=JobRun, summary="One job run", responses=_NO_RUN)
-async def one(state: State, run_id: Annotated[str, Field(max_length=64)]) -> JobRun:
+async def one(state: State, run_id: RunId) -> JobRun:
     run = await state.store.backend.get_job_run(run_id)
     if run is None:
-        raise HTTPException(404, f"no job run {run_id!r}")
+        raise HTTPException(404, "no such job run")
     return run
 
 
@@ -92,7 +97,7 @@ async def start(state: State, body: JobStart) -> JobRun:
     summary="Add progress to a run",
     responses={**NOT_JSON, **_NO_RUN, **_FINISHED},
 )
-async def heartbeat(state: State, run_id: str, body: JobHeartbeat) -> JobRun:
+async def heartbeat(state: State, run_id: RunId, body: JobHeartbeat) -> JobRun:
     try:
         return await _tracker(state).heartbeat(run_id, **body.model_dump())
     except StoreConfigurationError as exc:
@@ -105,7 +110,7 @@ async def heartbeat(state: State, run_id: str, body: JobHeartbeat) -> JobRun:
     summary="Finish a run",
     responses={**NOT_JSON, **_NO_RUN, **_FINISHED},
 )
-async def complete(state: State, run_id: str, body: JobComplete) -> JobRun:
+async def complete(state: State, run_id: RunId, body: JobComplete) -> JobRun:
     try:
         return await _tracker(state).complete(run_id, status=body.status, error=body.error)
     except StoreConfigurationError as exc:

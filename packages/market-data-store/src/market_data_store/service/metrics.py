@@ -90,6 +90,11 @@ class _CoordinatorCollector(Collector):
                 "Records that failed with no dead-letter store.",
                 s.failed,
             ),
+            (
+                "mds_records_refused_total",
+                "Records the database refused as bad data, isolated from their batch.",
+                s.refused,
+            ),
             ("mds_write_retries_total", "Retried batch writes.", s.retries),
             ("mds_worker_restarts_total", "Crashed write workers restarted.", s.worker_restarts),
             ("mds_batches_written_total", "Batches written.", s.batches),

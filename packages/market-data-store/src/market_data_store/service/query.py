@@ -6,9 +6,10 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime, BaseModel
+from fastapi.exceptions import RequestValidationError
+from pydantic import AfterValidator, AwareDatetime, BaseModel
 
-from market_data_core import Bar, Quote, Timeframe, TimeframeError, Trade
+from market_data_core import Bar, Quote, Timeframe, TimeframeError, Trade, clamp_utc
 from market_data_store.backends.base import complete_page
 from market_data_store.service.deps import State
 
@@ -20,6 +21,9 @@ Symbol = Annotated[
     str, Query(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9^][A-Za-z0-9._:/=^+\-]*$")
 ]
 Limit = Annotated[int, Query(ge=1, le=10_000)]
+RangeTime = Annotated[AwareDatetime, AfterValidator(clamp_utc)]
+"""A bound of a time range: any aware time, clamped into the range timestamps can have
+(``0001-01-01``...``9999-12-31`` reads as "everything")."""
 
 
 class BarPage(BaseModel):
@@ -36,12 +40,16 @@ class FreshnessItem(BaseModel):
 
 
 def _timeframe(text: str) -> str:
+    """The timeframe named by a query parameter; a 422 that does not echo the input."""
     try:
         return str(Timeframe.parse(text))
     except TimeframeError as exc:
-        from fastapi import HTTPException  # noqa: PLC0415
-
-        raise HTTPException(422, str(exc)) from exc
+        error = {
+            "loc": ("query", "timeframe"),
+            "msg": "not a timeframe: a positive count and a unit s, m, h or d, such as 1m",
+            "type": "timeframe",
+        }
+        raise RequestValidationError([error]) from exc
 
 
 @router.get("/bars", response_model=BarPage, summary="Bars of a symbol in [start, end), paged")
@@ -49,8 +57,8 @@ async def bars(
     state: State,
     symbol: Symbol,
     timeframe: Annotated[str, Query(max_length=8, examples=["1m"])],
-    start: AwareDatetime,
-    end: AwareDatetime,
+    start: RangeTime,
+    end: RangeTime,
     source: Annotated[str | None, Query(max_length=128)] = None,
     limit: Limit = 1000,
 ) -> BarPage:
@@ -72,14 +80,14 @@ async def latest_bars(
 
 @router.get("/trades", response_model=list[Trade], summary="Trades of a symbol in [start, end)")
 async def trades(
-    state: State, symbol: Symbol, start: AwareDatetime, end: AwareDatetime, limit: Limit = 1000
+    state: State, symbol: Symbol, start: RangeTime, end: RangeTime, limit: Limit = 1000
 ) -> list[Trade]:
     return await state.store.query_trades(symbol, start, end, limit=limit)
 
 
 @router.get("/quotes", response_model=list[Quote], summary="Quotes of a symbol in [start, end)")
 async def quotes(
-    state: State, symbol: Symbol, start: AwareDatetime, end: AwareDatetime, limit: Limit = 1000
+    state: State, symbol: Symbol, start: RangeTime, end: RangeTime, limit: Limit = 1000
 ) -> list[Quote]:
     return await state.store.query_quotes(symbol, start, end, limit=limit)
 
