@@ -328,3 +328,79 @@ def test_backfill_configs_point_default_store_sinks_at_the_service() -> None:
     assert targeted["nodes"][2]["params"] == {"url": "http://127.0.0.1:8000"}
     assert "settings" not in targeted
     assert "url" not in config["nodes"][2].get("params", {})  # the request is not mutated
+
+
+def test_a_timeframe_error_does_not_echo_the_input(client: TestClient) -> None:
+    probe = "<script>alert(1)</script>"
+    response = client.get("/v1/bars", params=BARS_RANGE | {"timeframe": probe[:8]})
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["loc"] == ["query", "timeframe"]
+    assert "<script" not in response.text
+    latest = client.get("/v1/bars/latest", params={"timeframe": "9x"})
+    assert latest.status_code == 422
+    assert "9x" not in latest.text
+
+
+def test_the_access_log_redacts_secrets_in_query_strings(
+    client: TestClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from structlog.testing import capture_logs
+
+    secret = "qs-canary-7d2e"
+    with capture_logs() as logs:
+        client.get("/v1/freshness", params={"token": secret, "api_key": secret, "limit": "3"})
+        client.get(f"/v1/admin/audit?access_token={secret}")
+    requests = [entry for entry in logs if entry["event"] == "request"]
+    assert [r["path"] for r in requests] == ["/v1/freshness", "/v1/admin/audit"]
+    assert requests[0]["query"] == "token=***&api_key=***&limit=3"
+    assert requests[0]["status"] == 200
+    assert secret not in json.dumps(logs)
+    assert secret not in capsys.readouterr().err
+
+
+@pytest.mark.asyncio
+async def test_readyz_never_waits_for_the_database(settings: StoreSettings) -> None:
+    """A database check that hangs: /readyz still answers, from the background checks (one
+    check at a time, whatever the number of callers), and then reads unhealthy."""
+    import asyncio
+
+    import httpx
+
+    settings = settings.model_copy(update={"health_interval": 0.05})
+    store, backend = make_gated(settings)
+    hang = asyncio.Event()
+    original = backend.ping
+    hanging = 0
+    most = 0
+
+    async def ping() -> None:
+        nonlocal hanging, most
+        if not hang.is_set():
+            await original()
+            return
+        hanging += 1
+        most = max(most, hanging)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            hanging -= 1
+
+    backend.ping = ping  # type: ignore[method-assign]
+    app = create_app(settings, store=store)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://store") as client:
+            assert (await client.get("/readyz")).status_code == 200
+            hang.set()
+            deadline = asyncio.get_running_loop().time() + 30
+            while True:
+                answers = await asyncio.gather(*(client.get("/readyz") for _ in range(20)))
+                if all(a.status_code == 503 for a in answers):
+                    break
+                assert asyncio.get_running_loop().time() < deadline, "never unhealthy"
+                await asyncio.sleep(0.05)
+    assert most == 1  # only the background check ever waited on the database
+    database = next(c for c in answers[0].json()["components"] if c["name"] == "database")
+    assert database["state"] == "unhealthy"
+    error = database["details"]["error"]
+    assert error == "TimeoutError" or error.startswith("no answer for"), error

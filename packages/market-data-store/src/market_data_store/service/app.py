@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import TypeAdapter
 
@@ -92,16 +93,19 @@ def create_app(
     )
     app.state.service = state
     _add_health_routes(app, __version__)
-    for module in (ingest, query, jobs, feedback, admin):
-        app.include_router(module.router)
+    modules = (ingest, query, jobs, feedback, admin)
+    for module in modules:
+        limit = settings.max_body_bytes if module is ingest else settings.max_request_bytes
+        app.include_router(module.router, max_body_size=limit)
     _add_error_handlers(app)
-    app.add_middleware(
-        RequestGuard,
-        limit=lambda path: (
-            settings.max_body_bytes if path in _INGEST_PATHS else settings.max_request_bytes
-        ),
-        routes=lambda: app.router.routes,
-    )
+    own = [route for route in app.router.routes if isinstance(route, APIRoute)]
+    routes = [*own, *(route for module in modules for route in module.router.routes)]
+
+    def too_large(path: str) -> None:
+        if path in _INGEST_PATHS:
+            metrics.rejected.labels("body_too_large").inc()
+
+    app.add_middleware(RequestGuard, routes=lambda: routes, on_too_large=too_large)
     _add_metrics_middleware(app, metrics)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

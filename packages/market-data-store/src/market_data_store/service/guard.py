@@ -1,12 +1,11 @@
-"""What every request goes through before a route sees it (a pure ASGI middleware):
+"""What the routes do not say themselves (a pure ASGI middleware, outermost but metrics):
 
-- **Body size.** A body longer than the route's limit answers 413 before the route reads
-  it: the ingest routes take ``max_body_bytes``, every other route ``max_request_bytes``. A
-  declared ``Content-Length`` over the limit is refused at once; a body streamed without
-  one is counted as it is read and refused once it passes the limit.
-- **Methods.** ``OPTIONS`` on a path that exists answers 204 with ``Allow``; a 405 carries
-  ``Allow`` with every method of the path (its routes may be several: ``GET /v1/bars`` and
+- ``OPTIONS`` on a path that exists answers 204 with ``Allow``; a 405 carries ``Allow`` with
+  every method of the path (its routes may be several: ``GET /v1/bars`` and
   ``POST /v1/bars`` are two routes), as RFC 9110 asks.
+- A 413 of FastAPI's body limit (``max_body_size``: ``max_body_bytes`` on the ingest routes,
+  ``max_request_bytes`` elsewhere; Starlette answers it in plain text) becomes the
+  service's JSON error body, naming the limit.
 """
 
 from __future__ import annotations
@@ -14,30 +13,28 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 
+from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["RequestGuard"]
 
-
-class _TooLargeError(Exception):
-    """The body passed its limit while the route read it."""
+HTTP_405, HTTP_413 = 405, 413
 
 
 class RequestGuard:
-    """See the module docstring. ``limit(path)`` is the body limit (bytes) of a path;
-    ``routes()`` the application's routes (read per request: routes may be added later)."""
+    """See the module docstring. ``routes()`` lists the application's routes."""
 
     def __init__(
         self,
         app: ASGIApp,
         *,
-        limit: Callable[[str], int],
         routes: Callable[[], Iterable[BaseRoute]],
+        on_too_large: Callable[[str], None] = lambda path: None,
     ) -> None:
         self.app = app
-        self._limit = limit
         self._routes = routes
+        self._on_too_large = on_too_large
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -46,37 +43,23 @@ class RequestGuard:
         if scope["method"] == "OPTIONS":
             await self._options(scope, receive, send)
             return
-        limit = self._limit(scope["path"])
-        declared = _header(scope, b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _too_large(send, limit)
-            return
-        started = False
-        received = 0
 
-        async def counted() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise _TooLargeError
-            return message
+        replaced = False
 
-        async def allowing(message: Message) -> None:
-            nonlocal started
+        async def answering(message: Message) -> None:
+            nonlocal replaced
             if message["type"] == "http.response.start":
-                started = True
-                if message["status"] == 405:
+                if message["status"] == HTTP_405:
                     message = _with_allow(message, self._allowed(scope))
-            await send(message)
+                elif message["status"] == HTTP_413 and _is_plain_text(message):
+                    replaced = True
+                    self._on_too_large(scope["path"])
+                    await _too_large(send, scope.get(MAX_BODY_SIZE_SCOPE_KEY))
+                    return
+            if not replaced:
+                await send(message)
 
-        try:
-            await self.app(scope, counted, allowing)
-        except _TooLargeError:
-            if started:
-                raise
-            await _too_large(send, limit)
+        await self.app(scope, receive, answering)
 
     async def _options(self, scope: Scope, receive: Receive, send: Send) -> None:
         allowed = self._allowed(scope)
@@ -107,11 +90,9 @@ class RequestGuard:
         return methods
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
+def _is_plain_text(message: Message) -> bool:
+    types = [v for k, v in message.get("headers", []) if k.lower() == b"content-type"]
+    return bool(types) and types[0].startswith(b"text/plain")
 
 
 def _with_allow(message: Message, allowed: set[str]) -> Message:
@@ -120,17 +101,9 @@ def _with_allow(message: Message, allowed: set[str]) -> Message:
     return {**message, "headers": headers}
 
 
-async def _too_large(send: Send, limit: int) -> None:
-    body = json.dumps({"detail": f"request body exceeds {limit} bytes", "errors": []}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
+async def _too_large(send: Send, limit: int | None) -> None:
+    detail = f"request body exceeds {limit} bytes" if limit else "request body too large"
+    body = json.dumps({"detail": detail, "errors": []}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": HTTP_413, "headers": headers})
     await send({"type": "http.response.body", "body": body})
