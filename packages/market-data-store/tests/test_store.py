@@ -1,0 +1,97 @@
+"""The in-process Store: its circuit breaker recovers as soon as the database answers, and a
+stop ends within its drain timeout even while the database is down."""
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from market_data_core.testing import make_trade
+from market_data_store.backends.base import Record, WriteResult
+from market_data_store.backends.sqlite import SqliteBackend
+from market_data_store.dlq import FileDeadLetterStore
+from market_data_store.exceptions import TransientBackendError
+from market_data_store.retry import BreakerState
+from market_data_store.settings import StoreSettings
+from market_data_store.store import Store
+
+pytestmark = pytest.mark.asyncio
+
+
+class FlakyBackend(SqliteBackend):
+    """Real SQLite that can be made "down": writes and pings fail as a lost server would."""
+
+    down = False
+
+    async def write(self, records: Sequence[Record]) -> WriteResult:
+        if self.down:
+            msg = "connection refused"
+            raise TransientBackendError(msg)
+        return await super().write(records)
+
+    async def ping(self) -> None:
+        if self.down:
+            msg = "connection refused"
+            raise TransientBackendError(msg)
+        await super().ping()
+
+
+def _settings(tmp_path: Path, **overrides: object) -> StoreSettings:
+    values: dict[str, object] = {
+        "database_url": SecretStr(f"sqlite:///{tmp_path / 'store.db'}"),
+        "dead_letter_path": str(tmp_path / "dlq.ndjson"),
+        "flush_interval": 0.01,
+        "retry_attempts": 1,
+        "breaker_threshold": 1,
+        "breaker_reset_seconds": 3600,  # only a successful check can reopen writes
+        "health_interval": 0.05,
+    }
+    return StoreSettings(**(values | overrides))  # type: ignore[arg-type]
+
+
+def _store(settings: StoreSettings) -> tuple[Store, FlakyBackend]:
+    backend = FlakyBackend(settings.database)
+    return Store(settings, backend=backend), backend
+
+
+async def test_writes_resume_once_a_check_of_the_database_succeeds(tmp_path: Path) -> None:
+    store, backend = _store(_settings(tmp_path))
+    await store.start(migrate=True)
+    try:
+        backend.down = True
+        receipt = await store.submit_many([make_trade()])
+        while store.coordinator.breaker.state is not BreakerState.OPEN:
+            await asyncio.sleep(0.01)
+        backend.down = False
+        # the breaker's own timeout is an hour: the background check reopens it
+        await asyncio.wait_for(receipt.wait(), 30)
+        assert receipt.stored
+        assert store.coordinator.breaker.state is BreakerState.CLOSED
+        assert await backend.count("trades") == 1
+    finally:
+        await store.stop()
+
+
+async def test_a_stop_during_an_outage_ends_within_the_drain_timeout(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, drain_timeout=0.2)
+    store, backend = _store(settings)
+    await store.start(migrate=True)
+    backend.down = True
+    receipt = await store.submit_many([make_trade(), make_trade(symbol="MSFT")])
+    while store.coordinator.breaker.state is not BreakerState.OPEN:
+        await asyncio.sleep(0.01)
+    await asyncio.wait_for(store.stop(), 30)
+    assert receipt.done
+    assert receipt.dead_lettered == 2
+    kept = FileDeadLetterStore(settings.dead_letter_path)
+    assert [len(entry.records) async for entry in kept.read()] == [2]
+
+
+async def test_concurrent_stops_all_wait_for_the_first(tmp_path: Path) -> None:
+    store, _ = _store(_settings(tmp_path))
+    await store.start(migrate=True)
+    receipt = await store.submit_many([make_trade()])
+    await asyncio.gather(store.stop(), store.stop(), store.stop())
+    assert receipt.stored
