@@ -56,14 +56,19 @@ def _store(settings: StoreSettings) -> tuple[Store, FlakyBackend]:
     return Store(settings, backend=backend), backend
 
 
+async def _until_open(store: Store) -> None:
+    # polling: the breaker has no event to wait on
+    while store.coordinator.breaker.state is not BreakerState.OPEN:  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
+
+
 async def test_writes_resume_once_a_check_of_the_database_succeeds(tmp_path: Path) -> None:
     store, backend = _store(_settings(tmp_path))
     await store.start(migrate=True)
     try:
         backend.down = True
         receipt = await store.submit_many([make_trade()])
-        while store.coordinator.breaker.state is not BreakerState.OPEN:
-            await asyncio.sleep(0.01)
+        await _until_open(store)
         backend.down = False
         # the breaker's own timeout is an hour: the background check reopens it
         await asyncio.wait_for(receipt.wait(), 30)
@@ -80,8 +85,7 @@ async def test_a_stop_during_an_outage_ends_within_the_drain_timeout(tmp_path: P
     await store.start(migrate=True)
     backend.down = True
     receipt = await store.submit_many([make_trade(), make_trade(symbol="MSFT")])
-    while store.coordinator.breaker.state is not BreakerState.OPEN:
-        await asyncio.sleep(0.01)
+    await _until_open(store)
     await asyncio.wait_for(store.stop(), 30)
     assert receipt.done
     assert receipt.dead_lettered == 2
