@@ -415,14 +415,20 @@ class StoreService:
         msg = f"the store service did not start:\n{self.log.read_text()}"
         raise RuntimeError(msg)
 
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
+    def stop(self, timeout: float = 60.0) -> int | None:
+        """SIGTERM, then wait up to ``timeout`` seconds for the drain and the exit (SIGKILL
+        after that); the exit code (``None`` when it had to be killed or never ran)."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(15)
+                self.process.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
+                return None
+        return self.process.returncode
 
     def kill(self) -> None:
         """Crash the service: SIGKILL, no drain (what it acknowledged must already be in
