@@ -328,6 +328,33 @@ async def test_publisher_degrades_while_redis_is_down_and_recovers(
 
 
 @pytest.mark.asyncio
+async def test_a_frozen_redis_reads_unhealthy(
+    redis_server: RedisServer, make_publisher: Publishers
+) -> None:
+    """SIGSTOP: the connection stays open and XADD never answers. A send cut short by its
+    caller's timeout, or one that has waited past ``stall_after``, makes the transport
+    unhealthy; once Redis answers again, it is healthy."""
+    publisher = await make_publisher()
+    publisher.stall_after = 0.2
+    assert await publish(publisher, make_feedback_event(seq=1)) is True
+    redis_server.freeze()
+    try:
+        with pytest.raises(TimeoutError):  # what the store's coordinator does: a timeout
+            await asyncio.wait_for(publisher.publish(make_feedback_event(seq=2)), 0.5)
+        assert publisher.health().state is HealthState.UNHEALTHY
+        assert "no answer" in str(publisher.health().details["last_error"])
+
+        hanging = asyncio.create_task(publisher.publish(make_feedback_event(seq=3)))
+        publisher.last_error = None  # only the send in progress can tell now
+        await eventually(lambda: publisher.health().state is HealthState.UNHEALTHY)
+        assert publisher.health().details["last_error"] == "no answer (publish stalled)"
+    finally:
+        redis_server.thaw()
+    assert await asyncio.wait_for(hanging, TIMEOUT) is True
+    assert publisher.health().state is HealthState.HEALTHY
+
+
+@pytest.mark.asyncio
 async def test_heartbeat_survives_outage_and_restores_state(
     redis_server: RedisServer, make_publisher: Publishers, make_subscriber: Subscribers
 ) -> None:

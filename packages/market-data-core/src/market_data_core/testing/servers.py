@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -134,6 +135,7 @@ class RedisServer:
         if self._process is None:
             return
         if self._process.poll() is None:
+            self._process.send_signal(signal.SIGCONT)  # a frozen server cannot handle TERM
             self._process.terminate()
             try:
                 self._process.wait(5)
@@ -141,6 +143,16 @@ class RedisServer:
                 self._process.kill()
                 self._process.wait(5)
         self._process = None
+
+    def freeze(self) -> None:
+        """SIGSTOP: connections stay open and nothing is answered (a hung server)."""
+        if self.running and self._process is not None:
+            self._process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT: a frozen server answers again."""
+        if self.running and self._process is not None:
+            self._process.send_signal(signal.SIGCONT)
 
     def restart(self) -> None:
         """Stop and start again on the same port: every client connection is broken."""

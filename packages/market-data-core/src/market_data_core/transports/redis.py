@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -64,6 +65,7 @@ class RedisFeedbackPublisher:
         heartbeat_interval: float | None = 5.0,
         publisher_id: str | None = None,
         component_name: str = "feedback_transport",
+        stall_after: float = 2.0,
     ) -> None:
         if heartbeat_interval is not None and heartbeat_interval <= 0:
             msg = f"heartbeat_interval must be > 0 seconds or None, got {heartbeat_interval}"
@@ -81,6 +83,9 @@ class RedisFeedbackPublisher:
         self.published = 0
         self.failures = 0
         self.last_error: str | None = None
+        self.stall_after = stall_after
+        self._sending: list[float] = []
+        """When each send in progress began (monotonic)."""
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> RedisFeedbackPublisher:
@@ -104,6 +109,8 @@ class RedisFeedbackPublisher:
 
     async def _send(self, message: Message) -> bool:
         fields: dict[Any, Any] = encode(message, publisher=self.publisher_id)
+        started = time.monotonic()
+        self._sending.append(started)
         try:
             try:
                 await self._client.xadd(self.stream, fields, maxlen=self.maxlen, approximate=True)
@@ -114,13 +121,21 @@ class RedisFeedbackPublisher:
                 # state, so receivers are unaffected by it.
                 await self._client.xadd(self.stream, fields, maxlen=self.maxlen, approximate=True)
         except (*_NETWORK_ERRORS, RedisError) as exc:
-            self.failures += 1
-            self.last_error = type(exc).__name__
-            logger.warning("feedback publish to stream %s failed: %s", self.stream, self.last_error)
+            self._failed(type(exc).__name__)
             return False
+        except asyncio.CancelledError:  # a caller's timeout: Redis did not answer in time
+            self._failed("no answer (publish cancelled)")
+            raise
+        finally:
+            self._sending.remove(started)
         self.published += 1
         self.last_error = None
         return True
+
+    def _failed(self, error: str) -> None:
+        self.failures += 1
+        self.last_error = error
+        logger.warning("feedback publish to stream %s failed: %s", self.stream, error)
 
     async def republish(self) -> int:
         """Send the latest message of every key again with a fresh ``ts``; the heartbeat."""
@@ -133,9 +148,14 @@ class RedisFeedbackPublisher:
         return sent
 
     def health(self) -> HealthComponent:
-        """Healthy after a successful send (or before any), unhealthy after a failed one;
-        not required: a service without its feedback transport is degraded, not down."""
-        state = HealthState.HEALTHY if self.last_error is None else HealthState.UNHEALTHY
+        """Healthy after a successful send (or before any), unhealthy after a failed one or
+        while a send has waited more than ``stall_after`` seconds (a frozen Redis accepts
+        the connection and never answers); not required: a service without its feedback
+        transport is degraded, not down."""
+        stalled = bool(self._sending) and time.monotonic() - self._sending[0] > self.stall_after
+        healthy = self.last_error is None and not stalled
+        last_error = "no answer (publish stalled)" if stalled else self.last_error
+        state = HealthState.HEALTHY if healthy else HealthState.UNHEALTHY
         return HealthComponent(
             name=self.component_name,
             state=state,
@@ -145,7 +165,7 @@ class RedisFeedbackPublisher:
                 "stream": self.stream,
                 "published": self.published,
                 "failures": self.failures,
-                "last_error": self.last_error,
+                "last_error": last_error,
             },
         )
 
