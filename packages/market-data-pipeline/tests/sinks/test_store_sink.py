@@ -140,6 +140,41 @@ async def test_a_shared_store_in_services_is_used_and_left_running(
 
 
 @pytest.mark.asyncio
+async def test_rows_the_store_did_not_write_are_counted_as_not_stored(
+    tmp_path: Path, make_context
+) -> None:
+    """A store whose database refuses one row: the sink's summary says so."""
+    from market_data_store.backends.sqlite import SqliteBackend
+    from market_data_store.exceptions import InvalidValueError
+
+    class Refusing(SqliteBackend):
+        async def write(self, batch: Any) -> Any:
+            if any(getattr(r, "price", None) == 13.0 for r in batch):
+                raise InvalidValueError("refused", reason="unlucky price")
+            return await super().write(batch)
+
+    settings = StoreSettings(
+        database_url=SecretStr(f"sqlite:///{tmp_path / 's.db'}"),
+        dead_letter_path=str(tmp_path / "dlq.ndjson"),
+    )
+    store = Store(settings, backend=Refusing(settings.database))
+    await store.start(migrate=True)
+    try:
+        sink = StoreSink("db", StoreSinkParams())
+        ctx = make_context("db", services={"store": store})
+        await sink.open(ctx)
+        trades = [make_trade(price=float(p)) for p in (11, 12, 13, 14)]
+        await sink.write(records.from_models(trades))
+        await sink.flush()
+        await sink.close()
+        assert ctx.stats.counters["not_stored"] == 1
+        stored = await store.query_trades("AAPL", *DAY)
+        assert sorted(t.price for t in stored) == [11.0, 12.0, 14.0]
+    finally:
+        await store.stop()
+
+
+@pytest.mark.asyncio
 async def test_own_store_is_exposed_and_drained_on_close(tmp_path: Path, make_context) -> None:
     db_path = tmp_path / "own.db"
     sink = StoreSink("db", StoreSinkParams(database=f"sqlite:///{db_path}"))

@@ -119,8 +119,8 @@ class FileDeadLetterStore:
         """Why the last ``check`` or ``put`` failed (``None`` once one succeeds)."""
 
     async def check(self) -> str | None:
-        """Can entries be appended? Opens the file for appending (creating it and its
-        directory) and returns ``None``, or says why not; ``last_error`` keeps the answer."""
+        """Can entries be appended? Tries (creating the directory if needed) and returns
+        ``None``, or says why not; ``last_error`` keeps the answer."""
         try:
             await asyncio.to_thread(self._touch)
         except OSError as exc:
@@ -130,9 +130,14 @@ class FileDeadLetterStore:
         return self.last_error
 
     def _touch(self) -> None:
+        """Open the file for appending when it exists; else create (and remove) a file
+        beside it: an empty dead-letter store leaves no file behind."""
         with self._lock:
+            if self.path.exists():
+                with self.path.open("a", encoding="utf-8"):
+                    return
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8"):
+            with tempfile.TemporaryFile(dir=self.path.parent, prefix=f".{self.path.name}."):
                 pass
 
     async def put(self, records: Sequence[Record], *, error: str, attempts: int) -> DeadLetter:

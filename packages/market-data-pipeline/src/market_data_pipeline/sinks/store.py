@@ -10,7 +10,9 @@
   rows the service ``acknowledged`` (answered 2xx for).
 
 Rows are converted to core models (validated) and upserted: replaying the same data twice
-changes nothing. ``flush`` (end of input) waits until everything is in the database.
+changes nothing. ``flush`` (end of input) waits until everything is settled. In process,
+rows the store could not write (dead-lettered, refused by the database) are counted in
+``not_stored`` and logged, so a run's summary never passes them off as written.
 Needs the ``store`` extra (``pip install 'market-data-pipeline[store]'``).
 """
 
@@ -27,6 +29,7 @@ from market_data_pipeline.components import Context, Params, SinkComponent
 
 if TYPE_CHECKING:
     from market_data_store.client import AsyncStoreClient
+    from market_data_store.receipts import WriteReceipt
     from market_data_store.store import Store
 
 __all__ = ["StoreSink", "StoreSinkParams"]
@@ -71,6 +74,7 @@ class StoreSink(SinkComponent[StoreSinkParams]):
         """The in-process store written to (``None`` over HTTP)."""
         self.client: AsyncStoreClient | None = None
         self._owns_store = False
+        self._receipts: list[WriteReceipt] = []
 
     async def open(self, ctx: Context) -> None:
         await super().open(ctx)
@@ -120,12 +124,34 @@ class StoreSink(SinkComponent[StoreSinkParams]):
                     self.context.count("retries", self.client.retries - retries)
         else:
             assert self.store is not None, "open() first"
-            await self.store.submit(models)
+            self._receipts.append(await self.store.submit_many(models))
+            self._settle(wait=False)
         self.context.count("written", len(models))
 
     async def flush(self) -> None:
         if self.store is not None:
             await self.store.flush()
+            self._settle(wait=True)
+
+    def _settle(self, *, wait: bool) -> None:
+        """Count the rows of settled writes that were not stored (all of them once flushed)."""
+        pending = []
+        for receipt in self._receipts:
+            if not receipt.done:
+                pending.append(receipt)
+                continue
+            missing = receipt.total - receipt.written
+            if missing:
+                self.context.count("not_stored", missing)
+                logger.warning(
+                    "rows not stored by the store",
+                    node=self.node_id,
+                    rows=missing,
+                    dead_lettered=receipt.dead_lettered,
+                    refused=[(r.index, r.reason) for r in receipt.refused[:5]],
+                )
+        assert not (wait and pending), "flush() settles every write"
+        self._receipts = pending
 
     async def close(self) -> None:
         try:
