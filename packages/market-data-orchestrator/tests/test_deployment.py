@@ -72,6 +72,8 @@ def test_a_full_deployment_with_defaults_and_resolved_paths(tmp_path: Path) -> N
     assert token.role is Role.OPERATOR
     assert token.sha256 == DIGEST
     assert deployment.security.control_rate_per_minute == 30
+    assert deployment.security.unauthenticated_rate_per_minute == 30
+    assert deployment.security.unauthenticated_burst == 10
     assert deployment.audit.path == tmp_path / "logs" / "audit.jsonl"
     assert (deployment.service.host, deployment.service.port) == ("127.0.0.1", 9000)
     assert deployment.job("backfill") is backfill
@@ -125,6 +127,11 @@ def test_an_empty_file_is_an_empty_deployment(tmp_path: Path) -> None:
         ("jobs: [\n", ["deploy.yaml:", "invalid YAML"]),
         ("- 1\n- 2\n", ["a deployment is a mapping"]),
         ("store: {url: 'ftp://x'}\n", ["store.url", "http://"]),
+        (
+            "security: {unauthenticated_rate_per_minute: 0}\n",
+            ["security.unauthenticated_rate_per_minute", "greater than or equal to 1"],
+        ),
+        ("security: {unauthenticated_burst: 0}\n", ["security.unauthenticated_burst"]),
         ("jobs:\n  - {name: 'bad name', config: pipelines/bars.yaml}\n", ["jobs.0.name"]),
     ],
 )

@@ -276,6 +276,14 @@ class SecuritySettings(_Model):
     control_rate_per_minute: int = Field(
         default=30, ge=1, description="Control calls each caller may make per minute (429)."
     )
+    unauthenticated_rate_per_minute: int = Field(
+        default=30,
+        ge=1,
+        description="Refused (401) calls each client address may make per minute; then 429.",
+    )
+    unauthenticated_burst: int = Field(
+        default=10, ge=1, description="Refused (401) calls a client address may make at once."
+    )
 
     @field_validator("tokens")
     @classmethod
