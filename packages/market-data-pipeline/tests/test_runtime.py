@@ -190,14 +190,14 @@ async def test_a_cancelling_stop_after_a_drain_reports_what_it_abandoned() -> No
                         ["src -> out"])  # fmt: skip
     runtime = GraphRuntime(graph, registry=_registry(), channel_capacity=2)
     task = asyncio.create_task(runtime.run())
-    async with asyncio.timeout(30):  # one batch in the sink's write, two in its channel
-        await eventually(lambda: runtime.channel_depths().get("out") == 2)
+    async with asyncio.timeout(30):  # two batches queued, one waiting to be put
+        await eventually(lambda: runtime.channel_rows().get("out") == 30)
     await runtime.stop(drain=True)
     await runtime.stop(drain=False)  # the drain cannot end: give up on it
     result = await asyncio.wait_for(task, timeout=30)
     assert result.state is RunState.STOPPED
     assert result.cancelled == ["src", "out"]  # src waits to put its fourth batch
-    assert result.unflushed == {"out": 20}
+    assert result.unflushed == {"out": 40}  # and the batch in the sink's unfinished write
 
 
 @pytest.mark.asyncio

@@ -100,6 +100,15 @@ def run(
         int | None,
         typer.Option(envvar="MDP_METRICS_PORT", show_envvar=True, help="Serve /metrics here."),
     ] = None,
+    drain_timeout: Annotated[
+        float | None,
+        typer.Option(
+            envvar="MDP_DRAIN_TIMEOUT",
+            show_envvar=True,
+            help="Seconds a stop (SIGTERM, Ctrl-C, reload) may drain what is in flight;"
+            " then the rest is abandoned and reported in the summary (default 5).",
+        ),
+    ] = None,
     json_summary: Annotated[
         bool, typer.Option("--json", help="Print the summary as JSON (for scripts).")
     ] = False,
@@ -113,7 +122,7 @@ def run(
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
 ) -> None:
-    """Run a pipeline until its providers end (Ctrl-C stops it and drains)."""
+    """Run a pipeline until its providers end (SIGTERM or Ctrl-C stops it and drains)."""
     settings = _settings(
         config,
         database_url=database_url,
@@ -121,6 +130,7 @@ def run(
         redis_url=redis_url,
         store_feedback_url=store_feedback_url,
         metrics_port=metrics_port,
+        drain_timeout=drain_timeout,
     )
     configure_logging(json=settings.log_json, level=settings.log_level)
     graph = _load(settings.config or config)
@@ -201,6 +211,7 @@ def _summary(runtime: UnifiedRuntime, result: RunResult) -> dict[str, Any]:
         "late": result.counter("late"),
         "pauses": runtime.pauses,
         "store": runtime.store_report,
+        "drain": runtime.drain,
     }
 
 
@@ -223,6 +234,27 @@ def _print_summary(runtime: UnifiedRuntime, result: RunResult) -> None:
                 f"store {where}: {name} {before:,} -> {after:,} rows (+{after - before:,})",
                 highlight=False,
             )
+    if runtime.drain:
+        out.print(_drain_line(runtime.drain), highlight=False, markup=False)
+
+
+def _drain_line(drain: dict[str, Any]) -> str:
+    if drain["complete"]:
+        return f"stopped: drained in {drain['seconds']:.2f} s"
+    missing = drain["not_flushed"]
+    parts = [
+        f"{rows:,} rows queued for {node}" for node, rows in missing.get("channels", {}).items()
+    ]
+    if missing.get("cancelled"):
+        parts.append(f"nodes cancelled (open state not emitted): {', '.join(missing['cancelled'])}")
+    for what, count in missing.get("store", {}).items():
+        if what != "dead_letter_path":
+            parts.append(f"store {what.replace('_', ' ')} {count:,}")
+    return (
+        f"stopped: the drain timed out after {drain['timeout']:g} s; not flushed: "
+        + "; ".join(parts)
+        + " (the store's upserts are idempotent: running the job again fills the gap)"
+    )
 
 
 @app.command()

@@ -13,7 +13,9 @@ talks to it over its standard streams, one JSON object per line:
   prints).
 
 SIGTERM (and SIGINT) make the job stop with drain: providers stop, everything already
-emitted reaches the sinks, the summary is printed, and the process exits 0.
+emitted reaches the sinks, the summary is printed, and the process exits 0. The drain
+takes at most ``drain_timeout`` seconds (``MDP_DRAIN_TIMEOUT``); what it could not flush
+in that time is named in the summary's ``drain``.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ flow to the sinks; a provider waiting for its rate (a token bucket, a pause unde
 backpressure) stops waiting at once. ``stop(drain=False)`` cancels at once (also after a
 draining stop, to give up on a drain that takes too long); the result then names the
 nodes that were cancelled (``cancelled``: their open windows or buffers were not emitted)
-and the rows still waiting in front of each node (``unflushed``).
+and the rows still waiting in front of each node or in the batch it was working on
+(``unflushed``).
 """
 
 from __future__ import annotations
@@ -82,7 +83,9 @@ class RunResult:
     cancelled: list[str] = field(default_factory=list)
     """Nodes a cancelling stop ended before they finished (their state was not emitted)."""
     unflushed: dict[str, int] = field(default_factory=dict)
-    """Rows that were waiting in front of each node when a cancelling stop came."""
+    """Rows that were waiting in front of each node, or in the batch it was processing or
+    writing (counted in full, though part of it may have been passed on), when a
+    cancelling stop came."""
 
     def counter(self, name: str) -> int:
         """A named counter summed over nodes (``late``, ``dropped``, ``pauses``...)."""
@@ -124,6 +127,8 @@ class GraphRuntime:
         self._abandoned = False
         self._cancelled: list[str] = []
         self._unflushed: dict[str, int] = {}
+        self._working: dict[str, int] = {}
+        """Rows of the batch each node is processing or writing (until it returns)."""
 
     # -- public -----------------------------------------------------------------------
 
@@ -134,6 +139,11 @@ class GraphRuntime:
     def channel_depths(self) -> dict[str, int]:
         """Batches waiting in front of each node."""
         return {node_id: ch.depth for node_id, ch in self._channels.items()}
+
+    def channel_rows(self) -> dict[str, int]:
+        """Rows waiting in front of each node (queued, or being put by a producer that
+        waits for space)."""
+        return {node_id: ch.rows + ch.putting for node_id, ch in self._channels.items()}
 
     async def run(self) -> RunResult:
         """Run the graph to completion (or until stopped); raise :class:`NodeError` on failure."""
@@ -183,7 +193,10 @@ class GraphRuntime:
         if not self._abandoned:
             self._abandoned = True
             self._cancelled = [task.get_name() for task in self._tasks if not task.done()]
-            self._unflushed = {n: ch.rows for n, ch in self._channels.items() if ch.rows}
+            rows = self.channel_rows()
+            for node_id, working in self._working.items():
+                rows[node_id] = rows.get(node_id, 0) + working
+            self._unflushed = {node_id: n for node_id, n in rows.items() if n}
         for task in self._tasks:
             task.cancel()
 
@@ -289,7 +302,9 @@ class GraphRuntime:
             stats.items_in += item.num_rows
             stats.batches_in += 1
             started = time.perf_counter()
+            self._working[node_id] = item.num_rows
             await op.process(item, emit)
+            del self._working[node_id]
             self._observe(node_id, item.num_rows, time.perf_counter() - started)
 
     async def _sink(self, node_id: str, sink: SinkComponent[Any]) -> None:
@@ -304,7 +319,9 @@ class GraphRuntime:
             stats.items_in += item.num_rows
             stats.batches_in += 1
             started = time.perf_counter()
+            self._working[node_id] = item.num_rows
             await sink.write(item)
+            del self._working[node_id]
             self._observe(node_id, item.num_rows, time.perf_counter() - started)
 
     def _observe(self, node_id: str, rows: int, seconds: float) -> None:
