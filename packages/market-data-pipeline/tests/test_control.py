@@ -96,6 +96,24 @@ def test_pause_resume_and_a_draining_sigterm(config: Path, tmp_path: Path) -> No
     assert summary["drain"]["timeout"] == 5.0
 
 
+def test_sigterm_repeated_until_the_child_exits_still_ends_in_exit_0(
+    config: Path, tmp_path: Path
+) -> None:
+    """A supervisor repeats SIGTERM until its child exits: one landing after the job ended
+    (while the process exits) must not kill it with -15."""
+    child = Child(config, tmp_path / "md.db")
+    try:
+        child.next("started")  # the stop handler is installed
+        deadline = time.monotonic() + 60
+        while child.process.poll() is None:
+            assert time.monotonic() < deadline, "the child did not exit"
+            child.process.send_signal(signal.SIGTERM)
+            time.sleep(0.005)
+        assert child.process.returncode == 0
+    finally:
+        child.close()
+
+
 def test_a_sigterm_whose_drain_cannot_end_in_its_timeout_exits_0_and_says_what_was_not_flushed(
     tmp_path: Path,
 ) -> None:

@@ -21,7 +21,12 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from market_data_pipeline.control import ControlChannel, install_stop_signals, stdin_reader
+from market_data_pipeline.control import (
+    ControlChannel,
+    ignore_stop_signals,
+    install_stop_signals,
+    stdin_reader,
+)
 from market_data_pipeline.exceptions import GraphError, PipelineError
 from market_data_pipeline.graph import Graph, load_graph
 from market_data_pipeline.logs import configure_logging
@@ -155,6 +160,16 @@ def run(
 
 async def _run(
     settings: UnifiedRuntimeSettings, graph: Graph, *, show_progress: bool, control: bool = False
+) -> tuple[UnifiedRuntime, RunResult]:
+    try:
+        return await _run_job(settings, graph, show_progress=show_progress, control=control)
+    finally:
+        if control:  # the job ended: a supervisor's repeated SIGTERM must not kill the exit
+            ignore_stop_signals()
+
+
+async def _run_job(
+    settings: UnifiedRuntimeSettings, graph: Graph, *, show_progress: bool, control: bool
 ) -> tuple[UnifiedRuntime, RunResult]:
     async with UnifiedRuntime(settings) as runtime:
         install_stop_signals(lambda: asyncio.ensure_future(runtime.stop(drain=True)))
