@@ -271,6 +271,8 @@ store: {{url: "{store_url}", poll_interval: 0.5, timeout: 5.0}}
 feedback: {{redis_url: "{redis_url}"}}
 security:
   control_rate_per_minute: 1000000
+  unauthenticated_rate_per_minute: 1000000
+  unauthenticated_burst: 1000000
   tokens:
 {tokens}
 audit: {{path: {directory / "audit.jsonl"}}}

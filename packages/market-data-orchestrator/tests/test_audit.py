@@ -140,3 +140,30 @@ async def test_no_credentials_in_the_file(tmp_path: Path) -> None:
     [read] = await log.read()
     assert read.actor == "bob"
     assert dict(read.details) == {"job_state": "paused"}
+
+
+@pytest.mark.asyncio
+async def test_record_cuts_what_a_caller_sent_to_the_envelope_limits(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit.jsonl")
+    envelope = await log.record(
+        actor="",
+        role="",
+        action="POST /v1/jobs/" + "j" * 200 + "/pause",
+        target="t" * 1000,
+        result=AuditOutcome.DENIED,
+        reason="r" * 5000,
+        request_id="q" * 500,
+        details={"k" * 100: "v" * 5000, "status": 401},
+    )
+    assert (envelope.actor, envelope.role) == ("unknown", None)
+    assert len(envelope.action) == 64
+    assert envelope.action.endswith("…")
+    assert envelope.target is not None
+    assert len(envelope.target) == 256
+    assert envelope.reason is not None
+    assert len(envelope.reason) == 1024
+    assert envelope.request_id == "q" * 127 + "…"
+    assert envelope.details == {"k" * 63 + "…": "v" * 1023 + "…", "status": 401}
+    await log.aclose()
+    [read] = await log.read()
+    assert read == envelope

@@ -39,6 +39,7 @@ def test_a_full_deployment_with_defaults_and_resolved_paths(tmp_path: Path) -> N
         "    restart: {policy: never}\n"
         "    writes_to_store: false\n"
         "    cwd: /tmp\n"
+        "    stop_timeout: 40\n"
         "store: {url: 'http://127.0.0.1:8000/'}\n"
         "feedback: {redis_url: 'redis://:pw@localhost:6379/0'}\n"
         "peers:\n"
@@ -55,12 +56,14 @@ def test_a_full_deployment_with_defaults_and_resolved_paths(tmp_path: Path) -> N
     assert bars.restart.policy is RestartPolicyName.ON_FAILURE
     assert (bars.restart.backoff_initial, bars.restart.backoff_max) == (1.0, 60.0)
     assert (bars.restart.crash_loop_limit, bars.restart.crash_loop_window) == (5, 300.0)
+    assert bars.stop_timeout == 15.0  # above mdp's default drain timeout (5 s)
     assert bars.environment() == {
         "MDP_DATABASE_URL": "postgresql://u:hunter2@db/md",
         "PORT": "5432",
     }
     assert "hunter2" not in repr(deployment)
     assert backfill.schedule == "0 2 * * *"
+    assert backfill.stop_timeout == 40.0
     assert backfill.cwd == Path("/tmp")
     assert backfill.restart.policy is RestartPolicyName.NEVER
     assert not backfill.writes_to_store
@@ -72,6 +75,8 @@ def test_a_full_deployment_with_defaults_and_resolved_paths(tmp_path: Path) -> N
     assert token.role is Role.OPERATOR
     assert token.sha256 == DIGEST
     assert deployment.security.control_rate_per_minute == 30
+    assert deployment.security.unauthenticated_rate_per_minute == 30
+    assert deployment.security.unauthenticated_burst == 10
     assert deployment.audit.path == tmp_path / "logs" / "audit.jsonl"
     assert (deployment.service.host, deployment.service.port) == ("127.0.0.1", 9000)
     assert deployment.job("backfill") is backfill
@@ -125,7 +130,16 @@ def test_an_empty_file_is_an_empty_deployment(tmp_path: Path) -> None:
         ("jobs: [\n", ["deploy.yaml:", "invalid YAML"]),
         ("- 1\n- 2\n", ["a deployment is a mapping"]),
         ("store: {url: 'ftp://x'}\n", ["store.url", "http://"]),
+        (
+            "security: {unauthenticated_rate_per_minute: 0}\n",
+            ["security.unauthenticated_rate_per_minute", "greater than or equal to 1"],
+        ),
+        ("security: {unauthenticated_burst: 0}\n", ["security.unauthenticated_burst"]),
         ("jobs:\n  - {name: 'bad name', config: pipelines/bars.yaml}\n", ["jobs.0.name"]),
+        (
+            "jobs:\n  - {name: a, config: pipelines/bars.yaml, stop_timeout: 0}\n",
+            ["deploy.yaml:2", "jobs.0.stop_timeout", "greater than 0"],
+        ),
     ],
 )
 def test_errors_name_the_file_line_and_field(

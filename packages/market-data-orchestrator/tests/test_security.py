@@ -12,6 +12,8 @@ import pytest
 
 from market_data_core.exceptions import ConfigurationError
 from market_data_orchestrator.security import (
+    Admission,
+    AuditedRateLimiter,
     Authenticator,
     ForbiddenError,
     Principal,
@@ -217,3 +219,48 @@ def test_rate_limiter_memory_is_bounded() -> None:
 def test_rate_limiter_rejects_nonsense(kwargs: dict[str, int]) -> None:
     with pytest.raises(ConfigurationError):
         RateLimiter(**kwargs)
+
+
+def test_audited_limiter_audits_the_first_refusal_of_a_burst_and_counts_the_rest() -> None:
+    clock = FakeClock()
+    limiter = AuditedRateLimiter(6, burst=2, clock=clock)  # one token every 10 s
+    assert [limiter.admit("10.0.0.1") for _ in range(2)] == [Admission(None, True, 0)] * 2
+    first, *rest = [limiter.admit("10.0.0.1") for _ in range(5)]
+    assert first == Admission(pytest.approx(10.0), audited=True, suppressed=0)
+    assert [(a.admitted, a.audited) for a in rest] == [(False, False)] * 4
+    assert limiter.admit("10.0.0.2").admitted  # another caller, its own budget
+    clock.now += 10
+    back = limiter.admit("10.0.0.1")
+    assert (back.admitted, back.audited, back.suppressed) == (True, True, 4)
+    again = limiter.admit("10.0.0.1")  # a new burst: its first refusal is audited again
+    assert (again.admitted, again.audited, again.suppressed) == (False, True, 0)
+    assert limiter.suppressed_total == 4
+
+
+def test_audited_limiter_bounds_the_records_a_minute_whatever_the_caller_does() -> None:
+    clock = FakeClock()
+    limiter = AuditedRateLimiter(6, burst=3, clock=clock)
+    audited = 0
+    for _ in range(6000):  # a call every 10 ms for a minute
+        audited += limiter.admit("flood").audited
+        clock.now += 0.01
+    assert audited <= 3 + 2 * 6
+
+
+def test_audited_limiter_enforce_raises_with_what_to_audit() -> None:
+    limiter = AuditedRateLimiter(30, burst=1, clock=FakeClock())
+    assert limiter.enforce("ops") == 0
+    with pytest.raises(RateLimitedError) as first:
+        limiter.enforce("ops")
+    with pytest.raises(RateLimitedError) as second:
+        limiter.enforce("ops")
+    assert (first.value.audited, second.value.audited) == (True, False)
+    assert second.value.headers == {"Retry-After": "2"}
+
+
+def test_audited_limiter_memory_is_bounded() -> None:
+    limiter = AuditedRateLimiter(60, burst=1, clock=FakeClock(), max_callers=3)
+    for name in "abcdef":
+        limiter.admit(name)
+        limiter.admit(name)  # refused: remembered as in a burst
+    assert len(limiter._refused) == 3

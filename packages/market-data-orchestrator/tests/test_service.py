@@ -1,13 +1,18 @@
 """The orchestrator's API with a real supervisor and a real `mdp run` child: roles, rate
 limits, audit, health and metrics, as an operator would meet them."""
 
+import asyncio
+import json
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from market_data_core import AuditEnvelope
 from market_data_orchestrator.deployment import load_deployment
 from market_data_orchestrator.orchestrator import Orchestrator
 from market_data_orchestrator.security import hash_token
@@ -74,11 +79,13 @@ def test_roles_decide_who_may_do_what_and_everything_is_audited(
     assert client.post("/v1/jobs/nope/pause", headers=_auth("admin")).status_code == 404
     assert client.get("/v1/audit", headers=_auth("operator")).status_code == 403
     audit = client.get("/v1/audit", headers=_auth("admin")).json()
-    seen = {(a["actor"], a["action"], a["result"]) for a in audit}
-    assert ("operator-user", "POST /v1/jobs/paced/pause", "allowed") in seen
-    assert ("viewer-user", "POST /v1/jobs/paced/pause", "denied") in seen
-    assert ("anonymous", "GET /v1/jobs", "denied") in seen
-    assert ("admin-user", "POST /v1/jobs/paced/reload", "allowed") in seen
+    seen = {(a["actor"], a["action"], a["target"], a["result"]) for a in audit}
+    assert ("operator-user", "POST /v1/jobs/{name}/pause", "paced", "allowed") in seen
+    assert ("viewer-user", "POST /v1/jobs/{name}/pause", "paced", "denied") in seen
+    assert ("anonymous", "GET /v1/jobs", None, "denied") in seen
+    assert ("admin-user", "POST /v1/jobs/{name}/reload", "paced", "allowed") in seen
+    assert ("admin-user", "POST /v1/jobs/{name}/pause", "nope", "failed") in seen
+    assert ("operator-user", "GET /v1/audit", None, "denied") in seen
     written = (tmp_path / "audit.jsonl").read_text()
     assert all(token not in written for token in TOKENS.values())
 
@@ -150,9 +157,157 @@ def test_the_openapi_spec_documents_every_answer() -> None:
         for method, operation in operations.items():
             codes = set(operation["responses"])
             if path.startswith("/v1/"):
-                assert "401" in codes, f"{method} {path}"
+                assert {"401", "429"} <= codes, f"{method} {path}"
             if method == "post" and path.startswith("/v1/jobs/"):
                 assert {"403", "404", "409", "429"} <= codes, f"{method} {path}"
     assert "503" in paths["/readyz"]["get"]["responses"]
     assert set(paths["/metrics"]["get"]["responses"]["200"]["content"]) == {"text/plain"}
     assert set(paths["/v1/events"]["get"]["responses"]["200"]["content"]) == {"text/event-stream"}
+
+
+# -- the audit trail and the budget of refused calls, without a job --------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Bare:
+    """An API without jobs; its limiters run on ``clock``; ``at(address)`` is a client
+    calling from that address."""
+
+    orchestrator: Orchestrator
+    clock: FakeClock
+    audit_path: Path
+
+    def at(self, address: str) -> TestClient:
+        return TestClient(create_app(self.orchestrator, manage=False), client=(address, 4000))
+
+    def records(self) -> list[dict[str, Any]]:
+        lines = self.audit_path.read_text().splitlines() if self.audit_path.exists() else []
+        for line in lines:
+            AuditEnvelope.model_validate_json(line)  # every record is a valid envelope
+        return [json.loads(line) for line in lines]
+
+
+@pytest.fixture
+def bare(tmp_path: Path) -> Iterator[Bare]:
+    tokens = "\n".join(
+        f"    - {{name: {role}-user, role: {role}, sha256: {hash_token(token)}}}"
+        for role, token in TOKENS.items()
+    )
+    (tmp_path / "deployment.yaml").write_text(
+        "security:\n"
+        "  unauthenticated_rate_per_minute: 6\n"
+        "  unauthenticated_burst: 3\n"
+        f"  tokens:\n{tokens}\n"
+        f"audit: {{path: {tmp_path / 'audit.jsonl'}}}\n"
+    )
+    clock = FakeClock()
+    orchestrator = Orchestrator(load_deployment(tmp_path / "deployment.yaml"), clock=clock)
+    yield Bare(orchestrator, clock, tmp_path / "audit.jsonl")
+    asyncio.run(orchestrator.audit.aclose())
+
+
+def test_long_paths_and_headers_are_refused_and_audited_never_a_server_error(bare: Bare) -> None:
+    client = bare.at("10.0.0.1")
+    name, longer = "j" * 100, "k" * 300
+    assert client.post(f"/v1/jobs/{name}/pause").status_code == 401
+    headers = {**_auth("operator"), "X-Request-Id": "r" * 500}
+    assert client.post(f"/v1/jobs/{longer}/pause", headers=headers).status_code == 404
+    assert client.request("X" * 100, "/v1/jobs").status_code == 401
+    anonymous, unknown, odd = bare.records()
+    assert (anonymous["actor"], anonymous["action"], anonymous["target"]) == (
+        "anonymous",
+        "POST /v1/jobs/{name}/pause",
+        name,
+    )
+    assert (anonymous["result"], anonymous["details"]) == (
+        "denied",
+        {"client": "10.0.0.1", "status": 401},
+    )
+    assert (unknown["actor"], unknown["action"], unknown["result"]) == (
+        "operator-user",
+        "POST /v1/jobs/{name}/pause",
+        "failed",
+    )
+    assert unknown["target"] == "k" * 255 + "…"  # cut to the envelope's 256 characters
+    assert unknown["request_id"] == "r" * 127 + "…"
+    assert unknown["details"]["status"] == 404
+    assert odd["action"] == "X" * 16 + " /v1/jobs"
+
+
+def test_every_refused_call_under_v1_is_audited(bare: Bare) -> None:
+    client = bare.at("10.0.0.2")
+    admin, viewer = _auth("admin"), _auth("viewer")
+    assert client.get("/v1/nope").status_code == 401  # every /v1 route needs a token
+    assert client.get("/v1/nope", headers=viewer).status_code == 404
+    assert client.delete("/v1/jobs", headers=viewer).status_code == 405
+    assert client.get("/v1/jobs/ghost", headers=viewer).status_code == 404
+    assert client.post("/v1/jobs/ghost/reload", headers=viewer).status_code == 403
+    peer = {"node_id": "x"}
+    assert client.post("/v1/topology/peers", json=peer, headers=admin).status_code == 422
+    not_json = {**admin, "Content-Type": "application/json"}
+    assert client.post("/v1/topology/peers", content=b"\xff", headers=not_json).status_code == 400
+    assert client.delete("/v1/topology/peers/ghost", headers=admin).status_code == 404
+    assert client.get("/v1/jobs", headers=viewer).status_code == 200  # a read: not audited
+    assert client.get("/v1/audit", headers=admin).status_code == 200
+    seen = [
+        (r["actor"], r["action"], r["target"], r["result"], r["details"].get("status"))
+        for r in bare.records()
+    ]
+    assert seen == [
+        ("anonymous", "GET (unknown route)", "/v1/nope", "denied", 401),
+        ("viewer-user", "GET (unknown route)", "/v1/nope", "failed", 404),
+        ("viewer-user", "DELETE /v1/jobs", None, "failed", 405),
+        ("viewer-user", "GET /v1/jobs/{name}", "ghost", "failed", 404),
+        ("viewer-user", "POST /v1/jobs/{name}/reload", "ghost", "denied", 403),
+        ("admin-user", "POST /v1/topology/peers", None, "failed", 422),
+        ("admin-user", "POST /v1/topology/peers", None, "failed", 400),
+        ("admin-user", "DELETE /v1/topology/peers/{node_id}", "ghost", "failed", 404),
+        ("admin-user", "GET /v1/audit", None, "allowed", None),
+    ]
+
+
+def test_refused_calls_are_rate_limited_per_address_and_bounded_in_the_audit_log(
+    bare: Bare,
+) -> None:
+    """Budget 3 at once, then 6 a minute (one every 10 s): the rest are 429, and of those
+    only the first of each burst is written; the next record counts the others."""
+    client, other = bare.at("10.0.0.3"), bare.at("10.0.0.4")
+    answers = [client.post("/v1/jobs/x/pause") for _ in range(20)]
+    assert [a.status_code for a in answers] == [401] * 3 + [429] * 17
+    assert answers[-1].headers["Retry-After"] == "10"
+    assert client.get("/v1/jobs", headers=_auth("viewer")).status_code == 200  # a token works
+    assert other.post("/v1/jobs/x/pause").status_code == 401  # another address, its own budget
+    bare.clock.now += 10
+    assert client.post("/v1/jobs/x/pause").status_code == 401  # a token came back
+    assert client.post("/v1/jobs/x/pause").status_code == 429  # a new burst: audited again
+    records = [(r["details"]["client"], r["details"]) for r in bare.records()]
+    assert [details["status"] for address, details in records if address == "10.0.0.3"] == [
+        401,
+        401,
+        401,
+        429,
+        401,
+        429,
+    ]
+    after_the_burst = [d for a, d in records if a == "10.0.0.3"][4]
+    assert after_the_burst["suppressed"] == 16  # the 429s not written
+    assert [a for a, _ in records].count("10.0.0.4") == 1
+
+
+def test_control_calls_over_budget_are_audited_once_per_burst(bare: Bare) -> None:
+    client = bare.at("10.0.0.5")
+    answers = [client.post("/v1/jobs/x/pause", headers=_auth("operator")) for _ in range(40)]
+    statuses = [a.status_code for a in answers]
+    assert statuses == [404] * 30 + [429] * 10  # 30 control calls a minute (the default)
+    bare.clock.now += 2
+    assert client.post("/v1/jobs/x/pause", headers=_auth("operator")).status_code == 404
+    results = [(r["result"], r["details"].get("suppressed")) for r in bare.records()]
+    assert results == [("failed", None)] * 30 + [("denied", None), ("failed", 9)]

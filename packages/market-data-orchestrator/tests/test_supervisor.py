@@ -11,8 +11,14 @@ import pytest
 import pytest_asyncio
 
 from market_data_core import ControlAction, ControlStatus
-from market_data_orchestrator.deployment import Deployment, JobSpec, RestartPolicy
+from market_data_orchestrator.deployment import (
+    Deployment,
+    JobSpec,
+    RestartPolicy,
+    load_deployment,
+)
 from market_data_orchestrator.jobs import JobState
+from market_data_orchestrator.orchestrator import Orchestrator
 from market_data_orchestrator.supervisor import Progress, StateChange, Supervisor
 
 S = JobState
@@ -47,6 +53,22 @@ def quick(tmp_path: Path) -> Path:
 def failing(tmp_path: Path) -> Path:
     """Exits 1: the replayed file does not exist."""
     return pipeline(tmp_path, "failing", f"type: replay, params: {{path: '{tmp_path}/none.csv'}}")
+
+
+def throttled(tmp_path: Path) -> Path:
+    """Its drain never ends: an unpaced source fills the channel in front of a throttle at
+    100 rows/s (minutes of rows)."""
+    path = tmp_path / "throttled.yaml"
+    path.write_text(
+        "name: throttled\n"
+        "nodes:\n"
+        "  - {id: trades, type: synthetic, params: {symbols: 2, count: 1000000, batch_size: 1000}}\n"
+        "  - {id: slow, type: throttle, params: {rate: 100}}\n"
+        "  - {id: bars, type: resample_ohlc, params: {timeframe: 1s}}\n"
+        "  - {id: sink, type: 'null'}\n"
+        "edges: [trades -> slow, slow -> bars, bars -> sink]\n"
+    )
+    return path
 
 
 def job(config: Path, name: str = "job", **fields: object) -> JobSpec:
@@ -316,6 +338,59 @@ async def test_a_scheduled_job_runs_at_each_fire_time(
     moves = [c.new for c in changes if c.replica == 0]
     assert moves[:4] == [S.STARTING, S.RUNNING, S.COMPLETED, S.STARTING]
     assert supervisor.job("job").restarts == 0  # a scheduled run is not a restart
+
+
+async def flowing(supervisor: Supervisor, name: str = "job") -> None:
+    """Until the job runs (its SIGTERM handler is installed) and rows pass its throttle."""
+    await wait_until(lambda: supervisor.job(name).state is S.RUNNING, "running")
+    await wait_until(
+        lambda: (p := supervisor.progress(name)) is not None and p.nodes["slow"]["out"] > 0,
+        "rows through the throttle",
+    )
+
+
+@pytest.mark.asyncio
+async def test_a_stopped_mdp_run_gives_up_its_drain_in_time_and_is_not_killed(
+    tmp_path: Path, supervisors: list[Supervisor]
+) -> None:
+    """The defaults fit: mdp's drain timeout ends the drain (which would take minutes)
+    before the job's stop timeout, so the child exits 0 on its own."""
+    supervisor = Supervisor(Deployment(jobs=[job(throttled(tmp_path))]))
+    supervisors.append(supervisor)
+    await supervisor.start("job")
+    await flowing(supervisor)
+    info = await supervisor.stop("job")
+    replica = info.replicas[0]
+    assert info.state is S.STOPPED
+    assert replica.last_exit_code == 0  # exited by itself: not SIGKILLed
+    assert replica.last_error is None
+    assert info.last_error is None
+
+
+@pytest.mark.asyncio
+async def test_the_deployment_files_stop_timeout_reaches_the_supervisor(tmp_path: Path) -> None:
+    throttled(tmp_path)
+    (tmp_path / "deployment.yaml").write_text(
+        "jobs:\n"
+        "  - name: job\n"
+        "    config: throttled.yaml\n"
+        "    stop_timeout: 1\n"
+        "    env: {MDP_DRAIN_TIMEOUT: '3600'}\n"  # a drain that outlasts the stop timeout
+        f"audit: {{path: {tmp_path / 'audit.jsonl'}}}\n"
+    )
+    orchestrator = Orchestrator(load_deployment(tmp_path / "deployment.yaml"))
+    supervisor = orchestrator.supervisor
+    try:
+        assert supervisor.stop_timeout_of("job") == 1.0
+        await supervisor.start("job")
+        await flowing(supervisor)
+        info = await supervisor.stop("job")
+    finally:
+        await orchestrator.aclose()
+    replica = info.replicas[0]
+    assert info.state is S.STOPPED
+    assert replica.last_exit_code == -signal.SIGKILL
+    assert replica.last_error == "did not stop within 1 s: killed"
 
 
 ORCHESTRATOR = """

@@ -12,10 +12,10 @@ import pytest
 
 
 class Child:
-    def __init__(self, config: Path, database: Path) -> None:
+    def __init__(self, config: Path, database: Path, *flags: str) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "market_data_pipeline.cli", "run", str(config), "--control",
-             "--database-url", f"sqlite:///{database}"],
+             "--database-url", f"sqlite:///{database}", *flags],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
 
@@ -92,3 +92,57 @@ def test_pause_resume_and_a_draining_sigterm(config: Path, tmp_path: Path) -> No
     bars_out = summary["nodes"]["bars"]["out"]
     assert summary["nodes"]["store"]["in"] == bars_out  # drained: every bar reached the store
     assert summary["store"]["tables"]["bars"][1] == bars_out
+    assert summary["drain"]["complete"] is True
+    assert summary["drain"]["timeout"] == 5.0
+
+
+def test_sigterm_repeated_until_the_child_exits_still_ends_in_exit_0(
+    config: Path, tmp_path: Path
+) -> None:
+    """A supervisor repeats SIGTERM until its child exits: one landing after the job ended
+    (while the process exits) must not kill it with -15."""
+    child = Child(config, tmp_path / "md.db")
+    try:
+        child.next("started")  # the stop handler is installed
+        deadline = time.monotonic() + 60
+        while child.process.poll() is None:
+            assert time.monotonic() < deadline, "the child did not exit"
+            child.process.send_signal(signal.SIGTERM)
+            time.sleep(0.005)
+        assert child.process.returncode == 0
+    finally:
+        child.close()
+
+
+def test_a_sigterm_whose_drain_cannot_end_in_its_timeout_exits_0_and_says_what_was_not_flushed(
+    tmp_path: Path,
+) -> None:
+    """A throttle at 100 rows/s behind an unpaced source: the rows queued in front of it
+    would take minutes to drain. After --drain-timeout the child gives up on them, names
+    them in its summary and exits 0."""
+    config = tmp_path / "throttled.yaml"
+    config.write_text(
+        "name: throttled\n"
+        "nodes:\n"
+        "  - {id: trades, type: synthetic, params: {symbols: 2, count: 1000000,"
+        " batch_size: 1000}}\n"
+        "  - {id: slow, type: throttle, params: {rate: 100}}\n"
+        "  - {id: bars, type: resample_ohlc, params: {timeframe: 1s}}\n"
+        "  - {id: store, type: store}\n"
+        "edges: [trades -> slow, slow -> bars, bars -> store]\n"
+    )
+    child = Child(config, tmp_path / "md.db", "--drain-timeout", "1")
+    try:
+        child.next("started")
+        while child.next("progress")["nodes"].get("slow", {}).get("out", 0) == 0:
+            pass  # until rows flow through the throttle
+        child.process.send_signal(signal.SIGTERM)
+        summary = child.next("summary")
+        assert child.process.wait(60) == 0
+    finally:
+        child.close()
+    assert summary["state"] == "stopped"
+    drain = summary["drain"]
+    assert (drain["timeout"], drain["complete"]) == (1.0, False)
+    assert drain["not_flushed"]["channels"]["slow"] > 0
+    assert {"slow", "bars"} <= set(drain["not_flushed"]["cancelled"])

@@ -6,7 +6,9 @@ from typing import ClassVar
 import pyarrow as pa
 import pytest
 
-from market_data_core.testing import make_trade
+from market_data_core import BackpressureLevel, FeedbackEvent, RateAdjustment
+from market_data_core.testing import make_feedback_event, make_trade
+from market_data_pipeline.backpressure import FeedbackRateController
 from market_data_pipeline.components import Emit, NoParams, Operator, Params, SinkComponent
 from market_data_pipeline.exceptions import NodeError, RuntimeStateError
 from market_data_pipeline.graph import Graph, node
@@ -66,6 +68,28 @@ class Ticker(Operator[TickParams]):
 
     async def on_timer(self, emit: Emit) -> None:
         self.ticks += 1
+
+
+class Watched:
+    """A rate controller whose waits the test can see (``waiting``: calls in ``acquire``)."""
+
+    def __init__(self, inner: FeedbackRateController) -> None:
+        self.inner = inner
+        self.waiting = 0
+
+    @property
+    def scale(self) -> float:
+        return self.inner.scale
+
+    async def on_feedback(self, event: FeedbackEvent) -> RateAdjustment | None:
+        return await self.inner.on_feedback(event)
+
+    async def acquire(self, count: int = 1) -> None:
+        self.waiting += 1
+        try:
+            await self.inner.acquire(count)
+        finally:
+            self.waiting -= 1
 
 
 def _registry():
@@ -129,6 +153,51 @@ async def test_stop_with_drain_delivers_what_was_emitted() -> None:
     assert result.state is RunState.STOPPED
     assert 5 <= table.num_rows < 1000
     assert table.num_rows == result.nodes["src"].items_out  # nothing emitted was lost
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("held", ["hard backpressure", "rate debt"])
+async def test_a_stop_ends_a_providers_wait_for_its_rate(held: str) -> None:
+    """A provider held by its rate controller (paused under hard backpressure, or owing
+    the tokens of a batch larger than its rate) stops at once: it emits nothing more."""
+    TestingProvider.feed("held", [_trades(100, start=i) for i in range(5)])
+    graph = Graph.build([node("src", "testing_provider", name="held"), node("out", "collect")],
+                        ["src -> out"])  # fmt: skip
+    if held == "hard backpressure":
+        controller = FeedbackRateController("held")
+        await controller.on_feedback(make_feedback_event(level=BackpressureLevel.HARD))
+        expected = 0
+    else:
+        controller = FeedbackRateController("held", base_rate=1.0)  # 100 s for each batch
+        expected = 100
+    rate = Watched(controller)
+    runtime = GraphRuntime(graph, registry=_registry(), rate=rate)
+    task = asyncio.create_task(runtime.run())
+    async with asyncio.timeout(30):
+        await eventually(lambda: rate.waiting == 1)
+    assert runtime.stats["src"].items_out == expected
+    await runtime.stop(drain=True)
+    result = await asyncio.wait_for(task, timeout=30)  # never waits for the rate
+    assert result.state is RunState.STOPPED
+    assert result.nodes["src"].items_out == result.nodes["out"].items_in == expected
+    assert (result.cancelled, result.unflushed) == ([], {})  # drained: nothing abandoned
+
+
+@pytest.mark.asyncio
+async def test_a_cancelling_stop_after_a_drain_reports_what_it_abandoned() -> None:
+    TestingProvider.feed("many", [_trades(10, start=i) for i in range(20)])
+    graph = Graph.build([node("src", "testing_provider", name="many"), node("out", "stuck")],
+                        ["src -> out"])  # fmt: skip
+    runtime = GraphRuntime(graph, registry=_registry(), channel_capacity=2)
+    task = asyncio.create_task(runtime.run())
+    async with asyncio.timeout(30):  # two batches queued, one waiting to be put
+        await eventually(lambda: runtime.channel_rows().get("out") == 30)
+    await runtime.stop(drain=True)
+    await runtime.stop(drain=False)  # the drain cannot end: give up on it
+    result = await asyncio.wait_for(task, timeout=30)
+    assert result.state is RunState.STOPPED
+    assert result.cancelled == ["src", "out"]  # src waits to put its fourth batch
+    assert result.unflushed == {"out": 40}  # and the batch in the sink's unfinished write
 
 
 @pytest.mark.asyncio

@@ -50,3 +50,12 @@ def test_secrets_stay_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "hunter2" not in str(settings.model_dump())
     assert "hunter3" not in repr(settings)
     assert settings.database_url.get_secret_value().endswith("@db/md")
+
+
+def test_the_drain_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert UnifiedRuntimeSettings.load(None).drain_timeout == 5.0
+    monkeypatch.setenv("MDP_DRAIN_TIMEOUT", "2.5")
+    assert UnifiedRuntimeSettings.load(None).drain_timeout == 2.5
+    assert UnifiedRuntimeSettings.load(None, drain_timeout=1.0).drain_timeout == 1.0
+    with pytest.raises(ValidationError, match="drain_timeout"):
+        UnifiedRuntimeSettings.load(None, drain_timeout=0.0)

@@ -1,6 +1,8 @@
 """UnifiedRuntime: either mode, the in-process store, control, health, idempotent reruns."""
 
 import asyncio
+import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ from market_data_core import ControlAction, ControlStatus, HealthState
 from market_data_core.testing import make_trade
 from market_data_pipeline import records
 from market_data_pipeline.graph import Graph, LinearSpec, Mode, node
+from market_data_pipeline.runtime import RunState
 from market_data_pipeline.settings import UnifiedRuntimeSettings
 from market_data_pipeline.testing import (
     TestingProvider,
@@ -208,3 +211,78 @@ async def test_a_store_database_that_cannot_be_opened_is_a_pipeline_error_withou
 def test_records_round_trip_through_models() -> None:
     trades = [make_trade(price=1.5, trade_id="a"), make_trade(price=2.5, side="buy")]
     assert records.to_models(records.from_models(trades)) == trades
+
+
+def _throttled(name: str, rows: int) -> Graph:
+    """A stream held to one row a second: its drain could take hours."""
+    TestingProvider.feed(name, [[make_trade(price=float(i))] * 10 for i in range(1, rows + 1)])
+    return Graph.build(
+        [
+            node("src", "testing_provider", name=name),
+            node("slow", "throttle", rate=1.0),
+            node("out", "collect"),
+        ],
+        ["src -> slow", "slow -> out"],
+        name=name,
+    )
+
+
+@pytest.mark.asyncio
+async def test_a_stop_that_cannot_drain_in_its_timeout_abandons_the_rest_and_names_it() -> None:
+    settings = UnifiedRuntimeSettings.load(None, drain_timeout=0.5, channel_capacity=4)
+    async with UnifiedRuntime(settings, registry=registry_with_fakes()) as rt:
+        task = asyncio.create_task(rt.run(_throttled("hours", 100)))
+        async with asyncio.timeout(30):
+            await eventually(
+                lambda: rt.current is not None and rt.current.stats["out"].items_in > 0
+            )
+        await rt.stop(drain=True)
+        result = await asyncio.wait_for(task, timeout=30)  # not the hours of the drain
+    assert result.state is RunState.STOPPED
+    drain = rt.drain
+    assert (drain["timeout"], drain["complete"]) == (0.5, False)
+    queued = drain["not_flushed"]["channels"]
+    assert queued["slow"] >= 10  # at least a batch was waiting in front of the throttle
+    assert "slow" in drain["not_flushed"]["cancelled"]
+    delivered = result.nodes["out"].items_in
+    emitted = result.nodes["src"].items_out
+    assert delivered + sum(queued.values()) >= emitted  # every row emitted is accounted for
+
+
+@pytest.mark.asyncio
+async def test_records_the_store_could_not_write_in_the_drain_are_dead_lettered_and_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another writer holds the SQLite database locked: the store's writes wait, the drain
+    times out, and what the store accepted goes to its dead-letter file."""
+    dead_letters = tmp_path / "md.dlq.ndjson"
+    monkeypatch.setenv("MDS_DEAD_LETTER_PATH", str(dead_letters))
+    settings = _settings(tmp_path, drain_timeout=0.5)
+    graph = {**_quickstart(symbols=3), "name": "locked"}
+    graph["nodes"][0]["params"] |= {"duration": "10h", "batch_size": 500, "rate": 2000}
+    async with UnifiedRuntime(settings) as rt:
+        task = asyncio.create_task(rt.run(graph))
+        async with asyncio.timeout(60):
+            await eventually(
+                lambda: rt.current is not None and rt.current.stats["store"].items_in > 0
+            )
+        lock = sqlite3.connect(tmp_path / "md.db", isolation_level=None)
+        try:
+            lock.execute("BEGIN EXCLUSIVE")
+            async with asyncio.timeout(60):  # bars written after the lock wait in the store
+                await eventually(
+                    lambda: (
+                        rt.current is not None
+                        and rt.current.stats["store"].counters.get("written", 0) > 0
+                    )
+                )
+            await rt.stop(drain=True)
+            result = await asyncio.wait_for(task, timeout=60)
+        finally:
+            lock.close()
+    store = rt.drain["not_flushed"]["store"]
+    assert store["dead_lettered"] > 0
+    assert store["dead_letter_path"] == str(dead_letters)
+    kept = sum(len(json.loads(line)["records"]) for line in dead_letters.read_text().splitlines())
+    assert kept == store["dead_lettered"]
+    assert result.state is RunState.STOPPED

@@ -10,6 +10,10 @@ next ``append`` first ends such a line with a newline so the new record stays wh
 
 The envelope holds the actor's *name*; details whose key looks like a credential
 (``token``, ``authorization``, ``password``, ``secret``...) are dropped before writing.
+
+``record`` never fails on what a caller sent: text longer than the envelope allows (a
+request path as ``target``, an ``X-Request-Id`` header, a reason) is cut to the limit and
+ends with ``…``, and empty required text becomes ``"unknown"``.
 """
 
 from __future__ import annotations
@@ -33,6 +37,9 @@ logger = structlog.get_logger(__name__)
 
 _CREDENTIAL_KEY = re.compile(r"token|authori[sz]ation|password|passwd|secret|api[_-]?key", re.I)
 _BLOCK = 64 * 1024
+_CUT = "…"
+# the limits of core's AuditEnvelope fields
+_ACTOR, _ROLE, _ACTION, _TARGET, _REASON, _REQUEST_ID, _KEY = 128, 32, 64, 256, 1024, 128, 64
 
 
 class AuditLog:
@@ -66,14 +73,19 @@ class AuditLog:
         reason: str | None = None,
         **fields: Any,
     ) -> AuditEnvelope:
-        """Build an envelope stamped now and ``append`` it."""
+        """Build an envelope stamped now (text cut to the envelope's limits) and
+        ``append`` it."""
+        details = fields.pop("details", None) or {}
+        request_id = fields.pop("request_id", None)
         envelope = AuditEnvelope(
-            actor=actor,
-            role=role,
-            action=action,
-            target=target,
+            actor=_clip(actor, _ACTOR) or "unknown",
+            role=_clip(role, _ROLE) or None,
+            action=_clip(action, _ACTION) or "unknown",
+            target=_clip(target, _TARGET),
             result=result,
-            reason=reason,
+            reason=_clip(reason, _REASON),
+            request_id=_clip(request_id, _REQUEST_ID),
+            details=_bounded(details),
             ts=datetime.now(UTC),
             **fields,
         )
@@ -120,6 +132,20 @@ class AuditLog:
             file, self._file = self._file, None
             if file is not None:
                 await asyncio.to_thread(file.close)
+
+
+def _clip(text: str | None, limit: int) -> str | None:
+    """``text`` cut to ``limit`` characters, the last one ``…`` when something was cut."""
+    if text is None or len(text) <= limit:
+        return text
+    return text[: limit - 1] + _CUT
+
+
+def _bounded(details: dict[str, Any]) -> dict[str, Any]:
+    return {
+        _clip(str(key), _KEY) or "_": _clip(value, _REASON) if isinstance(value, str) else value
+        for key, value in details.items()
+    }
 
 
 def _without_credentials(envelope: AuditEnvelope) -> AuditEnvelope:

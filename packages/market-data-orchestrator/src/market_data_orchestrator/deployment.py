@@ -152,6 +152,15 @@ class JobSpec(_Model):
     cwd: Path | None = Field(
         default=None, description="Working directory of the children (default: the file's)."
     )
+    stop_timeout: float = Field(
+        default=15.0,
+        gt=0,
+        allow_inf_nan=False,
+        description=(
+            "Seconds a replica may take to exit after SIGTERM before it is killed: keep it"
+            " above the job's drain timeout (MDP_DRAIN_TIMEOUT, default 5) plus a few seconds."
+        ),
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -275,6 +284,14 @@ class SecuritySettings(_Model):
     )
     control_rate_per_minute: int = Field(
         default=30, ge=1, description="Control calls each caller may make per minute (429)."
+    )
+    unauthenticated_rate_per_minute: int = Field(
+        default=30,
+        ge=1,
+        description="Refused (401) calls each client address may make per minute; then 429.",
+    )
+    unauthenticated_burst: int = Field(
+        default=10, ge=1, description="Refused (401) calls a client address may make at once."
     )
 
     @field_validator("tokens")

@@ -11,6 +11,7 @@ with the actor ``store-health``.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Self
 
@@ -33,7 +34,7 @@ from market_data_orchestrator.feedback import FeedbackWatcher
 from market_data_orchestrator.health import StoreHealthWatcher, aggregate
 from market_data_orchestrator.jobs import JobController, JobState
 from market_data_orchestrator.metrics import OrchestratorMetrics
-from market_data_orchestrator.security import Authenticator, RateLimiter
+from market_data_orchestrator.security import AuditedRateLimiter, Authenticator
 from market_data_orchestrator.supervisor import Supervisor
 
 __all__ = ["STORE_HEALTH", "Orchestrator"]
@@ -46,7 +47,13 @@ SERVICE = "market-data-orchestrator"
 
 
 class Orchestrator:
-    """Everything ``mdo serve`` runs, usable from Python as an async context manager."""
+    """Everything ``mdo serve`` runs, usable from Python as an async context manager.
+
+    ``limiter`` holds each token's control calls to ``security.control_rate_per_minute``;
+    ``refusals`` holds each client address's refused (401) calls to
+    ``security.unauthenticated_rate_per_minute`` (burst ``unauthenticated_burst``).
+    ``clock`` (monotonic seconds) drives both.
+    """
 
     def __init__(
         self,
@@ -56,11 +63,18 @@ class Orchestrator:
         registry: CollectorRegistry | None = None,
         node_id: str = "orchestrator",
         cluster_id: str = "local",
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.deployment = deployment
         self.supervisor: Any = supervisor or Supervisor(deployment)
-        self.auth = Authenticator(deployment.security.tokens)
-        self.limiter = RateLimiter(deployment.security.control_rate_per_minute)
+        security = deployment.security
+        self.auth = Authenticator(security.tokens)
+        self.limiter = AuditedRateLimiter(security.control_rate_per_minute, clock=clock)
+        self.refusals = AuditedRateLimiter(
+            security.unauthenticated_rate_per_minute,
+            burst=security.unauthenticated_burst,
+            clock=clock,
+        )
         self.audit = AuditLog(deployment.audit.path)
         self.metrics = OrchestratorMetrics(registry or CollectorRegistry())
         self.node_id = node_id

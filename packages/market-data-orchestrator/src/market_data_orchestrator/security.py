@@ -1,4 +1,4 @@
-"""Who may call the API, and how often: bearer tokens, roles and a per-caller rate limit.
+"""Who may call the API, and how often: bearer tokens, roles and per-caller rate limits.
 
 Tokens are configured as the hex SHA-256 of the token (``TokenSpec.sha256``), never the
 token itself. ``Authenticator.authenticate`` hashes the presented token and compares the
@@ -11,7 +11,12 @@ status the API answers with::
     AccessError                     (market_data_core.MarketDataError)
     ├── UnauthenticatedError   401       missing, malformed or unknown bearer token
     ├── ForbiddenError         403       authenticated, but the role is too low
-    └── RateLimitedError       429       too many control calls; ``retry_after`` seconds
+    └── RateLimitedError       429       too many calls; ``retry_after`` seconds
+
+``RateLimiter`` is a token bucket per caller. ``AuditedRateLimiter`` adds what keeps the
+audit log bounded: of a burst of refused calls only the first is audited, the others are
+counted and the count goes into the caller's next audit record. The API uses one for the
+control calls of each token and one for the refused (401) calls of each client address.
 
 Generate a token and the digest to configure with
 ``python -m market_data_orchestrator.security``.
@@ -33,6 +38,8 @@ from market_data_orchestrator.deployment import Role, TokenSpec
 
 __all__ = [
     "AccessError",
+    "Admission",
+    "AuditedRateLimiter",
     "Authenticator",
     "ForbiddenError",
     "Principal",
@@ -85,14 +92,18 @@ class ForbiddenError(AccessError):
 
 
 class RateLimitedError(AccessError):
-    """The caller used up its control budget (429); retry after ``retry_after`` seconds."""
+    """The caller used up its budget (429); retry after ``retry_after`` seconds.
+
+    ``audited`` is False for a refusal that is only counted (see ``AuditedRateLimiter``).
+    """
 
     status_code = 429
 
-    def __init__(self, caller: str, retry_after: float) -> None:
+    def __init__(self, caller: str, retry_after: float, *, audited: bool = True) -> None:
         super().__init__(f"rate limit exceeded for {caller!r}; retry in {retry_after:.1f}s")
         self.caller = caller
         self.retry_after = retry_after
+        self.audited = audited
 
     @property
     def headers(self) -> dict[str, str]:
@@ -227,6 +238,70 @@ class RateLimiter:
         if len(self._buckets) >= self._max_callers:  # all busy: drop the stalest
             oldest = min(self._buckets, key=lambda name: self._buckets[name].updated)
             del self._buckets[oldest]
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What ``AuditedRateLimiter.admit`` decided about one call."""
+
+    retry_after: float | None
+    """``None``: admitted; else the seconds until the caller may call again."""
+    audited: bool
+    """Whether the call gets an audit record (False: a refusal that is only counted)."""
+    suppressed: int
+    """The caller's refusals left out of the audit log since its last record: what this
+    call's record reports (``details["suppressed"]``)."""
+
+    @property
+    def admitted(self) -> bool:
+        return self.retry_after is None
+
+
+class AuditedRateLimiter:
+    """A ``RateLimiter`` that keeps a refused caller's burst out of the audit log.
+
+    The first refusal of a caller is audited; until a call of that caller is admitted
+    again, its refusals are only counted, and the count is reported by the caller's next
+    audited call. However fast a caller calls, it gets at most ``burst`` audit records and
+    then about two a token (one admitted call, one first refusal): a minute adds at most
+    ``burst + 2 * per_minute`` records per caller. Counts of at most ``max_callers`` callers
+    are kept; ``suppressed_total`` counts every refusal left out.
+    """
+
+    def __init__(
+        self,
+        per_minute: float,
+        *,
+        burst: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        max_callers: int = 10_000,
+    ) -> None:
+        self.limiter = RateLimiter(per_minute, burst=burst, clock=clock, max_callers=max_callers)
+        self._max_callers = max_callers
+        self._refused: dict[str, int] = {}
+        """Callers whose last call was refused, and their refusals since the audited one."""
+        self.suppressed_total = 0
+
+    def admit(self, caller: str) -> Admission:
+        """Take a token for ``caller`` and say whether to answer and audit the call."""
+        wait = self.limiter.check(caller)
+        if wait is None:
+            return Admission(None, audited=True, suppressed=self._refused.pop(caller, 0))
+        if caller in self._refused:
+            self._refused[caller] += 1
+            self.suppressed_total += 1
+            return Admission(wait, audited=False, suppressed=0)
+        if len(self._refused) >= self._max_callers:
+            del self._refused[next(iter(self._refused))]  # the oldest; still in the total
+        self._refused[caller] = 0
+        return Admission(wait, audited=True, suppressed=0)
+
+    def enforce(self, caller: str) -> int:
+        """Admit ``caller`` or raise ``RateLimitedError``; the refusals its record reports."""
+        admission = self.admit(caller)
+        if admission.retry_after is not None:
+            raise RateLimitedError(caller, admission.retry_after, audited=admission.audited)
+        return admission.suppressed
 
 
 def main(argv: list[str] | None = None) -> int:

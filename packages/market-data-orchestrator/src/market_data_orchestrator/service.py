@@ -9,8 +9,18 @@
   ``DELETE /v1/topology/peers/{node_id}``).
 
 Bearer tokens map to roles (viewer < operator < admin; SHA-256 digests in the deployment,
-constant-time compare). Control actions are rate limited per caller (429 + Retry-After).
-Every control action, allowed, denied or failed, is appended to the audit log.
+constant-time compare); every route under ``/v1``, known or not, needs one. Control calls
+are rate limited per token, and refused (401) calls per client address (429 +
+Retry-After).
+
+The audit log gets a record of every call of the operator and admin routes (allowed,
+denied or failed) and of every refused call under ``/v1`` (401, 403, 404, 405, 409, 422,
+429), viewer routes and unknown routes included. Its ``action`` is the method and the
+route's template (``POST /v1/jobs/{name}/pause``), its ``target`` the job or peer named in
+the path (for an unknown route, the path), ``details`` the client address and the status
+answered. Of a burst of rate-limited calls only the first is written; the next record of
+that caller or address counts the others (``details["suppressed"]``), so that a caller
+cannot grow the fsynced log faster than its budget allows.
 """
 
 from __future__ import annotations
@@ -23,9 +33,15 @@ from importlib.metadata import version as _dist_version
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exception_handlers import (
+    http_exception_handler,
+    request_validation_exception_handler,
+)
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from market_data_core import (
     AuditEnvelope,
@@ -40,7 +56,13 @@ from market_data_core import (
 from market_data_orchestrator.deployment import PeerSpec, Role
 from market_data_orchestrator.jobs import JobInfo
 from market_data_orchestrator.orchestrator import SERVICE, Orchestrator
-from market_data_orchestrator.security import AccessError, Principal, require
+from market_data_orchestrator.security import (
+    AccessError,
+    Principal,
+    RateLimitedError,
+    UnauthenticatedError,
+    require,
+)
 
 __all__ = ["ErrorDetail", "create_app"]
 
@@ -52,15 +74,20 @@ class ErrorDetail(BaseModel):
 
 
 Responses = dict[int | str, dict[str, Any]]
+_METHOD_CHARS = 16
 
 
 def _error(status: int, description: str) -> Responses:
     return {status: {"model": ErrorDetail, "description": description}}
 
 
-_VIEWER: Responses = _error(401, "missing, malformed or unknown bearer token")
+_LIMITED: Responses = _error(
+    429,
+    "too many calls (a token's control calls, an address's refused calls):"
+    " retry after Retry-After seconds",
+)
+_VIEWER: Responses = {**_error(401, "missing, malformed or unknown bearer token"), **_LIMITED}
 _ROLE: Responses = {**_VIEWER, **_error(403, "the caller's role is too low")}
-_LIMITED: Responses = _error(429, "too many control calls: retry after Retry-After seconds")
 _NO_JOB: Responses = _error(404, "no such job")
 _NOT_JSON: Responses = _error(400, "the body is not JSON text (e.g. not UTF-8)")
 
@@ -87,12 +114,23 @@ def create_app(orchestrator: Orchestrator, *, manage: bool = True) -> FastAPI:
 
     @app.exception_handler(AccessError)
     async def _denied(request: Request, exc: AccessError) -> JSONResponse:
-        principal: Principal | None = getattr(exc, "principal", None)
-        caller = getattr(exc, "caller", None)
-        if principal is None and caller is not None:  # rate limited: a known caller
-            principal = orchestrator.auth.authenticate(request.headers.get("authorization"))
-        await _audit(orchestrator, request, principal, AuditOutcome.DENIED, str(exc))
-        return JSONResponse({"detail": str(exc)}, status_code=exc.status_code, headers=exc.headers)
+        return await _refuse(orchestrator, request, exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if _under_v1(request):  # unknown job, route or method; a conflict; not JSON
+            refused = await _failed(orchestrator, request, exc.status_code, str(exc.detail))
+            if refused is not None:
+                return refused
+        return await http_exception_handler(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        if _under_v1(request):
+            refused = await _failed(orchestrator, request, 422, _problems(exc))
+            if refused is not None:
+                return refused
+        return await request_validation_exception_handler(request, exc)
 
     _health_routes(app, orchestrator)
     _job_routes(app, orchestrator)
@@ -123,17 +161,92 @@ async def _audit(
     principal: Principal | None,
     outcome: AuditOutcome,
     reason: str | None = None,
+    *,
+    status: int | None = None,
 ) -> None:
+    details: dict[str, Any] = {"client": _client(request)}
+    if status is not None:
+        details["status"] = status
+    suppressed = getattr(request.state, "suppressed", 0)
+    if suppressed:
+        details["suppressed"] = suppressed
     await orchestrator.audit.record(
         actor=principal.name if principal else "anonymous",
         role=principal.role.value if principal else None,
-        action=f"{request.method} {request.url.path}",
-        target=request.path_params.get("name"),
+        action=_action(request),
+        target=_target(request),
         result=outcome,
-        reason=reason[:1000] if reason else None,
+        reason=reason,
         service=SERVICE,
         request_id=request.headers.get("x-request-id"),
+        details=details,
     )
+
+
+def _action(request: Request) -> str:
+    """The method and the route's template: a bounded name, whatever the path holds."""
+    template = getattr(request.scope.get("route"), "path", None)
+    return f"{request.method[:_METHOD_CHARS]} {template or '(unknown route)'}"
+
+
+def _target(request: Request) -> str | None:
+    """The job or peer the path names; for an unknown route, the path itself."""
+    for key in ("name", "node_id"):
+        if key in request.path_params:
+            return str(request.path_params[key])
+    return request.url.path if request.scope.get("route") is None else None
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client is not None else "unknown"
+
+
+def _under_v1(request: Request) -> bool:
+    path = request.url.path
+    return path == "/v1" or path.startswith("/v1/")
+
+
+def _problems(exc: RequestValidationError) -> str:
+    """Where and what, without the input (which may be anything a caller sent)."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in error.get('loc', ()))}: {error.get('msg', '')}"
+        for error in exc.errors()
+    )
+
+
+async def _refuse(orchestrator: Orchestrator, request: Request, exc: AccessError) -> JSONResponse:
+    """Answer a refused call and audit it as denied (of a rate-limited burst, the first).
+
+    An unauthenticated call takes a token of its client address: once they are spent it
+    is answered 429 instead of 401.
+    """
+    principal: Principal | None = getattr(exc, "principal", None)
+    if isinstance(exc, UnauthenticatedError):
+        address = _client(request)
+        admission = orchestrator.refusals.admit(address)
+        request.state.suppressed = admission.suppressed
+        if admission.retry_after is not None:
+            exc = RateLimitedError(address, admission.retry_after, audited=admission.audited)
+    elif isinstance(exc, RateLimitedError):  # a known caller over its control budget
+        principal = orchestrator.auth.authenticate(request.headers.get("authorization"))
+    if not isinstance(exc, RateLimitedError) or exc.audited:
+        await _audit(
+            orchestrator, request, principal, AuditOutcome.DENIED, str(exc), status=exc.status_code
+        )
+    return JSONResponse({"detail": str(exc)}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _failed(
+    orchestrator: Orchestrator, request: Request, status: int, reason: str
+) -> JSONResponse | None:
+    """Audit a call under /v1 that could not be done; the 401 answer for a caller without
+    a valid token (every /v1 route needs one), else None: answer as usual."""
+    try:
+        principal = orchestrator.auth.authenticate(request.headers.get("authorization"))
+    except UnauthenticatedError as exc:
+        return await _refuse(orchestrator, request, exc)
+    await _audit(orchestrator, request, principal, AuditOutcome.FAILED, reason, status=status)
+    return None
 
 
 def _health_routes(app: FastAPI, orchestrator: Orchestrator) -> None:
@@ -167,6 +280,12 @@ def _health_routes(app: FastAPI, orchestrator: Orchestrator) -> None:
         )
 
 
+def _limit(orchestrator: Orchestrator, request: Request, principal: Principal) -> None:
+    """Take a control call of the caller's budget (RateLimitedError: 429, audited as
+    denied); the call's audit record reports the refusals left out before it."""
+    request.state.suppressed = orchestrator.limiter.enforce(principal.name)
+
+
 def _job(orchestrator: Orchestrator, name: str) -> JobInfo:
     try:
         job: JobInfo = orchestrator.supervisor.job(name)
@@ -178,8 +297,8 @@ def _job(orchestrator: Orchestrator, name: str) -> JobInfo:
 async def _act(
     orchestrator: Orchestrator, request: Request, principal: Principal, name: str, verb: str
 ) -> Any:
-    _job(orchestrator, name)
-    orchestrator.limiter.enforce(principal.name)  # RateLimitedError: 429, audited as denied
+    _limit(orchestrator, request, principal)
+    _job(orchestrator, name)  # 404, audited as failed
     supervisor = orchestrator.supervisor
     if verb in {"start", "stop"}:
         info = await (supervisor.start(name) if verb == "start" else supervisor.stop(name))
@@ -269,11 +388,10 @@ def _read_routes(app: FastAPI, orchestrator: Orchestrator) -> None:
         },
     )
     async def add_peer(peer: PeerSpec, request: Request, principal: Admin) -> ClusterTopology:
-        orchestrator.limiter.enforce(principal.name)
+        _limit(orchestrator, request, principal)
         try:
             orchestrator.topology.add_peer(peer)
-        except ConfigurationError as exc:
-            await _audit(orchestrator, request, principal, AuditOutcome.FAILED, str(exc))
+        except ConfigurationError as exc:  # audited as failed
             raise HTTPException(409, str(exc)) from exc
         await _audit(orchestrator, request, principal, AuditOutcome.ALLOWED, peer.node_id)
         return orchestrator.topology.snapshot()
@@ -285,11 +403,10 @@ def _read_routes(app: FastAPI, orchestrator: Orchestrator) -> None:
         responses={**_ROLE, **_error(404, "No such peer"), **_LIMITED},
     )
     async def remove_peer(node_id: str, request: Request, principal: Admin) -> ClusterTopology:
-        orchestrator.limiter.enforce(principal.name)
+        _limit(orchestrator, request, principal)
         try:
             orchestrator.topology.remove_peer(node_id)
-        except KeyError:
-            await _audit(orchestrator, request, principal, AuditOutcome.FAILED, "no such peer")
+        except KeyError:  # audited as failed
             raise HTTPException(404, f"no peer {node_id!r}") from None
         await _audit(orchestrator, request, principal, AuditOutcome.ALLOWED, node_id)
         return orchestrator.topology.snapshot()
@@ -310,8 +427,10 @@ def _read_routes(app: FastAPI, orchestrator: Orchestrator) -> None:
         summary="Audit records (admin)",
         responses=_ROLE,
     )
-    async def audit(_: Admin, limit: int = 100) -> list[AuditEnvelope]:
-        return await orchestrator.audit.read(max(1, min(limit, 1000)))
+    async def audit(request: Request, principal: Admin, limit: int = 100) -> list[AuditEnvelope]:
+        records = await orchestrator.audit.read(max(1, min(limit, 1000)))
+        await _audit(orchestrator, request, principal, AuditOutcome.ALLOWED)
+        return records
 
     @app.get(
         "/v1/events",

@@ -13,8 +13,10 @@ policy with ``Backoff`` and ``CrashLoop``:
 - ``control`` sends pause / resume / reload to every running replica over its stdin and
   waits for each acknowledgement; a pause is held (``paused_by``) so that a replica that
   restarts while the job is paused starts paused.
-- ``stop`` and ``aclose`` send SIGTERM (the child drains and exits 0), wait up to
-  ``stop_timeout``, then SIGKILL the replica's process group.
+- ``stop`` and ``aclose`` send SIGTERM (the child drains, for at most its
+  ``MDP_DRAIN_TIMEOUT``, and exits 0), wait up to the job's ``stop_timeout``, then SIGKILL
+  the replica's process group. A child whose summary says its drain timed out is logged
+  with what it could not flush.
 
 State changes are published as ``StateChange`` events (per replica, and per job with
 ``replica=None``) to callbacks (``add_listener``) and async iterators (``events()``).
@@ -82,7 +84,8 @@ class Supervisor:
     ``clock`` (monotonic seconds) drives backoff resets, crash-loop windows and items/s;
     ``sleep`` waits for backoff delays and cron fire times; ``random`` is the backoff
     jitter. A replica that ran ``stable_after`` seconds before crashing restarts with the
-    initial backoff again.
+    initial backoff again. ``stop_timeout``, when given, replaces every job's own
+    ``stop_timeout``.
     """
 
     def __init__(
@@ -93,7 +96,7 @@ class Supervisor:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         random: Callable[[], float] = _random.random,
-        stop_timeout: float = 10.0,
+        stop_timeout: float | None = None,
         control_timeout: float = 10.0,
         stable_after: float = 30.0,
     ) -> None:
@@ -147,8 +150,13 @@ class Supervisor:
             )
         return self._info(job)
 
+    def stop_timeout_of(self, name: str) -> float:
+        """Seconds a replica of the job may take to stop before it is killed."""
+        spec = self._get(name).spec
+        return self.stop_timeout if self.stop_timeout is not None else spec.stop_timeout
+
     async def stop(self, name: str) -> JobInfo:
-        """Stop every replica with drain (SIGTERM), SIGKILL after ``stop_timeout``."""
+        """Stop every replica with drain (SIGTERM), SIGKILL after its ``stop_timeout``."""
         job = self._get(name)
         await asyncio.gather(*(self._stop_replica(r) for r in job.replicas))
         return self._info(job)
@@ -197,7 +205,8 @@ class Supervisor:
                 )
 
     async def aclose(self) -> None:
-        """Stop every job (drain, then SIGKILL after ``stop_timeout``); end event streams."""
+        """Stop every job (drain, then SIGKILL after its ``stop_timeout``); end event
+        streams."""
         if self._closed:
             return
         self._closed = True
@@ -449,6 +458,12 @@ class Supervisor:
             self._on_ack(replica, event)
         elif kind == "summary":
             replica.summary_state = str(event.get("state"))
+            drain = event.get("drain")
+            if isinstance(drain, dict) and drain.get("complete") is False:
+                logger.warning("replica stopped before everything was flushed",
+                               job=replica.job.spec.name, replica=replica.index,
+                               timeout=drain.get("timeout"),
+                               not_flushed=drain.get("not_flushed"))  # fmt: skip
         elif kind == "error":
             logger.warning("child error", job=replica.job.spec.name, message=event.get("message"))
 
@@ -528,27 +543,28 @@ class Supervisor:
             await asyncio.gather(task, return_exceptions=True)
             return
         self._set(replica, _S.STOPPING, "stop requested")
-        done = await self._terminate(process, task)
+        timeout = self.stop_timeout_of(replica.job.spec.name)
+        done = await self._terminate(process, task, timeout)
         if not done:
             logger.warning("replica did not drain: killed", job=replica.job.spec.name,
-                           replica=replica.index, timeout=self.stop_timeout)  # fmt: skip
-            replica.last_error = f"did not stop within {self.stop_timeout:g} s: killed"
+                           replica=replica.index, timeout=timeout)  # fmt: skip
+            replica.last_error = f"did not stop within {timeout:g} s: killed"
             kill_group(process)
-            await asyncio.wait({task}, timeout=self.stop_timeout)
+            await asyncio.wait({task}, timeout=timeout)
         if not task.done():
             task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 
     async def _terminate(
-        self, process: asyncio.subprocess.Process, task: asyncio.Task[None]
+        self, process: asyncio.subprocess.Process, task: asyncio.Task[None], within: float
     ) -> bool:
-        """SIGTERM the child until it exits or ``stop_timeout`` passes; whether it exited.
+        """SIGTERM the child until it exits or ``within`` seconds pass; whether it exited.
 
         The signal is repeated every second: a child that was reloading when the first one
         came may have started its next run instead of stopping.
         """
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.stop_timeout
+        deadline = loop.time() + within
         while signal_process(process, signal.SIGTERM):
             left = deadline - loop.time()
             if left <= 0:

@@ -37,6 +37,8 @@ class Channel:
         self._open_producers = producers
         self.rows = 0
         """Rows waiting in the channel."""
+        self.putting = 0
+        """Rows of batches whose producers wait for space (not in the channel yet)."""
 
     @property
     def depth(self) -> int:
@@ -44,7 +46,11 @@ class Channel:
         return self._queue.qsize()
 
     async def put(self, batch: pa.Table) -> None:
-        await self._queue.put(batch)
+        self.putting += batch.num_rows
+        try:
+            await self._queue.put(batch)
+        finally:
+            self.putting -= batch.num_rows
         self.rows += batch.num_rows
 
     async def close(self) -> None:

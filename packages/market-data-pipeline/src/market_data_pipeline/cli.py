@@ -21,7 +21,12 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from market_data_pipeline.control import ControlChannel, install_stop_signals, stdin_reader
+from market_data_pipeline.control import (
+    ControlChannel,
+    ignore_stop_signals,
+    install_stop_signals,
+    stdin_reader,
+)
 from market_data_pipeline.exceptions import GraphError, PipelineError
 from market_data_pipeline.graph import Graph, load_graph
 from market_data_pipeline.logs import configure_logging
@@ -100,6 +105,15 @@ def run(
         int | None,
         typer.Option(envvar="MDP_METRICS_PORT", show_envvar=True, help="Serve /metrics here."),
     ] = None,
+    drain_timeout: Annotated[
+        float | None,
+        typer.Option(
+            envvar="MDP_DRAIN_TIMEOUT",
+            show_envvar=True,
+            help="Seconds a stop (SIGTERM, Ctrl-C, reload) may drain what is in flight;"
+            " then the rest is abandoned and reported in the summary (default 5).",
+        ),
+    ] = None,
     json_summary: Annotated[
         bool, typer.Option("--json", help="Print the summary as JSON (for scripts).")
     ] = False,
@@ -113,7 +127,7 @@ def run(
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
 ) -> None:
-    """Run a pipeline until its providers end (Ctrl-C stops it and drains)."""
+    """Run a pipeline until its providers end (SIGTERM or Ctrl-C stops it and drains)."""
     settings = _settings(
         config,
         database_url=database_url,
@@ -121,6 +135,7 @@ def run(
         redis_url=redis_url,
         store_feedback_url=store_feedback_url,
         metrics_port=metrics_port,
+        drain_timeout=drain_timeout,
     )
     configure_logging(json=settings.log_json, level=settings.log_level)
     graph = _load(settings.config or config)
@@ -145,6 +160,16 @@ def run(
 
 async def _run(
     settings: UnifiedRuntimeSettings, graph: Graph, *, show_progress: bool, control: bool = False
+) -> tuple[UnifiedRuntime, RunResult]:
+    try:
+        return await _run_job(settings, graph, show_progress=show_progress, control=control)
+    finally:
+        if control:  # the job ended: a supervisor's repeated SIGTERM must not kill the exit
+            ignore_stop_signals()
+
+
+async def _run_job(
+    settings: UnifiedRuntimeSettings, graph: Graph, *, show_progress: bool, control: bool
 ) -> tuple[UnifiedRuntime, RunResult]:
     async with UnifiedRuntime(settings) as runtime:
         install_stop_signals(lambda: asyncio.ensure_future(runtime.stop(drain=True)))
@@ -201,6 +226,7 @@ def _summary(runtime: UnifiedRuntime, result: RunResult) -> dict[str, Any]:
         "late": result.counter("late"),
         "pauses": runtime.pauses,
         "store": runtime.store_report,
+        "drain": runtime.drain,
     }
 
 
@@ -223,6 +249,27 @@ def _print_summary(runtime: UnifiedRuntime, result: RunResult) -> None:
                 f"store {where}: {name} {before:,} -> {after:,} rows (+{after - before:,})",
                 highlight=False,
             )
+    if runtime.drain:
+        out.print(_drain_line(runtime.drain), highlight=False, markup=False)
+
+
+def _drain_line(drain: dict[str, Any]) -> str:
+    if drain["complete"]:
+        return f"stopped: drained in {drain['seconds']:.2f} s"
+    missing = drain["not_flushed"]
+    parts = [
+        f"{rows:,} rows queued for {node}" for node, rows in missing.get("channels", {}).items()
+    ]
+    if missing.get("cancelled"):
+        parts.append(f"nodes cancelled (open state not emitted): {', '.join(missing['cancelled'])}")
+    for what, count in missing.get("store", {}).items():
+        if what != "dead_letter_path":
+            parts.append(f"store {what.replace('_', ' ')} {count:,}")
+    return (
+        f"stopped: the drain timed out after {drain['timeout']:g} s; not flushed: "
+        + "; ".join(parts)
+        + " (the store's upserts are idempotent: running the job again fills the gap)"
+    )
 
 
 @app.command()

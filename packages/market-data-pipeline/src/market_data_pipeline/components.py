@@ -132,8 +132,9 @@ class Provider(Component[P]):
     """Produces batches. Subclasses implement :meth:`batches`.
 
     :meth:`run` asks the rate controller before each batch, so a provider pauses under hard
-    backpressure and never drops (replay and synthetic). A live provider that cannot pause
-    its upstream overrides :meth:`run` to conflate and count what it conflated.
+    backpressure and never drops (replay and synthetic); a stop ends the wait, and the
+    batch it waited for is not emitted. A live provider that cannot pause its upstream
+    overrides :meth:`run` to conflate and count what it conflated.
     """
 
     def batches(self) -> AsyncIterator[pa.Table]:
@@ -147,6 +148,8 @@ class Provider(Component[P]):
             if batch.num_rows == 0:
                 continue
             await ctx.rate.acquire(batch.num_rows)
+            if ctx.stopping.is_set():  # stopped while waiting for the rate: not emitted
+                break
             await emit(batch)
 
 

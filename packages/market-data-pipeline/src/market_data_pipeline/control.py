@@ -13,7 +13,9 @@ talks to it over its standard streams, one JSON object per line:
   prints).
 
 SIGTERM (and SIGINT) make the job stop with drain: providers stop, everything already
-emitted reaches the sinks, the summary is printed, and the process exits 0.
+emitted reaches the sinks, the summary is printed, and the process exits 0. The drain
+takes at most ``drain_timeout`` seconds (``MDP_DRAIN_TIMEOUT``); what it could not flush
+in that time is named in the summary's ``drain``.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from pydantic import ValidationError
 from market_data_core import ControlAction
 from market_data_pipeline.unified import UnifiedRuntime
 
-__all__ = ["ControlChannel", "install_stop_signals", "stdin_reader"]
+__all__ = ["ControlChannel", "ignore_stop_signals", "install_stop_signals", "stdin_reader"]
 
 
 class ControlChannel:
@@ -90,3 +92,21 @@ def install_stop_signals(stop: Callable[[], object]) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop)
+
+
+def ignore_stop_signals() -> None:
+    """The job has ended: ignore SIGTERM from now on (``mdp run --control``).
+
+    A supervisor repeats SIGTERM until the child exits; once the event loop closes, asyncio
+    gives the signal back its default action, which would kill the exit half-way (exit code
+    -15 after a clean drain). The signal is blocked while its handler is swapped, so none
+    falls in between.
+    """
+    loop = asyncio.get_running_loop()
+    term = {signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, term)
+    try:
+        loop.remove_signal_handler(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, term)

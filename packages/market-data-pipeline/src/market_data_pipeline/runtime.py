@@ -6,7 +6,12 @@ channel, call the operator, and forward end-of-stream once all their inputs ende
 the others and surfaces as one :class:`NodeError` naming the node: never a hang.
 
 ``stop(drain=True)`` asks providers to stop producing and lets everything already emitted
-flow to the sinks; ``stop(drain=False)`` cancels at once.
+flow to the sinks; a provider waiting for its rate (a token bucket, a pause under hard
+backpressure) stops waiting at once. ``stop(drain=False)`` cancels at once (also after a
+draining stop, to give up on a drain that takes too long); the result then names the
+nodes that were cancelled (``cancelled``: their open windows or buffers were not emitted)
+and the rows still waiting in front of each node or in the batch it was working on
+(``unflushed``).
 """
 
 from __future__ import annotations
@@ -75,6 +80,12 @@ class RunResult:
     kinds: dict[str, str] = field(default_factory=dict)
     types: dict[str, str] = field(default_factory=dict)
     error: str | None = None
+    cancelled: list[str] = field(default_factory=list)
+    """Nodes a cancelling stop ended before they finished (their state was not emitted)."""
+    unflushed: dict[str, int] = field(default_factory=dict)
+    """Rows that were waiting in front of each node, or in the batch it was processing or
+    writing (counted in full, though part of it may have been passed on), when a
+    cancelling stop came."""
 
     def counter(self, name: str) -> int:
         """A named counter summed over nodes (``late``, ``dropped``, ``pauses``...)."""
@@ -113,6 +124,11 @@ class GraphRuntime:
         self._channels: dict[str, Channel] = {}
         self._started = 0.0
         self._late_reported: dict[str, int] = {}
+        self._abandoned = False
+        self._cancelled: list[str] = []
+        self._unflushed: dict[str, int] = {}
+        self._working: dict[str, int] = {}
+        """Rows of the batch each node is processing or writing (until it returns)."""
 
     # -- public -----------------------------------------------------------------------
 
@@ -123,6 +139,11 @@ class GraphRuntime:
     def channel_depths(self) -> dict[str, int]:
         """Batches waiting in front of each node."""
         return {node_id: ch.depth for node_id, ch in self._channels.items()}
+
+    def channel_rows(self) -> dict[str, int]:
+        """Rows waiting in front of each node (queued, or being put by a producer that
+        waits for space)."""
+        return {node_id: ch.rows + ch.putting for node_id, ch in self._channels.items()}
 
     async def run(self) -> RunResult:
         """Run the graph to completion (or until stopped); raise :class:`NodeError` on failure."""
@@ -136,7 +157,7 @@ class GraphRuntime:
         try:
             await self._open_all()
             async with asyncio.TaskGroup() as group:
-                for node_id in self.validated.order:
+                for node_id in [] if self._abandoned else self.validated.order:
                     self._tasks.append(group.create_task(self._run_node(node_id), name=node_id))
         except NodeError as error:
             self._failed(error)
@@ -160,13 +181,24 @@ class GraphRuntime:
         logger.error("pipeline failed", job=self.job, node=error.node_id, error=str(error.error))
 
     async def stop(self, *, drain: bool = True) -> None:
-        """Stop producing; with ``drain`` let emitted batches reach the sinks, else cancel."""
+        """Stop producing; with ``drain`` let emitted batches reach the sinks, else cancel
+        (recording what is abandoned: see the module docstring)."""
         if self.state is RunState.RUNNING:
             self.state = RunState.STOPPING
         self.stopping.set()
         if not drain:
-            for task in self._tasks:
-                task.cancel()
+            self._abandon()
+
+    def _abandon(self) -> None:
+        if not self._abandoned:
+            self._abandoned = True
+            self._cancelled = [task.get_name() for task in self._tasks if not task.done()]
+            rows = self.channel_rows()
+            for node_id, working in self._working.items():
+                rows[node_id] = rows.get(node_id, 0) + working
+            self._unflushed = {node_id: n for node_id, n in rows.items() if n}
+        for task in self._tasks:
+            task.cancel()
 
     def result(self) -> RunResult:
         return RunResult(
@@ -176,6 +208,8 @@ class GraphRuntime:
             nodes=dict(self.stats),
             kinds={n: str(k) for n, k in self.validated.kinds.items()},
             types={spec.id: spec.type for spec in self.graph.nodes},
+            cancelled=list(self._cancelled),
+            unflushed=dict(self._unflushed),
         )
 
     # -- wiring -----------------------------------------------------------------------
@@ -195,11 +229,12 @@ class GraphRuntime:
         return ports
 
     def _context(self, node_id: str) -> Context:
+        rate = self.rate
         return Context(
             node_id=node_id,
             job=self.job,
             stats=self.stats[node_id],
-            rate=self.rate,
+            rate=rate if isinstance(rate, FullRate) else _UntilStopped(rate, self.stopping),
             stopping=self.stopping,
             services=self.services,
         )
@@ -267,7 +302,9 @@ class GraphRuntime:
             stats.items_in += item.num_rows
             stats.batches_in += 1
             started = time.perf_counter()
+            self._working[node_id] = item.num_rows
             await op.process(item, emit)
+            del self._working[node_id]
             self._observe(node_id, item.num_rows, time.perf_counter() - started)
 
     async def _sink(self, node_id: str, sink: SinkComponent[Any]) -> None:
@@ -282,7 +319,9 @@ class GraphRuntime:
             stats.items_in += item.num_rows
             stats.batches_in += 1
             started = time.perf_counter()
+            self._working[node_id] = item.num_rows
             await sink.write(item)
+            del self._working[node_id]
             self._observe(node_id, item.num_rows, time.perf_counter() - started)
 
     def _observe(self, node_id: str, rows: int, seconds: float) -> None:
@@ -299,6 +338,37 @@ class GraphRuntime:
             channel = self._channels.get(node_id)
             if channel is not None:
                 self.metrics.channel_depth.labels(job=self.job, node=node_id).set(channel.depth)
+
+
+class _UntilStopped:
+    """The rate controller as the nodes see it: waiting for the rate ends when the job
+    stops (a stopped provider emits nothing more, so it has nothing to wait for)."""
+
+    __slots__ = ("inner", "stopping")
+
+    def __init__(self, inner: RateController, stopping: asyncio.Event) -> None:
+        self.inner = inner
+        self.stopping = stopping
+
+    @property
+    def scale(self) -> float:
+        return self.inner.scale
+
+    async def on_feedback(self, event: FeedbackEvent) -> RateAdjustment | None:
+        return await self.inner.on_feedback(event)
+
+    async def acquire(self, count: int = 1) -> None:
+        if self.stopping.is_set():
+            return
+        granted = asyncio.ensure_future(self.inner.acquire(count))
+        stopped = asyncio.ensure_future(self.stopping.wait())
+        try:
+            await asyncio.wait({granted, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            granted.cancel()
+            stopped.cancel()
+        if granted.done() and not granted.cancelled():
+            granted.result()  # the controller's own error, if any
 
 
 def _node_errors(group: BaseExceptionGroup[BaseException]) -> list[NodeError]:

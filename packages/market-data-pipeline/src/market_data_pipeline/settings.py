@@ -64,6 +64,13 @@ class UnifiedRuntimeSettings(BaseSettings):
     base_rate: Annotated[float, Field(gt=0)] | None = Field(
         default=None, description="Records/s each provider may emit at full rate (none: unlimited)."
     )
+    drain_timeout: Annotated[float, Field(gt=0, allow_inf_nan=False)] = Field(
+        default=5.0,
+        description=(
+            "Seconds a stop (SIGTERM, Ctrl-C, a reload) may take to drain what is in flight"
+            " into the sinks and the store; then the rest is abandoned and reported."
+        ),
+    )
     metrics_port: Annotated[int, Field(ge=0, le=65535)] | None = Field(
         default=None, description="Serve Prometheus metrics on this port (none: not served)."
     )

@@ -9,6 +9,12 @@ For a graph with ``store`` sinks that name no database of their own, it opens on
 ``Store`` on ``settings.database_url`` (migrated), gives it to those sinks, follows its
 feedback (plus Redis or a store service's SSE feed when configured) with a
 ``FeedbackRateController`` and drains and closes the store at the end.
+
+A draining stop (``stop(drain=True)``: SIGTERM in ``mdp run``, a reload) has
+``settings.drain_timeout`` seconds: the providers stop at once, what they emitted flows to
+the sinks and the store writes what it accepted; what is still in flight when the time is
+up is abandoned and named in ``drain`` (rows queued per node, nodes cancelled, records the
+store dead-lettered or dropped) and in a warning, never silently lost.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from market_data_core import (
     RateAdjustment,
     RateController,
 )
+from market_data_pipeline._drain import Drain
 from market_data_pipeline.exceptions import GraphError, PipelineError, RuntimeStateError
 from market_data_pipeline.graph import Graph, LinearSpec, Mode, from_config, load_graph
 from market_data_pipeline.metrics import PipelineMetrics
@@ -138,6 +145,10 @@ class UnifiedRuntime:
         self._metrics_server: Any = None
         self.store_report: dict[str, Any] = {}
         """For the in-process store: its (redacted) database and rows per table before/after."""
+        self.drain: dict[str, Any] = {}
+        """How the last run's stop drained (``{}``: it was not stopped): ``timeout``,
+        ``seconds``, ``complete`` and, when it is not, ``not_flushed``."""
+        self._drain = Drain(self.settings.drain_timeout)
 
     @property
     def current(self) -> GraphRuntime | None:
@@ -200,6 +211,7 @@ class UnifiedRuntime:
         graph = self.load(source)
         self._stop_requested = False
         self._paused = False
+        self._drain = Drain(self.settings.drain_timeout)
         self.state = RuntimeState.STARTING
         try:
             while True:
@@ -208,6 +220,7 @@ class UnifiedRuntime:
                     return result
                 self._reload = False
                 self._stop_requested = False
+                self._drain = Drain(self.settings.drain_timeout)
                 self.state = RuntimeState.STARTING
                 graph = self.load(graph.source) if graph.source else self.load(source)
                 logger.info("pipeline reloaded", job=graph.name)
@@ -218,13 +231,16 @@ class UnifiedRuntime:
             raise
 
     async def stop(self, *, drain: bool = True) -> None:
-        """Stop the running job (if any): drain what was emitted, or cancel. A stop also
-        cancels a reload in progress: the job ends."""
+        """Stop the running job (if any): drain what was emitted (for at most
+        ``settings.drain_timeout`` seconds), or cancel. A stop also cancels a reload in
+        progress: the job ends."""
         self._reload = False
         await self._stop(drain=drain)
 
     async def _stop(self, *, drain: bool) -> None:
         self._stop_requested = True
+        if drain:
+            self._drain.start()
         runtime = self._runtime
         if runtime is None:
             return
@@ -232,6 +248,8 @@ class UnifiedRuntime:
             self._gate.resume()  # a paused provider must see the stop
         self.state = RuntimeState.STOPPING
         await runtime.stop(drain=drain)
+        if drain:
+            self._drain.watch(runtime)
 
     async def control(self, action: ControlAction) -> ControlResult:
         """Pause (providers hold at the next batch), resume (where they paused), reload."""
@@ -276,6 +294,24 @@ class UnifiedRuntime:
     # -- one run ----------------------------------------------------------------------
 
     async def _run_once(self, graph: Graph) -> RunResult:
+        self.drain = {}
+        drain = self._drain
+        result = await self._run_graph(graph)
+        self.drain = drain.report(result)
+        if self.drain and not self.drain["complete"]:
+            logger.warning(
+                "stopped before everything was flushed",
+                job=graph.name,
+                timeout=drain.timeout,
+                not_flushed=self.drain["not_flushed"],
+                hint="the store's upserts are idempotent: run a replay or synthetic job again"
+                " to fill the gap; `mds dlq replay` writes dead-lettered batches",
+            )
+        elif self.drain:
+            logger.info("drained", job=graph.name, seconds=self.drain["seconds"])
+        return result
+
+    async def _run_graph(self, graph: Graph) -> RunResult:
         validated = graph.validated(self.registry)
         self.graph, self.mode = graph, graph.mode
         mode = str(graph.mode)
@@ -299,6 +335,7 @@ class UnifiedRuntime:
             self.state = RuntimeState.PAUSED if self._paused else RuntimeState.RUNNING
             if self._stop_requested:  # a stop (e.g. SIGTERM) came while the job was opening
                 await runtime.stop(drain=True)
+                self._drain.watch(runtime)
             self.metrics.runtime_up.labels(mode=mode).set(1)
             self.metrics.jobs_running.labels(mode=mode).inc()
             logger.info("pipeline started", job=graph.name, mode=mode, nodes=len(graph.nodes))
@@ -313,12 +350,13 @@ class UnifiedRuntime:
                 self.state = RuntimeState.STOPPED
                 raise
             finally:
+                await self._drain.stop_watching()
                 self.metrics.jobs_running.labels(mode=mode).dec()
                 self.metrics.runtime_up.labels(mode=mode).set(0)
                 self._runtime = None
                 self.last_result = runtime.result()
             if store is not None:
-                after = await _counts(store)
+                after = await self._drain.bounded(_counts(store), "counting rows") or {}
                 self.store_report = {
                     "database": str(store.url),
                     "tables": {t: (before[t], after[t]) for t in after if before[t] or after[t]},
@@ -367,9 +405,13 @@ class UnifiedRuntime:
         except (MarketDataError, OSError) as error:  # unreachable, wrong password...
             message = f"cannot open the store's database {store.url}: {error}"
             raise PipelineError(message) from None
-        stack.push_async_callback(store.stop, drain=True)
+        stack.push_async_callback(self._close_store, store)
         services["store"] = store
         return store
+
+    async def _close_store(self, store: Any) -> None:
+        """Drain and stop the in-process store (after a stop, in the drain's time left)."""
+        await self._drain.close_store(store)
 
     async def _rate_publisher(self, store: Any, stack: AsyncExitStack) -> _FanOut:
         """Where RateAdjustments go: the in-process store's bus and Redis, when configured."""
