@@ -112,9 +112,10 @@ _EDGES = [
 @pytest.mark.parametrize("ts", _EDGES)
 def test_timestamps_out_of_range_are_validation_errors(ts: str) -> None:
     document = f'{{"symbol": "A", "ts": "{ts}", "price": 1, "size": 1}}'
-    with pytest.raises(ValidationError, match=r"ts[\s\S]*out of range[\s\S]*1678-01-01"):
+    bounds = r"ts[\s\S]*(greater than or equal to 1678-01-01|less than 2262-01-01)"
+    with pytest.raises(ValidationError, match=bounds):
         Trade.model_validate_json(document)
-    with pytest.raises(ValidationError, match="out of range"):
+    with pytest.raises(ValidationError, match=bounds):
         make_trade(ts=ts)
 
 

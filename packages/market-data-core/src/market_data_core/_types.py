@@ -37,18 +37,12 @@ SYMBOL_PATTERN = r"^[A-Za-z0-9^][A-Za-z0-9._:/=^+\-]{0,63}$"
 
 def to_utc(value: datetime) -> datetime:
     """Convert an aware datetime to UTC (the same instant, ``tzinfo=UTC``); ``ValueError``
-    outside ``[MIN_TIMESTAMP, MAX_TIMESTAMP)``."""
+    when the instant has no UTC date (before year 1 or after 9999)."""
     try:
-        utc = value.astimezone(UTC)
+        return value.astimezone(UTC)
     except OverflowError:  # 0001-01-01T00:00+01:00 is before year 1 in UTC
-        utc = None
-    if utc is None or not MIN_TIMESTAMP <= utc < MAX_TIMESTAMP:
-        msg = (
-            f"timestamp {value.isoformat()} is out of range: timestamps must be from "
-            f"{MIN_TIMESTAMP.date()} (inclusive) to {MAX_TIMESTAMP.date()} (exclusive), UTC"
-        )
-        raise ValueError(msg)
-    return utc
+        msg = f"timestamp {value.isoformat()} is out of range"
+        raise ValueError(msg) from None
 
 
 def clamp_utc(value: datetime) -> datetime:
@@ -78,7 +72,9 @@ def check_text(value: str) -> str:
     return value
 
 
-UtcDatetime = Annotated[AwareDatetime, AfterValidator(to_utc)]
+UtcDatetime = Annotated[
+    AwareDatetime, Field(ge=MIN_TIMESTAMP, lt=MAX_TIMESTAMP), AfterValidator(to_utc)
+]
 """A timezone-aware datetime, normalised to UTC, in ``[MIN_TIMESTAMP, MAX_TIMESTAMP)``.
 Naive datetimes are rejected."""
 
