@@ -225,3 +225,50 @@ def test_an_unwritable_dead_letter_file_makes_the_store_unready(
         refused = client.post("/v1/trades", json=_trades(2))
         assert refused.status_code == 503
         assert "dead-letter file cannot be written" in refused.json()["detail"]
+
+
+@pytest.mark.asyncio
+async def test_a_request_the_database_refuses_in_part_is_never_acknowledged(
+    settings: StoreSettings,
+) -> None:
+    """Past the edge, a record the database refuses: its request answers 422 naming it
+    (the rest of that request is stored), the requests sharing its batch answer 202."""
+    from market_data_store.backends.sqlite import SqliteBackend
+    from market_data_store.exceptions import InvalidValueError
+
+    class Refusing(SqliteBackend):
+        async def write(self, records: Any) -> Any:
+            if any(getattr(r, "price", None) == 666.0 for r in records):
+                raise InvalidValueError("refused", reason="the database refuses 666")
+            return await super().write(records)
+
+    settings = settings.model_copy(update={"flush_interval": 0.2, "batch_size": 1000})
+    store = Store(settings, backend=Refusing(settings.database))
+    app = create_app(settings, store=store)
+    bodies = [
+        [make_trade(symbol=f"W{n}", ts=T0 + timedelta(seconds=i), price=600.0 + i + n * 100)
+         .model_dump(mode="json") for i in range(10)]
+        for n in range(5)
+    ]  # fmt: skip  # prices 600.. + 100 n: none is 666 until it is set
+    bodies[2][6]["price"] = 666.0
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://store") as client:
+            answers = await asyncio.gather(*(client.post("/v1/trades", json=b) for b in bodies))
+    assert [a.status_code for a in answers] == [202, 202, 422, 202, 202]
+    refused = answers[2].json()
+    assert refused["errors"] == [
+        {"loc": [6], "msg": "the database refuses 666", "type": "refused_by_database"}
+    ]
+    assert "9 were stored" in refused["detail"]
+    assert store.coordinator.stats().refused == 1
+
+
+def test_an_aggregate_refresh_over_the_whole_time_range_works(client: TestClient) -> None:
+    from .conftest import ADMIN_TOKEN  # noqa: TID252 - test helpers
+
+    body = {"base": "1m", "targets": ["1h"], "start": "0001-01-01T00:00:00+01:00",
+            "end": "9999-12-31T23:00:00-05:00"}  # fmt: skip
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    response = client.post("/v1/admin/aggregates/refresh", json=body, headers=auth)
+    assert response.status_code == 200, response.text
