@@ -141,12 +141,15 @@ def test_readiness_degraded_then_unhealthy_then_healthy(
     )
     assert degraded.status_code == 200  # still serving reads: usable
     SCHEMAS.assert_valid("HealthStatus", degraded.json())
-    backend.pings.clear()  # and no longer answers at all
-    unhealthy = client.get("/readyz")
-    assert unhealthy.status_code == 503
+    backend.pings.clear()  # and no longer answers at all (the background check sees it)
+    unhealthy = _wait_for(
+        "unhealthy readiness", lambda: (r := client.get("/readyz")).status_code == 503 and r
+    )
     SCHEMAS.assert_valid("HealthStatus", unhealthy.json())
     database = {c["name"]: c for c in unhealthy.json()["components"]}["database"]
-    assert (database["state"], database["details"]["error"]) == ("unhealthy", "TimeoutError")
+    assert database["state"] == "unhealthy"
+    error = database["details"]["error"]
+    assert error == "TimeoutError" or error.startswith("no answer for"), error
     backend.pings.set()
     backend.writes.set()
     healthy = _wait_for(
