@@ -5,6 +5,10 @@
 - tests(package=...): each package's tests but its tests/contracts, in an environment
   synced from uv.lock
 - wheel: market-data-core built as a wheel, installed alone (no workspace), its tests run
+- index(package=...): each package installed by name with pip, the public index enabled and
+  the built wheels offered with --find-links, as a user would: the project's own
+  distributions (2.x) are chosen over the older, unrelated releases of the same names on
+  PyPI, and the installed commands work
 - contracts(package=...): each package built as a wheel and installed in a fresh environment
   with only core's wheel (and the wheels of the project packages it depends on), its
   extras and its test group; its tests/contracts run there against the current schemas
@@ -27,7 +31,15 @@ import nox
 nox.options.default_venv_backend = "uv"
 nox.options.reuse_venv = "no" if os.environ.get("CI") else "yes"
 nox.options.error_on_missing_interpreters = True
-nox.options.sessions = ["lint", "typecheck", "tests", "wheel", "contracts", "integration"]
+nox.options.sessions = [
+    "lint",
+    "typecheck",
+    "tests",
+    "wheel",
+    "index",
+    "contracts",
+    "integration",
+]
 
 ROOT = Path(__file__).parent
 PACKAGES = [
@@ -97,6 +109,76 @@ def wheel(session: nox.Session) -> None:
         " sys.exit(0 if 'site-packages' in p else f'imported from {p}, not the wheel')",
     )
     session.run(*PYTEST, "packages/market-data-core/tests", *session.posargs)
+
+
+INDEX_EXTRAS: dict[str, list[str]] = {
+    "market-data-core": [],
+    "market-data-store": ["postgres"],
+    "market-data-pipeline": ["store"],
+    "market-data-orchestrator": [],
+}
+"""What a user of each package would ``pip install``."""
+INDEX_COMMANDS: dict[str, list[list[str]]] = {
+    "market-data-core": [["mdc-schemas", "--help"]],
+    "market-data-store": [["mds", "--help"], ["mds", "migrate"]],
+    "market-data-pipeline": [["mdp", "run", str(ROOT / "examples" / "quickstart.yaml")]],
+    "market-data-orchestrator": [["mdo", "--help"]],
+}
+
+
+@nox.session(reuse_venv=False)
+@nox.parametrize("package", PACKAGES, ids=[p.removeprefix("market-data-") for p in PACKAGES])
+def index(session: nox.Session, package: str) -> None:
+    """``pip install --find-links dist <package>`` with PyPI enabled, in a fresh venv.
+
+    The names of the four distributions exist on PyPI with older, unrelated releases; the
+    project's 2.x line and the lower bounds of every dependent keep a resolver from mixing
+    them. Every project distribution installed must be the version built here, and the
+    package's commands must run (the pipeline's main job included)."""
+    tmp = Path(session.create_tmp()).resolve()
+    dist = tmp / "dist"
+    shutil.rmtree(dist, ignore_errors=True)
+    extras = INDEX_EXTRAS[package]
+    for name in _project_closure(package, extras):
+        _build_wheel(session, name, dist)
+    flat = tmp / "links"
+    shutil.rmtree(flat, ignore_errors=True)
+    flat.mkdir()
+    for wheel in dist.glob("*/*.whl"):
+        shutil.copy(wheel, flat)
+    venv = tmp / "venv"
+    shutil.rmtree(venv, ignore_errors=True)
+    session.run("python", "-m", "venv", str(venv))
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check"]
+    session.run(
+        *pip, "install", "--quiet", "--find-links", str(flat),
+        f"{package}[{','.join(extras)}]" if extras else package,
+        external=True,
+    )  # fmt: skip
+    expected = {name: _version_of(name) for name in PACKAGES}
+    session.run(
+        str(venv / "bin" / "python"),
+        "-c",
+        "import importlib.metadata as m, json, sys\n"
+        f"expected = {expected!r}\n"
+        "names = {d.metadata['Name'].lower().replace('_', '-'): d for d in m.distributions()}\n"
+        "found = {n: names[n].version for n in expected if n in names}\n"
+        "wrong = {n: v for n, v in found.items() if v != expected[n]}\n"
+        "print('installed:', json.dumps(found))\n"
+        "sys.exit(f'not the versions built here: {wrong}' if wrong else 0)\n",
+        external=True,
+    )
+    work = tmp / "work"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    with session.chdir(work):  # the commands' default files (./market_data.db) land here
+        for command in INDEX_COMMANDS[package]:
+            session.run(str(venv / "bin" / command[0]), *command[1:], external=True)
+
+
+def _version_of(package: str) -> str:
+    project = nox.project.load_toml(ROOT / "packages" / package / "pyproject.toml")["project"]
+    return str(project["version"])
 
 
 @nox.session(reuse_venv=False)  # fresh: nothing left over from an earlier install

@@ -107,6 +107,7 @@ def create_app(orchestrator: Orchestrator, *, manage: bool = True) -> FastAPI:
 
     app = FastAPI(
         title=SERVICE,
+        version=_dist_version(SERVICE),
         summary="Supervise pipeline jobs; pause, resume, reload with an audit trail.",
         lifespan=lifespan,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +58,20 @@ class DatabaseUrl:
             return self._url.set(drivername="sqlite")
         return self._url.set(drivername="postgresql+asyncpg")
 
+    def require_driver(self) -> None:
+        """``StoreConfigurationError`` naming the ``pip install`` to run when the driver
+        of this URL's database is missing (PostgreSQL: the ``postgres`` extra, asyncpg and
+        SQLAlchemy's greenlet; SQLite needs nothing)."""
+        if self.is_sqlite:
+            return
+        missing = [name for name in _POSTGRES_MODULES if importlib.util.find_spec(name) is None]
+        if missing:
+            msg = (
+                f"PostgreSQL needs {' and '.join(missing)}: "
+                "pip install 'market-data-store[postgres]'"
+            )
+            raise StoreConfigurationError(msg)
+
     def asyncpg_dsn(self) -> str:
         """For ``asyncpg.connect`` / ``create_pool`` (includes the password)."""
         return self._url.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -69,3 +84,7 @@ class DatabaseUrl:
 
     def __repr__(self) -> str:
         return f"DatabaseUrl({str(self)!r})"
+
+
+_POSTGRES_MODULES = ("asyncpg", "greenlet")
+"""What the ``postgres`` extra brings: the driver, and what SQLAlchemy's asyncio needs."""

@@ -62,6 +62,7 @@ async def _run_on(url: DatabaseUrl, fn: Any, *args: Any) -> Any:
     if url.is_sqlite:
         url.sqlite_path().parent.mkdir(parents=True, exist_ok=True)
         return await asyncio.to_thread(_run_sync, url, fn, *args)
+    url.require_driver()
     from sqlalchemy.ext.asyncio import create_async_engine  # noqa: PLC0415 - postgres extra
 
     engine = create_async_engine(url.sqlalchemy_url(), pool_pre_ping=True)

@@ -36,7 +36,7 @@ from market_data_store.backends.base import Backend, Freshness, Record, WriteRes
 from market_data_store.coordinator import CoordinatorState, WriteCoordinator
 from market_data_store.dlq import FileDeadLetterStore
 from market_data_store.dsn import DatabaseUrl
-from market_data_store.exceptions import BackendError, StoreConfigurationError
+from market_data_store.exceptions import BackendError
 from market_data_store.migrate import current_revision, head_revision, upgrade
 from market_data_store.receipts import WriteReceipt
 from market_data_store.retry import BreakerState, CircuitBreaker, RetryPolicy
@@ -58,11 +58,9 @@ def make_backend(url: DatabaseUrl) -> Backend:
         from market_data_store.backends.sqlite import SqliteBackend  # noqa: PLC0415
 
         return SqliteBackend(url)
-    try:
-        from market_data_store.backends.postgres import PostgresBackend  # noqa: PLC0415
-    except ImportError as exc:  # pragma: no cover - depends on the installed extras
-        msg = "PostgreSQL needs asyncpg: pip install 'market-data-store[postgres]'"
-        raise StoreConfigurationError(msg) from exc
+    url.require_driver()
+    from market_data_store.backends.postgres import PostgresBackend  # noqa: PLC0415
+
     return PostgresBackend(url)
 
 
