@@ -101,3 +101,20 @@ def test_the_committed_component_reference_is_current() -> None:
     assert result.stdout == committed, (
         "docs/components.md is stale: uv run mdp list --markdown > docs/components.md"
     )
+
+
+def test_a_missing_postgres_extra_is_one_line_naming_the_install(
+    quickstart: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "asyncpg" else real(name, *a)
+    )
+    url = "postgresql://md:pw@127.0.0.1:1/market_data"
+    result = runner.invoke(app, ["run", str(quickstart), "--database-url", url])
+    assert result.exit_code != 0
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    assert "PostgreSQL needs asyncpg: pip install 'market-data-store[postgres]'" in lines[0]

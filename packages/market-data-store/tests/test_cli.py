@@ -107,3 +107,26 @@ def test_export_round_trips_through_ingest(
     from market_data_store.files import read_records
 
     assert list(read_records(exported, "bars")) == bars
+
+
+@pytest.mark.parametrize("missing", ["asyncpg", "greenlet"])
+def test_a_missing_postgres_extra_is_one_line_naming_the_install(
+    monkeypatch: pytest.MonkeyPatch, missing: str
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == missing else real(name, *a)
+    )
+    url = "postgresql://md:pw@127.0.0.1:1/market_data"
+    for command in (["migrate"], ["query", "AAPL"]):
+        result = runner.invoke(app, [*command, "--database-url", url])
+        assert result.exit_code != 0
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert len(lines) == 1, result.output
+        assert lines[0].startswith("error: ")
+        assert lines[0].endswith(
+            f"PostgreSQL needs {missing}: pip install 'market-data-store[postgres]'"
+        )
+        assert ":pw@" not in lines[0]

@@ -400,6 +400,8 @@ class UnifiedRuntime:
         except ValidationError as error:  # a database URL that does not parse
             reason = "; ".join(problem["msg"] for problem in error.errors())
             raise PipelineError(f"invalid database_url (MDP_DATABASE_URL): {reason}") from None
+        except MarketDataError as error:  # its driver is missing: names the pip install
+            raise PipelineError(str(error)) from None
         try:
             await store.start(migrate=True)
         except (MarketDataError, OSError) as error:  # unreachable, wrong password...

@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from pydantic import SecretStr, ValidationError
@@ -32,6 +33,7 @@ dlq_app = typer.Typer(
     help="The dead-letter store of batches that could not be written.", no_args_is_help=True
 )
 app.add_typer(dlq_app, name="dlq")
+T = TypeVar("T")
 console = Console(stderr=True)
 out = Console()
 
@@ -57,6 +59,15 @@ def _settings(database_url: str | None = None, **overrides: Any) -> StoreSetting
         # field names and messages only: the rejected input may hold a password
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise _fail(f"invalid settings: {problems}", code=2) from None
+
+
+def _run(work: Coroutine[Any, Any, T], settings: StoreSettings) -> T:
+    """``asyncio.run(work)``; a store error is one line naming the database, not a
+    traceback."""
+    try:
+        return asyncio.run(work)
+    except (StoreError, OSError) as exc:
+        raise _fail(f"{settings.database}: {exc}") from None
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -170,7 +181,7 @@ def query(
     settings = _settings(database_url)
     begin = _utc(start) or datetime(1970, 1, 1, tzinfo=UTC)
     finish = _utc(end) or datetime.now(UTC)
-    bars = asyncio.run(_query(settings, symbol, timeframe, begin, finish, limit))
+    bars = _run(_query(settings, symbol, timeframe, begin, finish, limit), settings)
     if as_json:
         for bar in bars:
             out.print(bar.model_dump_json(), soft_wrap=True, highlight=False)
@@ -236,7 +247,7 @@ def export(
     settings = _settings(database_url)
     begin = _utc(start) or datetime(1970, 1, 1, tzinfo=UTC)
     finish = _utc(end) or datetime.now(UTC)
-    bars = asyncio.run(_query(settings, symbol, timeframe, begin, finish, None))
+    bars = _run(_query(settings, symbol, timeframe, begin, finish, None), settings)
     write_bars(output, bars)
     out.print(f"wrote {len(bars)} {symbol} {timeframe} bars to {output}")
 
@@ -284,7 +295,8 @@ def jobs(
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
 ) -> None:
     """List recent job runs (or the stuck ones)."""
-    runs = asyncio.run(_jobs(_settings(database_url), job_name, stuck_after, limit))
+    settings = _settings(database_url)
+    runs = _run(_jobs(settings, job_name, stuck_after, limit), settings)
     table = Table(
         "id", "job", "provider", "mode", "status", "rows", "failed", "started", "heartbeat"
     )
@@ -353,7 +365,7 @@ def dlq_replay(
 ) -> None:
     """Write the dead-lettered batches again; those written are removed from the file."""
     settings = _settings(database_url, dead_letter_path=str(path) + ".replay")
-    result = asyncio.run(_replay(settings, path))
+    result = _run(_replay(settings, path), settings)
     out.print(
         f"replayed {result.replayed} batches ({result.records} records) from {path}; "
         f"{result.failed} still failing, {result.corrupt} unreadable lines left in place"
