@@ -207,9 +207,11 @@ class Store:
     async def _stop(self, drain: bool) -> None:
         self._started = False
         watcher, self._watcher = self._watcher, None
-        if watcher is not None:
+        while watcher is not None and not watcher.done():
+            # again until it ends: a cancellation that lands as a check completes can be
+            # lost (asyncio.wait_for in Python 3.11); the loop also ends on _started
             watcher.cancel()
-            await asyncio.gather(watcher, return_exceptions=True)
+            await asyncio.wait({watcher}, timeout=0.5)
         await self.coordinator.stop(drain=drain, drain_timeout=self.settings.drain_timeout)
         if self._redis is not None:
             await self._redis.aclose()
@@ -338,7 +340,7 @@ class Store:
         """Check the database and the dead-letter file every ``health_interval`` seconds;
         a check that succeeds while the circuit breaker is open half-opens it, so writes
         resume as soon as the database answers again."""
-        while True:
+        while self._started:
             await asyncio.sleep(self.settings.health_interval)
             component = await self._database_health()
             self._database = (time.monotonic(), component)
@@ -349,7 +351,8 @@ class Store:
     async def _database_health(self) -> HealthComponent:
         started = time.perf_counter()
         try:
-            await asyncio.wait_for(self.backend.ping(), timeout=_PING_TIMEOUT)
+            async with asyncio.timeout(_PING_TIMEOUT):
+                await self.backend.ping()
         except (BackendError, TimeoutError, OSError) as exc:
             return HealthComponent(
                 name="database",
