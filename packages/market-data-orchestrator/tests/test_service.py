@@ -311,3 +311,19 @@ def test_control_calls_over_budget_are_audited_once_per_burst(bare: Bare) -> Non
     assert client.post("/v1/jobs/x/pause", headers=_auth("operator")).status_code == 404
     results = [(r["result"], r["details"].get("suppressed")) for r in bare.records()]
     assert results == [("failed", None)] * 30 + [("denied", None), ("failed", 9)]
+
+
+def test_the_access_log_has_each_request_and_no_query_secret() -> None:
+    from structlog.testing import capture_logs
+
+    from market_data_orchestrator.deployment import Deployment
+
+    secret = "query-canary-51f0"
+    app = create_app(Orchestrator(Deployment()), manage=False)
+    with TestClient(app) as client, capture_logs() as logs:
+        client.get("/healthz", params={"token": secret, "verbose": "1"})
+        client.get("/v1/jobs", params={"access_token": secret})
+    requests = [entry for entry in logs if entry["event"] == "request"]
+    assert [(r["path"], r["status"]) for r in requests] == [("/healthz", 200), ("/v1/jobs", 401)]
+    assert requests[0]["query"] == "token=***&verbose=1"
+    assert secret not in json.dumps(logs)

@@ -49,6 +49,7 @@ def serve(
     """Run the orchestrator: supervise the jobs and serve the API until SIGTERM."""
     import uvicorn  # noqa: PLC0415
 
+    from market_data_core.logs import configure_logging  # noqa: PLC0415
     from market_data_orchestrator.orchestrator import Orchestrator  # noqa: PLC0415
     from market_data_orchestrator.service import create_app  # noqa: PLC0415
 
@@ -56,9 +57,16 @@ def serve(
         spec = load_deployment(deployment)
     except DeploymentError as error:
         raise _fail(str(error), 2) from None
+    configure_logging()  # JSON lines when stderr is not a terminal (production)
     service = spec.service
     app_ = create_app(Orchestrator(spec))
-    uvicorn.run(app_, host=host or service.host, port=port or service.port, log_level="warning")
+    uvicorn.run(
+        app_,
+        host=host or service.host,
+        port=port or service.port,
+        log_config=None,  # its records go through structlog: one format, JSON in production
+        access_log=False,  # the API logs each request itself, query secrets redacted
+    )
 
 
 def _call(method: str, url: str, path: str) -> Any:

@@ -27,11 +27,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from importlib.metadata import version as _dist_version
 from typing import Annotated, Any
 
+import structlog
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exception_handlers import (
     http_exception_handler,
@@ -53,6 +55,7 @@ from market_data_core import (
     HealthState,
     HealthStatus,
 )
+from market_data_core.logs import redacted_query
 from market_data_orchestrator.deployment import PeerSpec, Role
 from market_data_orchestrator.jobs import JobInfo
 from market_data_orchestrator.orchestrator import SERVICE, Orchestrator
@@ -65,6 +68,8 @@ from market_data_orchestrator.security import (
 )
 
 __all__ = ["ErrorDetail", "create_app"]
+
+access_log = structlog.get_logger("market_data_orchestrator.access")
 
 
 class ErrorDetail(BaseModel):
@@ -136,7 +141,30 @@ def create_app(orchestrator: Orchestrator, *, manage: bool = True) -> FastAPI:
     _health_routes(app, orchestrator)
     _job_routes(app, orchestrator)
     _read_routes(app, orchestrator)
+    _add_access_log(app)
     return app
+
+
+def _add_access_log(app: FastAPI) -> None:
+    """One structlog event per request (uvicorn's access log is off): secret-looking query
+    parameters redacted, never a token."""
+
+    @app.middleware("http")
+    async def access(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        access_log.info(
+            "request",
+            method=request.method,
+            path=request.url.path,
+            query=redacted_query(request.url.query),
+            status=response.status_code,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            client=request.client.host if request.client else None,
+        )
+        return response
 
 
 def _principal(request: Request) -> Principal:

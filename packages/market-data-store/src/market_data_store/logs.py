@@ -1,30 +1,16 @@
-"""structlog configuration: JSON lines in production, colourful console on a TTY."""
+"""structlog configuration of the store's processes (``mds``): see ``market_data_core.logs``
+(JSON lines in production, console on a TTY, the standard library's loggers included)."""
 
 from __future__ import annotations
 
 import logging
-import sys
 
-import structlog
+from market_data_core import logs
 
 __all__ = ["configure_logging"]
 
 
 def configure_logging(*, json: bool | None = None, level: int = logging.INFO) -> None:
-    """Configure structlog once for the process (the CLI and the service call it)."""
-    as_json = not sys.stderr.isatty() if json is None else json
-    renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer()
-    )
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=False,
-    )
+    """Configure logging once for the process (the CLI and the service call it)."""
+    logs.configure_logging(json=json, level=level)
+    logging.getLogger("alembic").setLevel(max(level, logging.WARNING))  # a line per DDL step

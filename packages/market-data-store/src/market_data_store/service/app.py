@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
 
 import structlog
 from fastapi import FastAPI, Request, Response
@@ -20,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from pydantic import TypeAdapter
 
 from market_data_core import Bar, HealthStatus, Quote, Signal, Trade
+from market_data_core.logs import redacted_query
 from market_data_store.exceptions import (
     BackendError,
     InvalidValueError,
@@ -33,21 +32,11 @@ from market_data_store.service.problems import Problem, problem, validation_hand
 from market_data_store.settings import StoreSettings
 from market_data_store.store import SERVICE, Store
 
-__all__ = ["create_app", "redacted_query"]
+__all__ = ["create_app"]
 
 logger = structlog.get_logger(__name__)
 access_log = structlog.get_logger("market_data_store.access")
 _INGEST_PATHS = frozenset(f"/v1/{table}" for table in ("bars", "trades", "quotes", "signals"))
-_SECRET_PARAM = re.compile(r"token|secret|passw|pwd|key|auth|signature|credential", re.I)
-
-
-def redacted_query(query: str) -> str:
-    """A query string fit for a log: the values of parameters whose name looks secret
-    (``token``, ``api_key``, ``password``...) become ``***``."""
-    if not query:
-        return ""
-    pairs = parse_qsl(query, keep_blank_values=True)
-    return urlencode([(k, "***" if _SECRET_PARAM.search(k) else v) for k, v in pairs], safe="*")
 
 
 def create_app(

@@ -58,5 +58,6 @@ def serve(settings: StoreSettings) -> None:
         log_level="info",
         access_log=False,
         timeout_graceful_shutdown=int(settings.drain_timeout + _GRACE),
+        log_config=None,  # uvicorn's records go through the service's structlog setup
     )
     _Server(config, drain).run()

@@ -1,0 +1,70 @@
+"""Logging of the services: structlog and the standard library's loggers (uvicorn's,
+asyncpg's) come out as one JSON object per line, and query secrets never reach a log."""
+
+import json
+import logging
+
+import pytest
+import structlog
+
+from market_data_core.logs import configure_logging, redacted_query
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> object:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    structlog.reset_defaults()
+
+
+def test_every_record_is_a_json_line_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging(json=True)
+    structlog.get_logger("market_data_store.store").info("store started", backend="sqlite")
+    logging.getLogger("uvicorn.error").info("Uvicorn running on %s", "http://127.0.0.1:8080")
+    logging.getLogger("asyncpg.pool").warning("Failed to restore the pool connection floor")
+    logging.getLogger("market_data_store.coordinator").debug("below the threshold")
+    lines = capsys.readouterr().err.splitlines()
+    records = [json.loads(line) for line in lines]  # every line parses
+    assert [r["event"] for r in records] == [
+        "store started",
+        "Uvicorn running on http://127.0.0.1:8080",
+        "Failed to restore the pool connection floor",
+    ]
+    assert records[0]["backend"] == "sqlite"
+    assert records[1]["logger"] == "uvicorn.error"
+    assert {r["level"] for r in records} == {"info", "warning"}
+    assert all(r["timestamp"].endswith("Z") for r in records)
+
+
+def test_the_level_drops_what_is_below_it(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging(json=True, level="warning")
+    structlog.get_logger().info("quiet")
+    logging.getLogger("x").info("quiet too")
+    structlog.get_logger().warning("loud")
+    events = [json.loads(line)["event"] for line in capsys.readouterr().err.splitlines()]
+    assert events == ["loud"]
+
+
+def test_configuring_twice_does_not_double_the_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging(json=True)
+    configure_logging(json=True)
+    logging.getLogger("x").warning("once")
+    assert len(capsys.readouterr().err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("query", "logged"),
+    [
+        ("", ""),
+        ("limit=3", "limit=3"),
+        ("token=s3cret&limit=3", "token=***&limit=3"),
+        ("api_key=s3cret&access_token=s3cret", "api_key=***&access_token=***"),
+        ("password=s3cret&Authorization=s3cret", "password=***&Authorization=***"),
+        ("symbol=BTC%2FUSDT", "symbol=BTC%2FUSDT"),
+    ],
+)
+def test_redacted_query(query: str, logged: str) -> None:
+    assert redacted_query(query) == logged
