@@ -11,3 +11,11 @@ def redis_server() -> Iterator[RedisServer]:
     the binary is missing)."""
     with RedisServer() as server:
         yield server
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "slow: builds wheels and virtualenvs or starts a platform of servers (minutes on a"
+        " loaded machine); -m 'not slow' leaves them out",
+    )
