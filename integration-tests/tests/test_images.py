@@ -780,3 +780,18 @@ def test_the_images_move_ticks_to_bars_in_postgresql(platform: Platform) -> None
     print(f"\nthe store image stored {bars:.0f} bars in PostgreSQL; database: {database}")
     watched = httpx.get(orchestrator.url(orch_port, "/metrics"), timeout=scaled(10)).text
     assert _series(watched, "orchestrator_store_healthy") == 1
+
+
+def test_image_tags_follow_the_release() -> None:
+    """Compose and Kubernetes tag every project image with the version its wheels carry."""
+    images = [service["image"] for service in _compose()["services"].values()]
+    for path in sorted(K8S.glob("*.yaml")):
+        for document in yaml.safe_load_all(path.read_text()):
+            if document and document["kind"] == "Deployment":
+                spec = document["spec"]["template"]["spec"]
+                images += [container["image"] for container in spec["containers"]]
+    ours = [image for image in images if image.startswith(REGISTRY)]
+    assert ours
+    for image in ours:
+        role, _, tag = image.removeprefix(REGISTRY).partition(":")
+        assert tag == _pyproject(f"market-data-{role}")["version"], f"{image}: not the release"
