@@ -3,13 +3,13 @@
 import market_data_core
 
 EXPECTED = {
-    "CONTRACT_VERSION", "MAX_TIMESTAMP", "MIN_TIMESTAMP", "AssetClass", "AuditEnvelope", "AuditOutcome", "BackpressureLevel",
+    "CONTRACT_VERSION", "MAX_TIMESTAMP", "MIN_TIMESTAMP", "PROBLEM_MEDIA_TYPE", "AssetClass", "AuditEnvelope", "AuditOutcome", "BackpressureLevel",
     "Bar", "ClusterId", "ClusterTopology", "ConfigurationError", "ContractError",
     "ControlAction", "ControlResult", "ControlStatus", "EventEnvelope", "EventMeta",
     "FederationDirectory", "FeedbackEvent", "FeedbackPublisher", "FeedbackSubscriber",
     "FeedbackTracker", "HealthComponent", "HealthState", "HealthStatus", "InMemoryFeedbackBus",
     "Instrument", "MarketDataError", "MetricKind", "MetricPoint", "NodeId", "NodeRole",
-    "NodeStatus", "PipelineRunner", "Probe", "ProbeKind", "Quote", "RateAdjustment",
+    "NodeStatus", "PipelineRunner", "Probe", "ProbeKind", "Problem", "ProblemItem", "Quote", "RateAdjustment",
     "RateController", "Region", "Signal", "Sink", "Source", "Symbol", "TelemetryMessage", "Text", "Timeframe",
     "TimeframeError", "Trade", "TradeSide", "Track", "Transform", "TransportError", "UtcDatetime",
     "__version__", "check_text", "clamp_utc", "worst_of",

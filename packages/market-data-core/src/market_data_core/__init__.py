@@ -52,6 +52,7 @@ from market_data_core.health import (
     worst_of,
 )
 from market_data_core.instruments import AssetClass, Instrument
+from market_data_core.problems import PROBLEM_MEDIA_TYPE, Problem, ProblemItem
 from market_data_core.protocols import (
     FeedbackPublisher,
     FeedbackSubscriber,
@@ -79,6 +80,7 @@ __all__ = [
     "CONTRACT_VERSION",
     "MAX_TIMESTAMP",
     "MIN_TIMESTAMP",
+    "PROBLEM_MEDIA_TYPE",
     "AssetClass",
     "AuditEnvelope",
     "AuditOutcome",
@@ -111,6 +113,8 @@ __all__ = [
     "NodeStatus",
     "PipelineRunner",
     "Probe",
+    "Problem",
+    "ProblemItem",
     "ProbeKind",
     "Quote",
     "RateAdjustment",

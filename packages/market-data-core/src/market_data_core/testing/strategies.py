@@ -23,6 +23,7 @@ from market_data_core.events import EventEnvelope, EventMeta, Track
 from market_data_core.federation import ClusterTopology, NodeRole, NodeStatus
 from market_data_core.health import HealthComponent, HealthState, HealthStatus, Probe, ProbeKind
 from market_data_core.instruments import AssetClass, Instrument
+from market_data_core.problems import Problem, ProblemItem
 from market_data_core.signals import Signal
 from market_data_core.telemetry import (
     BackpressureLevel,
@@ -259,6 +260,21 @@ STRATEGIES: dict[type[Any], st.SearchStrategy[Any]] = {
         ts=aware_datetimes(),
         meta=st.builds(EventMeta, schema_id=st.just("market_data.bar/v1")),
         payload=bars(),
+    ),
+    Problem: st.builds(
+        Problem.of,
+        status=st.sampled_from([400, 401, 404, 409, 413, 415, 422, 429, 503]),
+        detail=texts,
+        errors=st.lists(
+            st.builds(
+                ProblemItem,
+                loc=st.lists(st.integers(0, 10_000) | identifiers, max_size=3).map(tuple),
+                msg=texts,
+                type=identifiers,
+            ),
+            max_size=3,
+        ).map(tuple),
+        instance=st.none() | st.just("/v1/trades"),
     ),
 }
 """A strategy for each contract in ``market_data_core.schemas.CONTRACTS``."""
