@@ -404,3 +404,36 @@ async def test_readyz_never_waits_for_the_database(settings: StoreSettings) -> N
     assert database["state"] == "unhealthy"
     error = database["details"]["error"]
     assert error == "TimeoutError" or error.startswith("no answer for"), error
+
+
+def test_every_error_is_an_rfc_9457_problem(client: TestClient) -> None:
+    from market_data_core import Problem
+
+    answers = {
+        404: client.get("/v1/nothing-here"),
+        405: client.delete("/v1/bars"),
+        401: client.get("/v1/admin/audit"),
+        413: client.post("/v1/jobs", content=b"x" * (2 * 2**20), headers=JSON),
+        415: client.post("/v1/trades", content=b"[]", headers={"Content-Type": "text/csv"}),
+        422: client.get("/v1/bars", params=BARS_RANGE | {"limit": "many"}),
+    }
+    for status, answer in answers.items():
+        assert answer.status_code == status, answer.text
+        assert answer.headers["content-type"] == "application/problem+json", status
+        body = Problem.model_validate(answer.json())
+        assert (body.status, body.type) == (status, "about:blank")
+        assert body.title and body.detail
+    assert answers[422].json()["errors"][0]["loc"] == ["query", "limit"]
+    assert answers[401].headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_the_openapi_spec_declares_problems_and_the_admin_bearer(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    assert spec["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+    for path, operations in spec["paths"].items():
+        for operation in operations.values():
+            if path.startswith("/v1/admin"):
+                assert operation["security"] == [{"bearerAuth": []}], path
+            for status, response in operation["responses"].items():
+                if int(status) >= 400 and path != "/readyz":
+                    assert list(response["content"]) == ["application/problem+json"], path

@@ -16,8 +16,9 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import TypeAdapter
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from market_data_core import Bar, HealthStatus, Quote, Signal, Trade
+from market_data_core import PROBLEM_MEDIA_TYPE, Bar, HealthStatus, Quote, Signal, Trade
 from market_data_core.logs import redacted_query
 from market_data_store.exceptions import (
     BackendError,
@@ -28,7 +29,12 @@ from market_data_store.service import admin, feedback, ingest, jobs, query
 from market_data_store.service.deps import ServiceState, State
 from market_data_store.service.guard import RequestGuard
 from market_data_store.service.metrics import StoreMetrics
-from market_data_store.service.problems import Problem, problem, validation_handler
+from market_data_store.service.problems import (
+    Problem,
+    http_error_handler,
+    problem,
+    validation_handler,
+)
 from market_data_store.settings import StoreSettings
 from market_data_store.store import SERVICE, Store
 
@@ -130,14 +136,11 @@ def _add_health_routes(app: FastAPI, version: str) -> None:
 
 def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_handler)
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)
 
     @app.exception_handler(BackendError)
     async def backend_error(_: Request, exc: BackendError) -> JSONResponse:
-        return JSONResponse(
-            {"detail": f"database unavailable: {type(exc).__name__}"},
-            status_code=503,
-            headers={"Retry-After": "2"},
-        )
+        return problem(503, f"database unavailable: {type(exc).__name__}", retry_after=2)
 
     @app.exception_handler(InvalidValueError)
     async def invalid_value(_: Request, exc: InvalidValueError) -> JSONResponse:
@@ -145,7 +148,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StoreConfigurationError)
     async def bad_argument(_: Request, exc: StoreConfigurationError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=422)
+        return problem(422, str(exc))
 
 
 def _add_metrics_middleware(app: FastAPI, metrics: StoreMetrics) -> None:
@@ -179,7 +182,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             title=app.title, version=app.version, summary=app.summary, routes=app.routes
         )
         schemas = spec.setdefault("components", {}).setdefault("schemas", {})
-        _use_problem_for_422(spec, schemas)
+        _use_problem_for_errors(spec, schemas)
         for model in (Bar, Trade, Quote, Signal):
             generated = TypeAdapter(model).json_schema(ref_template="#/components/schemas/{model}")
             schemas.update(generated.pop("$defs", {}))
@@ -189,18 +192,27 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 
 
 _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+_JSON = "application/json"
+BEARER = {"bearerAuth": {"type": "http", "scheme": "bearer", "description": "MDS_ADMIN_TOKEN"}}
 
 
-def _use_problem_for_422(spec: dict[str, Any], schemas: dict[str, Any]) -> None:
-    """Every 422 answers with ``Problem`` (see problems.py), FastAPI's default included."""
+def _use_problem_for_errors(spec: dict[str, Any], schemas: dict[str, Any]) -> None:
+    """Every error answers core's ``Problem`` as ``application/problem+json`` (see
+    problems.py), FastAPI's own 422 included; the admin routes declare their bearer token."""
     problem = TypeAdapter(Problem).json_schema(ref_template="#/components/schemas/{model}")
     schemas.update(problem.pop("$defs", {}))
     schemas["Problem"] = problem
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
-    for operation in (op for path in spec["paths"].values() for op in path.values()):
-        if "422" in operation.get("responses", {}):
-            operation["responses"]["422"] = {
-                "description": "invalid request: what and where",
-                "content": {"application/json": {"schema": _PROBLEM_REF}},
-            }
+    spec["components"]["securitySchemes"] = BEARER
+    for path, operations in spec["paths"].items():
+        for operation in operations.values():
+            responses = operation.get("responses", {})
+            if "422" in responses:
+                responses["422"] = {"description": "invalid request: what and where"}
+            for status, response in responses.items():
+                schema = response.get("content", {}).get(_JSON, {}).get("schema")
+                if int(status) >= 400 and schema in (None, _PROBLEM_REF):  # not HealthStatus
+                    response["content"] = {PROBLEM_MEDIA_TYPE: {"schema": _PROBLEM_REF}}
+            if path.startswith("/v1/admin"):
+                operation["security"] = [{"bearerAuth": []}]

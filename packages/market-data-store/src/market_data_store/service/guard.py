@@ -10,12 +10,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 
 from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from market_data_store.service.problems import problem
 
 __all__ = ["RequestGuard"]
 
@@ -54,7 +55,9 @@ class RequestGuard:
                 elif message["status"] == HTTP_413 and _is_plain_text(message):
                     replaced = True
                     self._on_too_large(scope["path"])
-                    await _too_large(send, scope.get(MAX_BODY_SIZE_SCOPE_KEY))
+                    limit = scope.get(MAX_BODY_SIZE_SCOPE_KEY)
+                    detail = f"request body exceeds {limit} bytes" if limit else "body too large"
+                    await problem(HTTP_413, detail)(scope, receive, send)
                     return
             if not replaced:
                 await send(message)
@@ -99,11 +102,3 @@ def _with_allow(message: Message, allowed: set[str]) -> Message:
     headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"allow"]
     headers.append((b"allow", ", ".join(sorted(allowed)).encode()))
     return {**message, "headers": headers}
-
-
-async def _too_large(send: Send, limit: int | None) -> None:
-    detail = f"request body exceeds {limit} bytes" if limit else "request body too large"
-    body = json.dumps({"detail": detail, "errors": []}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
-    await send({"type": "http.response.start", "status": HTTP_413, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
