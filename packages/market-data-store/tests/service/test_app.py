@@ -422,7 +422,8 @@ def test_every_error_is_an_rfc_9457_problem(client: TestClient) -> None:
         assert answer.headers["content-type"] == "application/problem+json", status
         body = Problem.model_validate(answer.json())
         assert (body.status, body.type) == (status, "about:blank")
-        assert body.title and body.detail
+        assert body.title
+        assert body.detail
     assert answers[422].json()["errors"][0]["loc"] == ["query", "limit"]
     assert answers[401].headers["WWW-Authenticate"] == "Bearer"
 
