@@ -327,3 +327,33 @@ def test_the_access_log_has_each_request_and_no_query_secret() -> None:
     assert [(r["path"], r["status"]) for r in requests] == [("/healthz", 200), ("/v1/jobs", 401)]
     assert requests[0]["query"] == "token=***&verbose=1"
     assert secret not in json.dumps(logs)
+
+
+def test_errors_are_rfc_9457_problems_and_the_spec_says_so() -> None:
+    from market_data_core import Problem
+    from market_data_orchestrator.deployment import Deployment
+
+    app = create_app(Orchestrator(Deployment()), manage=False)
+    with TestClient(app) as client:
+        answers = {
+            401: client.get("/v1/jobs"),
+            404: client.get("/nothing-here"),
+            405: client.delete("/healthz"),
+        }
+        spec = client.get("/openapi.json").json()
+    for status, answer in answers.items():
+        assert answer.status_code == status, answer.text
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert Problem.model_validate(answer.json()).status == status
+    assert answers[401].headers["WWW-Authenticate"] == "Bearer"
+    assert spec["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+    for path, operations in spec["paths"].items():
+        for operation in operations.values():
+            if path.startswith("/v1"):
+                assert operation["security"] == [{"bearerAuth": []}], path
+            for status, response in operation["responses"].items():
+                schema = next(iter(response.get("content", {}).values()), {}).get("schema", {})
+                if schema == {"$ref": "#/components/schemas/Problem"}:
+                    assert list(response["content"]) == ["application/problem+json"], path
+                elif int(status) >= 400:  # a 409 ControlResult, a 503 HealthStatus
+                    assert schema["$ref"].rsplit("/", 1)[-1] in {"ControlResult", "HealthStatus"}

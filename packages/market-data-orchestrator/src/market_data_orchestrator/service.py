@@ -28,24 +28,22 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from importlib.metadata import version as _dist_version
 from typing import Annotated, Any
 
 import structlog
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.exception_handlers import (
-    http_exception_handler,
-    request_validation_exception_handler,
-)
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel
+from pydantic import TypeAdapter
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from market_data_core import (
+    PROBLEM_MEDIA_TYPE,
     AuditEnvelope,
     AuditOutcome,
     ClusterTopology,
@@ -54,6 +52,8 @@ from market_data_core import (
     ControlResult,
     HealthState,
     HealthStatus,
+    Problem,
+    ProblemItem,
 )
 from market_data_core.logs import redacted_query
 from market_data_orchestrator.deployment import PeerSpec, Role
@@ -67,15 +67,9 @@ from market_data_orchestrator.security import (
     require,
 )
 
-__all__ = ["ErrorDetail", "create_app"]
+__all__ = ["create_app", "problem"]
 
 access_log = structlog.get_logger("market_data_orchestrator.access")
-
-
-class ErrorDetail(BaseModel):
-    """The body of every refusal: 400, 401, 403, 404, 409 (topology), 429."""
-
-    detail: str
 
 
 Responses = dict[int | str, dict[str, Any]]
@@ -83,7 +77,7 @@ _METHOD_CHARS = 16
 
 
 def _error(status: int, description: str) -> Responses:
-    return {status: {"model": ErrorDetail, "description": description}}
+    return {status: {"model": Problem, "description": description}}
 
 
 _LIMITED: Responses = _error(
@@ -95,6 +89,65 @@ _VIEWER: Responses = {**_error(401, "missing, malformed or unknown bearer token"
 _ROLE: Responses = {**_VIEWER, **_error(403, "the caller's role is too low")}
 _NO_JOB: Responses = _error(404, "no such job")
 _NOT_JSON: Responses = _error(400, "the body is not JSON text (e.g. not UTF-8)")
+
+
+def problem(
+    status: int,
+    detail: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    errors: tuple[ProblemItem, ...] = (),
+    request: Request | None = None,
+) -> JSONResponse:
+    """The ``application/problem+json`` answer of ``status`` (core's ``Problem``)."""
+    body = Problem.of(
+        status, detail, errors=errors, instance=None if request is None else request.url.path
+    )
+    return JSONResponse(
+        body.model_dump(mode="json", exclude_none=True),
+        status_code=status,
+        headers=dict(headers) if headers else None,
+        media_type=PROBLEM_MEDIA_TYPE,
+    )
+
+
+_PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+BEARER = {
+    "bearerAuth": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "a token of the deployment's security.tokens",
+    }
+}
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The generated spec: errors as ``application/problem+json`` core ``Problem``s, and
+    the bearer token every /v1 route needs (securitySchemes)."""
+    if app.openapi_schema is None:
+        spec = get_openapi(
+            title=app.title, version=app.version, summary=app.summary, routes=app.routes
+        )
+        schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+        generated = TypeAdapter(Problem).json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(generated.pop("$defs", {}))
+        schemas["Problem"] = generated
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
+        spec["components"]["securitySchemes"] = BEARER
+        for path, operations in spec["paths"].items():
+            for operation in operations.values():
+                responses = operation.get("responses", {})
+                if "422" in responses:
+                    responses["422"] = {"description": "invalid request: what and where"}
+                for status, response in responses.items():
+                    schema = response.get("content", {}).get("application/json", {}).get("schema")
+                    if int(status) >= 400 and schema in (None, _PROBLEM_REF):
+                        response["content"] = {PROBLEM_MEDIA_TYPE: {"schema": _PROBLEM_REF}}
+                if path.startswith("/v1"):
+                    operation["security"] = [{"bearerAuth": []}]
+        app.openapi_schema = spec
+    return app.openapi_schema
 
 
 def create_app(orchestrator: Orchestrator, *, manage: bool = True) -> FastAPI:
@@ -128,7 +181,8 @@ def create_app(orchestrator: Orchestrator, *, manage: bool = True) -> FastAPI:
             refused = await _failed(orchestrator, request, exc.status_code, str(exc.detail))
             if refused is not None:
                 return refused
-        return await http_exception_handler(request, exc)
+        headers = dict(exc.headers) if exc.headers else None
+        return problem(exc.status_code, str(exc.detail), headers=headers, request=request)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
@@ -136,12 +190,16 @@ def create_app(orchestrator: Orchestrator, *, manage: bool = True) -> FastAPI:
             refused = await _failed(orchestrator, request, 422, _problems(exc))
             if refused is not None:
                 return refused
-        return await request_validation_exception_handler(request, exc)
+        errors = tuple(
+            ProblemItem(loc=tuple(e["loc"]), msg=e["msg"], type=e["type"]) for e in exc.errors()
+        )
+        return problem(422, "invalid request", errors=errors, request=request)
 
     _health_routes(app, orchestrator)
     _job_routes(app, orchestrator)
     _read_routes(app, orchestrator)
     _add_access_log(app)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
 
@@ -262,7 +320,7 @@ async def _refuse(orchestrator: Orchestrator, request: Request, exc: AccessError
         await _audit(
             orchestrator, request, principal, AuditOutcome.DENIED, str(exc), status=exc.status_code
         )
-    return JSONResponse({"detail": str(exc)}, status_code=exc.status_code, headers=exc.headers)
+    return problem(exc.status_code, str(exc), headers=exc.headers, request=request)
 
 
 async def _failed(
