@@ -357,3 +357,19 @@ def test_errors_are_rfc_9457_problems_and_the_spec_says_so() -> None:
                     assert list(response["content"]) == ["application/problem+json"], path
                 elif int(status) >= 400:  # a 409 ControlResult, a 503 HealthStatus
                     assert schema["$ref"].rsplit("/", 1)[-1] in {"ControlResult", "HealthStatus"}
+
+
+def test_swagger_ui_works_offline() -> None:
+    import re
+
+    from market_data_orchestrator.deployment import Deployment
+
+    with TestClient(create_app(Orchestrator(Deployment()), manage=False)) as client:
+        page = client.get("/docs")
+        assert page.status_code == 200
+        links = re.findall(r"""(?:src|href)=['"]([^'"]+)['"]""", page.text)
+        links += re.findall(r"""url: ?['"]([^'"]+)['"]""", page.text)
+        assert links
+        assert not [link for link in links if "://" in link or link.startswith("//")]
+        for link in links:
+            assert client.get(link).status_code == 200, link

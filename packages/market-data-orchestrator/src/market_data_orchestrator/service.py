@@ -168,8 +168,11 @@ def create_app(orchestrator: Orchestrator, *, manage: bool = True) -> FastAPI:
         version=_dist_version(SERVICE),
         summary="Supervise pipeline jobs; pause, resume, reload with an audit trail.",
         lifespan=lifespan,
+        docs_url=None,  # served offline by _add_offline_docs
+        redoc_url=None,
     )
     app.state.orchestrator = orchestrator
+    _add_offline_docs(app)
 
     @app.exception_handler(AccessError)
     async def _denied(request: Request, exc: AccessError) -> JSONResponse:
@@ -533,3 +536,25 @@ def _read_routes(app: FastAPI, orchestrator: Orchestrator) -> None:
                 await asyncio.sleep(0)
 
         return StreamingResponse(stream(), media_type="text/event-stream")
+
+
+def _add_offline_docs(app: FastAPI) -> None:
+    """Swagger UI at ``/docs`` from files the service serves itself (the
+    ``swagger-ui-bundle`` package), not from a CDN: it works offline and in closed
+    networks. ReDoc, CDN-only, is off."""
+    from fastapi.openapi.docs import get_swagger_ui_html  # noqa: PLC0415
+    from fastapi.responses import HTMLResponse  # noqa: PLC0415
+    from fastapi.staticfiles import StaticFiles  # noqa: PLC0415
+    from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]  # noqa: PLC0415
+
+    app.mount("/docs/static", StaticFiles(directory=str(swagger_ui_path)), name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=str(app.openapi_url),
+            title=f"{app.title} API",
+            swagger_js_url="/docs/static/swagger-ui-bundle.js",
+            swagger_css_url="/docs/static/swagger-ui.css",
+            swagger_favicon_url="/docs/static/favicon-32x32.png",
+        )

@@ -438,3 +438,17 @@ def test_the_openapi_spec_declares_problems_and_the_admin_bearer(client: TestCli
             for status, response in operation["responses"].items():
                 if int(status) >= 400 and path != "/readyz":
                     assert list(response["content"]) == ["application/problem+json"], path
+
+
+def test_swagger_ui_works_offline(client: TestClient) -> None:
+    import re
+
+    page = client.get("/docs")
+    assert page.status_code == 200
+    links = re.findall(r"""(?:src|href)=['"]([^'"]+)['"]""", page.text)
+    links += re.findall(r"""url: ?['"]([^'"]+)['"]""", page.text)
+    assert links
+    assert not [link for link in links if "://" in link or link.startswith("//")]
+    for link in links:
+        assert client.get(link).status_code == 200, link
+    assert client.get("/redoc").status_code == 404  # CDN-only: off
