@@ -20,6 +20,7 @@ import pandas as pd
 import yaml
 from pydantic import SecretStr
 
+from market_data_core.testing.servers import scaled
 from market_data_orchestrator import testing
 from market_data_store.settings import StoreSettings
 from market_data_store.store import Store
@@ -32,7 +33,9 @@ OHLCV = ("open", "high", "low", "close", "volume")
 
 
 async def until(predicate: Callable[[], bool], what: str, limit: float = 60.0) -> float:
-    """Wait until ``predicate()`` holds; the seconds it took. Fails naming ``what``."""
+    """Wait until ``predicate()`` holds; the seconds it took. Fails naming ``what``
+    (``limit`` is ``scaled`` to the machine's load)."""
+    limit = scaled(limit)
     started = time.monotonic()
     while not predicate():
         assert time.monotonic() - started < limit, (

@@ -19,11 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-
-def scaled(seconds: float) -> float:
-    """A wait scaled to the machine's load (the test machines are shared 2-core boxes)."""
-    return seconds * max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
-
+from market_data_core.testing.servers import scaled
 
 _LEAKY = {"VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "UV_PROJECT_ENVIRONMENT"}
 

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Self
 
-from market_data_core.testing.servers import free_port
+from market_data_core.testing.servers import free_port, scaled
 
 __all__ = ["OrchestratorService"]
 
@@ -57,6 +57,7 @@ class OrchestratorService:
                 stderr=subprocess.STDOUT,
                 cwd=self.deployment.parent,
             )
+        timeout = scaled(timeout)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -38,7 +38,7 @@ from typing import Any, Self
 from urllib.parse import quote
 from uuid import uuid4
 
-from market_data_core.testing.servers import MissingBinaryError, free_port
+from market_data_core.testing.servers import MissingBinaryError, free_port, scaled
 from market_data_store.dsn import DatabaseUrl
 
 __all__ = ["MissingBinaryError", "PostgresServer", "StoreService", "find_pg_bin"]
@@ -224,9 +224,9 @@ class PostgresServer:
             msg = f"initdb failed with exit code {code}:\n{self.log_tail()}"
             raise RuntimeError(msg)
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 60.0) -> None:
         """Initialise the cluster (the first time), start the server and wait until it
-        accepts connections."""
+        accepts connections (``timeout`` is ``scaled`` to the machine's load)."""
         if self.running:
             return
         if not (self.data_dir / "PG_VERSION").exists():
@@ -243,7 +243,7 @@ class PostgresServer:
                 start_new_session=True,  # its own process group: kill() reaches the backends
                 **self._popen_kwargs(),
             )
-        self._wait_ready(timeout)
+        self._wait_ready(scaled(timeout))
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -392,7 +392,9 @@ class StoreService:
         self.log = directory / "service.log"
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 60.0) -> None:
+        """Start ``mds serve`` and wait until ``/healthz`` answers (``timeout`` is
+        ``scaled``); a service that does not come up is killed and reaped, then reported."""
         import httpx  # noqa: PLC0415
 
         with self.log.open("ab") as log:
@@ -402,17 +404,19 @@ class StoreService:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + timeout
+        limit = scaled(timeout)
+        deadline = time.monotonic() + limit
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 msg = f"the store service exited:\n{self.log.read_text()}"
                 raise RuntimeError(msg)
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=0.5).status_code == 200:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
                     return
             except httpx.TransportError:
                 time.sleep(0.05)
-        msg = f"the store service did not start:\n{self.log.read_text()}"
+        self.kill()
+        msg = f"the store service did not start within {limit:.0f} s:\n{self.log.read_text()}"
         raise RuntimeError(msg)
 
     def stop(self, timeout: float = 60.0) -> int | None:

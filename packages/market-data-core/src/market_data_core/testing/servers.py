@@ -23,11 +23,24 @@ from urllib.parse import quote
 
 from market_data_core.exceptions import MarketDataError
 
-__all__ = ["MissingBinaryError", "RedisServer", "find_redis_server", "free_port"]
+__all__ = ["MissingBinaryError", "RedisServer", "find_redis_server", "free_port", "scaled"]
 
 
 class MissingBinaryError(MarketDataError, FileNotFoundError):
     """A server binary a test needs is not installed."""
+
+
+def scaled(seconds: float) -> float:
+    """``seconds`` stretched to the machine: times the load per core when the machine is
+    busier than its cores (a CI runner shared with other jobs), and times
+    ``$MD_TEST_TIME_SCALE`` when set. For deadlines of waits that only matter when
+    something is broken; never for asserting how fast anything is."""
+    try:
+        load = os.getloadavg()[0] / (os.cpu_count() or 1)
+    except OSError:  # not available on this platform
+        load = 1.0
+    factor = float(os.environ.get("MD_TEST_TIME_SCALE", "1") or 1)
+    return seconds * max(1.0, load) * max(factor, 0.1)
 
 
 def free_port() -> int:
@@ -81,8 +94,8 @@ class RedisServer:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
-    def start(self, timeout: float = 10.0) -> None:
-        """Start the server and wait until it answers PING."""
+    def start(self, timeout: float = 20.0) -> None:
+        """Start the server and wait until it answers PING (``timeout`` is ``scaled``)."""
         if self.running:
             return
         log = (self.data_dir / "redis.log").open("ab")
@@ -115,7 +128,7 @@ class RedisServer:
         if self._process.stdin is not None:
             self._process.stdin.write(config)
             self._process.stdin.close()
-        self._wait_ready(timeout)
+        self._wait_ready(scaled(timeout))
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
