@@ -148,3 +148,63 @@ def test_documented_commands_exist_with_their_options(page: str) -> None:
             f" of `{words[0]} {name}`"
         )
     print(f"\ndocs/{page}: {len(calls)} commands checked")
+
+
+def _section_commands(page: Path, heading: str) -> list[str]:
+    """The shell lines of the fenced bash blocks under ``heading`` (up to the next one)."""
+    text = page.read_text()
+    start = text.index(heading)
+    end = text.find("\n## ", start + len(heading))
+    blocks = re.findall(r"```bash\n(.*?)```", text[start : end if end > 0 else None], re.S)
+    return [line.split(" #", 1)[0].strip() for b in blocks for line in b.splitlines() if line]
+
+
+def test_the_quickstart_postgresql_step_runs_as_written(tmp_path: Path) -> None:
+    """Step 2 of docs/quickstart.md, line by line, against a real PostgreSQL (the URL of
+    the test server in place of the example's), from a fresh directory."""
+    import asyncio
+    import os
+    import subprocess
+    import sys
+
+    from market_data_store.testing import PostgresServer
+
+    lines = _section_commands(DOCS / "quickstart.md", "## 2. PostgreSQL")
+    assert any("mdp run" in line for line in lines), lines
+    (tmp_path / "examples").mkdir()
+    example = (ROOT / "examples" / "quickstart.yaml").read_bytes()
+    (tmp_path / "examples" / "quickstart.yaml").write_bytes(example)
+    outputs: dict[str, str] = {}
+    bin_dir = Path(sys.executable).parent
+    with PostgresServer(password="doc-pw-2") as server:
+        url = asyncio.run(server.create_database("market_data"))
+        env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+        for line in lines:
+            if line.startswith("export "):
+                name = line.split()[1].split("=", 1)[0]
+                env[name] = url.secret()  # the example's URL -> the test server's
+                continue
+            words = shlex.split(line.replace('"$MDS_DATABASE_URL"', url.secret()))
+            while words and "=" in words[0]:
+                name, _, value = words.pop(0).partition("=")
+                env[name] = value
+            assert words[:2] == ["uv", "run"], line
+            done = subprocess.run(  # noqa: S603 - the documented command
+                words[2:], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+            )
+            assert done.returncode == 0, f"`{line}` failed:\n{done.stdout}\n{done.stderr}"
+            assert "Traceback" not in done.stderr, line
+            outputs[words[2]] = done.stdout
+    assert "(+9,360)" in " ".join(outputs["mdp"].split())  # the bars went into PostgreSQL
+    assert outputs["mds"].count("quickstart") == 2  # and read back: --limit 2
+
+
+def test_uv_run_in_a_clone_has_the_extras_the_docs_use() -> None:
+    """``uv run mds migrate`` on PostgreSQL needs the postgres extra in the root's dev
+    environment (a fresh clone's ``uv run``): the root's dev group must pull it in."""
+    import tomllib
+
+    root = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    dev = [r for r in root["dependency-groups"]["dev"] if isinstance(r, str)]
+    assert any(r.startswith("market-data-store[") and "postgres" in r for r in dev), dev
+    assert any(r.startswith("market-data-pipeline[") and "redis" in r for r in dev), dev
