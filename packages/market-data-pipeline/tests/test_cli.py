@@ -2,6 +2,8 @@
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -101,3 +103,24 @@ def test_the_committed_component_reference_is_current() -> None:
     assert result.stdout == committed, (
         "docs/components.md is stale: uv run mdp list --markdown > docs/components.md"
     )
+
+
+HEAVY = ("pyarrow", "numpy", "structlog", "yaml", "pydantic_settings", "prometheus_client",
+         "redis", "httpx", "sqlalchemy", "market_data_core", "market_data_pipeline.runtime",
+         "market_data_pipeline.registry", "market_data_store")  # fmt: skip
+
+
+def test_help_imports_no_engine() -> None:
+    # In a fresh interpreter, as `mdp --help` runs: the engine loads only for a command.
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from market_data_pipeline.cli import app\n"
+        "for args in (['--help'], ['run', '--help'], ['list', '--help']):\n"
+        "    assert CliRunner().invoke(app, args).exit_code == 0, args\n"
+        "print('\\n'.join(sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(done.stdout.split())
+    assert [m for m in HEAVY if m in loaded] == []
+    assert "market_data_pipeline.cli" in loaded
