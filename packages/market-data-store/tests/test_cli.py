@@ -1,5 +1,7 @@
 """``mds`` end to end on a real SQLite file."""
 
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -107,3 +109,24 @@ def test_export_round_trips_through_ingest(
     from market_data_store.files import read_records
 
     assert list(read_records(exported, "bars")) == bars
+
+
+HEAVY = ("sqlalchemy", "asyncpg", "aiosqlite", "alembic", "fastapi", "starlette", "uvicorn",
+         "httpx", "redis", "pyarrow", "structlog", "pydantic_settings", "market_data_core",
+         "market_data_store.store", "market_data_store.coordinator")  # fmt: skip
+
+
+def test_help_imports_no_backend() -> None:
+    # In a fresh interpreter, as `mds --help` runs: backends load only for a command.
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from market_data_store.cli import app\n"
+        "for args in (['--help'], ['serve', '--help'], ['dlq', '--help']):\n"
+        "    assert CliRunner().invoke(app, args).exit_code == 0, args\n"
+        "print('\\n'.join(sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(done.stdout.split())
+    assert [m for m in HEAVY if m in loaded] == []
+    assert "market_data_store.cli" in loaded

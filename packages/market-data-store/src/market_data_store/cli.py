@@ -6,30 +6,34 @@ a flag wins over the variable.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from pydantic import SecretStr, ValidationError
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from market_data_store.backends.base import complete_page
-from market_data_store.dlq import ReplayResult
-from market_data_store.exceptions import StoreError
-from market_data_store.settings import StoreSettings
+if TYPE_CHECKING:
+    from collections.abc import Coroutine
+
+    from market_data_store.dlq import ReplayResult
+    from market_data_store.settings import StoreSettings
+
+# Only typer, rich and the standard library at import time: `mds --help` and `--version`
+# stay fast. Each command imports pydantic, SQLAlchemy, the backends... when it runs.
+
+T = TypeVar("T")
 
 app = typer.Typer(
-    help="market-data-store: migrate, serve, ingest, query, health.", no_args_is_help=True
+    help="market-data-store: migrate, serve, ingest, query, health.",
+    no_args_is_help=True,
 )
 dlq_app = typer.Typer(
-    help="The dead-letter store of batches that could not be written.", no_args_is_help=True
+    help="The dead-letter store of batches that could not be written.",
+    no_args_is_help=True,
 )
 app.add_typer(dlq_app, name="dlq")
 console = Console(stderr=True)
@@ -48,6 +52,10 @@ Table_ = Annotated[str, typer.Option("--table", "-t", help="bars, trades, quotes
 
 
 def _settings(database_url: str | None = None, **overrides: Any) -> StoreSettings:
+    from pydantic import SecretStr, ValidationError  # noqa: PLC0415
+
+    from market_data_store.settings import StoreSettings  # noqa: PLC0415
+
     values = {k: v for k, v in overrides.items() if v is not None}
     if database_url is not None:
         values["database_url"] = SecretStr(database_url)
@@ -59,6 +67,13 @@ def _settings(database_url: str | None = None, **overrides: Any) -> StoreSetting
         raise _fail(f"invalid settings: {problems}", code=2) from None
 
 
+def _run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run``, with asyncio imported only by the commands that need it."""
+    import asyncio  # noqa: PLC0415
+
+    return asyncio.run(coroutine)
+
+
 def _fail(message: str, code: int = 1) -> typer.Exit:
     console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
@@ -67,11 +82,12 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 @app.command()
 def migrate(database_url: DatabaseOption = None) -> None:
     """Apply the schema migrations to the database."""
+    from market_data_store.exceptions import StoreError  # noqa: PLC0415
     from market_data_store.migrate import upgrade  # noqa: PLC0415
 
     settings = _settings(database_url)
     try:
-        revision = asyncio.run(upgrade(settings.database))
+        revision = _run_async(upgrade(settings.database))
     except (StoreError, OSError) as exc:
         raise _fail(f"{settings.database}: {exc}") from None
     out.print(f"{settings.database} is at revision {revision}")
@@ -93,6 +109,8 @@ def serve(
 ) -> None:
     """Run the HTTP service (uvicorn); migrations are applied on start. SIGTERM drains the
     write queue for up to MDS_DRAIN_TIMEOUT seconds, then dead-letters the rest and exits."""
+    from pydantic import SecretStr  # noqa: PLC0415
+
     from market_data_store.logs import configure_logging  # noqa: PLC0415
     from market_data_store.service.server import serve as run  # noqa: PLC0415
 
@@ -117,15 +135,26 @@ def ingest(
     batch_size: Annotated[int, typer.Option(min=1)] = 5_000,
 ) -> None:
     """Validate every row of FILES and write them (idempotent: a second run changes nothing)."""
+    from market_data_store.exceptions import StoreError  # noqa: PLC0415
+
     settings = _settings(database_url)
     try:
-        written = asyncio.run(_ingest(settings, files, table, batch_size))
+        written = _run_async(_ingest(settings, files, table, batch_size))
     except StoreError as exc:
         raise _fail(str(exc), 2) from None
     out.print(f"wrote {written} {table} to {settings.database}")
 
 
 async def _ingest(settings: StoreSettings, files: list[Path], table: str, batch_size: int) -> int:
+    from rich.progress import (  # noqa: PLC0415
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from market_data_store.exceptions import StoreError  # noqa: PLC0415
     from market_data_store.files import batches, read_records  # noqa: PLC0415
     from market_data_store.store import Store  # noqa: PLC0415
 
@@ -167,10 +196,12 @@ def query(
     database_url: DatabaseOption = None,
 ) -> None:
     """Print bars of SYMBOL in [start, end)."""
+    from rich.table import Table  # noqa: PLC0415
+
     settings = _settings(database_url)
     begin = _utc(start) or datetime(1970, 1, 1, tzinfo=UTC)
     finish = _utc(end) or datetime.now(UTC)
-    bars = asyncio.run(_query(settings, symbol, timeframe, begin, finish, limit))
+    bars = _run_async(_query(settings, symbol, timeframe, begin, finish, limit))
     if as_json:
         for bar in bars:
             out.print(bar.model_dump_json(), soft_wrap=True, highlight=False)
@@ -195,6 +226,7 @@ async def _query(
     end: datetime,
     limit: int | None,
 ) -> list[Any]:
+    from market_data_store.backends.base import complete_page  # noqa: PLC0415
     from market_data_store.store import make_backend  # noqa: PLC0415
 
     backend = make_backend(settings.database)
@@ -236,7 +268,7 @@ def export(
     settings = _settings(database_url)
     begin = _utc(start) or datetime(1970, 1, 1, tzinfo=UTC)
     finish = _utc(end) or datetime.now(UTC)
-    bars = asyncio.run(_query(settings, symbol, timeframe, begin, finish, None))
+    bars = _run_async(_query(settings, symbol, timeframe, begin, finish, None))
     write_bars(output, bars)
     out.print(f"wrote {len(bars)} {symbol} {timeframe} bars to {output}")
 
@@ -250,6 +282,8 @@ def health(
 ) -> None:
     """Ask a running service's /readyz; exit 1 unless healthy or degraded."""
     import httpx  # noqa: PLC0415
+    from pydantic import ValidationError  # noqa: PLC0415
+    from rich.table import Table  # noqa: PLC0415
 
     from market_data_core import HealthStatus  # noqa: PLC0415
 
@@ -284,7 +318,9 @@ def jobs(
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
 ) -> None:
     """List recent job runs (or the stuck ones)."""
-    runs = asyncio.run(_jobs(_settings(database_url), job_name, stuck_after, limit))
+    from rich.table import Table  # noqa: PLC0415
+
+    runs = _run_async(_jobs(_settings(database_url), job_name, stuck_after, limit))
     table = Table(
         "id", "job", "provider", "mode", "status", "rows", "failed", "started", "heartbeat"
     )
@@ -341,7 +377,7 @@ def dlq_list(
     """Count the dead-lettered batches and records."""
     from market_data_store.dlq import FileDeadLetterStore  # noqa: PLC0415
 
-    out.print(f"{path}: {asyncio.run(FileDeadLetterStore(path).count())} dead-lettered batches")
+    out.print(f"{path}: {_run_async(FileDeadLetterStore(path).count())} dead-lettered batches")
 
 
 @dlq_app.command("replay")
@@ -353,7 +389,7 @@ def dlq_replay(
 ) -> None:
     """Write the dead-lettered batches again; those written are removed from the file."""
     settings = _settings(database_url, dead_letter_path=str(path) + ".replay")
-    result = asyncio.run(_replay(settings, path))
+    result = _run_async(_replay(settings, path))
     out.print(
         f"replayed {result.replayed} batches ({result.records} records) from {path}; "
         f"{result.failed} still failing, {result.corrupt} unreadable lines left in place"
