@@ -133,3 +133,24 @@ def test_openapi_is_committed_and_current(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["openapi", "-o", str(tmp_path / "spec.json")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "spec.json").read_text() == spec_text()
+
+
+HEAVY = ("fastapi", "starlette", "uvicorn", "httpx", "structlog", "prometheus_client", "yaml",
+         "sqlalchemy", "asyncpg", "redis", "pyarrow", "market_data_core", "market_data_store",
+         "market_data_pipeline", "market_data_orchestrator.supervisor")  # fmt: skip
+
+
+def test_help_imports_no_service() -> None:
+    # In a fresh interpreter, as `mdo --help` runs: the service loads only for a command.
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from market_data_orchestrator.cli import app\n"
+        "for args in (['--help'], ['serve', '--help'], ['status', '--help']):\n"
+        "    assert CliRunner().invoke(app, args).exit_code == 0, args\n"
+        "print('\\n'.join(sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(done.stdout.split())
+    assert [m for m in HEAVY if m in loaded] == []
+    assert "market_data_orchestrator.cli" in loaded

@@ -13,13 +13,12 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
-from market_data_orchestrator.deployment import DeploymentError, load_deployment
+# Only typer, rich and the standard library at import time: `mdo --help` and `--version`
+# stay fast. Each command imports httpx, FastAPI, the supervisor... when it runs.
 
 app = typer.Typer(
     help="market-data-orchestrator: supervise pipeline jobs; status, control, audit.",
@@ -49,6 +48,7 @@ def serve(
     """Run the orchestrator: supervise the jobs and serve the API until SIGTERM."""
     import uvicorn  # noqa: PLC0415
 
+    from market_data_orchestrator.deployment import DeploymentError, load_deployment  # noqa: PLC0415
     from market_data_orchestrator.orchestrator import Orchestrator  # noqa: PLC0415
     from market_data_orchestrator.service import create_app  # noqa: PLC0415
 
@@ -62,6 +62,8 @@ def serve(
 
 
 def _call(method: str, url: str, path: str) -> Any:
+    import httpx  # noqa: PLC0415
+
     token = os.environ.get("MDO_TOKEN")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
@@ -80,6 +82,9 @@ def _call(method: str, url: str, path: str) -> Any:
 @app.command()
 def status(url: UrlOption = DEFAULT_URL) -> None:
     """The orchestrator's health: worst-of over the store, the jobs and the feedback."""
+    import httpx  # noqa: PLC0415
+    from rich.table import Table  # noqa: PLC0415
+
     token = os.environ.get("MDO_TOKEN")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
@@ -98,6 +103,8 @@ def status(url: UrlOption = DEFAULT_URL) -> None:
 @app.command()
 def jobs(url: UrlOption = DEFAULT_URL) -> None:
     """The jobs, their state, restarts and last error."""
+    from rich.table import Table  # noqa: PLC0415
+
     table = Table("job", "state", "replicas", "restarts", "paused by", "last error")
     for job in _call("GET", url, "/v1/jobs"):
         table.add_row(
@@ -140,6 +147,8 @@ def audit(
     limit: Annotated[int, typer.Option(help="How many records, newest first.")] = 50,
 ) -> None:
     """The audit log: every control action, allowed or denied. Needs admin."""
+    from rich.table import Table  # noqa: PLC0415
+
     table = Table("ts", "actor", "role", "action", "target", "result", "reason")
     for record in _call("GET", url, f"/v1/audit?limit={limit}"):
         table.add_row(
