@@ -4,6 +4,7 @@ import json
 import shutil
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -105,18 +106,24 @@ def test_the_committed_component_reference_is_current() -> None:
     )
 
 
+def test_version_names_the_distribution() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout == f"market-data-pipeline {version('market-data-pipeline')}\n"
+
+
 HEAVY = ("pyarrow", "numpy", "structlog", "yaml", "pydantic_settings", "prometheus_client",
          "redis", "httpx", "sqlalchemy", "market_data_core", "market_data_pipeline.runtime",
          "market_data_pipeline.registry", "market_data_store")  # fmt: skip
 
 
-def test_help_imports_no_engine() -> None:
+def test_help_and_version_import_no_engine() -> None:
     # In a fresh interpreter, as `mdp --help` runs: the engine loads only for a command.
     code = (
         "import sys\n"
         "from typer.testing import CliRunner\n"
         "from market_data_pipeline.cli import app\n"
-        "for args in (['--help'], ['run', '--help'], ['list', '--help']):\n"
+        "for args in (['--help'], ['--version'], ['run', '--help'], ['list', '--help']):\n"
         "    assert CliRunner().invoke(app, args).exit_code == 0, args\n"
         "print('\\n'.join(sys.modules))\n"
     )

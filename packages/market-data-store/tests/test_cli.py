@@ -3,6 +3,7 @@
 import subprocess
 import sys
 from datetime import timedelta
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -111,18 +112,24 @@ def test_export_round_trips_through_ingest(
     assert list(read_records(exported, "bars")) == bars
 
 
+def test_version_names_the_distribution() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout == f"market-data-store {version('market-data-store')}\n"
+
+
 HEAVY = ("sqlalchemy", "asyncpg", "aiosqlite", "alembic", "fastapi", "starlette", "uvicorn",
          "httpx", "redis", "pyarrow", "structlog", "pydantic_settings", "market_data_core",
          "market_data_store.store", "market_data_store.coordinator")  # fmt: skip
 
 
-def test_help_imports_no_backend() -> None:
+def test_help_and_version_import_no_backend() -> None:
     # In a fresh interpreter, as `mds --help` runs: backends load only for a command.
     code = (
         "import sys\n"
         "from typer.testing import CliRunner\n"
         "from market_data_store.cli import app\n"
-        "for args in (['--help'], ['serve', '--help'], ['dlq', '--help']):\n"
+        "for args in (['--help'], ['--version'], ['serve', '--help'], ['dlq', '--help']):\n"
         "    assert CliRunner().invoke(app, args).exit_code == 0, args\n"
         "print('\\n'.join(sys.modules))\n"
     )

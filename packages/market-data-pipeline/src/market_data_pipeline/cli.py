@@ -51,6 +51,29 @@ DatabaseOption = Annotated[
 ]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version  # noqa: PLC0415
+
+        sys.stdout.write(f"market-data-pipeline {version('market-data-pipeline')}\n")
+        raise typer.Exit
+
+
+@app.callback()
+def _main(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the distribution and its version, then exit.",
+        ),
+    ] = False,
+) -> None:
+    """market-data-pipeline: run, validate and inspect streaming pipelines."""
+
+
 def _fail(message: str, code: int) -> typer.Exit:
     console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)

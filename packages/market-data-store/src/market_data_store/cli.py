@@ -51,6 +51,29 @@ DatabaseOption = Annotated[
 Table_ = Annotated[str, typer.Option("--table", "-t", help="bars, trades, quotes or signals")]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version  # noqa: PLC0415
+
+        sys.stdout.write(f"market-data-store {version('market-data-store')}\n")
+        raise typer.Exit
+
+
+@app.callback()
+def _main(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the distribution and its version, then exit.",
+        ),
+    ] = False,
+) -> None:
+    """market-data-store: migrate, serve, ingest, query, health."""
+
+
 def _settings(database_url: str | None = None, **overrides: Any) -> StoreSettings:
     from pydantic import SecretStr, ValidationError  # noqa: PLC0415
 
