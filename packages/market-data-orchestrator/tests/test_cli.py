@@ -161,3 +161,17 @@ def test_help_and_version_import_no_service() -> None:
     loaded = set(done.stdout.split())
     assert [m for m in HEAVY if m in loaded] == []
     assert "market_data_orchestrator.cli" in loaded
+
+
+@pytest.mark.parametrize(
+    "command",
+    [[], ["serve"], ["status"], ["jobs"], ["pause"], ["resume"], ["reload"], ["audit"],
+     ["openapi"]],
+)  # fmt: skip
+def test_help_shows_a_flag_without_a_value(command: list[str]) -> None:
+    # `--help <bool>` (Typer's Rich panels) reads as if the flag wanted a value; it takes none
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0
+    assert "<bool>" not in result.output
+    flag = "--version" if not command else "--help"
+    assert any(line.strip().split("  ")[0] == flag for line in result.output.splitlines())

@@ -131,3 +131,22 @@ def test_help_and_version_import_no_engine() -> None:
     loaded = set(done.stdout.split())
     assert [m for m in HEAVY if m in loaded] == []
     assert "market_data_pipeline.cli" in loaded
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["validate"], ["list"], ["graph"], ["replay"]])
+def test_help_shows_a_flag_without_a_value(command: list[str]) -> None:
+    # `--json <bool>` (Typer's Rich panels) reads as if the flag wanted a value; it takes none
+    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "<bool>" not in result.output
+    flags = {"run": ("--json", "--control", "-q, --quiet"), "list": ("--markdown",)}
+    for flag in flags.get(command[0] if command else "", ("--help",)):
+        assert any(line.strip().split("  ")[0] == flag for line in result.output.splitlines())
+
+
+def test_flags_take_no_value(quickstart: Path) -> None:
+    result = runner.invoke(app, ["run", str(quickstart), "-q", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["state"] == "completed"
+    result = runner.invoke(app, ["list", "--markdown", "true"])
+    assert result.exit_code == 2  # not a value of --markdown: an unexpected argument

@@ -137,3 +137,17 @@ def test_help_and_version_import_no_backend() -> None:
     loaded = set(done.stdout.split())
     assert [m for m in HEAVY if m in loaded] == []
     assert "market_data_store.cli" in loaded
+
+
+@pytest.mark.parametrize(
+    "command",
+    [[], ["migrate"], ["serve"], ["ingest"], ["query"], ["export"], ["health"], ["jobs"],
+     ["openapi"], ["dlq"], ["dlq", "list"], ["dlq", "replay"]],
+)  # fmt: skip
+def test_help_shows_a_flag_without_a_value(command: list[str]) -> None:
+    # `--json <bool>` (Typer's Rich panels) reads as if the flag wanted a value; it takes none
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0
+    assert "<bool>" not in result.output
+    flag = "--json" if command == ["query"] else "--help"
+    assert any(line.strip().split("  ")[0] == flag for line in result.output.splitlines())

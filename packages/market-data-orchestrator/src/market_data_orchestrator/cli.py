@@ -23,6 +23,7 @@ from rich.markup import escape
 app = typer.Typer(
     help="market-data-orchestrator: supervise pipeline jobs; status, control, audit.",
     no_args_is_help=True,
+    rich_markup_mode=None,  # plain help: Typer's Rich panels print `<bool>` after every flag
 )
 console = Console(stderr=True)
 out = Console()

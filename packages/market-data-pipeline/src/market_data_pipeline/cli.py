@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 app = typer.Typer(
     help="market-data-pipeline: run, validate and inspect streaming pipelines.",
     no_args_is_help=True,
+    rich_markup_mode=None,  # plain help: Typer's Rich panels print `<bool>` after every flag
 )
 console = Console(stderr=True)
 out = Console()

@@ -30,10 +30,12 @@ T = TypeVar("T")
 app = typer.Typer(
     help="market-data-store: migrate, serve, ingest, query, health.",
     no_args_is_help=True,
+    rich_markup_mode=None,  # plain help: Typer's Rich panels print `<bool>` after every flag
 )
 dlq_app = typer.Typer(
     help="The dead-letter store of batches that could not be written.",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.add_typer(dlq_app, name="dlq")
 console = Console(stderr=True)
