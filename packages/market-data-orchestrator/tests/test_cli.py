@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from importlib.metadata import version
 from pathlib import Path
 
 import httpx
@@ -133,3 +134,44 @@ def test_openapi_is_committed_and_current(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["openapi", "-o", str(tmp_path / "spec.json")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "spec.json").read_text() == spec_text()
+
+
+def test_version_names_the_distribution() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout == f"market-data-orchestrator {version('market-data-orchestrator')}\n"
+
+
+HEAVY = ("fastapi", "starlette", "uvicorn", "httpx", "structlog", "prometheus_client", "yaml",
+         "sqlalchemy", "asyncpg", "redis", "pyarrow", "market_data_core", "market_data_store",
+         "market_data_pipeline", "market_data_orchestrator.supervisor")  # fmt: skip
+
+
+def test_help_and_version_import_no_service() -> None:
+    # In a fresh interpreter, as `mdo --help` runs: the service loads only for a command.
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from market_data_orchestrator.cli import app\n"
+        "for args in (['--help'], ['--version'], ['serve', '--help'], ['status', '--help']):\n"
+        "    assert CliRunner().invoke(app, args).exit_code == 0, args\n"
+        "print('\\n'.join(sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(done.stdout.split())
+    assert [m for m in HEAVY if m in loaded] == []
+    assert "market_data_orchestrator.cli" in loaded
+
+
+@pytest.mark.parametrize(
+    "command",
+    [[], ["serve"], ["status"], ["jobs"], ["pause"], ["resume"], ["reload"], ["audit"],
+     ["openapi"]],
+)  # fmt: skip
+def test_help_shows_a_flag_without_a_value(command: list[str]) -> None:
+    # `--help <bool>` (Typer's Rich panels) reads as if the flag wanted a value; it takes none
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0
+    assert "<bool>" not in result.output
+    flag = "--version" if not command else "--help"
+    assert any(line.strip().split("  ")[0] == flag for line in result.output.splitlines())

@@ -2,6 +2,9 @@
 
 import json
 import shutil
+import subprocess
+import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -118,3 +121,49 @@ def test_a_missing_postgres_extra_is_one_line_naming_the_install(
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1, result.output
     assert "PostgreSQL needs asyncpg: pip install 'market-data-store[postgres]'" in lines[0]
+
+
+def test_version_names_the_distribution() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout == f"market-data-pipeline {version('market-data-pipeline')}\n"
+
+
+HEAVY = ("pyarrow", "numpy", "structlog", "yaml", "pydantic_settings", "prometheus_client",
+         "redis", "httpx", "sqlalchemy", "market_data_core", "market_data_pipeline.runtime",
+         "market_data_pipeline.registry", "market_data_store")  # fmt: skip
+
+
+def test_help_and_version_import_no_engine() -> None:
+    # In a fresh interpreter, as `mdp --help` runs: the engine loads only for a command.
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from market_data_pipeline.cli import app\n"
+        "for args in (['--help'], ['--version'], ['run', '--help'], ['list', '--help']):\n"
+        "    assert CliRunner().invoke(app, args).exit_code == 0, args\n"
+        "print('\\n'.join(sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(done.stdout.split())
+    assert [m for m in HEAVY if m in loaded] == []
+    assert "market_data_pipeline.cli" in loaded
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["validate"], ["list"], ["graph"], ["replay"]])
+def test_help_shows_a_flag_without_a_value(command: list[str]) -> None:
+    # `--json <bool>` (Typer's Rich panels) reads as if the flag wanted a value; it takes none
+    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "<bool>" not in result.output
+    flags = {"run": ("--json", "--control", "-q, --quiet"), "list": ("--markdown",)}
+    for flag in flags.get(command[0] if command else "", ("--help",)):
+        assert any(line.strip().split("  ")[0] == flag for line in result.output.splitlines())
+
+
+def test_flags_take_no_value(quickstart: Path) -> None:
+    result = runner.invoke(app, ["run", str(quickstart), "-q", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["state"] == "completed"
+    result = runner.invoke(app, ["list", "--markdown", "true"])
+    assert result.exit_code == 2  # not a value of --markdown: an unexpected argument

@@ -1,6 +1,9 @@
 """``mds`` end to end on a real SQLite file."""
 
+import subprocess
+import sys
 from datetime import timedelta
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -130,3 +133,44 @@ def test_a_missing_postgres_extra_is_one_line_naming_the_install(
             f"PostgreSQL needs {missing}: pip install 'market-data-store[postgres]'"
         )
         assert ":pw@" not in lines[0]
+
+
+def test_version_names_the_distribution() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout == f"market-data-store {version('market-data-store')}\n"
+
+
+HEAVY = ("sqlalchemy", "asyncpg", "aiosqlite", "alembic", "fastapi", "starlette", "uvicorn",
+         "httpx", "redis", "pyarrow", "structlog", "pydantic_settings", "market_data_core",
+         "market_data_store.store", "market_data_store.coordinator")  # fmt: skip
+
+
+def test_help_and_version_import_no_backend() -> None:
+    # In a fresh interpreter, as `mds --help` runs: backends load only for a command.
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from market_data_store.cli import app\n"
+        "for args in (['--help'], ['--version'], ['serve', '--help'], ['dlq', '--help']):\n"
+        "    assert CliRunner().invoke(app, args).exit_code == 0, args\n"
+        "print('\\n'.join(sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(done.stdout.split())
+    assert [m for m in HEAVY if m in loaded] == []
+    assert "market_data_store.cli" in loaded
+
+
+@pytest.mark.parametrize(
+    "command",
+    [[], ["migrate"], ["serve"], ["ingest"], ["query"], ["export"], ["health"], ["jobs"],
+     ["openapi"], ["dlq"], ["dlq", "list"], ["dlq", "replay"]],
+)  # fmt: skip
+def test_help_shows_a_flag_without_a_value(command: list[str]) -> None:
+    # `--json <bool>` (Typer's Rich panels) reads as if the flag wanted a value; it takes none
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0
+    assert "<bool>" not in result.output
+    flag = "--json" if command == ["query"] else "--help"
+    assert any(line.strip().split("  ")[0] == flag for line in result.output.splitlines())

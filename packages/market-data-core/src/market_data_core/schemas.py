@@ -34,7 +34,7 @@ from market_data_core.problems import Problem
 from market_data_core.signals import Signal
 from market_data_core.telemetry import FeedbackEvent, MetricPoint, RateAdjustment
 from market_data_core.ticks import Quote, Trade
-from market_data_core.version import CONTRACT_VERSION
+from market_data_core.version import CONTRACT_VERSION, __version__
 
 __all__ = ["CONTRACTS", "check", "generate", "main", "write"]
 
@@ -120,6 +120,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="mdc-schemas",
         description="Write or check the committed JSON Schemas of the contracts.",
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"market-data-core {__version__} (contract {CONTRACT_VERSION})",
+        help="print the distribution, its version and the contract version, then exit",
     )
     parser.add_argument("command", choices=["write", "check", "compat"])
     parser.add_argument("directory", nargs="?", default="docs/contracts", type=Path)

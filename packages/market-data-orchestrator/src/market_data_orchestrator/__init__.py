@@ -7,24 +7,60 @@ API (roles, rate limits, audit) and the ``mdo`` CLI.
 >>> from market_data_orchestrator import Orchestrator, load_deployment    # doctest: +SKIP
 >>> async with Orchestrator(load_deployment("deployment.yaml")) as orch:  # doctest: +SKIP
 ...     print(orch.supervisor.jobs())
+
+The names below are imported on first use (PEP 562): ``import market_data_orchestrator``
+and ``mdo --help`` do not pay for FastAPI, the supervisor or httpx until they are needed.
 """
 
-from importlib.metadata import version as _version
+from __future__ import annotations
 
-from market_data_orchestrator.audit import AuditLog
-from market_data_orchestrator.deployment import (
-    Deployment,
-    DeploymentError,
-    JobSpec,
-    Role,
-    load_deployment,
-)
-from market_data_orchestrator.jobs import JobController, JobInfo, JobState, ReplicaInfo
-from market_data_orchestrator.orchestrator import Orchestrator
-from market_data_orchestrator.service import create_app
-from market_data_orchestrator.supervisor import Supervisor
+from importlib import import_module
+from typing import TYPE_CHECKING
 
-__version__ = _version("market-data-orchestrator")
+if TYPE_CHECKING:
+    from market_data_orchestrator.audit import AuditLog
+    from market_data_orchestrator.deployment import (
+        Deployment,
+        DeploymentError,
+        JobSpec,
+        Role,
+        load_deployment,
+    )
+    from market_data_orchestrator.jobs import JobController, JobInfo, JobState, ReplicaInfo
+    from market_data_orchestrator.orchestrator import Orchestrator
+    from market_data_orchestrator.service import create_app
+    from market_data_orchestrator.supervisor import Supervisor
+
+    __version__: str
+
+_LAZY: dict[str, tuple[str, ...]] = {
+    "audit": ("AuditLog",),
+    "deployment": ("Deployment", "DeploymentError", "JobSpec", "Role", "load_deployment"),
+    "jobs": ("JobController", "JobInfo", "JobState", "ReplicaInfo"),
+    "orchestrator": ("Orchestrator",),
+    "service": ("create_app",),
+    "supervisor": ("Supervisor",),
+}
+"""The module of each public name (imported from there on first access)."""
+_EXPORTS = {name: f"{__name__}.{module}" for module, names in _LAZY.items() for name in names}
+
+
+def __getattr__(name: str) -> object:
+    if name == "__version__":
+        from importlib.metadata import version  # noqa: PLC0415
+
+        value: object = version("market-data-orchestrator")
+    elif name in _EXPORTS:
+        value = getattr(import_module(_EXPORTS[name]), name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value  # once imported, a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __all__ = [
     "AuditLog",

@@ -13,17 +13,17 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
-from market_data_orchestrator.deployment import DeploymentError, load_deployment
+# Only typer, rich and the standard library at import time: `mdo --help` and `--version`
+# stay fast. Each command imports httpx, FastAPI, the supervisor... when it runs.
 
 app = typer.Typer(
     help="market-data-orchestrator: supervise pipeline jobs; status, control, audit.",
     no_args_is_help=True,
+    rich_markup_mode=None,  # plain help: Typer's Rich panels print `<bool>` after every flag
 )
 console = Console(stderr=True)
 out = Console()
@@ -33,6 +33,29 @@ UrlOption = Annotated[
     typer.Option("--url", envvar="MDO_URL", show_envvar=True, help="The orchestrator's base URL."),
 ]
 DEFAULT_URL = "http://127.0.0.1:8090"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version  # noqa: PLC0415
+
+        sys.stdout.write(f"market-data-orchestrator {version('market-data-orchestrator')}\n")
+        raise typer.Exit
+
+
+@app.callback()
+def _main(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the distribution and its version, then exit.",
+        ),
+    ] = False,
+) -> None:
+    """market-data-orchestrator: supervise pipeline jobs; status, control, audit."""
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -50,6 +73,7 @@ def serve(
     import uvicorn  # noqa: PLC0415
 
     from market_data_core.logs import configure_logging  # noqa: PLC0415
+    from market_data_orchestrator.deployment import DeploymentError, load_deployment  # noqa: PLC0415
     from market_data_orchestrator.orchestrator import Orchestrator  # noqa: PLC0415
     from market_data_orchestrator.service import create_app  # noqa: PLC0415
 
@@ -70,6 +94,8 @@ def serve(
 
 
 def _call(method: str, url: str, path: str) -> Any:
+    import httpx  # noqa: PLC0415
+
     token = os.environ.get("MDO_TOKEN")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
@@ -88,6 +114,9 @@ def _call(method: str, url: str, path: str) -> Any:
 @app.command()
 def status(url: UrlOption = DEFAULT_URL) -> None:
     """The orchestrator's health: worst-of over the store, the jobs and the feedback."""
+    import httpx  # noqa: PLC0415
+    from rich.table import Table  # noqa: PLC0415
+
     token = os.environ.get("MDO_TOKEN")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
@@ -106,6 +135,8 @@ def status(url: UrlOption = DEFAULT_URL) -> None:
 @app.command()
 def jobs(url: UrlOption = DEFAULT_URL) -> None:
     """The jobs, their state, restarts and last error."""
+    from rich.table import Table  # noqa: PLC0415
+
     table = Table("job", "state", "replicas", "restarts", "paused by", "last error")
     for job in _call("GET", url, "/v1/jobs"):
         table.add_row(
@@ -148,6 +179,8 @@ def audit(
     limit: Annotated[int, typer.Option(help="How many records, newest first.")] = 50,
 ) -> None:
     """The audit log: every control action, allowed or denied. Needs admin."""
+    from rich.table import Table  # noqa: PLC0415
+
     table = Table("ts", "actor", "role", "action", "target", "result", "reason")
     for record in _call("GET", url, f"/v1/audit?limit={limit}"):
         table.add_row(

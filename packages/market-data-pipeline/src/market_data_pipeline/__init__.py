@@ -7,35 +7,78 @@ sinks write them to the store, while the store's backpressure slows the provider
 >>> settings = UnifiedRuntimeSettings.load("examples/quickstart.yaml")  # doctest: +SKIP
 >>> async with UnifiedRuntime(settings) as rt:                          # doctest: +SKIP
 ...     result = await rt.run()
+
+The names below are imported on first use (PEP 562): ``import market_data_pipeline`` and
+``mdp --help`` do not pay for pyarrow, the runtime or the registry until they are needed.
 """
 
-from importlib.metadata import version as _version
+from __future__ import annotations
 
-from market_data_pipeline.components import (
-    Context,
-    Emit,
-    NodeStats,
-    Operator,
-    Params,
-    Provider,
-    SinkComponent,
-)
-from market_data_pipeline.exceptions import (
-    GraphError,
-    NodeError,
-    PipelineError,
-    RecordError,
-    RuntimeStateError,
-    UnknownComponentError,
-)
-from market_data_pipeline.graph import Graph, LinearSpec, Mode, NodeSpec, load_graph, node
-from market_data_pipeline.metrics import PipelineMetrics
-from market_data_pipeline.registry import ComponentKind, Registry, register_function
-from market_data_pipeline.runtime import GraphRuntime, RunResult, RunState
-from market_data_pipeline.settings import UnifiedRuntimeSettings
-from market_data_pipeline.unified import RuntimeState, UnifiedRuntime
+from importlib import import_module
+from typing import TYPE_CHECKING
 
-__version__ = _version("market-data-pipeline")
+if TYPE_CHECKING:
+    from market_data_pipeline.components import (
+        Context,
+        Emit,
+        NodeStats,
+        Operator,
+        Params,
+        Provider,
+        SinkComponent,
+    )
+    from market_data_pipeline.exceptions import (
+        GraphError,
+        NodeError,
+        PipelineError,
+        RecordError,
+        RuntimeStateError,
+        UnknownComponentError,
+    )
+    from market_data_pipeline.graph import Graph, LinearSpec, Mode, NodeSpec, load_graph, node
+    from market_data_pipeline.metrics import PipelineMetrics
+    from market_data_pipeline.registry import ComponentKind, Registry, register_function
+    from market_data_pipeline.runtime import GraphRuntime, RunResult, RunState
+    from market_data_pipeline.settings import UnifiedRuntimeSettings
+    from market_data_pipeline.unified import RuntimeState, UnifiedRuntime
+
+    __version__: str
+
+_LAZY: dict[str, tuple[str, ...]] = {
+    "components": (
+        "Context", "Emit", "NodeStats", "Operator", "Params", "Provider", "SinkComponent"
+    ),
+    "exceptions": (
+        "GraphError", "NodeError", "PipelineError", "RecordError", "RuntimeStateError",
+        "UnknownComponentError",
+    ),
+    "graph": ("Graph", "LinearSpec", "Mode", "NodeSpec", "load_graph", "node"),
+    "metrics": ("PipelineMetrics",),
+    "registry": ("ComponentKind", "Registry", "register_function"),
+    "runtime": ("GraphRuntime", "RunResult", "RunState"),
+    "settings": ("UnifiedRuntimeSettings",),
+    "unified": ("RuntimeState", "UnifiedRuntime"),
+}  # fmt: skip
+"""The module of each public name (imported from there on first access)."""
+_EXPORTS = {name: f"{__name__}.{module}" for module, names in _LAZY.items() for name in names}
+
+
+def __getattr__(name: str) -> object:
+    if name == "__version__":
+        from importlib.metadata import version  # noqa: PLC0415
+
+        value: object = version("market-data-pipeline")
+    elif name in _EXPORTS:
+        value = getattr(import_module(_EXPORTS[name]), name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value  # once imported, a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __all__ = [
     "ComponentKind",

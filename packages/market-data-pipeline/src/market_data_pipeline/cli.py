@@ -7,37 +7,35 @@ Exit codes: 0 done, 1 the job failed, 2 the config or the input is invalid.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pydantic import BaseModel, SecretStr, ValidationError
 from rich.console import Console
-from rich.live import Live
 from rich.markup import escape
-from rich.table import Table
 
-from market_data_pipeline.control import (
-    ControlChannel,
-    ignore_stop_signals,
-    install_stop_signals,
-    stdin_reader,
-)
-from market_data_pipeline.exceptions import GraphError, PipelineError
-from market_data_pipeline.graph import Graph, load_graph
-from market_data_pipeline.logs import configure_logging
-from market_data_pipeline.registry import ComponentKind, Registry, default_registry
-from market_data_pipeline.runtime import RunResult
-from market_data_pipeline.settings import UnifiedRuntimeSettings
-from market_data_pipeline.unified import UnifiedRuntime
+from market_data_pipeline._kinds import ComponentKind
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+    from rich.table import Table
+
+    from market_data_pipeline.graph import Graph
+    from market_data_pipeline.registry import Registry
+    from market_data_pipeline.runtime import RunResult
+    from market_data_pipeline.settings import UnifiedRuntimeSettings
+    from market_data_pipeline.unified import UnifiedRuntime
+
+# Only typer, rich and the standard library at import time: `mdp --help` and `--version`
+# stay fast. Each command imports the runtime, pydantic, pyarrow... when it runs.
 
 app = typer.Typer(
     help="market-data-pipeline: run, validate and inspect streaming pipelines.",
     no_args_is_help=True,
+    rich_markup_mode=None,  # plain help: Typer's Rich panels print `<bool>` after every flag
 )
 console = Console(stderr=True)
 out = Console()
@@ -54,12 +52,40 @@ DatabaseOption = Annotated[
 ]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version  # noqa: PLC0415
+
+        sys.stdout.write(f"market-data-pipeline {version('market-data-pipeline')}\n")
+        raise typer.Exit
+
+
+@app.callback()
+def _main(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the distribution and its version, then exit.",
+        ),
+    ] = False,
+) -> None:
+    """market-data-pipeline: run, validate and inspect streaming pipelines."""
+
+
 def _fail(message: str, code: int) -> typer.Exit:
     console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
 def _settings(config: Path, **flags: Any) -> UnifiedRuntimeSettings:
+    from pydantic import SecretStr, ValidationError  # noqa: PLC0415
+
+    from market_data_pipeline.exceptions import GraphError  # noqa: PLC0415
+    from market_data_pipeline.settings import UnifiedRuntimeSettings  # noqa: PLC0415
+
     for key in ("database_url", "redis_url"):
         if flags.get(key) is not None:
             flags[key] = SecretStr(flags[key])
@@ -73,6 +99,10 @@ def _settings(config: Path, **flags: Any) -> UnifiedRuntimeSettings:
 
 
 def _load(config: Path) -> Graph:
+    from market_data_pipeline.exceptions import GraphError  # noqa: PLC0415
+    from market_data_pipeline.graph import load_graph  # noqa: PLC0415
+    from market_data_pipeline.registry import default_registry  # noqa: PLC0415
+
     try:
         graph = load_graph(config)
         graph.validated(default_registry())
@@ -128,6 +158,11 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
 ) -> None:
     """Run a pipeline until its providers end (SIGTERM or Ctrl-C stops it and drains)."""
+    import asyncio  # noqa: PLC0415
+
+    from market_data_pipeline.exceptions import GraphError, PipelineError  # noqa: PLC0415
+    from market_data_pipeline.logs import configure_logging  # noqa: PLC0415
+
     settings = _settings(
         config,
         database_url=database_url,
@@ -161,6 +196,8 @@ def run(
 async def _run(
     settings: UnifiedRuntimeSettings, graph: Graph, *, show_progress: bool, control: bool = False
 ) -> tuple[UnifiedRuntime, RunResult]:
+    from market_data_pipeline.control import ignore_stop_signals  # noqa: PLC0415
+
     try:
         return await _run_job(settings, graph, show_progress=show_progress, control=control)
     finally:
@@ -171,6 +208,13 @@ async def _run(
 async def _run_job(
     settings: UnifiedRuntimeSettings, graph: Graph, *, show_progress: bool, control: bool
 ) -> tuple[UnifiedRuntime, RunResult]:
+    import asyncio  # noqa: PLC0415
+
+    from rich.live import Live  # noqa: PLC0415
+
+    from market_data_pipeline.control import ControlChannel, install_stop_signals, stdin_reader  # noqa: PLC0415
+    from market_data_pipeline.unified import UnifiedRuntime  # noqa: PLC0415
+
     async with UnifiedRuntime(settings) as runtime:
         install_stop_signals(lambda: asyncio.ensure_future(runtime.stop(drain=True)))
         task = asyncio.create_task(runtime.run(graph))
@@ -197,6 +241,8 @@ async def _run_job(
 
 
 def _progress(runtime: UnifiedRuntime) -> Table:
+    from rich.table import Table  # noqa: PLC0415
+
     table = Table(title=f"{runtime.graph.name if runtime.graph else ''} [{runtime.state}]")
     for column in ("node", "in", "out"):
         table.add_column(column, justify="right" if column != "node" else "left")
@@ -231,6 +277,8 @@ def _summary(runtime: UnifiedRuntime, result: RunResult) -> dict[str, Any]:
 
 
 def _print_summary(runtime: UnifiedRuntime, result: RunResult) -> None:
+    from rich.table import Table  # noqa: PLC0415
+
     table = Table(title=f"{result.job} ({runtime.mode}): {result.state} in {result.seconds:.2f} s")
     for column in ("node", "type", "in", "out", "notes"):
         table.add_column(column, justify="right" if column in {"in", "out"} else "left")
@@ -292,6 +340,10 @@ def list_components(
     ] = False,
 ) -> None:
     """List the registered providers, operators and sinks (plugins included)."""
+    from rich.table import Table  # noqa: PLC0415
+
+    from market_data_pipeline.registry import default_registry  # noqa: PLC0415
+
     registry = default_registry()
     if markdown:
         sys.stdout.write(reference(registry, [kind] if kind else list(ComponentKind)))
@@ -405,6 +457,14 @@ def replay(
     database_url: DatabaseOption = None,
 ) -> None:
     """Replay a file through resample_ohlc into stdout, the store or a file."""
+    import asyncio  # noqa: PLC0415
+
+    from pydantic import SecretStr  # noqa: PLC0415
+
+    from market_data_pipeline.exceptions import GraphError, PipelineError  # noqa: PLC0415
+    from market_data_pipeline.logs import configure_logging  # noqa: PLC0415
+    from market_data_pipeline.settings import UnifiedRuntimeSettings  # noqa: PLC0415
+
     params: dict[str, Any] = {"path": str(file), "kind": kind, "speed": speed}
     if symbol is not None:
         params["symbol"] = symbol
@@ -438,6 +498,8 @@ def replay(
 async def _replay(
     settings: UnifiedRuntimeSettings, config: dict[str, Any]
 ) -> tuple[UnifiedRuntime, RunResult]:
+    from market_data_pipeline.unified import UnifiedRuntime  # noqa: PLC0415
+
     async with UnifiedRuntime(settings) as runtime:
         return runtime, await runtime.run(config)
 

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from enum import StrEnum
 from functools import cache
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from pydantic import ValidationError
 
+from market_data_pipeline._kinds import ComponentKind
 from market_data_pipeline.components import Component, Operator, Provider, SinkComponent
 from market_data_pipeline.exceptions import GraphError, UnknownComponentError
 
@@ -39,13 +39,6 @@ __all__ = [
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class ComponentKind(StrEnum):
-    PROVIDER = "provider"
-    OPERATOR = "operator"
-    SINK = "sink"
-
 
 _BASES: Final[dict[ComponentKind, type[Component[Any]]]] = {
     ComponentKind.PROVIDER: Provider,

@@ -2,34 +2,63 @@
 
 >>> from market_data_store import Store, StoreSettings
 >>> settings = StoreSettings()            # MDS_* environment; SQLite file by default
+
+The names below are imported on first use (PEP 562): ``import market_data_store`` and
+``mds --help`` do not pay for SQLAlchemy, the coordinator or the backends until needed.
 """
 
-from importlib.metadata import version as _version
+from __future__ import annotations
 
-from market_data_store.backends.base import Backend, Freshness, Record, WriteResult
-from market_data_store.dsn import DatabaseUrl
-from market_data_store.exceptions import (
-    BackendError,
-    CircuitOpenError,
-    CoordinatorStoppedError,
-    PermanentBackendError,
-    QueueFullError,
-    StoreConfigurationError,
-    StoreError,
-    TransientBackendError,
-)
-from market_data_store.settings import StoreSettings
+from importlib import import_module
+from typing import TYPE_CHECKING
 
-__version__ = _version("market-data-store")
+if TYPE_CHECKING:
+    from market_data_store.backends.base import Backend, Freshness, Record, WriteResult
+    from market_data_store.dsn import DatabaseUrl
+    from market_data_store.exceptions import (
+        BackendError,
+        CircuitOpenError,
+        CoordinatorStoppedError,
+        PermanentBackendError,
+        QueueFullError,
+        StoreConfigurationError,
+        StoreError,
+        TransientBackendError,
+    )
+    from market_data_store.settings import StoreSettings
+    from market_data_store.store import Store
+
+    __version__: str
+
+_LAZY: dict[str, tuple[str, ...]] = {
+    "backends.base": ("Backend", "Freshness", "Record", "WriteResult"),
+    "dsn": ("DatabaseUrl",),
+    "exceptions": (
+        "BackendError", "CircuitOpenError", "CoordinatorStoppedError", "PermanentBackendError",
+        "QueueFullError", "StoreConfigurationError", "StoreError", "TransientBackendError",
+    ),
+    "settings": ("StoreSettings",),
+    "store": ("Store",),
+}  # fmt: skip
+"""The module of each public name (imported from there on first access)."""
+_EXPORTS = {name: f"{__name__}.{module}" for module, names in _LAZY.items() for name in names}
 
 
 def __getattr__(name: str) -> object:
-    # Store pulls in the coordinator and its dependencies: import it on first use.
-    if name == "Store":
-        from market_data_store.store import Store  # noqa: PLC0415
+    if name == "__version__":
+        from importlib.metadata import version  # noqa: PLC0415
 
-        return Store
-    raise AttributeError(name)
+        value: object = version("market-data-store")
+    elif name in _EXPORTS:
+        value = getattr(import_module(_EXPORTS[name]), name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value  # once imported, a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
 
 
 __all__ = [

@@ -6,34 +6,39 @@ a flag wins over the variable.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from collections.abc import Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from pydantic import SecretStr, ValidationError
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from market_data_store.backends.base import complete_page
-from market_data_store.dlq import ReplayResult
-from market_data_store.exceptions import StoreError
-from market_data_store.settings import StoreSettings
+if TYPE_CHECKING:
+    from collections.abc import Coroutine
+
+    from market_data_store.dlq import ReplayResult
+    from market_data_store.settings import StoreSettings
+
+# Only typer, rich and the standard library at import time: `mds --help` and `--version`
+# stay fast. Each command imports pydantic, SQLAlchemy, the backends... when it runs.
+
+T = TypeVar("T")
 
 app = typer.Typer(
-    help="market-data-store: migrate, serve, ingest, query, health.", no_args_is_help=True
+    help="market-data-store: migrate, serve, ingest, query, health.",
+    no_args_is_help=True,
+    rich_markup_mode=None,  # plain help: Typer's Rich panels print `<bool>` after every flag
 )
 dlq_app = typer.Typer(
-    help="The dead-letter store of batches that could not be written.", no_args_is_help=True
+    help="The dead-letter store of batches that could not be written.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.add_typer(dlq_app, name="dlq")
-T = TypeVar("T")
 console = Console(stderr=True)
 out = Console()
 
@@ -49,7 +54,34 @@ DatabaseOption = Annotated[
 Table_ = Annotated[str, typer.Option("--table", "-t", help="bars, trades, quotes or signals")]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version  # noqa: PLC0415
+
+        sys.stdout.write(f"market-data-store {version('market-data-store')}\n")
+        raise typer.Exit
+
+
+@app.callback()
+def _main(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the distribution and its version, then exit.",
+        ),
+    ] = False,
+) -> None:
+    """market-data-store: migrate, serve, ingest, query, health."""
+
+
 def _settings(database_url: str | None = None, **overrides: Any) -> StoreSettings:
+    from pydantic import SecretStr, ValidationError  # noqa: PLC0415
+
+    from market_data_store.settings import StoreSettings  # noqa: PLC0415
+
     values = {k: v for k, v in overrides.items() if v is not None}
     if database_url is not None:
         values["database_url"] = SecretStr(database_url)
@@ -62,12 +94,21 @@ def _settings(database_url: str | None = None, **overrides: Any) -> StoreSetting
 
 
 def _run(work: Coroutine[Any, Any, T], settings: StoreSettings) -> T:
-    """``asyncio.run(work)``; a store error is one line naming the database, not a
-    traceback."""
+    """``asyncio.run(work)`` (asyncio imported only by the commands that need it); a store
+    error is one line naming the database, not a traceback."""
+    from market_data_store.exceptions import StoreError  # noqa: PLC0415
+
     try:
-        return asyncio.run(work)
+        return _run_async(work)
     except (StoreError, OSError) as exc:
         raise _fail(f"{settings.database}: {exc}") from None
+
+
+def _run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run``, with asyncio imported only by the commands that need it."""
+    import asyncio  # noqa: PLC0415
+
+    return asyncio.run(coroutine)
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -78,11 +119,12 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 @app.command()
 def migrate(database_url: DatabaseOption = None) -> None:
     """Apply the schema migrations to the database."""
+    from market_data_store.exceptions import StoreError  # noqa: PLC0415
     from market_data_store.migrate import upgrade  # noqa: PLC0415
 
     settings = _settings(database_url)
     try:
-        revision = asyncio.run(upgrade(settings.database))
+        revision = _run_async(upgrade(settings.database))
     except (StoreError, OSError) as exc:
         raise _fail(f"{settings.database}: {exc}") from None
     out.print(f"{settings.database} is at revision {revision}")
@@ -104,6 +146,8 @@ def serve(
 ) -> None:
     """Run the HTTP service (uvicorn); migrations are applied on start. SIGTERM drains the
     write queue for up to MDS_DRAIN_TIMEOUT seconds, then dead-letters the rest and exits."""
+    from pydantic import SecretStr  # noqa: PLC0415
+
     from market_data_store.logs import configure_logging  # noqa: PLC0415
     from market_data_store.service.server import serve as run  # noqa: PLC0415
 
@@ -128,15 +172,26 @@ def ingest(
     batch_size: Annotated[int, typer.Option(min=1)] = 5_000,
 ) -> None:
     """Validate every row of FILES and write them (idempotent: a second run changes nothing)."""
+    from market_data_store.exceptions import StoreError  # noqa: PLC0415
+
     settings = _settings(database_url)
     try:
-        written = asyncio.run(_ingest(settings, files, table, batch_size))
+        written = _run_async(_ingest(settings, files, table, batch_size))
     except StoreError as exc:
         raise _fail(str(exc), 2) from None
     out.print(f"wrote {written} {table} to {settings.database}")
 
 
 async def _ingest(settings: StoreSettings, files: list[Path], table: str, batch_size: int) -> int:
+    from rich.progress import (  # noqa: PLC0415
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from market_data_store.exceptions import StoreError  # noqa: PLC0415
     from market_data_store.files import batches, read_records  # noqa: PLC0415
     from market_data_store.store import Store  # noqa: PLC0415
 
@@ -178,6 +233,8 @@ def query(
     database_url: DatabaseOption = None,
 ) -> None:
     """Print bars of SYMBOL in [start, end)."""
+    from rich.table import Table  # noqa: PLC0415
+
     settings = _settings(database_url)
     begin = _utc(start) or datetime(1970, 1, 1, tzinfo=UTC)
     finish = _utc(end) or datetime.now(UTC)
@@ -206,6 +263,7 @@ async def _query(
     end: datetime,
     limit: int | None,
 ) -> list[Any]:
+    from market_data_store.backends.base import complete_page  # noqa: PLC0415
     from market_data_store.store import make_backend  # noqa: PLC0415
 
     backend = make_backend(settings.database)
@@ -261,6 +319,8 @@ def health(
 ) -> None:
     """Ask a running service's /readyz; exit 1 unless healthy or degraded."""
     import httpx  # noqa: PLC0415
+    from pydantic import ValidationError  # noqa: PLC0415
+    from rich.table import Table  # noqa: PLC0415
 
     from market_data_core import HealthStatus  # noqa: PLC0415
 
@@ -295,6 +355,8 @@ def jobs(
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
 ) -> None:
     """List recent job runs (or the stuck ones)."""
+    from rich.table import Table  # noqa: PLC0415
+
     settings = _settings(database_url)
     runs = _run(_jobs(settings, job_name, stuck_after, limit), settings)
     table = Table(
@@ -353,7 +415,7 @@ def dlq_list(
     """Count the dead-lettered batches and records."""
     from market_data_store.dlq import FileDeadLetterStore  # noqa: PLC0415
 
-    out.print(f"{path}: {asyncio.run(FileDeadLetterStore(path).count())} dead-lettered batches")
+    out.print(f"{path}: {_run_async(FileDeadLetterStore(path).count())} dead-lettered batches")
 
 
 @dlq_app.command("replay")
