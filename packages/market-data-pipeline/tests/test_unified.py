@@ -286,3 +286,21 @@ async def test_records_the_store_could_not_write_in_the_drain_are_dead_lettered_
     kept = sum(len(json.loads(line)["records"]) for line in dead_letters.read_text().splitlines())
     assert kept == store["dead_lettered"]
     assert result.state is RunState.STOPPED
+
+
+@pytest.mark.asyncio
+async def test_the_metrics_endpoint_says_where_it_listens() -> None:
+    import urllib.request
+
+    from structlog.testing import capture_logs
+
+    from market_data_core.testing.servers import free_port
+
+    port = free_port()
+    settings = UnifiedRuntimeSettings.load(None, metrics_port=port, metrics_host="127.0.0.1")
+    with capture_logs() as logs:
+        async with UnifiedRuntime(settings):
+            url = f"http://127.0.0.1:{port}/metrics"
+            body = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=10).read())
+    assert b"# TYPE" in body
+    assert {"event": "metrics listening", "url": url, "log_level": "info"} in logs

@@ -172,12 +172,15 @@ class UnifiedRuntime:
                 addr=self.settings.metrics_host,
                 registry=self.metrics.registry,
             )
+            host, port = self._metrics_server.server_address[:2]
+            logger.info("metrics listening", url=f"http://{host}:{port}/metrics")
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop(drain=True)
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
+            self._metrics_server.server_close()  # else its listening socket stays open
             self._metrics_server = None
         self.state = RuntimeState.CLOSED
         self._entered = False
