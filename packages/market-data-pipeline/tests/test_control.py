@@ -1,29 +1,49 @@
 """``mdp run --control``: a supervisor pauses, resumes and stops a real child process."""
 
 import json
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from market_data_core.testing.servers import scaled
+
 
 class Child:
+    """``mdp run --control`` as a supervisor runs it. Its stdout is read by a thread and its
+    stderr goes to a file, so a child writing while the test does something else never
+    blocks on a full pipe."""
+
     def __init__(self, config: Path, database: Path, *flags: str) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "market_data_pipeline.cli", "run", str(config), "--control",
-             "--database-url", f"sqlite:///{database}", *flags],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+        self.log = database.with_suffix(".stderr.log")
+        with self.log.open("w") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "market_data_pipeline.cli", "run", str(config),
+                 "--control", "--database-url", f"sqlite:///{database}", *flags],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
+            )  # fmt: skip
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self._lines.put(line)
+        self._lines.put(None)
 
     def close(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
-        for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
+        self._reader.join(10)
+        for stream in (self.process.stdin, self.process.stdout):
             if stream is not None:
                 stream.close()
 
@@ -33,13 +53,14 @@ class Child:
         self.process.stdin.flush()
 
     def next(self, event: str, timeout: float = 60) -> dict[str, Any]:
-        assert self.process.stdout is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            line = self.process.stdout.readline()
-            if not line:
-                assert self.process.stderr is not None
-                raise AssertionError(f"the child ended: {self.process.stderr.read()[-2000:]}")
+        deadline = time.monotonic() + scaled(timeout)
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self._lines.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                raise AssertionError(f"the child ended: {self.log.read_text()[-2000:]}")
             message = json.loads(line)
             if message["event"] == event:
                 return message
@@ -104,7 +125,7 @@ def test_sigterm_repeated_until_the_child_exits_still_ends_in_exit_0(
     child = Child(config, tmp_path / "md.db")
     try:
         child.next("started")  # the stop handler is installed
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + scaled(60)
         while child.process.poll() is None:
             assert time.monotonic() < deadline, "the child did not exit"
             child.process.send_signal(signal.SIGTERM)
