@@ -13,12 +13,17 @@ import pytest
 from fastapi.testclient import TestClient
 
 from market_data_core import AuditEnvelope
-from market_data_orchestrator.deployment import load_deployment
+from market_data_orchestrator.deployment import AuditSettings, Deployment, load_deployment
 from market_data_orchestrator.orchestrator import Orchestrator
 from market_data_orchestrator.security import hash_token
 from market_data_orchestrator.service import create_app
 
 TOKENS = {"viewer": "v-token-1a2b", "operator": "o-token-3c4d", "admin": "a-token-5e6f"}
+
+
+def _bare(tmp_path: Path) -> Deployment:
+    """No jobs, and an audit log in the test's directory (the default is the working directory's)."""
+    return Deployment(audit=AuditSettings(path=tmp_path / "audit.jsonl"))
 
 
 def _auth(role: str) -> dict[str, str]:
@@ -146,12 +151,10 @@ def test_topology_edits_need_admin_and_are_audited(client: TestClient) -> None:
     assert ("operator-user", "POST /v1/topology/peers", "denied") in seen
 
 
-def test_the_openapi_spec_documents_every_answer() -> None:
+def test_the_openapi_spec_documents_every_answer(tmp_path: Path) -> None:
     """What clients generated from the spec must expect: refusals, readiness, media types
     (the integration tests fuzz the running API against this spec)."""
-    from market_data_orchestrator.deployment import Deployment
-
-    spec = create_app(Orchestrator(Deployment()), manage=False).openapi()
+    spec = create_app(Orchestrator(_bare(tmp_path)), manage=False).openapi()
     paths = spec["paths"]
     for path, operations in paths.items():
         for method, operation in operations.items():
@@ -313,13 +316,11 @@ def test_control_calls_over_budget_are_audited_once_per_burst(bare: Bare) -> Non
     assert results == [("failed", None)] * 30 + [("denied", None), ("failed", 9)]
 
 
-def test_the_access_log_has_each_request_and_no_query_secret() -> None:
+def test_the_access_log_has_each_request_and_no_query_secret(tmp_path: Path) -> None:
     from structlog.testing import capture_logs
 
-    from market_data_orchestrator.deployment import Deployment
-
     secret = "query-canary-51f0"
-    app = create_app(Orchestrator(Deployment()), manage=False)
+    app = create_app(Orchestrator(_bare(tmp_path)), manage=False)
     with TestClient(app) as client, capture_logs() as logs:
         client.get("/healthz", params={"token": secret, "verbose": "1"})
         client.get("/v1/jobs", params={"access_token": secret})
@@ -329,11 +330,10 @@ def test_the_access_log_has_each_request_and_no_query_secret() -> None:
     assert secret not in json.dumps(logs)
 
 
-def test_errors_are_rfc_9457_problems_and_the_spec_says_so() -> None:
+def test_errors_are_rfc_9457_problems_and_the_spec_says_so(tmp_path: Path) -> None:
     from market_data_core import Problem
-    from market_data_orchestrator.deployment import Deployment
 
-    app = create_app(Orchestrator(Deployment()), manage=False)
+    app = create_app(Orchestrator(_bare(tmp_path)), manage=False)
     with TestClient(app) as client:
         answers = {
             401: client.get("/v1/jobs"),
@@ -359,12 +359,10 @@ def test_errors_are_rfc_9457_problems_and_the_spec_says_so() -> None:
                     assert schema["$ref"].rsplit("/", 1)[-1] in {"ControlResult", "HealthStatus"}
 
 
-def test_swagger_ui_works_offline() -> None:
+def test_swagger_ui_works_offline(tmp_path: Path) -> None:
     import re
 
-    from market_data_orchestrator.deployment import Deployment
-
-    with TestClient(create_app(Orchestrator(Deployment()), manage=False)) as client:
+    with TestClient(create_app(Orchestrator(_bare(tmp_path)), manage=False)) as client:
         page = client.get("/docs")
         assert page.status_code == 200
         links = re.findall(r"""(?:src|href)=['"]([^'"]+)['"]""", page.text)
