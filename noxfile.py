@@ -281,6 +281,6 @@ def integration(session: nox.Session) -> None:
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
     """Benchmarks (not part of the default run): they print figures and ratios."""
-    sync(session, "--all-packages", "--all-extras", "--group", "test")
+    sync(session, "--all-packages", "--all-extras", "--group", "test", "--group", "bench")
     for script in sorted((ROOT / "bench").glob("bench_*.py")):
         session.run("python", str(script), *session.posargs, env={"PYTHONHASHSEED": "0"})
