@@ -1,9 +1,12 @@
 """The write coordinator's bounded queue of records (private).
 
-A deque with a capacity and two wake-up signals: records arrived (for workers) and space
-freed (for producers that block). It never holds more than ``capacity`` records; what to do
-when a batch does not fit is the caller's choice (wait, evict, refuse). Every method runs
-without awaiting between its check and its change, so on one event loop no wake-up is lost.
+A deque of chunks with a capacity counted in records and two wake-up signals: records
+arrived (for workers) and space freed (for producers that block). A chunk is what a producer
+submitted: a sequence of core models, or an ``ArrowRecords`` table that stays columnar all
+the way to the backend (sliced, never copied, when a batch takes part of it). It never holds
+more than ``capacity`` records; what to do when a batch does not fit is the caller's choice
+(wait, evict, refuse). Every method runs without awaiting between its check and its change,
+so on one event loop no wake-up is lost.
 """
 
 from __future__ import annotations
@@ -11,11 +14,64 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import overload
 
 from market_data_store.backends.base import Record
+from market_data_store.columnar import ArrowRecords
 
-__all__ = ["Signal", "WriteQueue"]
+__all__ = ["Batch", "Signal", "WriteQueue"]
+
+
+class Batch(Sequence[Record]):
+    """Consecutive records as chunks (model sequences or ``ArrowRecords``): its length is
+    their records, a slice is a ``Batch`` of sliced chunks (no copy), iterating yields the
+    records (models). Backends that write columns read ``chunks``."""
+
+    __slots__ = ("_size", "chunks")
+
+    def __init__(self, chunks: Sequence[Sequence[Record]] = ()) -> None:
+        self.chunks: tuple[Sequence[Record], ...] = tuple(c for c in chunks if len(c))
+        self._size = sum(map(len, self.chunks))
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __iter__(self) -> Iterator[Record]:
+        for chunk in self.chunks:
+            yield from chunk
+
+    @overload
+    def __getitem__(self, index: int) -> Record: ...
+    @overload
+    def __getitem__(self, index: slice) -> Batch: ...
+    def __getitem__(self, index: int | slice) -> Record | Batch:
+        if isinstance(index, slice):
+            start, stop, step = index.indices(self._size)
+            if step != 1:
+                msg = "a Batch slices contiguously only"
+                raise ValueError(msg)
+            return self._slice(start, stop)
+        position = index + self._size if index < 0 else index
+        if not 0 <= position < self._size:
+            raise IndexError(index)
+        return next(iter(self._slice(position, position + 1)))
+
+    def _slice(self, start: int, stop: int) -> Batch:
+        parts: list[Sequence[Record]] = []
+        offset = 0
+        for chunk in self.chunks:
+            end = offset + len(chunk)
+            if end > start and offset < stop:
+                low, high = max(start - offset, 0), min(stop, end) - offset
+                parts.append(chunk if (low, high) == (0, len(chunk)) else chunk[low:high])
+            offset = end
+            if offset >= stop:
+                break
+        return Batch(parts)
+
+    def __repr__(self) -> str:
+        return f"Batch({self._size} records in {len(self.chunks)} chunks)"
 
 
 class Signal:
@@ -41,22 +97,23 @@ class Signal:
 class WriteQueue:
     """A bounded FIFO of records; closed until ``open()`` is called."""
 
-    __slots__ = ("_arrived", "_closed", "_hurry", "_items", "_space", "capacity")
+    __slots__ = ("_arrived", "_closed", "_hurry", "_items", "_size", "_space", "capacity")
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._items: deque[Record] = deque()
+        self._items: deque[Sequence[Record]] = deque()
+        self._size = 0
         self._closed = True
         self._hurry = 0
         self._arrived = Signal()
         self._space = Signal()
 
     def __len__(self) -> int:
-        return len(self._items)
+        return self._size
 
     @property
     def free(self) -> int:
-        return self.capacity - len(self._items)
+        return self.capacity - self._size
 
     @property
     def closed(self) -> bool:
@@ -88,20 +145,31 @@ class WriteQueue:
         if len(records) > self.free:
             msg = f"{len(records)} records do not fit in {self.free} free slots"
             raise ValueError(msg)
-        self._items.extend(records)
+        self._append(records)
         self._arrived.notify()
+
+    def _append(self, records: Sequence[Record]) -> None:
+        if isinstance(records, Batch):
+            for chunk in records.chunks:
+                self._append(chunk)
+            return
+        if not len(records):
+            return
+        # a caller's list may change after its call returns: the queue keeps its own tuple
+        chunk = records if isinstance(records, tuple | ArrowRecords) else tuple(records)
+        self._items.append(chunk)
+        self._size += len(chunk)
 
     def put_evicting(self, records: Sequence[Record]) -> int:
         """Append ``records``, evicting the oldest records to make room; return how many
         were evicted (queued ones first, then the oldest of ``records`` when the batch alone
         exceeds the capacity)."""
-        overflow = len(self._items) + len(records) - self.capacity
+        overflow = self._size + len(records) - self.capacity
         if overflow > 0:
-            from_queue = min(overflow, len(self._items))
-            for _ in range(from_queue):
-                self._items.popleft()
+            from_queue = min(overflow, self._size)
+            self._pop(from_queue, notify=False)
             records = records[overflow - from_queue :]
-        self._items.extend(records)
+        self._append(records)
         self._arrived.notify()
         return max(overflow, 0)
 
@@ -111,32 +179,44 @@ class WriteQueue:
             return
         await self._space.wait()
 
-    async def take(self, max_items: int, linger: float) -> list[Record]:
+    async def take(self, max_items: int, linger: float) -> Batch:
         """The oldest records, at most ``max_items``: waits for the first one, then up to
         ``linger`` seconds for the batch to fill (no lingering once closed or while hurried).
         An empty list
         means closed and empty."""
         loop = asyncio.get_running_loop()
         while True:
-            while not self._items:
+            while not self._size:
                 if self._closed:
-                    return []
+                    return Batch()
                 await self._arrived.wait()
             deadline = loop.time() + linger
-            while len(self._items) < max_items and not (self._closed or self._hurry):
+            while self._size < max_items and not (self._closed or self._hurry):
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
                 await self._arrived.wait(remaining)
-            if self._items:
+            if self._size:
                 return self._pop(max_items)
 
-    def take_all(self) -> list[Record]:
+    def take_all(self) -> Batch:
         """Everything queued, at once."""
-        return self._pop(len(self._items))
+        return self._pop(self._size)
 
-    def _pop(self, count: int) -> list[Record]:
+    def _pop(self, count: int, *, notify: bool = True) -> Batch:
+        """The oldest ``count`` records (fewer when fewer are queued); the chunk that holds
+        the last of them is split, its rest stays first in the queue."""
         items = self._items
-        batch = [items.popleft() for _ in range(min(count, len(items)))]
-        self._space.notify()
-        return batch
+        parts: list[Sequence[Record]] = []
+        wanted = min(count, self._size)
+        while wanted:
+            chunk = items.popleft()
+            if len(chunk) > wanted:
+                items.appendleft(chunk[wanted:])
+                chunk = chunk[:wanted]
+            parts.append(chunk)
+            wanted -= len(chunk)
+            self._size -= len(chunk)
+        if notify:
+            self._space.notify()
+        return Batch(parts)

@@ -83,8 +83,9 @@ from market_data_core import (
     InMemoryFeedbackBus,
 )
 from market_data_store._feedback import FeedbackEmitter
-from market_data_store._queue import Signal, WriteQueue
+from market_data_store._queue import Batch, Signal, WriteQueue
 from market_data_store.backends.base import Record, WriteResult
+from market_data_store.columnar import ArrowRecords
 from market_data_store.dlq import DeadLetterStore
 from market_data_store.exceptions import (
     BackendError,
@@ -168,7 +169,7 @@ class CoordinatorStats:
         return self.accepted - settled - self.queue_size - self.in_flight
 
 
-_Part = tuple[int, tuple[Record, ...]]
+_Part = tuple[int, Batch]
 """Consecutive records of a batch and the queue position of the first one."""
 
 
@@ -351,13 +352,19 @@ class WriteCoordinator:
         """Queue one record (see ``submit_many``)."""
         return await self.submit_many((record,))
 
-    async def submit_many(self, records: Iterable[Record]) -> WriteReceipt:
+    async def submit_many(self, records: Iterable[Record] | ArrowRecords) -> WriteReceipt:
         """Queue a batch under the overflow strategy; see "Overflow" in the module docstring.
         The receipt tells, once its records are settled, what became of each of them.
+        An ``ArrowRecords`` table (see ``Store.submit_arrow``) stays columnar until the
+        backend writes it.
 
         Raises ``CoordinatorStoppedError`` when not running and ``QueueFullError`` under
         ``overflow="error"`` when the batch does not fit (nothing of it accepted)."""
-        batch = records if isinstance(records, Sequence) else tuple(records)
+        batch: Sequence[Record] = (
+            records  # type: ignore[assignment]  # sliced and measured like a sequence
+            if isinstance(records, Sequence | ArrowRecords)
+            else tuple(records)
+        )
         receipt = WriteReceipt(len(batch))
         if not batch:
             return receipt
@@ -469,7 +476,7 @@ class WriteCoordinator:
             records = await self._queue.take(self._batch_size, self._flush_interval)
             if not records:
                 return
-            held = self._held[slot] = _Held(deque([(self._dequeued, tuple(records))]))
+            held = self._held[slot] = _Held(deque([(self._dequeued, records)]))
             self._dequeued += len(records)
             self._batches += 1
             self._emitter.observe(len(self._queue))
@@ -496,7 +503,7 @@ class WriteCoordinator:
         del self._held[slot]
         self._crash_streak[slot] = 0
 
-    async def _write_part(self, held: _Held, records: tuple[Record, ...]) -> BackendError | None:
+    async def _write_part(self, held: _Held, records: Batch) -> BackendError | None:
         """Write the first part of ``held`` with retries: ``None`` once written, else the
         error that settles it. Under ``on_outage="hold"`` an outage is waited out."""
         while True:
@@ -528,7 +535,7 @@ class WriteCoordinator:
             self.breaker.record_success()
             return None
 
-    def _halves(self, start: int, records: tuple[Record, ...]) -> list[_Part]:
+    def _halves(self, start: int, records: Batch) -> list[_Part]:
         """Two parts of a refused part: split where one caller's records begin, the one
         nearest the middle (the callers' records stay apart), else in the middle."""
         middle = start + len(records) // 2
@@ -536,7 +543,7 @@ class WriteCoordinator:
         cut = min(inside, key=lambda boundary: abs(boundary - middle)) if inside else middle
         return [(start, records[: cut - start]), (cut, records[cut - start :])]
 
-    async def _attempt(self, held: _Held, records: tuple[Record, ...]) -> WriteResult:
+    async def _attempt(self, held: _Held, records: Batch) -> WriteResult:
         held.attempts += 1
         return await self._writer.write(records)
 
@@ -695,7 +702,7 @@ class WriteCoordinator:
         self._dequeued += len(queued)
         self._salvaging = len(queued)
         for offset in range(0, len(queued), self._batch_size):
-            part = tuple(queued[offset : offset + self._batch_size])
+            part = queued[offset : offset + self._batch_size]
             await self._salvage(first + offset, part, "coordinator stopped before writing", 0)
         for slot, held in tuple(self._held.items()):
             self._salvaging += held.size
@@ -704,9 +711,7 @@ class WriteCoordinator:
                 error = "coordinator stopped during the write"
                 await self._salvage(start, records, error, held.attempts)
 
-    async def _salvage(
-        self, start: int, records: tuple[Record, ...], error: str, attempts: int
-    ) -> None:
+    async def _salvage(self, start: int, records: Batch, error: str, attempts: int) -> None:
         stored = await self._dead_letter(records, error, attempts)
         self._salvaging -= len(records)
         if stored:

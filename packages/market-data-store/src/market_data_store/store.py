@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Self
 
+import pyarrow as pa
 import structlog
 
 from market_data_core import (
@@ -33,6 +34,7 @@ from market_data_core import (
 )
 from market_data_core.protocols import TelemetryMessage
 from market_data_store.backends.base import Backend, Freshness, Record, WriteResult
+from market_data_store.columnar import ArrowRecords, Kind, conform, kind_of
 from market_data_store.coordinator import CoordinatorState, WriteCoordinator
 from market_data_store.dlq import FileDeadLetterStore
 from market_data_store.dsn import DatabaseUrl
@@ -238,6 +240,17 @@ class Store:
         """Queue records for writing; ``await receipt.wait()`` tells what became of each
         (written, dead-lettered, refused by the database)."""
         return await self.coordinator.submit_many(records)
+
+    async def submit_arrow(self, table: pa.Table, kind: Kind | str | None = None) -> WriteReceipt:
+        """Queue an Arrow table of one kind (``bars``, ``trades``, ``quotes``, ``signals``;
+        told by its columns when ``kind`` is None) without a model per row: it is checked
+        column by column against the models' rules (``ColumnError`` names the first bad
+        row and column; nothing of a bad table is queued), then travels as columns to the
+        database (binary COPY on PostgreSQL). The receipt's indexes are the table's rows."""
+        conformed = conform(table, kind)
+        kind = kind_of(conformed) if kind is None else Kind(kind)
+        assert kind is not None  # conform() found it
+        return await self.coordinator.submit_many(ArrowRecords(kind, conformed))
 
     async def flush(self) -> None:
         """Wait until everything accepted so far has been written (or dead-lettered)."""

@@ -9,10 +9,13 @@
   and connection errors with the same idempotency key; the node counts ``retries`` and the
   rows the service ``acknowledged`` (answered 2xx for).
 
-Rows are converted to core models (validated) and upserted: replaying the same data twice
-changes nothing. ``flush`` (end of input) waits until everything is settled. In process,
-rows the store could not write (dead-lettered, refused by the database) are counted in
-``not_stored`` and logged, so a run's summary never passes them off as written.
+In process, batches go to the store as Arrow tables (``Store.submit_arrow``): checked per
+column, never a model per row, written by binary COPY on PostgreSQL. Over HTTP, rows are
+converted to core models (validated) and sent as JSON. Either way they are upserted:
+replaying the same data twice changes nothing. ``flush`` (end of input) waits until
+everything is settled. In process, rows the store could not write (dead-lettered,
+refused by the database) are counted in ``not_stored`` and logged, so a run's summary
+never passes them off as written.
 Needs the ``store`` extra (``pip install 'market-data-pipeline[store]'``).
 """
 
@@ -112,20 +115,21 @@ class StoreSink(SinkComponent[StoreSinkParams]):
     async def write(self, batch: pa.Table) -> None:
         if batch.num_rows == 0:
             return
-        models = records.to_models(batch)
-        if self.client is not None:
-            size, retries = self.params.http_batch, self.client.retries
-            try:
-                for start in range(0, len(models), size):
-                    await self.client.write(models[start : start + size])
-                    self.context.count("acknowledged", len(models[start : start + size]))
-            finally:
-                if self.client.retries > retries:
-                    self.context.count("retries", self.client.retries - retries)
-        else:
+        if self.client is None:
             assert self.store is not None, "open() first"
-            self._receipts.append(await self.store.submit_many(models))
+            self._receipts.append(await self.store.submit_arrow(batch, records.kind_of(batch)))
             self._settle(wait=False)
+            self.context.count("written", batch.num_rows)
+            return
+        models = records.to_models(batch)
+        size, retries = self.params.http_batch, self.client.retries
+        try:
+            for start in range(0, len(models), size):
+                await self.client.write(models[start : start + size])
+                self.context.count("acknowledged", len(models[start : start + size]))
+        finally:
+            if self.client.retries > retries:
+                self.context.count("retries", self.client.retries - retries)
         self.context.count("written", len(models))
 
     async def flush(self) -> None:

@@ -45,9 +45,14 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import quote as url_quote
 
 import asyncpg  # type: ignore[import-untyped]
+import pyarrow as pa
+import pyarrow.compute as pc
+from pgpq import ArrowToPostgresBinaryEncoder  # type: ignore[import-untyped]
 
 from market_data_core import AuditEnvelope, Bar, Quote, Signal, Trade
+from market_data_store import columnar as _columnar
 from market_data_store.backends import _rows
+from market_data_store.backends._columns import split_columnar
 from market_data_store.backends.base import (
     DATA_TABLES,
     Freshness,
@@ -216,6 +221,48 @@ def _quote_rows(quotes: Iterable[Quote]) -> list[Row]:
 def _signal_rows(signals: Iterable[Signal]) -> list[Row]:
     width = len(_rows.SIGNAL_KEY)
     return list({row[:width]: row for row in map(_rows.signal_row, signals)}.values())
+
+
+_TABLES = {
+    _columnar.Kind.BARS: BARS,
+    _columnar.Kind.TRADES: TRADES,
+    _columnar.Kind.QUOTES: QUOTES,
+    _columnar.Kind.SIGNALS: SIGNALS,
+}
+_COPY_CHUNK = 65_536
+"""Rows per Arrow record batch encoded for COPY (the encoder's output is sent as it comes)."""
+
+
+async def _copy_arrow(connection: Any, name: str, data: pa.Table) -> None:
+    """Binary COPY of ``data`` (its column names are the table's) into table ``name``."""
+    encoder = ArrowToPostgresBinaryEncoder(data.schema)
+
+    async def chunks() -> Any:
+        yield encoder.write_header()
+        for batch in data.to_batches(max_chunksize=_COPY_CHUNK):
+            yield encoder.write_batch(batch)
+        yield encoder.finish()
+
+    await connection.copy_to_table(
+        name, source=chunks(), columns=data.column_names, format="binary"
+    )
+
+
+def _split_arrow(
+    data: pa.Table, names: list[str], fresh: list[Any], series: int
+) -> tuple[pa.Table | None, pa.Table | None]:
+    """The rows of the ``fresh`` series (of ``series`` in all), and the others."""
+    if len(fresh) == series:
+        return data, None
+    if not fresh:
+        return None, data
+    if len(names) == 1:
+        column, values = data.column(names[0]), pa.array(fresh, pa.string())
+    else:  # a multi-column series: its text columns joined by a character none can hold
+        column = pc.binary_join_element_wise(*(data.column(n) for n in names), "\x00")
+        values = pa.array(["\x00".join(key) for key in fresh], pa.string())
+    mask = pc.is_in(column, value_set=values)
+    return data.filter(mask), data.filter(pc.invert(mask))
 
 
 def _split_fresh(
@@ -412,7 +459,8 @@ class PostgresBackend:
     # --- writes ------------------------------------------------------------------------
 
     async def write(self, records: Sequence[Record]) -> WriteResult:
-        split = split_records(records)
+        columnar = split_columnar(records)
+        split = split_records(columnar.models)
         batches = [
             (table, rows)
             for table, rows in (
@@ -423,17 +471,233 @@ class PostgresBackend:
             )
             if rows
         ]
+        tables = [(_TABLES[kind], data) for kind, data in columnar.tables.items() if data.num_rows]
 
         async def work(connection: Any) -> None:
             for table, rows in batches:
                 await self._write_table(connection, table, rows)
+            for table, data in tables:
+                await self._write_arrow(connection, table, data)
 
-        if batches or self._pool is None:  # an empty batch still says "not open"
+        if batches or tables or self._pool is None:  # an empty batch still says "not open"
             await self._run("write", work)
         result = WriteResult()
         for table, rows in batches:
             setattr(result, table.name, len(rows))
+        for table, data in tables:
+            setattr(result, table.name, getattr(result, table.name) + data.num_rows)
         return result
+
+    async def _write_arrow(self, connection: Any, table: _Table, data: pa.Table) -> None:
+        """Upsert an Arrow table in the store's layout (deduplicated: see ``_columns``) into
+        ``table`` in one transaction, by binary COPY straight from its columns (pgpq): the
+        steps of ``_write_table``, deciding per series instead of per row."""
+        if not self.fast_append:
+            async with connection.transaction():
+                await self._upsert_arrow(connection, table, data)
+            return
+        names = list(table.columns[: table.series_width])
+        spans = data.group_by(names, use_threads=False).aggregate(
+            [(table.time, "min"), (table.time, "max")]
+        )
+        keys = spans.select(names).to_pylist()
+        series = [tuple(k[n] for n in names) if len(names) > 1 else k[names[0]] for k in keys]
+        lows = spans.column(f"{table.time}_min").to_pylist()
+        conflicted = False
+        async with connection.transaction():
+            maxima, now = await self._maxima(connection, table, series, data.num_rows)
+            fresh_series = [
+                key
+                for key, low in zip(series, lows, strict=True)
+                if maxima[key] is None or low > maxima[key]
+            ]
+            fresh, rest = _split_arrow(data, names, fresh_series, len(series))
+            if fresh is not None:
+                if now is None:
+                    now = await connection.fetchval("SELECT now()")
+                stamp = pa.repeat(pa.scalar(now, _columnar.TIMESTAMP), fresh.num_rows)
+                try:
+                    async with connection.transaction():  # a savepoint
+                        await _copy_arrow(
+                            connection, table.name, fresh.append_column("ingested_at", stamp)
+                        )
+                    self.stats.appended += fresh.num_rows
+                except asyncpg.UniqueViolationError:  # another writer got there first
+                    self.stats.fallbacks += 1
+                    conflicted = True
+                    rest = data
+            if rest is not None:
+                await self._upsert_arrow(connection, table, rest)
+        highs = spans.column(f"{table.time}_max").to_pylist()
+        self._remember(table, dict(zip(series, highs, strict=True)), conflicted=conflicted)
+
+    async def _maxima(
+        self, connection: Any, table: _Table, series: Sequence[Any], rows: int
+    ) -> tuple[dict[Any, Any], Any]:
+        """The newest stored time of each series (``None``: empty; ``_NEVER``: not probed),
+        and the transaction's ``now()`` when a probe ran (else ``None``). A probe costs
+        about as much per series as upserting a few rows instead of copying them: without
+        several rows per new series, their rows are simply upserted."""
+        known = self._latest[table.name]
+        maxima = {key: known[key] for key in series if key in known}
+        unknown = [key for key in series if key not in maxima]
+        if not unknown:
+            return maxima, None
+        if len(unknown) * _ROWS_PER_PROBE > rows:
+            maxima.update(dict.fromkeys(unknown, _NEVER))
+            return maxima, None
+        width = table.series_width
+        arrays = [unknown] if width == 1 else list(zip(*unknown, strict=True))
+        found = await connection.fetch(_SQL[table.name][0], *arrays)
+        series_of = itemgetter(*range(width))
+        maxima.update((series_of(tuple(record)[1:]), record[-1]) for record in found)
+        self.stats.probed_series += len(unknown)
+        return maxima, found[0][0]
+
+    def _remember(self, table: _Table, newest: dict[Any, Any], *, conflicted: bool) -> None:
+        """After a commit: the newest time written per series. After a conflict, what we
+        knew was stale: these series are probed again next time."""
+        known = self._latest[table.name]
+        if conflicted:
+            for key in newest:
+                known.pop(key, None)
+            return
+        if len(known) > _KNOWN_SERIES_LIMIT:
+            known.clear()
+        for key, high in newest.items():
+            latest = known.get(key)
+            if latest is None or latest < high:
+                known[key] = high
+
+    async def _upsert_arrow(self, connection: Any, table: _Table, data: pa.Table) -> None:
+        _, stage_sql, upsert_sql = _SQL[table.name]
+        self.stats.upserted += data.num_rows
+        await connection.execute(stage_sql)
+        await _copy_arrow(connection, table.stage, data)
+        await connection.execute(upsert_sql)
+
+    async def _write_table(self, connection: Any, table: _Table, rows: list[Row]) -> None:
+        """Upsert ``rows`` (deduplicated) into ``table`` in one transaction: see the module's
+        docstring for the steps."""
+        if not self.fast_append:
+            async with connection.transaction():
+                await self._upsert(connection, table, rows)
+            return
+        width = table.series_width
+        series_of = itemgetter(*range(width))  # the series of a row; a scalar when width is 1
+        series = set(map(series_of, rows))
+        conflicted = False
+        async with connection.transaction():
+            maxima, now = await self._maxima(connection, table, list(series), len(rows))
+            fresh, rest = _split_fresh(rows, series_of, width, maxima)
+            if fresh:
+                if now is None:
+                    now = await connection.fetchval("SELECT now()")
+                tail = (now,)
+                try:
+                    async with connection.transaction():  # a savepoint
+                        await connection.copy_records_to_table(
+                            table.name,
+                            records=(row + tail for row in fresh),
+                            columns=table.copy_columns,
+                        )
+                    self.stats.appended += len(fresh)
+                except asyncpg.UniqueViolationError:  # another writer got there first
+                    self.stats.fallbacks += 1
+                    conflicted = True
+                    rest = rows
+            if rest:
+                await self._upsert(connection, table, rest)
+        newest = max(map(itemgetter(width), rows))
+        self._remember(table, dict.fromkeys(series, newest), conflicted=conflicted)
+
+    async def _write_arrow(self, connection: Any, table: _Table, data: pa.Table) -> None:
+        """Upsert an Arrow table in the store's layout (deduplicated: see ``_columns``) into
+        ``table`` in one transaction, by binary COPY straight from its columns (pgpq): the
+        steps of ``_write_table``, deciding per series instead of per row."""
+        if not self.fast_append:
+            async with connection.transaction():
+                await self._upsert_arrow(connection, table, data)
+            return
+        names = list(table.columns[: table.series_width])
+        spans = data.group_by(names, use_threads=False).aggregate(
+            [(table.time, "min"), (table.time, "max")]
+        )
+        keys = spans.select(names).to_pylist()
+        series = [tuple(k[n] for n in names) if len(names) > 1 else k[names[0]] for k in keys]
+        lows = spans.column(f"{table.time}_min").to_pylist()
+        conflicted = False
+        async with connection.transaction():
+            maxima, now = await self._maxima(connection, table, series, data.num_rows)
+            fresh_series = [
+                key
+                for key, low in zip(series, lows, strict=True)
+                if maxima[key] is None or low > maxima[key]
+            ]
+            fresh, rest = _split_arrow(data, names, fresh_series, len(series))
+            if fresh is not None:
+                if now is None:
+                    now = await connection.fetchval("SELECT now()")
+                stamp = pa.repeat(pa.scalar(now, _columnar.TIMESTAMP), fresh.num_rows)
+                try:
+                    async with connection.transaction():  # a savepoint
+                        await _copy_arrow(
+                            connection, table.name, fresh.append_column("ingested_at", stamp)
+                        )
+                    self.stats.appended += fresh.num_rows
+                except asyncpg.UniqueViolationError:  # another writer got there first
+                    self.stats.fallbacks += 1
+                    conflicted = True
+                    rest = data
+            if rest is not None:
+                await self._upsert_arrow(connection, table, rest)
+        highs = spans.column(f"{table.time}_max").to_pylist()
+        self._remember(table, dict(zip(series, highs, strict=True)), conflicted=conflicted)
+
+    async def _maxima(
+        self, connection: Any, table: _Table, series: Sequence[Any], rows: int
+    ) -> tuple[dict[Any, Any], Any]:
+        """The newest stored time of each series (``None``: empty; ``_NEVER``: not probed),
+        and the transaction's ``now()`` when a probe ran (else ``None``). A probe costs
+        about as much per series as upserting a few rows instead of copying them: without
+        several rows per new series, their rows are simply upserted."""
+        known = self._latest[table.name]
+        maxima = {key: known[key] for key in series if key in known}
+        unknown = [key for key in series if key not in maxima]
+        if not unknown:
+            return maxima, None
+        if len(unknown) * _ROWS_PER_PROBE > rows:
+            maxima.update(dict.fromkeys(unknown, _NEVER))
+            return maxima, None
+        width = table.series_width
+        arrays = [unknown] if width == 1 else list(zip(*unknown, strict=True))
+        found = await connection.fetch(_SQL[table.name][0], *arrays)
+        series_of = itemgetter(*range(width))
+        maxima.update((series_of(tuple(record)[1:]), record[-1]) for record in found)
+        self.stats.probed_series += len(unknown)
+        return maxima, found[0][0]
+
+    def _remember(self, table: _Table, newest: dict[Any, Any], *, conflicted: bool) -> None:
+        """After a commit: the newest time written per series. After a conflict, what we
+        knew was stale: these series are probed again next time."""
+        known = self._latest[table.name]
+        if conflicted:
+            for key in newest:
+                known.pop(key, None)
+            return
+        if len(known) > _KNOWN_SERIES_LIMIT:
+            known.clear()
+        for key, high in newest.items():
+            latest = known.get(key)
+            if latest is None or latest < high:
+                known[key] = high
+
+    async def _upsert_arrow(self, connection: Any, table: _Table, data: pa.Table) -> None:
+        _, stage_sql, upsert_sql = _SQL[table.name]
+        self.stats.upserted += data.num_rows
+        await connection.execute(stage_sql)
+        await _copy_arrow(connection, table.stage, data)
+        await connection.execute(upsert_sql)
 
     async def _write_table(self, connection: Any, table: _Table, rows: list[Row]) -> None:
         """Upsert ``rows`` (deduplicated) into ``table`` in one transaction: see the module's

@@ -15,8 +15,12 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, TypeVar
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from market_data_core import AuditEnvelope, Bar, Quote, Trade
 from market_data_store.backends import _rows
+from market_data_store.backends._columns import split_columnar
 from market_data_store.backends.base import (
     DATA_TABLES,
     Freshness,
@@ -125,9 +129,10 @@ class SqliteBackend:
         await self._call(lambda: self._db.execute("SELECT 1").fetchone())
 
     async def write(self, records: Sequence[Record]) -> WriteResult:
-        split = split_records(records)
+        columnar = split_columnar(records)
+        split = split_records(columnar.models)
         to_us = _rows.to_micros
-        batches = {
+        batches: dict[str, Any] = {
             "bars": _rows.last_per_key((_rows.bar_row(b, to_us) for b in split.bars), range(4)),
             "trades": _rows.last_per_key(
                 (_rows.trade_row(t, to_us) for t in split.trades), range(5)
@@ -139,6 +144,8 @@ class SqliteBackend:
                 (_rows.signal_row(s, to_us) for s in split.signals), range(4)
             ),
         }
+        for kind, table in columnar.tables.items():  # never a model chunk of the same table
+            batches[str(kind)] = _column_rows(table)
         return await self._call(self._write, batches)
 
     def _write(self, batches: dict[str, list[tuple[Any, ...]]]) -> WriteResult:
@@ -295,3 +302,13 @@ def _check_table(table: str) -> None:
     if table not in DATA_TABLES:
         msg = f"unknown table {table!r}; one of {', '.join(DATA_TABLES)}"
         raise StoreConfigurationError(msg)
+
+
+def _column_rows(table: pa.Table) -> list[tuple[Any, ...]]:
+    """Row tuples of an Arrow table in the store's layout (``_columns.store_table``), with
+    timestamps as integer microseconds, built column by column."""
+    columns = [
+        pc.cast(column, pa.int64()) if pa.types.is_timestamp(column.type) else column
+        for column in table.columns
+    ]
+    return list(zip(*(column.to_pylist() for column in columns), strict=True))
