@@ -176,7 +176,8 @@ def kind_of(table: pa.Table | pa.Schema) -> Kind | None:
 def conform(table: pa.Table, kind: Kind | str | None = None) -> pa.Table:
     """``table`` checked against the core models' rules and cast to ``kind``'s schema
     (columns by name, extra ones dropped, missing nullable ones null; timeframes in their
-    canonical spelling). Raises :class:`ColumnError` naming the first bad row and column."""
+    canonical spelling). Raises :class:`ColumnError` naming a bad row and its column (the
+    first that breaks the first rule checked)."""
     if kind is None:
         kind = kind_of(table)
         if kind is None:
@@ -214,13 +215,36 @@ def _cast(column: pa.ChunkedArray, field: pa.Field) -> pa.ChunkedArray:
                 msg = "holds nanoseconds: the store keeps microseconds"
                 raise ColumnError(msg, column=field.name)
         column = pc.cast(column, pa.timestamp(column.type.unit, "UTC"))
-    elif field.name == "conditions" and pa.types.is_large_list(column.type):
-        column = pc.cast(column, pa.list_(pa.large_string()))
+    elif not _compatible(column.type, field.type):  # as strict as JSON: "10" is no number
+        msg = f"is {column.type}, not {field.type}"
+        raise ColumnError(msg, column=field.name)
     try:
         return pc.cast(column, field.type, safe=True)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
         msg = f"is {column.type}, cannot be read as {field.type}: {error}"
         raise ColumnError(msg, column=field.name) from None
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
+def _compatible(given: pa.DataType, wanted: pa.DataType) -> bool:
+    """Whether a column of type ``given`` may be cast to ``wanted`` without reinterpreting
+    it: numbers to numbers, text to text, lists of text to lists of text."""
+    if pa.types.is_null(given):
+        return True
+    if pa.types.is_floating(wanted):
+        return pa.types.is_floating(given) or pa.types.is_integer(given)
+    if pa.types.is_integer(wanted):
+        return pa.types.is_integer(given)
+    if pa.types.is_list(wanted):
+        return (pa.types.is_list(given) or pa.types.is_large_list(given)) and _is_text(
+            given.value_type
+        )
+    return _is_text(given)
 
 
 def _first(mask: pa.ChunkedArray | pa.Array) -> int:

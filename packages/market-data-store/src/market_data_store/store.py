@@ -236,9 +236,10 @@ class Store:
         await self.coordinator.submit_many(records)
         return len(records)
 
-    async def submit_many(self, records: Sequence[Record]) -> WriteReceipt:
-        """Queue records for writing; ``await receipt.wait()`` tells what became of each
-        (written, dead-lettered, refused by the database)."""
+    async def submit_many(self, records: Sequence[Record] | ArrowRecords) -> WriteReceipt:
+        """Queue records (or an ``ArrowRecords`` table that ``conform`` checked) for
+        writing; ``await receipt.wait()`` tells what became of each (written,
+        dead-lettered, refused by the database)."""
         return await self.coordinator.submit_many(records)
 
     async def submit_arrow(self, table: pa.Table, kind: Kind | str | None = None) -> WriteReceipt:

@@ -9,10 +9,10 @@
   and connection errors with the same idempotency key; the node counts ``retries`` and the
   rows the service ``acknowledged`` (answered 2xx for).
 
-In process, batches go to the store as Arrow tables (``Store.submit_arrow``): checked per
-column, never a model per row, written by binary COPY on PostgreSQL. Over HTTP, rows are
-converted to core models (validated) and sent as JSON. Either way they are upserted:
-replaying the same data twice changes nothing. ``flush`` (end of input) waits until
+Batches go to the store as Arrow tables, never a model per row: in process through
+``Store.submit_arrow``, over HTTP as Arrow IPC streams (``AsyncStoreClient.write_arrow``);
+the store checks them per column and PostgreSQL takes them by binary COPY. They are
+upserted: replaying the same data twice changes nothing. ``flush`` (end of input) waits until
 everything is settled. In process, rows the store could not write (dead-lettered,
 refused by the database) are counted in ``not_stored`` and logged, so a run's summary
 never passes them off as written.
@@ -121,16 +121,18 @@ class StoreSink(SinkComponent[StoreSinkParams]):
             self._settle(wait=False)
             self.context.count("written", batch.num_rows)
             return
-        models = records.to_models(batch)
+        assert self.client is not None, "open() first"
         size, retries = self.params.http_batch, self.client.retries
+        kind = records.kind_of(batch)
         try:
-            for start in range(0, len(models), size):
-                await self.client.write(models[start : start + size])
-                self.context.count("acknowledged", len(models[start : start + size]))
+            for start in range(0, batch.num_rows, size):
+                part = batch.slice(start, size)
+                await self.client.write_arrow(part, kind)
+                self.context.count("acknowledged", part.num_rows)
         finally:
             if self.client.retries > retries:
                 self.context.count("retries", self.client.retries - retries)
-        self.context.count("written", len(models))
+        self.context.count("written", batch.num_rows)
 
     async def flush(self) -> None:
         if self.store is not None:

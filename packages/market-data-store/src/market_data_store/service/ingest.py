@@ -3,9 +3,14 @@
 - 202 with the number of records accepted. Under ``ack=durable`` (the default) 202 means
   every record of the request is in the database: nothing that was not stored is ever
   acknowledged.
+- The body is a JSON array of records (``application/json``) or an Arrow IPC stream
+  (``application/vnd.apache.arrow.stream``) of a table with the kind's columns (see
+  ``market_data_store.columnar``): an Arrow body is checked column by column and goes to
+  the database as columns, never as a model per row.
 - 413 when the body or the batch is too large (the batch size is checked while the array
-  is read, before its items are validated); 415 when the body is not
-  ``application/json``; 422 naming the item index and field when a record is invalid
+  is read, before its items are validated); 415 when the body is neither JSON nor Arrow;
+  422 naming the item index (the row of an Arrow table) and field (its column) when a
+  record is invalid
   (nothing of that batch is accepted; at most ``MAX_ERRORS`` errors are listed), and 422
   naming the records the database refused (the request's other records were stored).
 - 429 with ``Retry-After`` under hard backpressure; 503 with ``Retry-After`` while the
@@ -23,12 +28,14 @@ import math
 from functools import cache
 from typing import Annotated, Any
 
+import pyarrow as pa
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from market_data_core import BackpressureLevel, Bar, Quote, Signal, Trade
 from market_data_store.backends.base import Record
+from market_data_store.columnar import ArrowRecords, ColumnError, Kind, conform
 from market_data_store.exceptions import (
     CircuitOpenError,
     CoordinatorStoppedError,
@@ -53,7 +60,8 @@ MAX_ERRORS = 50
 _THREAD_ABOVE = 256 * 1024
 """Bodies larger than this (bytes) are validated in a thread: the event loop keeps serving
 (/healthz, /readyz, other requests) meanwhile."""
-_ACCEPTED_TYPES = "application/json"
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+_ACCEPTED_TYPES = f"application/json (a JSON array of records) or {ARROW_STREAM}"
 
 
 class IngestAccepted(BaseModel):
@@ -77,6 +85,39 @@ def _is_json(content_type: str | None) -> bool:
     return media == "application/json" or (
         media.startswith("application/") and media.endswith("+json")
     )
+
+
+def _media(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def _validate_arrow(table: str, body: bytes, max_batch: int) -> ArrowRecords | JSONResponse:
+    """The Arrow IPC stream's table, conformed to ``table``'s schema, or the 413/422
+    answer naming the row and column."""
+    kind = Kind(table)
+    try:
+        reader = pa.ipc.open_stream(body)
+        batches = []
+        rows = 0
+        for batch in reader:
+            rows += batch.num_rows
+            if rows > max_batch:
+                return problem(413, f"a batch holds at most {max_batch} records (max_batch)")
+            batches.append(batch)
+        data = pa.Table.from_batches(batches, schema=reader.schema)
+        data.validate(full=True)
+    except (pa.ArrowException, ValueError, OSError) as exc:
+        detail = f"the body is not a valid Arrow IPC stream: {str(exc).splitlines()[0][:200]}"
+        return problem(422, detail)
+    try:
+        conformed = conform(data, kind)
+    except ColumnError as exc:
+        loc: list[str | int] = [exc.row] if exc.row is not None else []
+        if exc.column is not None:
+            loc.append(exc.column)
+        errors = [{"loc": loc, "msg": exc.reason, "type": "value_error"}]
+        return problem(422, f"invalid {table} table: {exc}", errors=errors)
+    return ArrowRecords(kind, conformed)
 
 
 def _validate(table: str, body: bytes, max_batch: int) -> list[Record] | JSONResponse:
@@ -133,10 +174,12 @@ async def _ingest(
     early = _replayed(state, scoped, digest) or _refused_now(state)
     if early is not None:
         return early
+    arrow = _media(request.headers.get("content-type")) == ARROW_STREAM
+    validate = _validate_arrow if arrow else _validate
     if len(body) > _THREAD_ABOVE:
-        validated = await asyncio.to_thread(_validate, table, body, state.settings.max_batch)
+        validated = await asyncio.to_thread(validate, table, body, state.settings.max_batch)
     else:
-        validated = _validate(table, body, state.settings.max_batch)
+        validated = validate(table, body, state.settings.max_batch)
     if isinstance(validated, JSONResponse):
         reason = "batch_too_large" if validated.status_code == 413 else "invalid"
         state.metrics.rejected.labels(reason).inc()
@@ -146,9 +189,10 @@ async def _ingest(
 
 async def _body(state: ServiceState, request: Request) -> bytes | JSONResponse:
     """The request body, or the 415 answer."""
-    if not _is_json(request.headers.get("content-type")):
+    content_type = request.headers.get("content-type")
+    if not (_is_json(content_type) or _media(content_type) == ARROW_STREAM):
         state.metrics.rejected.labels("content_type").inc()
-        return problem(415, f"the body must be {_ACCEPTED_TYPES} (a JSON array of records)")
+        return problem(415, f"the body must be {_ACCEPTED_TYPES}")
     return await request.body()  # at most max_body_bytes: the route's max_body_size
 
 
@@ -179,7 +223,11 @@ def _refused_now(state: ServiceState) -> JSONResponse | None:
 
 
 async def _write(
-    state: ServiceState, table: str, records: list[Record], scoped: str | None, digest: str
+    state: ServiceState,
+    table: str,
+    records: list[Record] | ArrowRecords,
+    scoped: str | None,
+    digest: str,
 ) -> JSONResponse:
     try:
         receipt = await state.store.submit_many(records)
@@ -218,12 +266,14 @@ def _route(table: str) -> None:
         summary=f"Ingest a batch of {table}",
         description=(
             f"Body: a JSON array of `{model.__name__}` (see docs/contracts/), strict JSON"
-            " types. Under `ack=durable` a 202 means every record is in the database."
+            f" types, or an Arrow IPC stream (`{ARROW_STREAM}`) of a table with the"
+            " columns of `market_data_store.columnar`. Under `ack=durable` a 202 means"
+            " every record is in the database."
         ),
         response_model=IngestAccepted,
         responses={
             413: {"model": Problem, "description": "body or batch too large"},
-            415: {"model": Problem, "description": "the body is not application/json"},
+            415: {"model": Problem, "description": "the body is neither JSON nor Arrow"},
             422: {
                 "model": Problem,
                 "description": "invalid records, or records the database refused (index named)",
@@ -243,7 +293,8 @@ def _route(table: str) -> None:
                             "type": "array",
                             "items": {"$ref": f"#/components/schemas/{model.__name__}"},
                         }
-                    }
+                    },
+                    ARROW_STREAM: {"schema": {"type": "string", "format": "binary"}},
                 },
             }
         },
