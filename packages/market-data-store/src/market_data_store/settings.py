@@ -61,13 +61,13 @@ class StoreSettings(BaseSettings):
     )
 
     queue_capacity: Annotated[int, Field(ge=1)] = Field(
-        default=50_000, description="Records the write queue holds; utilization is size/capacity."
+        default=100_000, description="Records the write queue holds; utilization is size/capacity."
     )
     workers: Annotated[int, Field(ge=1, le=64)] = Field(
         default=2, description="Write workers (concurrent batch writes to the database)."
     )
     batch_size: Annotated[int, Field(ge=1)] = Field(
-        default=5_000, description="Records a worker takes from the queue per database write."
+        default=20_000, description="Records a worker takes from the queue per database write."
     )
     flush_interval: Annotated[float, Field(gt=0)] = Field(
         default=0.2,

@@ -22,7 +22,7 @@ from market_data_store.backends import _rows
 from market_data_store.backends.base import Record, split_records
 from market_data_store.columnar import ArrowRecords, Kind, from_models
 
-__all__ = ["Columnar", "split_columnar", "store_table"]
+__all__ = ["Columnar", "last_per_key", "split_columnar", "store_table"]
 
 COLUMNS = {
     Kind.BARS: _rows.BAR_COLUMNS,
@@ -49,7 +49,9 @@ class Columnar:
     tables: dict[Kind, pa.Table] = field(default_factory=dict)
 
 
-def split_columnar(records: Sequence[Record]) -> Columnar:
+def split_columnar(records: Sequence[Record], *, dedupe: bool = True) -> Columnar:
+    """``dedupe=False`` leaves keys that come twice in place (``last_per_key`` later): a
+    backend whose append path fails on a duplicate key pays for it only when one occurs."""
     chunks: Sequence[Any] = getattr(records, "chunks", None) or (
         [records] if isinstance(records, ArrowRecords) else []
     )
@@ -76,14 +78,16 @@ def split_columnar(records: Sequence[Record]) -> Columnar:
                 parts[kind].append(from_models(items, kind))
             else:
                 models.extend(items)
-    tables = {kind: store_table(kind, pa.concat_tables(tables)) for kind, tables in parts.items()}
+    tables = {
+        kind: store_table(kind, pa.concat_tables(tables), dedupe=dedupe)
+        for kind, tables in parts.items()
+    }
     return Columnar(models=models, tables=tables)
 
 
-def store_table(kind: Kind, table: pa.Table) -> pa.Table:
+def store_table(kind: Kind, table: pa.Table, *, dedupe: bool = True) -> pa.Table:
     """A conformed table of ``kind`` laid out as the store keeps it, last occurrence of each
-    key winning."""
-    n = table.num_rows
+    key winning (unless ``dedupe`` is false)."""
     columns: dict[str, Any] = {name: table.column(name) for name in table.column_names}
     if kind is Kind.TRADES:
         columns["trade_id"] = pc.fill_null(columns["trade_id"], "")
@@ -92,18 +96,22 @@ def store_table(kind: Kind, table: pa.Table) -> pa.Table:
         columns["exchange"] = pc.fill_null(columns["exchange"], "")
     elif kind is Kind.SIGNALS:
         columns["metadata"] = pc.fill_null(columns["metadata"], "{}")
-    out = pa.table({name: columns[name] for name in COLUMNS[kind]})
-    return _last_per_key(out, KEYS[kind], n).combine_chunks()
+    out = pa.table({name: columns[name] for name in COLUMNS[kind]}).combine_chunks()
+    return last_per_key(kind, out) if dedupe else out
 
 
-def _last_per_key(table: pa.Table, key: Sequence[str], rows: int) -> pa.Table:
+def last_per_key(kind: Kind, table: pa.Table) -> pa.Table:
+    """The rows of ``table`` (in the store's layout) whose key does not come again later."""
+    rows = table.num_rows
     if rows < 2:
         return table
+    key = KEYS[kind]
     indexed = table.select(list(key)).append_column("_i", pa.array(range(rows), pa.int64()))
     last = indexed.group_by(list(key), use_threads=False).aggregate([("_i", "max")])
     if last.num_rows == rows:
         return table  # no key twice: the common case
-    return table.take(pc.sort_indices(last.column("_i_max")))
+    kept = last.column("_i_max")
+    return table.take(pc.take(kept, pc.sort_indices(kept)))  # the rows kept, in table order
 
 
 def _json_lists(column: pa.ChunkedArray) -> pa.Array:

@@ -52,7 +52,7 @@ from pgpq import ArrowToPostgresBinaryEncoder  # type: ignore[import-untyped]
 from market_data_core import AuditEnvelope, Bar, Quote, Signal, Trade
 from market_data_store import columnar as _columnar
 from market_data_store.backends import _rows
-from market_data_store.backends._columns import split_columnar
+from market_data_store.backends._columns import last_per_key, split_columnar
 from market_data_store.backends.base import (
     DATA_TABLES,
     Freshness,
@@ -459,7 +459,7 @@ class PostgresBackend:
     # --- writes ------------------------------------------------------------------------
 
     async def write(self, records: Sequence[Record]) -> WriteResult:
-        columnar = split_columnar(records)
+        columnar = split_columnar(records, dedupe=False)  # see _write_arrow
         split = split_records(columnar.models)
         batches = [
             (table, rows)
@@ -473,29 +473,31 @@ class PostgresBackend:
         ]
         tables = [(_TABLES[kind], data) for kind, data in columnar.tables.items() if data.num_rows]
 
-        async def work(connection: Any) -> None:
+        result = WriteResult()
+
+        async def work(connection: Any) -> None:  # run again on a fresh connection: idempotent
+            counts = dict.fromkeys(DATA_TABLES, 0)
             for table, rows in batches:
                 await self._write_table(connection, table, rows)
+                counts[table.name] += len(rows)
             for table, data in tables:
-                await self._write_arrow(connection, table, data)
+                counts[table.name] += await self._write_arrow(connection, table, data)
+            for name, count in counts.items():
+                setattr(result, name, count)
 
         if batches or tables or self._pool is None:  # an empty batch still says "not open"
             await self._run("write", work)
-        result = WriteResult()
-        for table, rows in batches:
-            setattr(result, table.name, len(rows))
-        for table, data in tables:
-            setattr(result, table.name, getattr(result, table.name) + data.num_rows)
         return result
 
-    async def _write_arrow(self, connection: Any, table: _Table, data: pa.Table) -> None:
-        """Upsert an Arrow table in the store's layout (deduplicated: see ``_columns``) into
-        ``table`` in one transaction, by binary COPY straight from its columns (pgpq): the
-        steps of ``_write_table``, deciding per series instead of per row."""
+    async def _write_arrow(self, connection: Any, table: _Table, data: pa.Table) -> int:
+        """Upsert an Arrow table in the store's layout (see ``_columns``) into ``table`` in
+        one transaction, by binary COPY straight from its columns (pgpq): the steps of
+        ``_write_table``, deciding per series instead of per row. Keys that come twice are
+        dropped (the last one wins) only on the way to the staging table: the append path
+        fails on them anyway. Returns the rows written (each key once)."""
         if not self.fast_append:
             async with connection.transaction():
-                await self._upsert_arrow(connection, table, data)
-            return
+                return await self._upsert_arrow(connection, table, data)
         names = list(table.columns[: table.series_width])
         spans = data.group_by(names, use_threads=False).aggregate(
             [(table.time, "min"), (table.time, "max")]
@@ -504,6 +506,7 @@ class PostgresBackend:
         series = [tuple(k[n] for n in names) if len(names) > 1 else k[names[0]] for k in keys]
         lows = spans.column(f"{table.time}_min").to_pylist()
         conflicted = False
+        written = 0
         async with connection.transaction():
             maxima, now = await self._maxima(connection, table, series, data.num_rows)
             fresh_series = [
@@ -522,14 +525,16 @@ class PostgresBackend:
                             connection, table.name, fresh.append_column("ingested_at", stamp)
                         )
                     self.stats.appended += fresh.num_rows
-                except asyncpg.UniqueViolationError:  # another writer got there first
+                    written = fresh.num_rows
+                except asyncpg.UniqueViolationError:  # another writer, or a key twice
                     self.stats.fallbacks += 1
                     conflicted = True
                     rest = data
             if rest is not None:
-                await self._upsert_arrow(connection, table, rest)
+                written += await self._upsert_arrow(connection, table, rest)
         highs = spans.column(f"{table.time}_max").to_pylist()
         self._remember(table, dict(zip(series, highs, strict=True)), conflicted=conflicted)
+        return written
 
     async def _maxima(
         self, connection: Any, table: _Table, series: Sequence[Any], rows: int
@@ -569,12 +574,14 @@ class PostgresBackend:
             if latest is None or latest < high:
                 known[key] = high
 
-    async def _upsert_arrow(self, connection: Any, table: _Table, data: pa.Table) -> None:
+    async def _upsert_arrow(self, connection: Any, table: _Table, data: pa.Table) -> int:
         _, stage_sql, upsert_sql = _SQL[table.name]
+        data = last_per_key(_columnar.Kind(table.name), data)
         self.stats.upserted += data.num_rows
         await connection.execute(stage_sql)
         await _copy_arrow(connection, table.stage, data)
         await connection.execute(upsert_sql)
+        return data.num_rows
 
     async def _write_table(self, connection: Any, table: _Table, rows: list[Row]) -> None:
         """Upsert ``rows`` (deduplicated) into ``table`` in one transaction: see the module's
@@ -611,14 +618,15 @@ class PostgresBackend:
         newest = max(map(itemgetter(width), rows))
         self._remember(table, dict.fromkeys(series, newest), conflicted=conflicted)
 
-    async def _write_arrow(self, connection: Any, table: _Table, data: pa.Table) -> None:
-        """Upsert an Arrow table in the store's layout (deduplicated: see ``_columns``) into
-        ``table`` in one transaction, by binary COPY straight from its columns (pgpq): the
-        steps of ``_write_table``, deciding per series instead of per row."""
+    async def _write_arrow(self, connection: Any, table: _Table, data: pa.Table) -> int:
+        """Upsert an Arrow table in the store's layout (see ``_columns``) into ``table`` in
+        one transaction, by binary COPY straight from its columns (pgpq): the steps of
+        ``_write_table``, deciding per series instead of per row. Keys that come twice are
+        dropped (the last one wins) only on the way to the staging table: the append path
+        fails on them anyway. Returns the rows written (each key once)."""
         if not self.fast_append:
             async with connection.transaction():
-                await self._upsert_arrow(connection, table, data)
-            return
+                return await self._upsert_arrow(connection, table, data)
         names = list(table.columns[: table.series_width])
         spans = data.group_by(names, use_threads=False).aggregate(
             [(table.time, "min"), (table.time, "max")]
@@ -627,6 +635,7 @@ class PostgresBackend:
         series = [tuple(k[n] for n in names) if len(names) > 1 else k[names[0]] for k in keys]
         lows = spans.column(f"{table.time}_min").to_pylist()
         conflicted = False
+        written = 0
         async with connection.transaction():
             maxima, now = await self._maxima(connection, table, series, data.num_rows)
             fresh_series = [
@@ -645,14 +654,16 @@ class PostgresBackend:
                             connection, table.name, fresh.append_column("ingested_at", stamp)
                         )
                     self.stats.appended += fresh.num_rows
-                except asyncpg.UniqueViolationError:  # another writer got there first
+                    written = fresh.num_rows
+                except asyncpg.UniqueViolationError:  # another writer, or a key twice
                     self.stats.fallbacks += 1
                     conflicted = True
                     rest = data
             if rest is not None:
-                await self._upsert_arrow(connection, table, rest)
+                written += await self._upsert_arrow(connection, table, rest)
         highs = spans.column(f"{table.time}_max").to_pylist()
         self._remember(table, dict(zip(series, highs, strict=True)), conflicted=conflicted)
+        return written
 
     async def _maxima(
         self, connection: Any, table: _Table, series: Sequence[Any], rows: int
@@ -692,12 +703,14 @@ class PostgresBackend:
             if latest is None or latest < high:
                 known[key] = high
 
-    async def _upsert_arrow(self, connection: Any, table: _Table, data: pa.Table) -> None:
+    async def _upsert_arrow(self, connection: Any, table: _Table, data: pa.Table) -> int:
         _, stage_sql, upsert_sql = _SQL[table.name]
+        data = last_per_key(_columnar.Kind(table.name), data)
         self.stats.upserted += data.num_rows
         await connection.execute(stage_sql)
         await _copy_arrow(connection, table.stage, data)
         await connection.execute(upsert_sql)
+        return data.num_rows
 
     async def _write_table(self, connection: Any, table: _Table, rows: list[Row]) -> None:
         """Upsert ``rows`` (deduplicated) into ``table`` in one transaction: see the module's
