@@ -99,9 +99,10 @@ def adbc_ingest(url: str, parquet: Path, driver: str) -> float:
         }
     )
     if driver == "postgresql":
-        import adbc_driver_postgresql.dbapi as dbapi  # noqa: PLC0415
+        from adbc_driver_postgresql import dbapi  # noqa: PLC0415
     else:
-        import adbc_driver_sqlite.dbapi as dbapi  # type: ignore[no-redef]  # noqa: PLC0415
+        from adbc_driver_sqlite import dbapi  # type: ignore[no-redef]  # noqa: PLC0415
+
         stored = stored.set_column(1, "ts", pc.cast(stored.column("ts"), pa.int64()))
         stored = stored.set_column(6, "ingested_at", pc.cast(stored.column(6), pa.int64()))
     with dbapi.connect(url) as connection:
@@ -148,10 +149,12 @@ def main() -> None:
         write_trades(parquet, N_TRADES, N_SYMBOLS)
         dbs = Databases(pg, tmp)
         rss: dict[str, int] = {}
-        times: dict[str, list[float]] = {k: [] for k in ("pg", "sqlite", "http", "adbc_pg", "adbc_sqlite")}
+        names = ("pg", "sqlite", "http", "adbc_pg", "adbc_sqlite")
+        times: dict[str, list[float]] = {name: [] for name in names}
 
         def subject(name: str, sink: Callable[[], str]) -> None:
-            seconds, peak = run_process([*mdp, str(config(tmp / f"{name}.yaml", parquet, sink()))], env)
+            job = config(tmp / f"{name}.yaml", parquet, sink())
+            seconds, peak = run_process([*mdp, str(job)], env)
             times[name].append(seconds)
             rss[name] = max(rss.get(name, 0), peak)
 
@@ -164,19 +167,26 @@ def main() -> None:
             subject("sqlite", lambda: f"{{database: '{dbs.sqlite()}'}}")
             with serve(dbs.postgres(), env) as url:
                 subject("http", lambda url=url: f"{{url: '{url}'}}")
-        n = N_TRADES
-        adbc_pg, adbc_sqlite = min(times["adbc_pg"]), min(times["adbc_sqlite"])
+        adbc = {"pg": min(times["adbc_pg"]), "sqlite": min(times["adbc_sqlite"])}
+        adbc["http"] = adbc["pg"]
         rows = [
-            Row("mdp replay->store (PostgreSQL)", n, min(times["pg"]), "ADBC adbc_ingest (PostgreSQL)", adbc_pg,
-                "a whole `mdp run` process: Parquet replay, store sink, write coordinator, binary COPY",
-                "ADBC appending the same table", f"peak RSS {rss['pg']} MiB", "row"),
-            Row("mdp replay->store (SQLite)", n, min(times["sqlite"]), "ADBC adbc_ingest (SQLite)", adbc_sqlite,
-                "a whole `mdp run` process into the embedded default",
-                "ADBC's SQLite driver appending the same table", f"peak RSS {rss['sqlite']} MiB", "row"),
-            Row("mdp replay->mds serve (PostgreSQL)", n, min(times["http"]), "ADBC adbc_ingest (PostgreSQL)",
-                adbc_pg, "`mdp run` sending to `mds serve` over HTTP (the service writes to PostgreSQL)",
-                "ADBC appending the same table", f"peak RSS of mdp {rss['http']} MiB", "row"),
-        ]  # fmt: skip
+            Row(
+                f"mdp replay->{target}",
+                N_TRADES,
+                min(times[name]),
+                f"ADBC adbc_ingest ({database})",
+                adbc[name],
+                f"a whole `mdp run` process ({what})",
+                f"ADBC appending the same table to {database}",
+                f"peak RSS of mdp {rss[name]} MiB",
+                "row",
+            )
+            for name, target, database, what in (
+                ("pg", "store (PostgreSQL)", "PostgreSQL", "replay, store sink, binary COPY"),
+                ("sqlite", "store (SQLite)", "SQLite", "into the embedded default"),
+                ("http", "mds serve (PostgreSQL)", "PostgreSQL", "Arrow IPC to `mds serve`"),
+            )
+        ]
         print_table(rows, unit="rows")
 
 
