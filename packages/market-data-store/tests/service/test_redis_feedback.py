@@ -53,7 +53,7 @@ def test_feedback_reaches_a_redis_subscriber(tmp_path: Path, redis_server: Redis
         event = asyncio.run(first_event())
     assert event.coordinator_id == "store-redis"
     assert event.level == "ok"
-    assert event.capacity == 50_000
+    assert event.capacity == _settings(tmp_path, redis_server).queue_capacity
 
 
 def test_redis_down_is_degraded_not_unhealthy(tmp_path: Path, redis_server: RedisServer) -> None:

@@ -1,0 +1,136 @@
+"""Arrow IPC ingest: tables go in as columns, bad ones get a 4xx naming row and column, and
+``mds serve`` killed with SIGKILL mid-ingest loses no acknowledged row (real PostgreSQL,
+real process)."""
+
+import asyncio
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pyarrow as pa
+from fastapi.testclient import TestClient
+
+from market_data_core.testing import T0, make_trade
+from market_data_store.client import ARROW_STREAM, StoreClient, StoreClientError
+from market_data_store.columnar import Kind, from_models
+from market_data_store.migrate import upgrade
+from market_data_store.testing import PostgresServer, StoreService
+
+END = (T0 + timedelta(days=1)).isoformat()
+
+
+def _ipc(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def _trades(batch: int, rows: int) -> pa.Table:
+    base = T0 + timedelta(hours=batch)
+    models = [
+        make_trade(ts=base + timedelta(milliseconds=i), trade_id=f"b{batch}-{i}")
+        for i in range(rows)
+    ]
+    return from_models(models, Kind.TRADES)
+
+
+def test_an_arrow_stream_is_stored_and_reads_back(client: TestClient) -> None:
+    table = _trades(0, 50)
+    answer = client.post("/v1/trades", content=_ipc(table), headers={"Content-Type": ARROW_STREAM})
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["accepted"] == 50
+    stored = client.get(
+        "/v1/trades", params={"symbol": "AAPL", "start": T0.isoformat(), "end": END, "limit": 100}
+    ).json()
+    assert [t["trade_id"] for t in stored] == [f"b0-{i}" for i in range(50)]
+
+
+def test_a_bad_arrow_table_is_422_naming_row_and_column(client: TestClient) -> None:
+    table = _trades(0, 5)
+    sizes = pa.array([1.0, 1.0, 1.0, -4.0, 1.0])
+    bad = table.set_column(table.schema.get_field_index("size"), "size", sizes)
+    answer = client.post("/v1/trades", content=_ipc(bad), headers={"Content-Type": ARROW_STREAM})
+    assert answer.status_code == 422
+    assert answer.json()["errors"] == [
+        {"loc": [3, "size"], "msg": "is negative (-4.0)", "type": "value_error"}
+    ]
+    garbage = client.post(
+        "/v1/trades", content=b"not arrow", headers={"Content-Type": ARROW_STREAM}
+    )
+    assert garbage.status_code == 422
+    assert "not a valid Arrow IPC stream" in garbage.json()["detail"]
+    quotes = client.post("/v1/quotes", content=_ipc(table), headers={"Content-Type": ARROW_STREAM})
+    assert quotes.status_code == 422
+    assert "missing required column" in quotes.json()["detail"]
+    assert (
+        client.get(
+            "/v1/trades", params={"symbol": "AAPL", "start": T0.isoformat(), "end": END}
+        ).json()
+        == []
+    )
+
+
+def test_a_table_past_max_batch_is_413(client: TestClient) -> None:
+    limit = client.app.state.service.settings.max_batch  # type: ignore[attr-defined]
+    answer = client.post(
+        "/v1/trades", content=_ipc(_trades(0, limit + 1)), headers={"Content-Type": ARROW_STREAM}
+    )
+    assert answer.status_code == 413
+
+
+def test_kill_9_mid_ingest_loses_no_acknowledged_row(tmp_path: Path) -> None:
+    writers, rows = 4, 2_000
+    acked: list[int] = []
+    lock = threading.Lock()
+    with PostgresServer() as server:
+        url = asyncio.run(server.create_database())
+        asyncio.run(upgrade(url))
+        service = StoreService(tmp_path, database_url=url.secret())
+        service.start()
+        stop = threading.Event()
+
+        def write(writer: int) -> None:
+            with StoreClient(service.url, attempts=1, timeout=60) as store:
+                for batch in range(writer, 10_000, writers):
+                    if stop.is_set():
+                        return
+                    try:
+                        store.write_arrow(_trades(batch, rows))
+                    except (StoreClientError, httpx.HTTPError):
+                        return  # the service is gone: this batch was never acknowledged
+                    with lock:
+                        acked.append(batch)
+
+        threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
+        try:
+            for thread in threads:
+                thread.start()
+            deadline = time.monotonic() + 120
+            while len(acked) < 12:
+                assert time.monotonic() < deadline, "too few batches acknowledged"
+                time.sleep(0.01)
+            service.kill()  # SIGKILL while requests are in flight
+            stop.set()
+            for thread in threads:
+                thread.join(60)
+        finally:
+            service.kill()
+
+        async def stored() -> dict[int, int]:
+            connection = await asyncpg.connect(url.secret())
+            try:
+                found = await connection.fetch(
+                    "SELECT split_part(trade_id, '-', 1) AS batch, count(*) FROM trades GROUP BY 1"
+                )
+            finally:
+                await connection.close()
+            return {int(r["batch"][1:]): r["count"] for r in found}
+
+        counts = asyncio.run(stored())
+    assert len(acked) >= 12
+    missing = {batch: counts.get(batch, 0) for batch in acked if counts.get(batch, 0) != rows}
+    assert not missing, f"acknowledged batches not fully stored: {missing}"
