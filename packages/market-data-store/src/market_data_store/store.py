@@ -39,7 +39,6 @@ from market_data_store.coordinator import CoordinatorState, WriteCoordinator
 from market_data_store.dlq import FileDeadLetterStore
 from market_data_store.dsn import DatabaseUrl
 from market_data_store.exceptions import BackendError
-from market_data_store.migrate import current_revision, head_revision, upgrade
 from market_data_store.receipts import WriteReceipt
 from market_data_store.retry import BreakerState, CircuitBreaker, RetryPolicy
 from market_data_store.settings import StoreSettings
@@ -153,9 +152,11 @@ class Store:
         and makes the store unhealthy (it does not stop the start)."""
         if self._started:
             return
-        if migrate:
-            await upgrade(self.url)
         await self.backend.open()
+        if migrate and not await self._at_head():
+            from market_data_store.migrate import upgrade  # noqa: PLC0415 - Alembic is slow to import
+
+            await upgrade(self.url)
         await self._configure_timescale()
         if self.settings.redis_url is not None:
             await self._start_redis(self.settings.redis_url.get_secret_value())
@@ -172,6 +173,19 @@ class Store:
         self._database = (time.monotonic(), await self._database_health())
         self._watcher = asyncio.get_running_loop().create_task(self._watch(), name="store-health")
         logger.info("store started", backend=self.backend.name, database=str(self.url))
+
+    async def _at_head(self) -> bool:
+        """Whether the database is at the newest migration already (then starting needs no
+        Alembic: a ``mdp run`` into a migrated store starts about half a second sooner)."""
+        from market_data_store.migrations import HEAD  # noqa: PLC0415
+
+        read = getattr(self.backend, "schema_revision", None)
+        if read is None:  # a backend of one's own
+            return False
+        try:
+            return bool(await read() == HEAD)
+        except BackendError:
+            return False
 
     async def _configure_timescale(self) -> None:
         configure = getattr(self.backend, "configure_timescale", None)
@@ -311,12 +325,16 @@ class Store:
     # -- schema -------------------------------------------------------------------------
 
     async def migrate(self) -> str:
+        from market_data_store.migrate import upgrade  # noqa: PLC0415
+
         revision = await upgrade(self.url)
         if self._started:
             await self._configure_timescale()
         return revision
 
     async def schema_version(self) -> dict[str, str | None]:
+        from market_data_store.migrate import current_revision, head_revision  # noqa: PLC0415
+
         return {"current": await current_revision(self.url), "head": head_revision()}
 
     # -- health -------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """The embedded SQLite backend on a real file: idempotent upserts, revisions, queries."""
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -173,3 +174,44 @@ def _ingested_at(backend: SqliteBackend) -> list[int]:
         return [row[0] for row in db.execute("SELECT ingested_at FROM bars ORDER BY start")]
     finally:
         db.close()
+
+
+async def test_the_head_the_store_knows_without_alembic_is_alembics_head() -> None:
+    from market_data_store.migrations import HEAD
+
+    assert head_revision() == HEAD
+
+
+async def test_a_store_on_a_migrated_database_starts_without_alembic(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    script = (
+        "import asyncio, sys\n"
+        "from pydantic import SecretStr\n"
+        "from market_data_store.settings import StoreSettings\n"
+        "from market_data_store.store import Store\n"
+        "async def main():\n"
+        f"    store = Store(StoreSettings(database_url=SecretStr({url!r})))\n"
+        "    await store.start(migrate=True)\n"
+        "    await store.stop()\n"
+        "    print('alembic' in sys.modules)\n"
+        "asyncio.run(main())\n"
+    )
+
+    def run() -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, check=True
+        )
+        return done.stdout.split()[-1]
+
+    first, again = await asyncio.to_thread(run), await asyncio.to_thread(run)
+    assert first == "True"  # a new database: migrated with Alembic
+    assert again == "False"  # at head already: Alembic never loaded
+    backend = SqliteBackend(DatabaseUrl.parse(url))
+    await backend.open()
+    try:
+        assert await backend.schema_revision() == head_revision()
+    finally:
+        await backend.close()

@@ -856,6 +856,17 @@ class PostgresBackend:
         rows = await self._fetch("freshness", sql)
         return [Freshness(row[0], row[1], row[2], int(row[3])) for row in rows]
 
+    async def schema_revision(self) -> str | None:
+        """The migration the database is at (``None``: not migrated), read directly."""
+
+        async def work(connection: Any) -> str | None:
+            if await connection.fetchval("SELECT to_regclass('alembic_version')") is None:
+                return None
+            value = await connection.fetchval("SELECT version_num FROM alembic_version")
+            return None if value is None else str(value)
+
+        return await self._run("schema_revision", work)
+
     async def count(self, table: str) -> int:
         _check_table(table)
 

@@ -128,6 +128,18 @@ class SqliteBackend:
     async def ping(self) -> None:
         await self._call(lambda: self._db.execute("SELECT 1").fetchone())
 
+    async def schema_revision(self) -> str | None:
+        """The migration the database is at (``None``: not migrated), read directly."""
+
+        def read() -> str | None:
+            try:
+                row = self._db.execute("SELECT version_num FROM alembic_version").fetchone()
+            except sqlite3.OperationalError:  # no such table
+                return None
+            return None if row is None else str(row[0])
+
+        return await self._call(read)
+
     async def write(self, records: Sequence[Record]) -> WriteResult:
         columnar = split_columnar(records)
         split = split_records(columnar.models)
