@@ -65,10 +65,11 @@ Feedback: see ``market_data_store._feedback``; each watermark crossing publishes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -387,6 +388,17 @@ class WriteCoordinator:
         try:
             while not self._settled_before(target):
                 await self._progress.wait()
+        finally:
+            self._queue.relax()
+
+    @contextlib.contextmanager
+    def hurried(self) -> Iterator[None]:
+        """While inside: workers write what is queued at once, without lingering for a
+        fuller batch (someone waits for records to be durable; lingering would only add
+        ``flush_interval`` to their wait, since the database is idle meanwhile)."""
+        self._queue.hurry()
+        try:
+            yield
         finally:
             self._queue.relax()
 

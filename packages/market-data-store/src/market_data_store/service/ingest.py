@@ -239,8 +239,11 @@ async def _write(
         return problem(503, f"store not accepting writes: {type(exc).__name__}", retry_after=2)
     state.metrics.records.labels(table).inc(receipt.total)
     durable = state.settings.ack == "durable"
-    if durable and not (await receipt.wait()).stored:
-        return _not_stored(state, table, receipt)
+    if durable:
+        with state.store.coordinator.hurried():  # no lingering while a caller waits
+            await receipt.wait()
+        if not receipt.stored:
+            return _not_stored(state, table, receipt)
     answer = IngestAccepted(accepted=receipt.total, table=table, durable=durable).model_dump()
     if scoped is not None:
         state.idempotency.put(scoped, digest, 202, answer)
