@@ -31,6 +31,7 @@ from market_data_core import (
     InMemoryFeedbackBus,
     Quote,
     Trade,
+    clamp_utc,
 )
 from market_data_core.protocols import TelemetryMessage
 from market_data_store.backends.base import Backend, Freshness, Record, WriteResult
@@ -318,6 +319,48 @@ class Store:
         self, symbol: str, start: datetime, end: datetime, *, limit: int = 1000
     ) -> list[Quote]:
         return await self.backend.query_quotes(symbol, start, end, limit=limit)
+
+    async def query_table(
+        self,
+        kind: Kind | str,
+        symbol: str,
+        start: datetime,
+        end: datetime,
+        *,
+        timeframe: str | None = None,
+        source: str | None = None,
+        limit: int = 1_000_000,
+    ) -> pa.Table:
+        """Bars (``timeframe`` required), trades or quotes of ``symbol`` in [start, end) as
+        an Arrow table with the ``columnar`` schema of ``kind``, in the order of the
+        model queries, built from the database's rows column by column."""
+        kind = Kind(kind)
+        if kind is Kind.BARS and timeframe is None:
+            msg = "a query of bars needs a timeframe"
+            raise ValueError(msg)
+        if kind is Kind.SIGNALS:
+            msg = "signals are not queried by range"
+            raise ValueError(msg)
+        query = getattr(self.backend, "query_table", None)
+        if query is None:
+            msg = f"the {self.backend.name} backend has no columnar queries"
+            raise TypeError(msg)
+        table: pa.Table = await query(
+            kind, symbol, clamp_utc(start), clamp_utc(end),
+            timeframe=timeframe, source=source, limit=limit,
+        )  # fmt: skip
+        return table
+
+    async def query_frame(self, kind: Kind | str, symbol: str, start: datetime, end: datetime,
+                          **options: Any) -> Any:  # fmt: skip
+        """``query_table`` as a pandas DataFrame (needs pandas: ``pip install pandas``)."""
+        try:
+            import pandas  # noqa: F401, PLC0415
+        except ImportError:
+            msg = "query_frame needs pandas: pip install pandas"
+            raise ImportError(msg) from None
+        table = await self.query_table(kind, symbol, start, end, **options)
+        return table.to_pandas()
 
     async def freshness(self) -> list[Freshness]:
         return await self.backend.freshness()

@@ -19,7 +19,7 @@ from market_data_core.testing import T0, make_bar, make_quote, make_trade
 from market_data_store._queue import Batch
 from market_data_store.backends.postgres import PostgresBackend
 from market_data_store.backends.sqlite import SqliteBackend
-from market_data_store.columnar import ArrowRecords, Kind, conform, from_models
+from market_data_store.columnar import ArrowRecords, Kind, conform, from_models, to_models
 from market_data_store.coordinator import WriteCoordinator
 from market_data_store.dsn import DatabaseUrl
 from market_data_store.migrate import upgrade
@@ -165,3 +165,19 @@ async def test_a_row_postgresql_refuses_costs_only_itself(postgres_server: Postg
         assert await backend.count("trades") == 39
     finally:
         await backend.close()
+
+
+async def test_query_table_returns_the_stored_rows_as_arrow(backend: Any) -> None:
+    trades = [
+        _trade(i, trade_id=f"t{i}" if i % 2 else None, conditions=("@",) if i % 3 else ())
+        for i in range(9)
+    ]
+    quotes = [make_quote(ts=T0 + timedelta(seconds=i)) for i in range(4)]
+    bars = [make_bar(start=T0 + timedelta(minutes=i)) for i in range(3)]
+    await backend.write(Batch([tuple(trades), tuple(quotes), tuple(bars)]))  # the model path
+    table = await backend.query_table(Kind.TRADES, "S1", T0, END)
+    assert table.schema.equals(from_models([], Kind.TRADES).schema)
+    assert to_models(table, Kind.TRADES) == [t for t in trades if t.symbol == "S1"]
+    assert to_models(await backend.query_table(Kind.QUOTES, "AAPL", T0, END), Kind.QUOTES) == quotes
+    got = await backend.query_table(Kind.BARS, "AAPL", T0, END, timeframe="1m", limit=2)
+    assert to_models(got, Kind.BARS) == bars[:2]

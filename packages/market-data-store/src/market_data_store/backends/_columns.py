@@ -20,9 +20,9 @@ import pyarrow.compute as pc
 
 from market_data_store.backends import _rows
 from market_data_store.backends.base import Record, split_records
-from market_data_store.columnar import ArrowRecords, Kind, from_models
+from market_data_store.columnar import SCHEMAS, TIMESTAMP, ArrowRecords, Kind, from_models
 
-__all__ = ["Columnar", "last_per_key", "split_columnar", "store_table"]
+__all__ = ["Columnar", "last_per_key", "rows_to_table", "split_columnar", "store_table"]
 
 COLUMNS = {
     Kind.BARS: _rows.BAR_COLUMNS,
@@ -128,3 +128,26 @@ def _json_lists(column: pa.ChunkedArray) -> pa.Array:
     text = pc.binary_join_element_wise('["', joined, '"]', "")
     null = pa.scalar(None, pa.string())
     return pc.if_else(pc.greater(pc.list_value_length(column), 0), text, null)
+
+
+def rows_to_table(kind: Kind, rows: Sequence[Sequence[Any]], *, micros: bool) -> pa.Table:
+    """A table of ``kind`` (its ``columnar`` schema) from database rows in the store's
+    layout, column by column (no model per row); ``micros``: timestamps are integer
+    microseconds (SQLite)."""
+    names = COLUMNS[kind]
+    values = dict(zip(names, zip(*rows, strict=True), strict=True)) if rows else {}
+    schema = SCHEMAS[kind]
+    columns = {}
+    for column in schema:
+        cells = list(values.get(column.name, ()))
+        if column.name in ("trade_id", "exchange"):
+            cells = [cell or None for cell in cells]
+        elif column.name == "conditions":
+            cells = [json.loads(cell) if cell else None for cell in cells]
+        elif column.name == "metadata":
+            cells = [None if cell in (None, "{}") else cell for cell in cells]
+        if column.type == TIMESTAMP and micros:
+            columns[column.name] = pa.array(cells, pa.int64()).cast(TIMESTAMP)
+        else:
+            columns[column.name] = pa.array(cells, column.type)
+    return pa.table(columns, schema=schema)

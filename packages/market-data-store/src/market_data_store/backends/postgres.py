@@ -52,7 +52,7 @@ from pgpq import ArrowToPostgresBinaryEncoder  # type: ignore[import-untyped]
 from market_data_core import AuditEnvelope, Bar, Quote, Signal, Trade
 from market_data_store import columnar as _columnar
 from market_data_store.backends import _rows
-from market_data_store.backends._columns import last_per_key, split_columnar
+from market_data_store.backends._columns import last_per_key, rows_to_table, split_columnar
 from market_data_store.backends.base import (
     DATA_TABLES,
     Freshness,
@@ -795,6 +795,18 @@ class PostgresBackend:
         source: str | None = None,
         limit: int = 1000,
     ) -> list[Bar]:
+        rows = await self._bar_rows(symbol, timeframe, start, end, source, limit)
+        return [_rows.bar_from_row(row) for row in rows]
+
+    async def _bar_rows(
+        self,
+        symbol: str,
+        timeframe: str,
+        start: datetime,
+        end: datetime,
+        source: str | None,
+        limit: int,
+    ) -> list[Any]:
         columns = ", ".join(_q(c) for c in BARS.columns)
         args: list[Any] = [symbol, timeframe, start, end, limit]
         where = '"symbol" = $1 AND "timeframe" = $2 AND "start" >= $3 AND "start" < $4'
@@ -802,8 +814,27 @@ class PostgresBackend:
             where += ' AND "source" = $6'
             args.append(source)
         sql = f"SELECT {columns} FROM bars WHERE {where} ORDER BY {BARS.order} LIMIT $5"
-        rows = await self._fetch("query_bars", sql, *args)
-        return [_rows.bar_from_row(row) for row in rows]
+        return await self._fetch("query_bars", sql, *args)
+
+    async def query_table(
+        self,
+        kind: _columnar.Kind,
+        symbol: str,
+        start: datetime,
+        end: datetime,
+        *,
+        timeframe: str | None = None,
+        source: str | None = None,
+        limit: int = 1000,
+    ) -> pa.Table:
+        """The rows of ``query_bars``/``query_trades``/``query_quotes`` as an Arrow table
+        (``columnar`` schemas), built column by column."""
+        if kind is _columnar.Kind.BARS:
+            assert timeframe is not None, "bars need a timeframe"
+            rows = await self._bar_rows(symbol, timeframe, start, end, source, limit)
+        else:
+            rows = await self._range(_TABLES[kind], symbol, start, end, limit)
+        return rows_to_table(kind, rows, micros=False)
 
     async def latest_bars(self, timeframe: str, symbols: Sequence[str] | None = None) -> list[Bar]:
         columns = ", ".join(_q(c) for c in BARS.columns)

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 
 from market_data_core import AuditEnvelope, Bar, Quote, Trade
 from market_data_store.backends import _rows
-from market_data_store.backends._columns import split_columnar
+from market_data_store.backends._columns import rows_to_table, split_columnar
 from market_data_store.backends.base import (
     DATA_TABLES,
     Freshness,
@@ -28,6 +28,7 @@ from market_data_store.backends.base import (
     WriteResult,
     split_records,
 )
+from market_data_store.columnar import Kind
 from market_data_store.dsn import DatabaseUrl
 from market_data_store.exceptions import (
     BackendError,
@@ -189,6 +190,18 @@ class SqliteBackend:
         source: str | None = None,
         limit: int = 1000,
     ) -> list[Bar]:
+        rows = await self._bar_rows(symbol, timeframe, start, end, source, limit)
+        return [_rows.bar_from_row(row, _rows.from_micros) for row in rows]
+
+    async def _bar_rows(
+        self,
+        symbol: str,
+        timeframe: str,
+        start: datetime,
+        end: datetime,
+        source: str | None,
+        limit: int,
+    ) -> list[tuple[Any, ...]]:
         sql = (
             f"SELECT {', '.join(_rows.BAR_COLUMNS)} FROM bars WHERE symbol = ? AND timeframe = ?"
             " AND start >= ? AND start < ?"
@@ -198,8 +211,27 @@ class SqliteBackend:
             sql += " AND source = ?"
             params.append(source)
         sql += " ORDER BY start, source LIMIT ?"
-        rows = await self._fetch(sql, [*params, limit])
-        return [_rows.bar_from_row(row, _rows.from_micros) for row in rows]
+        return await self._fetch(sql, [*params, limit])
+
+    async def query_table(
+        self,
+        kind: Kind,
+        symbol: str,
+        start: datetime,
+        end: datetime,
+        *,
+        timeframe: str | None = None,
+        source: str | None = None,
+        limit: int = 1000,
+    ) -> pa.Table:
+        """See ``PostgresBackend.query_table``."""
+        if kind is Kind.BARS:
+            assert timeframe is not None, "bars need a timeframe"
+            rows = await self._bar_rows(symbol, timeframe, start, end, source, limit)
+        else:
+            columns = _rows.TRADE_COLUMNS if kind is Kind.TRADES else _rows.QUOTE_COLUMNS
+            rows = await self._range(str(kind), columns, symbol, start, end, limit=limit)
+        return rows_to_table(kind, rows, micros=True)
 
     async def latest_bars(self, timeframe: str, symbols: Sequence[str] | None = None) -> list[Bar]:
         columns = ", ".join(f"b.{c}" for c in _rows.BAR_COLUMNS)
