@@ -43,6 +43,39 @@ def test_migrate_then_ingest_is_idempotent_then_query(tmp_path: Path, env: dict[
     assert len(lines) == 50
 
 
+@pytest.mark.parametrize("output_format", ["csv", "arrow", "parquet", "json"])
+def test_query_writes_each_format(tmp_path: Path, env: dict[str, str], output_format: str) -> None:
+    import io
+
+    import pyarrow as pa
+    import pyarrow.csv as csv
+    import pyarrow.parquet as pq
+
+    assert runner.invoke(app, ["migrate"], env=env).exit_code == 0
+    bars = [make_bar(start=T0 + timedelta(minutes=i), close=185.0 + i / 100) for i in range(20)]
+    path = tmp_path / "bars.ndjson"
+    path.write_text("".join(bar.model_dump_json() + "\n" for bar in bars))
+    assert runner.invoke(app, ["ingest", str(path), "--table", "bars"], env=env).exit_code == 0
+    target = tmp_path / f"out.{output_format}"
+    args = ["query", "AAPL", "--format", output_format, "--output", str(target), "--limit", "1000"]
+    result = runner.invoke(app, args, env=env)
+    assert result.exit_code == 0, result.output
+    assert "wrote 20 rows" in result.output
+    data = target.read_bytes()
+    if output_format == "csv":
+        closes = csv.read_csv(io.BytesIO(data)).column("close").to_pylist()
+    elif output_format == "arrow":
+        closes = pa.ipc.open_stream(data).read_all().column("close").to_pylist()
+    elif output_format == "parquet":
+        closes = pq.read_table(io.BytesIO(data)).column("close").to_pylist()
+    else:
+        closes = [__import__("json").loads(line)["close"] for line in data.splitlines()]
+    assert closes == [bar.close for bar in bars]
+    wrong = runner.invoke(app, ["query", "AAPL", "--format", "xml"], env=env)
+    assert wrong.exit_code == 2
+    assert "unknown --format" in wrong.output
+
+
 def test_bad_file_names_line_and_field(tmp_path: Path, env: dict[str, str]) -> None:
     path = tmp_path / "bad.ndjson"
     path.write_text(make_bar().model_dump_json() + "\n" + '{"source": "x"}\n')

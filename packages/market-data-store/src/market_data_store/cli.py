@@ -228,31 +228,107 @@ def query(
     timeframe: Annotated[str, typer.Option("--timeframe", "-f")] = "1m",
     start: Annotated[datetime | None, typer.Option(help="UTC; default: epoch")] = None,
     end: Annotated[datetime | None, typer.Option(help="UTC; default: now")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=100_000)] = 100,
-    as_json: Annotated[bool, typer.Option("--json", help="NDJSON instead of a table")] = False,
+    limit: Annotated[int, typer.Option(min=1, max=1_000_000)] = 100,
+    kind: Annotated[
+        str, typer.Option(help="bars, trades or quotes (other than bars: not --format table)")
+    ] = "bars",
+    output_format: Annotated[
+        str,
+        typer.Option("--format", help="table, json (NDJSON), csv, arrow (IPC stream) or parquet"),
+    ] = "table",
+    as_json: Annotated[bool, typer.Option("--json", help="Same as --format json")] = False,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here (default: stdout)")
+    ] = None,
     database_url: DatabaseOption = None,
 ) -> None:
-    """Print bars of SYMBOL in [start, end)."""
-    from rich.table import Table  # noqa: PLC0415
-
+    """Print bars (or trades, quotes) of SYMBOL in [start, end)."""
+    output_format = "json" if as_json else output_format.lower()
+    if output_format not in {"table", "json", "ndjson", "csv", "arrow", "parquet"}:
+        raise _fail(f"unknown --format {output_format!r}: table, json, csv, arrow or parquet", 2)
+    if kind not in {"bars", "trades", "quotes"}:
+        raise _fail(f"unknown --kind {kind!r}: bars, trades or quotes", 2)
     settings = _settings(database_url)
     begin = _utc(start) or datetime(1970, 1, 1, tzinfo=UTC)
     finish = _utc(end) or datetime.now(UTC)
-    bars = _run(_query(settings, symbol, timeframe, begin, finish, limit), settings)
-    if as_json:
-        for bar in bars:
-            out.print(bar.model_dump_json(), soft_wrap=True, highlight=False)
+    if output_format != "table" or kind != "bars":
+        if output_format == "table":
+            raise _fail("--format table shows bars only: choose json, csv, arrow or parquet", 2)
+        table = _run(
+            _query_table(settings, kind, symbol, timeframe, begin, finish, limit), settings
+        )
+        _write_table(table, output_format, output)
         return
-    table = Table(
+    from rich.table import Table  # noqa: PLC0415
+
+    bars = _run(_query(settings, symbol, timeframe, begin, finish, limit), settings)
+    view = Table(
         "start", "source", "open", "high", "low", "close", "volume", title=f"{symbol} {timeframe}"
     )
     for bar in bars:
-        table.add_row(
+        view.add_row(
             bar.start.isoformat(),
             bar.source,
             *(f"{v:g}" for v in (bar.open, bar.high, bar.low, bar.close, bar.volume)),
         )
-    out.print(table)
+    out.print(view)
+
+
+async def _query_table(
+    settings: StoreSettings,
+    kind: str,
+    symbol: str,
+    timeframe: str,
+    start: datetime,
+    end: datetime,
+    limit: int,
+) -> Any:
+    from market_data_store.columnar import Kind  # noqa: PLC0415
+    from market_data_store.store import make_backend  # noqa: PLC0415
+
+    backend: Any = make_backend(settings.database)
+    await backend.open()
+    try:
+        options = {"timeframe": timeframe} if kind == "bars" else {}
+        return await backend.query_table(Kind(kind), symbol, start, end, limit=limit, **options)
+    finally:
+        await backend.close()
+
+
+def _write_table(table: Any, output_format: str, output: Path | None) -> None:
+    """``table`` as NDJSON, CSV, an Arrow IPC stream or Parquet, to ``output`` or stdout."""
+    import io  # noqa: PLC0415
+    import json  # noqa: PLC0415
+
+    buffer = io.BytesIO()
+    if output_format in {"json", "ndjson"}:
+        for row in table.to_pylist():
+            line = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()}
+            buffer.write(json.dumps(line).encode() + b"\n")
+    elif output_format == "csv":
+        from pyarrow import csv  # noqa: PLC0415
+
+        from market_data_store.backends._columns import json_lists  # noqa: PLC0415
+
+        if "conditions" in table.column_names:
+            index = table.schema.get_field_index("conditions")
+            table = table.set_column(index, "conditions", json_lists(table.column(index)))
+        csv.write_csv(table, buffer)
+    elif output_format == "arrow":
+        import pyarrow as pa  # noqa: PLC0415
+
+        with pa.ipc.new_stream(buffer, table.schema) as writer:
+            writer.write_table(table)
+    else:
+        import pyarrow.parquet as pq  # noqa: PLC0415
+
+        pq.write_table(table, buffer)
+    if output is not None:
+        output.write_bytes(buffer.getvalue())
+        out.print(f"wrote {table.num_rows} rows to {output}")
+    else:
+        sys.stdout.buffer.write(buffer.getvalue())
+        sys.stdout.flush()
 
 
 async def _query(

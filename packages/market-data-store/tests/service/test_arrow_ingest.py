@@ -134,3 +134,41 @@ def test_kill_9_mid_ingest_loses_no_acknowledged_row(tmp_path: Path) -> None:
     assert len(acked) >= 12
     missing = {batch: counts.get(batch, 0) for batch in acked if counts.get(batch, 0) != rows}
     assert not missing, f"acknowledged batches not fully stored: {missing}"
+
+
+def test_queries_answer_arrow_parquet_and_csv(client: TestClient) -> None:
+    import csv as csv_module
+    import io
+
+    import pyarrow.parquet as pq
+
+    table = _trades(0, 30)
+    client.post("/v1/trades", content=_ipc(table), headers={"Content-Type": ARROW_STREAM})
+    params = {"symbol": "AAPL", "start": T0.isoformat(), "end": END, "limit": 100}
+    arrow = client.get("/v1/trades", params={**params, "format": "arrow"})
+    assert arrow.headers["content-type"] == ARROW_STREAM
+    assert pa.ipc.open_stream(arrow.content).read_all().equals(table)
+    parquet = client.get("/v1/trades", params={**params, "format": "parquet"})
+    assert pq.read_table(io.BytesIO(parquet.content)).equals(table)
+    text = client.get("/v1/trades", params={**params, "format": "csv"})
+    assert text.headers["content-type"].startswith("text/csv")
+    rows = list(csv_module.DictReader(io.StringIO(text.text)))
+    assert [r["trade_id"] for r in rows] == table.column("trade_id").to_pylist()
+    assert client.get("/v1/trades", params={**params, "format": "xml"}).status_code == 422
+
+
+def test_a_page_of_bars_as_arrow_names_the_next_start(client: TestClient) -> None:
+    from market_data_core.testing import make_bar
+
+    bars = [make_bar(start=T0 + timedelta(minutes=i)).model_dump(mode="json") for i in range(5)]
+    assert client.post("/v1/bars", json=bars).status_code == 202
+    params = {"symbol": "AAPL", "timeframe": "1m", "start": T0.isoformat(), "end": END}
+    first = client.get("/v1/bars", params={**params, "format": "arrow", "limit": 3})
+    page = pa.ipc.open_stream(first.content).read_all()
+    assert page.num_rows == 2  # the third start may have more sources: it opens the next page
+    assert first.headers["X-Next-Start"] == (T0 + timedelta(minutes=2)).isoformat()
+    rest = client.get(
+        "/v1/bars", params={**params, "format": "arrow", "start": first.headers["X-Next-Start"]}
+    )
+    assert pa.ipc.open_stream(rest.content).read_all().num_rows == 3
+    assert "X-Next-Start" not in rest.headers

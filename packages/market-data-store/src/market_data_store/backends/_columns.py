@@ -22,7 +22,14 @@ from market_data_store.backends import _rows
 from market_data_store.backends.base import Record, split_records
 from market_data_store.columnar import SCHEMAS, TIMESTAMP, ArrowRecords, Kind, from_models
 
-__all__ = ["Columnar", "last_per_key", "rows_to_table", "split_columnar", "store_table"]
+__all__ = [
+    "Columnar",
+    "json_lists",
+    "last_per_key",
+    "rows_to_table",
+    "split_columnar",
+    "store_table",
+]
 
 COLUMNS = {
     Kind.BARS: _rows.BAR_COLUMNS,
@@ -91,7 +98,7 @@ def store_table(kind: Kind, table: pa.Table, *, dedupe: bool = True) -> pa.Table
     columns: dict[str, Any] = {name: table.column(name) for name in table.column_names}
     if kind is Kind.TRADES:
         columns["trade_id"] = pc.fill_null(columns["trade_id"], "")
-        columns["conditions"] = _json_lists(columns["conditions"])
+        columns["conditions"] = json_lists(columns["conditions"])
     elif kind is Kind.QUOTES:
         columns["exchange"] = pc.fill_null(columns["exchange"], "")
     elif kind is Kind.SIGNALS:
@@ -114,7 +121,7 @@ def last_per_key(kind: Kind, table: pa.Table) -> pa.Table:
     return table.take(pc.take(kept, pc.sort_indices(kept)))  # the rows kept, in table order
 
 
-def _json_lists(column: pa.ChunkedArray) -> pa.Array:
+def json_lists(column: pa.ChunkedArray) -> pa.Array:
     """Lists of strings as JSON text (what ``json.dumps`` writes); null or empty: null."""
     column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     if column.null_count == len(column):

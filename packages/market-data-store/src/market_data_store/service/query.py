@@ -1,17 +1,28 @@
-"""Read routes: bars (paged), latest bars, trades, quotes, freshness."""
+"""Read routes: bars (paged), latest bars, trades, quotes, freshness.
+
+Bars, trades and quotes answer JSON (the default) or, with ``format=arrow|parquet|csv``,
+an Arrow IPC stream, a Parquet file or CSV of the ``columnar`` schema (CSV writes a trade's
+conditions as JSON text). A page of bars in another format than JSON gives the next page's
+start in the ``X-Next-Start`` header (absent on the last page).
+"""
 
 from __future__ import annotations
 
+import io
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+import pyarrow as pa
+import pyarrow.compute as pc
+from fastapi import APIRouter, Query, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator, AwareDatetime, BaseModel
 
 from market_data_core import Bar, Quote, Timeframe, TimeframeError, Trade, clamp_utc
+from market_data_store.backends._columns import json_lists
 from market_data_store.backends.base import complete_page
-from market_data_store.service.deps import State
+from market_data_store.columnar import Kind
+from market_data_store.service.deps import ServiceState, State
 
 __all__ = ["router"]
 
@@ -24,6 +35,63 @@ Limit = Annotated[int, Query(ge=1, le=10_000)]
 RangeTime = Annotated[AwareDatetime, AfterValidator(clamp_utc)]
 """A bound of a time range: any aware time, clamped into the range timestamps can have
 (``0001-01-01``...``9999-12-31`` reads as "everything")."""
+
+
+Format = Annotated[Literal["json", "arrow", "parquet", "csv"], Query()]
+MEDIA = {
+    "arrow": "application/vnd.apache.arrow.stream",
+    "parquet": "application/vnd.apache.parquet",
+    "csv": "text/csv",
+}
+_FORMATS = {
+    status: {"content": {media: {"schema": {"type": "string", "format": "binary"}}
+                         for media in MEDIA.values()}}
+    for status in (200,)
+}  # fmt: skip
+
+
+def _encode(table: pa.Table, form: str, headers: dict[str, str] | None = None) -> Response:
+    if form == "arrow":
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        body = sink.getvalue().to_pybytes()
+    elif form == "parquet":
+        import pyarrow.parquet as pq  # noqa: PLC0415
+
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer)
+        body = buffer.getvalue()
+    else:
+        from pyarrow import csv  # noqa: PLC0415
+
+        if "conditions" in table.column_names:
+            index = table.schema.get_field_index("conditions")
+            table = table.set_column(index, "conditions", json_lists(table.column(index)))
+        buffer = io.BytesIO()
+        csv.write_csv(table, buffer)
+        body = buffer.getvalue()
+    return Response(body, media_type=MEDIA[form], headers=headers)
+
+
+async def _table(
+    state: ServiceState, kind: Kind, symbol: str, start: datetime, end: datetime, limit: int,
+    form: str, **options: str | None,
+) -> Response:  # fmt: skip
+    table = await state.store.query_table(kind, symbol, start, end, limit=limit, **options)
+    headers = {}
+    if kind is Kind.BARS and table.num_rows >= limit:  # the paging of complete_page
+        starts = table.column("start")
+        last = pc.max(starts)
+        complete = table.filter(pc.less(starts, last))
+        if complete.num_rows:
+            table, after = complete, last.as_py()
+        else:
+            from datetime import timedelta  # noqa: PLC0415
+
+            after = last.as_py() + timedelta(microseconds=1)
+        headers["X-Next-Start"] = after.isoformat()
+    return _encode(table, form, headers)
 
 
 class BarPage(BaseModel):
@@ -52,7 +120,12 @@ def _timeframe(text: str) -> str:
         raise RequestValidationError([error]) from exc
 
 
-@router.get("/bars", response_model=BarPage, summary="Bars of a symbol in [start, end), paged")
+@router.get(
+    "/bars",
+    response_model=BarPage,
+    summary="Bars of a symbol in [start, end), paged",
+    responses=_FORMATS,  # type: ignore[arg-type]
+)
 async def bars(
     state: State,
     symbol: Symbol,
@@ -61,7 +134,11 @@ async def bars(
     end: RangeTime,
     source: Annotated[str | None, Query(max_length=128)] = None,
     limit: Limit = 1000,
-) -> BarPage:
+    format: Format = "json",
+) -> BarPage | Response:
+    if format != "json":
+        options = {"timeframe": _timeframe(timeframe), "source": source}
+        return await _table(state, Kind.BARS, symbol, start, end, limit, format, **options)
     page = await state.store.query_bars(
         symbol, _timeframe(timeframe), start, end, source=source, limit=limit
     )
@@ -78,17 +155,41 @@ async def latest_bars(
     return await state.store.latest_bars(_timeframe(timeframe), symbols)
 
 
-@router.get("/trades", response_model=list[Trade], summary="Trades of a symbol in [start, end)")
+@router.get(
+    "/trades",
+    response_model=list[Trade],
+    summary="Trades of a symbol in [start, end)",
+    responses=_FORMATS,  # type: ignore[arg-type]
+)
 async def trades(
-    state: State, symbol: Symbol, start: RangeTime, end: RangeTime, limit: Limit = 1000
-) -> list[Trade]:
+    state: State,
+    symbol: Symbol,
+    start: RangeTime,
+    end: RangeTime,
+    limit: Limit = 1000,
+    format: Format = "json",
+) -> list[Trade] | Response:
+    if format != "json":
+        return await _table(state, Kind.TRADES, symbol, start, end, limit, format)
     return await state.store.query_trades(symbol, start, end, limit=limit)
 
 
-@router.get("/quotes", response_model=list[Quote], summary="Quotes of a symbol in [start, end)")
+@router.get(
+    "/quotes",
+    response_model=list[Quote],
+    summary="Quotes of a symbol in [start, end)",
+    responses=_FORMATS,  # type: ignore[arg-type]
+)
 async def quotes(
-    state: State, symbol: Symbol, start: RangeTime, end: RangeTime, limit: Limit = 1000
-) -> list[Quote]:
+    state: State,
+    symbol: Symbol,
+    start: RangeTime,
+    end: RangeTime,
+    limit: Limit = 1000,
+    format: Format = "json",
+) -> list[Quote] | Response:
+    if format != "json":
+        return await _table(state, Kind.QUOTES, symbol, start, end, limit, format)
     return await state.store.query_quotes(symbol, start, end, limit=limit)
 
 
