@@ -76,6 +76,51 @@ def test_query_writes_each_format(tmp_path: Path, env: dict[str, str], output_fo
     assert "unknown --format" in wrong.output
 
 
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "data"
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "kind", "symbol"),
+    [
+        ("6EH4.XCME_1min_bars_20240101_20240131.csv.gz",
+         ["--source", "cme", "--symbol", "6EH4.XCME", "--timeframe", "1m", "--timezone", "UTC"],
+         "bars", "6EH4.XCME"),
+        ("btc-perp-20211231-20220201_1m.csv.gz",
+         ["--source", "perp", "--symbol", "BTC-PERP", "--timeframe", "1m", "--timezone", "UTC"],
+         "bars", "BTC-PERP"),
+        ("gbpusd-m1-bid-2012.csv.gz",
+         ["--source", "dukascopy", "--symbol", "GBPUSD", "--timeframe", "1m"], "bars", "GBPUSD"),
+        ("usdjpy-ticks.csv", ["--symbol", "USDJPY"], "quotes", "USDJPY"),
+    ],
+)  # fmt: skip
+def test_the_repos_example_files_load_with_defaults(
+    tmp_path: Path, env: dict[str, str], name: str, args: list[str], kind: str, symbol: str
+) -> None:
+    import csv
+    import gzip
+    import io
+
+    path = EXAMPLES / name
+    text = gzip.decompress(path.read_bytes()).decode() if name.endswith(".gz") else path.read_text()
+    lines = list(csv.reader(io.StringIO(text)))[1:]
+    rows = len(lines)
+    distinct = len({line[0] for line in lines})  # a key's time: the file repeats some ticks
+    result = runner.invoke(app, ["ingest", str(path), "--table", kind, *args], env=env)
+    assert result.exit_code == 0, result.output
+    assert f"wrote {rows} {kind}" in result.output
+    query = ["query", symbol, "--kind", kind, "--format", "csv", "--limit", "1000000"]
+    query += ["--output", str(tmp_path / "out.csv")]
+    assert runner.invoke(app, query, env=env).exit_code == 0
+    assert (tmp_path / "out.csv").read_text().count("\n") == distinct + 1  # and a header
+
+
+def test_an_example_file_without_its_defaults_names_line_and_field(env: dict[str, str]) -> None:
+    path = EXAMPLES / "gbpusd-m1-bid-2012.csv.gz"
+    result = runner.invoke(app, ["ingest", str(path), "--table", "bars"], env=env)
+    assert result.exit_code == 2
+    assert "gbpusd-m1-bid-2012.csv.gz:2: field source: Field required" in result.output
+
+
 def test_bad_file_names_line_and_field(tmp_path: Path, env: dict[str, str]) -> None:
     path = tmp_path / "bad.ndjson"
     path.write_text(make_bar().model_dump_json() + "\n" + '{"source": "x"}\n')

@@ -170,19 +170,41 @@ def ingest(
     table: Table_ = "bars",
     database_url: DatabaseOption = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 5_000,
+    source: Annotated[str | None, typer.Option(help="For rows without a source")] = None,
+    symbol: Annotated[str | None, typer.Option(help="For rows without a symbol")] = None,
+    timeframe: Annotated[str | None, typer.Option(help="For bars without a timeframe")] = None,
+    timezone: Annotated[
+        str | None, typer.Option(help="Read naive timestamps in this zone (e.g. UTC)")
+    ] = None,
 ) -> None:
-    """Validate every row of FILES and write them (idempotent: a second run changes nothing)."""
+    """Validate every row of FILES (.gz too) and write them (idempotent: a second run changes
+    nothing)."""
     from market_data_store.exceptions import StoreError  # noqa: PLC0415
 
     settings = _settings(database_url)
+    defaults = {
+        key: value
+        for key, value in (("source", source), ("symbol", symbol), ("timeframe", timeframe))
+        if value is not None
+    }
     try:
-        written = _run_async(_ingest(settings, files, table, batch_size))
+        written = _run_async(
+            _ingest(settings, files, table, batch_size, defaults=defaults, timezone=timezone)
+        )
     except StoreError as exc:
         raise _fail(str(exc), 2) from None
     out.print(f"wrote {written} {table} to {settings.database}")
 
 
-async def _ingest(settings: StoreSettings, files: list[Path], table: str, batch_size: int) -> int:
+async def _ingest(
+    settings: StoreSettings,
+    files: list[Path],
+    table: str,
+    batch_size: int,
+    *,
+    defaults: dict[str, str] | None = None,
+    timezone: str | None = None,
+) -> int:
     from rich.progress import (  # noqa: PLC0415
         BarColumn,
         MofNCompleteColumn,
@@ -208,7 +230,8 @@ async def _ingest(settings: StoreSettings, files: list[Path], table: str, batch_
         ) as progress:
             for path in files:
                 task = progress.add_task(path.name, total=None)
-                for batch in batches(read_records(path, table), batch_size):
+                rows = read_records(path, table, defaults=defaults, timezone=timezone)
+                for batch in batches(rows, batch_size):
                     total += await store.submit(batch)
                     progress.advance(task, len(batch))
         await store.flush()

@@ -3,11 +3,19 @@
 Columns / keys are the core model's field names (``Bar``: source, symbol, timeframe,
 start, open, high, low, close, volume, trade_count, vwap). Empty CSV cells are missing
 values. A bad row raises ``BadRecordError`` naming the file, line (or Parquet row) and field.
+
+Files as vendors ship them load too: ``.gz`` NDJSON and CSV are read compressed; fields a
+file lacks take ``defaults`` (``mds ingest --source --symbol --timeframe``); a time column
+named ``timestamp``, ``timestamp_utc`` or ``time`` is the record's time (``start`` of a
+bar, ``ts`` of a tick); naive timestamps are read in ``timezone`` when one is given (else
+refused, as the models refuse them).
 """
 
 from __future__ import annotations
 
 import csv
+import gzip
+import io
 import json
 from collections.abc import Iterator, Sequence
 from itertools import islice
@@ -34,21 +42,32 @@ class BadRecordError(StoreError, ValueError):
     """A row of an input file is not a valid record."""
 
 
-def read_records(path: Path, table: str) -> Iterator[Record]:
-    """Records of ``table`` from ``path`` (format by suffix: .ndjson/.jsonl, .csv, .parquet)."""
+_TIME_ALIASES = ("timestamp", "timestamp_utc", "time", "datetime")
+
+
+def read_records(
+    path: Path,
+    table: str,
+    *,
+    defaults: dict[str, Any] | None = None,
+    timezone: str | None = None,
+) -> Iterator[Record]:
+    """Records of ``table`` from ``path`` (format by suffix: .ndjson/.jsonl, .csv, .parquet,
+    each of the first two optionally .gz); see the module docstring for ``defaults`` and
+    ``timezone``."""
     model = MODELS[table]
-    suffix = path.suffix.lower()
-    rows: Iterator[tuple[str, dict[str, Any]]]
-    if suffix in {".ndjson", ".jsonl", ".json"}:
-        rows = _ndjson(path)
-    elif suffix == ".csv":
-        rows = _csv(path)
-    elif suffix == ".parquet":
-        rows = _parquet(path)
-    else:
-        msg = f"{path}: unknown format {suffix!r}; use .ndjson, .jsonl, .csv or .parquet"
-        raise BadRecordError(msg)
-    for where, row in rows:
+    time_field = "start" if table == "bars" else "ts"
+    zone = _zone(timezone)
+    for where, row in _rows(path):
+        if defaults:
+            for key, value in defaults.items():
+                row.setdefault(key, value)
+        if time_field not in row:
+            alias = next((name for name in _TIME_ALIASES if name in row), None)
+            if alias is not None:
+                row[time_field] = row.pop(alias)
+        if zone is not None and isinstance(row.get(time_field), str):
+            row[time_field] = _aware(row[time_field], zone)
         try:
             yield model.model_validate(row)  # type: ignore[misc]
         except ValidationError as exc:
@@ -58,13 +77,61 @@ def read_records(path: Path, table: str) -> Iterator[Record]:
             raise BadRecordError(msg) from exc
 
 
+def _zone(name: str | None) -> Any:
+    if name is None:
+        return None
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # noqa: PLC0415
+
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        msg = f"unknown timezone {name!r} (an IANA name such as UTC or America/New_York)"
+        raise BadRecordError(msg) from None
+
+
+def _aware(text: str, zone: Any) -> Any:
+    from datetime import datetime  # noqa: PLC0415
+
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        return text  # the model names what is wrong with it
+    return value.replace(tzinfo=zone) if value.tzinfo is None else value
+
+
+def _rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    suffixes = [s.lower() for s in path.suffixes]
+    compressed = bool(suffixes) and suffixes[-1] == ".gz"
+    suffix = (suffixes[-2] if len(suffixes) > 1 else "") if compressed else path.suffix.lower()
+    rows: Iterator[tuple[str, dict[str, Any]]]
+    if suffix in {".ndjson", ".jsonl", ".json"}:
+        rows = _ndjson(path, compressed)
+    elif suffix == ".csv":
+        rows = _csv(path, compressed)
+    elif suffix == ".parquet" and not compressed:
+        rows = _parquet(path)
+    else:
+        msg = (
+            f"{path}: unknown format {''.join(path.suffixes)!r}; use .ndjson, .jsonl, .csv"
+            " (each also .gz) or .parquet"
+        )
+        raise BadRecordError(msg)
+    return rows
+
+
+def _open(path: Path, compressed: bool) -> io.TextIOBase:
+    if compressed:
+        return io.TextIOWrapper(gzip.open(path), encoding="utf-8", newline="")
+    return path.open(newline="", encoding="utf-8")  # type: ignore[return-value]
+
+
 def batches(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
     while batch := list(islice(records, size)):
         yield batch
 
 
-def _ndjson(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    with path.open(encoding="utf-8") as handle:
+def _ndjson(path: Path, compressed: bool) -> Iterator[tuple[str, dict[str, Any]]]:
+    with _open(path, compressed) as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
@@ -79,8 +146,8 @@ def _ndjson(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
             yield f"{path}:{number}", value
 
 
-def _csv(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    with path.open(newline="", encoding="utf-8") as handle:
+def _csv(path: Path, compressed: bool) -> Iterator[tuple[str, dict[str, Any]]]:
+    with _open(path, compressed) as handle:
         reader = csv.DictReader(handle)
         for row in reader:
             values = {key: value for key, value in row.items() if value not in ("", None)}
