@@ -228,7 +228,7 @@ def _cast(column: pa.ChunkedArray, field: pa.Field) -> pa.ChunkedArray:
 def _is_text(kind: pa.DataType) -> bool:
     if pa.types.is_dictionary(kind):
         kind = kind.value_type
-    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+    return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind))
 
 
 def _compatible(given: pa.DataType, wanted: pa.DataType) -> bool:
@@ -237,9 +237,9 @@ def _compatible(given: pa.DataType, wanted: pa.DataType) -> bool:
     if pa.types.is_null(given):
         return True
     if pa.types.is_floating(wanted):
-        return pa.types.is_floating(given) or pa.types.is_integer(given)
+        return bool(pa.types.is_floating(given) or pa.types.is_integer(given))
     if pa.types.is_integer(wanted):
-        return pa.types.is_integer(given)
+        return bool(pa.types.is_integer(given))
     if pa.types.is_list(wanted):
         return (pa.types.is_list(given) or pa.types.is_large_list(given)) and _is_text(
             given.value_type
@@ -407,7 +407,7 @@ def _short(error: Exception) -> str:
 def to_models(table: pa.Table, kind: Kind | str) -> list[Any]:
     """Core models of a conformed table's rows (validated: the dead-letter path and tests)."""
     kind = Kind(kind)
-    model = _MODELS[kind]
+    model: Any = _MODELS[kind]
     rows = table.to_pylist()
     optional = {
         Kind.TRADES: ("exchange", "trade_id", "side", "conditions"),
@@ -450,10 +450,10 @@ class ArrowRecords:
     table: pa.Table
 
     def __len__(self) -> int:
-        return self.table.num_rows
+        return int(self.table.num_rows)
 
     def __getitem__(self, index: slice) -> ArrowRecords:
-        if not isinstance(index, slice) or index.step not in (None, 1):
+        if index.step not in (None, 1):
             msg = "ArrowRecords supports contiguous slices only"
             raise TypeError(msg)
         start, stop, _ = index.indices(self.table.num_rows)

@@ -122,7 +122,7 @@ def _rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
 def _open(path: Path, compressed: bool) -> io.TextIOBase:
     if compressed:
         return io.TextIOWrapper(gzip.open(path), encoding="utf-8", newline="")
-    return path.open(newline="", encoding="utf-8")  # type: ignore[return-value]
+    return path.open(newline="", encoding="utf-8")
 
 
 def batches(records: Iterator[Record], size: int) -> Iterator[list[Record]]:

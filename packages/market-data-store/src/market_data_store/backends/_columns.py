@@ -59,8 +59,9 @@ class Columnar:
 def split_columnar(records: Sequence[Record], *, dedupe: bool = True) -> Columnar:
     """``dedupe=False`` leaves keys that come twice in place (``last_per_key`` later): a
     backend whose append path fails on a duplicate key pays for it only when one occurs."""
-    chunks: Sequence[Any] = getattr(records, "chunks", None) or (
-        [records] if isinstance(records, ArrowRecords) else []
+    given: Any = records  # a Batch, a sequence of models, or one ArrowRecords
+    chunks: Sequence[Any] = getattr(given, "chunks", None) or (
+        [given] if isinstance(given, ArrowRecords) else []
     )
     arrow = [chunk for chunk in chunks if isinstance(chunk, ArrowRecords)]
     if not arrow:

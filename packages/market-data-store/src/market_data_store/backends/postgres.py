@@ -47,7 +47,7 @@ from urllib.parse import quote as url_quote
 import asyncpg  # type: ignore[import-untyped]
 import pyarrow as pa
 import pyarrow.compute as pc
-from pgpq import ArrowToPostgresBinaryEncoder  # type: ignore[import-untyped]
+from pgpq import ArrowToPostgresBinaryEncoder
 
 from market_data_core import AuditEnvelope, Bar, Quote, Signal, Trade
 from market_data_store import columnar as _columnar
@@ -581,7 +581,7 @@ class PostgresBackend:
         await connection.execute(stage_sql)
         await _copy_arrow(connection, table.stage, data)
         await connection.execute(upsert_sql)
-        return data.num_rows
+        return int(data.num_rows)
 
     async def _write_table(self, connection: Any, table: _Table, rows: list[Row]) -> None:
         """Upsert ``rows`` (deduplicated) into ``table`` in one transaction: see the module's
@@ -617,158 +617,6 @@ class PostgresBackend:
                 await self._upsert(connection, table, rest)
         newest = max(map(itemgetter(width), rows))
         self._remember(table, dict.fromkeys(series, newest), conflicted=conflicted)
-
-    async def _write_arrow(self, connection: Any, table: _Table, data: pa.Table) -> int:
-        """Upsert an Arrow table in the store's layout (see ``_columns``) into ``table`` in
-        one transaction, by binary COPY straight from its columns (pgpq): the steps of
-        ``_write_table``, deciding per series instead of per row. Keys that come twice are
-        dropped (the last one wins) only on the way to the staging table: the append path
-        fails on them anyway. Returns the rows written (each key once)."""
-        if not self.fast_append:
-            async with connection.transaction():
-                return await self._upsert_arrow(connection, table, data)
-        names = list(table.columns[: table.series_width])
-        spans = data.group_by(names, use_threads=False).aggregate(
-            [(table.time, "min"), (table.time, "max")]
-        )
-        keys = spans.select(names).to_pylist()
-        series = [tuple(k[n] for n in names) if len(names) > 1 else k[names[0]] for k in keys]
-        lows = spans.column(f"{table.time}_min").to_pylist()
-        conflicted = False
-        written = 0
-        async with connection.transaction():
-            maxima, now = await self._maxima(connection, table, series, data.num_rows)
-            fresh_series = [
-                key
-                for key, low in zip(series, lows, strict=True)
-                if maxima[key] is None or low > maxima[key]
-            ]
-            fresh, rest = _split_arrow(data, names, fresh_series, len(series))
-            if fresh is not None:
-                if now is None:
-                    now = await connection.fetchval("SELECT now()")
-                stamp = pa.repeat(pa.scalar(now, _columnar.TIMESTAMP), fresh.num_rows)
-                try:
-                    async with connection.transaction():  # a savepoint
-                        await _copy_arrow(
-                            connection, table.name, fresh.append_column("ingested_at", stamp)
-                        )
-                    self.stats.appended += fresh.num_rows
-                    written = fresh.num_rows
-                except asyncpg.UniqueViolationError:  # another writer, or a key twice
-                    self.stats.fallbacks += 1
-                    conflicted = True
-                    rest = data
-            if rest is not None:
-                written += await self._upsert_arrow(connection, table, rest)
-        highs = spans.column(f"{table.time}_max").to_pylist()
-        self._remember(table, dict(zip(series, highs, strict=True)), conflicted=conflicted)
-        return written
-
-    async def _maxima(
-        self, connection: Any, table: _Table, series: Sequence[Any], rows: int
-    ) -> tuple[dict[Any, Any], Any]:
-        """The newest stored time of each series (``None``: empty; ``_NEVER``: not probed),
-        and the transaction's ``now()`` when a probe ran (else ``None``). A probe costs
-        about as much per series as upserting a few rows instead of copying them: without
-        several rows per new series, their rows are simply upserted."""
-        known = self._latest[table.name]
-        maxima = {key: known[key] for key in series if key in known}
-        unknown = [key for key in series if key not in maxima]
-        if not unknown:
-            return maxima, None
-        if len(unknown) * _ROWS_PER_PROBE > rows:
-            maxima.update(dict.fromkeys(unknown, _NEVER))
-            return maxima, None
-        width = table.series_width
-        arrays = [unknown] if width == 1 else list(zip(*unknown, strict=True))
-        found = await connection.fetch(_SQL[table.name][0], *arrays)
-        series_of = itemgetter(*range(width))
-        maxima.update((series_of(tuple(record)[1:]), record[-1]) for record in found)
-        self.stats.probed_series += len(unknown)
-        return maxima, found[0][0]
-
-    def _remember(self, table: _Table, newest: dict[Any, Any], *, conflicted: bool) -> None:
-        """After a commit: the newest time written per series. After a conflict, what we
-        knew was stale: these series are probed again next time."""
-        known = self._latest[table.name]
-        if conflicted:
-            for key in newest:
-                known.pop(key, None)
-            return
-        if len(known) > _KNOWN_SERIES_LIMIT:
-            known.clear()
-        for key, high in newest.items():
-            latest = known.get(key)
-            if latest is None or latest < high:
-                known[key] = high
-
-    async def _upsert_arrow(self, connection: Any, table: _Table, data: pa.Table) -> int:
-        _, stage_sql, upsert_sql = _SQL[table.name]
-        data = last_per_key(_columnar.Kind(table.name), data)
-        self.stats.upserted += data.num_rows
-        await connection.execute(stage_sql)
-        await _copy_arrow(connection, table.stage, data)
-        await connection.execute(upsert_sql)
-        return data.num_rows
-
-    async def _write_table(self, connection: Any, table: _Table, rows: list[Row]) -> None:
-        """Upsert ``rows`` (deduplicated) into ``table`` in one transaction: see the module's
-        docstring for the steps."""
-        if not self.fast_append:
-            async with connection.transaction():
-                await self._upsert(connection, table, rows)
-            return
-        width = table.series_width
-        series_of = itemgetter(*range(width))  # the series of a row; a scalar when width is 1
-        series = set(map(series_of, rows))
-        known = self._latest[table.name]
-        maxima = {key: known[key] for key in series if key in known}
-        unknown = [key for key in series if key not in maxima]
-        # A probe costs about as much per series as upserting a few rows instead of copying
-        # them: without several rows per new series, their rows are simply upserted.
-        probe = bool(unknown) and len(unknown) * _ROWS_PER_PROBE <= len(rows)
-        if unknown and not probe:
-            maxima.update(dict.fromkeys(unknown, _NEVER))
-        conflicted = False
-        async with connection.transaction():
-            now = None
-            if probe:
-                arrays = [unknown] if width == 1 else list(zip(*unknown, strict=True))
-                found = await connection.fetch(_SQL[table.name][0], *arrays)
-                now = found[0][0]
-                maxima.update((series_of(tuple(record)[1:]), record[-1]) for record in found)
-                self.stats.probed_series += len(unknown)
-            fresh, rest = _split_fresh(rows, series_of, width, maxima)
-            if fresh:
-                if now is None:
-                    now = await connection.fetchval("SELECT now()")
-                tail = (now,)
-                try:
-                    async with connection.transaction():  # a savepoint
-                        await connection.copy_records_to_table(
-                            table.name,
-                            records=(row + tail for row in fresh),
-                            columns=table.copy_columns,
-                        )
-                    self.stats.appended += len(fresh)
-                except asyncpg.UniqueViolationError:  # another writer got there first
-                    self.stats.fallbacks += 1
-                    conflicted = True
-                    rest = rows
-            if rest:
-                await self._upsert(connection, table, rest)
-        if conflicted:  # what we knew was stale: probe these series next time
-            for key in series:
-                known.pop(key, None)
-            return
-        if len(known) > _KNOWN_SERIES_LIMIT:
-            known.clear()
-        newest = max(map(itemgetter(width), rows))
-        for key in series:
-            latest = known.get(key)
-            if latest is None or latest < newest:
-                known[key] = newest
 
     async def _upsert(self, connection: Any, table: _Table, rows: list[Row]) -> None:
         _, stage_sql, upsert_sql = _SQL[table.name]
