@@ -320,37 +320,23 @@ async def _query_table(
 
 def _write_table(table: Any, output_format: str, output: Path | None) -> None:
     """``table`` as NDJSON, CSV, an Arrow IPC stream or Parquet, to ``output`` or stdout."""
-    import io  # noqa: PLC0415
     import json  # noqa: PLC0415
 
-    buffer = io.BytesIO()
     if output_format in {"json", "ndjson"}:
-        for row in table.to_pylist():
-            line = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()}
-            buffer.write(json.dumps(line).encode() + b"\n")
-    elif output_format == "csv":
-        from pyarrow import csv  # noqa: PLC0415
-
-        from market_data_store.backends._columns import json_lists  # noqa: PLC0415
-
-        if "conditions" in table.column_names:
-            index = table.schema.get_field_index("conditions")
-            table = table.set_column(index, "conditions", json_lists(table.column(index)))
-        csv.write_csv(table, buffer)
-    elif output_format == "arrow":
-        import pyarrow as pa  # noqa: PLC0415
-
-        with pa.ipc.new_stream(buffer, table.schema) as writer:
-            writer.write_table(table)
+        lines = (
+            json.dumps({k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()})
+            for row in table.to_pylist()
+        )
+        data = "".join(line + "\n" for line in lines).encode()
     else:
-        import pyarrow.parquet as pq  # noqa: PLC0415
+        from market_data_store.columnar import encode  # noqa: PLC0415
 
-        pq.write_table(table, buffer)
+        data = encode(table, output_format)
     if output is not None:
-        output.write_bytes(buffer.getvalue())
+        output.write_bytes(data)
         out.print(f"wrote {table.num_rows} rows to {output}")
     else:
-        sys.stdout.buffer.write(buffer.getvalue())
+        sys.stdout.buffer.write(data)
         sys.stdout.flush()
 
 

@@ -43,6 +43,7 @@ __all__ = [
     "Kind",
     "conform",
     "empty",
+    "encode",
     "kind_of",
     "to_models",
 ]
@@ -114,6 +115,34 @@ SCHEMAS: Final = {Kind.BARS: BARS, Kind.TRADES: TRADES, Kind.QUOTES: QUOTES, Kin
 def empty(kind: Kind | str) -> pa.Table:
     """A table of ``kind`` with no rows."""
     return SCHEMAS[Kind(kind)].empty_table()
+
+
+def encode(table: pa.Table, form: str) -> bytes:
+    """``table`` as an Arrow IPC stream (``arrow``), a Parquet file (``parquet``) or CSV
+    (``csv``: a trade's conditions as JSON text, since CSV has no lists)."""
+    import io  # noqa: PLC0415
+
+    buffer = io.BytesIO()
+    if form == "arrow":
+        with pa.ipc.new_stream(buffer, table.schema) as writer:
+            writer.write_table(table)
+    elif form == "parquet":
+        import pyarrow.parquet as pq  # noqa: PLC0415
+
+        pq.write_table(table, buffer)
+    elif form == "csv":
+        from pyarrow import csv  # noqa: PLC0415
+
+        from market_data_store.backends._columns import json_lists  # noqa: PLC0415
+
+        if "conditions" in table.column_names:
+            index = table.schema.get_field_index("conditions")
+            table = table.set_column(index, "conditions", json_lists(table.column(index)))
+        csv.write_csv(table, buffer)
+    else:
+        msg = f"unknown format {form!r}: arrow, parquet or csv"
+        raise ValueError(msg)
+    return buffer.getvalue()
 
 
 _MODELS: Final = {Kind.BARS: Bar, Kind.TRADES: Trade, Kind.QUOTES: Quote, Kind.SIGNALS: Signal}

@@ -8,7 +8,6 @@ start in the ``X-Next-Start`` header (absent on the last page).
 
 from __future__ import annotations
 
-import io
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -19,9 +18,8 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator, AwareDatetime, BaseModel
 
 from market_data_core import Bar, Quote, Timeframe, TimeframeError, Trade, clamp_utc
-from market_data_store.backends._columns import json_lists
 from market_data_store.backends.base import complete_page
-from market_data_store.columnar import Kind
+from market_data_store.columnar import Kind, encode
 from market_data_store.service.deps import ServiceState, State
 
 __all__ = ["router"]
@@ -51,27 +49,7 @@ _FORMATS = {
 
 
 def _encode(table: pa.Table, form: str, headers: dict[str, str] | None = None) -> Response:
-    if form == "arrow":
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, table.schema) as writer:
-            writer.write_table(table)
-        body = sink.getvalue().to_pybytes()
-    elif form == "parquet":
-        import pyarrow.parquet as pq  # noqa: PLC0415
-
-        buffer = io.BytesIO()
-        pq.write_table(table, buffer)
-        body = buffer.getvalue()
-    else:
-        from pyarrow import csv  # noqa: PLC0415
-
-        if "conditions" in table.column_names:
-            index = table.schema.get_field_index("conditions")
-            table = table.set_column(index, "conditions", json_lists(table.column(index)))
-        buffer = io.BytesIO()
-        csv.write_csv(table, buffer)
-        body = buffer.getvalue()
-    return Response(body, media_type=MEDIA[form], headers=headers)
+    return Response(encode(table, form), media_type=MEDIA[form], headers=headers)
 
 
 async def _table(
