@@ -52,7 +52,7 @@ async def _run(url: DatabaseUrl, fn: Any, *args: Any) -> Any:
         return await _run_on(url, fn, *args)
     except DBAPIError as exc:  # e.g. a wrong password: the driver's words, not a traceback
         detail = str(exc.orig if exc.orig is not None else exc).strip() or type(exc).__name__
-        password = url.sqlalchemy_url().password
+        password = url.password
         if password:
             detail = detail.replace(password, "***")
         raise BackendError(f"migrations failed: {detail}") from None

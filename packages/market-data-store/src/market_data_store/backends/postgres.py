@@ -346,7 +346,7 @@ class PostgresBackend:
         self.command_timeout = command_timeout
         self.connect_timeout = connect_timeout
         self.fast_append = fast_append
-        password = url.sqlalchemy_url().password
+        password = url.password
         self._secrets = {password, url_quote(password, safe="")} - {""} if password else set()
         self._pool: Any = None
         self._ping_connection: Any = None
