@@ -282,5 +282,33 @@ def integration(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks (not part of the default run): they print figures and ratios."""
     sync(session, "--all-packages", "--all-extras", "--group", "test", "--group", "bench")
+    env = {"PYTHONHASHSEED": "0", "MD_BENCH_PYTHON": user_environment(session)}
     for script in sorted((ROOT / "bench").glob("bench_*.py")):
-        session.run("python", str(script), *session.posargs, env={"PYTHONHASHSEED": "0"})
+        session.run("python", str(script), *session.posargs, env=env)
+
+
+def user_environment(session: nox.Session) -> str:
+    """A virtualenv with the packages installed as a user installs them (``pip install
+    'market-data-pipeline[postgres]'``, pinned by uv.lock): no test tools, so no pandas,
+    which pyarrow imports whenever it is there. Whole-process benchmarks run in it."""
+    where = Path(session.create_tmp()) / "user-env"
+    python = where / "bin" / "python"
+    session.run(
+        "uv",
+        "venv",
+        "--quiet",
+        "--clear",
+        "--python",
+        str(Path(session.bin) / "python"),
+        str(where),
+    )
+    pins = where / "requirements.txt"
+    session.run(
+        "uv", "export", "--frozen", "--quiet", "--no-dev", "--no-hashes", "--no-emit-workspace",
+        "--package", "market-data-pipeline", "--extra", "postgres", "--extra", "http",
+        "--output-file", str(pins),
+    )  # fmt: skip
+    install = ("uv", "pip", "install", "--quiet", "--python", str(python))
+    session.run(*install, "--requirements", str(pins))
+    session.run(*install, "--no-deps", *(str(ROOT / "packages" / p) for p in PACKAGES[:3]))
+    return str(python)

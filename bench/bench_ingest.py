@@ -16,6 +16,14 @@ store's migrated, empty ``trades`` table: the floor of any path that appends thr
 database's own bulk interface. Every repetition writes into a fresh, migrated database.
 Peak RSS of each ``mdp run`` process is printed. Best of ``REPEAT``, alternating.
 
+A second baseline is ADBC as a whole process too: a Python process that imports pyarrow and
+the driver, reads the file and appends it, timed from spawn to exit like ``mdp run``.
+
+``MD_BENCH_PYTHON`` is the interpreter that runs ``mdp`` and ``mds`` (the ``bench`` nox
+session installs the packages into a virtualenv of their own, as a user does: without the
+test tools, so without pandas, which pyarrow imports at its first conversion whenever it is
+installed); by default this interpreter.
+
 ``MD_BENCH_INGEST_TRADES`` sets the number of trades (default 1,000,000).
 """
 
@@ -43,17 +51,23 @@ from market_data_store.dsn import DatabaseUrl
 from market_data_store.migrate import upgrade
 from market_data_store.testing import PostgresServer
 
-REPEAT = 3
+REPEAT = 5
+PYTHON = os.environ.get("MD_BENCH_PYTHON", sys.executable)
 N_TRADES = int(os.environ.get("MD_BENCH_INGEST_TRADES", "1000000"))
 N_SYMBOLS = 100
 PG_SETTINGS = {"shared_buffers": "256MB", "max_wal_size": "4GB", "autovacuum": "off"}
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def compile_bytecode() -> None:
+def compile_bytecode(env: dict[str, str]) -> None:
+    """Bytecode for this interpreter's and ``PYTHON``'s packages (each once)."""
     paths = [sysconfig.get_paths()["purelib"], *(str(p) for p in ROOT.glob("packages/*/src"))]
     for path in paths:
         compileall.compile_dir(path, quiet=2, workers=0)
+    if sys.executable != PYTHON:
+        code = "import compileall, sysconfig; compileall.compile_dir("
+        code += "sysconfig.get_paths()['purelib'], quiet=2, workers=0)"
+        subprocess.run([PYTHON, "-c", code], env=env, check=True)  # noqa: S603
 
 
 def config(path: Path, parquet: Path, sink: str) -> Path:
@@ -81,7 +95,15 @@ def run_process(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
     return seconds, usage.ru_maxrss // 1024
 
 
-def adbc_ingest(url: str, parquet: Path, driver: str) -> float:
+ADBC_PROCESS = """
+import sys
+sys.path.insert(0, {bench!r})
+from bench_ingest import adbc_ingest
+adbc_ingest({url!r}, {parquet!r}, "postgresql")
+"""
+
+
+def adbc_ingest(url: str, parquet: Path | str, driver: str) -> float:
     """ADBC: read the file and append it to the empty trades table, committed."""
     start = time.perf_counter()
     table = pq.read_table(parquet)
@@ -139,17 +161,17 @@ def best(fn: Callable[[], float], repeat: int = REPEAT) -> float:
 
 
 def main() -> None:
-    compile_bytecode()
     env = {**os.environ, "MDP_LOG_LEVEL": "warning"}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
-    mdp = [sys.executable, "-m", "market_data_pipeline.cli", "run"]
+    compile_bytecode(env)
+    mdp = [PYTHON, "-m", "market_data_pipeline.cli", "run"]
     with tempfile.TemporaryDirectory() as tmp_name, PostgresServer(settings=PG_SETTINGS) as pg:
         tmp = Path(tmp_name)
         parquet = tmp / "trades.parquet"
         write_trades(parquet, N_TRADES, N_SYMBOLS)
         dbs = Databases(pg, tmp)
         rss: dict[str, int] = {}
-        names = ("pg", "sqlite", "http", "adbc_pg", "adbc_sqlite")
+        names = ("pg", "sqlite", "http", "adbc_pg", "adbc_sqlite", "adbc_process")
         times: dict[str, list[float]] = {name: [] for name in names}
 
         def subject(name: str, sink: Callable[[], str]) -> None:
@@ -167,8 +189,15 @@ def main() -> None:
             subject("sqlite", lambda: f"{{database: '{dbs.sqlite()}'}}")
             with serve(dbs.postgres(), env) as url:
                 subject("http", lambda url=url: f"{{url: '{url}'}}")
+            code = ADBC_PROCESS.format(
+                bench=str(ROOT / "bench"), url=dbs.postgres(), parquet=str(parquet)
+            )
+            times["adbc_process"].append(run_process([sys.executable, "-c", code], env)[0])
         adbc = {"pg": min(times["adbc_pg"]), "sqlite": min(times["adbc_sqlite"])}
         adbc["http"] = adbc["pg"]
+        adbc["pg_process"] = min(times["adbc_process"])
+        times["pg_process"] = times["pg"]
+        rss["pg_process"] = rss["pg"]
         rows = [
             Row(
                 f"mdp replay->{target}",
@@ -185,9 +214,20 @@ def main() -> None:
                 ("pg", "store (PostgreSQL)", "PostgreSQL", "replay, store sink, binary COPY"),
                 ("sqlite", "store (SQLite)", "SQLite", "into the embedded default"),
                 ("http", "mds serve (PostgreSQL)", "PostgreSQL", "Arrow IPC to `mds serve`"),
+                (
+                    "pg_process",
+                    "store (PostgreSQL)",
+                    "PostgreSQL, a whole process",
+                    "against ADBC as a process too",
+                ),
             )
         ]
         print_table(rows, unit="rows")
+        has_pandas = subprocess.run(  # noqa: S603
+            [PYTHON, "-c", "import importlib.util as u; print(bool(u.find_spec('pandas')))"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+        print(f"\n`mdp`/`mds` ran on {PYTHON} (pandas installed there: {has_pandas}).")  # noqa: T201
 
 
 class serve:  # noqa: N801 - used as a context manager
@@ -202,7 +242,7 @@ class serve:  # noqa: N801 - used as a context manager
         import httpx  # noqa: PLC0415
 
         self.process = subprocess.Popen(  # noqa: S603
-            [sys.executable, "-m", "market_data_store.cli", "serve", "--port", str(self.port)],
+            [PYTHON, "-m", "market_data_store.cli", "serve", "--port", str(self.port)],
             env=self.env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
