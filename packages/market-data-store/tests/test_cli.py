@@ -107,7 +107,10 @@ def test_the_repos_example_files_load_with_defaults(
     distinct = len({line[0] for line in lines})  # a key's time: the file repeats some ticks
     result = runner.invoke(app, ["ingest", str(path), "--table", kind, *args], env=env)
     assert result.exit_code == 0, result.output
-    assert f"wrote {rows} {kind}" in result.output
+    stored = f"wrote {distinct} {kind}"
+    if distinct != rows:
+        stored += f" to sqlite:///{tmp_path}/store.db (read {rows}: {rows - distinct} repeated"
+    assert stored in result.output
     query = ["query", symbol, "--kind", kind, "--format", "csv", "--limit", "1000000"]
     query += ["--output", str(tmp_path / "out.csv")]
     assert runner.invoke(app, query, env=env).exit_code == 0

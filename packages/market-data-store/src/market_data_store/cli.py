@@ -188,12 +188,15 @@ def ingest(
         if value is not None
     }
     try:
-        written = _run_async(
+        read, stored = _run_async(
             _ingest(settings, files, table, batch_size, defaults=defaults, timezone=timezone)
         )
     except StoreError as exc:
         raise _fail(str(exc), 2) from None
-    out.print(f"wrote {written} {table} to {settings.database}")
+    line = f"wrote {stored} {table} to {settings.database}"
+    if stored != read:
+        line += f" (read {read}: {read - stored} repeated the key of another row, the last kept)"
+    out.print(line, soft_wrap=True)  # a path stays whole to copy
 
 
 async def _ingest(
@@ -204,7 +207,9 @@ async def _ingest(
     *,
     defaults: dict[str, str] | None = None,
     timezone: str | None = None,
-) -> int:
+) -> tuple[int, int]:
+    """Rows read from ``files``, and rows the database upserted (fewer when rows repeat a
+    key: the last of them is kept)."""
     from rich.progress import (  # noqa: PLC0415
         BarColumn,
         MofNCompleteColumn,
@@ -236,13 +241,14 @@ async def _ingest(
                     progress.advance(task, len(batch))
         await store.flush()
         stats = store.coordinator.stats()
+        stored = getattr(store.rows_upserted, table)
     if stats.dead_lettered or stats.dropped or stats.failed:
         msg = (
             f"{stats.dead_lettered} records dead-lettered, {stats.dropped} dropped, "
             f"{stats.failed} failed (see {settings.dead_letter_path})"
         )
         raise StoreError(msg)
-    return total
+    return total, stored
 
 
 @app.command()

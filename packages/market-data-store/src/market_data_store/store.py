@@ -85,13 +85,17 @@ class _TimedWriter:
     """The backend's ``write``, timed: each observer gets the seconds of every attempt
     (failed ones too), so a slow or failing database shows in the write latency."""
 
-    def __init__(self, backend: Backend, observers: list[Callable[[float], None]]) -> None:
-        self._backend, self._observers = backend, observers
+    def __init__(
+        self, backend: Backend, observers: list[Callable[[float], None]], rows: WriteResult
+    ) -> None:
+        self._backend, self._observers, self.rows = backend, observers, rows
 
     async def write(self, records: Sequence[Record]) -> WriteResult:
         started = time.perf_counter()
         try:
-            return await self._backend.write(records)
+            result = await self._backend.write(records)
+            self.rows += result
+            return result
         finally:
             elapsed = time.perf_counter() - started
             for observe in self._observers:
@@ -117,6 +121,9 @@ class Store:
         self.write_observers: list[Callable[[float], None]] = []
         """Called with the seconds of each batch write attempt (the service's metrics)."""
         self.dead_letters = FileDeadLetterStore(self.settings.dead_letter_path)
+        self.rows_upserted = WriteResult()
+        """Rows the database upserted, per table, since this store was made (a key repeated
+        within one batch counts once, so this can be less than the records written)."""
         self.coordinator = self._make_coordinator()
         self.timescale: TimescaleReport | None = None
         """What TimescaleDB setup found (PostgreSQL only; ``version`` None: not installed)."""
@@ -129,7 +136,7 @@ class Store:
     def _make_coordinator(self) -> WriteCoordinator:
         s = self.settings
         return WriteCoordinator(
-            _TimedWriter(self.backend, self.write_observers),
+            _TimedWriter(self.backend, self.write_observers, self.rows_upserted),
             coordinator_id=s.coordinator_id,
             capacity=s.queue_capacity,
             workers=s.workers,
