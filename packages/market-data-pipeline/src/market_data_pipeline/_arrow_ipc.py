@@ -8,7 +8,7 @@ buffers). :func:`connect` gives the typed ``redis.asyncio`` client both ends use
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Final, Literal, Protocol, cast
+from typing import Any, Final, Literal, Protocol, cast
 
 import pyarrow as pa
 
@@ -83,6 +83,24 @@ class StreamClient(Protocol):
     ) -> list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]] | None: ...
 
     async def xack(self, name: str, groupname: str, *ids: bytes) -> int: ...
+
+    async def xautoclaim(
+        self,
+        name: str,
+        groupname: str,
+        consumername: str,
+        min_idle_time: int,
+        start_id: str = "0-0",
+        count: int | None = None,
+    ) -> list[Any]: ...
+
+    async def xpending(self, name: str, groupname: str) -> dict[str, Any]: ...
+
+    async def hgetall(self, name: str) -> dict[bytes, bytes]: ...
+
+    async def delete(self, *names: str) -> int: ...
+
+    def pipeline(self, transaction: bool = True) -> Any: ...
 
     async def aclose(self) -> None: ...
 

@@ -8,12 +8,16 @@
 Each component class declares a pydantic ``Params`` model (validated before anything runs,
 errors name the node and field) and is constructed as ``Cls(node_id, params)``. The runtime
 calls ``open(ctx)`` first and ``close()`` last, whatever happened in between.
+
+Marks (:mod:`market_data_pipeline.marks`) travel behind batches: operators forward them
+(:meth:`Operator.on_mark`, held by those that hold rows) and sinks commit before counting
+them (:meth:`SinkComponent.commit`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
@@ -22,6 +26,7 @@ from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
     from market_data_core import RateController
+    from market_data_pipeline.marks import Mark
 
 __all__ = [
     "Component",
@@ -55,6 +60,10 @@ class Emit(Protocol):
 
     async def __call__(self, batch: pa.Table, port: str = "out") -> None: ...
 
+    async def mark(self, mark: Mark) -> None:
+        """Send a mark behind the batches already sent, to every connected output."""
+        ...
+
 
 @dataclass(slots=True)
 class NodeStats:
@@ -84,6 +93,8 @@ class Context:
     stopping: asyncio.Event
     services: dict[str, Any] = field(default_factory=dict)
     """Shared objects (e.g. an in-process ``Store`` under ``"store"``) given to the runtime."""
+    paths: int = 0
+    """Paths from this node to a sink: how many arrivals complete a mark it emits."""
 
     def count(self, name: str, n: int = 1) -> None:
         self.stats.count(name, n)
@@ -140,6 +151,12 @@ class Provider(Component[P]):
     def batches(self) -> AsyncIterator[pa.Table]:
         raise NotImplementedError
 
+    @property
+    def restored(self) -> Mapping[str, int]:
+        """Operator stamps saved with the last acknowledgement (see ``marks``), given back
+        to the operators by the runtime after every node opened; empty by default."""
+        return {}
+
     async def run(self, emit: Emit) -> None:
         ctx = self.context
         async for batch in self.batches():
@@ -171,6 +188,15 @@ class Operator(Component[P]):
     async def finish(self, emit: Emit) -> None:
         """All inputs ended: emit whatever state is left (open windows, buffered rows)."""
 
+    async def on_mark(self, mark: Mark, emit: Emit) -> None:
+        """A mark arrived behind the batches processed so far. Forward it once nothing
+        derived from those batches is held any more (at once, by default: an operator
+        that keeps rows or windows must override this)."""
+        await emit.mark(mark)
+
+    def restore(self, stamp: int) -> None:
+        """Take back the stamp this node put on the last acknowledged mark (a restart)."""
+
 
 class SinkComponent(Component[P]):
     """Consumes batches."""
@@ -184,3 +210,7 @@ class SinkComponent(Component[P]):
 
     async def flush(self) -> None:
         """All inputs ended: make everything written durable."""
+
+    async def commit(self) -> None:
+        """A mark arrived: make everything written so far durable before it counts (a sink
+        that writes synchronously to durable storage has nothing to do)."""

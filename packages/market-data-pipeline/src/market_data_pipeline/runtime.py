@@ -12,6 +12,10 @@ draining stop, to give up on a drain that takes too long); the result then names
 nodes that were cancelled (``cancelled``: their open windows or buffers were not emitted)
 and the rows still waiting in front of each node or in the batch it was working on
 (``unflushed``).
+
+Marks (:mod:`market_data_pipeline.marks`) follow the batches before them: operators forward
+them through :meth:`Operator.on_mark`, sinks commit and count them as arrived; a mark a
+cancelled run never completes leaves its source entries unacknowledged.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from market_data_pipeline.components import (
 )
 from market_data_pipeline.exceptions import NodeError, RuntimeStateError
 from market_data_pipeline.graph import Graph, ValidatedGraph
+from market_data_pipeline.marks import Mark
 from market_data_pipeline.metrics import PipelineMetrics
 from market_data_pipeline.registry import Registry
 
@@ -129,6 +134,7 @@ class GraphRuntime:
         self._unflushed: dict[str, int] = {}
         self._working: dict[str, int] = {}
         """Rows of the batch each node is processing or writing (until it returns)."""
+        self._paths = self._count_paths()
 
     # -- public -----------------------------------------------------------------------
 
@@ -222,6 +228,26 @@ class GraphRuntime:
                     node_id, capacity=self.channel_capacity, producers=len(inputs)
                 )
 
+    def _count_paths(self) -> dict[str, int]:
+        """Paths from each node to a sink (each edge of a fan-out or diamond counts)."""
+        paths: dict[str, int] = {}
+        for node_id in reversed(self.validated.order):
+            if isinstance(self.components[node_id], SinkComponent):
+                paths[node_id] = 1
+            else:
+                paths[node_id] = sum(paths[e.target] for e in self.validated.outputs(node_id))
+        return paths
+
+    def _restore(self) -> None:
+        """Give each operator the stamp its provider saved with the last acknowledgement."""
+        for component in self.components.values():
+            if not isinstance(component, Provider):
+                continue
+            for node_id, stamp in component.restored.items():
+                target = self.components.get(node_id)
+                if isinstance(target, Operator):
+                    target.restore(stamp)
+
     def _targets(self, node_id: str) -> dict[str, list[Channel]]:
         ports: dict[str, list[Channel]] = {port: [] for port in self.components[node_id].outputs}
         for e in self.validated.outputs(node_id):
@@ -237,6 +263,7 @@ class GraphRuntime:
             rate=rate if isinstance(rate, FullRate) else _UntilStopped(rate, self.stopping),
             stopping=self.stopping,
             services=self.services,
+            paths=self._paths[node_id],
         )
 
     async def _open_all(self) -> None:
@@ -245,6 +272,7 @@ class GraphRuntime:
                 await self.components[node_id].open(self._context(node_id))
             except Exception as error:
                 raise NodeError(node_id, error) from error
+        self._restore()
 
     async def _close_all(self) -> None:
         for node_id in reversed(self.validated.order):
@@ -298,6 +326,9 @@ class GraphRuntime:
             if item is END:
                 await op.finish(emit)
                 return
+            if isinstance(item, Mark):
+                await op.on_mark(item, emit)
+                continue
             assert isinstance(item, pa.Table)
             stats.items_in += item.num_rows
             stats.batches_in += 1
@@ -315,6 +346,10 @@ class GraphRuntime:
             if item is END:
                 await sink.flush()
                 return
+            if isinstance(item, Mark):
+                await sink.commit()
+                item.arrive()
+                continue
             assert isinstance(item, pa.Table)
             stats.items_in += item.num_rows
             stats.batches_in += 1
@@ -416,3 +451,8 @@ class _Emitter:
             self.metrics.items_out.labels(job=self.job, node=self.node_id).inc(rows)
         for channel in channels:
             await channel.put(batch)
+
+    async def mark(self, mark: Mark) -> None:
+        for channels in self.targets.values():
+            for channel in channels:
+                await channel.put_mark(mark)

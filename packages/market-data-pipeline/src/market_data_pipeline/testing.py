@@ -26,6 +26,7 @@ from market_data_pipeline.components import (
     Provider,
     SinkComponent,
 )
+from market_data_pipeline.marks import Mark
 from market_data_pipeline.registry import Registry
 from market_data_pipeline.runtime import FullRate
 
@@ -104,10 +105,14 @@ def registry_with_fakes() -> Registry:
 class _Capture:
     def __init__(self) -> None:
         self.out: dict[str, list[pa.Table]] = defaultdict(list)
+        self.marks: list[Mark] = []
 
     async def __call__(self, batch: pa.Table, port: str = "out") -> None:
         if batch.num_rows:
             self.out[port].append(batch)
+
+    async def mark(self, mark: Mark) -> None:
+        self.marks.append(mark)
 
 
 async def run_operator(

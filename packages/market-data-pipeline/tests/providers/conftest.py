@@ -8,6 +8,7 @@ import pytest
 from market_data_core import FeedbackEvent, RateAdjustment
 from market_data_core.testing.servers import RedisServer
 from market_data_pipeline.components import Context, NodeStats
+from market_data_pipeline.marks import Mark
 
 DATA = Path(__file__).resolve().parents[4] / "examples" / "data"
 
@@ -48,6 +49,7 @@ class Collect:
 
     def __init__(self) -> None:
         self.batches: list[pa.Table] = []
+        self.marks: list[Mark] = []
         self.rows = 0
         self._waiters: list[tuple[int, asyncio.Event]] = []
 
@@ -57,6 +59,9 @@ class Collect:
         for rows, event in self._waiters:
             if self.rows >= rows:
                 event.set()
+
+    async def mark(self, mark: Mark) -> None:
+        self.marks.append(mark)
 
     async def wait_rows(self, rows: int) -> None:
         event = asyncio.Event()

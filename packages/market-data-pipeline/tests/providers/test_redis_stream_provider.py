@@ -1,5 +1,6 @@
 import asyncio
 import contextlib
+from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 import pytest
@@ -102,7 +103,12 @@ async def test_workers_of_one_group_share_the_entries(redis_server, make_context
 
     async def worker(name: str) -> None:
         params = RedisStreamParams(
-            url=redis_server.url, stream="ticks", consumer=name, count=1, idle_stop=0.3
+            url=redis_server.url,
+            stream="ticks",
+            consumer=name,
+            count=1,
+            idle_stop=0.3,
+            claim_idle=None,  # both are alive: neither takes the other's entries
         )
         provider = RedisStreamProvider(name, params)
         await provider.open(make_context(name))
@@ -161,3 +167,103 @@ def test_the_url_is_secret() -> None:
     params = RedisStreamParams(url="redis://:hunter2@127.0.0.1:6379/0")
     assert "hunter2" not in repr(params)
     assert "hunter2" not in str(params.model_dump())
+
+
+def minute_trades(*seconds: float) -> pa.Table:
+    t0 = datetime(2026, 3, 2, 14, 30, tzinfo=UTC)
+    return records.from_models(
+        [
+            make_trade(ts=t0 + timedelta(seconds=s), price=100.0 + s, trade_id=str(s))
+            for s in seconds
+        ]
+    )
+
+
+def bars_graph(url: str, consumer: str = "w1", **params: object) -> Graph:
+    return Graph.build(
+        [
+            node(
+                "src",
+                "redis_stream",
+                url=url,
+                stream="ticks",
+                consumer=consumer,
+                idle_stop=0.3,
+                **params,
+            ),
+            node("bars", "resample_ohlc", timeframe="1m"),
+            node("out", "collect"),
+            node("late", "collect"),
+        ],
+        ["src -> bars", "bars -> out", "bars.late -> late"],
+    )
+
+
+@pytest.mark.asyncio
+async def test_an_entry_is_acknowledged_only_once_its_windows_were_committed(redis_server) -> None:
+    url = redis_server.url
+    await add(url, "ticks", minute_trades(1), minute_trades(61), minute_trades(125))
+    await asyncio.wait_for(GraphRuntime(bars_graph(url), registry=registry_with_fakes()).run(), 30)
+    # minute 2 is still open when the stream goes idle: its entry stays pending, though the
+    # end of the run emitted its bar
+    assert await pending(url, "ticks", "md-pipeline") == 1
+    client = aioredis.Redis.from_url(url)
+    try:
+        stamps = await client.hgetall("ticks:md-pipeline:stamps")
+    finally:
+        await client.aclose()
+    t125 = datetime(2026, 3, 2, 14, 32, 5, tzinfo=UTC)
+    assert stamps == {b"bars": str(int(t125.timestamp() * 1_000_000)).encode()}
+
+    # a restart delivers the held entry again and resumes at the saved event time: a tick
+    # of minute 0 (committed before the restart) is late, not a partial minute-0 bar
+    await add(url, "ticks", minute_trades(10))
+    runtime = GraphRuntime(bars_graph(url), registry=registry_with_fakes())
+    result = await asyncio.wait_for(runtime.run(), 30)
+    bars = collect("out")
+    assert bars is not None
+    assert [s.minute for s in bars.column("start").to_pylist()] == [32]
+    assert result.nodes["bars"].counters["late"] == 1
+    late = collect("late")
+    assert late is not None
+    assert late.column("price").to_pylist() == [110.0]
+
+
+@pytest.mark.asyncio
+async def test_a_new_consumer_claims_what_a_dead_one_left_pending(
+    redis_server, make_context
+) -> None:
+    url = redis_server.url
+    await add(url, "ticks", minute_trades(1), minute_trades(2))
+    dead = RedisStreamProvider("src", RedisStreamParams(url=url, stream="ticks", consumer="dead"))
+    await dead.open(make_context("src"))
+    try:
+        async with contextlib.aclosing(dead.batches()) as batches:
+            async for _batch in batches:
+                break  # read both entries, then died
+    finally:
+        await dead.close()
+    assert await pending(url, "ticks", "md-pipeline") == 2
+
+    graph = Graph.build(
+        [
+            node(
+                "src",
+                "redis_stream",
+                url=url,
+                stream="ticks",
+                consumer="new",
+                idle_stop=0.3,
+                claim_idle=0.2,
+            ),
+            node("out", "collect"),
+        ],
+        ["src -> out"],
+    )
+    runtime = GraphRuntime(graph, registry=registry_with_fakes())
+    result = await asyncio.wait_for(runtime.run(), 30)
+    table = collect("out")
+    assert table is not None
+    assert table.column("price").to_pylist() == [101.0, 102.0]
+    assert result.nodes["src"].counters["claimed"] == 2
+    assert await pending(url, "ticks", "md-pipeline") == 0

@@ -14,6 +14,12 @@ Semantics, per operator (DESIGN §6):
   open window is emitted; its state stays until the watermark purges it, so a record that
   arrives later revises it instead of replacing it with a partial window.
 - ``finish`` (end of stream) emits every window not emitted yet.
+- A mark (:mod:`market_data_pipeline.marks`) is held until every window that a row before
+  it touched is purged (the watermark past ``end + allowed_lateness``): only then can no
+  later row change a bar those rows are in. It leaves stamped with the latest event time,
+  which :meth:`EventTimeOperator.restore` takes back after a restart. ``finish`` drops
+  the marks it holds: the windows it emits may be partial (a worker stopping), so what
+  they hold is never acknowledged, and is delivered again to whoever resumes.
 
 Everything is columnar: a batch becomes per-(key, window) partial aggregates through one
 stable sort and ``numpy`` ``reduceat``; the state is a set of arrays sorted by a composite
@@ -37,6 +43,7 @@ from pydantic import Field
 
 from market_data_pipeline.components import Emit, Operator, Params
 from market_data_pipeline.exceptions import RecordError
+from market_data_pipeline.marks import Mark
 
 __all__ = [
     "EventTimeOperator",
@@ -256,6 +263,8 @@ class Windows:
         self.lateness = lateness
         self.keys = KeyIndex()
         self.max_event = _NO_EVENT
+        self.horizon = _NO_EVENT - (1 << 60)  # below any watermark: nothing to purge
+        """The watermark at which every window that a row so far touched is purged."""
         self._reset()
 
     def _reset(self) -> None:
@@ -287,6 +296,9 @@ class Windows:
         kept = np.flatnonzero(~late)
         if len(kept) == 0:
             return late, None
+        # Purged once the watermark reaches the newest window's end + lateness.
+        horizon = int(newest[kept].max()) * self.slide + self.size + self.lateness
+        self.horizon = max(self.horizon, horizon)
         rows, windows = self._expand(kept, oldest[kept], newest[kept])
         return late, self.group(ids, ts, rows, windows)
 
@@ -468,6 +480,8 @@ class EventTimeOperator(Operator[EP]):
         if params.idle_timeout is not None:
             self.timer_interval = params.idle_timeout / 2
         self._last_input = time.monotonic()
+        self._marks: list[tuple[int, Mark]] = []
+        """Held marks, with the watermark that releases each (ascending)."""
 
     @property
     def outputs(self) -> tuple[str, ...]:
@@ -501,6 +515,24 @@ class EventTimeOperator(Operator[EP]):
         if groups is not None:
             self._fold(extracted, ids, groups)
         await self._emit(self.windows.advance(), emit)
+        await self._release(emit)
+
+    async def on_mark(self, mark: Mark, emit: Emit) -> None:
+        self._marks.append((self.windows.horizon, mark))
+        await self._release(emit)
+
+    async def _release(self, emit: Emit) -> None:
+        """Forward the held marks whose rows' windows are all purged (in order)."""
+        watermark = self.windows.watermark
+        while self._marks and self._marks[0][0] <= watermark:
+            _, mark = self._marks.pop(0)
+            mark.stamps[self.node_id] = self.windows.max_event
+            await emit.mark(mark)
+
+    def restore(self, stamp: int) -> None:
+        """Resume at the latest event time of the last acknowledged mark: rows whose
+        windows were purged before the restart are late again, as they were then."""
+        self.windows.max_event = max(self.windows.max_event, stamp)
 
     def _fold(self, extracted: Extracted, ids: I64, groups: Groups) -> None:
         """Add a batch's (non-late) rows to the state of their windows."""
@@ -513,6 +545,9 @@ class EventTimeOperator(Operator[EP]):
 
     async def finish(self, emit: Emit) -> None:
         await self._emit(self.windows.drain(), emit)
+        # The drained windows may be partial (a stopping worker): the marks they hold are
+        # dropped, so the entries behind them are delivered again to whoever resumes.
+        self._marks.clear()
 
     async def _emit(self, windowed: Windowed | None, emit: Emit) -> None:
         if windowed is not None and len(windowed):

@@ -13,6 +13,9 @@ the one batch being handed on); when a batch would go past it, ``overflow`` deci
 - ``block`` (default): take what fits and wait for room (backpressure upstream; no loss);
 - ``drop_oldest``: evict the oldest pending rows, counted as ``dropped``;
 - ``error``: fail with :class:`BufferOverflowError` naming the node.
+
+A mark (:mod:`market_data_pipeline.marks`) goes out behind the last row that came in before
+it, once that row has left the buffer (emitted, or dropped under ``drop_oldest``).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from pydantic import Field
 from market_data_pipeline import records
 from market_data_pipeline.components import Context, Emit, Operator, Params
 from market_data_pipeline.exceptions import PipelineError
+from market_data_pipeline.marks import Mark
 
 __all__ = ["Buffer", "BufferOverflowError", "BufferParams", "Overflow"]
 
@@ -85,6 +89,12 @@ class Buffer(Operator[BufferParams]):
         self._work = asyncio.Event()
         self._room = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._entered = 0
+        """Rows given to the buffer so far."""
+        self._left = 0
+        """Rows that left it so far (taken for emission, evicted or dropped)."""
+        self._marks: deque[tuple[int, Mark]] = deque()
+        """Held marks, each with the rows that must leave before it goes out."""
 
     @property
     def pending(self) -> int:
@@ -101,6 +111,7 @@ class Buffer(Operator[BufferParams]):
         self._check_emitter()
         if batch.num_rows == 0:
             return
+        self._entered += batch.num_rows
         if self.params.overflow is Overflow.BLOCK:
             await self._put_blocking(batch)
         elif self.params.overflow is Overflow.DROP_OLDEST:
@@ -114,6 +125,12 @@ class Buffer(Operator[BufferParams]):
                     incoming=batch.num_rows,
                 )
             self._append(batch)
+
+    async def on_mark(self, mark: Mark, emit: Emit) -> None:
+        self._emit = emit
+        self._check_emitter()
+        self._marks.append((self._entered, mark))
+        self._work.set()
 
     async def on_timer(self, emit: Emit) -> None:
         self._emit = emit
@@ -154,6 +171,7 @@ class Buffer(Operator[BufferParams]):
     def _put_dropping(self, batch: pa.Table) -> None:
         if batch.num_rows > self.capacity:
             self.context.count("dropped", batch.num_rows - self.capacity)
+            self._left += batch.num_rows - self.capacity
             batch = batch.slice(batch.num_rows - self.capacity)
         self._append(batch)
         excess = self._rows - self.capacity
@@ -168,6 +186,7 @@ class Buffer(Operator[BufferParams]):
             self._work.set()
 
     def _evict(self, rows: int) -> None:
+        self._left += rows
         while rows:
             head = self._pending[0]
             if head.num_rows <= rows:
@@ -195,6 +214,8 @@ class Buffer(Operator[BufferParams]):
     def _ready(self) -> bool:
         if self._rows >= self.params.max_rows:
             return True
+        if self._marks and self._marks[0][0] <= self._left:
+            return True
         return self._finishing or (self._flush and self._rows > 0)
 
     async def _run(self) -> None:
@@ -203,8 +224,13 @@ class Buffer(Operator[BufferParams]):
             while not self._ready():
                 self._work.clear()
                 await self._work.wait()
+            assert self._emit is not None, "process() or on_mark() gave emit"
+            while self._marks and self._marks[0][0] <= self._left:
+                await self._emit.mark(self._marks.popleft()[1])
             if not self._rows:
-                return
+                if self._finishing:
+                    return
+                continue
             batch = self._take()
             if not self._rows:
                 self._flush = False
@@ -227,6 +253,7 @@ class Buffer(Operator[BufferParams]):
                 self._pending[0] = head.slice(want)
             want -= parts[-1].num_rows
             self._rows -= parts[-1].num_rows
+            self._left += parts[-1].num_rows
         return records.concat(parts)
 
     def _wake(self, _task: asyncio.Task[None]) -> None:

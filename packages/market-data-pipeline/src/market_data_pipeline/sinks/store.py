@@ -139,6 +139,12 @@ class StoreSink(SinkComponent[StoreSinkParams]):
             await self.store.flush()
             self._settle(wait=True)
 
+    async def commit(self) -> None:
+        """In process: wait until the store wrote (or dead-lettered) everything written so
+        far. Over HTTP a write returns once the service acknowledged it: durable under the
+        service's ``MDS_ACK=durable`` (its default)."""
+        await self.flush()
+
     def _settle(self, *, wait: bool) -> None:
         """Count the rows of settled writes that were not stored (all of them once flushed)."""
         pending = []
