@@ -52,6 +52,7 @@ from market_data_core.health import (
     worst_of,
 )
 from market_data_core.instruments import AssetClass, Instrument
+from market_data_core.job_protocol import JobCommand, JobEvent, RunSummary
 from market_data_core.problems import PROBLEM_MEDIA_TYPE, Problem, ProblemItem
 from market_data_core.protocols import (
     FeedbackPublisher,
@@ -105,6 +106,8 @@ __all__ = [
     "HealthStatus",
     "InMemoryFeedbackBus",
     "Instrument",
+    "JobCommand",
+    "JobEvent",
     "MarketDataError",
     "MetricKind",
     "MetricPoint",
@@ -120,6 +123,7 @@ __all__ = [
     "RateAdjustment",
     "RateController",
     "Region",
+    "RunSummary",
     "Signal",
     "Sink",
     "Source",

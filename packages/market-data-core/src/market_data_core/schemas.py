@@ -30,6 +30,7 @@ from market_data_core.events import EventEnvelope, EventMeta
 from market_data_core.federation import ClusterTopology, NodeStatus
 from market_data_core.health import HealthComponent, HealthStatus, Probe
 from market_data_core.instruments import Instrument
+from market_data_core.job_protocol import JobCommand, JobEvent, RunSummary
 from market_data_core.problems import Problem
 from market_data_core.signals import Signal
 from market_data_core.telemetry import FeedbackEvent, MetricPoint, RateAdjustment
@@ -57,6 +58,9 @@ CONTRACTS: dict[str, type[BaseModel]] = {
     "EventMeta": EventMeta,
     "EventEnvelope": EventEnvelope[Any],
     "Problem": Problem,
+    "JobCommand": JobCommand,
+    "JobEvent": JobEvent,
+    "RunSummary": RunSummary,
 }
 """Every contract with a committed schema, by the name its file carries."""
 

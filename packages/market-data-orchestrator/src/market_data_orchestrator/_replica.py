@@ -7,7 +7,6 @@ import contextlib
 import signal
 from collections import deque
 from datetime import UTC, datetime
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -125,20 +124,6 @@ def combined_status(answers: list[ControlResult]) -> ControlStatus:
     if ControlStatus.FAILED in statuses:
         return ControlStatus.FAILED
     return ControlStatus.REJECTED
-
-
-def node_counters(nodes: Any) -> dict[str, dict[str, int]]:
-    if not isinstance(nodes, dict):
-        return {}
-    counters: dict[str, dict[str, int]] = {}
-    for node, stats in nodes.items():
-        if isinstance(stats, dict):
-            with contextlib.suppress(TypeError, ValueError):
-                counters[str(node)] = {
-                    "in": int(stats.get("in", 0)),
-                    "out": int(stats.get("out", 0)),
-                }
-    return counters
 
 
 def signal_name(number: int) -> str:

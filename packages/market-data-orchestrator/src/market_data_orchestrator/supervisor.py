@@ -25,7 +25,6 @@ State changes are published as ``StateChange`` events (per replica, and per job 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random as _random
 import signal
@@ -35,7 +34,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 from uuid import uuid4
 
 import structlog
@@ -43,6 +41,15 @@ from croniter import croniter
 from pydantic import ValidationError
 
 from market_data_core import ControlAction, ControlResult, ControlStatus
+from market_data_core.job_protocol import (
+    JobCommand,
+    JobControlAck,
+    JobError,
+    JobEvent,
+    JobProgress,
+    JobStarted,
+    RunSummary,
+)
 from market_data_orchestrator._process import kill_group, signal_process, spawn
 from market_data_orchestrator._replica import (
     LIVE,
@@ -53,7 +60,6 @@ from market_data_orchestrator._replica import (
     SupervisorClosedError,
     combined_status,
     control_result,
-    node_counters,
     offer,
     signal_name,
 )
@@ -68,6 +74,8 @@ from market_data_orchestrator.lifecycle import (
 )
 
 __all__ = ["Progress", "StateChange", "Supervisor", "SupervisorClosedError"]
+
+AnyJobEvent = JobStarted | JobProgress | JobControlAck | JobError | RunSummary
 
 logger = structlog.get_logger(__name__)
 Process = asyncio.subprocess.Process
@@ -437,38 +445,46 @@ class Supervisor:
             if not line:
                 return
             try:
-                event = json.loads(line)
-            except ValueError:
+                event = JobEvent.model_validate_json(line).root
+            except ValidationError:
+                if line.lstrip().startswith(b"{"):
+                    logger.warning(
+                        "unreadable event from a job",
+                        job=replica.job.spec.name,
+                        line=line[:200].decode(errors="replace"),
+                    )
                 continue  # not an event: something else printed on stdout
-            if isinstance(event, dict):
-                self._on_event(replica, event)
+            self._on_event(replica, event)
 
-    def _on_event(self, replica: ReplicaRecord, event: dict[str, Any]) -> None:
-        kind = event.get("event")
-        if kind == "started":
+    def _on_event(self, replica: ReplicaRecord, event: AnyJobEvent) -> None:
+        if isinstance(event, JobStarted):
             replica.started_at = datetime.now(UTC)
             replica.started_mono = self._clock()
             if replica.state is _S.STARTING:
                 self._set(replica, _S.RUNNING, "started")
             if replica.job.paused_by is not None:  # the job is paused: so is a new replica
                 self._send(replica, ControlAction.PAUSE)
-        elif kind == "progress":
+        elif isinstance(event, JobProgress):
             self._on_progress(replica, event)
-        elif kind == "control":
+        elif isinstance(event, JobControlAck):
             self._on_ack(replica, event)
-        elif kind == "summary":
-            replica.summary_state = str(event.get("state"))
-            drain = event.get("drain")
-            if isinstance(drain, dict) and drain.get("complete") is False:
-                logger.warning("replica stopped before everything was flushed",
-                               job=replica.job.spec.name, replica=replica.index,
-                               timeout=drain.get("timeout"),
-                               not_flushed=drain.get("not_flushed"))  # fmt: skip
-        elif kind == "error":
-            logger.warning("child error", job=replica.job.spec.name, message=event.get("message"))
+        elif isinstance(event, RunSummary):
+            replica.summary_state = event.state
+            drain = event.drain
+            if drain is not None and not drain.complete:
+                not_flushed = drain.not_flushed
+                logger.warning(
+                    "replica stopped before everything was flushed",
+                    job=replica.job.spec.name,
+                    replica=replica.index,
+                    timeout=drain.timeout,
+                    not_flushed=not_flushed.model_dump() if not_flushed else None,
+                )
+        elif isinstance(event, JobError):
+            logger.warning("child error", job=replica.job.spec.name, message=event.message)
 
-    def _on_progress(self, replica: ReplicaRecord, event: dict[str, Any]) -> None:
-        nodes = node_counters(event.get("nodes"))
+    def _on_progress(self, replica: ReplicaRecord, event: JobProgress) -> None:
+        nodes = {n: {"in": p.rows_in, "out": p.rows_out} for n, p in event.nodes.items()}
         emitted = sum(n["out"] for n in nodes.values() if not n["in"])
         now = self._clock()
         if replica.samples and emitted < replica.samples[-1][1]:
@@ -476,7 +492,7 @@ class Supervisor:
         replica.samples.append((now, emitted))
         (t0, n0), (t1, n1) = replica.samples[0], replica.samples[-1]
         replica.items_per_second = (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
-        state = str(event.get("state"))
+        state = event.state
         seq = replica.progress.seq + 1 if replica.progress is not None else 1
         replica.progress = Progress(seq=seq, state=state, nodes=nodes, emitted=emitted)
         if replica.state in LIVE:
@@ -485,13 +501,9 @@ class Supervisor:
             elif state == "running":
                 self._set(replica, _S.RUNNING, "running")
 
-    def _on_ack(self, replica: ReplicaRecord, event: dict[str, Any]) -> None:
-        try:
-            result = ControlResult.model_validate(event.get("result"))
-        except ValidationError:
-            logger.warning("unreadable acknowledgement", job=replica.job.spec.name)
-            return
-        _, ack = replica.acks.pop(str(event.get("id")), (None, None))
+    def _on_ack(self, replica: ReplicaRecord, event: JobControlAck) -> None:
+        result = event.result
+        _, ack = replica.acks.pop(str(event.id), (None, None))
         if ack is not None and not ack.done():
             ack.set_result(result)
         if result.ok and replica.state in LIVE:
@@ -510,7 +522,7 @@ class Supervisor:
             return ack
         command_id = f"{replica.job.spec.name}.{replica.index}.{uuid4().hex[:12]}"
         replica.acks[command_id] = (action, ack)
-        line = json.dumps({"action": str(action), "id": command_id}) + "\n"
+        line = JobCommand(action=action, id=command_id).model_dump_json() + "\n"
         process.stdin.write(line.encode())
         return ack
 

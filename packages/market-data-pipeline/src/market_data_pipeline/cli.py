@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
     from rich.table import Table
 
+    from market_data_core.job_protocol import RunSummary
     from market_data_pipeline.graph import Graph
     from market_data_pipeline.registry import Registry
     from market_data_pipeline.runtime import RunResult
@@ -186,9 +187,9 @@ def run(
     except KeyboardInterrupt:
         raise _fail("interrupted", 130) from None
     if control:
-        sys.stdout.write(json.dumps({"event": "summary", **_summary(runtime, result)}) + "\n")
+        sys.stdout.write(_summary(runtime, result).model_dump_json(by_alias=True) + "\n")
     elif json_summary:
-        out.print_json(json.dumps(_summary(runtime, result)))
+        out.print_json(_summary(runtime, result).model_dump_json(by_alias=True))
     else:
         _print_summary(runtime, result)
 
@@ -212,6 +213,7 @@ async def _run_job(
 
     from rich.live import Live  # noqa: PLC0415
 
+    from market_data_core.job_protocol import JobStarted  # noqa: PLC0415
     from market_data_pipeline.control import ControlChannel, install_stop_signals, stdin_reader  # noqa: PLC0415
     from market_data_pipeline.unified import UnifiedRuntime  # noqa: PLC0415
 
@@ -221,7 +223,7 @@ async def _run_job(
         helpers: list[asyncio.Task[None]] = []
         if control:
             channel = ControlChannel(runtime)
-            channel.emit("started", job=graph.name, pid=os.getpid(), mode=str(graph.mode))
+            channel.emit(JobStarted(job=graph.name, pid=os.getpid(), mode=str(graph.mode)))  # type: ignore[arg-type]
             helpers.append(asyncio.create_task(channel.read_commands(await stdin_reader())))
             helpers.append(asyncio.create_task(channel.report_progress()))
         try:
@@ -253,27 +255,39 @@ def _progress(runtime: UnifiedRuntime) -> Table:
     return table
 
 
-def _summary(runtime: UnifiedRuntime, result: RunResult) -> dict[str, Any]:
-    return {
-        "job": result.job,
-        "mode": str(runtime.mode),
-        "state": str(result.state),
-        "seconds": round(result.seconds, 3),
-        "nodes": {
-            node_id: {
+def _summary(runtime: UnifiedRuntime, result: RunResult) -> RunSummary:
+    """The run as core's ``RunSummary`` contract (the control protocol's last event)."""
+    from market_data_core.job_protocol import (  # noqa: PLC0415
+        DrainReport,
+        NodeSummary,
+        RunSummary,
+        StoreReport,
+    )
+
+    nodes = {
+        node_id: NodeSummary.model_validate(
+            {
                 "type": result.types[node_id],
                 "kind": result.kinds[node_id],
                 "in": stats.items_in,
                 "out": stats.items_out,
                 **stats.counters,
             }
-            for node_id, stats in result.nodes.items()
-        },
-        "late": result.counter("late"),
-        "pauses": runtime.pauses,
-        "store": runtime.store_report,
-        "drain": runtime.drain,
+        )
+        for node_id, stats in result.nodes.items()
     }
+    report, drain = runtime.store_report, runtime.drain
+    return RunSummary(
+        job=result.job,
+        mode=str(runtime.mode),  # type: ignore[arg-type]
+        state=str(result.state),
+        seconds=round(result.seconds, 3),
+        nodes=nodes,
+        late=result.counter("late"),
+        pauses=runtime.pauses,
+        store=StoreReport.model_validate(report) if report else None,
+        drain=DrainReport.model_validate(drain) if drain else None,
+    )
 
 
 def _print_summary(runtime: UnifiedRuntime, result: RunResult) -> None:

@@ -1,7 +1,8 @@
 """The control channel between a supervisor and ``mdp run --control``: JSON lines on stdio.
 
 A supervisor (the orchestrator) runs ``mdp run CONFIG --control`` as a child process and
-talks to it over its standard streams, one JSON object per line:
+talks to it over its standard streams, one JSON object per line, each one of core's
+contracts (``market_data_core.job_protocol``: ``JobCommand`` in, ``JobEvent`` out):
 
 - **stdin, commands:** ``{"action": "pause" | "resume" | "reload", "id": "..."}``. The
   ``id`` (optional) comes back in the answer. End of stdin means nothing: the job goes on.
@@ -21,15 +22,20 @@ in that time is named in the summary's ``drain``.
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import sys
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import TextIO
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from market_data_core import ControlAction
+from market_data_core.job_protocol import (
+    JobCommand,
+    JobControlAck,
+    JobError,
+    JobProgress,
+    NodeProgress,
+)
 from market_data_pipeline.unified import UnifiedRuntime
 
 __all__ = ["ControlChannel", "ignore_stop_signals", "install_stop_signals", "stdin_reader"]
@@ -45,20 +51,23 @@ class ControlChannel:
         self.out = out or sys.stdout
         self.interval = interval
 
-    def emit(self, event: str, **fields: Any) -> None:
-        self.out.write(json.dumps({"event": event, **fields}, default=str) + "\n")
+    def emit(self, event: BaseModel) -> None:
+        """Write one event (a ``JobEvent`` member) as a line."""
+        self.out.write(event.model_dump_json(by_alias=True) + "\n")
         self.out.flush()
 
     async def handle(self, line: str) -> None:
         """Apply one command line and acknowledge it (or say why it could not be read)."""
         try:
-            command = json.loads(line)
-            action = ControlAction(command["action"])
-        except (ValueError, KeyError, TypeError, ValidationError) as error:
-            self.emit("error", message=f"unreadable command {line.strip()[:200]!r}: {error}")
+            command = JobCommand.model_validate_json(line)
+        except ValidationError as error:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'line'}: {e['msg']}" for e in error.errors()
+            )
+            self.emit(JobError(message=f"unreadable command {line.strip()[:200]!r}: {problems}"))
             return
-        result = await self.runtime.control(action)
-        self.emit("control", id=command.get("id"), result=result.model_dump(mode="json"))
+        result = await self.runtime.control(command.action)
+        self.emit(JobControlAck(id=command.id, result=result))
 
     async def read_commands(self, reader: asyncio.StreamReader) -> None:
         while line := await reader.readline():
@@ -70,13 +79,15 @@ class ControlChannel:
             await asyncio.sleep(self.interval)
             current = self.runtime.current
             nodes = (
-                {n: {"in": s.items_in, "out": s.items_out} for n, s in current.stats.items()}
+                {
+                    n: NodeProgress.model_validate({"in": s.items_in, "out": s.items_out})
+                    for n, s in current.stats.items()
+                }
                 if current is not None
                 else {}
             )
-            self.emit(
-                "progress", state=str(self.runtime.state), nodes=nodes, pauses=self.runtime.pauses
-            )
+            state = str(self.runtime.state)
+            self.emit(JobProgress(state=state, nodes=nodes, pauses=self.runtime.pauses))
 
 
 async def stdin_reader() -> asyncio.StreamReader:

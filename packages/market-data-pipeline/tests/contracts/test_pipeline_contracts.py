@@ -8,17 +8,23 @@ release's, with the pipeline installed from its wheel (without the store)."""
 
 import asyncio
 import json
+import signal
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from market_data_core import BackpressureLevel, InMemoryFeedbackBus, RateAdjustment
 from market_data_core.testing import T0, make_feedback_event, random_walk_trades
 from market_data_core.testing.contracts import ContractSchemas, redeclared_contracts
+from market_data_core.testing.servers import scaled
 from market_data_pipeline import records
 from market_data_pipeline.backpressure import FeedbackRateController
+from market_data_pipeline.cli import app
 from market_data_pipeline.graph import Graph, node
 from market_data_pipeline.operators.resample import ResampleOHLC, ResampleParams
 from market_data_pipeline.runtime import GraphRuntime
@@ -102,3 +108,82 @@ async def test_bars_written_by_a_pipeline_run_conform_to_the_bar_schema(tmp_path
 def test_the_pipeline_does_not_redeclare_core_contracts() -> None:
     """Its source (as installed) and every module of it imported by the tests above."""
     assert redeclared_contracts("market_data_pipeline") == []
+
+
+def _requires(*names: str) -> None:
+    missing = [n for n in names if n not in SCHEMAS.names]
+    if missing:
+        pytest.skip(f"{', '.join(missing)}: new in 1.2.0, release {SCHEMAS.version} predates it")
+
+
+def test_every_line_of_the_control_protocol_conforms_to_the_job_event_schema(
+    tmp_path: Path,
+) -> None:
+    """A real ``mdp run --control`` child, paused, resumed, sent a bad command and stopped:
+    every line it writes is a ``JobEvent``, the last one a ``RunSummary``."""
+    _requires("JobEvent", "RunSummary", "JobCommand")
+
+    config = tmp_path / "paced.yaml"
+    config.write_text(
+        "name: paced\nnodes:\n"
+        "  - {id: trades, type: synthetic, params: {symbols: 2, count: 100000, batch_size: 500,"
+        " rate: 5000}}\n"
+        "  - {id: bars, type: resample_ohlc, params: {timeframe: 1s}}\n"
+        "  - {id: sink, type: 'null'}\n"
+        "edges: [trades -> bars, bars -> sink]\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-m", "market_data_pipeline.cli", "run", str(config), "--control"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    assert child.stdin is not None
+    assert child.stdout is not None
+    lines: list[str] = []
+    try:
+        commands = [{"action": "pause", "id": "p1"}, {"action": "resume", "id": "r1"}]
+        for command in commands:
+            assert _errors("JobCommand", command) == []
+        lines.append(child.stdout.readline())  # started
+        for command in commands:
+            child.stdin.write(json.dumps(command) + "\n")
+        child.stdin.write('{"action": "jump"}\n')
+        child.stdin.flush()
+        kinds: set[str] = set()
+        while not {"control", "error", "progress"} <= kinds:
+            lines.append(child.stdout.readline())
+            kinds.add(json.loads(lines[-1])["event"])
+        child.send_signal(signal.SIGTERM)
+        lines += child.stdout.readlines()
+        assert child.wait(scaled(30)) == 0
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        child.stdin.close()
+        child.stdout.close()
+    events = [json.loads(line) for line in lines if line.strip()]
+    assert events[0]["event"] == "started"
+    assert events[-1]["event"] == "summary"
+    for event in events:
+        assert _errors("JobEvent", event) == [], event
+    assert _errors("RunSummary", events[-1]) == []
+    assert events[-1]["nodes"]["trades"]["out"] > 0
+
+
+def test_the_json_summary_conforms_to_the_run_summary_schema(tmp_path: Path) -> None:
+    _requires("RunSummary")
+
+    config = tmp_path / "small.yaml"
+    config.write_text(
+        "name: small\nnodes:\n"
+        "  - {id: trades, type: synthetic, params: {symbols: 3, count: 2000}}\n"
+        "  - {id: bars, type: resample_ohlc, params: {timeframe: 1m}}\n"
+        "  - {id: sink, type: 'null'}\n"
+        "edges: [trades -> bars, bars -> sink]\n"
+    )
+    result = CliRunner().invoke(app, ["run", str(config), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert _errors("RunSummary", summary) == []
+    assert summary["state"] == "completed"
+    assert summary["nodes"]["trades"]["out"] == 2000

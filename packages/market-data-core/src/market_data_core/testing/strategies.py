@@ -23,6 +23,20 @@ from market_data_core.events import EventEnvelope, EventMeta, Track
 from market_data_core.federation import ClusterTopology, NodeRole, NodeStatus
 from market_data_core.health import HealthComponent, HealthState, HealthStatus, Probe, ProbeKind
 from market_data_core.instruments import AssetClass, Instrument
+from market_data_core.job_protocol import (
+    DrainReport,
+    JobCommand,
+    JobControlAck,
+    JobError,
+    JobEvent,
+    JobProgress,
+    JobStarted,
+    NodeProgress,
+    NodeSummary,
+    NotFlushed,
+    RunSummary,
+    StoreReport,
+)
 from market_data_core.problems import Problem, ProblemItem
 from market_data_core.signals import Signal
 from market_data_core.telemetry import (
@@ -173,6 +187,92 @@ def _node_statuses() -> st.SearchStrategy[NodeStatus]:
     )
 
 
+_counts = st.integers(min_value=0, max_value=10**12)
+_node_names = st.from_regex(r"\A[a-z][a-z0-9_]{0,11}\Z")
+_RESERVED = {"type", "kind", "in", "out", "rows_in", "rows_out"}
+
+
+@st.composite
+def _node_summaries(draw: st.DrawFn) -> NodeSummary:
+    counters = draw(
+        st.dictionaries(_node_names.filter(lambda k: k not in _RESERVED), _counts, max_size=3)
+    )
+    fields: dict[str, Any] = {"in": draw(_counts), "out": draw(_counts), **counters}
+    return NodeSummary(
+        type=draw(_node_names),
+        kind=draw(st.sampled_from(["provider", "operator", "sink"])),
+        **fields,
+    )
+
+
+def _run_summaries() -> st.SearchStrategy[RunSummary]:
+    seconds = st.floats(min_value=0, max_value=1e6, allow_nan=False)
+    not_flushed = st.builds(
+        NotFlushed,
+        channels=st.dictionaries(_node_names, _counts, max_size=2),
+        cancelled=st.lists(_node_names, max_size=2),
+        store=st.dictionaries(st.sampled_from(["dead_lettered", "dropped"]), _counts),
+    )
+    return st.builds(
+        RunSummary,
+        job=_node_names,
+        mode=st.sampled_from(["dag", "classic"]),
+        state=st.sampled_from(["completed", "stopped", "failed"]),
+        seconds=seconds,
+        nodes=st.dictionaries(_node_names, _node_summaries(), max_size=3),
+        late=_counts,
+        pauses=_counts,
+        store=st.none()
+        | st.builds(
+            StoreReport,
+            database=st.just("sqlite:///market_data.db"),
+            tables=st.dictionaries(_node_names, st.tuples(_counts, _counts), max_size=2),
+        ),
+        drain=st.none()
+        | st.builds(
+            DrainReport,
+            timeout=seconds,
+            seconds=seconds,
+            complete=st.booleans(),
+            not_flushed=st.none() | not_flushed,
+        ),
+    )
+
+
+def _job_events() -> st.SearchStrategy[JobEvent]:
+    progress = st.builds(
+        JobProgress,
+        state=st.sampled_from(["running", "paused"]),
+        nodes=st.dictionaries(
+            _node_names,
+            st.builds(lambda i, o: NodeProgress(**{"in": i, "out": o}), _counts, _counts),
+            max_size=3,
+        ),
+        pauses=_counts,
+    )
+    started = st.builds(
+        JobStarted,
+        job=_node_names,
+        pid=st.integers(1, 2**22),
+        mode=st.sampled_from(["dag", "classic"]),
+    )
+    ack = st.builds(
+        JobControlAck,
+        id=st.none() | identifiers,
+        result=st.builds(
+            ControlResult,
+            action=st.sampled_from(ControlAction),
+            target=identifiers,
+            status=st.sampled_from(ControlStatus),
+            ts=aware_datetimes(),
+        ),
+    )
+    error = st.builds(JobError, message=texts)
+    return st.one_of(started, progress, ack, error, _run_summaries()).map(
+        lambda event: JobEvent(root=event)
+    )
+
+
 STRATEGIES: dict[type[Any], st.SearchStrategy[Any]] = {
     Instrument: st.builds(
         Instrument,
@@ -276,5 +376,10 @@ STRATEGIES: dict[type[Any], st.SearchStrategy[Any]] = {
         ).map(tuple),
         instance=st.none() | st.just("/v1/trades"),
     ),
+    JobCommand: st.builds(
+        JobCommand, action=st.sampled_from(ControlAction), id=st.none() | identifiers
+    ),
+    JobEvent: _job_events(),
+    RunSummary: _run_summaries(),
 }
 """A strategy for each contract in ``market_data_core.schemas.CONTRACTS``."""
