@@ -168,7 +168,7 @@ async def test_workers_killed_mid_run_leave_the_bars_exactly_as_pandas_makes_the
             async def w0_mid_run() -> bool:
                 return await delivered(client, 0) >= 12
 
-            await until_async(w0_mid_run, "worker w0 to read 12 entries")
+            await until_async(w0_mid_run, "worker w0 to read 12 entries", procs, workers)
             assert feed.poll() is None, "the feed ended before the first kill: not mid-run"
             held_w0 = await pending(client, 0, "w0")
             workers["w0"].send_signal(signal.SIGKILL)
@@ -178,7 +178,7 @@ async def test_workers_killed_mid_run_leave_the_bars_exactly_as_pandas_makes_the
             async def w1_mid_run() -> bool:
                 return await delivered(client, 1) >= 30
 
-            await until_async(w1_mid_run, "worker w1 to read 30 entries")
+            await until_async(w1_mid_run, "worker w1 to read 30 entries", procs, workers)
             assert feed.poll() is None, "the feed ended before the second kill: not mid-run"
             held_w1 = await pending(client, 1, "w1")
             workers["w1"].send_signal(signal.SIGKILL)
@@ -207,9 +207,21 @@ async def test_workers_killed_mid_run_leave_the_bars_exactly_as_pandas_makes_the
     assert_bars_equal(got, want, "bars after two workers were killed")
 
 
-async def until_async(predicate, what: str, limit: float = 60.0) -> None:
-    """``harness.until`` for a coroutine predicate."""
+async def until_async(
+    predicate,
+    what: str,
+    procs: Processes,
+    workers: dict[str, subprocess.Popen[bytes]],
+    limit: float = 60.0,
+) -> None:
+    """``harness.until`` for a coroutine predicate; a worker that exits meanwhile fails the
+    wait at once, with its log."""
     deadline = time.monotonic() + scaled(limit)
     while not await predicate():
+        for name, proc in workers.items():
+            code = proc.poll()
+            assert code is None, (
+                f"waiting for {what}: worker {name} exited {code}:\n{procs.log(name)}"
+            )
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.05)

@@ -39,7 +39,21 @@ def head_revision() -> str:
     return head
 
 
+# pg_advisory_xact_lock key: "mds migrate" in ASCII, constant across versions so that any two
+# stores migrating one database take turns.
+_MIGRATION_LOCK = 0x6D6473206D696772
+
+
 def _upgrade(connection: Connection, revision: str) -> None:
+    if connection.dialect.name == "postgresql":
+        # Workers started together on a new database would otherwise all create the same
+        # tables at once ("relation alembic_version already exists"). The lock is held until
+        # the transaction commits; whoever waited then finds the schema at head.
+        connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+    elif connection.dialect.name == "sqlite":
+        # The same for SQLite: take the database's write lock before reading its revision
+        # (the driver would start the transaction only at the first INSERT, after the DDL).
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
     command.upgrade(_config(connection), revision)
 
 
@@ -74,7 +88,8 @@ async def _run_on(url: DatabaseUrl, fn: Any, *args: Any) -> Any:
 
 
 def _run_sync(url: DatabaseUrl, fn: Any, *args: Any) -> Any:
-    engine = sa.create_engine(url.sqlalchemy_url())
+    # A second store migrating the same file waits for the write lock (default 5 s).
+    engine = sa.create_engine(url.sqlalchemy_url(), connect_args={"timeout": 60})
     try:
         with engine.begin() as connection:
             return fn(connection, *args)

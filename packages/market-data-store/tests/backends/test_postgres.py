@@ -24,6 +24,8 @@ from market_data_core.testing import (
     make_trade,
     random_walk_trades,
 )
+from market_data_core.testing.servers import scaled
+from market_data_store import migrations
 from market_data_store.backends.base import Backend
 from market_data_store.backends.postgres import PostgresBackend
 from market_data_store.dsn import DatabaseUrl
@@ -615,3 +617,20 @@ async def test_open_against_a_stopped_server_is_transient(own_server: PostgresSe
     await backend.open()
     await backend.ping()
     await backend.close()
+
+
+@pytest.mark.asyncio
+async def test_stores_that_start_together_on_a_new_database_all_migrate_it(
+    postgres_server: PostgresServer,
+) -> None:
+    """N workers starting at once on an empty database (a fresh deployment): each runs the
+    migrations, none fails with "relation alembic_version already exists"."""
+    url = await postgres_server.create_database()
+    try:
+        # Without the lock they also deadlock on each other's DDL: bound the wait.
+        revisions = await asyncio.wait_for(
+            asyncio.gather(*(upgrade(url) for _ in range(4))), timeout=scaled(60)
+        )
+        assert set(revisions) == {migrations.HEAD}
+    finally:
+        await postgres_server.drop_database(str(url.sqlalchemy_url().database))

@@ -51,6 +51,15 @@ async def sqlite_backend(tmp_path: Path) -> AsyncIterator[SqliteBackend]:
     await backend.close()
 
 
+async def test_stores_that_start_together_on_a_new_file_all_migrate_it(tmp_path: Path) -> None:
+    """Several stores opening one new database file at once (workers of one job, say): each
+    migrates or waits for the one that does; none fails with "table bars already exists"."""
+    for attempt in range(3):
+        url = DatabaseUrl.parse(f"sqlite:///{tmp_path / f'new-{attempt}.db'}")
+        revisions = await asyncio.gather(*(upgrade(url) for _ in range(4)))
+        assert set(revisions) == {head_revision()}
+
+
 async def test_migrations_reach_head_and_are_idempotent(tmp_path: Path) -> None:
     url = DatabaseUrl.parse(f"sqlite:///{tmp_path / 'new' / 'store.db'}")
     assert await current_revision(url) is None
