@@ -86,6 +86,11 @@ def test_an_operator_pauses_and_resumes_and_the_admin_reads_the_audit(served: st
     assert "accepted" in paused.output
     assert "paused" in _mdo(served, OPERATOR, "jobs").output
     assert _mdo(served, OPERATOR, "resume", "paced").exit_code == 0
+    scaled = _mdo(served, OPERATOR, "scale", "paced", "2")
+    assert scaled.exit_code == 0, scaled.output
+    assert "paced: 2 replicas" in scaled.output
+    assert "2/2" in _wait_jobs(served, "2/2")
+    assert _mdo(served, OPERATOR, "scale", "paced", "0").exit_code == 2  # refused before a call
     denied = _mdo(served, OPERATOR, "reload", "paced")
     assert denied.exit_code == 1
     assert "403" in denied.output
@@ -97,6 +102,15 @@ def test_an_operator_pauses_and_resumes_and_the_admin_reads_the_audit(served: st
     status = _mdo(served, None, "status")
     assert status.exit_code == 0, status.output
     assert "job:paced" in status.output
+
+
+def _wait_jobs(url: str, text: str) -> str:
+    """``mdo jobs`` once it shows ``text`` (a replica that is starting)."""
+    deadline = time.monotonic() + 60
+    while text not in (output := _mdo(url, OPERATOR, "jobs").output):
+        assert time.monotonic() < deadline, output
+        time.sleep(0.2)
+    return output
 
 
 def test_state_changes_stream_as_server_sent_events(served: str) -> None:
@@ -165,8 +179,8 @@ def test_help_and_version_import_no_service() -> None:
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["serve"], ["status"], ["jobs"], ["pause"], ["resume"], ["reload"], ["audit"],
-     ["openapi"]],
+    [[], ["serve"], ["status"], ["jobs"], ["pause"], ["resume"], ["scale"], ["reload"],
+     ["audit"], ["openapi"]],
 )  # fmt: skip
 def test_help_shows_a_flag_without_a_value(command: list[str]) -> None:
     # `--help <bool>` (Typer's Rich panels) reads as if the flag wanted a value; it takes none

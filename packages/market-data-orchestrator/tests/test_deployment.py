@@ -140,6 +140,10 @@ def test_an_empty_file_is_an_empty_deployment(tmp_path: Path) -> None:
             "jobs:\n  - {name: a, config: pipelines/bars.yaml, stop_timeout: 0}\n",
             ["deploy.yaml:2", "jobs.0.stop_timeout", "greater than 0"],
         ),
+        (
+            "jobs:\n  - {name: a, config: pipelines/bars.yaml, replicas: 3, partitions: 2}\n",
+            ["jobs.0", "replicas (3) must not exceed partitions (2)"],
+        ),
     ],
 )
 def test_errors_name_the_file_line_and_field(

@@ -104,6 +104,48 @@ def test_control_actions_are_rate_limited_per_caller(client: TestClient) -> None
     assert client.post("/v1/jobs/paced/resume", headers=_auth("admin")).status_code == 200
 
 
+def test_an_operator_scales_a_running_job_and_the_audit_says_from_what_to_what(
+    client: TestClient,
+) -> None:
+    body = {"replicas": 2}
+    assert (
+        client.post("/v1/jobs/paced/scale", json=body, headers=_auth("viewer")).status_code == 403
+    )
+    scaled = client.post("/v1/jobs/paced/scale", json=body, headers=_auth("operator"))
+    assert scaled.status_code == 200, scaled.text
+    assert scaled.json()["desired_replicas"] == 2
+    assert len(scaled.json()["replicas"]) == 2
+    deadline = time.monotonic() + 60
+    while [
+        r["state"] for r in client.get("/v1/jobs/paced", headers=_auth("viewer")).json()["replicas"]
+    ] != ["running", "running"]:
+        assert time.monotonic() < deadline, "the second replica never ran"
+        time.sleep(0.1)
+    assert 'orchestrator_desired_replicas{job="paced"} 2.0' in client.get("/metrics").text
+
+    zero = client.post("/v1/jobs/paced/scale", json={"replicas": 0}, headers=_auth("operator"))
+    assert zero.status_code == 422
+    assert "replicas" in zero.text
+    junk = client.post("/v1/jobs/paced/scale", json={"count": 2}, headers=_auth("operator"))
+    assert junk.status_code == 422
+    assert client.post("/v1/jobs/nope/scale", json=body, headers=_auth("admin")).status_code == 404
+    down = client.post("/v1/jobs/paced/scale", json={"replicas": 1}, headers=_auth("admin"))
+    assert down.status_code == 200, down.text
+    assert len(down.json()["replicas"]) == 1
+
+    audit = client.get("/v1/audit", headers=_auth("admin")).json()
+    scales = [
+        (a["actor"], a["target"], a["result"], a.get("reason"))
+        for a in audit
+        if a["action"] == "POST /v1/jobs/{name}/scale"
+    ]
+    assert ("operator-user", "paced", "allowed", "replicas 1 -> 2") in scales
+    assert ("admin-user", "paced", "allowed", "replicas 2 -> 1") in scales
+    assert ("viewer-user", "paced", "denied") in {s[:3] for s in scales}
+    assert ("operator-user", "paced", "failed") in {s[:3] for s in scales}  # the 422s
+    assert ("admin-user", "nope", "failed") in {s[:3] for s in scales}
+
+
 def test_health_and_metrics(client: TestClient) -> None:
     ready = client.get("/readyz")
     assert ready.status_code == 200

@@ -435,3 +435,79 @@ async def test_children_die_with_a_killed_orchestrator(tmp_path: Path) -> None:
     finally:
         if alive(child):  # the test failed: do not leave the orphan behind
             os.kill(child, signal.SIGKILL)
+
+
+def partitioned(tmp_path: Path) -> Path:
+    """Runs until stopped; each partition's copy seeds its own trades."""
+    params = "symbols: 2, count: 1000000, batch_size: 200, rate: 1000, seed: '{partition}'"
+    return pipeline(tmp_path, "parts", f"type: synthetic, params: {{{params}}}")
+
+
+def owned(supervisor: Supervisor, replica: int) -> set[int] | None:
+    """The partitions a replica's child runs, from the node ids of its progress reports."""
+    progress = supervisor.progress("job", replica)
+    if progress is None:
+        return None
+    return {int(n.rsplit("-p", 1)[1]) for n in progress.nodes if n.startswith("trades-p")}
+
+
+@pytest.mark.asyncio
+async def test_scaling_a_partitioned_job_rebalances_its_partitions(
+    tmp_path: Path, supervisors: list[Supervisor]
+) -> None:
+    supervisor, changes = make(supervisors, job(partitioned(tmp_path), partitions=4))
+    await supervisor.start("job")
+    await wait_until(lambda: owned(supervisor, 0) == {0, 1, 2, 3}, "one replica with all four")
+    first = supervisor.job("job").replicas[0]
+    assert first.partitions == [0, 1, 2, 3]
+    assert first.pid is not None
+
+    info = await supervisor.scale("job", 2, by="alice")
+    assert info.desired_replicas == 2
+    assert [r.partitions for r in info.replicas] == [[0, 2], [1, 3]]
+    await wait_until(lambda: owned(supervisor, 0) == {0, 2}, "replica 0 on partitions 0, 2")
+    await wait_until(lambda: owned(supervisor, 1) == {1, 3}, "replica 1 on partitions 1, 3")
+    assert await reaped(first.pid)  # the old assignment stopped before the new one started
+    stops = [c for c in changes if c.replica == 0 and c.new is S.STOPPED]
+    assert stops, "replica 0 was not stopped for the rebalance"
+    assert supervisor.job("job").state is S.RUNNING
+
+    with pytest.raises(ValueError, match="at most 4 replicas"):
+        await supervisor.scale("job", 5, by="alice")
+    assert supervisor.job("job").desired_replicas == 2  # a refused scale changes nothing
+
+    info = await supervisor.scale("job", 1, by="bob")
+    assert [r.partitions for r in info.replicas] == [[0, 1, 2, 3]]
+    await wait_until(lambda: owned(supervisor, 0) == {0, 1, 2, 3}, "all four again")
+    assert len(supervisor.job("job").replicas) == 1
+
+
+@pytest.mark.asyncio
+async def test_scaling_a_job_without_partitions_adds_and_removes_replicas_only(
+    tmp_path: Path, supervisors: list[Supervisor]
+) -> None:
+    supervisor, _ = make(supervisors, job(paced(tmp_path)))
+    await supervisor.start("job")
+    await wait_until(lambda: supervisor.job("job").state is S.RUNNING, "running")
+    kept = supervisor.job("job").replicas[0].pid
+
+    info = await supervisor.scale("job", 3, by="alice")
+    assert len(info.replicas) == 3
+    await wait_until(
+        lambda: all(r.state is S.RUNNING for r in supervisor.job("job").replicas), "three running"
+    )
+    pids = [r.pid for r in supervisor.job("job").replicas]
+    assert pids[0] == kept  # the running replica went on
+    assert len(set(pids)) == 3
+
+    info = await supervisor.scale("job", 1, by="alice")
+    assert [r.pid for r in info.replicas] == [kept]
+    for pid in pids[1:]:
+        assert pid is not None
+        assert await reaped(pid)
+
+    await supervisor.stop("job")
+    info = await supervisor.scale("job", 2, by="alice")  # a stopped job stays stopped
+    assert info.state is S.STOPPED
+    assert all(r.pid is None or not alive(r.pid) for r in info.replicas)
+    assert len(info.replicas) == 2

@@ -90,6 +90,7 @@ class ReplicaRecord:
             last_exit_code=self.last_exit_code,
             last_error=self.last_error,
             items_per_second=round(self.items_per_second, 3),
+            partitions=self.job.spec.partitions_of(self.index),
         )
 
 
@@ -102,6 +103,8 @@ class JobRecord:
         self.last_error: str | None = None
         self.next_run: datetime | None = None
         self.secrets = [v for v in spec.environment().values() if len(v) >= 4]
+        self.scaling = asyncio.Lock()
+        """Held while the replica set changes (one scale at a time)."""
 
     def redact(self, text: str) -> str:
         for secret in self.secrets:

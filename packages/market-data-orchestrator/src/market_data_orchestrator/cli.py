@@ -93,13 +93,15 @@ def serve(
     )
 
 
-def _call(method: str, url: str, path: str) -> Any:
+def _call(method: str, url: str, path: str, *, body: Any = None, timeout: float = 30.0) -> Any:
     import httpx  # noqa: PLC0415
 
     token = os.environ.get("MDO_TOKEN")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        response = httpx.request(method, f"{url.rstrip('/')}{path}", headers=headers, timeout=30)
+        response = httpx.request(
+            method, f"{url.rstrip('/')}{path}", headers=headers, json=body, timeout=timeout
+        )
     except httpx.HTTPError as error:
         raise _fail(f"cannot reach the orchestrator at {url}: {type(error).__name__}") from None
     if response.status_code >= 400:
@@ -165,6 +167,28 @@ def pause(job: str, url: UrlOption = DEFAULT_URL) -> None:
 def resume(job: str, url: UrlOption = DEFAULT_URL) -> None:
     """Resume a paused job where it stopped. Needs operator."""
     _control("resume", job, url)
+
+
+@app.command()
+def scale(
+    job: str,
+    replicas: Annotated[int, typer.Argument(min=1, help="Children to keep.")],
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Change a job's replica count while it runs; a partitioned job is rebalanced (its
+    replicas stop with drain, then the new set starts). Audited. Needs operator."""
+    # a rebalance waits for every replica's drain (their stop_timeout)
+    info = _call("POST", url, f"/v1/jobs/{job}/scale", body={"replicas": replicas}, timeout=300)
+    shares = [
+        f"replica {r['index']}: partitions {','.join(map(str, r['partitions']))}"
+        for r in info["replicas"]
+        if r.get("partitions") is not None
+    ]
+    out.print(
+        f"{job}: {info['desired_replicas']} replicas ({info['state']})"
+        + (f"; {'; '.join(shares)}" if shares else ""),
+        highlight=False,
+    )
 
 
 @app.command()

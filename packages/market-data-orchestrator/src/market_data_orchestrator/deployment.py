@@ -136,6 +136,15 @@ class JobSpec(_Model):
     name: JobName = Field(description="Letters, digits, `_`, `.`, `-` (in URLs and metrics).")
     config: Path = Field(description="An `mdp run` config (relative to the deployment file).")
     replicas: int = Field(default=1, ge=1, description="Child processes of `mdp run` to keep.")
+    partitions: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Partitions of the job's input (its config holds `{partition}`, e.g. stream"
+            " `ticks:{partition}`): replica i of R owns the partitions p with p % R == i"
+            " (`mdp run --partitions`); replicas <= partitions."
+        ),
+    )
     restart: RestartPolicy = Field(
         default_factory=RestartPolicy, description="Restart policy, backoff, crash-loop limit."
     )
@@ -169,6 +178,22 @@ class JobSpec(_Model):
         if isinstance(data, dict) and data.get("cwd") is None and base is not None:
             return {**data, "cwd": base}
         return data
+
+    @model_validator(mode="after")
+    def _replicas_within_partitions(self) -> JobSpec:
+        if self.partitions is not None and self.replicas > self.partitions:
+            msg = (
+                f"replicas ({self.replicas}) must not exceed partitions ({self.partitions}):"
+                " a replica without a partition would have nothing to read"
+            )
+            raise ValueError(msg)
+        return self
+
+    def partitions_of(self, index: int) -> list[int] | None:
+        """The partitions replica ``index`` owns (None: the job is not partitioned)."""
+        if self.partitions is None:
+            return None
+        return [p for p in range(self.partitions) if p % self.replicas == index]
 
     @field_validator("config", "cwd")
     @classmethod

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from market_data_core import ControlAction, ControlResult
 
-__all__ = ["JobController", "JobInfo", "JobState", "ReplicaInfo"]
+__all__ = ["JobController", "JobInfo", "JobState", "ReplicaInfo", "ScaleRequest"]
 
 
 class JobState(StrEnum):
@@ -45,6 +45,8 @@ class ReplicaInfo(BaseModel):
     last_error: str | None = None
     items_per_second: float = 0.0
     """Records the job's providers emitted per second, over the last progress reports."""
+    partitions: list[int] | None = None
+    """The partitions this replica owns (None: the job is not partitioned)."""
 
 
 class JobInfo(BaseModel):
@@ -57,6 +59,7 @@ class JobInfo(BaseModel):
     state: JobState
     replicas: list[ReplicaInfo] = Field(default_factory=list)
     desired_replicas: int = 1
+    partitions: int | None = None
     restarts: int = 0
     last_error: str | None = None
     writes_to_store: bool = True
@@ -65,6 +68,18 @@ class JobInfo(BaseModel):
     )
     schedule: str | None = None
     next_run: datetime | None = None
+
+
+class ScaleRequest(BaseModel):
+    """The body of ``POST /v1/jobs/{name}/scale``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    replicas: int = Field(
+        ge=1,
+        le=1024,
+        description="Children to keep (a partitioned job: at most its partitions; rebalanced).",
+    )
 
 
 class JobController(Protocol):
@@ -82,4 +97,8 @@ class JobController(Protocol):
 
     async def control(self, name: str, action: ControlAction, *, by: str) -> ControlResult:
         """Pause / resume / reload every replica; ``by`` is who asked (for ``paused_by``)."""
+        ...
+
+    async def scale(self, name: str, replicas: int, *, by: str) -> JobInfo:
+        """Change the job's replica count while it runs (``ValueError``: not possible)."""
         ...

@@ -4,7 +4,8 @@
   every job and the feedback transport; 503 when unhealthy); ``GET /metrics``.
 - Viewer: ``GET /v1/jobs``, ``GET /v1/jobs/{name}``, ``GET /v1/topology``,
   ``GET /v1/feedback``, ``GET /v1/events`` (server-sent events of state changes).
-- Operator: ``POST /v1/jobs/{name}/{start|stop|pause|resume}``; admin: ``.../reload``,
+- Operator: ``POST /v1/jobs/{name}/{start|stop|pause|resume}``, ``POST /v1/jobs/{name}/scale``
+  (``{"replicas": n}``: a partitioned job is rebalanced); admin: ``.../reload``,
   ``GET /v1/audit`` and topology edits (``POST /v1/topology/peers``,
   ``DELETE /v1/topology/peers/{node_id}``).
 
@@ -56,8 +57,9 @@ from market_data_core import (
     ProblemItem,
 )
 from market_data_core.logs import redacted_query
+from market_data_orchestrator._replica import SupervisorClosedError
 from market_data_orchestrator.deployment import PeerSpec, Role
-from market_data_orchestrator.jobs import JobInfo
+from market_data_orchestrator.jobs import JobInfo, ScaleRequest
 from market_data_orchestrator.orchestrator import SERVICE, Orchestrator
 from market_data_orchestrator.security import (
     AccessError,
@@ -424,6 +426,36 @@ def _job_routes(app: FastAPI, orchestrator: Orchestrator) -> None:
     for verb in ("pause", "resume"):
         _add_action(app, orchestrator, verb, response_model=ControlResult, admin=False)
     _add_action(app, orchestrator, "reload", response_model=ControlResult, admin=True)
+
+    @app.post(
+        "/v1/jobs/{name}/scale",
+        response_model=JobInfo,
+        summary="Change a job's replica count while it runs (operator)",
+        name="scale_job",
+        responses={
+            **_ROLE,
+            **_NO_JOB,
+            **_error(409, "the orchestrator is shutting down"),
+            **_error(422, "not a possible count (below 1, above the job's partitions)"),
+            **_LIMITED,
+        },
+    )
+    async def scale(
+        name: str, body: ScaleRequest, request: Request, principal: Operator
+    ) -> JobInfo:
+        _limit(orchestrator, request, principal)
+        before = _job(orchestrator, name).desired_replicas  # 404, audited as failed
+        try:
+            info: JobInfo = await orchestrator.supervisor.scale(
+                name, body.replicas, by=principal.name
+            )
+        except ValueError as exc:  # audited as failed
+            raise HTTPException(422, str(exc)) from None
+        except SupervisorClosedError as exc:
+            raise HTTPException(409, str(exc)) from None
+        reason = f"replicas {before} -> {info.desired_replicas}"
+        await _audit(orchestrator, request, principal, AuditOutcome.ALLOWED, reason)
+        return info
 
 
 def _add_action(

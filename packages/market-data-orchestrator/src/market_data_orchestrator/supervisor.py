@@ -124,14 +124,14 @@ class Supervisor:
 
     def _new_job(self, spec: JobSpec) -> JobRecord:
         job = JobRecord(spec)
-        policy = spec.restart
-        for index in range(spec.replicas):
-            backoff = Backoff(policy.backoff_initial, policy.backoff_max, random=self._random)
-            crash_loop = CrashLoop(
-                policy.crash_loop_limit, policy.crash_loop_window, clock=self._clock
-            )
-            job.replicas.append(ReplicaRecord(job, index, backoff, crash_loop))
+        job.replicas = [self._new_replica(job, index) for index in range(spec.replicas)]
         return job
+
+    def _new_replica(self, job: JobRecord, index: int) -> ReplicaRecord:
+        policy = job.spec.restart
+        backoff = Backoff(policy.backoff_initial, policy.backoff_max, random=self._random)
+        crash_loop = CrashLoop(policy.crash_loop_limit, policy.crash_loop_window, clock=self._clock)
+        return ReplicaRecord(job, index, backoff, crash_loop)
 
     # -- JobController -----------------------------------------------------------------
 
@@ -195,6 +195,52 @@ class Supervisor:
         )
         logger.info("job control", job=name, action=str(action), by=by, status=str(status))
         return control_result(action, name, status, message[:1024])
+
+    async def scale(self, name: str, replicas: int, *, by: str) -> JobInfo:
+        """Keep ``replicas`` children of the job from now on, whether it runs or not.
+
+        A job without partitions gains or loses replicas at the end; the others go on. A
+        partitioned job is rebalanced eagerly (Kafka's classic protocol): every replica
+        stops with drain (what it committed is acknowledged, the rest stays pending in its
+        streams), then the new set starts, replica i owning the partitions p with
+        ``p % replicas == i``, and reads on from what was acknowledged. ``ValueError``
+        when the count is not possible (below 1, above the partitions).
+        """
+        job = self._get(name)
+        spec = job.spec
+        if replicas < 1:
+            raise ValueError(f"job {name}: replicas must be at least 1, got {replicas}")
+        if spec.partitions is not None and replicas > spec.partitions:
+            raise ValueError(
+                f"job {name} has {spec.partitions} partitions: at most {spec.partitions}"
+                f" replicas (one per partition), got {replicas}"
+            )
+        if self._closed:
+            raise SupervisorClosedError("the supervisor is closed")
+        async with job.scaling:
+            before = len(job.replicas)
+            if replicas == before:
+                return self._info(job)
+            running = any(r.active for r in job.replicas)
+            job.spec = spec.model_copy(update={"replicas": replicas})
+            if spec.partitions is not None:
+                await asyncio.gather(*(self._stop_replica(r) for r in job.replicas))
+                job.replicas = [self._new_replica(job, i) for i in range(replicas)]
+            elif replicas > before:
+                job.replicas.extend(self._new_replica(job, i) for i in range(before, replicas))
+            else:
+                await asyncio.gather(*(self._stop_replica(r) for r in job.replicas[replicas:]))
+                del job.replicas[replicas:]
+            logger.info("job scaled", job=name, replicas=replicas, before=before, by=by)
+            if running:
+                await self.start(name)
+            else:  # new replicas of a job that ran before are as stopped as the others
+                if job.state is not _S.PENDING:
+                    for replica in job.replicas:
+                        if replica.state is _S.PENDING:
+                            replica.state = _S.STOPPED
+                self._refresh(job, f"scaled to {replicas} by {by}")
+            return self._info(job)
 
     def progress(self, name: str, replica: int = 0) -> Progress | None:
         """The latest progress report of a replica's current child (None before the first)."""
@@ -280,11 +326,16 @@ class Supervisor:
         )  # fmt: skip
         self._emit(StateChange(name=name, replica=replica.index, old=old, new=new,
                                reason=reason, ts=now))  # fmt: skip
+        self._refresh(job, reason, now)
+
+    def _refresh(self, job: JobRecord, reason: str, now: datetime | None = None) -> None:
+        """Recompute the job's state from its replicas' (announce a change)."""
         job_state = aggregate(r.state for r in job.replicas)
         if job_state is not job.state:
             previous, job.state = job.state, job_state
-            self._emit(StateChange(name=name, replica=None, old=previous, new=job_state,
-                                   reason=reason, ts=now))  # fmt: skip
+            self._emit(StateChange(name=job.spec.name, replica=None, old=previous,
+                                   new=job_state, reason=reason,
+                                   ts=now or datetime.now(UTC)))  # fmt: skip
 
     # -- one replica -------------------------------------------------------------------
 
@@ -321,7 +372,7 @@ class Supervisor:
         replica.items_per_second = 0.0
         spec = replica.job.spec
         try:
-            process = await spawn(self._argv(spec), env=self._env(spec), cwd=spec.cwd)
+            process = await spawn(self._argv(replica), env=self._env(spec), cwd=spec.cwd)
         except OSError as error:
             replica.stderr.append(f"error: cannot start the child: {error}")
             return None
@@ -356,9 +407,14 @@ class Supervisor:
                 )  # fmt: skip
         replica.acks.clear()
 
-    def _argv(self, spec: JobSpec) -> list[str]:
+    def _argv(self, replica: ReplicaRecord) -> list[str]:
+        spec = replica.job.spec
         config = spec.config if spec.config.is_absolute() else Path.cwd() / spec.config
-        return [self.python, "-m", "market_data_pipeline.cli", "run", str(config), "--control"]
+        argv = [self.python, "-m", "market_data_pipeline.cli", "run", str(config), "--control"]
+        partitions = spec.partitions_of(replica.index)
+        if partitions is not None:
+            argv += ["--partitions", ",".join(map(str, partitions))]
+        return argv
 
     @staticmethod
     def _env(spec: JobSpec) -> dict[str, str]:
@@ -625,6 +681,7 @@ class Supervisor:
             state=job.state,
             replicas=[r.info() for r in job.replicas],
             desired_replicas=spec.replicas,
+            partitions=spec.partitions,
             restarts=sum(r.restarts for r in job.replicas),
             last_error=job.last_error,
             writes_to_store=spec.writes_to_store,

@@ -99,14 +99,16 @@ def _settings(config: Path, **flags: Any) -> UnifiedRuntimeSettings:
         raise _fail(str(error), 2) from None
 
 
-def _load(config: Path) -> Graph:
+def _load(config: Path, partitions: tuple[int, ...] | None = None) -> Graph:
     from market_data_pipeline.exceptions import GraphError  # noqa: PLC0415
     from market_data_pipeline.graph import load_graph  # noqa: PLC0415
     from market_data_pipeline.registry import default_registry  # noqa: PLC0415
 
     try:
         graph = load_graph(config)
-        graph.validated(default_registry())
+        (graph.for_partitions(partitions) if partitions is not None else graph).validated(
+            default_registry()
+        )
     except GraphError as error:
         raise _fail(str(error), 2) from None
     return graph
@@ -145,6 +147,15 @@ def run(
             " then the rest is abandoned and reported in the summary (default 5).",
         ),
     ] = None,
+    partitions: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MDP_PARTITIONS",
+            show_envvar=True,
+            help="Partitions this worker owns (0,3): one copy of the graph per partition,"
+            " {partition} in its params replaced.",
+        ),
+    ] = None,
     json_summary: Annotated[
         bool, typer.Option("--json", help="Print the summary as JSON (for scripts).")
     ] = False,
@@ -172,9 +183,10 @@ def run(
         store_feedback_url=store_feedback_url,
         metrics_port=metrics_port,
         drain_timeout=drain_timeout,
+        partitions=partitions,
     )
     configure_logging(json=settings.log_json, level=settings.log_level)
-    graph = _load(settings.config or config)
+    graph = _load(settings.config or config, settings.partitions)
     show_progress = not quiet and not json_summary and not control and console.is_terminal
     try:
         runtime, result = asyncio.run(

@@ -223,6 +223,57 @@ class Graph(_Spec):
             raise self.error(f"the graph has a cycle through {cycle}", stuck[0])
         return tuple(order)
 
+    @property
+    def partitioned(self) -> bool:
+        """Whether a param of some node holds the ``{partition}`` placeholder."""
+        return any(_mentions_partition(spec.params) for spec in self.nodes)
+
+    def for_partitions(self, partitions: Sequence[int]) -> Graph:
+        """One copy of the graph per partition, side by side in one graph: in copy ``p``
+        every node id gets the suffix ``-p<p>`` and ``{partition}`` in its params becomes
+        ``p`` (``stream: "ticks:{partition}"``). The copies share nothing but the process,
+        so each keeps its own windows and watermark: a worker that owns partitions 0 and 3
+        makes the bars of each exactly as two workers would (Kafka Streams' tasks)."""
+        if not partitions:
+            raise GraphError("no partitions given", source=self.source)
+        if len(set(partitions)) != len(partitions) or min(partitions) < 0:
+            raise GraphError(
+                f"partitions must be distinct and >= 0, got {list(partitions)}", source=self.source
+            )
+        if not self.partitioned:
+            raise GraphError(
+                "partitions were given but no node param holds {partition}: every copy would"
+                " read and write the same place (e.g. stream: ticks:{partition})",
+                source=self.source,
+            )
+        nodes: list[NodeSpec] = []
+        edges: list[EdgeSpec] = []
+        for p in sorted(partitions):
+            for spec in self.nodes:
+                copy_id = f"{spec.id}-p{p}"
+                if not NODE_ID.match(copy_id):
+                    raise self.error(
+                        f"node id {copy_id!r} (partition {p}'s copy) must match {NODE_ID.pattern}",
+                        spec,
+                    )
+                params = _with_partition(spec.params, p)
+                nodes.append(spec.model_copy(update={"id": copy_id, "params": params}))
+            edges.extend(
+                e.model_copy(update={"source": f"{e.source}-p{p}", "target": f"{e.target}-p{p}"})
+                for e in self.edges
+            )
+        return self.model_copy(update={"nodes": tuple(nodes), "edges": tuple(edges)})
+
+    def check_unpartitioned(self) -> None:
+        """Refuse to run a graph that holds ``{partition}`` as it is (no partitions given)."""
+        for spec in self.nodes:
+            if _mentions_partition(spec.params):
+                raise self.error(
+                    "its params hold {partition}: give the partitions this worker owns"
+                    " (mdp run --partitions 0,1 or MDP_PARTITIONS)",
+                    spec,
+                )
+
     def to_config(self) -> dict[str, Any]:
         """The graph as a DAG config mapping (what :func:`parse_graph` reads back)."""
         return {
@@ -233,6 +284,29 @@ class Graph(_Spec):
             ],
             "edges": [str(e) for e in self.edges],
         }
+
+
+PARTITION: Final = "{partition}"
+
+
+def _mentions_partition(value: Any) -> bool:
+    if isinstance(value, str):
+        return PARTITION in value
+    if isinstance(value, Mapping):
+        return any(_mentions_partition(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_mentions_partition(v) for v in value)
+    return False
+
+
+def _with_partition(value: Any, partition: int) -> Any:
+    if isinstance(value, str):
+        return value.replace(PARTITION, str(partition))
+    if isinstance(value, Mapping):
+        return {k: _with_partition(v, partition) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_with_partition(v, partition) for v in value]
+    return value
 
 
 @dataclass(frozen=True, slots=True)

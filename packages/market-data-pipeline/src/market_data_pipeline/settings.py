@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
@@ -79,10 +80,31 @@ class UnifiedRuntimeSettings(BaseSettings):
         min_length=1,
         description="Address the metrics server binds (0.0.0.0 for a scraper in a container).",
     )
+    partitions: Annotated[tuple[Annotated[int, Field(ge=0)], ...] | None, NoDecode] = Field(
+        default=None,
+        description=(
+            "Partitions this worker owns (`0,3`): one copy of the graph runs per partition,"
+            " with `{partition}` in its params replaced (a supervisor assigns them)."
+        ),
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Lowest level of log records written."
     )
     log_json: bool | None = Field(default=None, description="JSON logs (default: when not a TTY).")
+
+    @field_validator("partitions", mode="before")
+    @classmethod
+    def _partition_list(cls, value: Any) -> Any:
+        if isinstance(value, str):  # MDP_PARTITIONS=0,3 or --partitions 0,3
+            parts = [part.strip() for part in value.split(",")]
+            if not value.strip():
+                return None
+            try:
+                return tuple(int(part) for part in parts)
+            except ValueError:
+                msg = f"partitions are comma-separated numbers (0,3), got {value!r}"
+                raise ValueError(msg) from None
+        return value
 
     @classmethod
     def settings_customise_sources(

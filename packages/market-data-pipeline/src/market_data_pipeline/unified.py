@@ -199,6 +199,10 @@ class UnifiedRuntime:
             graph = from_config(source)
         else:
             graph = load_graph(source)
+        if self.settings.partitions is not None:
+            graph = graph.for_partitions(self.settings.partitions)
+        else:
+            graph.check_unpartitioned()
         wanted = self.settings.mode
         if wanted not in ("auto", graph.mode):
             raise GraphError(
