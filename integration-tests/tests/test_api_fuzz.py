@@ -261,6 +261,7 @@ jobs:
   - name: {JOB}
     config: job.yaml
     restart: {{policy: on-failure, backoff_initial: 0.5, backoff_max: 2}}
+    max_replicas: 2  # the fuzzer scales it: at most two children on a shared machine
     env: {{MDP_DATABASE_URL: "{database_url}", MDP_REDIS_URL: "{redis_url}"}}
   - name: broken
     config: job.yaml

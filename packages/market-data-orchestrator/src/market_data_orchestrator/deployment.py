@@ -136,6 +136,11 @@ class JobSpec(_Model):
     name: JobName = Field(description="Letters, digits, `_`, `.`, `-` (in URLs and metrics).")
     config: Path = Field(description="An `mdp run` config (relative to the deployment file).")
     replicas: int = Field(default=1, ge=1, description="Child processes of `mdp run` to keep.")
+    max_replicas: int = Field(
+        default=8,
+        ge=1,
+        description="The most replicas `mdo scale` may ask for (each is a process).",
+    )
     partitions: int | None = Field(
         default=None,
         ge=1,
@@ -181,6 +186,9 @@ class JobSpec(_Model):
 
     @model_validator(mode="after")
     def _replicas_within_partitions(self) -> JobSpec:
+        if self.replicas > self.max_replicas:
+            msg = f"replicas ({self.replicas}) must not exceed max_replicas ({self.max_replicas})"
+            raise ValueError(msg)
         if self.partitions is not None and self.replicas > self.partitions:
             msg = (
                 f"replicas ({self.replicas}) must not exceed partitions ({self.partitions}):"

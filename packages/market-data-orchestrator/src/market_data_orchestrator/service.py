@@ -435,8 +435,9 @@ def _job_routes(app: FastAPI, orchestrator: Orchestrator) -> None:
         responses={
             **_ROLE,
             **_NO_JOB,
+            **_NOT_JSON,
             **_error(409, "the orchestrator is shutting down"),
-            **_error(422, "not a possible count (below 1, above the job's partitions)"),
+            **_error(422, "not a possible count (below 1, above max_replicas or the partitions)"),
             **_LIMITED,
         },
     )

@@ -208,13 +208,7 @@ class Supervisor:
         """
         job = self._get(name)
         spec = job.spec
-        if replicas < 1:
-            raise ValueError(f"job {name}: replicas must be at least 1, got {replicas}")
-        if spec.partitions is not None and replicas > spec.partitions:
-            raise ValueError(
-                f"job {name} has {spec.partitions} partitions: at most {spec.partitions}"
-                f" replicas (one per partition), got {replicas}"
-            )
+        _check_scale(name, spec, replicas)
         if self._closed:
             raise SupervisorClosedError("the supervisor is closed")
         async with job.scaling:
@@ -688,4 +682,19 @@ class Supervisor:
             paused_by=job.paused_by,
             schedule=spec.schedule,
             next_run=job.next_run,
+        )
+
+
+def _check_scale(name: str, spec: JobSpec, replicas: int) -> None:
+    """``ValueError`` when the job cannot have ``replicas`` replicas."""
+    if replicas < 1:
+        raise ValueError(f"job {name}: replicas must be at least 1, got {replicas}")
+    if replicas > spec.max_replicas:
+        raise ValueError(
+            f"job {name} allows at most {spec.max_replicas} replicas (max_replicas), got {replicas}"
+        )
+    if spec.partitions is not None and replicas > spec.partitions:
+        raise ValueError(
+            f"job {name} has {spec.partitions} partitions: at most {spec.partitions}"
+            f" replicas (one per partition), got {replicas}"
         )
