@@ -29,7 +29,7 @@ import typer
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from market_data_core.testing.servers import RedisServer, free_port
+from market_data_core.testing.servers import RedisServer, free_port, scaled
 from market_data_orchestrator.cli import app as mdo_app
 from market_data_orchestrator.deployment import load_deployment
 from market_data_pipeline.cli import app as mdp_app
@@ -124,7 +124,7 @@ def _swap_hosts(text: str, redis_url: str, store_url: str) -> str:
 def _wait(
     predicate: Any, what: str, process: subprocess.Popen[bytes], log: Path, limit: float
 ) -> None:
-    deadline = time.monotonic() + limit
+    deadline = time.monotonic() + scaled(limit)
     while time.monotonic() < deadline:
         if process.poll() is not None:
             pytest.fail(
@@ -136,7 +136,9 @@ def _wait(
         except httpx.TransportError:
             pass
         time.sleep(0.2)
-    pytest.fail(f"timed out waiting for {what}:\n{log.read_text()[-3000:]}")
+    pytest.fail(
+        f"timed out after {scaled(limit):.0f} s waiting for {what}:\n{log.read_text()[-3000:]}"
+    )
 
 
 def _series_value(text: str, name: str, **labels: str) -> float:
@@ -208,6 +210,12 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
                         httpx.get(f"{pipe_url}/metrics").text, "pipeline_node_items_in_total", node="store"
                     ) > 0,
                     "the worker to send bars to the store", worker, worker_log, 120,
+                )  # fmt: skip
+                _wait(  # two good polls 2 s apart: on a loaded machine, after the bars
+                    lambda: _series_value(
+                        httpx.get(f"{orch_url}/metrics").text, "orchestrator_store_healthy"
+                    ) == 1,
+                    "the orchestrator to find the store healthy", orchestrator, orch_log, 60,
                 )  # fmt: skip
                 metrics = {
                     "store": httpx.get(f"{store.url}/metrics").text,
