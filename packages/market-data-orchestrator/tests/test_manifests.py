@@ -1,15 +1,12 @@
-"""The Kubernetes manifests and the KEDA ScaledObject in docs/operations/k8s/ parse, point at
-each other, run commands that exist, and scale on metrics the orchestrator really exports."""
+"""The Kubernetes manifests and the KEDA ScaledObjects in docs/operations/k8s/ parse, point at
+each other, run commands that exist, give each partition stream one worker that never runs
+twice, and scale each worker on its own stream's lag."""
 
-import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from prometheus_client import CollectorRegistry
-
-from market_data_orchestrator.metrics import OrchestratorMetrics
 
 K8S = Path(__file__).resolve().parents[3] / "docs" / "operations" / "k8s"
 
@@ -27,23 +24,38 @@ def _by_kind(kind: str) -> list[dict[str, Any]]:
 
 def test_every_manifest_has_the_basics() -> None:
     documents = _documents()
-    assert {d["kind"] for d in documents} >= {"Deployment", "Service", "ScaledObject"}
+    assert {d["kind"] for d in documents} >= {
+        "ConfigMap",
+        "Deployment",
+        "Service",
+        "ScaledObject",
+        "TriggerAuthentication",
+    }
     for document in documents:
         assert document["apiVersion"]
         assert document["metadata"]["name"]
 
 
+def _workers() -> dict[str, dict[str, Any]]:
+    return {
+        d["metadata"]["name"]: d
+        for d in _by_kind("Deployment")
+        if d["metadata"]["name"].startswith("market-data-pipeline")
+    }
+
+
 def test_deployments_select_their_pods_and_services_select_deployments() -> None:
     deployments = {d["metadata"]["name"]: d for d in _by_kind("Deployment")}
-    assert set(deployments) == {
-        "market-data-store",
-        "market-data-pipeline",
-        "market-data-orchestrator",
-    }
+    assert set(deployments) == {"market-data-store", "market-data-orchestrator", *_workers()}
     for deployment in deployments.values():
         selector = deployment["spec"]["selector"]["matchLabels"]
         labels = deployment["spec"]["template"]["metadata"]["labels"]
         assert selector.items() <= labels.items()
+    for name, deployment in deployments.items():  # no selector takes another's pods
+        selector = deployment["spec"]["selector"]["matchLabels"]
+        for other, theirs in deployments.items():
+            labels = theirs["spec"]["template"]["metadata"]["labels"]
+            assert other == name or not selector.items() <= labels.items(), (name, other)
     for service in _by_kind("Service"):
         assert any(
             service["spec"]["selector"].items()
@@ -53,35 +65,98 @@ def test_deployments_select_their_pods_and_services_select_deployments() -> None
 
 
 @pytest.mark.parametrize(
-    ("deployment", "module", "command"),
+    ("prefix", "module", "command"),
     [
         ("market-data-store", "market_data_store.cli", "serve"),
         ("market-data-pipeline", "market_data_pipeline.cli", "run"),
         ("market-data-orchestrator", "market_data_orchestrator.cli", "serve"),
     ],
 )
-def test_containers_run_commands_that_exist(deployment: str, module: str, command: str) -> None:
+def test_containers_run_commands_that_exist(prefix: str, module: str, command: str) -> None:
     import importlib
 
-    (spec,) = [d for d in _by_kind("Deployment") if d["metadata"]["name"] == deployment]
-    args = spec["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert args[1] == command
+    specs = [d for d in _by_kind("Deployment") if d["metadata"]["name"].startswith(prefix)]
+    assert specs
     app = importlib.import_module(module).app
     names = {c.name or c.callback.__name__ for c in app.registered_commands}
-    assert command in names
+    for spec in specs:
+        args = spec["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert args[1] == command
+        assert command in names
 
 
-def test_the_scaled_object_scales_the_pipeline_on_exported_metrics() -> None:
-    (scaled,) = _by_kind("ScaledObject")
-    target = scaled["spec"]["scaleTargetRef"]["name"]
-    assert target in {d["metadata"]["name"] for d in _by_kind("Deployment")}
-    exported = {
-        metric.name for metric in OrchestratorMetrics(CollectorRegistry()).registry.collect()
-    }
-    for trigger in scaled["spec"]["triggers"]:
-        used = set(re.findall(r"\b(orchestrator_[a-z_]+)\b", trigger["metadata"]["query"]))
-        assert used, trigger
-        assert used <= exported, f"{used - exported} are not exported by the orchestrator"
+def _env(deployment: dict[str, Any]) -> dict[str, str | None]:
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e.get("value") for e in container.get("env", [])}
+
+
+def _worker_graph(deployment: dict[str, Any]) -> Any:
+    """The graph a worker Deployment runs: its ConfigMap's config, for its partitions."""
+    from market_data_pipeline.graph import parse_graph
+
+    (volume,) = deployment["spec"]["template"]["spec"]["volumes"]
+    (config_map,) = [
+        c for c in _by_kind("ConfigMap") if c["metadata"]["name"] == volume["configMap"]["name"]
+    ]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    (mount,) = container["volumeMounts"]
+    path = container["args"][2]
+    assert path.startswith(mount["mountPath"] + "/"), f"{path} is not in the mounted ConfigMap"
+    text = config_map["data"][path.removeprefix(mount["mountPath"] + "/")]
+    partitions = [int(p) for p in str(_env(deployment)["MDP_PARTITIONS"]).split(",")]
+    return parse_graph(text, source=path).for_partitions(partitions)
+
+
+def _streams(graph: Any) -> list[tuple[str, str]]:
+    return [
+        (n.params["stream"], n.params.get("group", "md-pipeline"))
+        for n in graph.nodes
+        if n.type == "redis_stream" and "group" in n.params
+    ]
+
+
+def test_each_partition_stream_has_one_worker_that_never_runs_twice() -> None:
+    """A resampler must see every tick of its symbols: each partition's stream is read by
+    one Deployment of one replica at most (KEDA's maximum), replaced with Recreate (a
+    rolling update would run two readers), and the Deployments cover partitions 0..P-1."""
+    from market_data_pipeline.registry import default_registry
+
+    workers = _workers()
+    assert len(workers) >= 2, "one worker Deployment per partition"
+    read: dict[str, str] = {}
+    partitions = []
+    for name, deployment in workers.items():
+        assert deployment["spec"]["strategy"] == {"type": "Recreate"}, name
+        assert deployment["spec"]["replicas"] <= 1, name
+        partitions.append(int(str(_env(deployment)["MDP_PARTITIONS"])))
+        graph = _worker_graph(deployment)
+        graph.validated(default_registry())
+        for stream, _group in _streams(graph):
+            assert stream not in read, f"{name} and {read.get(stream)} both read {stream}"
+            read[stream] = name
+    assert sorted(partitions) == list(range(len(workers)))
+    assert len(read) == len(workers)
+
+
+def test_each_partition_scales_on_its_own_streams_lag() -> None:
+    scaled_objects = _by_kind("ScaledObject")
+    workers = _workers()
+    assert {s["spec"]["scaleTargetRef"]["name"] for s in scaled_objects} == set(workers)
+    authentications = {a["metadata"]["name"]: a for a in _by_kind("TriggerAuthentication")}
+    for scaled in scaled_objects:
+        name = scaled["spec"]["scaleTargetRef"]["name"]
+        assert scaled["spec"]["maxReplicaCount"] == 1, f"{name}: one reader per stream"
+        ((stream, group),) = _streams(_worker_graph(workers[name]))
+        (trigger,) = scaled["spec"]["triggers"]
+        assert trigger["type"] == "redis-streams"
+        assert trigger["metadata"]["stream"] == stream, name
+        assert trigger["metadata"]["consumerGroup"] == group, name
+        assert int(trigger["metadata"]["lagCount"]) >= 1  # the group's lag, not XPENDING
+        auth = authentications[trigger["authenticationRef"]["name"]]
+        keys = {ref["key"] for ref in auth["spec"]["secretTargetRef"]}
+        readme = (K8S.parent / "README.md").read_text()
+        for key in keys:
+            assert key in readme, f"docs/operations/README.md does not say to create {key}"
 
 
 def test_secrets_come_from_secret_refs_not_literals() -> None:

@@ -15,14 +15,17 @@ import pyarrow as pa
 from market_data_pipeline import records
 
 __all__ = [
+    "DEFAULT_URL",
     "FIELD_DATA",
     "FIELD_KIND",
     "FIELD_ROWS",
+    "REDIS_URL_SERVICE",
     "StreamClient",
     "connect",
     "decode",
     "encode",
     "entry",
+    "node_url",
 ]
 
 FIELD_KIND: Final = b"kind"
@@ -103,6 +106,23 @@ class StreamClient(Protocol):
     def pipeline(self, transaction: bool = True) -> Any: ...
 
     async def aclose(self) -> None: ...
+
+
+DEFAULT_URL: Final = "redis://127.0.0.1:6379/0"
+REDIS_URL_SERVICE: Final = "redis_url"
+"""The runtime's service holding ``MDP_REDIS_URL`` (a ``SecretStr``), when set."""
+
+
+def node_url(params: Any, services: Mapping[str, Any]) -> str:
+    """The Redis URL of a ``redis_stream`` node: its own ``url`` param when given, else the
+    runtime's ``MDP_REDIS_URL`` (so a config need not carry a password), else
+    :data:`DEFAULT_URL`."""
+    if "url" in params.model_fields_set:
+        return str(params.url.get_secret_value())
+    shared = services.get(REDIS_URL_SERVICE)
+    if shared is not None:
+        return str(shared.get_secret_value() if hasattr(shared, "get_secret_value") else shared)
+    return DEFAULT_URL
 
 
 def connect(url: str) -> StreamClient:

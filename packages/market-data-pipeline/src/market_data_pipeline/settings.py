@@ -49,7 +49,11 @@ class UnifiedRuntimeSettings(BaseSettings):
         default=16, description="Batches each channel between nodes holds before it blocks."
     )
     redis_url: SecretStr | None = Field(
-        default=None, description="Feedback from the store over Redis streams (and publish rates)."
+        default=None,
+        description=(
+            "Redis: feedback from the store over Redis streams (and publish rates), and the"
+            " server of redis_stream nodes that name no url of their own."
+        ),
     )
     feedback_stream: str = Field(default="md:feedback", description="The Redis feedback stream.")
     store_feedback_url: str | None = Field(

@@ -41,6 +41,7 @@ from market_data_core import (
     RateAdjustment,
     RateController,
 )
+from market_data_pipeline._arrow_ipc import REDIS_URL_SERVICE
 from market_data_pipeline._drain import Drain
 from market_data_pipeline.exceptions import GraphError, PipelineError, RuntimeStateError
 from market_data_pipeline.graph import Graph, LinearSpec, Mode, from_config, load_graph
@@ -324,6 +325,8 @@ class UnifiedRuntime:
         mode = str(graph.mode)
         async with AsyncExitStack() as stack:
             services = dict(self.services)
+            if self.settings.redis_url is not None:  # for redis_stream nodes without a url
+                services.setdefault(REDIS_URL_SERVICE, self.settings.redis_url)
             store = await self._open_store(graph, services, stack)
             publisher = await self._rate_publisher(store, stack)
             self.controller = self._make_controller(graph.name, publisher)

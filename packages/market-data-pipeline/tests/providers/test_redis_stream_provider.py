@@ -13,7 +13,7 @@ from market_data_pipeline.exceptions import NodeError, RecordError
 from market_data_pipeline.graph import Graph, node
 from market_data_pipeline.providers.redis_stream import RedisStreamParams, RedisStreamProvider
 from market_data_pipeline.runtime import GraphRuntime
-from market_data_pipeline.testing import collect, registry_with_fakes
+from market_data_pipeline.testing import TestingProvider, collect, registry_with_fakes
 
 pytestmark = pytest.mark.redis
 
@@ -267,3 +267,43 @@ async def test_a_new_consumer_claims_what_a_dead_one_left_pending(
     assert table.column("price").to_pylist() == [101.0, 102.0]
     assert result.nodes["src"].counters["claimed"] == 2
     assert await pending(url, "ticks", "md-pipeline") == 0
+
+
+@pytest.mark.asyncio
+async def test_nodes_without_a_url_use_mdp_redis_url(redis_server) -> None:
+    """A config that names no Redis (so holds no password: a Kubernetes ConfigMap) reads and
+    writes the server of MDP_REDIS_URL; a node's own url still wins over it."""
+    from pydantic import SecretStr  # noqa: PLC0415
+
+    from market_data_pipeline.settings import UnifiedRuntimeSettings  # noqa: PLC0415
+    from market_data_pipeline.unified import UnifiedRuntime  # noqa: PLC0415
+
+    TestingProvider.feed(
+        "to_redis", [[make_trade(price=float(i), trade_id=str(i))] for i in range(3)]
+    )
+    settings = UnifiedRuntimeSettings(redis_url=SecretStr(redis_server.url))
+    feed = Graph.build(
+        [node("src", "testing_provider", name="to_redis"), node("out", "redis_stream", stream="s")],
+        ["src -> out"],
+    )
+    read = Graph.build(
+        [node("src", "redis_stream", stream="s", idle_stop=0.3), node("out", "collect")],
+        ["src -> out"],
+    )
+    async with UnifiedRuntime(settings, registry=registry_with_fakes()) as runtime:
+        await asyncio.wait_for(runtime.run(feed), timeout=30)
+        await asyncio.wait_for(runtime.run(read), timeout=30)
+    table = collect("out")
+    assert table is not None
+    assert table.column("price").to_pylist() == [0.0, 1.0, 2.0]
+    assert await pending(redis_server.url, "s", "md-pipeline") == 0
+    elsewhere = Graph.build(  # its own url: nothing listens there
+        [
+            node("src", "redis_stream", url="redis://127.0.0.1:1/0", stream="s"),
+            node("out", "collect"),
+        ],
+        ["src -> out"],
+    )
+    async with UnifiedRuntime(settings, registry=registry_with_fakes()) as runtime:
+        with pytest.raises(NodeError, match="connecting to 127.0.0.1:1"):
+            await asyncio.wait_for(runtime.run(elsewhere), timeout=30)

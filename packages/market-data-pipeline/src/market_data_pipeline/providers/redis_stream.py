@@ -41,11 +41,13 @@ from redis.exceptions import ResponseError
 
 from market_data_pipeline import records
 from market_data_pipeline._arrow_ipc import (
+    DEFAULT_URL,
     FIELD_DATA,
     FIELD_KIND,
     StreamClient,
     connect,
     decode,
+    node_url,
 )
 from market_data_pipeline.components import Context, Emit, Params, Provider
 from market_data_pipeline.exceptions import RecordError
@@ -61,7 +63,10 @@ _NEW: Final = ">"
 
 
 class RedisStreamParams(Params):
-    url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    url: SecretStr = Field(
+        default=SecretStr(DEFAULT_URL),
+        description="The Redis server (unset: MDP_REDIS_URL when set, else this default).",
+    )
     stream: str = Field(default="md:ticks", min_length=1)
     group: str = Field(default="md-pipeline", min_length=1)
     consumer: str | None = Field(
@@ -108,7 +113,7 @@ class RedisStreamProvider(Provider[RedisStreamParams]):
 
     async def open(self, ctx: Context) -> None:
         await super().open(ctx)
-        self.client = connect(self.params.url.get_secret_value())
+        self.client = connect(node_url(self.params, ctx.services))
         await self._ensure_group(self.client)
         saved = await self.client.hgetall(self._stamps_key)
         self._restored = {k.decode(): int(v) for k, v in saved.items()}

@@ -18,7 +18,7 @@ import pyarrow as pa
 import structlog
 from pydantic import Field, SecretStr
 
-from market_data_pipeline._arrow_ipc import StreamClient, connect, entry
+from market_data_pipeline._arrow_ipc import DEFAULT_URL, StreamClient, connect, entry, node_url
 from market_data_pipeline.components import Context, Params, SinkComponent
 
 __all__ = ["RedisStreamSink", "RedisStreamSinkParams"]
@@ -27,7 +27,10 @@ logger = structlog.get_logger(__name__)
 
 
 class RedisStreamSinkParams(Params):
-    url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    url: SecretStr = Field(
+        default=SecretStr(DEFAULT_URL),
+        description="The Redis server (unset: MDP_REDIS_URL when set, else this default).",
+    )
     stream: str = Field(default="md:ticks", min_length=1)
     maxlen: int | None = Field(
         default=100_000, ge=1, description="Approximate bound in entries (batches)."
@@ -50,7 +53,7 @@ class RedisStreamSink(SinkComponent[RedisStreamSinkParams]):
 
     async def open(self, ctx: Context) -> None:
         await super().open(ctx)
-        self.client = connect(self.params.url.get_secret_value())
+        self.client = connect(node_url(self.params, ctx.services))
         logger.info("redis stream sink", node=self.node_id, stream=self.params.stream)
 
     async def write(self, batch: pa.Table) -> None:
