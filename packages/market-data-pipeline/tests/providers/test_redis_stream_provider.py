@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pyarrow as pa
 import pytest
 import redis.asyncio as aioredis
+from pydantic import SecretStr
 
 from market_data_core.testing import make_quote, make_trade
 from market_data_pipeline import records
@@ -13,7 +14,9 @@ from market_data_pipeline.exceptions import NodeError, RecordError
 from market_data_pipeline.graph import Graph, node
 from market_data_pipeline.providers.redis_stream import RedisStreamParams, RedisStreamProvider
 from market_data_pipeline.runtime import GraphRuntime
+from market_data_pipeline.settings import UnifiedRuntimeSettings
 from market_data_pipeline.testing import TestingProvider, collect, registry_with_fakes
+from market_data_pipeline.unified import UnifiedRuntime
 
 pytestmark = pytest.mark.redis
 
@@ -273,11 +276,6 @@ async def test_a_new_consumer_claims_what_a_dead_one_left_pending(
 async def test_nodes_without_a_url_use_mdp_redis_url(redis_server) -> None:
     """A config that names no Redis (so holds no password: a Kubernetes ConfigMap) reads and
     writes the server of MDP_REDIS_URL; a node's own url still wins over it."""
-    from pydantic import SecretStr  # noqa: PLC0415
-
-    from market_data_pipeline.settings import UnifiedRuntimeSettings  # noqa: PLC0415
-    from market_data_pipeline.unified import UnifiedRuntime  # noqa: PLC0415
-
     TestingProvider.feed(
         "to_redis", [[make_trade(price=float(i), trade_id=str(i))] for i in range(3)]
     )
@@ -305,5 +303,5 @@ async def test_nodes_without_a_url_use_mdp_redis_url(redis_server) -> None:
         ["src -> out"],
     )
     async with UnifiedRuntime(settings, registry=registry_with_fakes()) as runtime:
-        with pytest.raises(NodeError, match="connecting to 127.0.0.1:1"):
+        with pytest.raises(NodeError, match=r"connecting to 127\.0\.0\.1:1\b"):
             await asyncio.wait_for(runtime.run(elsewhere), timeout=30)
