@@ -1,18 +1,22 @@
 """The embedded SQLite backend: one file, WAL journal, no server.
 
 All database work runs on one dedicated thread with one connection (SQLite serialises
-writers anyway), so the event loop never blocks. Writes are ``INSERT ... ON CONFLICT DO
-UPDATE ... WHERE <values differ>`` in one transaction per call: a replay changes nothing
-(not even ``ingested_at``), a newer revision replaces the old row.
+writers anyway), so the event loop never blocks; Arrow tables become row tuples on that
+thread too, column by column. Writes are one transaction per call: per table a plain
+``INSERT`` first (the append fast path: most market data has new keys), and when a key is
+already stored, ``INSERT ... ON CONFLICT DO UPDATE ... WHERE <values differ>`` from a
+savepoint instead: a replay changes nothing (not even ``ingested_at``), a newer revision
+replaces the old row.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from itertools import repeat
 from typing import Any, TypeVar
 
 import pyarrow as pa
@@ -59,12 +63,20 @@ def _upsert_sql(table: str, columns: Sequence[str], key: Sequence[str]) -> str:
     )
 
 
-_SQL = {
-    "bars": _upsert_sql("bars", _rows.BAR_COLUMNS, _rows.BAR_KEY),
-    "trades": _upsert_sql("trades", _rows.TRADE_COLUMNS, _rows.TRADE_KEY),
-    "quotes": _upsert_sql("quotes", _rows.QUOTE_COLUMNS, _rows.QUOTE_KEY),
-    "signals": _upsert_sql("signals", _rows.SIGNAL_COLUMNS, _rows.SIGNAL_KEY),
+def _insert_sql(table: str, columns: Sequence[str]) -> str:
+    marks = ", ".join("?" for _ in columns)
+    return f"INSERT INTO {table} ({', '.join(columns)}, ingested_at) VALUES ({marks}, ?)"
+
+
+_COLUMNS = {
+    "bars": (_rows.BAR_COLUMNS, _rows.BAR_KEY),
+    "trades": (_rows.TRADE_COLUMNS, _rows.TRADE_KEY),
+    "quotes": (_rows.QUOTE_COLUMNS, _rows.QUOTE_KEY),
+    "signals": (_rows.SIGNAL_COLUMNS, _rows.SIGNAL_KEY),
 }
+_SQL = {table: _upsert_sql(table, columns, key) for table, (columns, key) in _COLUMNS.items()}
+_APPEND = {table: _insert_sql(table, columns) for table, (columns, _) in _COLUMNS.items()}
+"""Plain inserts: the append fast path (new keys only; a key already stored fails it)."""
 
 
 class SqliteBackend:
@@ -145,7 +157,7 @@ class SqliteBackend:
         columnar = split_columnar(records)
         split = split_records(columnar.models)
         to_us = _rows.to_micros
-        batches: dict[str, Any] = {
+        batches: dict[str, list[tuple[Any, ...]] | pa.Table] = {
             "bars": _rows.last_per_key((_rows.bar_row(b, to_us) for b in split.bars), range(4)),
             "trades": _rows.last_per_key(
                 (_rows.trade_row(t, to_us) for t in split.trades), range(5)
@@ -158,19 +170,34 @@ class SqliteBackend:
             ),
         }
         for kind, table in columnar.tables.items():  # never a model chunk of the same table
-            batches[str(kind)] = _column_rows(table)
+            batches[str(kind)] = table
         return await self._call(self._write, batches)
 
-    def _write(self, batches: dict[str, list[tuple[Any, ...]]]) -> WriteResult:
+    def _write(self, batches: dict[str, list[tuple[Any, ...]] | pa.Table]) -> WriteResult:
+        """One transaction. Per table, the append fast path first (plain ``INSERT``: most
+        market data has new keys); when a key is already stored, that table's rows are
+        upserted instead, from a savepoint, so a replay or a revision costs one failed
+        statement and a rollback of it."""
         now = _rows.to_micros(datetime.now().astimezone())
         db = self._db
         result = WriteResult()
         db.execute("BEGIN IMMEDIATE")
         try:
-            for table, rows in batches.items():
-                if rows:
-                    db.executemany(_SQL[table], [(*row, now) for row in rows])
-                    setattr(result, table, len(rows))
+            for table, given in batches.items():
+                if isinstance(given, pa.Table):
+                    rows = _column_rows(given, now)
+                else:
+                    rows = [(*row, now) for row in given]
+                if not rows:
+                    continue
+                db.execute("SAVEPOINT append")
+                try:
+                    db.executemany(_APPEND[table], rows)
+                except sqlite3.IntegrityError:  # a key already stored (or a bad value)
+                    db.execute("ROLLBACK TO append")
+                    db.executemany(_SQL[table], rows)
+                db.execute("RELEASE append")
+                setattr(result, table, len(rows))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -348,11 +375,17 @@ def _check_table(table: str) -> None:
         raise StoreConfigurationError(msg)
 
 
-def _column_rows(table: pa.Table) -> list[tuple[Any, ...]]:
-    """Row tuples of an Arrow table in the store's layout (``_columns.store_table``), with
-    timestamps as integer microseconds, built column by column."""
-    columns = [
-        pc.cast(column, pa.int64()) if pa.types.is_timestamp(column.type) else column
-        for column in table.columns
-    ]
-    return list(zip(*(column.to_pylist() for column in columns), strict=True))
+def _column_rows(table: pa.Table, now: int) -> list[tuple[Any, ...]]:
+    """Row tuples of an Arrow table in the store's layout (``_columns.store_table``) with
+    ``now`` (``ingested_at``) last, timestamps as integer microseconds, built column by
+    column: one tuple per row, and a column of nulls costs nothing."""
+    rows = table.num_rows
+    columns: list[Iterable[Any]] = []
+    for column in table.columns:
+        if column.null_count == rows:
+            columns.append(repeat(None, rows))
+        elif pa.types.is_timestamp(column.type):
+            columns.append(pc.cast(column, pa.int64()).to_pylist())
+        else:
+            columns.append(column.to_pylist())
+    return list(zip(*columns, repeat(now, rows), strict=True))
