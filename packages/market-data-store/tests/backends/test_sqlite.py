@@ -79,6 +79,24 @@ async def test_bars_round_trip_and_replay_changes_nothing(sqlite_backend: Sqlite
     assert _ingested_at(sqlite_backend) == before  # untouched rows: nothing rewritten
 
 
+async def test_a_batch_of_stored_and_new_keys_keeps_the_old_and_adds_the_new(
+    sqlite_backend: SqliteBackend,
+) -> None:
+    """The append fast path fails on the first stored key; the upsert that follows writes
+    the new rows and leaves the unchanged old ones as they were (ingested_at too)."""
+    bars = minute_bars(40)
+    await sqlite_backend.write(bars[:20])
+    before = _ingested_at(sqlite_backend)
+    revised = bars[5].model_copy(update={"close": bars[5].high})
+    result = await sqlite_backend.write([*bars[:5], revised, *bars[6:]])
+    assert result.bars == 40
+    stored = await sqlite_backend.query_bars("AAPL", "1m", T0, T0 + timedelta(days=1))
+    assert stored == [*bars[:5], revised, *bars[6:]]
+    after = _ingested_at(sqlite_backend)
+    assert len(after) == 40
+    assert after[:5] + after[6:20] == before[:5] + before[6:]  # unchanged rows untouched
+
+
 async def test_newer_revision_replaces_and_last_in_batch_wins(
     sqlite_backend: SqliteBackend,
 ) -> None:
