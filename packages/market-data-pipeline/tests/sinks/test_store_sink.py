@@ -15,6 +15,7 @@ from market_data_pipeline.exceptions import GraphError
 from market_data_pipeline.graph import Graph, node
 from market_data_pipeline.runtime import GraphRuntime
 from market_data_pipeline.sinks.store import StoreSink, StoreSinkParams
+from market_data_store.client import StoreClientError
 from market_data_store.settings import StoreSettings
 from market_data_store.store import Store
 
@@ -219,7 +220,8 @@ async def test_http_writes_retry_until_the_service_is_back_and_count_it(
     ctx = make_context("db")
     await sink.open(ctx)
     try:
-        writing = asyncio.create_task(sink.write(records.from_models([make_trade()])))
+        await sink.write(records.from_models([make_trade()]))  # in flight, not answered
+        writing = asyncio.create_task(sink.flush())
         await asyncio.sleep(0.3)
         await asyncio.to_thread(store_service.start)
         await asyncio.wait_for(writing, 30)
@@ -227,6 +229,26 @@ async def test_http_writes_retry_until_the_service_is_back_and_count_it(
         await sink.close()
     assert ctx.stats.counters["acknowledged"] == 1
     assert ctx.stats.counters["retries"] >= 1
+
+
+@pytest.mark.asyncio
+async def test_a_request_that_fails_for_good_fails_the_node(store_service, make_context) -> None:
+    """Requests go out while earlier ones are in flight (two by default); one that fails
+    after its attempts is never counted as acknowledged and fails the node: at the write
+    that waits for it, or at the flush."""
+    store_service.kill()
+    sink = StoreSink("db", StoreSinkParams(url=store_service.url, attempts=1, http_batch=2))
+    ctx = make_context("db")
+    await sink.open(ctx)
+    try:
+        await sink.write(records.from_models([make_trade(price=100.0 + i) for i in range(4)]))
+        with pytest.raises(StoreClientError, match="store unavailable after 1 attempts"):
+            await asyncio.wait_for(sink.flush(), 30)
+        with pytest.raises(StoreClientError, match="store unavailable after 1 attempts"):
+            await sink.write(records.from_models([make_trade(price=100.0 + i) for i in range(6)]))
+    finally:
+        await sink.close()
+    assert "acknowledged" not in ctx.stats.counters
 
 
 def test_a_bad_database_url_fails_validation_naming_the_node() -> None:

@@ -7,7 +7,11 @@
   feedback bus.
 - Over HTTP (``url`` set): the store service's ``AsyncStoreClient``, which retries 429/503
   and connection errors with the same idempotency key; the node counts ``retries`` and the
-  rows the service ``acknowledged`` (answered 2xx for).
+  rows the service ``acknowledged`` (answered 2xx for). Up to ``http_concurrency`` requests
+  are in flight at once (the service writes with two workers by default: one request at a
+  time, each waiting for its durable acknowledgement, left one of them idle); a request
+  that fails for good fails the node at the next write or at ``flush``, which waits for
+  every request in flight.
 
 Batches go to the store as Arrow tables, never a model per row: in process through
 ``Store.submit_arrow``, over HTTP as Arrow IPC streams (``AsyncStoreClient.write_arrow``);
@@ -21,6 +25,7 @@ Needs the ``store`` extra (``pip install 'market-data-pipeline[store]'``).
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyarrow as pa
@@ -52,6 +57,9 @@ class StoreSinkParams(Params):
         default=None, description="Rejected rows (default: next to the SQLite file)."
     )
     http_batch: int = Field(default=10_000, ge=1, description="Rows per HTTP request.")
+    http_concurrency: int = Field(
+        default=2, ge=1, le=16, description="HTTP requests in flight at once (over HTTP)."
+    )
     attempts: int = Field(
         default=8,
         ge=1,
@@ -78,6 +86,8 @@ class StoreSink(SinkComponent[StoreSinkParams]):
         self.client: AsyncStoreClient | None = None
         self._owns_store = False
         self._receipts: list[WriteReceipt] = []
+        self._inflight: set[asyncio.Task[int]] = set()
+        self._retries_counted = 0
 
     async def open(self, ctx: Context) -> None:
         await super().open(ctx)
@@ -121,20 +131,37 @@ class StoreSink(SinkComponent[StoreSinkParams]):
             self._settle(wait=False)
             self.context.count("written", batch.num_rows)
             return
-        assert self.client is not None, "open() first"
-        size, retries = self.params.http_batch, self.client.retries
-        kind = records.kind_of(batch)
-        try:
-            for start in range(0, batch.num_rows, size):
-                part = batch.slice(start, size)
-                await self.client.write_arrow(part, kind)
-                self.context.count("acknowledged", part.num_rows)
-        finally:
-            if self.client.retries > retries:
-                self.context.count("retries", self.client.retries - retries)
+        size, kind = self.params.http_batch, records.kind_of(batch)
+        for start in range(0, batch.num_rows, size):
+            while len(self._inflight) >= self.params.http_concurrency:
+                await self._settle_requests(asyncio.FIRST_COMPLETED)
+            part = batch.slice(start, size)
+            task = asyncio.create_task(self.client.write_arrow(part, kind))
+            self._inflight.add(task)
         self.context.count("written", batch.num_rows)
 
+    async def _settle_requests(self, when: str = asyncio.ALL_COMPLETED) -> None:
+        """Wait for requests in flight (the first to end, or all); count what they
+        acknowledged and raise the first failure."""
+        if not self._inflight:
+            return
+        assert self.client is not None
+        done, self._inflight = await asyncio.wait(self._inflight, return_when=when)
+        if self.client.retries > self._retries_counted:
+            self.context.count("retries", self.client.retries - self._retries_counted)
+            self._retries_counted = self.client.retries
+        failed = None
+        for task in done:
+            error = task.exception()  # retrieved from every task, not only the first
+            if error is None:
+                self.context.count("acknowledged", task.result())
+            elif failed is None:
+                failed = error
+        if failed is not None:
+            raise failed
+
     async def flush(self) -> None:
+        await self._settle_requests()
         if self.store is not None:
             await self.store.flush()
             self._settle(wait=True)
@@ -167,6 +194,10 @@ class StoreSink(SinkComponent[StoreSinkParams]):
 
     async def close(self) -> None:
         try:
+            for task in self._inflight:  # a stop that did not flush: nothing to wait for
+                task.cancel()
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+            self._inflight.clear()
             if self.client is not None:
                 await self.client.aclose()
             if self.store is not None and self._owns_store:
