@@ -289,7 +289,7 @@ def bench(session: nox.Session) -> None:
 
 def user_environment(session: nox.Session) -> str:
     """A virtualenv with the packages installed as a user installs them (``pip install
-    'market-data-pipeline[postgres]'``, pinned by uv.lock): no test tools, so no pandas,
+    'market-data-pipeline[postgres,http,redis]'``, pinned by uv.lock): no test tools, so no pandas,
     which pyarrow imports whenever it is there. Whole-process benchmarks run in it."""
     where = Path(session.create_tmp()) / "user-env"
     python = where / "bin" / "python"
@@ -306,6 +306,7 @@ def user_environment(session: nox.Session) -> str:
     session.run(
         "uv", "export", "--frozen", "--quiet", "--no-dev", "--no-hashes", "--no-emit-workspace",
         "--package", "market-data-pipeline", "--extra", "postgres", "--extra", "http",
+        "--extra", "redis",
         "--output-file", str(pins),
     )  # fmt: skip
     install = ("uv", "pip", "install", "--quiet", "--python", str(python))
