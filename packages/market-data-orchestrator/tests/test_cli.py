@@ -119,7 +119,8 @@ def test_state_changes_stream_as_server_sent_events(served: str) -> None:
         lines = stream.iter_lines()
         assert next(lines).startswith(": connected")
         httpx.post(f"{served}/v1/jobs/paced/pause", headers=headers, timeout=30)
-        data = next(line for line in lines if line.startswith("data:"))
+        next(line for line in lines if line == "event: state")
+        data = next(lines)
     assert '"new": "paused"' in data or '"new":"paused"' in data
     httpx.post(f"{served}/v1/jobs/paced/resume", headers=headers, timeout=30)
 

@@ -196,6 +196,11 @@ class StoreHealthWatcher(PollingWatcher):
         self.consecutive_successes = 0
         self.polls = 0
         self.flips = 0
+        self._listeners: list[Callable[[], None]] = []
+
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` after every result (its verdict decided): a live view."""
+        self._listeners.append(listener)
 
     @property
     def healthy(self) -> bool:
@@ -233,6 +238,8 @@ class StoreHealthWatcher(PollingWatcher):
                 self.consecutive_failures >= self.unhealthy_after
             ):
                 await self._flip(HealthState.UNHEALTHY)
+        for listener in self._listeners:
+            listener()
 
     async def _flip(self, verdict: HealthState) -> None:
         previous, self.verdict = self.verdict, verdict

@@ -35,6 +35,7 @@ from market_data_orchestrator.health import StoreHealthWatcher, aggregate
 from market_data_orchestrator.jobs import JobController, JobState
 from market_data_orchestrator.metrics import OrchestratorMetrics
 from market_data_orchestrator.security import AuditedRateLimiter, Authenticator
+from market_data_orchestrator.status import StatusFeed, store_view
 from market_data_orchestrator.supervisor import Supervisor
 
 __all__ = ["STORE_HEALTH", "Orchestrator"]
@@ -96,6 +97,13 @@ class Orchestrator:
                 deployment.feedback.redis_url.get_secret_value(), stream=deployment.feedback.stream
             )
         self.topology = TopologyWatcher(cluster_id, self._own_status, deployment.peers)
+        self.status = StatusFeed()
+        """Live events for ``GET /v1/events``: the store's view and its feedback."""
+        self._store_seen: dict[str, Any] | None = None
+        if self.feedback is not None:
+            self.feedback.add_listener(self.status.feedback)
+        if self.store is not None:
+            self.store.add_listener(self._store_observed)
         self.timings: dict[str, float] = {}
         """Seconds from the store's verdict flip to the jobs paused / resumed (last time)."""
 
@@ -115,6 +123,7 @@ class Orchestrator:
         await self.supervisor.start_all()
 
     async def aclose(self) -> None:
+        self.status.close()
         await self.supervisor.aclose()
         for watcher in (self.store, self.feedback, self.topology):
             if watcher is not None:
@@ -158,6 +167,18 @@ class Orchestrator:
             reason=reason[:1000],
             service=SERVICE,
         )
+
+    def store_view(self) -> dict[str, Any] | None:
+        """The store as the orchestrator sees it (``None``: no store is watched)."""
+        if self.store is None:
+            return None
+        return store_view(self.store.component(), self.store.status)
+
+    def _store_observed(self) -> None:
+        view = self.store_view()
+        if view is not None and view != self._store_seen:
+            self._store_seen = view
+            self.status.publish("store", view)
 
     # -- health --------------------------------------------------------------------------
 

@@ -3,7 +3,10 @@
 - ``GET /healthz`` liveness; ``GET /readyz`` core ``HealthStatus`` (worst-of over the store,
   every job and the feedback transport; 503 when unhealthy); ``GET /metrics``.
 - Viewer: ``GET /v1/jobs``, ``GET /v1/jobs/{name}``, ``GET /v1/topology``,
-  ``GET /v1/feedback``, ``GET /v1/events`` (server-sent events of state changes).
+  ``GET /v1/feedback``, ``GET /v1/events`` (server-sent events: job state changes, the
+  store's view and feedback), ``GET /v1/me``, ``GET /v1/store``, ``GET /v1/store/symbols``,
+  ``GET /v1/store/bars`` (``market_data_orchestrator.ui``).
+- The operators' status page at ``/ui/`` (``/`` redirects there).
 - Operator: ``POST /v1/jobs/{name}/{start|stop|pause|resume}``, ``POST /v1/jobs/{name}/scale``
   (``{"replicas": n}``: a partitioned job is rebalanced); admin: ``.../reload``,
   ``GET /v1/audit`` and topology edits (``POST /v1/topology/peers``,
@@ -68,6 +71,7 @@ from market_data_orchestrator.security import (
     UnauthenticatedError,
     require,
 )
+from market_data_orchestrator.ui import add_status_routes, add_ui
 
 __all__ = ["create_app", "problem"]
 
@@ -203,6 +207,8 @@ def create_app(orchestrator: Orchestrator, *, manage: bool = True) -> FastAPI:
     _health_routes(app, orchestrator)
     _job_routes(app, orchestrator)
     _read_routes(app, orchestrator)
+    add_status_routes(app, orchestrator, viewer=_role(Role.VIEWER), responses=_VIEWER)
+    add_ui(app)
     _add_access_log(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
@@ -557,18 +563,52 @@ def _read_routes(app: FastAPI, orchestrator: Orchestrator) -> None:
 
     @app.get(
         "/v1/events",
-        summary="Server-sent events of job state changes",
+        summary="Server-sent events: job state changes, the store's view, its feedback",
         response_class=StreamingResponse,
         responses={200: {"content": {"text/event-stream": {}}}, **_VIEWER},
     )
     async def events(_: Viewer) -> StreamingResponse:
-        async def stream() -> AsyncIterator[str]:
-            yield ": connected\n\n"
-            async for change in orchestrator.supervisor.events():
-                yield f"event: state\ndata: {json.dumps(change.model_dump(mode='json'))}\n\n"
-                await asyncio.sleep(0)
+        return StreamingResponse(_event_stream(orchestrator), media_type="text/event-stream")
 
-        return StreamingResponse(stream(), media_type="text/event-stream")
+
+async def _event_stream(orchestrator: Orchestrator) -> AsyncIterator[str]:
+    """``state`` events from the supervisor and ``store``/``feedback`` events from the
+    orchestrator's status feed (``market_data_orchestrator.status``), as they come; the
+    store's current view and the recent feedback first, so a page starts from them."""
+    queue: asyncio.Queue[tuple[str, dict[str, Any]] | None] = asyncio.Queue(maxsize=1000)
+
+    async def pump(source: AsyncIterator[Any], kind: str | None) -> None:
+        async for item in source:
+            if queue.full():  # a slow reader: the oldest goes
+                queue.get_nowait()
+            if kind is None:
+                queue.put_nowait((item.kind, item.data))
+            else:
+                queue.put_nowait((kind, item.model_dump(mode="json")))
+        queue.put_nowait(None)
+
+    pumps = [
+        asyncio.create_task(pump(orchestrator.supervisor.events(), "state")),
+        asyncio.create_task(pump(orchestrator.status.subscribe(), None)),
+    ]
+    try:
+        yield ": connected\n\n"
+        if (view := orchestrator.store_view()) is not None:
+            yield f"event: store\ndata: {json.dumps(view)}\n\n"
+        for past in orchestrator.status.recent_feedback():
+            yield f"event: {past.kind}\ndata: {json.dumps(past.data)}\n\n"
+        ended = 0
+        while ended < len(pumps):
+            item = await queue.get()
+            if item is None:
+                ended += 1
+                continue
+            kind, data = item
+            yield f"event: {kind}\ndata: {json.dumps(data)}\n\n"
+    finally:
+        for task in pumps:
+            task.cancel()
+        await asyncio.gather(*pumps, return_exceptions=True)
 
 
 def _add_offline_docs(app: FastAPI) -> None:
