@@ -277,8 +277,7 @@ def test_backpressure_is_drawn_from_the_feedback_stream(page_as: Any) -> None:
     path.wait_for(state="attached")  # a flat line at ok has no height: never "visible"
     first = int(path.get_attribute("data-points") or 0)
     _wait(
-        lambda: int(page.locator("#bp-chart path.level").get_attribute("data-points") or 0)
-        > first,
+        lambda: int(page.locator("#bp-chart path.level").get_attribute("data-points") or 0) > first,
         "a new feedback report to be drawn (live)",
     )
     assert "ok now" in (page.locator("#bp-chart-title").text_content() or "")
@@ -310,9 +309,7 @@ def test_every_control_has_a_label(page_as: Any) -> None:
     _shot(page, "06-admin-audit")
 
 
-def test_the_page_turns_the_store_unhealthy_live_and_back(
-    page_as: Any, platform: Platform
-) -> None:
+def test_the_page_turns_the_store_unhealthy_live_and_back(page_as: Any, platform: Platform) -> None:
     page = page_as("viewer")
     page.locator('#store-state[data-state="healthy"]').wait_for()
     page.locator("#bars-chart g.candle").first.wait_for()

@@ -145,7 +145,7 @@ def add_status_routes(
             "limit": _MAX_BARS,
         }
         items: list[Bar] = []
-        for _ in range(_PAGES):  # the store pages by start: follow next_start
+        for _attempt in range(_PAGES):  # the store pages by start: follow next_start
             page = await _store_get(orchestrator, "/v1/bars", window)
             items += _BARS.validate_python(page.get("items", []))
             if not page.get("next_start"):
