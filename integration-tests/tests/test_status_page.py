@@ -4,7 +4,7 @@ orchestrator supervising a job that writes 1-minute bars through the store, and 
 at /ui/ signed in with each role's token.
 
 What a user would notice: the page shows the running job; an operator's pause (by
-keyboard) pauses it and resume resumes it; the chart shows exactly the bars the store
+keyboard) pauses it, resume resumes it and scale changes its replicas; the chart shows exactly the bars the store
 holds; the page turns the store unhealthy live when the store dies (no reload) and healthy
 when it is back; the backpressure level is drawn from the feedback stream; a viewer sees
 no control buttons; the token never reaches the URL or the page; every control has a
@@ -232,6 +232,23 @@ def test_an_operator_pauses_and_resumes_the_job_by_keyboard(
     assert platform.job()["state"] == "running"
 
 
+def test_an_operator_scales_the_job_from_the_page(page_as: Any, platform: Platform) -> None:
+    page = page_as("operator")
+    row = page.locator('#jobs tr[data-job="bars"]')
+    row.locator('.state[data-state="running"]').wait_for()
+    try:
+        page.get_by_label("Replicas of bars").fill("2")
+        page.get_by_role("button", name="Scale bars").click()
+        row.get_by_text("2 of 2 running").wait_for()
+        assert platform.job()["desired_replicas"] == 2
+        _shot(page, "03-operator-scaled")
+    finally:
+        page.get_by_label("Replicas of bars").fill("1")
+        page.get_by_role("button", name="Scale bars").click()
+        row.get_by_text("1 of 1 running").wait_for()
+    assert platform.job()["desired_replicas"] == 1
+
+
 def test_the_chart_shows_the_bars_the_store_holds(page_as: Any, platform: Platform) -> None:
     page = page_as("operator")
     page.get_by_role("button", name="Pause bars").click()  # hold the bars still
@@ -264,7 +281,7 @@ def test_the_chart_shows_the_bars_the_store_holds(page_as: Any, platform: Platfo
         ], "the page's bars are not the store's newest"
         title = page.locator("#bars-chart-title").text_content() or ""
         assert f"{len(shown)} 1m bars of MSFT" in title
-        _shot(page, "03-bars-chart")
+        _shot(page, "04-bars-chart")
     finally:
         page.get_by_role("button", name="Resume bars").click()
         page.locator('#jobs tr[data-job="bars"] .state[data-state="running"]').wait_for()
@@ -281,7 +298,7 @@ def test_backpressure_is_drawn_from_the_feedback_stream(page_as: Any) -> None:
         "a new feedback report to be drawn (live)",
     )
     assert "ok now" in (page.locator("#bp-chart-title").text_content() or "")
-    _shot(page, "04-backpressure")
+    _shot(page, "05-backpressure")
 
 
 def test_a_viewer_sees_no_control_buttons(page_as: Any) -> None:
@@ -291,7 +308,7 @@ def test_a_viewer_sees_no_control_buttons(page_as: Any) -> None:
     assert page.locator("#jobs input").count() == 0
     assert not page.locator("#jobs th.controls").is_visible()
     assert "admin" in page.locator("#audit-note").inner_text()
-    _shot(page, "05-viewer")
+    _shot(page, "06-viewer")
 
 
 def test_every_control_has_a_label(page_as: Any) -> None:
@@ -306,7 +323,7 @@ def test_every_control_has_a_label(page_as: Any) -> None:
     assert unnamed == []
     page.locator("#audit tbody tr").first.wait_for()  # the operator's pauses, for an admin
     assert "POST /v1/jobs/{name}/pause" in page.locator("#audit").inner_text()
-    _shot(page, "06-admin-audit")
+    _shot(page, "07-admin-audit")
 
 
 def test_the_page_turns_the_store_unhealthy_live_and_back(page_as: Any, platform: Platform) -> None:
@@ -320,10 +337,10 @@ def test_the_page_turns_the_store_unhealthy_live_and_back(page_as: Any, platform
         page.locator('#store-state[data-state="unhealthy"]').wait_for()
         page.locator('#jobs tr[data-job="bars"] .state[data-state="paused"]').wait_for()
         assert "store-health" in page.locator('#jobs tr[data-job="bars"]').inner_text()
-        _shot(page, "07-store-unhealthy")
+        _shot(page, "08-store-unhealthy")
     finally:
         platform.store.start()
     page.locator('#store-state[data-state="healthy"]').wait_for()
     page.locator('#jobs tr[data-job="bars"] .state[data-state="running"]').wait_for()
     assert loads == [], "the page reloaded instead of updating live"
-    _shot(page, "08-store-healthy-again")
+    _shot(page, "09-store-healthy-again")
