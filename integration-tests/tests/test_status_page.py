@@ -321,8 +321,22 @@ def test_every_control_has_a_label(page_as: Any) -> None:
             .map((n) => n.outerHTML)"""
     )
     assert unnamed == []
-    page.locator("#audit tbody tr").first.wait_for()  # the operator's pauses, for an admin
-    assert "POST /v1/jobs/{name}/pause" in page.locator("#audit").inner_text()
+
+
+def test_an_admin_sees_the_audit_of_a_pause(page_as: Any) -> None:
+    page = page_as("admin")
+    row = page.locator('#jobs tr[data-job="bars"]')
+    row.locator('.state[data-state="running"]').wait_for()
+    page.get_by_role("button", name="Pause bars").click()
+    row.locator('.state[data-state="paused"]').wait_for()
+    page.get_by_role("button", name="Resume bars").click()
+    row.locator('.state[data-state="running"]').wait_for()
+    audit = page.locator("#audit")
+    audit.get_by_text("POST /v1/jobs/{name}/resume").first.wait_for()  # live, no reload
+    resumed = audit.locator("tbody tr", has_text="/resume").first.inner_text()
+    assert "admin-person" in resumed
+    assert "allowed" in resumed
+    assert audit.locator("tbody tr", has_text="/pause").count() >= 1
     _shot(page, "07-admin-audit")
 
 
