@@ -12,7 +12,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from market_data_core.testing.servers import free_port
+from market_data_core.testing.servers import free_port, scaled
 from market_data_orchestrator.cli import app
 from market_data_orchestrator.security import hash_token
 
@@ -21,7 +21,13 @@ OPERATOR, ADMIN = "op-token-81c2", "admin-token-27d9"
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[str]:
+def served(serving: tuple[str, subprocess.Popen[bytes]]) -> str:
+    return serving[0]
+
+
+@pytest.fixture
+def serving(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``mdo serve`` running a paced job: its URL and process."""
     port = free_port()
     (tmp_path / "job.yaml").write_text(
         "name: paced\nnodes:\n"
@@ -57,7 +63,7 @@ def served(tmp_path: Path) -> Iterator[str]:
                 pass
             assert time.monotonic() < deadline, (tmp_path / "mdo.log").read_text()
             time.sleep(0.1)
-        yield url
+        yield url, process
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -123,6 +129,23 @@ def test_state_changes_stream_as_server_sent_events(served: str) -> None:
         data = next(lines)
     assert '"new": "paused"' in data or '"new":"paused"' in data
     httpx.post(f"{served}/v1/jobs/paced/resume", headers=headers, timeout=30)
+
+
+def test_sigterm_ends_the_open_event_streams_and_the_process(
+    serving: tuple[str, subprocess.Popen[bytes]],
+) -> None:
+    """An operator's status page keeps /v1/events open; a stop must not wait for it (it
+    would hold the drain of the jobs until the page closed)."""
+    url, process = serving
+    headers = {"Authorization": f"Bearer {ADMIN}"}
+    with httpx.stream("GET", f"{url}/v1/events", headers=headers, timeout=60) as stream:
+        lines = stream.iter_lines()
+        assert next(lines).startswith(": connected")
+        process.send_signal(signal.SIGTERM)
+        for _ in lines:  # the stream ends (no read timeout, no hang)
+            pass
+    process.wait(scaled(30))  # uvicorn exits by the signal it handled: -SIGTERM
+    assert process.returncode in (0, -signal.SIGTERM)
 
 
 def test_a_bad_deployment_is_a_clear_error(tmp_path: Path) -> None:

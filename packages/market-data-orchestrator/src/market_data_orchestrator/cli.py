@@ -83,14 +83,42 @@ def serve(
         raise _fail(str(error), 2) from None
     configure_logging()  # JSON lines when stderr is not a terminal (production)
     service = spec.service
-    app_ = create_app(Orchestrator(spec))
-    uvicorn.run(
-        app_,
+    orchestrator = Orchestrator(spec)
+    config = uvicorn.Config(
+        create_app(orchestrator),
         host=host or service.host,
         port=port or service.port,
         log_config=None,  # its records go through structlog: one format, JSON in production
         access_log=False,  # the API logs each request itself, query secrets redacted
+        timeout_graceful_shutdown=_GRACE,
     )
+    _run_server(config, orchestrator)
+
+
+_GRACE = 5
+"""Seconds requests in progress get after SIGTERM before the jobs are stopped."""
+
+
+def _run_server(config: Any, orchestrator: Any) -> None:
+    """uvicorn, ending the live event streams (an open status page) at SIGTERM: they would
+    hold the stop, and with it the drain of the jobs, until every page closed."""
+    import asyncio  # noqa: PLC0415
+
+    import uvicorn  # noqa: PLC0415
+
+    class Server(uvicorn.Server):
+        loop: asyncio.AbstractEventLoop | None = None
+
+        async def serve(self, sockets: Any = None) -> None:
+            self.loop = asyncio.get_running_loop()
+            await super().serve(sockets)
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            super().handle_exit(sig, frame)
+            if self.loop is not None:
+                self.loop.call_soon_threadsafe(orchestrator.status.close)
+
+    Server(config).run()
 
 
 def _call(method: str, url: str, path: str, *, body: Any = None, timeout: float = 30.0) -> Any:

@@ -597,12 +597,7 @@ async def _event_stream(orchestrator: Orchestrator) -> AsyncIterator[str]:
             yield f"event: store\ndata: {json.dumps(view)}\n\n"
         for past in orchestrator.status.recent_feedback():
             yield f"event: {past.kind}\ndata: {json.dumps(past.data)}\n\n"
-        ended = 0
-        while ended < len(pumps):
-            item = await queue.get()
-            if item is None:
-                ended += 1
-                continue
+        while (item := await queue.get()) is not None:  # None: a source ended (a stop)
             kind, data = item
             yield f"event: {kind}\ndata: {json.dumps(data)}\n\n"
     finally:
