@@ -107,7 +107,31 @@ def test_cycles_are_rejected_naming_a_node_on_the_cycle() -> None:
         ],
         ["a -> m1", "m1 -> m2", "m2 -> m1", "m2 -> out"],
     )
-    with pytest.raises(GraphError, match="cycle through m1 -> m2"):
+    with pytest.raises(GraphError, match=r"has a cycle: m1 -> m2 -> m1$") as info:
+        graph.validated(REGISTRY)
+    assert info.value.node_id == "m1"
+
+
+@pytest.mark.parametrize(
+    ("edges", "cycle"),
+    [
+        (["a -> m1", "m1 -> m1", "m1 -> out", "a -> m2", "m2 -> m3", "m3 -> out"], "m1 -> m1"),
+        (["a -> m1", "m1 -> m2", "m2 -> m3", "m3 -> m2", "m3 -> out"], "m2 -> m3 -> m2"),
+        (["a -> m3", "m3 -> m1", "m1 -> m2", "m2 -> m3", "m2 -> out"], "m1 -> m2 -> m3 -> m1"),
+    ],
+)
+def test_the_cycle_error_names_the_cycle_and_nothing_else(edges: list[str], cycle: str) -> None:
+    graph = Graph.build(
+        [
+            node("a", "testing_provider", name="a"),
+            node("m1", "merge"),
+            node("m2", "merge"),
+            node("m3", "merge"),
+            node("out", "collect"),
+        ],
+        edges,
+    )
+    with pytest.raises(GraphError, match=rf"has a cycle: {cycle}$"):
         graph.validated(REGISTRY)
 
 

@@ -282,7 +282,8 @@ def _summary(runtime: UnifiedRuntime, result: RunResult) -> RunSummary:
                 "type": result.types[node_id],
                 "kind": result.kinds[node_id],
                 "in": stats.items_in,
-                "out": stats.items_out,
+                "out": stats.rows_out,
+                **_side_outputs(stats),
                 **stats.counters,
             }
         )
@@ -302,6 +303,18 @@ def _summary(runtime: UnifiedRuntime, result: RunResult) -> RunSummary:
     )
 
 
+def _side_outputs(stats: Any) -> dict[str, int]:
+    """Rows a node sent to outputs beside its main one (``out``), by output: a resampler's
+    ``late`` rows are not bars. Ports already counted under their own name are left out."""
+    if stats.rows_out == stats.items_out:
+        return {}
+    return {
+        port: rows
+        for port, rows in stats.by_port.items()
+        if port != "out" and port not in stats.counters
+    }
+
+
 def _print_summary(runtime: UnifiedRuntime, result: RunResult) -> None:
     from rich.table import Table  # noqa: PLC0415
 
@@ -309,9 +322,10 @@ def _print_summary(runtime: UnifiedRuntime, result: RunResult) -> None:
     for column in ("node", "type", "in", "out", "notes"):
         table.add_column(column, justify="right" if column in {"in", "out"} else "left")
     for node_id, stats in result.nodes.items():
-        notes = ", ".join(f"{k} {v:,}" for k, v in sorted(stats.counters.items()))
+        counters = _side_outputs(stats) | stats.counters
+        notes = ", ".join(f"{k} {v:,}" for k, v in sorted(counters.items()))
         table.add_row(
-            node_id, result.types[node_id], f"{stats.items_in:,}", f"{stats.items_out:,}", notes
+            node_id, result.types[node_id], f"{stats.items_in:,}", f"{stats.rows_out:,}", notes
         )
     out.print(table)
     out.print(f"late records: {result.counter('late'):,}   backpressure pauses: {runtime.pauses}")

@@ -71,6 +71,10 @@ class NodeStats:
 
     items_in: int = 0
     items_out: int = 0
+    """Rows emitted on every output (a resampler's late rows included)."""
+    rows_out: int = 0
+    """Rows emitted on the main output ``out`` (a resampler's bars), or on every output of
+    a node whose outputs are peers (``hash_partition``, ``router``): the summary's ``out``."""
     batches_in: int = 0
     batches_out: int = 0
     by_port: dict[str, int] = field(default_factory=dict)
@@ -95,6 +99,10 @@ class Context:
     """Shared objects (e.g. an in-process ``Store`` under ``"store"``) given to the runtime."""
     paths: int = 0
     """Paths from this node to a sink: how many arrivals complete a mark it emits."""
+    schema: pa.Schema | None = None
+    """The columns of the batches that reach this node, when the graph tells (a provider's
+    kind, a resampler's bars...; ``Component.output_schema``); ``None``: not known before
+    a batch arrives. A sink that receives no rows can still write an empty file of them."""
 
     def count(self, name: str, n: int = 1) -> None:
         self.stats.count(name, n)
@@ -122,6 +130,12 @@ class Component(Generic[P]):
         """Names of the output ports (``out`` unless the component says otherwise)."""
         return ("out",)
 
+    def output_schema(self, port: str, given: pa.Schema | None) -> pa.Schema | None:
+        """The columns this node emits on ``port`` when ``given`` reach it, if it can tell
+        before running (the runtime fills ``Context.schema`` from it): by default what comes
+        in goes out; providers and operators that make new columns say which."""
+        return given
+
     async def open(self, ctx: Context) -> None:
         self.ctx = ctx
 
@@ -147,6 +161,10 @@ class Provider(Component[P]):
     batch it waited for is not emitted. A live provider that cannot pause its upstream
     overrides :meth:`run` to conflate and count what it conflated.
     """
+
+    def output_schema(self, port: str, given: pa.Schema | None) -> pa.Schema | None:
+        """A provider makes its own columns: ``None`` unless it says which."""
+        return None
 
     def batches(self) -> AsyncIterator[pa.Table]:
         raise NotImplementedError

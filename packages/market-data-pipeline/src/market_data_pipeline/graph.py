@@ -67,6 +67,17 @@ class NodeSpec(_Spec):
     params: dict[str, Any] = Field(default_factory=dict)
     line: int | None = Field(default=None, exclude=True, description="Line in the config file.")
 
+    @field_validator("type", mode="before")
+    @classmethod
+    def _type(cls, value: object) -> object:
+        if value is None:
+            msg = (
+                "is empty: YAML reads a bare null (or ~) as no value; quote the name of the"
+                " null sink: type: 'null'"
+            )
+            raise ValueError(msg)
+        return value
+
     @field_validator("id")
     @classmethod
     def _id(cls, value: str) -> str:
@@ -218,9 +229,14 @@ class Graph(_Spec):
                 if incoming[child] == 0:
                     ready.append(child)
         if len(order) < len(self.nodes):
-            stuck = [spec for spec in self.nodes if spec.id not in order]
-            cycle = " -> ".join(spec.id for spec in stuck)
-            raise self.error(f"the graph has a cycle through {cycle}", stuck[0])
+            stuck = {spec.id for spec in self.nodes} - set(order)
+            cycle = _a_cycle({n: [e.source for e in self.edges if e.target == n] for n in stuck})
+            ids = [spec.id for spec in self.nodes]
+            head = min(cycle, key=ids.index)  # from the node the config names first
+            turn = cycle.index(head)
+            cycle = [*cycle[turn:-1], *cycle[:turn], head]
+            (first,) = [spec for spec in self.nodes if spec.id == cycle[0]]
+            raise self.error(f"the graph has a cycle: {' -> '.join(cycle)}", first)
         return tuple(order)
 
     @property
@@ -284,6 +300,19 @@ class Graph(_Spec):
             ],
             "edges": [str(e) for e in self.edges],
         }
+
+
+def _a_cycle(parents: Mapping[str, list[str]]) -> list[str]:
+    """One cycle among the nodes a topological sort could not order (``parents``: the
+    sources of each; every such node has one among them), as node ids along its edges with
+    the first repeated at the end: ``a -> a``, ``a -> b -> a``."""
+    back: list[str] = []  # each the parent of the one before
+    current = next(iter(parents))
+    while current not in back:
+        back.append(current)
+        current = next(p for p in parents[current] if p in parents)
+    start = back.index(current)
+    return [current, *reversed(back[start + 1 :]), current]
 
 
 PARTITION: Final = "{partition}"
@@ -468,9 +497,8 @@ def _node_spec(raw: Any, source: str | None) -> NodeSpec:
         first = error.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         node_id = raw.get("id") if isinstance(raw.get("id"), str) else None
-        raise GraphError(
-            f"{where}: {first['msg']}", node_id=node_id, source=source, line=line
-        ) from None
+        message = first["msg"].removeprefix("Value error, ")
+        raise GraphError(f"{where}: {message}", node_id=node_id, source=source, line=line) from None
 
 
 def _edge_spec(raw: Any, source: str | None) -> EdgeSpec:
@@ -518,4 +546,6 @@ def _from_validation(
         if isinstance(cursor, dict) and _LINE in cursor:
             line = cursor[_LINE]
     where = ".".join(str(p) for p in loc)
-    return GraphError(f"{where}: {first['msg']}", source=source, line=line)
+    return GraphError(
+        f"{where}: {first['msg'].removeprefix('Value error, ')}", source=source, line=line
+    )

@@ -234,9 +234,38 @@ def _cast(
     try:
         return column.cast(field.type)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+        bad = _first_uncastable(column, field.type)
+        if bad is None:
+            raise RecordError(
+                f"cannot read as {field.type}: {error}", source=source, field=field.name
+            ) from None
+        what = "a number" if pa.types.is_floating(field.type) else str(field.type)
         raise RecordError(
-            f"cannot read as {field.type}: {error}", source=source, field=field.name
+            f"is not {what} ({column[bad].as_py()!r})",
+            source=source,
+            line=first_line + bad,
+            field=field.name,
         ) from None
+
+
+def _first_uncastable(column: pa.ChunkedArray, kind: pa.DataType) -> int | None:
+    """The index of the first value that does not cast to ``kind`` (bisecting), to name
+    its line; ``None`` when the column as a whole is the problem."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    lo, hi = 0, len(array)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        try:
+            array.slice(lo, mid - lo).cast(kind)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            hi = mid
+        else:
+            lo = mid
+    try:
+        array.slice(lo, 1).cast(kind)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return lo
+    return None
 
 
 def _check_values(table: pa.Table, kind: Kind, source: str, first_line: int) -> None:

@@ -161,9 +161,11 @@ class Registry:
             return role
         if kinds:
             return kinds[0]
-        known = ", ".join(sorted(n for table in self._paths.values() for n in table))
+        known = "; ".join(
+            f"{kind}s: {', '.join(sorted(table))}" for kind, table in self._paths.items() if table
+        )
         raise UnknownComponentError(
-            f"unknown component type {type_name!r} (known: {known})",
+            f"unknown component type {type_name!r} ({known})",
             node_id=spec.id if spec else None,
             source=graph.source if graph else None,
             line=spec.line if spec else None,

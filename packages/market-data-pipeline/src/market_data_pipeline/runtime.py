@@ -135,6 +135,7 @@ class GraphRuntime:
         self._working: dict[str, int] = {}
         """Rows of the batch each node is processing or writing (until it returns)."""
         self._paths = self._count_paths()
+        self._schemas = self._input_schemas()
 
     # -- public -----------------------------------------------------------------------
 
@@ -238,6 +239,22 @@ class GraphRuntime:
                 paths[node_id] = sum(paths[e.target] for e in self.validated.outputs(node_id))
         return paths
 
+    def _input_schemas(self) -> dict[str, pa.Schema | None]:
+        """The columns that reach each node, where the components can tell before running
+        (``Component.output_schema`` along the edges, in topological order)."""
+        schemas: dict[str, pa.Schema | None] = {}
+        for node_id in self.validated.order:
+            component = self.components[node_id]
+            given = schemas.get(node_id)
+            for edge in self.validated.outputs(node_id):
+                try:
+                    out = component.output_schema(edge.port, given)
+                except Exception:  # a hint only: never a reason to fail the graph
+                    out = None
+                if out is not None and schemas.get(edge.target) is None:
+                    schemas[edge.target] = out
+        return schemas
+
     def _restore(self) -> None:
         """Give each operator the stamp its provider saved with the last acknowledgement."""
         for component in self.components.values():
@@ -264,6 +281,7 @@ class GraphRuntime:
             stopping=self.stopping,
             services=self.services,
             paths=self._paths[node_id],
+            schema=self._schemas.get(node_id),
         )
 
     async def _open_all(self) -> None:
@@ -445,6 +463,8 @@ class _Emitter:
         if rows == 0:
             return
         self.stats.items_out += rows
+        if port == "out" or "out" not in self.targets:
+            self.stats.rows_out += rows
         self.stats.batches_out += 1
         self.stats.by_port[port] = self.stats.by_port.get(port, 0) + rows
         if self.metrics is not None:

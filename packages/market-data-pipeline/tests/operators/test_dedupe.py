@@ -52,16 +52,23 @@ async def _dedupe(batches: list[pa.Table], **params: Any) -> tuple[list[Row], in
     return _rows(out.get("out")), stats.counters.get("deduplicated", 0), op
 
 
-def _oracle(rows: list[Row], keys: list[str], ttl: int) -> list[Row]:
+def _oracle(rows: list[Row], keys: list[str] | None, ttl: int) -> list[Row]:
     """The documented rule, literally: a row passes unless an earlier passed row with its key
-    has not expired, where the clock is the latest event time of passed rows and this row."""
+    has not expired, where the clock is the latest event time of passed rows and this row.
+    No keys: symbol and trade id when the row has one, else the whole row."""
     position = {"symbol": 0, "ts": 1, "trade_id": 2}
+
+    def key_of(row: Row) -> tuple[Any, ...]:
+        if keys is None:
+            return ("id", row[0], row[2]) if row[2] is not None else ("row", *row)
+        return tuple(row[position[k]] for k in keys)
+
     passed: list[Row] = []
     clock: int | None = None
     for row in rows:
         now = row[1] if clock is None else max(clock, row[1])
-        key = tuple(row[position[k]] for k in keys)
-        if any(tuple(p[position[k]] for k in keys) == key and now <= p[1] + ttl for p in passed):
+        key = key_of(row)
+        if any(key_of(p) == key and now <= p[1] + ttl for p in passed):
             continue
         passed.append(row)
         clock = now
@@ -83,7 +90,7 @@ rows_strategy = st.lists(
     max_size=40,
 )
 keys_strategy = st.sampled_from(
-    [["symbol", "ts"], ["symbol", "trade_id"], ["symbol", "ts", "trade_id"]]
+    [None, ["symbol", "ts"], ["symbol", "trade_id"], ["symbol", "ts", "trade_id"]]
 )
 
 
@@ -96,7 +103,7 @@ keys_strategy = st.sampled_from(
 )
 @pytest.mark.asyncio
 async def test_dedupe_matches_the_rule_whatever_the_batches(
-    rows: list[Row], keys: list[str], ttl: int, cuts: list[int]
+    rows: list[Row], keys: list[str] | None, ttl: int, cuts: list[int]
 ) -> None:
     expected = _oracle(rows, keys, ttl)
     whole, dropped, _ = await _dedupe([_table(rows)], keys=keys, ttl=ttl)
@@ -109,7 +116,7 @@ async def test_dedupe_matches_the_rule_whatever_the_batches(
 @settings(max_examples=60, deadline=None)
 @given(rows=rows_strategy, keys=keys_strategy, ttl=st.sampled_from([1, 5, 30]))
 @pytest.mark.asyncio
-async def test_dedupe_is_idempotent(rows: list[Row], keys: list[str], ttl: int) -> None:
+async def test_dedupe_is_idempotent(rows: list[Row], keys: list[str] | None, ttl: int) -> None:
     once, _, _ = await _dedupe([_table(rows)], keys=keys, ttl=ttl)
     twice, dropped, _ = await _dedupe([_table(once)], keys=keys, ttl=ttl)
     assert twice == once
@@ -120,7 +127,7 @@ async def test_dedupe_is_idempotent(rows: list[Row], keys: list[str], ttl: int) 
 async def test_duplicates_within_and_across_batches_first_wins() -> None:
     first = _table([("A", 0, None, 1.0), ("A", 0, None, 2.0), ("B", 0, None, 3.0)])
     second = _table([("B", 0, None, 4.0), ("A", 1, None, 5.0)])
-    rows, dropped, _ = await _dedupe([first, second])
+    rows, dropped, _ = await _dedupe([first, second], keys=["symbol", "ts"])
     assert rows == [("A", 0, None, 1.0), ("B", 0, None, 3.0), ("A", 1, None, 5.0)]
     assert dropped == 2
 
@@ -141,11 +148,13 @@ async def test_a_key_expires_once_event_time_passes_its_ttl() -> None:
 
 
 @pytest.mark.asyncio
-async def test_a_row_older_than_the_ttl_is_never_dropped() -> None:
-    rows, _, _ = await _dedupe(
-        [_table([("A", 0, None, 1.0), ("B", 100, None, 2.0), ("A", 0, None, 3.0)])], ttl=10
+async def test_a_row_older_than_the_ttl_is_never_dropped_and_is_counted() -> None:
+    op = Deduplicate("d", DeduplicateParams(ttl=10))
+    out, stats = await run_operator(
+        op, [_table([("A", 0, None, 1.0), ("B", 100, None, 2.0), ("A", 0, None, 1.0)])]
     )
-    assert [r[3] for r in rows] == [1.0, 2.0, 3.0]
+    assert [r[3] for r in _rows(out["out"])] == [1.0, 2.0, 1.0]  # the same record, too late
+    assert stats.counters == {"past_ttl": 1}
 
 
 @pytest.mark.asyncio
@@ -167,7 +176,9 @@ async def test_nulls_in_keys_are_equal_and_null_times_pass() -> None:
         },
         schema=pa.schema([("symbol", pa.string()), ("ts", records.TIMESTAMP), ("n", pa.int64())]),
     )
-    out, stats = await run_operator(Deduplicate("d", DeduplicateParams()), [table])
+    out, stats = await run_operator(
+        Deduplicate("d", DeduplicateParams(keys=["symbol", "ts"])), [table]
+    )
     assert out["out"].column("n").to_pylist() == [1, 3, 5, 6]
     assert stats.counters == {"deduplicated": 2}
 
@@ -202,8 +213,33 @@ async def test_models_and_trade_ids() -> None:
 )
 @pytest.mark.asyncio
 async def test_unusable_batches_say_why(table: pa.Table, message: str) -> None:
+    params = DeduplicateParams(keys=["symbol", "ts"])
     with pytest.raises(ValueError, match=message):
-        await run_operator(Deduplicate("d", DeduplicateParams()), [table])
+        await run_operator(Deduplicate("d", params), [table])
+
+
+@pytest.mark.asyncio
+async def test_by_default_only_the_same_record_twice_is_a_duplicate() -> None:
+    """Distinct trades that share a timestamp are kept (by trade id, else by every field);
+    the same trade sent twice is dropped."""
+    table = _table(
+        [
+            ("A", 0, "1", 1.0),
+            ("A", 0, "2", 1.0),  # another trade in the same second
+            ("A", 0, "1", 1.0),  # trade 1 again: dropped
+            ("A", 0, None, 1.0),
+            ("A", 0, None, 2.0),  # no id, another price: kept
+            ("A", 0, None, 1.0),  # the same record again: dropped
+        ]
+    )
+    rows, dropped, _ = await _dedupe([table])
+    assert rows == [
+        ("A", 0, "1", 1.0),
+        ("A", 0, "2", 1.0),
+        ("A", 0, None, 1.0),
+        ("A", 0, None, 2.0),
+    ]
+    assert dropped == 2
 
 
 @pytest.mark.parametrize(

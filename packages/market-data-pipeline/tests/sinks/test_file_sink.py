@@ -137,10 +137,40 @@ async def test_the_file_appears_only_once_the_input_ended(tmp_path: Path, make_c
 
 
 @pytest.mark.asyncio
-async def test_no_rows_no_file(tmp_path: Path, make_context) -> None:
-    path = tmp_path / "empty.parquet"
-    await write_all(FileSink("f", FileSinkParams(path=str(path))), make_context(), [])
+@pytest.mark.parametrize("suffix", [".parquet", ".csv", ".ndjson"])
+async def test_no_rows_replace_a_previous_file_with_an_empty_one(
+    tmp_path: Path, make_context, suffix: str
+) -> None:
+    """A run without rows must not leave a previous run's file for readers to take as its
+    own: an empty file of the columns that would have come (here the graph's hint)."""
+    path = tmp_path / f"bars{suffix}"
+    await write_all(FileSink("f", FileSinkParams(path=str(path))), make_context(), synthetic())
+    ctx = make_context()
+    ctx.schema = records.BARS
+    await write_all(FileSink("f", FileSinkParams(path=str(path))), ctx, [])
+    if suffix == ".parquet":
+        table = pq.read_table(path)
+        assert table.num_rows == 0
+        assert table.schema.equals(records.BARS, check_metadata=False)
+    elif suffix == ".csv":
+        assert path.read_text().splitlines() == [",".join(f'"{n}"' for n in records.BARS.names)]
+    else:
+        assert path.read_text() == ""
+
+
+@pytest.mark.asyncio
+async def test_no_rows_and_no_columns_known_fail_and_remove_the_stale_file(
+    tmp_path: Path, make_context
+) -> None:
+    path = tmp_path / "out.parquet"
+    path.write_bytes(b"a previous run's output")
+    with pytest.raises(ValueError, match=r"set kind .*the previous .*out\.parquet was removed"):
+        await write_all(FileSink("f", FileSinkParams(path=str(path))), make_context(), [])
     assert not path.exists()
+    await write_all(
+        FileSink("f", FileSinkParams(path=str(path), kind="quotes")), make_context(), []
+    )
+    assert pq.read_table(path).schema.equals(records.QUOTES, check_metadata=False)
 
 
 @pytest.mark.asyncio

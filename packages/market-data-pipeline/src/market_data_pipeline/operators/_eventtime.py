@@ -487,6 +487,10 @@ class EventTimeOperator(Operator[EP]):
     def outputs(self) -> tuple[str, ...]:
         return ("out", self.late_port)
 
+    def output_schema(self, port: str, given: pa.Schema | None) -> pa.Schema | None:
+        """Late rows leave as they came; windows make new columns (subclasses say)."""
+        return None if port == "out" else given
+
     def _spec(self) -> WindowSpec:
         raise NotImplementedError
 

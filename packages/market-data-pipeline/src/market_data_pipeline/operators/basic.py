@@ -59,6 +59,9 @@ class FlatMap(Operator[MapParams]):
         super().__init__(node_id, params)
         self.fn = resolve(params.fn)
 
+    def output_schema(self, port: str, given: pa.Schema | None) -> pa.Schema | None:
+        return None  # the function decides
+
     async def process(self, batch: pa.Table, emit: Emit) -> None:
         if batch.num_rows == 0:
             return
@@ -210,6 +213,12 @@ class KeyBy(Operator[KeyByParams]):
     def __init__(self, node_id: str, params: KeyByParams) -> None:
         super().__init__(node_id, params)
         self._keys = KeySelector(field=params.field, fn=params.fn, operator="key_by")
+
+    def output_schema(self, port: str, given: pa.Schema | None) -> pa.Schema | None:
+        if given is None:
+            return None
+        kept = [f for f in given if f.name != "key"]
+        return pa.schema([*kept, pa.field("key", pa.string())])
 
     async def process(self, batch: pa.Table, emit: Emit) -> None:
         if batch.num_rows == 0:

@@ -1,14 +1,20 @@
 """``deduplicate``: drop records whose key was seen recently, in event time.
 
-A row's key is the values of ``keys`` (default ``symbol`` and ``ts``; trades usually add
-``trade_id``). The first row with a key passes and its key is remembered with the row's
-event time ``t`` (field ``time_field``); later rows with that key are dropped, counted as
+A row's key is the values of ``keys``. By default (no ``keys``) a row is a duplicate only
+when it is the same record: its ``symbol`` and ``trade_id`` when it has a trade id, else
+every field of the row. (``symbol`` and ``ts`` alone would drop distinct trades that share
+a timestamp: 630 of the 2,001 trades of a real Binance file share their millisecond with
+another.) The first row with a key passes and its key is remembered with the row's event
+time ``t`` (field ``time_field``); later rows with that key are dropped, counted as
 ``deduplicated``, until the clock passes ``t + ttl``. The clock is the greatest event time
 of the rows that passed (and of the row being looked at), so it never depends on wall time
 or on how the stream was cut into batches, and deduplicating twice changes nothing.
 
-A row more than ``ttl`` older than the clock is never dropped (its key has already expired):
-choose a ``ttl`` longer than the disorder of the stream. Nulls in key fields compare equal
+A row more than ``ttl`` older than the clock is never dropped (its key has already expired)
+and is counted as ``past_ttl``: a duplicate that comes later than ``ttl`` (event time)
+after its first passes. Choose a ``ttl`` longer than the disorder of the stream (the time
+a venue's correction or a replayed overlap can lag); memory grows with it (about two ttls
+of keys). Nulls in key fields compare equal
 (as in SQL's ``DISTINCT``); rows whose event time is null pass and are not remembered.
 
 Memory is bounded by the ttl: keys are swept once the clock has moved ``ttl`` past the last
@@ -32,17 +38,29 @@ _MICROS = 1_000_000
 
 
 class DeduplicateParams(Params):
-    keys: list[str] = Field(default_factory=lambda: ["symbol", "ts"], min_length=1)
-    """Fields whose values together identify a record."""
-    ttl: float = Field(default=60.0, gt=0)
-    """Seconds of event time a key is remembered after its record's event time."""
+    keys: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        description=(
+            "Fields whose values together identify a record (default: symbol and trade_id"
+            " when a row has a trade id, else the whole row)."
+        ),
+    )
+    ttl: float = Field(
+        default=60.0,
+        gt=0,
+        description=(
+            "Seconds of event time a key is remembered: a duplicate later than this passes"
+            " (counted as past_ttl). Above the stream's disorder; memory grows with it."
+        ),
+    )
     time_field: str = "ts"
     """The event time: a timestamp, or a number of seconds."""
 
     @field_validator("keys")
     @classmethod
-    def _distinct(cls, keys: list[str]) -> list[str]:
-        if len(set(keys)) != len(keys):
+    def _distinct(cls, keys: list[str] | None) -> list[str] | None:
+        if keys is not None and len(set(keys)) != len(keys):
             msg = f"keys must be distinct: {keys}"
             raise ValueError(msg)
         return keys
@@ -70,15 +88,18 @@ class Deduplicate(Operator[DeduplicateParams]):
         if batch.num_rows == 0:
             return
         times = self._micros(batch)
-        keep = self._admit(self._keys(batch), times)
+        keep, unchecked = self._admit(self._keys(batch), times)
+        if unchecked:
+            self.context.count("past_ttl", unchecked)
         if dropped := batch.num_rows - len(keep):
             self.context.count("deduplicated", dropped)
             batch = batch.take(pa.array(keep, type=pa.int64()))
         self._sweep()
         await emit(batch)
 
-    def _admit(self, keys: Iterable[Any], times: list[int | None]) -> list[int]:
-        """Indices of the rows that pass; remembers their keys.
+    def _admit(self, keys: Iterable[Any], times: list[int | None]) -> tuple[list[int], int]:
+        """Indices of the rows that pass, and how many of them came past the ttl (their
+        key may have been forgotten); remembers their keys.
 
         The one loop in Python per row: a hash table that outlives the batch has no
         vectorized form in Arrow or numpy (DESIGN §6). Everything around it is vectorized.
@@ -86,6 +107,7 @@ class Deduplicate(Operator[DeduplicateParams]):
         seen, ttl = self._seen, self._ttl
         clock = self._clock
         keep: list[int] = []
+        unchecked = 0
         for index, (key, t) in enumerate(zip(keys, times, strict=True)):
             if t is None:
                 keep.append(index)
@@ -93,11 +115,13 @@ class Deduplicate(Operator[DeduplicateParams]):
             now = t if clock is None or t > clock else clock
             first = seen.get(key)
             if first is None or now > first + ttl:
+                if now > t + ttl:
+                    unchecked += 1
                 seen[key] = t
                 clock = now
                 keep.append(index)
         self._clock = clock
-        return keep
+        return keep, unchecked
 
     def _sweep(self) -> None:
         """Forget expired keys, at most once per ttl of event time."""
@@ -113,6 +137,8 @@ class Deduplicate(Operator[DeduplicateParams]):
 
     def _keys(self, batch: pa.Table) -> Iterable[Any]:
         """One hashable key per row: a value for one field, a tuple for several."""
+        if self.params.keys is None:
+            return _record_keys(batch)
         columns = [_plain(self._column(batch, name)).to_pylist() for name in self.params.keys]
         return columns[0] if len(columns) == 1 else zip(*columns, strict=True)
 
@@ -140,6 +166,29 @@ class Deduplicate(Operator[DeduplicateParams]):
             msg = f"deduplicate: the batch has no field {name!r} ({', '.join(batch.column_names)})"
             raise ValueError(msg)
         return batch.column(name)
+
+
+def _record_keys(batch: pa.Table) -> list[Any]:
+    """The default key of each row: ``symbol`` and ``trade_id`` where the row has a trade id,
+    else every field (lists as tuples): only the same record twice is a duplicate."""
+    names = batch.column_names
+    columns = [_hashable(batch.column(name)) for name in names]
+    rows: list[Any] = [("row", *row) for row in zip(*columns, strict=True)]
+    if "trade_id" in names and "symbol" in names:
+        ids = batch.column("trade_id").to_pylist()
+        symbols = batch.column("symbol").to_pylist()
+        rows = [
+            row if trade_id is None else ("trade_id", symbol, trade_id)
+            for row, symbol, trade_id in zip(rows, symbols, ids, strict=True)
+        ]
+    return rows
+
+
+def _hashable(column: pa.ChunkedArray) -> list[Any]:
+    if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+        return [None if v is None else tuple(v) for v in column.to_pylist()]
+    values: list[Any] = _plain(column).to_pylist()
+    return values
 
 
 def _plain(column: pa.ChunkedArray) -> pa.ChunkedArray:

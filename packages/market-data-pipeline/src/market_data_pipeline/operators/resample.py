@@ -116,6 +116,9 @@ class ResampleOHLC(EventTimeOperator[ResampleParams]):
         base = super().outputs
         return (*base, "outside_session") if self._sessions is not None else base
 
+    def output_schema(self, port: str, given: pa.Schema | None) -> pa.Schema | None:
+        return records.BARS if port == "out" else given
+
     def _spec(self) -> WindowSpec:
         size = self.params.timeframe.seconds * 1_000_000
         return WindowSpec(size=size, slide=size, rules=_RULES)

@@ -46,6 +46,8 @@ _UNIT_SECONDS: Final = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e
 _MICROS_PER: Final = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": 1}
 _NUMERIC: Final = r"^\s*[-+]?\d+(\.\d*)?([eE][-+]?\d+)?\s*$"
 _INTEGER: Final = r"^\s*[-+]?\d+\s*$"
+_OFFSET: Final = r"(Z|z|[+-]\d\d(:?\d\d)?)\s*$"
+"""A timestamp's UTC offset at its end (``Z``, ``+00:00``, ``-0500``)."""
 
 
 def parse_duration(value: object) -> timedelta:
@@ -161,11 +163,46 @@ def _from_strings(
     naive = _try(text, _parse_naive)
     if naive is not None:
         return _from_timestamps(naive, timezone, where), unit
+    mixed = _mixed(text, timezone, where)
+    if mixed is not None:
+        return mixed, unit
     sample = present[0] if len(present) else None
     parse = _parse_aware if sample is not None and _try(present.slice(0, 1), _parse_aware) else None
     parse = parse or _parse_naive
     bad = first_bad(text, parse)
     raise where.error(f"is not a timestamp ({text[bad].as_py()!r})", bad)
+
+
+def _mixed(text: pa.Array, timezone: str | None, where: _Where) -> pa.Array | None:
+    """A column that mixes timestamps with a UTC offset and without one: with
+    ``timezone`` the ones without are read in it; without, an error that says so. ``None``
+    when the column is not such a mix (some value is no timestamp at all)."""
+    marked = pc.fill_null(pc.match_substring_regex(text, _OFFSET), False).to_numpy(
+        zero_copy_only=False
+    )
+    if marked.all() or not marked.any():
+        return None
+    with_offset = _try(text.filter(pa.array(marked)), _parse_aware)
+    without = _try(text.filter(pa.array(~marked)), _parse_naive)
+    if with_offset is None or without is None:
+        return None
+    if timezone is None:
+        bad = int(np.flatnonzero(~marked & pc.is_valid(text).to_numpy(zero_copy_only=False))[0])
+        first = int(np.flatnonzero(marked)[0])
+        raise where.error(
+            f"has no UTC offset ({text[bad].as_py()!r}) while other rows have one"
+            f" ({text[first].as_py()!r}, line {int(where.lines[first])}): set `timezone:`"
+            " (e.g. UTC) to read the ones without an offset in that zone",
+            bad,
+        )
+    placed = _from_timestamps(without, timezone, where)
+    micros = np.empty(len(text), dtype=np.int64)
+    valid = np.empty(len(text), dtype=bool)
+    for rows, values in ((marked, with_offset), (~marked, placed)):
+        numbers = values.cast(pa.int64())
+        micros[rows] = pc.fill_null(numbers, 0).to_numpy(zero_copy_only=False)
+        valid[rows] = pc.is_valid(numbers).to_numpy(zero_copy_only=False)
+    return pa.array(micros, type=pa.int64(), mask=~valid).cast(TIMESTAMP)
 
 
 def _try(array: pa.Array, parse: Callable[[pa.Array], pa.Array]) -> pa.Array | None:

@@ -129,6 +129,9 @@ class IBKRProvider(Provider[IBKRParams]):
 
     # -- connection ---------------------------------------------------------------------
 
+    def output_schema(self, port: str, given: pa.Schema | None) -> pa.Schema | None:
+        return records.schema_of(self.params.kind)
+
     async def open(self, ctx: Context) -> None:
         await super().open(ctx)
         p = self.params

@@ -190,6 +190,9 @@ class ReplayProvider(Provider[ReplayParams]):
         self._buyer_maker: str | None = None
         self._files = contextlib.ExitStack()
 
+    def output_schema(self, port: str, given: pa.Schema | None) -> pa.Schema | None:
+        return self.schema
+
     async def close(self) -> None:
         self._files.close()
         await super().close()
@@ -267,6 +270,9 @@ class ReplayProvider(Provider[ReplayParams]):
                 column_types=dict.fromkeys(header, pa.string()),
                 strings_can_be_null=True,
                 quoted_strings_can_be_null=False,
+                # empty fields are missing; "NaN", "NA", "N/A" are values the checks name
+                # (Arrow's defaults would read them as missing)
+                null_values=_CSV_NULLS,
             ),
         }
         reader: Any = None
@@ -290,12 +296,23 @@ class ReplayProvider(Provider[ReplayParams]):
             yield table, lines
 
     def _parquet(self, path: Path) -> Iterator[tuple[pa.Table, Lines]]:
-        file = self._files.enter_context(pq.ParquetFile(str(path)))
+        try:
+            file = self._files.enter_context(pq.ParquetFile(str(path)))
+        except (pa.ArrowException, OSError) as error:
+            raise RecordError(f"not a readable Parquet file: {error}", source=self.source) from None
         names = file.schema_arrow.names
         self._resolve(names)
         wanted = sorted(self._file_columns(), key=names.index)
         row = 1
-        for batch in file.iter_batches(batch_size=self.params.batch_size, columns=wanted):
+        batches = file.iter_batches(batch_size=self.params.batch_size, columns=wanted)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                break
+            except (pa.ArrowException, OSError) as error:
+                message = f"cannot read the Parquet file after row {row - 1}: {error}"
+                raise RecordError(message, source=self.source) from None
             yield pa.Table.from_batches([batch]), np.arange(row, row + batch.num_rows)
             row += batch.num_rows
 
@@ -567,6 +584,10 @@ def _open_text(path: Path) -> IO[str]:
     if path.suffix.lower() in {".gz", ".gzip"}:
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig")
     return path.open(encoding="utf-8-sig")
+
+
+_CSV_NULLS: Final = ["", "null", "NULL"]
+"""What a CSV field holds when its value is missing."""
 
 
 def _csv_header(path: Path, delimiter: str) -> list[str]:

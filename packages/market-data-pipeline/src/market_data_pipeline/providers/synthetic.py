@@ -133,6 +133,9 @@ class SyntheticProvider(Provider[SyntheticParams]):
         self.sleep: Sleep | None = None
         """Sleep of the ``rate`` pacing (default: one that wakes up when the job stops)."""
 
+    def output_schema(self, port: str, given: pa.Schema | None) -> pa.Schema | None:
+        return records.schema_of(self.params.kind)
+
     async def batches(self) -> AsyncIterator[pa.Table]:
         pacer = self._pacer()
         emitted = 0

@@ -4,7 +4,10 @@ Rows are written incrementally (Parquet row groups, CSV blocks, NDJSON lines) to
 temporary file next to the target; ``flush`` (end of input) syncs it and renames it over
 the target in one step. A run that fails or is cancelled never leaves a half-written
 file: ``close`` without ``flush`` discards the temporary file. Parent directories are
-created. A run without rows writes no file.
+created. A run without rows writes an empty file of the columns that would have come (the
+graph tells them: a provider's ``kind``, a resampler's bars; else the sink's ``kind``
+param), so a reader never takes a previous run's file for this one's; when nothing tells
+them, the previous file is removed and the node fails, naming what to set.
 
 CSV cannot hold lists: list columns (trade ``conditions``) are written as JSON text, which
 the ``replay`` provider reads back. Timestamps are ISO 8601 in UTC in CSV and NDJSON.
@@ -26,6 +29,7 @@ import pyarrow.parquet as pq
 import structlog
 from pydantic import Field
 
+from market_data_pipeline import records
 from market_data_pipeline.components import Params, SinkComponent
 
 __all__ = ["FileSink", "FileSinkParams", "detect_format", "ndjson_lines"]
@@ -58,6 +62,13 @@ class FileSinkParams(Params):
     format: Literal["auto", "parquet", "csv", "ndjson"] = "auto"
     compression: str | None = Field(
         default=None, description="Parquet codec (default snappy): zstd, gzip, none..."
+    )
+    kind: Literal["trades", "quotes", "bars", "signals"] | None = Field(
+        default=None,
+        description=(
+            "The records' kind, for the columns of an empty file when no row came and the"
+            " graph does not tell them (after a map or a redis_stream)."
+        ),
     )
 
 
@@ -103,16 +114,34 @@ class FileSink(SinkComponent[FileSinkParams]):
 
     async def flush(self) -> None:
         """Finish the file and move it into place."""
+        if self._writer is None:
+            self._writer = self._open(self._empty_schema())
+            logger.info("file sink received no rows: an empty file", path=str(self.path))
         writer, tmp = self._writer, self._tmp
-        if writer is None or tmp is None:
-            logger.info("file sink received no rows; no file written", path=str(self.path))
-            return
+        assert tmp is not None
         self._writer = self._tmp = None
         writer.close()
         _fsync(tmp)
         tmp.replace(self.path)
         _fsync_dir(self.path.parent)
         logger.info("file written", path=str(self.path), rows=self.rows, format=self.format)
+
+    def _empty_schema(self) -> pa.Schema:
+        """The columns of a file without rows: the sink's ``kind``, else what the graph
+        says reaches the sink; neither: the stale file goes and the node fails."""
+        if self.params.kind is not None:
+            return records.schema_of(self.params.kind)
+        if self.context.schema is not None:
+            return self.context.schema
+        stale = self.path.exists()
+        self.path.unlink(missing_ok=True)
+        msg = (
+            "no rows came and the graph does not tell their columns (a map or a redis_stream"
+            " upstream): set kind (trades, quotes, bars or signals) to write an empty file"
+        )
+        if stale:
+            msg += f"; the previous {self.path} was removed, so that no reader takes it"
+        raise ValueError(msg)
 
     async def close(self) -> None:
         writer, tmp = self._writer, self._tmp
