@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,8 +90,6 @@ class Platform:
 
 
 def _wait(predicate: Any, what: str, limit: float = 60) -> None:
-    import time
-
     deadline = time.monotonic() + scaled(limit)
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"

@@ -7,6 +7,7 @@ import contextlib
 import signal
 from collections import deque
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -16,6 +17,7 @@ from market_data_orchestrator.jobs import JobState, ReplicaInfo
 from market_data_orchestrator.lifecycle import Backoff, CrashLoop
 
 _S = JobState
+T = TypeVar("T")
 LIVE = frozenset({_S.STARTING, _S.RUNNING, _S.PAUSED})
 
 
@@ -136,7 +138,9 @@ def signal_name(number: int) -> str:
         return f"signal {number}"
 
 
-def offer(queue: asyncio.Queue[StateChange | None], item: StateChange | None) -> None:
+def offer(queue: asyncio.Queue[T], item: T) -> None:
+    """Put ``item`` on a bounded queue, dropping the oldest when it is full (a slow reader
+    of live events loses old ones, never blocks the publisher)."""
     if queue.full():
         with contextlib.suppress(asyncio.QueueEmpty):
             queue.get_nowait()

@@ -60,7 +60,7 @@ from market_data_core import (
     ProblemItem,
 )
 from market_data_core.logs import redacted_query
-from market_data_orchestrator._replica import SupervisorClosedError
+from market_data_orchestrator._replica import SupervisorClosedError, offer
 from market_data_orchestrator.deployment import PeerSpec, Role
 from market_data_orchestrator.jobs import JobInfo, ScaleRequest
 from market_data_orchestrator.orchestrator import SERVICE, Orchestrator
@@ -578,14 +578,12 @@ async def _event_stream(orchestrator: Orchestrator) -> AsyncIterator[str]:
     queue: asyncio.Queue[tuple[str, dict[str, Any]] | None] = asyncio.Queue(maxsize=1000)
 
     async def pump(source: AsyncIterator[Any], kind: str | None) -> None:
-        async for item in source:
-            if queue.full():  # a slow reader: the oldest goes
-                queue.get_nowait()
-            if kind is None:
-                queue.put_nowait((item.kind, item.data))
-            else:
-                queue.put_nowait((kind, item.model_dump(mode="json")))
-        queue.put_nowait(None)
+        async for item in source:  # a slow reader loses the oldest
+            offer(
+                queue,
+                (item.kind, item.data) if kind is None else (kind, item.model_dump(mode="json")),
+            )
+        offer(queue, None)
 
     pumps = [
         asyncio.create_task(pump(orchestrator.supervisor.events(), "state")),

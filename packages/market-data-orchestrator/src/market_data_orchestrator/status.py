@@ -18,13 +18,13 @@ every event, so a lost event costs nothing but a point of the chart).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 from market_data_core import FeedbackEvent, HealthComponent
+from market_data_orchestrator._replica import offer
 
 __all__ = ["StatusEvent", "StatusFeed", "store_view"]
 
@@ -58,7 +58,7 @@ class StatusFeed:
     def publish(self, kind: str, data: dict[str, Any]) -> None:
         event = StatusEvent(kind, data)
         for queue in self._queues:
-            _offer(queue, event)
+            offer(queue, event)
 
     def feedback(self, message: object) -> None:
         """A feedback transport's listener: backpressure events go out, rates do not."""
@@ -66,7 +66,7 @@ class StatusFeed:
             event = StatusEvent("feedback", message.model_dump(mode="json"))
             self._feedback.append(event)
             for queue in self._queues:
-                _offer(queue, event)
+                offer(queue, event)
 
     async def subscribe(self) -> AsyncIterator[StatusEvent]:
         """Events from now on, until the feed closes."""
@@ -84,14 +84,7 @@ class StatusFeed:
         """End every subscription."""
         self._closed = True
         for queue in self._queues:
-            _offer(queue, None)
-
-
-def _offer(queue: asyncio.Queue[StatusEvent | None], item: StatusEvent | None) -> None:
-    if queue.full():
-        with contextlib.suppress(asyncio.QueueEmpty):
-            queue.get_nowait()
-    queue.put_nowait(item)
+            offer(queue, None)
 
 
 def store_view(component: HealthComponent, status: Any) -> dict[str, Any]:

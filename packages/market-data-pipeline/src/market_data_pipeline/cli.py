@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from market_data_core.job_protocol import RunSummary
+    from market_data_pipeline.components import NodeStats
     from market_data_pipeline.graph import Graph
     from market_data_pipeline.registry import Registry
     from market_data_pipeline.runtime import RunResult
@@ -303,7 +304,7 @@ def _summary(runtime: UnifiedRuntime, result: RunResult) -> RunSummary:
     )
 
 
-def _side_outputs(stats: Any) -> dict[str, int]:
+def _side_outputs(stats: NodeStats) -> dict[str, int]:
     """Rows a node sent to outputs beside its main one (``out``), by output: a resampler's
     ``late`` rows are not bars. Ports already counted under their own name are left out."""
     if stats.rows_out == stats.items_out:

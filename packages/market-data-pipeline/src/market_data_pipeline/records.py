@@ -11,7 +11,7 @@ Timestamps are ``timestamp[us, UTC]``: the precision of a Python ``datetime``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC
 from enum import StrEnum
 from typing import Any, Final
@@ -34,6 +34,7 @@ __all__ = [
     "check",
     "concat",
     "empty",
+    "first_bad",
     "from_models",
     "kind_of",
     "schema_of",
@@ -234,8 +235,9 @@ def _cast(
     try:
         return column.cast(field.type)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
-        bad = _first_uncastable(column, field.type)
-        if bad is None:
+        array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+        bad = first_bad(array, lambda a: a.cast(field.type))
+        if _casts(array.slice(bad, 1), field.type):  # the column as a whole is the problem
             raise RecordError(
                 f"cannot read as {field.type}: {error}", source=source, field=field.name
             ) from None
@@ -248,24 +250,27 @@ def _cast(
         ) from None
 
 
-def _first_uncastable(column: pa.ChunkedArray, kind: pa.DataType) -> int | None:
-    """The index of the first value that does not cast to ``kind`` (bisecting), to name
-    its line; ``None`` when the column as a whole is the problem."""
-    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+def _casts(array: pa.Array, kind: pa.DataType) -> bool:
+    try:
+        array.cast(kind)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return False
+    return True
+
+
+def first_bad(array: pa.Array, convert: Callable[[pa.Array], object]) -> int:
+    """Index of the first element ``convert`` fails on (bisecting; ``convert`` must fail on
+    the whole array). Only used to name the line of an error."""
     lo, hi = 0, len(array)
     while hi - lo > 1:
         mid = (lo + hi) // 2
         try:
-            array.slice(lo, mid - lo).cast(kind)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            convert(array.slice(lo, mid - lo))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError, TypeError):
             hi = mid
         else:
             lo = mid
-    try:
-        array.slice(lo, 1).cast(kind)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return lo
-    return None
+    return lo
 
 
 def _check_values(table: pa.Table, kind: Kind, source: str, first_line: int) -> None:

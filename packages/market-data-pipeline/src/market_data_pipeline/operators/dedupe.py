@@ -23,7 +23,7 @@ sweep, so a key is forgotten about ``2 * ttl`` after its event time (checked aft
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar
 
 import numpy as np
@@ -170,18 +170,23 @@ class Deduplicate(Operator[DeduplicateParams]):
 
 def _record_keys(batch: pa.Table) -> list[Any]:
     """The default key of each row: ``symbol`` and ``trade_id`` where the row has a trade id,
-    else every field (lists as tuples): only the same record twice is a duplicate."""
+    else every field (lists as tuples): only the same record twice is a duplicate. Rows
+    keyed by trade id (all of a venue's trades) never build the whole-row key."""
     names = batch.column_names
-    columns = [_hashable(batch.column(name)) for name in names]
-    rows: list[Any] = [("row", *row) for row in zip(*columns, strict=True)]
-    if "trade_id" in names and "symbol" in names:
-        ids = batch.column("trade_id").to_pylist()
-        symbols = batch.column("symbol").to_pylist()
-        rows = [
-            row if trade_id is None else ("trade_id", symbol, trade_id)
-            for row, symbol, trade_id in zip(rows, symbols, ids, strict=True)
-        ]
-    return rows
+    if "trade_id" not in names or "symbol" not in names:
+        return [("row", *row) for row in _whole_rows(batch)]
+    ids = batch.column("trade_id").to_pylist()
+    symbols = batch.column("symbol").to_pylist()
+    if None not in ids:
+        return [("trade_id", s, i) for s, i in zip(symbols, ids, strict=True)]
+    return [
+        ("row", *row) if i is None else ("trade_id", s, i)
+        for row, s, i in zip(_whole_rows(batch), symbols, ids, strict=True)
+    ]
+
+
+def _whole_rows(batch: pa.Table) -> Iterator[tuple[Any, ...]]:
+    return zip(*(_hashable(batch.column(name)) for name in batch.column_names), strict=True)
 
 
 def _hashable(column: pa.ChunkedArray) -> list[Any]:

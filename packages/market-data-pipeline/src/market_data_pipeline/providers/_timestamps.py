@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from market_data_pipeline.exceptions import RecordError
-from market_data_pipeline.records import TIMESTAMP
+from market_data_pipeline.records import TIMESTAMP, first_bad
 
 __all__ = [
     "Clock",
@@ -70,21 +70,6 @@ def parse_duration(value: object) -> timedelta:
 
 
 # -- timestamp columns -------------------------------------------------------------------
-
-
-def first_bad(array: pa.Array, convert: Callable[[pa.Array], object]) -> int:
-    """Index of the first element ``convert`` fails on (bisecting; ``convert`` must fail on
-    the whole array). Only used to name the line of an error."""
-    lo, hi = 0, len(array)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        try:
-            convert(array.slice(lo, mid - lo))
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError, TypeError):
-            hi = mid
-        else:
-            lo = mid
-    return lo
 
 
 class _Where:

@@ -127,10 +127,10 @@ class IBKRProvider(Provider[IBKRParams]):
         self._latest: dict[str, QuoteRow] = {}
         self._trades: deque[TradeRow] = deque()
 
-    # -- connection ---------------------------------------------------------------------
-
     def output_schema(self, port: str, given: pa.Schema | None) -> pa.Schema | None:
         return records.schema_of(self.params.kind)
+
+    # -- connection ---------------------------------------------------------------------
 
     async def open(self, ctx: Context) -> None:
         await super().open(ctx)
