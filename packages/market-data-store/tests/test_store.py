@@ -1,16 +1,19 @@
-"""The in-process Store: its circuit breaker recovers as soon as the database answers, and a
-stop ends within its drain timeout even while the database is down."""
+"""The in-process Store: its circuit breaker recovers as soon as the database answers, a
+stop ends within its drain timeout even while the database is down, and its columnar read
+API gives back what an Arrow write stored."""
 
 import asyncio
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 
-from market_data_core.testing import make_trade
+from market_data_core.testing import T0, make_trade
 from market_data_store.backends.base import Record, WriteResult
 from market_data_store.backends.sqlite import SqliteBackend
+from market_data_store.columnar import SCHEMAS, Kind, conform, from_models
 from market_data_store.dlq import FileDeadLetterStore
 from market_data_store.exceptions import TransientBackendError
 from market_data_store.retry import BreakerState
@@ -99,3 +102,32 @@ async def test_concurrent_stops_all_wait_for_the_first(tmp_path: Path) -> None:
     receipt = await store.submit_many([make_trade()])
     await asyncio.gather(store.stop(), store.stop(), store.stop())
     assert receipt.stored
+
+
+async def test_query_table_and_query_frame_give_back_what_submit_arrow_stored(
+    tmp_path: Path,
+) -> None:
+    """The Python read API of the columnar path: a pyarrow Table in the columnar schema
+    and a pandas DataFrame of the same rows, after an Arrow write through the Store."""
+    trades = [
+        make_trade(symbol="AAPL", ts=T0 + timedelta(seconds=i), price=100.0 + i, trade_id=str(i))
+        for i in range(20)
+    ]
+    written = conform(from_models(trades, Kind.TRADES), Kind.TRADES)
+    store = Store(_settings(tmp_path))
+    await store.start(migrate=True)
+    try:
+        receipt = await store.submit_arrow(written, Kind.TRADES)
+        await store.flush()
+        assert receipt.written == 20
+        end = datetime(2100, 1, 1, tzinfo=UTC)
+        table = await store.query_table(Kind.TRADES, "AAPL", T0, end)
+        assert table.schema.equals(SCHEMAS[Kind.TRADES])
+        assert table.equals(written)
+        frame = await store.query_frame("trades", "AAPL", T0 + timedelta(seconds=5), end)
+        assert list(frame["price"]) == [100.0 + i for i in range(5, 20)]
+        assert list(frame["trade_id"]) == [str(i) for i in range(5, 20)]
+        with pytest.raises(ValueError, match="needs a timeframe"):
+            await store.query_table("bars", "AAPL", T0, end)
+    finally:
+        await store.stop()
