@@ -211,6 +211,12 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
                     ) > 0,
                     "the worker to send bars to the store", worker, worker_log, 120,
                 )  # fmt: skip
+                _wait(  # the sink's request is answered once the store has written it
+                    lambda: _series_value(
+                        httpx.get(f"{store.url}/metrics").text, "mds_batches_written_total"
+                    ) > 0,
+                    "the store to write the worker's bars", worker, worker_log, 60,
+                )  # fmt: skip
                 _wait(  # two good polls 2 s apart: on a loaded machine, after the bars
                     lambda: _series_value(
                         httpx.get(f"{orch_url}/metrics").text, "orchestrator_store_healthy"

@@ -158,6 +158,18 @@ async def test_a_lone_record_is_written_after_the_flush_interval(
     assert coordinator.stats().written == 1
 
 
+async def test_a_batch_counts_once_settled_not_while_its_write_is_in_flight(
+    make_coordinator: Make, fake_writer: Any, kit: SimpleNamespace
+) -> None:
+    coordinator = await make_coordinator(workers=1)
+    await _hold_first_batch(coordinator, fake_writer, kit)
+    assert coordinator.stats().batches == 0  # taken, not yet written
+    fake_writer.release()
+    await asyncio.wait_for(coordinator.flush(), 10)
+    assert coordinator.stats().batches == 1
+    assert coordinator.stats().written == 1
+
+
 async def test_flush_waits_for_what_was_accepted_before(
     make_coordinator: Make, fake_writer: Any, kit: SimpleNamespace
 ) -> None:

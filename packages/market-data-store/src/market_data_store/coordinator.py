@@ -138,8 +138,9 @@ class CoordinatorState(StrEnum):
 @dataclass(frozen=True, slots=True)
 class CoordinatorStats:
     """Counters (records unless named otherwise) and the queue's state; see the module
-    docstring for what each counter means. ``batches`` counts batches taken by workers,
-    ``retries`` write attempts after the first, ``worker_restarts`` crashed workers."""
+    docstring for what each counter means. ``batches`` counts batches settled (each of
+    their records written or given up), ``retries`` write attempts after the first,
+    ``worker_restarts`` crashed workers."""
 
     accepted: int
     written: int
@@ -490,7 +491,6 @@ class WriteCoordinator:
                 return
             held = self._held[slot] = _Held(deque([(self._dequeued, records)]))
             self._dequeued += len(records)
-            self._batches += 1
             self._emitter.observe(len(self._queue))
             await self._process(slot, held)
 
@@ -513,6 +513,7 @@ class WriteCoordinator:
                 refusal = error.reason if isinstance(error, InvalidValueError) else None
                 await self._give_up(held, _describe(error), refusal)
         del self._held[slot]
+        self._batches += 1  # settled: every record of it written, refused or given up
         self._crash_streak[slot] = 0
 
     async def _write_part(self, held: _Held, records: Batch) -> BackendError | None:

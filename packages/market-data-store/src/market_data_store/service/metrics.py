@@ -97,7 +97,11 @@ class _CoordinatorCollector(Collector):
             ),
             ("mds_write_retries_total", "Retried batch writes.", s.retries),
             ("mds_worker_restarts_total", "Crashed write workers restarted.", s.worker_restarts),
-            ("mds_batches_written_total", "Batches written.", s.batches),
+            (
+                "mds_batches_written_total",
+                "Batches settled: each of their records written, dead-lettered or failed.",
+                s.batches,
+            ),
         ]:
             family = CounterMetricFamily(name.removesuffix("_total"), doc)
             family.add_metric([], value)
