@@ -3,7 +3,7 @@
 import market_data_core
 
 EXPECTED = {
-    "CONTRACT_VERSION", "MAX_TIMESTAMP", "MIN_TIMESTAMP", "PROBLEM_MEDIA_TYPE", "AssetClass", "AuditEnvelope", "AuditOutcome", "BackpressureLevel",
+    "CONTRACT_VERSION", "MAX_TIMESTAMP", "MIN_TIMESTAMP", "PROBLEM_MEDIA_TYPE", "SYMBOL_PATTERN", "AssetClass", "AuditEnvelope", "AuditOutcome", "BackpressureLevel",
     "Bar", "ClusterId", "ClusterTopology", "ConfigurationError", "ContractError",
     "ControlAction", "ControlResult", "ControlStatus", "EventEnvelope", "EventMeta",
     "FederationDirectory", "FeedbackEvent", "FeedbackPublisher", "FeedbackSubscriber",

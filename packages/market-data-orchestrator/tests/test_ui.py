@@ -15,8 +15,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from market_data_core import BackpressureLevel, FeedbackEvent
-from market_data_core._types import SYMBOL_PATTERN
+from market_data_core import SYMBOL_PATTERN, BackpressureLevel, FeedbackEvent
 from market_data_core.testing import make_bar
 from market_data_orchestrator import ui
 from market_data_orchestrator.deployment import load_deployment

@@ -12,6 +12,7 @@ in ``market_data_core.transports.redis`` behind the ``redis`` extra.
 from market_data_core._types import (
     MAX_TIMESTAMP,
     MIN_TIMESTAMP,
+    SYMBOL_PATTERN,
     Symbol,
     Text,
     UtcDatetime,
@@ -82,6 +83,7 @@ __all__ = [
     "MAX_TIMESTAMP",
     "MIN_TIMESTAMP",
     "PROBLEM_MEDIA_TYPE",
+    "SYMBOL_PATTERN",
     "AssetClass",
     "AuditEnvelope",
     "AuditOutcome",

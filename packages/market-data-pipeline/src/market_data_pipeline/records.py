@@ -20,8 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel
 
-from market_data_core import Bar, Quote, Signal, Trade
-from market_data_core._types import SYMBOL_PATTERN
+from market_data_core import SYMBOL_PATTERN, Bar, Quote, Signal, Trade
 from market_data_pipeline.exceptions import RecordError
 
 __all__ = [

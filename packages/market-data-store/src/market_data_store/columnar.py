@@ -27,8 +27,17 @@ from typing import Any, Final
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from market_data_core import Bar, Quote, Signal, Timeframe, Trade, TradeSide
-from market_data_core._types import MAX_TIMESTAMP, MIN_TIMESTAMP, SYMBOL_PATTERN
+from market_data_core import (
+    MAX_TIMESTAMP,
+    MIN_TIMESTAMP,
+    SYMBOL_PATTERN,
+    Bar,
+    Quote,
+    Signal,
+    Timeframe,
+    Trade,
+    TradeSide,
+)
 from market_data_store.exceptions import StoreError
 
 __all__ = [
