@@ -47,7 +47,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from market_data_core.testing.servers import RedisServer, free_port
+from market_data_core.testing.servers import RedisServer, free_port, scaled
 from market_data_orchestrator.testing import OrchestratorService
 from market_data_store.testing import PostgresServer, StoreService
 
@@ -364,6 +364,7 @@ def test_orchestrator_api_answers_every_request_as_documented(stack: Stack, call
 
 
 def _until(predicate: Callable[[], bool], what: str, limit: float = 60.0) -> None:
+    limit = scaled(limit)
     deadline = time.monotonic() + limit
     while not predicate():
         assert time.monotonic() < deadline, f"timed out after {limit:.0f} s waiting for {what}"
@@ -398,10 +399,16 @@ def _commands(
         for name, (argv, env) in commands.items()
     }
     results = {}
-    for name, process in running.items():
-        out, err = process.communicate(timeout=120)
-        scan.text(f"cli: {name}", out + err)
-        results[name] = (process.returncode, (out + err).decode(errors="replace"))
+    try:
+        for name, process in running.items():
+            out, err = process.communicate(timeout=scaled(120))
+            scan.text(f"cli: {name}", out + err)
+            results[name] = (process.returncode, (out + err).decode(errors="replace"))
+    finally:
+        for process in running.values():  # reaped, whatever happened above
+            if process.poll() is None:
+                process.kill()
+            process.communicate()
     return results
 
 

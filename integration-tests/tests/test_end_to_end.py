@@ -146,12 +146,14 @@ async def test_orchestrated_jobs_write_bars_into_postgres_equal_to_pandas(
         ]
         with OrchestratorService(write_deployment(tmp_path, jobs, store_url=store.url)) as orch:
             finished = await orch.until_jobs("completed", limit=180)
-            ready = orch.get("/readyz")
+            # one slow /readyz of the store under the flood degrades it until the next poll
+            await until(
+                lambda: orch.get("/readyz")["state"] == "healthy", "the orchestrator ready", 30
+            )
     assert {name: job["restarts"] for name, job in finished.items()} == {
         "synthetic": 0,
         "replay": 0,
     }
-    assert ready["state"] == "healthy", ready
 
     trades = pd.read_parquet(tape)
     assert len(trades) == 40_000

@@ -37,7 +37,7 @@ from harness import until
 from pydantic import SecretStr
 
 from market_data_core import BackpressureLevel, FeedbackEvent
-from market_data_core.testing.servers import RedisServer
+from market_data_core.testing.servers import RedisServer, scaled
 from market_data_core.transports import wire
 from market_data_orchestrator.deployment import load_deployment
 from market_data_orchestrator.jobs import JobState
@@ -352,8 +352,8 @@ async def _rate(items: Callable[[], int], seconds: float = 2.0) -> float:
 
 async def _drained(postgres: PostgresServer, table: str, rows: int, limit: float = 60) -> int:
     """The rows of ``table`` once it holds ``rows`` (the store's queue has drained), or
-    what it holds after ``limit`` seconds."""
-    deadline = time.monotonic() + limit
+    what it holds after ``limit`` seconds (scaled)."""
+    deadline = time.monotonic() + scaled(limit)
     while True:
         stored = int((await _fetch(postgres, f"SELECT count(*) AS n FROM {table}"))[0]["n"])
         if stored >= rows or time.monotonic() > deadline:

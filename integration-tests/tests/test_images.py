@@ -728,6 +728,17 @@ def platform(
                 "the pipeline image to send bars to the store",
                 180,
             )
+            store.wait(  # the sink's request is answered once the store has written it
+                lambda: (
+                    _series(
+                        httpx.get(store.url(store_port, "/metrics")).text,
+                        "mds_batches_written_total",
+                    )
+                    > 0
+                ),
+                "the store image to write the pipeline's bars",
+                120,
+            )
             print(f"\nthe images' platform up in {time.monotonic() - started:.1f} s")
             yield Platform(containers)
         finally:

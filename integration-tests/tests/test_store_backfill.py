@@ -7,6 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from market_data_core.testing.servers import scaled
 from market_data_store.testing import StoreService
 
 TOKEN = "backfill-admin-token-93f1"
@@ -28,13 +29,14 @@ def service(tmp_path: Path):
 
 
 def _wait(client: httpx.Client, run_id: str) -> dict:
-    deadline = time.monotonic() + 60
+    limit = scaled(60)
+    deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         run = client.get(f"/v1/jobs/{run_id}").json()
         if run["status"] != "running":
             return run
         time.sleep(0.1)
-    raise AssertionError(f"backfill {run_id} still running after 60 s")
+    raise AssertionError(f"backfill {run_id} still running after {limit:.0f} s")
 
 
 def test_a_backfill_runs_to_completion_and_is_recorded(service: StoreService) -> None:

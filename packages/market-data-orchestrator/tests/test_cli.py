@@ -50,7 +50,7 @@ def serving(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + scaled(60)
         while True:
             assert process.poll() is None, (tmp_path / "mdo.log").read_text()
             try:
@@ -92,9 +92,9 @@ def test_an_operator_pauses_and_resumes_and_the_admin_reads_the_audit(served: st
     assert "accepted" in paused.output
     assert "paused" in _mdo(served, OPERATOR, "jobs").output
     assert _mdo(served, OPERATOR, "resume", "paced").exit_code == 0
-    scaled = _mdo(served, OPERATOR, "scale", "paced", "2")
-    assert scaled.exit_code == 0, scaled.output
-    assert "paced: 2 replicas" in scaled.output
+    scaled_up = _mdo(served, OPERATOR, "scale", "paced", "2")
+    assert scaled_up.exit_code == 0, scaled_up.output
+    assert "paced: 2 replicas" in scaled_up.output
     assert "2/2" in _wait_jobs(served, "2/2")
     assert _mdo(served, OPERATOR, "scale", "paced", "0").exit_code == 2  # refused before a call
     denied = _mdo(served, OPERATOR, "reload", "paced")
@@ -112,7 +112,7 @@ def test_an_operator_pauses_and_resumes_and_the_admin_reads_the_audit(served: st
 
 def _wait_jobs(url: str, text: str) -> str:
     """``mdo jobs`` once it shows ``text`` (a replica that is starting)."""
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + scaled(60)
     while text not in (output := _mdo(url, OPERATOR, "jobs").output):
         assert time.monotonic() < deadline, output
         time.sleep(0.2)

@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from market_data_core import AuditEnvelope
+from market_data_core.testing.servers import scaled
 from market_data_orchestrator.deployment import AuditSettings, Deployment, load_deployment
 from market_data_orchestrator.orchestrator import Orchestrator
 from market_data_orchestrator.security import hash_token
@@ -54,7 +55,7 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
     )
     orchestrator = Orchestrator(load_deployment(tmp_path / "deployment.yaml"))
     with TestClient(create_app(orchestrator)) as test_client:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + scaled(60)
         while (
             test_client.get("/v1/jobs/paced", headers=_auth("viewer")).json()["state"] != "running"
         ):
@@ -111,11 +112,11 @@ def test_an_operator_scales_a_running_job_and_the_audit_says_from_what_to_what(
     assert (
         client.post("/v1/jobs/paced/scale", json=body, headers=_auth("viewer")).status_code == 403
     )
-    scaled = client.post("/v1/jobs/paced/scale", json=body, headers=_auth("operator"))
-    assert scaled.status_code == 200, scaled.text
-    assert scaled.json()["desired_replicas"] == 2
-    assert len(scaled.json()["replicas"]) == 2
-    deadline = time.monotonic() + 60
+    answer = client.post("/v1/jobs/paced/scale", json=body, headers=_auth("operator"))
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["desired_replicas"] == 2
+    assert len(answer.json()["replicas"]) == 2
+    deadline = time.monotonic() + scaled(60)
     while [
         r["state"] for r in client.get("/v1/jobs/paced", headers=_auth("viewer")).json()["replicas"]
     ] != ["running", "running"]:

@@ -7,6 +7,7 @@ answer 404 when no store is watched, 503 when it is down; the live stream starts
 store's view."""
 
 import re
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +18,7 @@ from fastapi.testclient import TestClient
 
 from market_data_core import SYMBOL_PATTERN, BackpressureLevel, FeedbackEvent
 from market_data_core.testing import make_bar
+from market_data_core.testing.servers import scaled
 from market_data_orchestrator import ui
 from market_data_orchestrator.deployment import load_deployment
 from market_data_orchestrator.orchestrator import Orchestrator
@@ -163,9 +165,7 @@ def test_a_store_that_does_not_answer_is_503(tmp_path: Path) -> None:
 
 
 def test_the_store_view_and_the_live_stream_start_with_it(watching: TestClient) -> None:
-    import time
-
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + scaled(30)
     while (view := watching.get("/v1/store", headers=_auth()).json())["verdict"] != "healthy":
         assert time.monotonic() < deadline, view
         time.sleep(0.1)

@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 from market_data_core.health import HealthComponent, HealthState, HealthStatus
 from market_data_core.telemetry import BackpressureLevel, FeedbackEvent, RateAdjustment
 from market_data_core.testing import T0, make_feedback_event, make_rate_adjustment
-from market_data_core.testing.servers import RedisServer, free_port
+from market_data_core.testing.servers import RedisServer, free_port, scaled
 from market_data_core.transports.redis import (
     DEFAULT_STREAM,
     RedisFeedbackPublisher,
@@ -202,7 +202,7 @@ async def test_restarted_publisher_starting_again_at_seq_1_is_accepted(
 async def test_silence_past_ttl_makes_level_unknown(
     make_publisher: Publishers, make_subscriber: Subscribers
 ) -> None:
-    subscriber = await make_subscriber(ttl=0.3)
+    subscriber = await make_subscriber(ttl=scaled(0.3))  # a stall past the ttl would lose the level
     publisher = await make_publisher(heartbeat_interval=None)
     event = make_feedback_event(seq=1, level=BackpressureLevel.SOFT, queue_size=600)
     assert await publish(publisher, event) is True
@@ -224,7 +224,7 @@ async def test_silence_past_ttl_makes_level_unknown(
 async def test_heartbeat_keeps_level_known_past_ttl(
     make_publisher: Publishers, make_subscriber: Subscribers
 ) -> None:
-    ttl = 0.3
+    ttl = scaled(0.3)
     subscriber = await make_subscriber(ttl=ttl)
     publisher = await make_publisher(heartbeat_interval=0.03)
     event = make_feedback_event(seq=7, level=BackpressureLevel.HARD, queue_size=990)

@@ -23,6 +23,7 @@ from pydantic import SecretStr
 
 from market_data_core.testing import T0, make_bar, make_quote, make_trade
 from market_data_core.testing.contracts import ContractSchemas, redeclared_contracts
+from market_data_core.testing.servers import scaled
 from market_data_store.backends.base import Record, WriteResult
 from market_data_store.backends.sqlite import SqliteBackend
 from market_data_store.service import create_app
@@ -167,7 +168,7 @@ def test_feedback_events_through_soft_and_hard_and_back_to_ok(
     latest = _fill(client)
     _wait_for("hard backpressure", lambda: client.get("/v1/feedback").json()["level"] == "hard")
     frames: list[dict[str, Any]] = []
-    deadline = time.monotonic() + 30  # heartbeats every 0.2 s keep lines coming
+    deadline = time.monotonic() + scaled(30)  # heartbeats every 0.2 s keep lines coming
     with client.stream("GET", "/v1/feedback/stream") as stream:
         backend.writes.set()  # the queue drains
         for line in stream.iter_lines():

@@ -12,6 +12,7 @@ from pydantic import SecretStr
 
 from market_data_core import FeedbackEvent, HealthStatus
 from market_data_core.testing import T0, make_bar, make_quote, make_trade
+from market_data_core.testing.servers import scaled
 from market_data_store.service import create_app
 from market_data_store.settings import StoreSettings
 
@@ -31,7 +32,7 @@ def _bars(n: int) -> list[dict[str, Any]]:
 
 
 def _eventually(client: TestClient, path: str, params: dict[str, Any], count: int) -> Any:
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + scaled(10)
     while time.monotonic() < deadline:
         body = client.get(path, params=params).json()
         items = body["items"] if isinstance(body, dict) else body
@@ -143,7 +144,7 @@ def test_hard_backpressure_is_429_with_retry_after(settings: StoreSettings) -> N
             client.post(
                 "/v1/bars", json=[make_bar(start=T0 + timedelta(minutes=i)).model_dump(mode="json")]
             )
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + scaled(10)
         while client.get("/v1/feedback").json().get("level") != "hard":
             assert time.monotonic() < deadline, "never reached hard backpressure"
             time.sleep(0.02)

@@ -14,6 +14,7 @@ import pyarrow as pa
 from fastapi.testclient import TestClient
 
 from market_data_core.testing import T0, make_trade
+from market_data_core.testing.servers import scaled
 from market_data_store.client import ARROW_STREAM, StoreClient, StoreClientError
 from market_data_store.columnar import Kind, from_models
 from market_data_store.migrate import upgrade
@@ -109,7 +110,7 @@ def test_kill_9_mid_ingest_loses_no_acknowledged_row(tmp_path: Path) -> None:
         try:
             for thread in threads:
                 thread.start()
-            deadline = time.monotonic() + 120
+            deadline = time.monotonic() + scaled(120)
             while len(acked) < 12:
                 assert time.monotonic() < deadline, "too few batches acknowledged"
                 time.sleep(0.01)

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from market_data_core import FeedbackEvent, HealthStatus
-from market_data_core.testing.servers import RedisServer
+from market_data_core.testing.servers import RedisServer, scaled
 from market_data_core.transports.redis import RedisFeedbackSubscriber
 from market_data_store.service import create_app
 from market_data_store.settings import StoreSettings
@@ -61,7 +61,7 @@ def test_redis_down_is_degraded_not_unhealthy(tmp_path: Path, redis_server: Redi
         code, status = _readiness(client)
         assert (code, status.state) == (200, "healthy")
         redis_server.stop()
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + scaled(15)
         while status.state == "healthy":
             assert time.monotonic() < deadline, "readiness never noticed Redis was down"
             time.sleep(0.05)

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 
 from market_data_core.testing import T0, make_trade
+from market_data_core.testing.servers import scaled
 from market_data_store.dlq import FileDeadLetterStore
 from market_data_store.migrate import upgrade
 from market_data_store.testing import PostgresServer, StoreService
@@ -42,7 +43,7 @@ def test_sigterm_during_an_outage_answers_the_waiting_request_and_exits(tmp_path
 
             waiting = threading.Thread(target=post)
             waiting.start()
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + scaled(60)
             while _metric(service.url, "mds_records_accepted_total") < len(trades):
                 assert time.monotonic() < deadline, "the request never reached the queue"
                 time.sleep(0.05)

@@ -164,7 +164,8 @@ async function control(name, verb) {
   } catch (error) {
     announce(`${name}: ${verb} failed: ${error.message}`);
   }
-  await refreshJobs();
+  // the audit record is written before the answer; the state event may come before it
+  await Promise.allSettled([refreshJobs(), refreshAudit()]);
 }
 
 async function scaleJob(name, replicas) {
@@ -176,7 +177,7 @@ async function scaleJob(name, replicas) {
   } catch (error) {
     announce(`${name}: scale failed: ${error.message}`);
   }
-  await refreshJobs();
+  await Promise.allSettled([refreshJobs(), refreshAudit()]);
 }
 
 async function refreshJobs({ periodic = false } = {}) {
