@@ -19,7 +19,7 @@ from market_data_core import (
 )
 from market_data_core.exceptions import ConfigurationError
 from market_data_core.testing import T0, make_health_status
-from market_data_core.testing.servers import free_port
+from market_data_core.testing.servers import free_port, scaled
 from market_data_orchestrator.deployment import PeerSpec
 from market_data_orchestrator.federation import TopologyWatcher
 from market_data_store.testing import StoreService
@@ -57,6 +57,7 @@ async def test_real_store_peer_seen_then_lost(store: StoreService) -> None:
             PeerSpec(node_id="pipe-1", role=NodeRole.PIPELINE, url=dead_url),
         ],
         clock=clock,
+        timeout=scaled(10),
     )
     assert isinstance(watcher, FederationDirectory)
     try:

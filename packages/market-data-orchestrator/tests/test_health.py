@@ -12,6 +12,7 @@ import pytest
 
 from market_data_core import HealthComponent, HealthState
 from market_data_core.testing import make_health_status
+from market_data_core.testing.servers import scaled
 from market_data_orchestrator.health import (
     StoreHealthWatcher,
     aggregate,
@@ -80,6 +81,7 @@ async def test_real_store_down_and_back(store: StoreService) -> None:
     recorder = Recorder()
     watcher = StoreHealthWatcher(
         store.url,
+        timeout=scaled(10),  # each poll is asserted: a slow answer is not the store down
         unhealthy_after=3,
         healthy_after=2,
         on_unhealthy=recorder.on_unhealthy,

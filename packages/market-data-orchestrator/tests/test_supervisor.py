@@ -11,6 +11,7 @@ import pytest
 import pytest_asyncio
 
 from market_data_core import ControlAction, ControlStatus
+from market_data_core.testing.servers import scaled
 from market_data_orchestrator.deployment import (
     Deployment,
     JobSpec,
@@ -79,7 +80,7 @@ def job(config: Path, name: str = "job", **fields: object) -> JobSpec:
 async def wait_until(condition: Callable[[], bool], what: str, within: float = TIMEOUT) -> None:
     """Poll ``condition`` (states change in the supervisor's own tasks) up to ``within`` s."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
+    deadline = loop.time() + scaled(within)
     while not condition():
         assert loop.time() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.05)
@@ -109,8 +110,11 @@ async def supervisors() -> AsyncIterator[list[Supervisor]]:
     """Supervisors made by a test, closed at its end even when it fails."""
     made: list[Supervisor] = []
     yield made
-    for supervisor in made:
-        await supervisor.aclose()
+    errors = [
+        e for e in await asyncio.gather(*(s.aclose() for s in made), return_exceptions=True) if e
+    ]
+    if errors:  # every one was closed first: none leaves its children behind
+        raise errors[0]
 
 
 def make(made: list[Supervisor], *jobs: JobSpec) -> tuple[Supervisor, list[StateChange]]:
@@ -246,8 +250,11 @@ async def test_kill_9_restarts_the_replica_and_a_paused_job_restarts_paused(
     info = supervisor.job("job")
     assert info.paused_by == "store-health"
     assert info.replicas[0].pid not in (None, first, second)
-    await wait_until(lambda: supervisor.progress("job") is not None, "a report")
-    assert report(supervisor).state == "paused"
+    # a report the child sent before the pause reached it may come first: it says running
+    await wait_until(
+        lambda: (progress := supervisor.progress("job")) is not None and progress.state == "paused",
+        "a report of the paused job",
+    )
 
 
 @pytest.mark.asyncio

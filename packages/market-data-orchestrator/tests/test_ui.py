@@ -39,7 +39,9 @@ def _deployment(tmp_path: Path, store_url: str | None) -> Path:
         for role, token in TOKENS.items()
     )
     store = (
-        f"store: {{url: '{store_url}', poll_interval: 0.1, timeout: 1.0}}\n" if store_url else ""
+        f"store: {{url: '{store_url}', poll_interval: 0.1, timeout: {scaled(5)}}}\n"
+        if store_url
+        else ""
     )
     path = tmp_path / "deployment.yaml"
     path.write_text(

@@ -92,11 +92,19 @@ class GatedBackend(SqliteBackend):
         return await super().write(records)
 
 
-class SlowBackend(SqliteBackend):
-    """The real SQLite backend, made slow: every transaction takes a few milliseconds more."""
+class StalledBackend(SqliteBackend):
+    """The real SQLite backend, stalled (as by a lock) until ``resume()``: the store's queue
+    fills whatever the speed of the machine."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._open = asyncio.Event()
+
+    def resume(self) -> None:
+        self._open.set()
 
     async def write(self, records: Sequence[Record]) -> WriteResult:
-        await asyncio.sleep(0.005)
+        await self._open.wait()
         return await super().write(records)
 
 
@@ -402,7 +410,8 @@ async def test_a_slow_store_pauses_the_graph_which_resumes_and_loses_nothing(
         [node("src", "testing_provider", name="e2e"), node("sink", "submit")], ["src -> sink"]
     )
     settings = store_settings(tmp_path, queue_capacity=100, batch_size=20)
-    store = Store(settings, backend=SlowBackend(settings.database))
+    backend = StalledBackend(settings.database)
+    store = Store(settings, backend=backend)
     adjustments = InMemoryFeedbackBus()
     seen = adjustments.subscribe(name="test")
     rate = FeedbackRateController("e2e", publisher=adjustments)
@@ -412,7 +421,13 @@ async def test_a_slow_store_pauses_the_graph_which_resumes_and_loses_nothing(
             runtime = GraphRuntime(
                 graph, registry=registry, rate=rate, services={"store": store}, channel_capacity=2
             )
-            async with asyncio.timeout(120):
+
+            async def resume_once_paused() -> None:
+                await until(lambda: rate.pauses > 0)  # the full queue paused the graph
+                backend.resume()
+
+            async with asyncio.timeout(120), asyncio.TaskGroup() as tasks:
+                tasks.create_task(resume_once_paused())
                 result = await runtime.run()
             await store.flush()
             stats = store.coordinator.stats()

@@ -130,7 +130,8 @@ class Store:
         self._started = False
         self._stopping: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
-        self._database: tuple[float, HealthComponent] | None = None
+        self._database: HealthComponent | None = None  # the watcher's last answer
+        self._checking_since: float | None = None  # when the watcher's check in flight began
         """The last background check of the database: when (monotonic) and what it found."""
 
     def _make_coordinator(self) -> WriteCoordinator:
@@ -178,7 +179,7 @@ class Store:
         await self.coordinator.start()
         self._started = True
         self._stopping = None
-        self._database = (time.monotonic(), await self._database_health())
+        self._database = await self._database_health()
         self._watcher = asyncio.get_running_loop().create_task(self._watch(), name="store-health")
         logger.info("store started", backend=self.backend.name, database=str(self.url))
 
@@ -392,7 +393,7 @@ class Store:
     async def health(self) -> HealthStatus:
         """Readiness from cached component checks: it never waits for the database while
         the store runs (a background task checks it every ``settings.health_interval``
-        seconds; a check that has not come back in time reads unhealthy)."""
+        seconds; a check still waiting past its timeout reads unhealthy)."""
         components = [
             await self._database_now(),
             *self.coordinator.health(),
@@ -404,19 +405,23 @@ class Store:
     async def _database_now(self) -> HealthComponent:
         if self._database is None or self._watcher is None:  # not running: check now
             return await self._database_health()
-        checked_at, component = self._database
-        age = time.monotonic() - checked_at
-        if age <= self._stale_after:
-            return component
+        if self._watcher.done():
+            return self._database_unanswered("the health check stopped")
+        since = self._checking_since
+        if since is not None and (age := time.monotonic() - since) > _PING_TIMEOUT + 1.0:
+            # the check's own timeout did not end it: the database holds it
+            return self._database_unanswered(f"no answer for {age:.1f}s")
+        # Else the last answer is the news, however old: a check comes every interval, and
+        # the time it is late by is time the process did not run (a busy machine's
+        # stall), not the database's
+        return self._database
+
+    def _database_unanswered(self, error: str) -> HealthComponent:
         return HealthComponent(
             name="database",
             state=HealthState.UNHEALTHY,
-            details={"backend": self.backend.name, "error": f"no answer for {age:.1f}s"},
+            details={"backend": self.backend.name, "error": error},
         )
-
-    @property
-    def _stale_after(self) -> float:
-        return 2 * self.settings.health_interval + _PING_TIMEOUT
 
     async def _watch(self) -> None:
         """Check the database and the dead-letter file every ``health_interval`` seconds;
@@ -424,8 +429,12 @@ class Store:
         resume as soon as the database answers again."""
         while self._started:
             await asyncio.sleep(self.settings.health_interval)
-            component = await self._database_health()
-            self._database = (time.monotonic(), component)
+            self._checking_since = time.monotonic()
+            try:
+                component = await self._database_health()
+            finally:
+                self._checking_since = None
+            self._database = component
             if component.state is HealthState.HEALTHY:
                 self.coordinator.breaker.probe_succeeded()
             await self.dead_letters.check()

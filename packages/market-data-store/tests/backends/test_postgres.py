@@ -525,7 +525,7 @@ async def test_the_service_answers_422_to_a_value_the_database_refuses(
 
 
 async def test_statement_timeout_is_transient(pg_url: DatabaseUrl) -> None:
-    backend = PostgresBackend(pg_url, command_timeout=0.3)
+    backend = PostgresBackend(pg_url, command_timeout=scaled(1.0))  # the pool's, every query
     await backend.open()
     blocker = await asyncpg.connect(pg_url.asyncpg_dsn())
     try:

@@ -407,6 +407,46 @@ async def test_readyz_never_waits_for_the_database(settings: StoreSettings) -> N
     assert error == "TimeoutError" or error.startswith("no answer for"), error
 
 
+@pytest.mark.asyncio
+async def test_a_stalled_process_is_not_a_database_that_does_not_answer(
+    settings: StoreSettings,
+) -> None:
+    """The whole process stops for longer than a database check's timeout (a busy machine):
+    the checks came late, not the database's answers, and /readyz stays healthy."""
+    import asyncio
+    import time as clock
+
+    import httpx
+
+    settings = settings.model_copy(update={"health_interval": 0.05})
+    store, backend = make_gated(settings)
+    original, pinging, slow = backend.ping, 0, False
+
+    async def ping() -> None:
+        nonlocal pinging
+        pinging += 1
+        try:
+            if slow:  # a database that answers in time, not at once
+                await asyncio.sleep(0.5)
+            await original()
+        finally:
+            pinging -= 1
+
+    backend.ping = ping  # type: ignore[method-assign]
+    app = create_app(settings, store=store)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://store") as client:
+            assert (await client.get("/readyz")).status_code == 200
+            while pinging:  # noqa: ASYNC110 - to be between two checks, no await after
+                await asyncio.sleep(0)
+            slow = True
+            clock.sleep(3.5)  # noqa: ASYNC251 - the process stops: no check runs meanwhile
+            answer = await client.get("/readyz")  # while the next check takes its 0.5 s
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["state"] == "healthy"
+
+
 def test_every_error_is_an_rfc_9457_problem(client: TestClient) -> None:
     from market_data_core import Problem
 
