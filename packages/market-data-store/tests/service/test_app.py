@@ -1,11 +1,15 @@
 """The store service end to end in process: real SQLite, real coordinator, real FastAPI."""
 
+import asyncio
+import contextlib
 import json
 import time
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
@@ -15,6 +19,7 @@ from market_data_core.testing import T0, make_bar, make_quote, make_trade
 from market_data_core.testing.servers import scaled
 from market_data_store.service import create_app
 from market_data_store.settings import StoreSettings
+from market_data_store.store import Store
 
 from .conftest import ADMIN_TOKEN, make_gated  # noqa: TID252 - test helpers
 
@@ -359,14 +364,20 @@ def test_the_access_log_redacts_secrets_in_query_strings(
     assert secret not in capsys.readouterr().err
 
 
+@contextlib.asynccontextmanager
+async def _served(settings: StoreSettings, store: Store) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the app on ``store``, in this event loop (its background tasks too)."""
+    app = create_app(settings, store=store)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://store") as client:
+            yield client
+
+
 @pytest.mark.asyncio
 async def test_readyz_never_waits_for_the_database(settings: StoreSettings) -> None:
     """A database check that hangs: /readyz still answers, from the background checks (one
     check at a time, whatever the number of callers), and then reads unhealthy."""
-    import asyncio
-
-    import httpx
-
     settings = settings.model_copy(update={"health_interval": 0.05})
     store, backend = make_gated(settings)
     hang = asyncio.Event()
@@ -387,19 +398,16 @@ async def test_readyz_never_waits_for_the_database(settings: StoreSettings) -> N
             hanging -= 1
 
     backend.ping = ping  # type: ignore[method-assign]
-    app = create_app(settings, store=store)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://store") as client:
-            assert (await client.get("/readyz")).status_code == 200
-            hang.set()
-            deadline = asyncio.get_running_loop().time() + 30
-            while True:
-                answers = await asyncio.gather(*(client.get("/readyz") for _ in range(20)))
-                if all(a.status_code == 503 for a in answers):
-                    break
-                assert asyncio.get_running_loop().time() < deadline, "never unhealthy"
-                await asyncio.sleep(0.05)
+    async with _served(settings, store) as client:
+        assert (await client.get("/readyz")).status_code == 200
+        hang.set()
+        deadline = asyncio.get_running_loop().time() + scaled(30)
+        while True:
+            answers = await asyncio.gather(*(client.get("/readyz") for _ in range(20)))
+            if all(a.status_code == 503 for a in answers):
+                break
+            assert asyncio.get_running_loop().time() < deadline, "never unhealthy"
+            await asyncio.sleep(0.05)
     assert most == 1  # only the background check ever waited on the database
     database = next(c for c in answers[0].json()["components"] if c["name"] == "database")
     assert database["state"] == "unhealthy"
@@ -413,11 +421,6 @@ async def test_a_stalled_process_is_not_a_database_that_does_not_answer(
 ) -> None:
     """The whole process stops for longer than a database check's timeout (a busy machine):
     the checks came late, not the database's answers, and /readyz stays healthy."""
-    import asyncio
-    import time as clock
-
-    import httpx
-
     settings = settings.model_copy(update={"health_interval": 0.05})
     store, backend = make_gated(settings)
     original, pinging, slow = backend.ping, 0, False
@@ -433,16 +436,13 @@ async def test_a_stalled_process_is_not_a_database_that_does_not_answer(
             pinging -= 1
 
     backend.ping = ping  # type: ignore[method-assign]
-    app = create_app(settings, store=store)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://store") as client:
-            assert (await client.get("/readyz")).status_code == 200
-            while pinging:  # noqa: ASYNC110 - to be between two checks, no await after
-                await asyncio.sleep(0)
-            slow = True
-            clock.sleep(3.5)  # noqa: ASYNC251 - the process stops: no check runs meanwhile
-            answer = await client.get("/readyz")  # while the next check takes its 0.5 s
+    async with _served(settings, store) as client:
+        assert (await client.get("/readyz")).status_code == 200
+        while pinging:  # noqa: ASYNC110 - to be between two checks, no await after
+            await asyncio.sleep(0)
+        slow = True
+        time.sleep(3.5)  # noqa: ASYNC251 - the process stops: no check runs meanwhile
+        answer = await client.get("/readyz")  # while the next check takes its 0.5 s
     assert answer.status_code == 200, answer.text
     assert answer.json()["state"] == "healthy"
 
