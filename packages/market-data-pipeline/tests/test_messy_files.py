@@ -48,31 +48,34 @@ def _run(config: Path) -> tuple[int, str, dict[str, Any] | None]:
     return result.exit_code, result.output, summary
 
 
+def _summary(config: Path) -> dict[str, Any]:
+    """The run summary of a run that must succeed."""
+    code, output, summary = _run(config)
+    assert code == 0, output
+    assert summary is not None
+    return summary
+
+
+def _resample_to_file(tmp_path: Path, source: Path, out: Path) -> Path:
+    """A config that replays ``source`` into 10 s bars written to ``out``."""
+    return _config(
+        tmp_path,
+        f"{_replay(source)}\n"
+        "  - {id: m1, type: resample_ohlc, params: {timeframe: 10s}}\n"
+        f"  - {{id: out, type: file, params: {{path: '{out}'}}}}",
+        "[trades -> m1, m1 -> out]",
+    )
+
+
 @pytest.mark.parametrize("name", ["btcusdt-trades-header-only.csv", "btcusdt-trades-empty.parquet"])
 def test_an_input_without_rows_replaces_the_old_output_with_an_empty_file(
     tmp_path: Path, name: str
 ) -> None:
     out = tmp_path / "bars.parquet"
-    full = _config(
-        tmp_path,
-        f"{_replay(DATA / 'btcusdt-trades.parquet')}\n"
-        "  - {id: m1, type: resample_ohlc, params: {timeframe: 10s}}\n"
-        f"  - {{id: out, type: file, params: {{path: '{out}'}}}}",
-        "[trades -> m1, m1 -> out]",
-    )
-    assert _run(full)[0] == 0
+    _summary(_resample_to_file(tmp_path, DATA / "btcusdt-trades.parquet", out))
     previous = pq.read_table(out)
     assert previous.num_rows == 5  # a previous run's output
-    empty = _config(
-        tmp_path,
-        f"{_replay(MESSY / name)}\n"
-        "  - {id: m1, type: resample_ohlc, params: {timeframe: 10s}}\n"
-        f"  - {{id: out, type: file, params: {{path: '{out}'}}}}",
-        "[trades -> m1, m1 -> out]",
-    )
-    code, output, summary = _run(empty)
-    assert code == 0, output
-    assert summary is not None
+    summary = _summary(_resample_to_file(tmp_path, MESSY / name, out))
     assert summary["nodes"]["out"]["in"] == 0
     table = pq.read_table(out)
     assert table.num_rows == 0  # not the stale 5 bars
@@ -92,9 +95,7 @@ def test_the_default_dedupe_keeps_distinct_trades_of_one_millisecond(tmp_path: P
         f"  - {{id: out, type: file, params: {{path: '{out}'}}}}",
         "[trades -> dd, dd -> out]",
     )
-    code, output, summary = _run(config)
-    assert code == 0, output
-    assert summary is not None
+    summary = _summary(config)
     assert pq.read_table(out).num_rows == len(trades)
     assert summary["nodes"]["dd"].get("deduplicated", 0) == 0
 
@@ -113,9 +114,7 @@ def test_resampled_bars_and_late_rows_are_counted_apart(tmp_path: Path) -> None:
         f"  - {{id: late, type: file, params: {{path: '{late}'}}}}",
         "[trades -> dd, dd -> m10s, m10s -> out, m10s.late -> late]",
     )
-    code, output, summary = _run(config)
-    assert code == 0, output
-    assert summary is not None
+    summary = _summary(config)
     written = pq.read_table(bars)
     late_rows = pd.read_csv(late)
     raw = pd.read_csv(source)
