@@ -185,20 +185,14 @@ def test_a_cycle_error_names_the_cycle(tmp_path: Path) -> None:
 
 
 def test_type_null_and_unknown_types_say_what_to_write(tmp_path: Path) -> None:
-    bare = _config(
-        tmp_path,
-        f"{_replay(DATA / 'btcusdt-trades.parquet')}\n  - {{id: out, type: null}}",
-        "[trades -> out]",
-    )
-    code, output, _ = _run(bare)
+    def sink_of_type(written: str) -> Path:
+        replay = _replay(DATA / "btcusdt-trades.parquet")
+        return _config(tmp_path, f"{replay}\n  - {{id: out, type: {written}}}", "[trades -> out]")
+
+    code, output, _ = _run(sink_of_type("null"))  # YAML's null, not the string
     assert code == 2
     assert "type: 'null'" in output
-    unknown = _config(
-        tmp_path,
-        f"{_replay(DATA / 'btcusdt-trades.parquet')}\n  - {{id: out, type: nul}}",
-        "[trades -> out]",
-    )
-    code, output, _ = _run(unknown)
+    code, output, _ = _run(sink_of_type("nul"))
     assert code == 2
     flat = " ".join(output.split())
     for kind in ("providers:", "operators:", "sinks:"):
