@@ -13,6 +13,7 @@ EXPECTED = {
     "RateController", "Region", "Signal", "Sink", "Source", "Symbol", "TelemetryMessage", "Text", "Timeframe",
     "TimeframeError", "Trade", "TradeSide", "Track", "Transform", "TransportError", "UtcDatetime",
     "__version__", "check_text", "clamp_utc", "worst_of",
+    "NanoDatetime", "UtcTimestamp", "Reason", "from_ns", "parse_timestamp", "to_ns",
 }  # fmt: skip
 
 

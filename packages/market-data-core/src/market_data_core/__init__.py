@@ -19,6 +19,7 @@ from market_data_core._types import (
     check_text,
     clamp_utc,
 )
+from market_data_core._versioned import Reason
 from market_data_core.bars import Bar
 from market_data_core.control import (
     AuditEnvelope,
@@ -75,6 +76,7 @@ from market_data_core.telemetry import (
 )
 from market_data_core.ticks import Quote, Trade, TradeSide
 from market_data_core.timeframe import Timeframe
+from market_data_core.timestamps import NanoDatetime, UtcTimestamp, from_ns, parse_timestamp, to_ns
 from market_data_core.transports import FeedbackTracker, InMemoryFeedbackBus
 from market_data_core.version import CONTRACT_VERSION, __version__
 
@@ -113,6 +115,7 @@ __all__ = [
     "MarketDataError",
     "MetricKind",
     "MetricPoint",
+    "NanoDatetime",
     "NodeId",
     "NodeRole",
     "NodeStatus",
@@ -124,6 +127,7 @@ __all__ = [
     "Quote",
     "RateAdjustment",
     "RateController",
+    "Reason",
     "Region",
     "RunSummary",
     "Signal",
@@ -140,8 +144,12 @@ __all__ = [
     "Transform",
     "TransportError",
     "UtcDatetime",
+    "UtcTimestamp",
     "__version__",
     "check_text",
     "clamp_utc",
+    "from_ns",
+    "parse_timestamp",
+    "to_ns",
     "worst_of",
 ]

@@ -15,6 +15,7 @@ from market_data_core._types import (
     Symbol,
     UtcDatetime,
 )
+from market_data_core._versioned import AsOf, Revision, WhyWritten
 from market_data_core.timeframe import Timeframe
 
 __all__ = ["Bar"]
@@ -26,6 +27,9 @@ class Bar(InputModel):
     Its key is ``(source, symbol, timeframe, start)``. ``start`` must be aligned to the
     timeframe, ``low <= open, close <= high``, and ``vwap`` (when known) within
     ``[low, high]``. ``trade_count`` is ``None`` when the source does not report it.
+
+    A resampler's bar has ``revision`` = the input records it has seen, so every revision
+    of a bar outranks the one before and a replay of the same input changes nothing.
     """
 
     source: Identifier = Field(description="Who produced the bar: a provider or pipeline name.")
@@ -39,6 +43,9 @@ class Bar(InputModel):
     volume: NonNegativeFinite = 0.0
     trade_count: Annotated[int, Field(ge=0, le=2**63 - 1)] | None = None  # a SQL BIGINT
     vwap: FinitePrice | None = None
+    as_of: AsOf = None
+    revision: Revision = 0
+    reason: WhyWritten = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

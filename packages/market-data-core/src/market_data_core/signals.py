@@ -7,7 +7,9 @@ from typing import Annotated
 from pydantic import Field, StringConstraints
 
 from market_data_core._base import InputModel
-from market_data_core._types import FinitePrice, Identifier, Symbol, Text, UtcDatetime
+from market_data_core._types import FinitePrice, Identifier, Symbol, Text
+from market_data_core._versioned import AsOf, Revision, WhyWritten
+from market_data_core.timestamps import UtcTimestamp
 
 __all__ = ["Signal", "SignalValue"]
 
@@ -24,10 +26,13 @@ class Signal(InputModel):
 
     source: Identifier
     symbol: Symbol
-    ts: UtcDatetime
+    ts: UtcTimestamp
     name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.:\-]{0,63}$")]
     value: FinitePrice
     score: Annotated[float, Field(allow_inf_nan=False)] | None = None
     metadata: dict[
         Annotated[Text, StringConstraints(min_length=1, max_length=64)], _StoredValue
     ] = Field(default_factory=dict)
+    as_of: AsOf = None
+    revision: Revision = 0
+    reason: WhyWritten = None

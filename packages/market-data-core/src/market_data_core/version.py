@@ -11,7 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 __all__ = ["CONTRACT_VERSION", "__version__"]
 
-CONTRACT_VERSION = "1.2.0"
+CONTRACT_VERSION = "1.3.0"
 
 try:
     __version__ = version("market-data-core")

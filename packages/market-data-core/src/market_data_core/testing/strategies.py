@@ -48,6 +48,7 @@ from market_data_core.telemetry import (
 )
 from market_data_core.ticks import Quote, Trade, TradeSide
 from market_data_core.timeframe import Timeframe
+from market_data_core.timestamps import NanoDatetime
 
 __all__ = [
     "STRATEGIES",
@@ -56,6 +57,7 @@ __all__ = [
     "feedback_events",
     "health_statuses",
     "identifiers",
+    "nano_datetimes",
     "prices",
     "quotes",
     "symbols",
@@ -87,17 +89,35 @@ def aware_datetimes() -> st.SearchStrategy[datetime]:
     )
 
 
+def nano_datetimes() -> st.SearchStrategy[datetime]:
+    """Aware datetimes (as ``aware_datetimes``), a third of them with nanoseconds."""
+    return st.builds(
+        NanoDatetime.combine_ns,
+        aware_datetimes(),
+        st.sampled_from([0, 0, 1, 999]) | st.integers(0, 999),
+    )
+
+
+reasons = st.none() | st.sampled_from(["late", "backfill", "correction"])
+revisions = st.integers(0, 2**63 - 1) | st.integers(0, 10)
+
+
 def trades() -> st.SearchStrategy[Trade]:
     return st.builds(
         Trade,
         symbol=symbols,
-        ts=aware_datetimes(),
+        ts=nano_datetimes(),
         price=prices,
         size=sizes,
         exchange=st.none() | st.sampled_from(["XNAS", "BINANCE", "CME"]),
         conditions=st.lists(st.from_regex(r"\A[A-Z]{1,4}\Z"), max_size=3).map(tuple),
         trade_id=st.none() | st.from_regex(r"\A[0-9]{1,12}\Z"),
         side=st.none() | st.sampled_from(TradeSide),
+        received_at=st.none() | nano_datetimes(),
+        ordinal=st.none() | st.integers(0, 2**31 - 1),
+        as_of=st.none() | nano_datetimes(),
+        revision=revisions,
+        reason=reasons,
     )
 
 
@@ -107,11 +127,18 @@ def quotes(draw: st.DrawFn) -> Quote:
     ask = draw(st.floats(min_value=bid, max_value=max(bid, 0) + 1e6, allow_nan=False))
     return Quote(
         symbol=draw(symbols),
-        ts=draw(aware_datetimes()),
+        ts=draw(nano_datetimes()),
         bid=bid,
         ask=ask,
         bid_size=draw(sizes),
         ask_size=draw(sizes),
+        exchange=draw(st.none() | st.sampled_from(["XNAS", "BINANCE", "CME"])),
+        sequence=draw(st.none() | st.integers(0, 2**63 - 1)),
+        received_at=draw(st.none() | nano_datetimes()),
+        ordinal=draw(st.none() | st.integers(0, 2**31 - 1)),
+        as_of=draw(st.none() | nano_datetimes()),
+        revision=draw(revisions),
+        reason=draw(reasons),
     )
 
 
@@ -133,6 +160,9 @@ def bars(draw: st.DrawFn) -> Bar:
         volume=draw(sizes),
         trade_count=draw(st.none() | st.integers(0, 10**9)),
         vwap=draw(st.none() | inside),
+        as_of=draw(st.none() | nano_datetimes()),
+        revision=draw(revisions),
+        reason=draw(reasons),
     )
 
 

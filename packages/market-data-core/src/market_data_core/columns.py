@@ -1,0 +1,755 @@
+"""Market data as Arrow tables: the one columnar contract of the platform (extra ``arrow``).
+
+One schema per kind of record (:class:`Kind`), with the core models' field names: the
+pipeline's batches, the store's write and read paths and the HTTP service's Arrow, Parquet
+and CSV bodies all use these. Timestamps are ``timestamp[ns, UTC]`` (:data:`TIMESTAMP`),
+so every tick keeps its nanoseconds; prices and sizes are ``float64``; free text is
+``string``; a signal's ``metadata`` is a JSON object in a string column.
+
+- :func:`kind_of` tells the kind from the columns; :func:`conform` checks a table column
+  by column against the core models' rules (a hypothesis test holds them equal) and casts it
+  to its kind's schema, raising :class:`ColumnError` naming the row and the column;
+- :func:`to_models` / :func:`from_models` convert losslessly to and from core models;
+- :data:`KEYS`, :data:`VERSION` and :data:`VALUES` say what identifies a record, what
+  orders its versions and what a new version may change; :func:`latest_per_key` keeps the
+  newest version of each key of a table (the store's rule, see docs/store.md);
+- :class:`Ordinals` gives ticks without a venue id their ordinal where they enter.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Final
+
+try:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+except ImportError as error:  # pragma: no cover - depends on the installation
+    msg = "market_data_core.columns needs pyarrow: pip install 'market-data-core[arrow]'"
+    raise ImportError(msg) from error
+
+import numpy as np
+
+from market_data_core._types import MAX_TIMESTAMP, MIN_TIMESTAMP, SYMBOL_PATTERN
+from market_data_core.bars import Bar
+from market_data_core.exceptions import MarketDataError
+from market_data_core.signals import Signal
+from market_data_core.ticks import Quote, Trade, TradeSide
+from market_data_core.timeframe import Timeframe
+from market_data_core.timestamps import from_ns, to_ns
+
+__all__ = [
+    "BARS",
+    "KEYS",
+    "QUOTES",
+    "SCHEMAS",
+    "SIGNALS",
+    "TIME",
+    "TIMESTAMP",
+    "TRADES",
+    "VALUES",
+    "VERSION",
+    "ColumnError",
+    "Kind",
+    "Ordinals",
+    "conform",
+    "empty",
+    "from_models",
+    "kind_of",
+    "latest_per_key",
+    "schema_of",
+    "to_models",
+]
+
+TIMESTAMP: Final = pa.timestamp("ns", tz="UTC")
+"""Every timestamp column: nanoseconds since the epoch, UTC."""
+
+
+class Kind(StrEnum):
+    """What a table holds (also the name of the store's table for it)."""
+
+    BARS = "bars"
+    TRADES = "trades"
+    QUOTES = "quotes"
+    SIGNALS = "signals"
+
+
+_VERSION_FIELDS: Final = (
+    pa.field("as_of", TIMESTAMP),
+    pa.field("revision", pa.int64()),
+    pa.field("reason", pa.string()),
+)
+TRADES: Final = pa.schema(
+    [
+        pa.field("symbol", pa.string(), nullable=False),
+        pa.field("ts", TIMESTAMP, nullable=False),
+        pa.field("price", pa.float64(), nullable=False),
+        pa.field("size", pa.float64(), nullable=False),
+        pa.field("exchange", pa.string()),
+        pa.field("trade_id", pa.string()),
+        pa.field("side", pa.string()),
+        pa.field("conditions", pa.list_(pa.string())),
+        pa.field("received_at", TIMESTAMP),
+        pa.field("ordinal", pa.int64()),
+        *_VERSION_FIELDS,
+    ]
+)
+QUOTES: Final = pa.schema(
+    [
+        pa.field("symbol", pa.string(), nullable=False),
+        pa.field("ts", TIMESTAMP, nullable=False),
+        pa.field("bid", pa.float64(), nullable=False),
+        pa.field("ask", pa.float64(), nullable=False),
+        pa.field("bid_size", pa.float64(), nullable=False),
+        pa.field("ask_size", pa.float64(), nullable=False),
+        pa.field("exchange", pa.string()),
+        pa.field("sequence", pa.int64()),
+        pa.field("received_at", TIMESTAMP),
+        pa.field("ordinal", pa.int64()),
+        *_VERSION_FIELDS,
+    ]
+)
+BARS: Final = pa.schema(
+    [
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("symbol", pa.string(), nullable=False),
+        pa.field("timeframe", pa.string(), nullable=False),
+        pa.field("start", TIMESTAMP, nullable=False),
+        pa.field("open", pa.float64(), nullable=False),
+        pa.field("high", pa.float64(), nullable=False),
+        pa.field("low", pa.float64(), nullable=False),
+        pa.field("close", pa.float64(), nullable=False),
+        pa.field("volume", pa.float64(), nullable=False),
+        pa.field("trade_count", pa.int64()),
+        pa.field("vwap", pa.float64()),
+        *_VERSION_FIELDS,
+    ]
+)
+SIGNALS: Final = pa.schema(
+    [
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("symbol", pa.string(), nullable=False),
+        pa.field("ts", TIMESTAMP, nullable=False),
+        pa.field("name", pa.string(), nullable=False),
+        pa.field("value", pa.float64(), nullable=False),
+        pa.field("score", pa.float64()),
+        pa.field("metadata", pa.string()),  # a JSON object; null means {}
+        *_VERSION_FIELDS,
+    ]
+)
+SCHEMAS: Final = {Kind.BARS: BARS, Kind.TRADES: TRADES, Kind.QUOTES: QUOTES, Kind.SIGNALS: SIGNALS}
+
+KEYS: Final = {
+    Kind.BARS: ("source", "symbol", "timeframe", "start"),
+    Kind.TRADES: ("symbol", "ts", "exchange", "trade_id", "ordinal"),
+    Kind.QUOTES: ("symbol", "ts", "exchange", "sequence", "ordinal"),
+    Kind.SIGNALS: ("source", "symbol", "name", "ts"),
+}
+"""What identifies a record: two rows with the same key are versions of one record."""
+TIME: Final = {Kind.BARS: "start", Kind.TRADES: "ts", Kind.QUOTES: "ts", Kind.SIGNALS: "ts"}
+"""The event-time column of each kind."""
+VERSION: Final = ("as_of", "revision")
+"""What orders the versions of a key (compared in this order; the highest wins)."""
+VALUES: Final = {
+    kind: tuple(
+        f.name for f in schema if f.name not in KEYS[kind] and f.name not in (*VERSION, "reason")
+    )
+    for kind, schema in SCHEMAS.items()
+}
+"""What a version says about its key: a new version with other values is a revision; with
+the same values it changes nothing but the version. Between two versions of equal
+``VERSION``, the greater ``VALUES`` (compared in this order, a null below any value) wins,
+so the outcome never depends on the order of arrival, and the tie is reported."""
+_ID: Final = {Kind.TRADES: "trade_id", Kind.QUOTES: "sequence"}
+"""The venue's id of a tick: ticks that have one need no ordinal."""
+
+
+def schema_of(kind: Kind | str) -> pa.Schema:
+    return SCHEMAS[Kind(kind)]
+
+
+def empty(kind: Kind | str) -> pa.Table:
+    """A table of ``kind`` with no rows."""
+    return SCHEMAS[Kind(kind)].empty_table()
+
+
+def kind_of(table: pa.Table | pa.Schema) -> Kind | None:
+    """The kind a table's columns say it holds: every required column of exactly one kind
+    is present (extra columns are ignored), else ``None``."""
+    names = set(table.names if isinstance(table, pa.Schema) else table.column_names)
+    found = [
+        kind
+        for kind, schema in SCHEMAS.items()
+        if {f.name for f in schema if not f.nullable} <= names
+    ]
+    return found[0] if len(found) == 1 else None
+
+
+# --- checks ----------------------------------------------------------------------------
+
+_MODELS: Final = {Kind.BARS: Bar, Kind.TRADES: Trade, Kind.QUOTES: Quote, Kind.SIGNALS: Signal}
+_IDENTIFIER: Final = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$"
+_SIGNAL_NAME: Final = r"^[A-Za-z_][A-Za-z0-9_.:\-]{0,63}$"
+_SIDES: Final = pa.array([side.value for side in TradeSide])
+_TS_MIN: Final = to_ns(MIN_TIMESTAMP)
+_TS_MAX: Final = to_ns(MAX_TIMESTAMP)
+_TIMES: Final = {
+    kind: tuple(f.name for f in schema if f.type == TIMESTAMP) for kind, schema in SCHEMAS.items()
+}
+_FLOATS: Final = {
+    kind: tuple(f.name for f in schema if pa.types.is_floating(f.type))
+    for kind, schema in SCHEMAS.items()
+}
+_NON_NEGATIVE: Final = {
+    Kind.TRADES: ("size", "ordinal", "revision"),
+    Kind.QUOTES: ("bid_size", "ask_size", "sequence", "ordinal", "revision"),
+    Kind.BARS: ("volume", "trade_count", "revision"),
+    Kind.SIGNALS: ("revision",),
+}
+_MAX_ORDINAL: Final = 2**31 - 1
+_TEXT: Final = {  # free text: (column, shortest, longest)
+    Kind.TRADES: (("exchange", 1, 32), ("trade_id", 1, 64), ("reason", 1, 64)),
+    Kind.QUOTES: (("exchange", 1, 32), ("reason", 1, 64)),
+    Kind.BARS: (("reason", 1, 64),),
+    Kind.SIGNALS: (("reason", 1, 64),),
+}
+_CONTROL: Final = r"[\x00-\x1f]"
+
+
+class ColumnError(MarketDataError, ValueError):
+    """A table that breaks the contract: names the row (0-based) and the column."""
+
+    def __init__(self, message: str, *, column: str | None = None, row: int | None = None) -> None:
+        where = ", ".join(
+            part
+            for part in (
+                f"row {row}" if row is not None else "",
+                f"column {column!r}" if column is not None else "",
+            )
+            if part
+        )
+        super().__init__(f"{where}: {message}" if where else message)
+        self.column = column
+        self.row = row
+        self.reason = message
+
+
+def conform(table: pa.Table, kind: Kind | str | None = None) -> pa.Table:
+    """``table`` checked against the core models' rules and cast to ``kind``'s schema
+    (columns by name, extra ones dropped, missing nullable ones null; timestamps of any unit
+    and zone to nanoseconds UTC, exactly; timeframes in their canonical spelling; ``-0.0``
+    as ``0.0``). Raises :class:`ColumnError` naming a bad row and its column (the first that
+    breaks the first rule checked)."""
+    if kind is None:
+        kind = kind_of(table)
+        if kind is None:
+            msg = f"cannot tell which kind of records the columns {table.column_names} hold"
+            raise ColumnError(msg)
+    kind = Kind(kind)
+    schema = SCHEMAS[kind]
+    missing = [f.name for f in schema if not f.nullable and f.name not in table.column_names]
+    if missing:
+        msg = f"missing required column(s) {', '.join(missing)} for {kind}"
+        raise ColumnError(msg, column=missing[0])
+    rows = table.num_rows
+    columns = [
+        _cast(table.column(f.name), f) if f.name in table.column_names else pa.nulls(rows, f.type)
+        for f in schema
+    ]
+    out = pa.Table.from_arrays(columns, schema=schema.with_metadata(None))
+    _check(out, kind)
+    for name in _FLOATS[kind]:  # -0.0 + 0.0 is 0.0: one zero
+        index = schema.get_field_index(name)
+        out = out.set_column(index, schema.field(name), pc.add(out.column(index), 0.0))
+    if kind is Kind.BARS:
+        out = out.set_column(2, schema.field("timeframe"), _canonical_timeframes(out))
+    return out
+
+
+def _cast(column: pa.ChunkedArray, field: pa.Field) -> pa.ChunkedArray:
+    if field.type == TIMESTAMP:
+        if not pa.types.is_timestamp(column.type):
+            if pa.types.is_null(column.type):
+                return pc.cast(column, field.type)
+            msg = f"is {column.type}, not a timestamp with a timezone"
+            raise ColumnError(msg, column=field.name)
+        if column.type.tz is None:
+            msg = "holds timestamps without a timezone (store them in UTC, with tz=UTC)"
+            raise ColumnError(msg, column=field.name)
+        try:
+            return pc.cast(column, TIMESTAMP, safe=True)
+        except pa.ArrowInvalid:
+            msg = f"holds a time outside [{MIN_TIMESTAMP.year}-01-01, {MAX_TIMESTAMP.year}-01-01)"
+            raise ColumnError(msg, column=field.name) from None
+    if not _compatible(column.type, field.type):  # as strict as JSON: "10" is no number
+        msg = f"is {column.type}, not {field.type}"
+        raise ColumnError(msg, column=field.name)
+    try:
+        return pc.cast(column, field.type, safe=True)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+        msg = f"is {column.type}, cannot be read as {field.type}: {error}"
+        raise ColumnError(msg, column=field.name) from None
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind))
+
+
+def _compatible(given: pa.DataType, wanted: pa.DataType) -> bool:
+    """Whether a column of type ``given`` may be cast to ``wanted`` without reinterpreting
+    it: numbers to numbers, text to text, lists of text to lists of text."""
+    if pa.types.is_null(given):
+        return True
+    if pa.types.is_floating(wanted):
+        return bool(pa.types.is_floating(given) or pa.types.is_integer(given))
+    if pa.types.is_integer(wanted):
+        return bool(pa.types.is_integer(given))
+    if pa.types.is_list(wanted):
+        return (pa.types.is_list(given) or pa.types.is_large_list(given)) and _is_text(
+            given.value_type
+        )
+    return _is_text(given)
+
+
+def _first(mask: pa.ChunkedArray | pa.Array) -> int:
+    return int(pc.index(pc.fill_null(mask, False), value=True).as_py())
+
+
+def _fail_at(table: pa.Table, mask: Any, column: str, what: str, *, show: bool = True) -> None:
+    row = _first(mask)
+    if row >= 0:
+        shown = f" ({_shown(table.column(column)[row])})" if show else ""
+        raise ColumnError(f"{what}{shown}", column=column, row=row)
+
+
+def _shown(value: pa.Scalar) -> str:
+    if pa.types.is_timestamp(value.type):
+        return from_ns(value.cast(pa.int64()).as_py()).isoformat()
+    return repr(value.as_py())
+
+
+def _check(table: pa.Table, kind: Kind) -> None:
+    for field in SCHEMAS[kind]:
+        if not field.nullable:
+            _fail_at(
+                table, pc.is_null(table.column(field.name)), field.name, "is missing", show=False
+            )
+    for name in _TIMES[kind]:
+        nanos = pc.cast(table.column(name), pa.int64())
+        _fail_at(
+            table,
+            pc.or_(pc.less(nanos, _TS_MIN), pc.greater_equal(nanos, _TS_MAX)),
+            name,
+            f"is outside [{MIN_TIMESTAMP.year}-01-01, {MAX_TIMESTAMP.year}-01-01)",
+        )
+    for name in _FLOATS[kind]:
+        _fail_at(table, pc.invert(pc.is_finite(table.column(name))), name, "is not a finite number")
+    for name in _NON_NEGATIVE[kind]:
+        _fail_at(table, pc.less(table.column(name), 0), name, "is negative")
+    if "ordinal" in table.column_names:
+        _fail_at(
+            table,
+            pc.greater(table.column("ordinal"), _MAX_ORDINAL),
+            "ordinal",
+            f"is above {_MAX_ORDINAL}",
+        )
+    _fail_at(
+        table,
+        pc.invert(pc.match_substring_regex(table.column("symbol"), SYMBOL_PATTERN)),
+        "symbol",
+        "is not a valid symbol",
+    )
+    for name, shortest, longest in _TEXT[kind]:
+        _check_text(table, table.column(name), name, shortest, longest)
+    _fail_at(
+        table,
+        pc.match_substring_regex(table.column("reason"), _CONTROL),
+        "reason",
+        "contains a control character",
+    )
+    if kind is Kind.TRADES:
+        _check_trades(table)
+    elif kind is Kind.QUOTES:
+        bid, ask = table.column("bid"), table.column("ask")
+        _fail_at(table, pc.greater(bid, ask), "bid", "is above the ask (a crossed quote)")
+    elif kind is Kind.BARS:
+        _check_bars(table)
+    else:
+        _check_signals(table)
+
+
+def _check_text(
+    table: pa.Table, column: pa.ChunkedArray, name: str, shortest: int, longest: int
+) -> None:
+    length = pc.utf8_length(column)
+    _fail_at(table, pc.match_substring(column, "\x00"), name, "contains a NUL character")
+    _fail_at(
+        table,
+        pc.or_(pc.less(length, shortest), pc.greater(length, longest)),
+        name,
+        f"must be {shortest} to {longest} characters long",
+    )
+
+
+def _check_trades(table: pa.Table) -> None:
+    side = table.column("side")
+    _fail_at(
+        table,
+        pc.and_(pc.is_valid(side), pc.invert(pc.is_in(side, value_set=_SIDES))),
+        "side",
+        f"is not one of {', '.join(_SIDES.to_pylist())}",
+    )
+    conditions = table.column("conditions")
+    flat = pc.list_flatten(conditions)
+    if len(flat):
+        parents = pc.list_parent_indices(conditions)
+        length = pc.utf8_length(flat)
+        bad = pc.or_(
+            pc.or_(pc.is_null(flat), pc.match_substring(flat, "\x00")),
+            pc.or_(pc.less(length, 1), pc.greater(length, 16)),
+        )
+        where = _first(bad)
+        if where >= 0:
+            row = int(parents[where].as_py())
+            msg = (
+                f"each condition must be 1 to 16 characters, without NUL ({flat[where].as_py()!r})"
+            )
+            raise ColumnError(msg, column="conditions", row=row)
+
+
+def _check_bars(table: pa.Table) -> None:
+    _fail_at(
+        table,
+        pc.invert(pc.match_substring_regex(table.column("source"), _IDENTIFIER)),
+        "source",
+        "is not a valid identifier (letters, digits, . _ : -)",
+    )
+    low, high = table.column("low"), table.column("high")
+    _fail_at(table, pc.greater(low, high), "low", "is above high")
+    for name in ("open", "close", "vwap"):
+        column = table.column(name)
+        _fail_at(
+            table,
+            pc.or_(pc.less(column, low), pc.greater(column, high)),
+            name,
+            "is outside [low, high]",
+        )
+    nanos = pc.cast(table.column("start"), pa.int64())
+    timeframes = pc.dictionary_encode(table.column("timeframe")).combine_chunks()
+    steps = []
+    for position, text in enumerate(timeframes.dictionary.to_pylist()):
+        try:
+            steps.append(Timeframe.parse(text).seconds * 1_000_000_000)
+        except ValueError as error:
+            row = _first(pc.equal(timeframes.indices, position))
+            raise ColumnError(f"{error}", column="timeframe", row=row) from None
+    step = pc.take(pa.array(steps, pa.int64()), timeframes.indices)
+    misaligned = pc.not_equal(pc.subtract(nanos, pc.multiply(pc.divide(nanos, step), step)), 0)
+    # divide truncates toward zero; before 1970 a floor is one step lower, but aligned
+    # values are exact multiples either way, so the remainder test holds for both signs
+    _fail_at(table, misaligned, "start", "is not aligned to its timeframe")
+
+
+def _canonical_timeframes(table: pa.Table) -> pa.ChunkedArray:
+    encoded = pc.dictionary_encode(table.column("timeframe")).combine_chunks()
+    names = pa.array([str(Timeframe.parse(t)) for t in encoded.dictionary.to_pylist()], pa.string())
+    return pa.chunked_array([pc.take(names, encoded.indices)])
+
+
+def _check_signals(table: pa.Table) -> None:
+    _fail_at(
+        table,
+        pc.invert(pc.match_substring_regex(table.column("source"), _IDENTIFIER)),
+        "source",
+        "is not a valid identifier (letters, digits, . _ : -)",
+    )
+    _fail_at(
+        table,
+        pc.invert(pc.match_substring_regex(table.column("name"), _SIGNAL_NAME)),
+        "name",
+        "is not a valid signal name",
+    )
+    metadata = table.column("metadata")
+    if metadata.null_count < len(metadata):  # rare: checked by the model, row by row
+        for row, text in enumerate(metadata.to_pylist()):
+            if text is None:
+                continue
+            try:
+                Signal.model_validate(
+                    {"source": "x", "symbol": "X", "ts": MIN_TIMESTAMP, "name": "x", "value": 0.0,
+                     "metadata": json.loads(text)}
+                )  # fmt: skip
+            except ValueError as error:
+                msg = f"is not a JSON object of short keys and scalar values: {_short(error)}"
+                raise ColumnError(msg, column="metadata", row=row) from None
+
+
+def _short(error: Exception) -> str:
+    return str(error).splitlines()[0][:200]
+
+
+# --- models ----------------------------------------------------------------------------
+
+_OPTIONAL: Final = {
+    Kind.TRADES: (
+        "exchange", "trade_id", "side", "conditions", "received_at", "ordinal", "as_of",
+        "reason",
+    ),
+    Kind.QUOTES: ("exchange", "sequence", "received_at", "ordinal", "as_of", "reason"),
+    Kind.BARS: ("trade_count", "vwap", "as_of", "reason"),
+    Kind.SIGNALS: ("score", "metadata", "as_of", "reason"),
+}  # fmt: skip
+"""Nullable columns whose null is the model's default (left out of the model's input)."""
+
+
+def to_models(table: pa.Table, kind: Kind | str | None = None) -> list[Any]:
+    """Core models (validated) of a table's rows; timestamps keep their nanoseconds."""
+    found = Kind(kind) if kind is not None else kind_of(table)
+    if found is None:
+        msg = f"not a table of trades, quotes, bars or signals: {table.schema}"
+        raise ValueError(msg)
+    model: Any = _MODELS[found]
+    names = [f.name for f in SCHEMAS[found] if f.name in table.column_names]
+    columns: dict[str, list[Any]] = {}
+    for name in names:
+        column = table.column(name)
+        if pa.types.is_timestamp(column.type):
+            nanos = pc.cast(column, pa.timestamp("ns", tz="UTC")).cast(pa.int64()).to_pylist()
+            columns[name] = [None if n is None else from_ns(n) for n in nanos]
+        elif name == "metadata":
+            columns[name] = [None if t is None else json.loads(t) for t in column.to_pylist()]
+        else:
+            columns[name] = column.to_pylist()
+    optional = _OPTIONAL[found]
+    out = []
+    for values in zip(*columns.values(), strict=True):
+        row = {
+            name: value
+            for name, value in zip(names, values, strict=True)
+            if value is not None or name not in optional
+        }
+        if "revision" in row and row["revision"] is None:
+            del row["revision"]
+        out.append(model.model_validate(row))
+    return out
+
+
+def from_models(models: Iterable[Any], kind: Kind | str | None = None) -> pa.Table:
+    """A table of core models of one kind (timestamps to the nanosecond)."""
+    items = list(models)
+    if kind is None:
+        if not items:
+            msg = "cannot infer the kind of an empty list of records; pass kind="
+            raise ValueError(msg)
+        kind = _kind_of_model(type(items[0]))
+    kind = Kind(kind)
+    schema = SCHEMAS[kind]
+    columns: dict[str, Any] = {}
+    for field in schema:
+        values = [m.__dict__[field.name] for m in items]
+        if field.type == TIMESTAMP:
+            nanos = [None if v is None else to_ns(v) for v in values]
+            columns[field.name] = pa.array(nanos, pa.int64()).cast(TIMESTAMP)
+            continue
+        if field.name == "timeframe":
+            values = [str(v) for v in values]
+        elif field.name == "conditions":
+            values = [list(v) or None for v in values]
+        elif field.name == "metadata":
+            values = [json.dumps(v, sort_keys=True) if v else None for v in values]
+        elif field.name == "side":
+            values = [None if v is None else str(v) for v in values]
+        columns[field.name] = pa.array(values, field.type)
+    return pa.table(columns, schema=schema)
+
+
+def _kind_of_model(model: type[Any]) -> Kind:
+    for kind, cls in _MODELS.items():
+        if model is cls:
+            return kind
+    msg = "pass kind= for records that are not a list of Trade, Quote, Bar or Signal"
+    raise ValueError(msg)
+
+
+# --- versions --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Latest:
+    """What :func:`latest_per_key` kept: the table, and how many keys had two versions of
+    equal ``VERSION`` with different ``VALUES`` (resolved by the values, and reported)."""
+
+    table: pa.Table
+    conflicts: int
+
+
+def latest_per_key(table: pa.Table, kind: Kind | str, keys: Sequence[str] | None = None) -> Latest:
+    """The newest version of each key of ``table`` (any table with the kind's key, version
+    and value columns), in the order of the rows kept. ``keys`` overrides the key columns
+    (a store keeps text keys as ``''`` instead of null)."""
+    kind = Kind(kind)
+    rows = table.num_rows
+    key = list(keys or KEYS[kind])
+    if rows < 2:
+        return Latest(table, 0)
+    counted = table.select(key).group_by(key, use_threads=False).aggregate([([], "count_all")])
+    if counted.num_rows == rows:
+        return Latest(table, 0)  # no key twice: the common case
+    order = [*key, *VERSION, *VALUES[kind]]
+    position = pa.array(np.arange(rows, dtype=np.int64))
+    ranked = table.select(order).append_column("_row", position)
+    sort = [(name, "ascending", "at_start") for name in order] + [("_row", "ascending", "at_start")]
+    sorted_ = ranked.take(pc.sort_indices(ranked, sort_keys=sort))
+    same_key = _same_as_next(sorted_, key)
+    last = np.append(~same_key, True)
+    same_version = same_key & _same_as_next(sorted_, [*key, *VERSION])
+    tied = same_version & ~_same_as_next(sorted_, [*key, *VERSION, *VALUES[kind]])
+    # a key is in conflict when its kept version's run (rows of its key and version)
+    # holds other values: a tie between two neighbours of that run
+    run_start = np.maximum.accumulate(np.where(np.append(True, ~same_version), np.arange(rows), 0))
+    ties_before = np.concatenate(([0], np.cumsum(tied)))  # ties among rows [0, i)
+    kept_rows = np.flatnonzero(last)
+    conflicts = int(np.count_nonzero(ties_before[kept_rows] > ties_before[run_start[kept_rows]]))
+    kept = np.sort(np.asarray(sorted_.column("_row").to_numpy())[last])
+    return Latest(table.take(pa.array(kept)), conflicts)
+
+
+def _same_as_next(table: pa.Table, names: Sequence[str]) -> Any:
+    """Per row but the last: whether the next row has equal values in ``names`` (nulls
+    equal to nulls)."""
+    same = np.ones(table.num_rows - 1, dtype=bool)
+    for name in names:
+        column = table.column(name).combine_chunks()
+        head, tail = column.slice(0, len(column) - 1), column.slice(1)
+        equal = pc.fill_null(pc.equal(head, tail), False)
+        both_null = pc.and_(pc.is_null(head), pc.is_null(tail))
+        same &= np.asarray(pc.or_(equal, both_null).to_numpy(zero_copy_only=False))
+    return same
+
+
+# --- ordinals --------------------------------------------------------------------------
+
+
+class Ordinals:
+    """Gives ticks without a venue id (a trade without ``trade_id``, a quote without
+    ``sequence``) their ``ordinal``: 0, 1, 2... among the ticks of one source with the same
+    symbol, ``ts`` and exchange, in the order the source gives them, across batches: the
+    same input cut into batches of any size gets the same ordinals. Ticks with a venue id
+    get 0; a given ordinal is kept.
+
+    One instance per source (a file, a feed, an ingest request). It remembers the keys of
+    the last ``window_ns`` of event time behind the newest tick; a tick further behind than
+    that is counted in ``beyond_window`` (its ordinal counts only what is remembered). Two
+    keys may share a counter (a 64-bit hash): their ticks then get distinct ordinals all
+    the same, so distinct ticks never merge."""
+
+    def __init__(self, window_ns: int = 600 * 1_000_000_000) -> None:
+        self.window_ns = window_ns
+        self.beyond_window = 0
+        self._codes: dict[str | None, int] = {}
+        self._hashes = np.empty(0, dtype=np.uint64)  # sorted, unique
+        self._counts = np.empty(0, dtype=np.int64)
+        self._newest_at = np.empty(0, dtype=np.int64)  # per hash: the newest ts seen
+        self._newest = np.iinfo(np.int64).min
+
+    def assign(self, table: pa.Table, kind: Kind | str) -> pa.Table:
+        """``table`` (trades or quotes) with every null ``ordinal`` filled."""
+        kind = Kind(kind)
+        if kind not in _ID:
+            return table
+        rows = table.num_rows
+        names = table.column_names
+        given = table.column("ordinal") if "ordinal" in names else pa.nulls(rows, pa.int64())
+        if given.null_count == 0 and "ordinal" in names:
+            return table
+        venue = table.column(_ID[kind]) if _ID[kind] in names else pa.nulls(rows, pa.int64())
+        todo = np.asarray(
+            pc.and_(pc.is_null(given), pc.is_null(venue)).to_numpy(zero_copy_only=False)
+        )
+        ordinals = np.zeros(rows, dtype=np.int64)
+        rows_todo = np.flatnonzero(todo)
+        if len(rows_todo):
+            ordinals[rows_todo] = self._count(table.take(pa.array(rows_todo)))
+        filled = pc.if_else(pc.is_null(given), pa.array(ordinals), given)
+        if "ordinal" in names:
+            return table.set_column(names.index("ordinal"), "ordinal", filled)
+        return table.append_column("ordinal", filled)
+
+    def _code(self, column: pa.ChunkedArray | pa.Array) -> Any:
+        encoded = pc.dictionary_encode(column)
+        if isinstance(encoded, pa.ChunkedArray):
+            encoded = encoded.combine_chunks()
+        lookup = np.asarray(
+            [self._codes.setdefault(v, len(self._codes)) for v in encoded.dictionary.to_pylist()]
+            or [0],
+            dtype=np.uint64,
+        )
+        indices = np.asarray(pc.fill_null(encoded.indices, -1).to_numpy(), dtype=np.int64)
+        null = self._codes.setdefault(None, len(self._codes))
+        return np.where(indices >= 0, lookup[np.maximum(indices, 0)], np.uint64(null))
+
+    def _count(self, ticks: pa.Table) -> Any:
+        ts = np.asarray(
+            pc.cast(ticks.column("ts"), pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64
+        )
+        exchange = ticks.column("exchange") if "exchange" in ticks.column_names else None
+        symbol_codes = self._code(ticks.column("symbol"))
+        exchange_codes = (
+            self._code(exchange)
+            if exchange is not None
+            else np.full(len(ts), self._codes.setdefault(None, len(self._codes)), np.uint64)
+        )
+        with np.errstate(over="ignore"):
+            series = _mix(symbol_codes * np.uint64(0x9E3779B1) + exchange_codes)
+        hashes = _mix(ts.view(np.uint64) ^ series)
+        self.beyond_window += int(np.count_nonzero(ts < self._newest - self.window_ns))
+        # within the batch: the position of each row among its hash's rows, in arrival order
+        order = np.argsort(hashes, kind="stable")
+        sorted_hashes = hashes[order]
+        starts = np.flatnonzero(np.append(True, sorted_hashes[1:] != sorted_hashes[:-1]))
+        run = np.repeat(starts, np.diff(np.append(starts, len(order))))
+        within = np.empty(len(order), dtype=np.int64)
+        within[order] = np.arange(len(order)) - run
+        # before the batch: what the remembered hashes counted
+        before: Any = 0
+        if len(self._hashes):
+            where = np.minimum(np.searchsorted(self._hashes, hashes), len(self._hashes) - 1)
+            before = np.where(self._hashes[where] == hashes, self._counts[where], 0)
+        runs = np.diff(np.append(starts, len(order)))
+        self._remember(sorted_hashes[starts], runs, np.maximum.reduceat(ts[order], starts))
+        return within + before
+
+    def _remember(self, unique: Any, counts: Any, newest_in_run: Any) -> None:
+        """Add a batch's hashes (unique, sorted), their counts and newest times; forget
+        those older than the window."""
+        hashes = np.concatenate((self._hashes, unique))
+        total = np.concatenate((self._counts, counts))
+        newest = np.concatenate((self._newest_at, newest_in_run))
+        merge = np.argsort(hashes, kind="stable")
+        hashes, total, newest = hashes[merge], total[merge], newest[merge]
+        first = np.flatnonzero(np.append(True, hashes[1:] != hashes[:-1]))
+        self._hashes = hashes[first]
+        self._counts = np.add.reduceat(total, first)
+        self._newest_at = np.maximum.reduceat(newest, first)
+        self._newest = max(self._newest, int(newest_in_run.max()))
+        keep = self._newest_at >= self._newest - self.window_ns
+        if not keep.all():
+            self._hashes, self._counts, self._newest_at = (
+                self._hashes[keep],
+                self._counts[keep],
+                self._newest_at[keep],
+            )
+
+
+def _mix(values: Any) -> Any:
+    """splitmix64's finalizer: a 64-bit hash of 64-bit integers (vectorized)."""
+    with np.errstate(over="ignore"):
+        z = values.astype(np.uint64)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
