@@ -2,7 +2,9 @@
 writes goes through a backend, never through these objects on a hot path.
 
 Timestamps are ``TIMESTAMPTZ`` in PostgreSQL and integer microseconds since the epoch (UTC)
-in SQLite, where they sort and compare as numbers.
+in SQLite, where they sort and compare as numbers; the nanoseconds of an event time below
+its microsecond are in ``ts_nanos``, versions (``as_of``) and receive times are integer
+nanoseconds. The layout is explained in ``backends/_layout.py``.
 """
 
 from __future__ import annotations
@@ -15,11 +17,15 @@ __all__ = [
     "JOB_STATUSES",
     "audit_log",
     "bars",
+    "bars_history",
     "job_runs",
     "metadata",
     "quotes",
+    "quotes_history",
     "signals",
+    "signals_history",
     "trades",
+    "trades_history",
 ]
 
 metadata = sa.MetaData(
@@ -39,68 +45,140 @@ def _ts(name: str, *, nullable: bool = False) -> sa.Column[object]:
     return sa.Column(name, Timestamp, nullable=nullable)
 
 
-bars = sa.Table(
-    "bars",
-    metadata,
-    sa.Column("source", sa.Text, nullable=False),
-    sa.Column("symbol", sa.Text, nullable=False),
-    sa.Column("timeframe", sa.Text, nullable=False),
-    _ts("start"),
-    sa.Column("open", sa.Float(53), nullable=False),
-    sa.Column("high", sa.Float(53), nullable=False),
-    sa.Column("low", sa.Float(53), nullable=False),
-    sa.Column("close", sa.Float(53), nullable=False),
-    sa.Column("volume", sa.Float(53), nullable=False),
-    sa.Column("trade_count", sa.BigInteger, nullable=True),
-    sa.Column("vwap", sa.Float(53), nullable=True),
-    _ts("ingested_at"),
-    sa.PrimaryKeyConstraint("source", "symbol", "timeframe", "start"),
-    sa.Index(None, "symbol", "timeframe", "start"),
-)
+_BigInt = sa.BigInteger
 
-trades = sa.Table(
-    "trades",
-    metadata,
-    sa.Column("symbol", sa.Text, nullable=False),
-    _ts("ts"),
-    sa.Column("trade_id", sa.Text, nullable=False, server_default=""),
-    sa.Column("price", sa.Float(53), nullable=False),
-    sa.Column("size", sa.Float(53), nullable=False),
-    sa.Column("exchange", sa.Text, nullable=True),
-    sa.Column("side", sa.Text, nullable=True),
-    sa.Column("conditions", sa.Text, nullable=True),
-    _ts("ingested_at"),
-    sa.PrimaryKeyConstraint("symbol", "ts", "trade_id", "price", "size"),
-)
 
-quotes = sa.Table(
-    "quotes",
-    metadata,
-    sa.Column("symbol", sa.Text, nullable=False),
-    _ts("ts"),
-    sa.Column("exchange", sa.Text, nullable=False, server_default=""),
-    sa.Column("bid", sa.Float(53), nullable=False),
-    sa.Column("ask", sa.Float(53), nullable=False),
-    sa.Column("bid_size", sa.Float(53), nullable=False),
-    sa.Column("ask_size", sa.Float(53), nullable=False),
-    _ts("ingested_at"),
-    sa.PrimaryKeyConstraint("symbol", "ts", "exchange"),
-)
+def _version() -> list[sa.Column[object]]:
+    return [
+        sa.Column("as_of", _BigInt, nullable=False, server_default="0"),
+        sa.Column("revision", _BigInt, nullable=False, server_default="0"),
+        sa.Column("reason", sa.Text, nullable=True),
+    ]
 
-signals = sa.Table(
-    "signals",
-    metadata,
-    sa.Column("source", sa.Text, nullable=False),
-    sa.Column("symbol", sa.Text, nullable=False),
-    _ts("ts"),
-    sa.Column("name", sa.Text, nullable=False),
-    sa.Column("value", sa.Float(53), nullable=False),
-    sa.Column("score", sa.Float(53), nullable=True),
-    sa.Column("metadata", Json, nullable=False),
-    _ts("ingested_at"),
-    sa.PrimaryKeyConstraint("source", "symbol", "ts", "name"),
-    sa.Index(None, "symbol", "name", "ts"),
-)
+
+def _bars(name: str, *, history: bool = False) -> sa.Table:
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("source", sa.Text, nullable=False),
+        sa.Column("symbol", sa.Text, nullable=False),
+        sa.Column("timeframe", sa.Text, nullable=False),
+        _ts("start"),
+        sa.Column("open", sa.Float(53), nullable=False),
+        sa.Column("high", sa.Float(53), nullable=False),
+        sa.Column("low", sa.Float(53), nullable=False),
+        sa.Column("close", sa.Float(53), nullable=False),
+        sa.Column("volume", sa.Float(53), nullable=False),
+        sa.Column("trade_count", sa.BigInteger, nullable=True),
+        sa.Column("vwap", sa.Float(53), nullable=True),
+        *_version(),
+        *_stamps(history),
+        *(
+            [sa.Index(f"ix_{name}_key", "symbol", "timeframe", "start")]
+            if history
+            else [
+                sa.PrimaryKeyConstraint("source", "symbol", "timeframe", "start"),
+                sa.Index(None, "symbol", "timeframe", "start"),
+            ]
+        ),
+    )
+
+
+def _stamps(history: bool) -> list[sa.Column[object]]:
+    """``ingested_at``: when the store learned the version; in history, ``superseded_at``:
+    when a newer one replaced it."""
+    return [_ts("ingested_at"), *([_ts("superseded_at")] if history else [])]
+
+
+def _trades(name: str, *, history: bool = False) -> sa.Table:
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("symbol", sa.Text, nullable=False),
+        _ts("ts"),
+        sa.Column("ts_nanos", sa.SmallInteger, nullable=False, server_default="0"),
+        sa.Column("exchange", sa.Text, nullable=False, server_default=""),
+        sa.Column("trade_id", sa.Text, nullable=False, server_default=""),
+        sa.Column("ordinal", _BigInt, nullable=False, server_default="0"),
+        sa.Column("price", sa.Float(53), nullable=False),
+        sa.Column("size", sa.Float(53), nullable=False),
+        sa.Column("side", sa.Text, nullable=True),
+        sa.Column("conditions", sa.Text, nullable=True),
+        sa.Column("received_at", _BigInt, nullable=True),
+        *_version(),
+        *_stamps(history),
+        *(
+            [sa.Index(f"ix_{name}_key", "symbol", "ts")]
+            if history
+            else [
+                sa.PrimaryKeyConstraint("symbol", "ts", "ts_nanos", "exchange", "trade_id", "ordinal")
+            ]
+        ),
+    )
+
+
+def _quotes(name: str, *, history: bool = False) -> sa.Table:
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("symbol", sa.Text, nullable=False),
+        _ts("ts"),
+        sa.Column("ts_nanos", sa.SmallInteger, nullable=False, server_default="0"),
+        sa.Column("exchange", sa.Text, nullable=False, server_default=""),
+        sa.Column("sequence", _BigInt, nullable=False, server_default="-1"),
+        sa.Column("ordinal", _BigInt, nullable=False, server_default="0"),
+        sa.Column("bid", sa.Float(53), nullable=False),
+        sa.Column("ask", sa.Float(53), nullable=False),
+        sa.Column("bid_size", sa.Float(53), nullable=False),
+        sa.Column("ask_size", sa.Float(53), nullable=False),
+        sa.Column("received_at", _BigInt, nullable=True),
+        *_version(),
+        *_stamps(history),
+        *(
+            [sa.Index(f"ix_{name}_key", "symbol", "ts")]
+            if history
+            else [
+                sa.PrimaryKeyConstraint("symbol", "ts", "ts_nanos", "exchange", "sequence", "ordinal")
+            ]
+        ),
+    )
+
+
+def _signals(name: str, *, history: bool = False) -> sa.Table:
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("source", sa.Text, nullable=False),
+        sa.Column("symbol", sa.Text, nullable=False),
+        _ts("ts"),
+        sa.Column("ts_nanos", sa.SmallInteger, nullable=False, server_default="0"),
+        sa.Column("name", sa.Text, nullable=False),
+        sa.Column("value", sa.Float(53), nullable=False),
+        sa.Column("score", sa.Float(53), nullable=True),
+        sa.Column("metadata", sa.Text, nullable=False),  # JSON text
+        *_version(),
+        *_stamps(history),
+        *(
+            [sa.Index(f"ix_{name}_key", "symbol", "name", "ts")]
+            if history
+            else [
+                sa.PrimaryKeyConstraint("source", "symbol", "ts", "ts_nanos", "name"),
+                sa.Index(None, "symbol", "name", "ts"),
+            ]
+        ),
+    )
+
+
+bars = _bars("bars")
+trades = _trades("trades")
+quotes = _quotes("quotes")
+signals = _signals("signals")
+bars_history = _bars("bars_history", history=True)
+trades_history = _trades("trades_history", history=True)
+quotes_history = _quotes("quotes_history", history=True)
+signals_history = _signals("signals_history", history=True)
+"""History: the versions a newer one replaced (a trigger on update copies them; see
+migration 0002 and ``backends/_layout.py``)."""
 
 JOB_MODES = ("live", "backfill")
 JOB_STATUSES = ("running", "succeeded", "failed", "cancelled")

@@ -1,8 +1,10 @@
 """The interface every storage backend implements (SQLite, PostgreSQL).
 
-Writes are idempotent upserts keyed by each table's primary key: replaying a batch changes
-nothing, and writing a bar again with other values (a newer revision) replaces it. A batch
-may hold the same key more than once; the last occurrence wins. Backends raise
+Writes keep the newest version of every key (docs/store.md, "Versions"): a row replaces the
+stored one when its version ``(as_of, revision)`` is higher, or equal with greater values
+(a tie, counted in ``WriteResult.conflicts``), whatever the order in which writes arrive; a
+replay changes nothing, not even ``ingested_at``. A batch may hold a key more than once: the
+same rule picks one. Each ``write`` is one transaction. Backends raise
 ``TransientBackendError`` for failures worth retrying and ``PermanentBackendError`` for the
 others, so the write coordinator can decide.
 """
@@ -12,9 +14,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import pyarrow as pa
 
 from market_data_core import AuditEnvelope, Bar, Quote, Signal, Trade
+from market_data_core.columns import Kind, Ordinals, from_models
 
 if TYPE_CHECKING:
     from market_data_store.jobs import JobRun
@@ -27,6 +32,7 @@ __all__ = [
     "WriteResult",
     "complete_page",
     "split_records",
+    "tables_of",
 ]
 
 DATA_TABLES = ("bars", "trades", "quotes", "signals")
@@ -37,12 +43,15 @@ Record = Bar | Trade | Quote | Signal
 
 @dataclass(slots=True)
 class WriteResult:
-    """Rows upserted per table by one ``write`` call (duplicates in a batch count once)."""
+    """Rows upserted per table by one ``write`` call (a key twice in a batch counts once),
+    and ``conflicts``: keys where two versions of equal ``(as_of, revision)`` held other
+    values (decided by the values, the same way whatever the order: see docs/store.md)."""
 
     bars: int = 0
     trades: int = 0
     quotes: int = 0
     signals: int = 0
+    conflicts: int = 0
 
     @property
     def total(self) -> int:
@@ -53,6 +62,7 @@ class WriteResult:
         self.trades += other.trades
         self.quotes += other.quotes
         self.signals += other.signals
+        self.conflicts += other.conflicts
         return self
 
 
@@ -72,6 +82,46 @@ class _Split:
     trades: list[Trade] = field(default_factory=list)
     quotes: list[Quote] = field(default_factory=list)
     signals: list[Signal] = field(default_factory=list)
+
+
+def tables_of(records: Sequence[Record]) -> dict[Kind, pa.Table]:
+    """A write's records as one table per kind (core's columnar schemas), in the order
+    given: the chunks of a ``Batch`` or ``ArrowRecords`` as they are, runs of models
+    converted. Ticks without an ordinal get theirs here, counted over this write (records
+    that entered through ``Store.submit*`` have them already)."""
+    from market_data_store.columnar import ArrowRecords  # noqa: PLC0415 - imports this module
+
+    given: Any = records
+    chunks: Sequence[Any] = getattr(given, "chunks", None) or (
+        [given] if isinstance(given, ArrowRecords) else []
+    )
+    parts: dict[Kind, list[pa.Table]] = {}
+    if chunks:
+        for chunk in chunks:
+            if isinstance(chunk, ArrowRecords):
+                parts.setdefault(chunk.kind, []).append(chunk.table)
+            else:
+                _add_models(parts, chunk)
+    else:
+        _add_models(parts, records)
+    ordinals = Ordinals()
+    out = {}
+    for kind, tables in parts.items():
+        table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+        out[kind] = ordinals.assign(table, kind) if kind in (Kind.TRADES, Kind.QUOTES) else table
+    return out
+
+
+def _add_models(parts: dict[Kind, list[pa.Table]], models: Sequence[Record]) -> None:
+    split = split_records(models)
+    for kind, items in (
+        (Kind.BARS, split.bars),
+        (Kind.TRADES, split.trades),
+        (Kind.QUOTES, split.quotes),
+        (Kind.SIGNALS, split.signals),
+    ):
+        if items:
+            parts.setdefault(kind, []).append(from_models(items, kind))
 
 
 def split_records(records: Sequence[Record]) -> _Split:
@@ -109,7 +159,7 @@ class Backend(Protocol):
         ...
 
     async def write(self, records: Sequence[Record]) -> WriteResult:
-        """Upsert a mixed batch in one transaction per table."""
+        """Keep the newest version of each key of a mixed batch, in one transaction."""
         ...
 
     async def query_bars(
@@ -121,9 +171,48 @@ class Backend(Protocol):
         *,
         source: str | None = None,
         limit: int = 1000,
+        as_known_at: datetime | None = None,
     ) -> list[Bar]:
         """Bars with ``start <= bar.start < end`` ordered by (start, source), at most
-        ``limit``; page with ``complete_page``."""
+        ``limit``; page with ``complete_page``. ``as_known_at``: the versions the store held
+        at that time (from history), instead of the current ones."""
+        ...
+
+    async def query_table(
+        self,
+        kind: Kind,
+        symbol: str,
+        start: datetime,
+        end: datetime,
+        *,
+        timeframe: str | None = None,
+        source: str | None = None,
+        limit: int = 1000,
+        as_known_at: datetime | None = None,
+    ) -> pa.Table:
+        """The rows of ``query_bars``/``query_trades``/``query_quotes`` as an Arrow table of
+        core's schema for ``kind``."""
+        ...
+
+    async def revisions(
+        self,
+        kind: Kind,
+        symbol: str,
+        start: datetime,
+        end: datetime,
+        *,
+        timeframe: str | None = None,
+        source: str | None = None,
+        limit: int = 1000,
+    ) -> pa.Table:
+        """Every version the store holds of the records of ``kind`` in the range (current
+        and replaced), with ``ingested_at`` (when the store learned it) and
+        ``superseded_at`` (when a newer one replaced it; null: current), ordered by key
+        and ``ingested_at``."""
+        ...
+
+    async def purge_history(self, before: datetime) -> int:
+        """Delete the versions replaced before ``before``; return how many."""
         ...
 
     async def latest_bars(self, timeframe: str, symbols: Sequence[str] | None = None) -> list[Bar]:
@@ -131,11 +220,23 @@ class Backend(Protocol):
         ...
 
     async def query_trades(
-        self, symbol: str, start: datetime, end: datetime, *, limit: int = 1000
+        self,
+        symbol: str,
+        start: datetime,
+        end: datetime,
+        *,
+        limit: int = 1000,
+        as_known_at: datetime | None = None,
     ) -> list[Trade]: ...
 
     async def query_quotes(
-        self, symbol: str, start: datetime, end: datetime, *, limit: int = 1000
+        self,
+        symbol: str,
+        start: datetime,
+        end: datetime,
+        *,
+        limit: int = 1000,
+        as_known_at: datetime | None = None,
     ) -> list[Quote]: ...
 
     async def freshness(self) -> list[Freshness]:
@@ -147,7 +248,8 @@ class Backend(Protocol):
         ...
 
     async def delete_before(self, table: str, cutoff: datetime) -> int:
-        """Retention: delete rows of a data table older than ``cutoff``; return how many."""
+        """Retention: delete rows of a data table (and their history) older than
+        ``cutoff``; return how many current rows."""
         ...
 
     async def record_audit(self, envelope: AuditEnvelope) -> None:

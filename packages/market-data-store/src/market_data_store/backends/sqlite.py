@@ -2,17 +2,21 @@
 
 All database work runs on one dedicated thread with one connection (SQLite serialises
 writers anyway), so the event loop never blocks; Arrow tables become row tuples on that
-thread too, column by column. Writes are one transaction per call: per table a plain
-``INSERT`` first (the append fast path: most market data has new keys), and when a key is
-already stored, ``INSERT ... ON CONFLICT DO UPDATE ... WHERE <values differ>`` from a
-savepoint instead: a replay changes nothing (not even ``ingested_at``), a newer revision
-replaces the old row.
+thread too, column by column. A write is one transaction (``BEGIN IMMEDIATE``: the write
+lock first, so the transaction's time orders writes as they commit). Per table, the newest
+version of each key of the batch is kept (``latest_per_key``), then a plain ``INSERT``
+(the append fast path: most market data has new keys); when a key is already stored, the
+rows go through a staging table instead and ``INSERT ... SELECT ... ON CONFLICT DO UPDATE
+... WHERE <newer>`` keeps the newest version (``_layout.newer_sql``): a replay changes
+nothing (not even ``ingested_at``), an older version arriving late changes nothing, a newer
+one replaces the row and the trigger keeps the replaced one in ``<table>_history``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -23,16 +27,26 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from market_data_core import AuditEnvelope, Bar, Quote, Trade
+from market_data_core.columns import Kind, latest_per_key, to_models
 from market_data_store.backends import _rows
-from market_data_store.backends._columns import rows_to_table, split_columnar
+from market_data_store.backends._layout import (
+    LAYOUTS,
+    LEGACY_NANOS,
+    Layout,
+    changed_sql,
+    from_store,
+    key_match_sql,
+    newer_sql,
+    tied_sql,
+    to_store,
+)
 from market_data_store.backends.base import (
     DATA_TABLES,
     Freshness,
     Record,
     WriteResult,
-    split_records,
+    tables_of,
 )
-from market_data_store.columnar import Kind
 from market_data_store.dsn import DatabaseUrl
 from market_data_store.exceptions import (
     BackendError,
@@ -46,37 +60,70 @@ from market_data_store.jobs import JobRun
 __all__ = ["SqliteBackend"]
 
 T = TypeVar("T")
+_D = "sqlite"
 
 
-def _upsert_sql(table: str, columns: Sequence[str], key: Sequence[str]) -> str:
-    values = [c for c in columns if c not in key]
-    names = ", ".join(columns)
-    marks = ", ".join("?" for _ in columns)
-    updates = ", ".join(f"{c} = excluded.{c}" for c in values)
-    old = ", ".join(f"{table}.{c}" for c in values)
-    new = ", ".join(f"excluded.{c}" for c in values)
-    differ = f"({old}) IS NOT ({new})"
+def _names(layout: Layout) -> str:
+    return ", ".join(f'"{c}"' for c in (*layout.columns, "ingested_at"))
+
+
+def _insert_sql(layout: Layout, into: str) -> str:
+    marks = ", ".join("?" for _ in range(len(layout.columns) + 1))
+    return f"INSERT INTO {into} ({_names(layout)}) VALUES ({marks})"
+
+
+def _upsert_sql(layout: Layout, stage: str) -> str:
+    """From the staging table: insert new keys, replace a stored row by a newer version."""
+    t = layout.name
+    key = ", ".join(f'"{c}"' for c in layout.key)
+    updated = [c for c in layout.columns if c not in layout.key]
+    sets = ", ".join(f'"{c}" = excluded."{c}"' for c in updated)
+    learned = (
+        f'"ingested_at" = CASE WHEN {changed_sql(layout, t, "excluded", _D)}'
+        f' THEN max(excluded."ingested_at", {t}."ingested_at") ELSE {t}."ingested_at" END'
+    )
     return (
-        f"INSERT INTO {table} ({names}, ingested_at) VALUES ({marks}, ?) "
-        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}, "
-        f"ingested_at = excluded.ingested_at WHERE {differ}"
+        f"INSERT INTO {t} ({_names(layout)}) SELECT {_names(layout)} FROM {stage} WHERE true"
+        f" ON CONFLICT ({key}) DO UPDATE SET {sets}, {learned}"
+        f" WHERE {newer_sql(layout, 'excluded', t, _D)}"
     )
 
 
-def _insert_sql(table: str, columns: Sequence[str]) -> str:
-    marks = ", ".join("?" for _ in columns)
-    return f"INSERT INTO {table} ({', '.join(columns)}, ingested_at) VALUES ({marks}, ?)"
+def _conflicts_sql(layout: Layout, stage: str) -> str:
+    t = layout.name
+    return (
+        f"SELECT count(*) FROM {stage} s JOIN {t} ON {key_match_sql(layout, 's', t)}"
+        f" WHERE {tied_sql(layout, 's', t, _D)}"
+    )
 
 
-_COLUMNS = {
-    "bars": (_rows.BAR_COLUMNS, _rows.BAR_KEY),
-    "trades": (_rows.TRADE_COLUMNS, _rows.TRADE_KEY),
-    "quotes": (_rows.QUOTE_COLUMNS, _rows.QUOTE_KEY),
-    "signals": (_rows.SIGNAL_COLUMNS, _rows.SIGNAL_KEY),
+def _legacy_sql(layout: Layout, stage: str) -> tuple[str, str]:
+    """Ticks stored before nanoseconds (``ts_nanos = -1``) that a staged tick of the same
+    microsecond and identity replaces: kept in history, then deleted."""
+    t = layout.name
+    same = " AND ".join(
+        f's."{c}" = {t}."{c}"' for c in layout.key if c != "ts_nanos"
+    )
+    twin = f"{t}.ts_nanos = {LEGACY_NANOS} AND EXISTS (SELECT 1 FROM {stage} s WHERE {same})"
+    columns = ", ".join(f'{t}."{c}"' for c in (*layout.columns, "ingested_at"))
+    keep = (
+        f'INSERT INTO {layout.history} ({_names(layout)}, "superseded_at")'
+        f" SELECT {columns}, ? FROM {t} WHERE {twin}"
+    )
+    return keep, f"DELETE FROM {t} WHERE {twin}"
+
+
+_ORDER = {
+    Kind.BARS: '"start", "source"',
+    Kind.TRADES: '"ts", "ts_nanos", "exchange", "trade_id", "ordinal"',
+    Kind.QUOTES: '"ts", "ts_nanos", "exchange", "sequence", "ordinal"',
+    Kind.SIGNALS: '"ts", "ts_nanos", "name", "source"',
 }
-_SQL = {table: _upsert_sql(table, columns, key) for table, (columns, key) in _COLUMNS.items()}
-_APPEND = {table: _insert_sql(table, columns) for table, (columns, _) in _COLUMNS.items()}
-"""Plain inserts: the append fast path (new keys only; a key already stored fails it)."""
+_SQL = {
+    kind: (_insert_sql(layout, layout.name), _upsert_sql(layout, f"_mds_stage_{kind}"))
+    for kind, layout in LAYOUTS.items()
+}
+_US = 1_000_000
 
 
 class SqliteBackend:
@@ -93,6 +140,8 @@ class SqliteBackend:
         self._busy_timeout_ms = busy_timeout_ms
         self._executor: ThreadPoolExecutor | None = None
         self._connection: sqlite3.Connection | None = None
+        self._last_learned = 0
+        self._legacy_until: dict[Kind, int | None] = {}
 
     async def open(self) -> None:
         if self._executor is None:
@@ -154,58 +203,144 @@ class SqliteBackend:
         return await self._call(read)
 
     async def write(self, records: Sequence[Record]) -> WriteResult:
-        columnar = split_columnar(records)
-        split = split_records(columnar.models)
-        to_us = _rows.to_micros
-        batches: dict[str, list[tuple[Any, ...]] | pa.Table] = {
-            "bars": _rows.last_per_key((_rows.bar_row(b, to_us) for b in split.bars), range(4)),
-            "trades": _rows.last_per_key(
-                (_rows.trade_row(t, to_us) for t in split.trades), range(5)
-            ),
-            "quotes": _rows.last_per_key(
-                (_rows.quote_row(q, to_us) for q in split.quotes), range(3)
-            ),
-            "signals": _rows.last_per_key(
-                (_rows.signal_row(s, to_us) for s in split.signals), range(4)
-            ),
-        }
-        for kind, table in columnar.tables.items():  # never a model chunk of the same table
-            batches[str(kind)] = table
-        return await self._call(self._write, batches)
+        tables = tables_of(records)
+        as_of = time.time_ns()  # for records that came without a version (direct writes)
+        prepared = {kind: to_store(kind, table, as_of=as_of) for kind, table in tables.items()}
+        return await self._call(self._write, prepared)
 
-    def _write(self, batches: dict[str, list[tuple[Any, ...]] | pa.Table]) -> WriteResult:
-        """One transaction. Per table, the append fast path first (plain ``INSERT``: most
-        market data has new keys); when a key is already stored, that table's rows are
-        upserted instead, from a savepoint, so a replay or a revision costs one failed
-        statement and a rollback of it."""
-        now = _rows.to_micros(datetime.now().astimezone())
+    def _write(self, prepared: dict[Kind, pa.Table]) -> WriteResult:
+        """One transaction; per table, the append fast path first (plain ``INSERT``: most
+        market data has new keys); when a key is already stored (or may be, for ticks of
+        a time that has ticks stored before nanoseconds), the staged upsert instead."""
         db = self._db
         result = WriteResult()
         db.execute("BEGIN IMMEDIATE")
         try:
-            for table, given in batches.items():
-                if isinstance(given, pa.Table):
-                    rows = _column_rows(given, now)
-                else:
-                    rows = [(*row, now) for row in given]
-                if not rows:
+            now = self._learned_at()
+            if not self._legacy_until:
+                self._find_legacy()
+            for kind, given in prepared.items():
+                layout = LAYOUTS[kind]
+                if not given.num_rows:
                     continue
-                db.execute("SAVEPOINT append")
-                try:
-                    db.executemany(_APPEND[table], rows)
-                except sqlite3.IntegrityError:  # a key already stored (or a bad value)
-                    db.execute("ROLLBACK TO append")
-                    db.executemany(_SQL[table], rows)
-                db.execute("RELEASE append")
-                setattr(result, table, len(rows))
+                if self._may_replace_legacy(layout, given):
+                    written, conflicts = self._upsert(layout, given, now)
+                else:
+                    db.execute("SAVEPOINT append")
+                    try:  # a key twice in the batch, or stored already, fails it
+                        db.executemany(_SQL[kind][0], _column_rows(given, now))
+                        written, conflicts = given.num_rows, 0
+                    except sqlite3.IntegrityError:
+                        db.execute("ROLLBACK TO append")
+                        written, conflicts = self._upsert(layout, given, now)
+                    db.execute("RELEASE append")
+                setattr(result, layout.name, written)
+                result.conflicts += conflicts
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
         return result
 
+    def _learned_at(self) -> int:
+        """The transaction's time (microseconds), never before the previous one's."""
+        now = max(time.time_ns() // 1000, self._last_learned + 1)
+        self._last_learned = now
+        return now
+
+    def _upsert(self, layout: Layout, table: pa.Table, now: int) -> tuple[int, int]:
+        """The newest version of each key of ``table`` through the staging table; returns
+        the rows written (each key once) and the conflicts found (see ``WriteResult``)."""
+        db = self._db
+        latest = latest_per_key(table, layout.kind, keys=layout.key)
+        stage = f"_mds_stage_{layout.kind}"
+        db.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {stage} AS SELECT {_names(layout)}"
+            f" FROM {layout.name} WHERE 0"
+        )
+        db.execute(f"DELETE FROM {stage}")
+        db.executemany(_insert_sql(layout, stage), _column_rows(latest.table, now))
+        conflicts = int(db.execute(_conflicts_sql(layout, stage)).fetchone()[0])
+        if layout.nanos and self._legacy_until.get(layout.kind) is not None:
+            keep, delete = _legacy_sql(layout, stage)
+            db.execute(keep, [now])
+            db.execute(delete)
+        db.execute(_SQL[layout.kind][1])
+        return latest.table.num_rows, conflicts + latest.conflicts
+
+    def _may_replace_legacy(self, layout: Layout, table: pa.Table) -> bool:
+        """Whether a tick of ``table`` may have a twin stored before nanoseconds."""
+        until = self._legacy_until.get(layout.kind)
+        if until is None or not table.num_rows:
+            return False
+        return bool(pc.min(table.column("ts").cast(pa.int64())).as_py() <= until)
+
+    def _find_legacy(self) -> None:
+        """The newest tick stored before nanoseconds, per table (``None``: none)."""
+        for kind in (Kind.TRADES, Kind.QUOTES):
+            row = self._db.execute(
+                f"SELECT max(ts) FROM {kind} WHERE ts_nanos = {LEGACY_NANOS}"
+            ).fetchone()
+            self._legacy_until[kind] = None if row is None else row[0]
+
     async def _fetch(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         return await self._call(lambda: self._db.execute(sql, params).fetchall())
+
+    async def _select(
+        self,
+        kind: Kind,
+        where: str,
+        params: Sequence[Any],
+        *,
+        limit: int,
+        as_known_at: datetime | None,
+    ) -> list[tuple[Any, ...]]:
+        """Rows of ``kind`` matching ``where``, current or as known at a time."""
+        layout = LAYOUTS[kind]
+        columns = ", ".join(f'"{c}"' for c in layout.columns)
+        if as_known_at is None:
+            sql = f"SELECT {columns} FROM {layout.name} WHERE {where}"
+            args = list(params)
+        else:
+            known = _rows.to_micros(as_known_at)
+            sql = (
+                f"SELECT {columns} FROM {layout.name} WHERE {where} AND ingested_at <= ?"
+                f" UNION ALL SELECT {columns} FROM {layout.history} WHERE {where}"
+                " AND ingested_at <= ? AND superseded_at > ?"
+            )
+            args = [*params, known, *params, known, known]
+        return await self._fetch(f"{sql} ORDER BY {_ORDER[kind]} LIMIT ?", [*args, limit])
+
+    async def _bar_rows(
+        self,
+        symbol: str,
+        timeframe: str,
+        start: datetime,
+        end: datetime,
+        source: str | None,
+        limit: int,
+        as_known_at: datetime | None = None,
+    ) -> list[tuple[Any, ...]]:
+        where = "symbol = ? AND timeframe = ? AND start >= ? AND start < ?"
+        params: list[Any] = [symbol, timeframe, _rows.to_micros(start), _rows.to_micros(end)]
+        if source is not None:
+            where += " AND source = ?"
+            params.append(source)
+        return await self._select(Kind.BARS, where, params, limit=limit, as_known_at=as_known_at)
+
+    async def _range(
+        self,
+        kind: Kind,
+        symbol: str,
+        start: datetime,
+        end: datetime,
+        *,
+        limit: int,
+        as_known_at: datetime | None = None,
+    ) -> list[tuple[Any, ...]]:
+        where = "symbol = ? AND ts >= ? AND ts < ?"
+        params = [symbol, _rows.to_micros(start), _rows.to_micros(end)]
+        return await self._select(kind, where, params, limit=limit, as_known_at=as_known_at)
 
     async def query_bars(
         self,
@@ -216,29 +351,13 @@ class SqliteBackend:
         *,
         source: str | None = None,
         limit: int = 1000,
+        as_known_at: datetime | None = None,
     ) -> list[Bar]:
-        rows = await self._bar_rows(symbol, timeframe, start, end, source, limit)
-        return [_rows.bar_from_row(row, _rows.from_micros) for row in rows]
-
-    async def _bar_rows(
-        self,
-        symbol: str,
-        timeframe: str,
-        start: datetime,
-        end: datetime,
-        source: str | None,
-        limit: int,
-    ) -> list[tuple[Any, ...]]:
-        sql = (
-            f"SELECT {', '.join(_rows.BAR_COLUMNS)} FROM bars WHERE symbol = ? AND timeframe = ?"
-            " AND start >= ? AND start < ?"
-        )
-        params: list[Any] = [symbol, timeframe, _rows.to_micros(start), _rows.to_micros(end)]
-        if source is not None:
-            sql += " AND source = ?"
-            params.append(source)
-        sql += " ORDER BY start, source LIMIT ?"
-        return await self._fetch(sql, [*params, limit])
+        table = await self.query_table(
+            Kind.BARS, symbol, start, end, timeframe=timeframe, source=source, limit=limit,
+            as_known_at=as_known_at,
+        )  # fmt: skip
+        return to_models(table, Kind.BARS)
 
     async def query_table(
         self,
@@ -250,18 +369,64 @@ class SqliteBackend:
         timeframe: str | None = None,
         source: str | None = None,
         limit: int = 1000,
+        as_known_at: datetime | None = None,
     ) -> pa.Table:
-        """See ``PostgresBackend.query_table``."""
+        """See ``Backend.query_table``."""
         if kind is Kind.BARS:
             assert timeframe is not None, "bars need a timeframe"
-            rows = await self._bar_rows(symbol, timeframe, start, end, source, limit)
+            rows = await self._bar_rows(
+                symbol, timeframe, start, end, source, limit, as_known_at
+            )
         else:
-            columns = _rows.TRADE_COLUMNS if kind is Kind.TRADES else _rows.QUOTE_COLUMNS
-            rows = await self._range(str(kind), columns, symbol, start, end, limit=limit)
-        return rows_to_table(kind, rows, micros=True)
+            rows = await self._range(kind, symbol, start, end, limit=limit, as_known_at=as_known_at)
+        return from_store(kind, rows, micros=True)
+
+    async def revisions(
+        self,
+        kind: Kind,
+        symbol: str,
+        start: datetime,
+        end: datetime,
+        *,
+        timeframe: str | None = None,
+        source: str | None = None,
+        limit: int = 1000,
+    ) -> pa.Table:
+        """See ``Backend.revisions``."""
+        layout = LAYOUTS[kind]
+        where = f"symbol = ? AND {layout.time} >= ? AND {layout.time} < ?"
+        params: list[Any] = [symbol, _rows.to_micros(start), _rows.to_micros(end)]
+        if timeframe is not None:
+            where += " AND timeframe = ?"
+            params.append(timeframe)
+        if source is not None:
+            where += " AND source = ?"
+            params.append(source)
+        columns = ", ".join(f'"{c}"' for c in layout.columns)
+        key = ", ".join(f'"{c}"' for c in layout.key)
+        sql = (
+            f"SELECT {columns}, ingested_at, NULL FROM {layout.name} WHERE {where}"
+            f" UNION ALL SELECT {columns}, ingested_at, superseded_at FROM {layout.history}"
+            f" WHERE {where} ORDER BY {key}, ingested_at LIMIT ?"
+        )
+        rows = await self._fetch(sql, [*params, *params, limit])
+        return from_store(kind, rows, micros=True, extra=("ingested_at", "superseded_at"))
+
+    async def purge_history(self, before: datetime) -> int:
+        cutoff = _rows.to_micros(before)
+
+        def purge() -> int:
+            return sum(
+                self._db.execute(
+                    f"DELETE FROM {layout.history} WHERE superseded_at < ?", [cutoff]
+                ).rowcount
+                for layout in LAYOUTS.values()
+            )
+
+        return await self._call(purge)
 
     async def latest_bars(self, timeframe: str, symbols: Sequence[str] | None = None) -> list[Bar]:
-        columns = ", ".join(f"b.{c}" for c in _rows.BAR_COLUMNS)
+        columns = ", ".join(f'b."{c}"' for c in LAYOUTS[Kind.BARS].columns)
         sql = (
             f"SELECT {columns} FROM bars b JOIN (SELECT symbol, max(start) AS start FROM bars"
             " WHERE timeframe = ? GROUP BY symbol) m ON b.symbol = m.symbol AND b.start = m.start"
@@ -273,39 +438,37 @@ class SqliteBackend:
             params.extend(symbols)
         rows = await self._fetch(sql + " ORDER BY b.symbol, b.source", params)
         latest: dict[str, Bar] = {}
-        for row in rows:
-            latest.setdefault(row[1], _rows.bar_from_row(row, _rows.from_micros))
+        for bar in to_models(from_store(Kind.BARS, rows, micros=True), Kind.BARS):
+            latest.setdefault(bar.symbol, bar)
         return list(latest.values())
 
     async def query_trades(
-        self, symbol: str, start: datetime, end: datetime, *, limit: int = 1000
-    ) -> list[Trade]:
-        rows = await self._range("trades", _rows.TRADE_COLUMNS, symbol, start, end, limit=limit)
-        return [_rows.trade_from_row(row, _rows.from_micros) for row in rows]
-
-    async def query_quotes(
-        self, symbol: str, start: datetime, end: datetime, *, limit: int = 1000
-    ) -> list[Quote]:
-        rows = await self._range("quotes", _rows.QUOTE_COLUMNS, symbol, start, end, limit=limit)
-        return [_rows.quote_from_row(row, _rows.from_micros) for row in rows]
-
-    async def _range(
         self,
-        table: str,
-        /,
-        columns: Sequence[str],
         symbol: str,
         start: datetime,
         end: datetime,
         *,
-        limit: int,
-    ) -> list[tuple[Any, ...]]:
-        sql = (
-            f"SELECT {', '.join(columns)} FROM {table} WHERE symbol = ? AND ts >= ? AND ts < ?"
-            " ORDER BY ts LIMIT ?"
+        limit: int = 1000,
+        as_known_at: datetime | None = None,
+    ) -> list[Trade]:
+        table = await self.query_table(
+            Kind.TRADES, symbol, start, end, limit=limit, as_known_at=as_known_at
         )
-        params = [symbol, _rows.to_micros(start), _rows.to_micros(end), limit]
-        return await self._fetch(sql, params)
+        return to_models(table, Kind.TRADES)
+
+    async def query_quotes(
+        self,
+        symbol: str,
+        start: datetime,
+        end: datetime,
+        *,
+        limit: int = 1000,
+        as_known_at: datetime | None = None,
+    ) -> list[Quote]:
+        table = await self.query_table(
+            Kind.QUOTES, symbol, start, end, limit=limit, as_known_at=as_known_at
+        )
+        return to_models(table, Kind.QUOTES)
 
     async def freshness(self) -> list[Freshness]:
         result = []
@@ -324,8 +487,21 @@ class SqliteBackend:
     async def delete_before(self, table: str, cutoff: datetime) -> int:
         _check_table(table)
         column = "start" if table == "bars" else "ts"
-        sql = f"DELETE FROM {table} WHERE {column} < ?"
-        return await self._call(self._execute_count, sql, [_rows.to_micros(cutoff)])
+        micros = _rows.to_micros(cutoff)
+
+        def delete() -> int:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute(f"DELETE FROM {table}_history WHERE {column} < ?", [micros])
+                deleted = db.execute(f"DELETE FROM {table} WHERE {column} < ?", [micros]).rowcount
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return int(deleted)
+
+        return await self._call(delete)
 
     def _execute_count(self, sql: str, params: Sequence[Any]) -> int:
         return self._db.execute(sql, params).rowcount  # autocommit: one statement
@@ -376,7 +552,7 @@ def _check_table(table: str) -> None:
 
 
 def _column_rows(table: pa.Table, now: int) -> list[tuple[Any, ...]]:
-    """Row tuples of an Arrow table in the store's layout (``_columns.store_table``) with
+    """Row tuples of an Arrow table in the store's layout (``_layout.to_store``) with
     ``now`` (``ingested_at``) last, timestamps as integer microseconds, built column by
     column: one tuple per row, and a column of nulls costs nothing."""
     rows = table.num_rows
