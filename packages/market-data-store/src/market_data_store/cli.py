@@ -176,9 +176,19 @@ def ingest(
     timezone: Annotated[
         str | None, typer.Option(help="Read naive timestamps in this zone (e.g. UTC)")
     ] = None,
+    as_of: Annotated[
+        datetime | None,
+        typer.Option(
+            "--as-of",
+            help=(
+                "The version of rows without as_of: when their content was known (UTC;"
+                " default: each file's modification time). A corrected file is newer."
+            ),
+        ),
+    ] = None,
 ) -> None:
-    """Validate every row of FILES (.gz too) and write them (idempotent: a second run changes
-    nothing)."""
+    """Validate every row of FILES (.gz too) and write them (idempotent: a second run of the
+    same files changes nothing; a corrected file, newer, replaces what it corrects)."""
     from market_data_store.exceptions import StoreError  # noqa: PLC0415
 
     settings = _settings(database_url)
@@ -189,13 +199,16 @@ def ingest(
     }
     try:
         read, stored = _run_async(
-            _ingest(settings, files, table, batch_size, defaults=defaults, timezone=timezone)
-        )
+            _ingest(
+                settings, files, table, batch_size, defaults=defaults, timezone=timezone,
+                as_of=_utc(as_of),
+            )
+        )  # fmt: skip
     except StoreError as exc:
         raise _fail(str(exc), 2) from None
     line = f"wrote {stored} {table} to {settings.database}"
     if stored != read:
-        line += f" (read {read}: {read - stored} repeated the key of another row, the last kept)"
+        line += f" (read {read}: {read - stored} repeated the key of another row, the newest kept)"
     out.print(line, soft_wrap=True)  # a path stays whole to copy
 
 
@@ -207,9 +220,11 @@ async def _ingest(
     *,
     defaults: dict[str, str] | None = None,
     timezone: str | None = None,
+    as_of: datetime | None = None,
 ) -> tuple[int, int]:
     """Rows read from ``files``, and rows the database upserted (fewer when rows repeat a
-    key: the last of them is kept)."""
+    key: the newest version is kept). Rows without ``as_of`` take ``as_of`` (default: the
+    file's modification time); ticks without an id their ordinal in the file."""
     from rich.progress import (  # noqa: PLC0415
         BarColumn,
         MofNCompleteColumn,
@@ -218,6 +233,7 @@ async def _ingest(
         TimeElapsedColumn,
     )
 
+    from market_data_core.columns import Kind, Ordinals, from_models  # noqa: PLC0415
     from market_data_store.exceptions import StoreError  # noqa: PLC0415
     from market_data_store.files import batches, read_records  # noqa: PLC0415
     from market_data_store.store import Store  # noqa: PLC0415
@@ -235,9 +251,15 @@ async def _ingest(
         ) as progress:
             for path in files:
                 task = progress.add_task(path.name, total=None)
-                rows = read_records(path, table, defaults=defaults, timezone=timezone)
+                known = {"as_of": as_of or _modified(path)}
+                rows = read_records(
+                    path, table, defaults={**known, **(defaults or {})}, timezone=timezone
+                )
+                ordinals = Ordinals()  # per file, whatever the batch size
                 for batch in batches(rows, batch_size):
-                    total += await store.submit(batch)
+                    data = ordinals.assign(from_models(batch, table), Kind(table))
+                    await store.submit_arrow(data, table)
+                    total += len(batch)
                     progress.advance(task, len(batch))
         await store.flush()
         stats = store.coordinator.stats()
@@ -269,9 +291,17 @@ def query(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write here (default: stdout)")
     ] = None,
+    as_known_at: Annotated[
+        datetime | None,
+        typer.Option(
+            "--as-known-at",
+            help="Read the versions the store held at this time (UTC) instead of the current",
+        ),
+    ] = None,
     database_url: DatabaseOption = None,
 ) -> None:
-    """Print bars (or trades, quotes) of SYMBOL in [start, end)."""
+    """Print bars (or trades, quotes) of SYMBOL in [start, end), as they are now or as the
+    store knew them at a time (--as-known-at)."""
     output_format = "json" if as_json else output_format.lower()
     if output_format not in {"table", "json", "ndjson", "csv", "arrow", "parquet"}:
         raise _fail(f"unknown --format {output_format!r}: table, json, csv, arrow or parquet", 2)
@@ -280,17 +310,18 @@ def query(
     settings = _settings(database_url)
     begin = _utc(start) or datetime(1970, 1, 1, tzinfo=UTC)
     finish = _utc(end) or datetime.now(UTC)
+    known = _known_at(settings, as_known_at)
     if output_format != "table" or kind != "bars":
         if output_format == "table":
             raise _fail("--format table shows bars only: choose json, csv, arrow or parquet", 2)
         table = _run(
-            _query_table(settings, kind, symbol, timeframe, begin, finish, limit), settings
+            _query_table(settings, kind, symbol, timeframe, begin, finish, limit, known), settings
         )
         _write_table(table, output_format, output)
         return
     from rich.table import Table  # noqa: PLC0415
 
-    bars = _run(_query(settings, symbol, timeframe, begin, finish, limit), settings)
+    bars = _run(_query(settings, symbol, timeframe, begin, finish, limit, known), settings)
     view = Table(
         "start", "source", "open", "high", "low", "close", "volume", title=f"{symbol} {timeframe}"
     )
@@ -311,6 +342,7 @@ async def _query_table(
     start: datetime,
     end: datetime,
     limit: int,
+    as_known_at: datetime | None = None,
 ) -> Any:
     from market_data_store.columnar import Kind  # noqa: PLC0415
     from market_data_store.store import make_backend  # noqa: PLC0415
@@ -318,21 +350,134 @@ async def _query_table(
     backend: Any = make_backend(settings.database)
     await backend.open()
     try:
-        options = {"timeframe": timeframe} if kind == "bars" else {}
-        return await backend.query_table(Kind(kind), symbol, start, end, limit=limit, **options)
+        return await backend.query_table(
+            Kind(kind), symbol, start, end, limit=limit, as_known_at=as_known_at,
+            timeframe=timeframe if kind == "bars" else None,
+        )  # fmt: skip
     finally:
         await backend.close()
 
 
+def _known_at(settings: StoreSettings, value: datetime | None) -> datetime | None:
+    """``--as-known-at`` in UTC, within the history kept (else exit 2, saying so)."""
+    from market_data_store.exceptions import HistoryUnavailableError  # noqa: PLC0415
+    from market_data_store.store import check_known_at  # noqa: PLC0415
+
+    try:
+        return check_known_at(_utc(value), settings.history_retention_days)
+    except HistoryUnavailableError as exc:
+        raise _fail(f"--as-known-at: {exc}", 2) from None
+
+
+@app.command()
+def revisions(
+    symbol: str,
+    kind: Annotated[str, typer.Option(help="bars, trades or quotes")] = "bars",
+    timeframe: Annotated[
+        str | None, typer.Option("--timeframe", "-f", help="Bars: only this timeframe")
+    ] = None,
+    start: Annotated[datetime | None, typer.Option(help="UTC; default: epoch")] = None,
+    end: Annotated[datetime | None, typer.Option(help="UTC; default: now")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1_000_000)] = 1000,
+    output_format: Annotated[
+        str, typer.Option("--format", help="table, json (NDJSON), csv, arrow or parquet")
+    ] = "table",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here (default: stdout)")
+    ] = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Which records of SYMBOL were revised, when and why: every version kept (the current
+    one and those it replaced), with when the store learned it (ingested_at), when a newer
+    one replaced it (superseded_at), and the writer's as_of, revision and reason."""
+    output_format = output_format.lower()
+    if output_format not in {"table", "json", "ndjson", "csv", "arrow", "parquet"}:
+        raise _fail(f"unknown --format {output_format!r}: table, json, csv, arrow or parquet", 2)
+    if kind not in {"bars", "trades", "quotes"}:
+        raise _fail(f"unknown --kind {kind!r}: bars, trades or quotes", 2)
+    settings = _settings(database_url)
+    begin = _utc(start) or datetime(1970, 1, 1, tzinfo=UTC)
+    finish = _utc(end) or datetime.now(UTC)
+    table = _run(_revisions(settings, kind, symbol, timeframe, begin, finish, limit), settings)
+    if output_format != "table":
+        _write_table(table, output_format, output)
+        return
+    _print_revisions(table, f"{symbol} {kind}")
+
+
+async def _revisions(
+    settings: StoreSettings,
+    kind: str,
+    symbol: str,
+    timeframe: str | None,
+    start: datetime,
+    end: datetime,
+    limit: int,
+) -> Any:
+    from market_data_store.columnar import Kind  # noqa: PLC0415
+    from market_data_store.store import make_backend  # noqa: PLC0415
+
+    backend: Any = make_backend(settings.database)
+    await backend.open()
+    try:
+        return await backend.revisions(
+            Kind(kind), symbol, start, end, timeframe=timeframe, limit=limit
+        )
+    finally:
+        await backend.close()
+
+
+def _print_revisions(table: Any, title: str) -> None:
+    from rich.table import Table  # noqa: PLC0415
+
+    from market_data_core.columns import KEYS, Kind, to_models  # noqa: PLC0415
+
+    kind = Kind(title.rsplit(" ", 1)[-1])
+    rows = table.drop_columns(["ingested_at", "superseded_at"])
+    models = to_models(rows, kind)
+    learned = _times(table.column("ingested_at"))
+    replaced = _times(table.column("superseded_at"))
+    shown = [c for c in KEYS[kind] if c not in ("symbol", "source")]
+    values = {
+        Kind.BARS: ("open", "high", "low", "close", "volume", "trade_count"),
+        Kind.TRADES: ("price", "size"),
+        Kind.QUOTES: ("bid", "ask", "bid_size", "ask_size"),
+    }[kind]
+    view = Table(*shown, *values, "as_of", "revision", "reason", "ingested_at", "superseded_at",
+                 title=title)  # fmt: skip
+    for model, at, until in zip(models, learned, replaced, strict=True):
+        cells = [getattr(model, c) for c in (*shown, *values, "as_of", "revision", "reason")]
+        view.add_row(*(_cell(c) for c in cells), at, until or "current")
+    out.print(view)
+
+
+def _times(column: Any) -> list[str | None]:
+    import pyarrow as pa  # noqa: PLC0415
+
+    from market_data_core import from_ns  # noqa: PLC0415
+
+    return [
+        None if n is None else from_ns(n).isoformat() for n in column.cast(pa.int64()).to_pylist()
+    ]
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
 def _write_table(table: Any, output_format: str, output: Path | None) -> None:
-    """``table`` as NDJSON, CSV, an Arrow IPC stream or Parquet, to ``output`` or stdout."""
+    """``table`` as NDJSON, CSV, an Arrow IPC stream or Parquet, to ``output`` or stdout
+    (timestamps to the nanosecond: ISO 8601 with nine digits in NDJSON when needed)."""
     import json  # noqa: PLC0415
 
     if output_format in {"json", "ndjson"}:
-        lines = (
-            json.dumps({k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()})
-            for row in table.to_pylist()
-        )
+        lines = (json.dumps(row) for row in _json_rows(table))
         data = "".join(line + "\n" for line in lines).encode()
     else:
         from market_data_store.columnar import encode  # noqa: PLC0415
@@ -346,6 +491,24 @@ def _write_table(table: Any, output_format: str, output: Path | None) -> None:
         sys.stdout.flush()
 
 
+def _json_rows(table: Any) -> list[dict[str, Any]]:
+    """The rows of ``table`` as JSON values, timestamps exact (ISO 8601, UTC)."""
+    import pyarrow as pa  # noqa: PLC0415
+
+    from market_data_core import from_ns  # noqa: PLC0415
+
+    columns: dict[str, list[Any]] = {}
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        if pa.types.is_timestamp(column.type):
+            nanos = column.cast(pa.timestamp("ns", tz="UTC")).cast(pa.int64()).to_pylist()
+            columns[name] = [
+                None if n is None else from_ns(n).isoformat().replace("+00:00", "Z") for n in nanos
+            ]
+        else:
+            columns[name] = column.to_pylist()
+    return [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)]
+
+
 async def _query(
     settings: StoreSettings,
     symbol: str,
@@ -353,6 +516,7 @@ async def _query(
     start: datetime,
     end: datetime,
     limit: int | None,
+    as_known_at: datetime | None = None,
 ) -> list[Any]:
     from market_data_store.backends.base import complete_page  # noqa: PLC0415
     from market_data_store.store import make_backend  # noqa: PLC0415
@@ -361,16 +525,27 @@ async def _query(
     await backend.open()
     try:
         if limit is not None:
-            return await backend.query_bars(symbol, timeframe, start, end, limit=limit)
+            return await backend.query_bars(
+                symbol, timeframe, start, end, limit=limit, as_known_at=as_known_at
+            )
         bars: list[Any] = []
         cursor: datetime | None = start
         while cursor is not None:
-            page = await backend.query_bars(symbol, timeframe, cursor, end, limit=10_000)
+            page = await backend.query_bars(
+                symbol, timeframe, cursor, end, limit=10_000, as_known_at=as_known_at
+            )
             kept, cursor = complete_page(page, 10_000)
             bars.extend(kept)
         return bars
     finally:
         await backend.close()
+
+
+def _modified(path: Path) -> datetime:
+    """A file's modification time, to the nanosecond: the default version of its rows."""
+    from market_data_core import from_ns  # noqa: PLC0415
+
+    return from_ns(path.stat().st_mtime_ns)
 
 
 def _utc(value: datetime | None) -> datetime | None:

@@ -112,15 +112,23 @@ def _gave_up(attempts: int, response: httpx.Response | None) -> StoreClientError
 
 
 def _bars_params(
-    symbol: str, timeframe: str, cursor: str, end: datetime, limit: int
+    symbol: str,
+    timeframe: str,
+    cursor: str,
+    end: datetime,
+    limit: int,
+    as_known_at: datetime | None = None,
 ) -> dict[str, str | int]:
-    return {
+    params: dict[str, str | int] = {
         "symbol": symbol,
         "timeframe": timeframe,
         "limit": limit,
         "start": cursor,
         "end": end.isoformat(),
     }
+    if as_known_at is not None:
+        params["as_known_at"] = as_known_at.isoformat()
+    return params
 
 
 def _page(response: httpx.Response) -> tuple[list[Bar], str | None]:
@@ -129,8 +137,15 @@ def _page(response: httpx.Response) -> tuple[list[Bar], str | None]:
     return _BARS.validate_python(page["items"]), page["next_start"]
 
 
-def _range_params(symbol: str, start: datetime, end: datetime, limit: int) -> dict[str, str | int]:
-    return {"symbol": symbol, "start": start.isoformat(), "end": end.isoformat(), "limit": limit}
+def _range_params(
+    symbol: str, start: datetime, end: datetime, limit: int, as_known_at: datetime | None
+) -> dict[str, str | int]:
+    params: dict[str, str | int] = {
+        "symbol": symbol, "start": start.isoformat(), "end": end.isoformat(), "limit": limit
+    }  # fmt: skip
+    if as_known_at is not None:
+        params["as_known_at"] = as_known_at.isoformat()
+    return params
 
 
 def _delay(response: httpx.Response | None, attempt: int) -> float:
@@ -194,13 +209,21 @@ class AsyncStoreClient:
         raise _gave_up(self.attempts, response)
 
     async def bars(
-        self, symbol: str, timeframe: str, start: datetime, end: datetime, *, limit: int = 1000
+        self,
+        symbol: str,
+        timeframe: str,
+        start: datetime,
+        end: datetime,
+        *,
+        limit: int = 1000,
+        as_known_at: datetime | None = None,
     ) -> list[Bar]:
-        """Every bar in [start, end), following the pages."""
+        """Every bar in [start, end), following the pages; ``as_known_at``: as the store
+        knew them at that time."""
         bars: list[Bar] = []
         cursor: str | None = start.isoformat()
         while cursor is not None:
-            params = _bars_params(symbol, timeframe, cursor, end, limit)
+            params = _bars_params(symbol, timeframe, cursor, end, limit, as_known_at)
             items, cursor = _page(await self._http.get("/v1/bars", params=params))
             bars.extend(items)
         return bars
@@ -216,14 +239,28 @@ class AsyncStoreClient:
         return adapter.validate_json(response.content)
 
     async def trades(
-        self, symbol: str, start: datetime, end: datetime, *, limit: int = 1000
+        self,
+        symbol: str,
+        start: datetime,
+        end: datetime,
+        *,
+        limit: int = 1000,
+        as_known_at: datetime | None = None,
     ) -> list[Trade]:
-        return await self._get("/v1/trades", _TRADES, _range_params(symbol, start, end, limit))
+        params = _range_params(symbol, start, end, limit, as_known_at)
+        return await self._get("/v1/trades", _TRADES, params)
 
     async def quotes(
-        self, symbol: str, start: datetime, end: datetime, *, limit: int = 1000
+        self,
+        symbol: str,
+        start: datetime,
+        end: datetime,
+        *,
+        limit: int = 1000,
+        as_known_at: datetime | None = None,
     ) -> list[Quote]:
-        return await self._get("/v1/quotes", _QUOTES, _range_params(symbol, start, end, limit))
+        params = _range_params(symbol, start, end, limit, as_known_at)
+        return await self._get("/v1/quotes", _QUOTES, params)
 
     async def feedback(self) -> FeedbackEvent | None:
         response = await self._http.get("/v1/feedback")
@@ -291,12 +328,19 @@ class StoreClient:
         raise _gave_up(self.attempts, response)
 
     def bars(
-        self, symbol: str, timeframe: str, start: datetime, end: datetime, *, limit: int = 1000
+        self,
+        symbol: str,
+        timeframe: str,
+        start: datetime,
+        end: datetime,
+        *,
+        limit: int = 1000,
+        as_known_at: datetime | None = None,
     ) -> list[Bar]:
         bars: list[Bar] = []
         cursor: str | None = start.isoformat()
         while cursor is not None:
-            params = _bars_params(symbol, timeframe, cursor, end, limit)
+            params = _bars_params(symbol, timeframe, cursor, end, limit, as_known_at)
             items, cursor = _page(self._http.get("/v1/bars", params=params))
             bars.extend(items)
         return bars

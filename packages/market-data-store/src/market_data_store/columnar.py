@@ -159,7 +159,7 @@ def prepare(
         table = from_models(list(records[start:stop]), kind)
         chunks.append(ready(kind, table, start))
         start = stop
-    return chunks[0] if len(chunks) == 1 else Batch(chunks)
+    return chunks[0] if len(chunks) == 1 else Batch(chunks)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ All derive from core's ``MarketDataError``::
         │       └── InvalidValueError         the database cannot store a value it was given
         │                                     (text with a NUL character, a number or time
         │                                     out of range): the caller's input was bad
+        ├── HistoryUnavailableError   a read "as known at" a time older than the history kept
         ├── QueueFullError            overflow strategy ``error`` and the write queue is full
         ├── CoordinatorStoppedError   a write was submitted to a coordinator that is not running
         └── CircuitOpenError          the circuit breaker is open: the backend is failing
@@ -25,6 +26,7 @@ __all__ = [
     "BackendError",
     "CircuitOpenError",
     "CoordinatorStoppedError",
+    "HistoryUnavailableError",
     "InvalidValueError",
     "PermanentBackendError",
     "QueueFullError",
@@ -64,6 +66,11 @@ class InvalidValueError(PermanentBackendError):
     def __init__(self, message: str, *, reason: str = "") -> None:
         super().__init__(message)
         self.reason = reason or message
+
+
+class HistoryUnavailableError(StoreError, ValueError):
+    """A read as known at a time older than the history the store keeps
+    (``history_retention_days``): versions replaced before then may be gone."""
 
 
 class QueueFullError(StoreError):

@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from market_data_core import Bar, Quote, Signal, Trade
+from market_data_core import Bar, Quote, Signal, Trade, from_ns, parse_timestamp
 from market_data_store.backends.base import Record
 from market_data_store.exceptions import StoreError
 
@@ -90,10 +90,8 @@ def _zone(name: str | None) -> Any:
 
 
 def _aware(text: str, zone: Any) -> Any:
-    from datetime import datetime  # noqa: PLC0415
-
     try:
-        value = datetime.fromisoformat(text)
+        value = parse_timestamp(text)  # to the nanosecond
     except ValueError:
         return text  # the model names what is wrong with it
     return value.replace(tzinfo=zone) if value.tzinfo is None else value
@@ -162,9 +160,24 @@ def _parquet(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
         raise BadRecordError(msg) from exc
     number = 0
     for batch in pq.ParquetFile(path).iter_batches(batch_size=10_000):
-        for row in batch.to_pylist():
+        for row in _exact_rows(batch):
             number += 1
             yield f"{path}:row {number}", {k: v for k, v in row.items() if v is not None}
+
+
+def _exact_rows(batch: Any) -> list[dict[str, Any]]:
+    """A record batch's rows, timestamps to the nanosecond (``to_pylist`` would give
+    microseconds, or pandas' type)."""
+    import pyarrow as pa  # noqa: PLC0415
+
+    columns: dict[str, list[Any]] = {}
+    for name, column in zip(batch.schema.names, batch.columns, strict=True):
+        if pa.types.is_timestamp(column.type) and column.type.tz is not None:
+            nanos = column.cast(pa.timestamp("ns", tz="UTC")).cast(pa.int64()).to_pylist()
+            columns[name] = [None if n is None else from_ns(n) for n in nanos]
+        else:
+            columns[name] = column.to_pylist()
+    return [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)]
 
 
 def write_bars(path: Path, bars: Sequence[Bar]) -> None:

@@ -111,7 +111,9 @@ def _trades(name: str, *, history: bool = False) -> sa.Table:
             [sa.Index(f"ix_{name}_key", "symbol", "ts")]
             if history
             else [
-                sa.PrimaryKeyConstraint("symbol", "ts", "ts_nanos", "exchange", "trade_id", "ordinal")
+                sa.PrimaryKeyConstraint(
+                    "symbol", "ts", "ts_nanos", "exchange", "trade_id", "ordinal"
+                )
             ]
         ),
     )
@@ -138,7 +140,9 @@ def _quotes(name: str, *, history: bool = False) -> sa.Table:
             [sa.Index(f"ix_{name}_key", "symbol", "ts")]
             if history
             else [
-                sa.PrimaryKeyConstraint("symbol", "ts", "ts_nanos", "exchange", "sequence", "ordinal")
+                sa.PrimaryKeyConstraint(
+                    "symbol", "ts", "ts_nanos", "exchange", "sequence", "ordinal"
+                )
             ]
         ),
     )

@@ -140,6 +140,13 @@ class StoreSettings(BaseSettings):
         ),
     )
 
+    history_retention_days: Annotated[float, Field(ge=0, le=36500)] = Field(
+        default=30.0,
+        description=(
+            "How long (days) replaced versions stay readable 'as known at' a time and in "
+            "the revisions; 0 keeps none. Purged hourly by the running store."
+        ),
+    )
     timescale_chunk_interval: _Interval = Field(
         default="1 day", description="TimescaleDB (when installed): chunk size of hypertables."
     )

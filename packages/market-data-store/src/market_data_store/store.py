@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Self
 
 import pyarrow as pa
@@ -35,23 +35,25 @@ from market_data_core import (
 )
 from market_data_core.protocols import TelemetryMessage
 from market_data_store.backends.base import Backend, Freshness, Record, WriteResult
-from market_data_store.columnar import ArrowRecords, Kind, conform, kind_of
+from market_data_store.columnar import ArrowRecords, Kind, Stamper, conform, kind_of, prepare
 from market_data_store.coordinator import CoordinatorState, WriteCoordinator
 from market_data_store.dlq import FileDeadLetterStore
 from market_data_store.dsn import DatabaseUrl
-from market_data_store.exceptions import BackendError
+from market_data_store.exceptions import BackendError, HistoryUnavailableError
 from market_data_store.receipts import WriteReceipt
 from market_data_store.retry import BreakerState, CircuitBreaker, RetryPolicy
 from market_data_store.settings import StoreSettings
 from market_data_store.timescale import TimescalePlan, TimescaleReport
 from market_data_store.watermarks import Watermarks
 
-__all__ = ["Store", "make_backend"]
+__all__ = ["Store", "check_known_at", "make_backend"]
 
 logger = structlog.get_logger(__name__)
 SERVICE = "market-data-store"
 _PING_TIMEOUT = 2.0
 """Seconds a database check may take before it counts as failed."""
+_PURGE_EVERY = 3600.0
+"""Seconds between purges of history older than ``history_retention_days``."""
 
 
 def make_backend(url: DatabaseUrl) -> Backend:
@@ -64,6 +66,26 @@ def make_backend(url: DatabaseUrl) -> Backend:
     from market_data_store.backends.postgres import PostgresBackend  # noqa: PLC0415
 
     return PostgresBackend(url)
+
+
+def check_known_at(as_known_at: datetime | None, retention_days: float) -> datetime | None:
+    """``as_known_at`` in UTC, checked against the history kept: ``HistoryUnavailableError``
+    when it is older than ``retention_days`` (the versions replaced before it may be
+    purged), ``ValueError`` without a timezone."""
+    if as_known_at is None:
+        return None
+    if as_known_at.tzinfo is None:
+        msg = "as_known_at needs a timezone (UTC)"
+        raise ValueError(msg)
+    horizon = datetime.now(UTC) - timedelta(days=retention_days)
+    if as_known_at < horizon:
+        msg = (
+            f"as_known_at {as_known_at.isoformat()} is older than the history kept"
+            f" ({retention_days:g} days, since {horizon.isoformat(timespec='seconds')};"
+            " MDS_HISTORY_RETENTION_DAYS)"
+        )
+        raise HistoryUnavailableError(msg)
+    return clamp_utc(as_known_at)
 
 
 class _FanOut:
@@ -95,6 +117,13 @@ class _TimedWriter:
         try:
             result = await self._backend.write(records)
             self.rows += result
+            if result.conflicts:
+                logger.warning(
+                    "versions tied: equal as_of and revision with other values; the greater"
+                    " values were kept (give each version its own as_of or revision)",
+                    keys=result.conflicts,
+                    backend=self._backend.name,
+                )
             return result
         finally:
             elapsed = time.perf_counter() - started
@@ -123,7 +152,11 @@ class Store:
         self.dead_letters = FileDeadLetterStore(self.settings.dead_letter_path)
         self.rows_upserted = WriteResult()
         """Rows the database upserted, per table, since this store was made (a key repeated
-        within one batch counts once, so this can be less than the records written)."""
+        within one batch counts once, so this can be less than the records written), and
+        the version conflicts met (``WriteResult.conflicts``)."""
+        self.stamper = Stamper()
+        """Versions of records that come without one: the time they were received."""
+        self._purger: asyncio.Task[None] | None = None
         self.coordinator = self._make_coordinator()
         self.timescale: TimescaleReport | None = None
         """What TimescaleDB setup found (PostgreSQL only; ``version`` None: not installed)."""
@@ -181,6 +214,7 @@ class Store:
         self._stopping = None
         self._database = await self._database_health()
         self._watcher = asyncio.get_running_loop().create_task(self._watch(), name="store-health")
+        self._purger = asyncio.get_running_loop().create_task(self._purge(), name="store-purge")
         logger.info("store started", backend=self.backend.name, database=str(self.url))
 
     async def _at_head(self) -> bool:
@@ -231,6 +265,10 @@ class Store:
 
     async def _stop(self, drain: bool) -> None:
         self._started = False
+        purger, self._purger = self._purger, None
+        if purger is not None:
+            purger.cancel()
+            await asyncio.gather(purger, return_exceptions=True)
         watcher, self._watcher = self._watcher, None
         while watcher is not None and not watcher.done():
             # again until it ends: a cancellation that lands as a check completes can be
@@ -256,14 +294,21 @@ class Store:
 
     async def submit(self, records: Sequence[Record]) -> int:
         """Queue records for writing; returns how many were accepted."""
-        await self.coordinator.submit_many(records)
+        await self.submit_many(records)
         return len(records)
 
     async def submit_many(self, records: Sequence[Record] | ArrowRecords) -> WriteReceipt:
         """Queue records (or an ``ArrowRecords`` table that ``conform`` checked) for
         writing; ``await receipt.wait()`` tells what became of each (written,
-        dead-lettered, refused by the database)."""
-        return await self.coordinator.submit_many(records)
+        dead-lettered, refused by the database).
+
+        Where records enter the store they get what they lack (``columnar.prepare``): a
+        record without ``as_of`` is versioned with the time it was received (later in the
+        call is newer), ticks without a venue id and without an ``ordinal`` get their
+        ordinal among the call's ticks. The store keeps the newest version of every key."""
+        if not isinstance(records, ArrowRecords):
+            records = list(records)
+        return await self.coordinator.submit_many(prepare(records, self.stamper))
 
     async def submit_arrow(self, table: pa.Table, kind: Kind | str | None = None) -> WriteReceipt:
         """Queue an Arrow table of one kind (``bars``, ``trades``, ``quotes``, ``signals``;
@@ -301,6 +346,9 @@ class Store:
 
     # -- reads --------------------------------------------------------------------------
 
+    def _known_at(self, as_known_at: datetime | None) -> datetime | None:
+        return check_known_at(as_known_at, self.settings.history_retention_days)
+
     async def query_bars(
         self,
         symbol: str,
@@ -310,23 +358,43 @@ class Store:
         *,
         source: str | None = None,
         limit: int = 1000,
+        as_known_at: datetime | None = None,
     ) -> list[Bar]:
+        """Bars of ``symbol`` in [start, end); ``as_known_at``: as the store knew them at
+        that time (history), else as they are now."""
         return await self.backend.query_bars(
-            symbol, timeframe, start, end, source=source, limit=limit
-        )
+            symbol, timeframe, start, end, source=source, limit=limit,
+            as_known_at=self._known_at(as_known_at),
+        )  # fmt: skip
 
     async def latest_bars(self, timeframe: str, symbols: Sequence[str] | None = None) -> list[Bar]:
         return await self.backend.latest_bars(timeframe, symbols)
 
     async def query_trades(
-        self, symbol: str, start: datetime, end: datetime, *, limit: int = 1000
+        self,
+        symbol: str,
+        start: datetime,
+        end: datetime,
+        *,
+        limit: int = 1000,
+        as_known_at: datetime | None = None,
     ) -> list[Trade]:
-        return await self.backend.query_trades(symbol, start, end, limit=limit)
+        return await self.backend.query_trades(
+            symbol, start, end, limit=limit, as_known_at=self._known_at(as_known_at)
+        )
 
     async def query_quotes(
-        self, symbol: str, start: datetime, end: datetime, *, limit: int = 1000
+        self,
+        symbol: str,
+        start: datetime,
+        end: datetime,
+        *,
+        limit: int = 1000,
+        as_known_at: datetime | None = None,
     ) -> list[Quote]:
-        return await self.backend.query_quotes(symbol, start, end, limit=limit)
+        return await self.backend.query_quotes(
+            symbol, start, end, limit=limit, as_known_at=self._known_at(as_known_at)
+        )
 
     async def query_table(
         self,
@@ -338,10 +406,12 @@ class Store:
         timeframe: str | None = None,
         source: str | None = None,
         limit: int = 1_000_000,
+        as_known_at: datetime | None = None,
     ) -> pa.Table:
         """Bars (``timeframe`` required), trades or quotes of ``symbol`` in [start, end) as
         an Arrow table with the ``columnar`` schema of ``kind``, in the order of the
-        model queries, built from the database's rows column by column."""
+        model queries, built from the database's rows column by column; ``as_known_at``:
+        as the store knew them at that time."""
         kind = Kind(kind)
         if kind is Kind.BARS and timeframe is None:
             msg = "a query of bars needs a timeframe"
@@ -356,8 +426,48 @@ class Store:
         table: pa.Table = await query(
             kind, symbol, clamp_utc(start), clamp_utc(end),
             timeframe=timeframe, source=source, limit=limit,
+            as_known_at=self._known_at(as_known_at),
         )  # fmt: skip
         return table
+
+    async def revisions(
+        self,
+        kind: Kind | str,
+        symbol: str,
+        start: datetime,
+        end: datetime,
+        *,
+        timeframe: str | None = None,
+        source: str | None = None,
+        limit: int = 100_000,
+    ) -> pa.Table:
+        """Which records of ``kind`` in [start, end) were revised, when and why: every
+        version kept (the current one and those it replaced, within the history kept),
+        with ``as_of``, ``revision``, ``reason``, ``ingested_at`` (when the store learned
+        it) and ``superseded_at`` (when a newer one replaced it; null: current)."""
+        kind = Kind(kind)
+        table: pa.Table = await self.backend.revisions(
+            kind, symbol, clamp_utc(start), clamp_utc(end),
+            timeframe=timeframe, source=source, limit=limit,
+        )  # fmt: skip
+        return table
+
+    async def purge_history(self) -> int:
+        """Delete the versions replaced longer ago than ``history_retention_days``."""
+        kept = timedelta(days=self.settings.history_retention_days)
+        deleted = await self.backend.purge_history(datetime.now(UTC) - kept)
+        if deleted:
+            logger.info("history purged", versions=deleted, retention_days=kept.days)
+        return deleted
+
+    async def _purge(self) -> None:
+        """Purge history now and every ``_PURGE_EVERY`` seconds (errors are logged)."""
+        while self._started:
+            try:
+                await self.purge_history()
+            except BackendError as exc:
+                logger.warning("history purge failed", error=str(exc))
+            await asyncio.sleep(_PURGE_EVERY)
 
     async def query_frame(self, kind: Kind | str, symbol: str, start: datetime, end: datetime,
                           **options: Any) -> Any:  # fmt: skip

@@ -211,14 +211,14 @@ def from_store(
         elif name in ("exchange", "trade_id"):
             columns[name] = pa.array([c or None for c in values.get(name, ())], pa.string(), size=n)
         elif name == "sequence":
-            cells = values.get(name, ())
-            columns[name] = pa.array([None if c < 0 else c for c in cells], pa.int64(), size=n)
+            numbers = [None if c < 0 else c for c in values.get(name, ())]
+            columns[name] = pa.array(numbers, pa.int64(), size=n)
         elif name == "conditions":
-            cells = [json.loads(c) if c else None for c in values.get(name, ())]
-            columns[name] = pa.array(cells, field.type, size=n)
+            lists = [json.loads(c) if c else None for c in values.get(name, ())]
+            columns[name] = pa.array(lists, field.type, size=n)
         elif name == "metadata":
-            cells = [None if c in (None, "{}") else _json_text(c) for c in values.get(name, ())]
-            columns[name] = pa.array(cells, pa.string(), size=n)
+            texts = [None if c in (None, "{}") else _json_text(c) for c in values.get(name, ())]
+            columns[name] = pa.array(texts, pa.string(), size=n)
         else:
             columns[name] = pa.array(values.get(name, ()), field.type, size=n)
     schema = SCHEMAS[kind]

@@ -1,29 +1,34 @@
-"""The PostgreSQL backend: an asyncpg pool, bulk idempotent upserts through COPY, and the
+"""The PostgreSQL backend: an asyncpg pool, bulk versioned upserts through COPY, and the
 store's queries. SQLAlchemy is only for the schema and migrations, never used here.
 
-Write path, per table, in one transaction (``PostgresBackend._write_table``):
+Write path, per table, in one transaction (``PostgresBackend._write_table``); a write's
+records arrive as Arrow tables in the store's layout (``_layout.to_store``):
 
-1. Before a connection is taken, rows are built from the models in one pass and
-   deduplicated by key in Python (the last occurrence wins), so no statement ever sees a
-   key twice.
-2. Each row belongs to a series: its key without the time and what follows (the bars of
-   one source, symbol and timeframe; the trades or quotes of one symbol; the signals of one
-   source and symbol). The backend keeps, per series, an estimate of the newest time
-   stored: the newest time it wrote itself, or for a series it has not seen, one backward
-   index probe (``max(time)``, all new series of the batch in one query).
-3. Append fast path: a row later than everything stored for its series cannot conflict, so
-   those rows go straight into the table with binary ``COPY``, the fastest way into
-   PostgreSQL, inside a savepoint. When the estimate was stale (another process wrote
-   later rows, or a concurrent transaction inserted one of the keys), the COPY fails with a
-   unique violation, the savepoint rolls back, the whole batch takes step 4 and the series
-   are probed again next time: correctness never depends on the estimates.
-4. The other rows (replays, revisions, late data): ``COPY`` into a temporary staging table
-   (``ON COMMIT DROP``, so successive batches on one connection never collide), then
-   ``INSERT ... SELECT ... ON CONFLICT (key) DO UPDATE ... WHERE (stored values) IS
-   DISTINCT FROM (new values)``: a replay changes nothing, not even ``ingested_at``; a newer
-   revision replaces the row.
+1. Each row belongs to a series: the leading text columns of its key (the bars of one
+   source, symbol and timeframe; the ticks of one symbol; the signals of one source and
+   symbol) and the series' time. The backend keeps, per series, an estimate of the newest
+   time stored: the newest time it wrote itself, or for a series it has not seen, one
+   backward index probe (``max(time)``, all new series of the batch in one query).
+2. Append fast path: a row later than everything stored for its series cannot meet a
+   stored key, so those rows go straight into the table with binary ``COPY`` (pgpq, from
+   the Arrow columns), the fastest way into PostgreSQL, inside a savepoint. When the
+   estimate was stale (another process wrote later rows, a concurrent transaction inserted
+   one of the keys) or a key comes twice in the batch, the COPY fails with a unique
+   violation, the savepoint rolls back, the whole batch takes step 3 and the series are
+   probed again next time: correctness never depends on the estimates.
+3. The other rows (replays, revisions, late data): the newest version of each key of the
+   batch (``latest_per_key``), ``COPY`` into a temporary staging table (``ON COMMIT
+   DROP``), then ``INSERT ... SELECT ... ON CONFLICT (key) DO UPDATE ... WHERE <newer>``
+   (``_layout.newer_sql``): the stored row is replaced only by a higher version ``(as_of,
+   revision)``, or an equal one with greater values (a conflict, counted), so the outcome
+   never depends on the order in which concurrent transactions commit (the row lock
+   serialises them and the condition is evaluated against the row as committed). A replay
+   changes nothing, not even ``ingested_at``; the trigger keeps a replaced row in
+   ``<table>_history``. Ticks of the staging table that have a twin stored before
+   nanoseconds (``ts_nanos = -1``) replace it (the twin goes to history).
 
-``ingested_at`` is the transaction's ``now()``. Failures become ``TransientBackendError``
+``ingested_at`` is the transaction's ``now()``, never earlier than the row's previous one.
+Failures become ``TransientBackendError``
 (connection lost or refused, timeouts, server starting or shutting down, serialization
 failures, deadlocks, lock timeouts, too many connections, authentication) or
 ``PermanentBackendError`` (bad data, constraints, schema; ``InvalidValueError`` when the
@@ -36,8 +41,8 @@ operation here is idempotent.
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from operator import itemgetter
@@ -49,17 +54,22 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pgpq import ArrowToPostgresBinaryEncoder
 
-from market_data_core import AuditEnvelope, Bar, Quote, Signal, Trade
-from market_data_store import columnar as _columnar
+from market_data_core import AuditEnvelope, Bar, Quote, Trade
+from market_data_core.columns import Kind, latest_per_key, to_models
 from market_data_store.backends import _rows
-from market_data_store.backends._columns import last_per_key, rows_to_table, split_columnar
-from market_data_store.backends.base import (
-    DATA_TABLES,
-    Freshness,
-    Record,
-    WriteResult,
-    split_records,
+from market_data_store.backends._layout import (
+    LAYOUTS,
+    LEGACY_NANOS,
+    MICROS,
+    Layout,
+    changed_sql,
+    from_store,
+    key_match_sql,
+    newer_sql,
+    tied_sql,
+    to_store,
 )
+from market_data_store.backends.base import DATA_TABLES, Freshness, Record, WriteResult, tables_of
 from market_data_store.dsn import DatabaseUrl
 from market_data_store.exceptions import (
     BackendError,
@@ -89,6 +99,7 @@ _CLOSE_GRACE = 10.0
 _ROWS_PER_PROBE = 4  # probe a batch's new series when they average this many rows
 _KNOWN_SERIES_LIMIT = 100_000  # per table; forget them all beyond
 _NEVER = datetime.max.replace(tzinfo=UTC)  # "assume every row may conflict"
+_LEGACY_KINDS = frozenset({Kind.TRADES, Kind.QUOTES})
 _CONNECTION_LOST = (
     asyncpg.PostgresConnectionError,  # 08xxx, ConnectionDoesNotExistError
     asyncpg.AdminShutdownError,  # 57P01: the server is shutting down
@@ -102,132 +113,76 @@ def _q(name: str) -> str:
     return f'"{name}"'
 
 
-@dataclass(frozen=True, slots=True)
-class _Table:
-    """A data table: its key is its first ``key_width`` columns; a series is its first
-    ``series_width`` columns (all text) and the column after them is the series' time."""
-
-    name: str
-    columns: tuple[str, ...]
-    key_width: int
-    series_width: int
-    order: str  # ORDER BY of range queries
-
-    @property
-    def time(self) -> str:
-        return self.columns[self.series_width]
-
-    @property
-    def stage(self) -> str:
-        return f"_mds_stage_{self.name}"
-
-    @property
-    def copy_columns(self) -> tuple[str, ...]:
-        return (*self.columns, "ingested_at")
-
-    def maxima_sql(self) -> str:
-        series = self.columns[: self.series_width]
-        arrays = ", ".join(f"${i}::text[]" for i in range(1, len(series) + 1))
-        match = " AND ".join(f"t.{_q(c)} = s.{_q(c)}" for c in series)
-        return (
-            f"SELECT now(), s.*, (SELECT max(t.{_q(self.time)}) FROM {self.name} t WHERE {match})"
-            f" FROM unnest({arrays}) AS s({', '.join(_q(c) for c in series)})"
-        )
-
-    def stage_sql(self) -> str:
-        columns = ", ".join(_q(c) for c in self.columns)
-        return (
-            f"CREATE TEMP TABLE {self.stage} ON COMMIT DROP AS"
-            f" SELECT {columns} FROM {self.name} WITH NO DATA"
-        )
-
-    def upsert_sql(self) -> str:
-        columns = ", ".join(_q(c) for c in self.columns)
-        key = ", ".join(_q(c) for c in self.columns[: self.key_width])
-        values = self.columns[self.key_width :]
-        updates = ", ".join(f"{_q(c)} = EXCLUDED.{_q(c)}" for c in values)
-        stored = ", ".join(f"{self.name}.{_q(c)}" for c in values)
-        new = ", ".join(f"EXCLUDED.{_q(c)}" for c in values)
-        return (
-            f"INSERT INTO {self.name} ({columns}, ingested_at) SELECT {columns}, now()"
-            f" FROM {self.stage} ON CONFLICT ({key}) DO UPDATE SET {updates},"
-            f" ingested_at = EXCLUDED.ingested_at WHERE ({stored}) IS DISTINCT FROM ({new})"
-        )
+_D = "postgresql"
 
 
-BARS = _Table("bars", _rows.BAR_COLUMNS, len(_rows.BAR_KEY), 3, '"start", "source"')
-TRADES = _Table(
-    "trades", _rows.TRADE_COLUMNS, len(_rows.TRADE_KEY), 1, '"ts", "trade_id", "price", "size"'
-)
-QUOTES = _Table("quotes", _rows.QUOTE_COLUMNS, len(_rows.QUOTE_KEY), 1, '"ts", "exchange"')
-SIGNALS = _Table("signals", _rows.SIGNAL_COLUMNS, len(_rows.SIGNAL_KEY), 2, '"ts", "name"')
-_SQL = {
-    table.name: (table.maxima_sql(), table.stage_sql(), table.upsert_sql())
-    for table in (BARS, TRADES, QUOTES, SIGNALS)
+def _names(layout: Layout) -> str:
+    return ", ".join(_q(c) for c in layout.columns)
+
+
+def _maxima_sql(layout: Layout) -> str:
+    series = layout.series
+    arrays = ", ".join(f"${i}::text[]" for i in range(1, len(series) + 1))
+    match = " AND ".join(f"t.{_q(c)} = s.{_q(c)}" for c in series)
+    return (
+        f"SELECT now(), s.*, (SELECT max(t.{_q(layout.time)}) FROM {layout.name} t"
+        f" WHERE {match}) FROM unnest({arrays}) AS s({', '.join(_q(c) for c in series)})"
+    )
+
+
+def _stage_sql(layout: Layout) -> str:
+    return (
+        f"CREATE TEMP TABLE _mds_stage_{layout.name} ON COMMIT DROP AS"
+        f" SELECT {_names(layout)} FROM {layout.name} WITH NO DATA"
+    )
+
+
+def _upsert_sql(layout: Layout) -> str:
+    t = layout.name
+    key = ", ".join(_q(c) for c in layout.key)
+    updated = [c for c in layout.columns if c not in layout.key]
+    sets = ", ".join(f"{_q(c)} = EXCLUDED.{_q(c)}" for c in updated)
+    learned = (
+        f"ingested_at = CASE WHEN {changed_sql(layout, t, 'EXCLUDED', _D)}"
+        f" THEN GREATEST(EXCLUDED.ingested_at, {t}.ingested_at) ELSE {t}.ingested_at END"
+    )
+    return (
+        f"INSERT INTO {t} ({_names(layout)}, ingested_at) SELECT {_names(layout)}, now()"
+        f" FROM _mds_stage_{t} ON CONFLICT ({key}) DO UPDATE SET {sets}, {learned}"
+        f" WHERE {newer_sql(layout, 'EXCLUDED', t, _D)}"
+    )
+
+
+def _conflicts_sql(layout: Layout) -> str:
+    t = layout.name
+    return (
+        f"SELECT count(*) FROM _mds_stage_{t} s JOIN {t} ON {key_match_sql(layout, 's', t)}"
+        f" WHERE {tied_sql(layout, 's', t, _D)}"
+    )
+
+
+def _legacy_sql(layout: Layout) -> str:
+    """Ticks stored before nanoseconds that a staged tick of the same microsecond and
+    identity replaces: moved to history, in one statement."""
+    t = layout.name
+    same = " AND ".join(f"s.{_q(c)} = {t}.{_q(c)}" for c in layout.key if c != "ts_nanos")
+    columns = ", ".join(_q(c) for c in (*layout.columns, "ingested_at"))
+    return (
+        f"WITH gone AS (DELETE FROM {t} USING _mds_stage_{t} s WHERE {t}.ts_nanos ="
+        f" {LEGACY_NANOS} AND {same} RETURNING {t}.*) INSERT INTO {layout.history}"
+        f" ({columns}, superseded_at) SELECT {columns}, now() FROM gone"
+    )
+
+
+_ORDER = {
+    Kind.BARS: '"start", "source"',
+    Kind.TRADES: '"ts", "ts_nanos", "exchange", "trade_id", "ordinal"',
+    Kind.QUOTES: '"ts", "ts_nanos", "exchange", "sequence", "ordinal"',
+    Kind.SIGNALS: '"ts", "ts_nanos", "name", "source"',
 }
-
-
-# --- rows ------------------------------------------------------------------------------
-# The same tuples as ``_rows.bar_row`` & co., deduplicated by key (the last occurrence
-# wins, in first-seen key order) in the same pass. Field values are read from the models'
-# ``__dict__``, where pydantic keeps them: about a third of the cost of attribute access,
-# which matters at hundreds of thousands of rows per second (see bench/bench_store.py).
-
-
-def _bar_rows(bars: Iterable[Bar]) -> list[Row]:
-    names: dict[int, str] = {}  # id(timeframe) -> "1m"; the bars keep their timeframes alive
-    latest: dict[Row, Row] = {}
-    for bar in bars:
-        v = bar.__dict__
-        timeframe = v["timeframe"]
-        name = names.get(id(timeframe))
-        if name is None:
-            name = names[id(timeframe)] = str(timeframe)
-        source, symbol, start = v["source"], v["symbol"], v["start"]
-        latest[source, symbol, name, start] = (
-            source, symbol, name, start, v["open"], v["high"], v["low"], v["close"],
-            v["volume"], v["trade_count"], v["vwap"],
-        )  # fmt: skip
-    return list(latest.values())
-
-
-def _trade_rows(trades: Iterable[Trade]) -> list[Row]:
-    latest: dict[Row, Row] = {}
-    for trade in trades:
-        v = trade.__dict__
-        symbol, ts, trade_id, price, size = (
-            v["symbol"], v["ts"], v["trade_id"] or "", v["price"], v["size"],
-        )  # fmt: skip
-        side, conditions = v["side"], v["conditions"]
-        latest[symbol, ts, trade_id, price, size] = (
-            symbol, ts, trade_id, price, size, v["exchange"],
-            None if side is None else str(side),
-            json.dumps(list(conditions)) if conditions else None,
-        )  # fmt: skip
-    return list(latest.values())
-
-
-def _quote_rows(quotes: Iterable[Quote]) -> list[Row]:
-    latest: dict[Row, Row] = {}
-    for quote in quotes:
-        v = quote.__dict__
-        symbol, ts, exchange = v["symbol"], v["ts"], v["exchange"] or ""
-        latest[symbol, ts, exchange] = (
-            symbol, ts, exchange, v["bid"], v["ask"], v["bid_size"], v["ask_size"],
-        )  # fmt: skip
-    return list(latest.values())
-
-
-def _signal_rows(signals: Iterable[Signal]) -> list[Row]:
-    width = len(_rows.SIGNAL_KEY)
-    return list({row[:width]: row for row in map(_rows.signal_row, signals)}.values())
-
-
-_TABLES = {
-    _columnar.Kind.BARS: BARS,
-    _columnar.Kind.TRADES: TRADES,
-    _columnar.Kind.QUOTES: QUOTES,
-    _columnar.Kind.SIGNALS: SIGNALS,
+_SQL = {
+    kind: (_maxima_sql(layout), _stage_sql(layout), _upsert_sql(layout))
+    for kind, layout in LAYOUTS.items()
 }
 _COPY_CHUNK = 65_536
 """Rows per Arrow record batch encoded for COPY (the encoder's output is sent as it comes)."""
@@ -263,22 +218,6 @@ def _split_arrow(
         values = pa.array(["\x00".join(key) for key in fresh], pa.string())
     mask = pc.is_in(column, value_set=values)
     return data.filter(mask), data.filter(pc.invert(mask))
-
-
-def _split_fresh(
-    rows: list[Row], series_of: Callable[[Row], Any], time: int, maxima: dict[Any, Any]
-) -> tuple[list[Row], list[Row]]:
-    """Rows later than the stored maximum of their series (they cannot conflict), and the
-    others. ``maxima`` maps every series of ``rows`` to its maximum (``None``: empty)."""
-    stored = [latest for latest in maxima.values() if latest is not None]
-    if not stored or max(stored) < min(map(itemgetter(time), rows)):
-        return rows, []  # the common case of appends, without a per-row loop
-    fresh: list[Row] = []
-    rest: list[Row] = []
-    for row in rows:
-        latest = maxima[series_of(row)]
-        (fresh if latest is None or row[time] > latest else rest).append(row)
-    return fresh, rest
 
 
 # --- errors ----------------------------------------------------------------------------
@@ -351,8 +290,9 @@ class PostgresBackend:
         self._pool: Any = None
         self._ping_connection: Any = None
         self.stats = WritePathStats()
-        # Per table: series -> a recent estimate of its newest stored time (see step 2).
+        # Per table: series -> a recent estimate of its newest stored time (see step 1).
         self._latest: dict[str, dict[Any, datetime]] = {t: {} for t in DATA_TABLES}
+        self._legacy: dict[Kind, bool] = {}  # ticks stored before nanoseconds remain
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -378,6 +318,7 @@ class PostgresBackend:
         self._drop_ping_connection()
         for known in self._latest.values():
             known.clear()
+        self._legacy.clear()
         if pool is None:
             return
         try:
@@ -459,91 +400,85 @@ class PostgresBackend:
     # --- writes ------------------------------------------------------------------------
 
     async def write(self, records: Sequence[Record]) -> WriteResult:
-        columnar = split_columnar(records, dedupe=False)  # see _write_arrow
-        split = split_records(columnar.models)
-        batches = [
-            (table, rows)
-            for table, rows in (
-                (BARS, _bar_rows(split.bars)),
-                (TRADES, _trade_rows(split.trades)),
-                (QUOTES, _quote_rows(split.quotes)),
-                (SIGNALS, _signal_rows(split.signals)),
-            )
-            if rows
+        tables = tables_of(records)
+        as_of = time.time_ns()  # for records that came without a version (direct writes)
+        prepared = [
+            (LAYOUTS[kind], to_store(kind, table, as_of=as_of))
+            for kind, table in tables.items()
+            if table.num_rows
         ]
-        tables = [(_TABLES[kind], data) for kind, data in columnar.tables.items() if data.num_rows]
-
         result = WriteResult()
 
         async def work(connection: Any) -> None:  # run again on a fresh connection: idempotent
             counts = dict.fromkeys(DATA_TABLES, 0)
-            for table, rows in batches:
-                await self._write_table(connection, table, rows)
-                counts[table.name] += len(rows)
-            for table, data in tables:
-                counts[table.name] += await self._write_arrow(connection, table, data)
+            conflicts = 0
+            async with connection.transaction():  # the write is one transaction
+                for layout, data in prepared:
+                    written, tied = await self._write_table(connection, layout, data)
+                    counts[layout.name] += written
+                    conflicts += tied
             for name, count in counts.items():
                 setattr(result, name, count)
+            result.conflicts = conflicts
 
-        if batches or tables or self._pool is None:  # an empty batch still says "not open"
+        if prepared or self._pool is None:  # an empty batch still says "not open"
             await self._run("write", work)
         return result
 
-    async def _write_arrow(self, connection: Any, table: _Table, data: pa.Table) -> int:
-        """Upsert an Arrow table in the store's layout (see ``_columns``) into ``table`` in
-        one transaction, by binary COPY straight from its columns (pgpq): the steps of
-        ``_write_table``, deciding per series instead of per row. Keys that come twice are
-        dropped (the last one wins) only on the way to the staging table: the append path
-        fails on them anyway. Returns the rows written (each key once)."""
+    async def _write_table(
+        self, connection: Any, layout: Layout, data: pa.Table
+    ) -> tuple[int, int]:
+        """Keep the newest version of each key of ``data`` (the store's layout) in its
+        table: see the module's docstring for the steps. Returns the rows written (each
+        key once) and the conflicts found."""
         if not self.fast_append:
-            async with connection.transaction():
-                return await self._upsert_arrow(connection, table, data)
-        names = list(table.columns[: table.series_width])
+            return await self._upsert(connection, layout, data)
+        names = list(layout.series)
         spans = data.group_by(names, use_threads=False).aggregate(
-            [(table.time, "min"), (table.time, "max")]
+            [(layout.time, "min"), (layout.time, "max")]
         )
         keys = spans.select(names).to_pylist()
         series = [tuple(k[n] for n in names) if len(names) > 1 else k[names[0]] for k in keys]
-        lows = spans.column(f"{table.time}_min").to_pylist()
+        lows = spans.column(f"{layout.time}_min").to_pylist()
         conflicted = False
-        written = 0
-        async with connection.transaction():
-            maxima, now = await self._maxima(connection, table, series, data.num_rows)
-            fresh_series = [
-                key
-                for key, low in zip(series, lows, strict=True)
-                if maxima[key] is None or low > maxima[key]
-            ]
-            fresh, rest = _split_arrow(data, names, fresh_series, len(series))
-            if fresh is not None:
-                if now is None:
-                    now = await connection.fetchval("SELECT now()")
-                stamp = pa.repeat(pa.scalar(now, _columnar.TIMESTAMP), fresh.num_rows)
-                try:
-                    async with connection.transaction():  # a savepoint
-                        await _copy_arrow(
-                            connection, table.name, fresh.append_column("ingested_at", stamp)
-                        )
-                    self.stats.appended += fresh.num_rows
-                    written = fresh.num_rows
-                except asyncpg.UniqueViolationError:  # another writer, or a key twice
-                    self.stats.fallbacks += 1
-                    conflicted = True
-                    rest = data
-            if rest is not None:
-                written += await self._upsert_arrow(connection, table, rest)
-        highs = spans.column(f"{table.time}_max").to_pylist()
-        self._remember(table, dict(zip(series, highs, strict=True)), conflicted=conflicted)
-        return written
+        written = conflicts = 0
+        maxima, now = await self._maxima(connection, layout, series, data.num_rows)
+        fresh_series = [
+            key
+            for key, low in zip(series, lows, strict=True)
+            if maxima[key] is None or low > maxima[key]
+        ]
+        fresh, rest = _split_arrow(data, names, fresh_series, len(series))
+        if fresh is not None:
+            if now is None:
+                now = await connection.fetchval("SELECT now()")
+            stamp = pa.repeat(pa.scalar(now, MICROS), fresh.num_rows)
+            try:
+                async with connection.transaction():  # a savepoint
+                    await _copy_arrow(
+                        connection, layout.name, fresh.append_column("ingested_at", stamp)
+                    )
+                self.stats.appended += fresh.num_rows
+                written = fresh.num_rows
+            except asyncpg.UniqueViolationError:  # another writer, or a key twice
+                self.stats.fallbacks += 1
+                conflicted = True
+                rest, written = data, 0
+        if rest is not None:
+            upserted, conflicts = await self._upsert(connection, layout, rest)
+            written += upserted
+        highs = spans.column(f"{layout.time}_max").to_pylist()
+        self._remember(layout, dict(zip(series, highs, strict=True)), conflicted=conflicted)
+        return written, conflicts
 
     async def _maxima(
-        self, connection: Any, table: _Table, series: Sequence[Any], rows: int
+        self, connection: Any, layout: Layout, series: Sequence[Any], rows: int
     ) -> tuple[dict[Any, Any], Any]:
         """The newest stored time of each series (``None``: empty; ``_NEVER``: not probed),
         and the transaction's ``now()`` when a probe ran (else ``None``). A probe costs
         about as much per series as upserting a few rows instead of copying them: without
         several rows per new series, their rows are simply upserted."""
-        known = self._latest[table.name]
+        known = self._latest[layout.name]
         maxima = {key: known[key] for key in series if key in known}
         unknown = [key for key in series if key not in maxima]
         if not unknown:
@@ -551,18 +486,19 @@ class PostgresBackend:
         if len(unknown) * _ROWS_PER_PROBE > rows:
             maxima.update(dict.fromkeys(unknown, _NEVER))
             return maxima, None
-        width = table.series_width
+        width = len(layout.series)
         arrays = [unknown] if width == 1 else list(zip(*unknown, strict=True))
-        found = await connection.fetch(_SQL[table.name][0], *arrays)
+        found = await connection.fetch(_SQL[layout.kind][0], *arrays)
         series_of = itemgetter(*range(width))
         maxima.update((series_of(tuple(record)[1:]), record[-1]) for record in found)
         self.stats.probed_series += len(unknown)
         return maxima, found[0][0]
 
-    def _remember(self, table: _Table, newest: dict[Any, Any], *, conflicted: bool) -> None:
-        """After a commit: the newest time written per series. After a conflict, what we
-        knew was stale: these series are probed again next time."""
-        known = self._latest[table.name]
+    def _remember(self, layout: Layout, newest: dict[Any, Any], *, conflicted: bool) -> None:
+        """After a write: the newest time written per series. After a conflict, what we
+        knew was stale: these series are probed again next time. (A write that rolls back
+        later leaves an estimate too high: rows then take the upsert path, still right.)"""
+        known = self._latest[layout.name]
         if conflicted:
             for key in newest:
                 known.pop(key, None)
@@ -574,56 +510,29 @@ class PostgresBackend:
             if latest is None or latest < high:
                 known[key] = high
 
-    async def _upsert_arrow(self, connection: Any, table: _Table, data: pa.Table) -> int:
-        _, stage_sql, upsert_sql = _SQL[table.name]
-        data = last_per_key(_columnar.Kind(table.name), data)
-        self.stats.upserted += data.num_rows
+    async def _upsert(self, connection: Any, layout: Layout, data: pa.Table) -> tuple[int, int]:
+        """The newest version of each key of ``data`` through the staging table; returns
+        the rows staged and the conflicts (ties within the batch and with stored rows)."""
+        _, stage_sql, upsert_sql = _SQL[layout.kind]
+        latest = latest_per_key(data, layout.kind, keys=layout.key)
+        self.stats.upserted += latest.table.num_rows
         await connection.execute(stage_sql)
-        await _copy_arrow(connection, table.stage, data)
+        await _copy_arrow(connection, f"_mds_stage_{layout.name}", latest.table)
+        conflicts = int(await connection.fetchval(_conflicts_sql(layout)))
+        if layout.kind in _LEGACY_KINDS and await self._has_legacy(connection, layout):
+            await connection.execute(_legacy_sql(layout))
         await connection.execute(upsert_sql)
-        return int(data.num_rows)
+        return latest.table.num_rows, conflicts + latest.conflicts
 
-    async def _write_table(self, connection: Any, table: _Table, rows: list[Row]) -> None:
-        """Upsert ``rows`` (deduplicated) into ``table`` in one transaction: see the module's
-        docstring for the steps."""
-        if not self.fast_append:
-            async with connection.transaction():
-                await self._upsert(connection, table, rows)
-            return
-        width = table.series_width
-        series_of = itemgetter(*range(width))  # the series of a row; a scalar when width is 1
-        series = set(map(series_of, rows))
-        conflicted = False
-        async with connection.transaction():
-            maxima, now = await self._maxima(connection, table, list(series), len(rows))
-            fresh, rest = _split_fresh(rows, series_of, width, maxima)
-            if fresh:
-                if now is None:
-                    now = await connection.fetchval("SELECT now()")
-                tail = (now,)
-                try:
-                    async with connection.transaction():  # a savepoint
-                        await connection.copy_records_to_table(
-                            table.name,
-                            records=(row + tail for row in fresh),
-                            columns=table.copy_columns,
-                        )
-                    self.stats.appended += len(fresh)
-                except asyncpg.UniqueViolationError:  # another writer got there first
-                    self.stats.fallbacks += 1
-                    conflicted = True
-                    rest = rows
-            if rest:
-                await self._upsert(connection, table, rest)
-        newest = max(map(itemgetter(width), rows))
-        self._remember(table, dict.fromkeys(series, newest), conflicted=conflicted)
-
-    async def _upsert(self, connection: Any, table: _Table, rows: list[Row]) -> None:
-        _, stage_sql, upsert_sql = _SQL[table.name]
-        self.stats.upserted += len(rows)
-        await connection.execute(stage_sql)
-        await connection.copy_records_to_table(table.stage, records=rows, columns=table.columns)
-        await connection.execute(upsert_sql)
+    async def _has_legacy(self, connection: Any, layout: Layout) -> bool:
+        """Whether ticks stored before nanoseconds remain (asked once per table, through
+        the partial index; ``False`` is not asked again)."""
+        known = self._legacy.get(layout.kind)
+        if known is None:
+            sql = f"SELECT EXISTS (SELECT 1 FROM {layout.name} WHERE ts_nanos = {LEGACY_NANOS})"
+            known = bool(await connection.fetchval(sql))
+            self._legacy[layout.kind] = known
+        return known
 
     # --- queries -----------------------------------------------------------------------
 
@@ -632,6 +541,50 @@ class PostgresBackend:
             return cast("list[Any]", await connection.fetch(sql, *args))
 
         return await self._run(operation, work)
+
+    async def _select(
+        self,
+        kind: Kind,
+        where: str,
+        args: list[Any],
+        *,
+        limit: int,
+        as_known_at: datetime | None,
+    ) -> list[Any]:
+        """Rows of ``kind`` matching ``where`` (``$1``... are ``args``), current or as known
+        at a time (the current rows learned by then and the history rows valid then)."""
+        layout = LAYOUTS[kind]
+        columns = _names(layout)
+        n = len(args)
+        if as_known_at is None:
+            sql = f"SELECT {columns} FROM {layout.name} WHERE {where}"
+        else:
+            known = f"${n + 1}"
+            sql = (
+                f"SELECT {columns} FROM {layout.name} WHERE {where} AND ingested_at <= {known}"
+                f" UNION ALL SELECT {columns} FROM {layout.history} WHERE {where}"
+                f" AND ingested_at <= {known} AND superseded_at > {known}"
+            )
+            args = [*args, as_known_at]
+        sql += f" ORDER BY {_ORDER[kind]} LIMIT ${len(args) + 1}"
+        return await self._fetch(f"query_{kind}", sql, *args, limit)
+
+    async def _bar_rows(
+        self,
+        symbol: str,
+        timeframe: str,
+        start: datetime,
+        end: datetime,
+        source: str | None,
+        limit: int,
+        as_known_at: datetime | None = None,
+    ) -> list[Any]:
+        args: list[Any] = [symbol, timeframe, start, end]
+        where = '"symbol" = $1 AND "timeframe" = $2 AND "start" >= $3 AND "start" < $4'
+        if source is not None:
+            where += ' AND "source" = $5'
+            args.append(source)
+        return await self._select(Kind.BARS, where, args, limit=limit, as_known_at=as_known_at)
 
     async def query_bars(
         self,
@@ -642,31 +595,41 @@ class PostgresBackend:
         *,
         source: str | None = None,
         limit: int = 1000,
+        as_known_at: datetime | None = None,
     ) -> list[Bar]:
-        rows = await self._bar_rows(symbol, timeframe, start, end, source, limit)
-        return [_rows.bar_from_row(row) for row in rows]
-
-    async def _bar_rows(
-        self,
-        symbol: str,
-        timeframe: str,
-        start: datetime,
-        end: datetime,
-        source: str | None,
-        limit: int,
-    ) -> list[Any]:
-        columns = ", ".join(_q(c) for c in BARS.columns)
-        args: list[Any] = [symbol, timeframe, start, end, limit]
-        where = '"symbol" = $1 AND "timeframe" = $2 AND "start" >= $3 AND "start" < $4'
-        if source is not None:
-            where += ' AND "source" = $6'
-            args.append(source)
-        sql = f"SELECT {columns} FROM bars WHERE {where} ORDER BY {BARS.order} LIMIT $5"
-        return await self._fetch("query_bars", sql, *args)
+        table = await self.query_table(
+            Kind.BARS, symbol, start, end, timeframe=timeframe, source=source, limit=limit,
+            as_known_at=as_known_at,
+        )  # fmt: skip
+        return to_models(table, Kind.BARS)
 
     async def query_table(
         self,
-        kind: _columnar.Kind,
+        kind: Kind,
+        symbol: str,
+        start: datetime,
+        end: datetime,
+        *,
+        timeframe: str | None = None,
+        source: str | None = None,
+        limit: int = 1000,
+        as_known_at: datetime | None = None,
+    ) -> pa.Table:
+        """The rows of ``query_bars``/``query_trades``/``query_quotes`` as an Arrow table
+        (core's schema of ``kind``), built column by column."""
+        if kind is Kind.BARS:
+            assert timeframe is not None, "bars need a timeframe"
+            rows = await self._bar_rows(symbol, timeframe, start, end, source, limit, as_known_at)
+        else:
+            where = '"symbol" = $1 AND "ts" >= $2 AND "ts" < $3'
+            rows = await self._select(
+                kind, where, [symbol, start, end], limit=limit, as_known_at=as_known_at
+            )
+        return from_store(kind, rows, micros=False)
+
+    async def revisions(
+        self,
+        kind: Kind,
         symbol: str,
         start: datetime,
         end: datetime,
@@ -675,17 +638,38 @@ class PostgresBackend:
         source: str | None = None,
         limit: int = 1000,
     ) -> pa.Table:
-        """The rows of ``query_bars``/``query_trades``/``query_quotes`` as an Arrow table
-        (``columnar`` schemas), built column by column."""
-        if kind is _columnar.Kind.BARS:
-            assert timeframe is not None, "bars need a timeframe"
-            rows = await self._bar_rows(symbol, timeframe, start, end, source, limit)
-        else:
-            rows = await self._range(_TABLES[kind], symbol, start, end, limit)
-        return rows_to_table(kind, rows, micros=False)
+        """See ``Backend.revisions``."""
+        layout = LAYOUTS[kind]
+        args: list[Any] = [symbol, start, end]
+        where = f'"symbol" = $1 AND {_q(layout.time)} >= $2 AND {_q(layout.time)} < $3'
+        for name, value in (("timeframe", timeframe), ("source", source)):
+            if value is not None:
+                args.append(value)
+                where += f" AND {_q(name)} = ${len(args)}"
+        columns = _names(layout)
+        key = ", ".join(_q(c) for c in layout.key)
+        sql = (
+            f"SELECT {columns}, ingested_at, NULL::timestamptz FROM {layout.name} WHERE {where}"
+            f" UNION ALL SELECT {columns}, ingested_at, superseded_at FROM {layout.history}"
+            f" WHERE {where} ORDER BY {key}, ingested_at LIMIT ${len(args) + 1}"
+        )
+        rows = await self._fetch("revisions", sql, *args, limit)
+        return from_store(kind, rows, micros=False, extra=("ingested_at", "superseded_at"))
+
+    async def purge_history(self, before: datetime) -> int:
+        async def work(connection: Any) -> int:
+            deleted = 0
+            for layout in LAYOUTS.values():
+                status = await connection.execute(
+                    f"DELETE FROM {layout.history} WHERE superseded_at < $1", before
+                )
+                deleted += int(str(status).rsplit(" ", 1)[-1])
+            return deleted
+
+        return await self._run("purge_history", work)
 
     async def latest_bars(self, timeframe: str, symbols: Sequence[str] | None = None) -> list[Bar]:
-        columns = ", ".join(_q(c) for c in BARS.columns)
+        columns = _names(LAYOUTS[Kind.BARS])
         if symbols is None:
             sql = (
                 f'SELECT DISTINCT ON ("symbol") {columns} FROM bars WHERE "timeframe" = $1'
@@ -693,7 +677,7 @@ class PostgresBackend:
             )
             rows = await self._fetch("latest_bars", sql, timeframe)
         else:  # one backward index probe per symbol instead of a scan of their history
-            qualified = ", ".join(f"b.{_q(c)}" for c in BARS.columns)
+            qualified = ", ".join(f"b.{_q(c)}" for c in LAYOUTS[Kind.BARS].columns)
             sql = (
                 f"SELECT {qualified} FROM (SELECT DISTINCT unnest($2::text[]) AS symbol) s"
                 f" CROSS JOIN LATERAL (SELECT {columns} FROM bars WHERE bars.symbol = s.symbol"
@@ -701,35 +685,41 @@ class PostgresBackend:
                 " ORDER BY b.symbol"
             )
             rows = await self._fetch("latest_bars", sql, timeframe, list(symbols))
-        return [_rows.bar_from_row(row) for row in rows]
+        return to_models(from_store(Kind.BARS, rows, micros=False), Kind.BARS)
 
     async def query_trades(
-        self, symbol: str, start: datetime, end: datetime, *, limit: int = 1000
+        self,
+        symbol: str,
+        start: datetime,
+        end: datetime,
+        *,
+        limit: int = 1000,
+        as_known_at: datetime | None = None,
     ) -> list[Trade]:
-        rows = await self._range(TRADES, symbol, start, end, limit)
-        return [_rows.trade_from_row(row) for row in rows]
+        table = await self.query_table(
+            Kind.TRADES, symbol, start, end, limit=limit, as_known_at=as_known_at
+        )
+        return to_models(table, Kind.TRADES)
 
     async def query_quotes(
-        self, symbol: str, start: datetime, end: datetime, *, limit: int = 1000
+        self,
+        symbol: str,
+        start: datetime,
+        end: datetime,
+        *,
+        limit: int = 1000,
+        as_known_at: datetime | None = None,
     ) -> list[Quote]:
-        rows = await self._range(QUOTES, symbol, start, end, limit)
-        return [_rows.quote_from_row(row) for row in rows]
-
-    async def _range(
-        self, table: _Table, symbol: str, start: datetime, end: datetime, limit: int
-    ) -> list[Any]:
-        columns = ", ".join(_q(c) for c in table.columns)
-        sql = (
-            f'SELECT {columns} FROM {table.name} WHERE "symbol" = $1 AND "ts" >= $2'
-            f' AND "ts" < $3 ORDER BY {table.order} LIMIT $4'
+        table = await self.query_table(
+            Kind.QUOTES, symbol, start, end, limit=limit, as_known_at=as_known_at
         )
-        return await self._fetch(f"query_{table.name}", sql, symbol, start, end, limit)
+        return to_models(table, Kind.QUOTES)
 
     async def freshness(self) -> list[Freshness]:
         selects = " UNION ALL ".join(
-            f"SELECT {i} AS i, '{table.name}' AS tbl, symbol, max({_q(table.time)}) AS latest,"
-            f" count(*) AS n FROM {table.name} GROUP BY symbol"
-            for i, table in enumerate((BARS, TRADES, QUOTES, SIGNALS))
+            f"SELECT {i} AS i, '{layout.name}' AS tbl, symbol, max({_q(layout.time)}) AS latest,"
+            f" count(*) AS n FROM {layout.name} GROUP BY symbol"
+            for i, layout in enumerate(LAYOUTS.values())
         )
         sql = f"SELECT tbl, symbol, latest, n FROM ({selects}) f ORDER BY i, symbol"
         rows = await self._fetch("freshness", sql)
@@ -755,12 +745,16 @@ class PostgresBackend:
         return await self._run("count", work)
 
     async def delete_before(self, table: str, cutoff: datetime) -> int:
-        column = {t.name: t.time for t in (BARS, TRADES, QUOTES, SIGNALS)}[_check_table(table)]
+        column = LAYOUTS[Kind(_check_table(table))].time
 
         async def work(connection: Any) -> int:
-            status = await connection.execute(
-                f"DELETE FROM {table} WHERE {_q(column)} < $1", cutoff
-            )
+            async with connection.transaction():
+                await connection.execute(
+                    f"DELETE FROM {table}_history WHERE {_q(column)} < $1", cutoff
+                )
+                status = await connection.execute(
+                    f"DELETE FROM {table} WHERE {_q(column)} < $1", cutoff
+                )
             return int(str(status).rsplit(" ", 1)[-1])  # "DELETE 42"
 
         return await self._run("delete_before", work)

@@ -101,9 +101,7 @@ def _legacy_sql(layout: Layout, stage: str) -> tuple[str, str]:
     """Ticks stored before nanoseconds (``ts_nanos = -1``) that a staged tick of the same
     microsecond and identity replaces: kept in history, then deleted."""
     t = layout.name
-    same = " AND ".join(
-        f's."{c}" = {t}."{c}"' for c in layout.key if c != "ts_nanos"
-    )
+    same = " AND ".join(f's."{c}" = {t}."{c}"' for c in layout.key if c != "ts_nanos")
     twin = f"{t}.ts_nanos = {LEGACY_NANOS} AND EXISTS (SELECT 1 FROM {stage} s WHERE {same})"
     columns = ", ".join(f'{t}."{c}"' for c in (*layout.columns, "ingested_at"))
     keep = (
@@ -374,9 +372,7 @@ class SqliteBackend:
         """See ``Backend.query_table``."""
         if kind is Kind.BARS:
             assert timeframe is not None, "bars need a timeframe"
-            rows = await self._bar_rows(
-                symbol, timeframe, start, end, source, limit, as_known_at
-            )
+            rows = await self._bar_rows(symbol, timeframe, start, end, source, limit, as_known_at)
         else:
             rows = await self._range(kind, symbol, start, end, limit=limit, as_known_at=as_known_at)
         return from_store(kind, rows, micros=True)

@@ -22,6 +22,7 @@ from market_data_core import PROBLEM_MEDIA_TYPE, Bar, HealthStatus, Quote, Signa
 from market_data_core.logs import redacted_query
 from market_data_store.exceptions import (
     BackendError,
+    HistoryUnavailableError,
     InvalidValueError,
     StoreConfigurationError,
 )
@@ -59,7 +60,11 @@ def create_app(
     ``mds serve`` sets on SIGTERM)."""
     settings = settings or StoreSettings()
     store = store or Store(settings)
-    metrics = StoreMetrics(registry or CollectorRegistry(), store.coordinator.stats)
+    metrics = StoreMetrics(
+        registry or CollectorRegistry(),
+        store.coordinator.stats,
+        conflicts=lambda: store.rows_upserted.conflicts,
+    )
     store.write_observers.append(metrics.write_seconds.observe)
     state = ServiceState(store=store, settings=settings, metrics=metrics)
 
@@ -152,6 +157,11 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StoreConfigurationError)
     async def bad_argument(_: Request, exc: StoreConfigurationError) -> JSONResponse:
         return problem(422, str(exc))
+
+    @app.exception_handler(HistoryUnavailableError)
+    async def no_history(_: Request, exc: HistoryUnavailableError) -> JSONResponse:
+        errors = [{"loc": ["query", "as_known_at"], "msg": str(exc), "type": "history"}]
+        return problem(422, str(exc), errors=errors)
 
 
 def _add_metrics_middleware(app: FastAPI, metrics: StoreMetrics) -> None:

@@ -24,7 +24,14 @@ _STATES = {HealthState.HEALTHY: 0, HealthState.DEGRADED: 1, HealthState.UNHEALTH
 class StoreMetrics:
     """The service's metrics; ``stats`` returns the coordinator's current stats."""
 
-    def __init__(self, registry: CollectorRegistry, stats: Callable[[], Any]) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        stats: Callable[[], Any],
+        conflicts: Callable[[], int] = lambda: 0,
+    ) -> None:
+        self.conflicts = conflicts
+        """Keys whose versions tied (equal as_of and revision, other values) so far."""
         self.registry = registry
         self.requests = Counter(
             "mds_http_requests_total",
@@ -101,6 +108,12 @@ class _CoordinatorCollector(Collector):
                 "mds_batches_written_total",
                 "Batches settled: each of their records written, dead-lettered or failed.",
                 s.batches,
+            ),
+            (
+                "mds_version_conflicts_total",
+                "Keys written with a version equal to the stored one (or another of the batch)"
+                " but other values: the greater values were kept.",
+                self._metrics.conflicts(),
             ),
         ]:
             family = CounterMetricFamily(name.removesuffix("_total"), doc)

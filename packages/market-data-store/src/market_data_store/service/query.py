@@ -1,9 +1,12 @@
-"""Read routes: bars (paged), latest bars, trades, quotes, freshness.
+"""Read routes: bars (paged), latest bars, trades, quotes, revisions, freshness.
 
 Bars, trades and quotes answer JSON (the default) or, with ``format=arrow|parquet|csv``,
 an Arrow IPC stream, a Parquet file or CSV of the ``columnar`` schema (CSV writes a trade's
 conditions as JSON text). A page of bars in another format than JSON gives the next page's
-start in the ``X-Next-Start`` header (absent on the last page).
+start in the ``X-Next-Start`` header (absent on the last page). ``as_known_at`` reads the
+versions the store held at that time (a backtest without look-ahead) instead of the
+current ones; ``/v1/revisions/{kind}`` lists every version kept, when the store learned it
+and why it was written.
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from fastapi import APIRouter, Query, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, AwareDatetime, BaseModel
 
-from market_data_core import Bar, Quote, Timeframe, TimeframeError, Trade, clamp_utc
+from market_data_core import Bar, Quote, Timeframe, TimeframeError, Trade, clamp_utc, from_ns
+from market_data_core.columns import to_models
 from market_data_store.backends.base import complete_page
 from market_data_store.columnar import Kind, encode
 from market_data_store.service.deps import ServiceState, State
@@ -36,6 +41,15 @@ RangeTime = Annotated[AwareDatetime, AfterValidator(clamp_utc)]
 
 
 Format = Annotated[Literal["json", "arrow", "parquet", "csv"], Query()]
+KnownAt = Annotated[
+    AwareDatetime | None,
+    Query(
+        description=(
+            "Read the versions the store held at this time (UTC, with an offset) instead of "
+            "the current ones; within the history kept (MDS_HISTORY_RETENTION_DAYS)."
+        )
+    ),
+]
 MEDIA = {
     "arrow": "application/vnd.apache.arrow.stream",
     "parquet": "application/vnd.apache.parquet",
@@ -54,9 +68,13 @@ def _encode(table: pa.Table, form: str, headers: dict[str, str] | None = None) -
 
 async def _table(
     state: ServiceState, kind: Kind, symbol: str, start: datetime, end: datetime, limit: int,
-    form: str, **options: str | None,
+    form: str, *, timeframe: str | None = None, source: str | None = None,
+    as_known_at: datetime | None = None,
 ) -> Response:  # fmt: skip
-    table = await state.store.query_table(kind, symbol, start, end, limit=limit, **options)
+    table = await state.store.query_table(
+        kind, symbol, start, end, limit=limit, timeframe=timeframe, source=source,
+        as_known_at=as_known_at,
+    )  # fmt: skip
     headers = {}
     if kind is Kind.BARS and table.num_rows >= limit:  # the paging of complete_page
         starts = table.column("start")
@@ -113,13 +131,17 @@ async def bars(
     source: Annotated[str | None, Query(max_length=128)] = None,
     limit: Limit = 1000,
     format: Format = "json",
+    as_known_at: KnownAt = None,
 ) -> BarPage | Response:
     if format != "json":
-        options = {"timeframe": _timeframe(timeframe), "source": source}
-        return await _table(state, Kind.BARS, symbol, start, end, limit, format, **options)
+        return await _table(
+            state, Kind.BARS, symbol, start, end, limit, format,
+            timeframe=_timeframe(timeframe), source=source, as_known_at=as_known_at,
+        )  # fmt: skip
     page = await state.store.query_bars(
-        symbol, _timeframe(timeframe), start, end, source=source, limit=limit
-    )
+        symbol, _timeframe(timeframe), start, end, source=source, limit=limit,
+        as_known_at=as_known_at,
+    )  # fmt: skip
     items, after = complete_page(page, limit)
     return BarPage(items=items, next_start=after)
 
@@ -146,10 +168,13 @@ async def trades(
     end: RangeTime,
     limit: Limit = 1000,
     format: Format = "json",
+    as_known_at: KnownAt = None,
 ) -> list[Trade] | Response:
     if format != "json":
-        return await _table(state, Kind.TRADES, symbol, start, end, limit, format)
-    return await state.store.query_trades(symbol, start, end, limit=limit)
+        return await _table(
+            state, Kind.TRADES, symbol, start, end, limit, format, as_known_at=as_known_at
+        )
+    return await state.store.query_trades(symbol, start, end, limit=limit, as_known_at=as_known_at)
 
 
 @router.get(
@@ -165,10 +190,57 @@ async def quotes(
     end: RangeTime,
     limit: Limit = 1000,
     format: Format = "json",
+    as_known_at: KnownAt = None,
 ) -> list[Quote] | Response:
     if format != "json":
-        return await _table(state, Kind.QUOTES, symbol, start, end, limit, format)
-    return await state.store.query_quotes(symbol, start, end, limit=limit)
+        return await _table(
+            state, Kind.QUOTES, symbol, start, end, limit, format, as_known_at=as_known_at
+        )
+    return await state.store.query_quotes(symbol, start, end, limit=limit, as_known_at=as_known_at)
+
+
+@router.get(
+    "/revisions/{kind}",
+    summary="Every version kept of the records in [start, end): when learned, and why",
+    responses=_FORMATS,  # type: ignore[arg-type]
+)
+async def revisions(
+    state: State,
+    kind: Literal["bars", "trades", "quotes"],
+    symbol: Symbol,
+    start: RangeTime,
+    end: RangeTime,
+    timeframe: Annotated[str | None, Query(max_length=8, examples=["1m"])] = None,
+    source: Annotated[str | None, Query(max_length=128)] = None,
+    limit: Limit = 1000,
+    format: Format = "json",
+) -> Response:
+    """The current version of each record and those it replaced (within the history
+    kept), ordered by key and ``ingested_at``: ``as_of``, ``revision`` and ``reason`` say
+    what the writer knew and why it wrote it, ``ingested_at`` when the store learned it,
+    ``superseded_at`` when a newer version replaced it (null: current)."""
+    table = await state.store.revisions(
+        kind, symbol, start, end, limit=limit, source=source,
+        timeframe=None if timeframe is None else _timeframe(timeframe),
+    )  # fmt: skip
+    if format != "json":
+        return _encode(table, format)
+
+    models = to_models(table.drop_columns(["ingested_at", "superseded_at"]), kind)
+    learned = table.column("ingested_at").cast(pa.int64()).to_pylist()
+    replaced = table.column("superseded_at").cast(pa.int64()).to_pylist()
+
+    items = [
+        {
+            **model.model_dump(mode="json"),
+            "ingested_at": from_ns(at).isoformat().replace("+00:00", "Z"),
+            "superseded_at": None
+            if end_ is None
+            else from_ns(end_).isoformat().replace("+00:00", "Z"),
+        }
+        for model, at, end_ in zip(models, learned, replaced, strict=True)
+    ]
+    return JSONResponse(items)
 
 
 @router.get("/freshness", response_model=list[FreshnessItem], summary="Newest data per symbol")

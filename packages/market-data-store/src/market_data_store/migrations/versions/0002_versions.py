@@ -136,7 +136,10 @@ def _upgrade_postgres() -> None:
         " ADD COLUMN received_at bigint"
     )
     op.execute("UPDATE trades SET exchange = '' WHERE exchange IS NULL")
-    op.execute("ALTER TABLE trades ALTER COLUMN exchange SET DEFAULT '', ALTER COLUMN exchange SET NOT NULL")
+    op.execute(
+        "ALTER TABLE trades ALTER COLUMN exchange SET DEFAULT '',"
+        " ALTER COLUMN exchange SET NOT NULL"
+    )
     op.execute(
         "UPDATE trades t SET ordinal = r.n FROM (SELECT ctid, row_number() OVER"
         " (PARTITION BY symbol, ts, exchange, trade_id ORDER BY ingested_at, price, size) - 1"
@@ -179,7 +182,10 @@ def _upgrade_sqlite() -> None:
             "received_at": "NULL",
         },
         "quotes": {
-            "ts_nanos": str(_LEGACY), "sequence": "-1", "ordinal": "0", "received_at": "NULL"
+            "ts_nanos": str(_LEGACY),
+            "sequence": "-1",
+            "ordinal": "0",
+            "received_at": "NULL",
         },
         "signals": {"ts_nanos": "0"},
     }
@@ -223,10 +229,7 @@ def _create_history(table: str, dialect: str) -> None:
     old = ", ".join(f'OLD."{c}"' for c in columns)
     changed_old = ", ".join(f'OLD."{c}"' for c in _VALUES[table])
     changed_new = ", ".join(f'NEW."{c}"' for c in _VALUES[table])
-    insert = (
-        f'INSERT INTO {history} ({names}, "superseded_at")'
-        f' VALUES ({old}, NEW."ingested_at")'
-    )
+    insert = f'INSERT INTO {history} ({names}, "superseded_at") VALUES ({old}, NEW."ingested_at")'
     if dialect == "postgresql":
         op.execute(
             f"CREATE FUNCTION mds_{history}() RETURNS trigger LANGUAGE plpgsql AS"
