@@ -507,8 +507,13 @@ _OPTIONAL: Final = {
 """Nullable columns whose null is the model's default (left out of the model's input)."""
 
 
-def to_models(table: pa.Table, kind: Kind | str | None = None) -> list[Any]:
-    """Core models (validated) of a table's rows; timestamps keep their nanoseconds."""
+def to_models(
+    table: pa.Table, kind: Kind | str | None = None, *, lenient: bool = False
+) -> list[Any]:
+    """Core models (validated) of a table's rows; timestamps keep their nanoseconds.
+    ``lenient``: a row that breaks the models' rules (a table that skipped ``conform``)
+    becomes a model as it is, unvalidated, instead of raising: what must be kept, such as a
+    dead letter, is kept."""
     found = Kind(kind) if kind is not None else kind_of(table)
     if found is None:
         msg = f"not a table of trades, quotes, bars or signals: {table.schema}"
@@ -535,7 +540,13 @@ def to_models(table: pa.Table, kind: Kind | str | None = None) -> list[Any]:
         }
         if "revision" in row and row["revision"] is None:
             del row["revision"]
-        out.append(model.model_validate(row))
+        if lenient:
+            try:
+                out.append(model.model_validate(row))
+            except ValueError:  # kept as it is (a dead letter must not be lost)
+                out.append(model.model_construct(**row))
+        else:
+            out.append(model.model_validate(row))
     return out
 
 

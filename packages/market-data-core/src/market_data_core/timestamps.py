@@ -241,12 +241,17 @@ def _zone(tail: str) -> str:
 
 
 def _exact(value: Any) -> Any:
-    """Before the model's datetime validation: keep what it would truncate."""
+    """Before the model's datetime validation: keep what it would truncate. Text is parsed
+    here (ISO 8601, up to nine fractional digits; what is not ISO is left to the model's
+    own parser, which names the error), so JSON's strict mode sees a datetime."""
     if isinstance(value, str):
         match = _FRACTION.match(value.strip())
-        if match is not None and len(match["digits"]) > 6:
+        if match is not None and len(match["digits"]) > 9:
+            return parse_timestamp(value)  # raises, naming the digits
+        try:
             return parse_timestamp(value)
-        return value
+        except ValueError:
+            return value
     if isinstance(value, datetime):
         if type(value) in (datetime, NanoDatetime):
             return value

@@ -24,11 +24,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from market_data_core.timestamps import to_ns
+from market_data_pipeline.records import datetimes
 from market_data_pipeline.registry import function, register_function
 
 __all__ = [
@@ -157,7 +160,7 @@ def rowwise(fn: Callable[[dict[str, Any]], Any]) -> BatchFunction:
     def batch(table: pa.Table) -> Any:
         if table.num_rows == 0:
             return table
-        results = [fn(row) for row in table.to_pylist()]
+        results = [fn(row) for row in _rows(table)]
         first = next((r for r in results if r is not None), None)
         if isinstance(first, dict):
             if any(result is None for result in results):
@@ -174,6 +177,26 @@ def rowwise(fn: Callable[[dict[str, Any]], Any]) -> BatchFunction:
     return batch
 
 
+def _rows(table: pa.Table) -> list[dict[str, Any]]:
+    """The rows of a table as dicts; timestamps as datetimes that keep their nanoseconds
+    (core's ``NanoDatetime``), with or without pandas."""
+    columns = {
+        name: datetimes(column) if pa.types.is_timestamp(column.type) else column.to_pylist()
+        for name, column in zip(table.column_names, table.columns, strict=True)
+    }
+    names = list(columns)
+    return [dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+
+
+def _typed(values: list[Any], kind: pa.DataType) -> pa.Array:
+    """Values as an array of ``kind``; datetimes into a timestamp column keep their
+    nanoseconds (``pyarrow`` would drop a ``NanoDatetime``'s)."""
+    if pa.types.is_timestamp(kind) and kind.tz is not None:
+        nanos = [to_ns(v) if isinstance(v, datetime) else v for v in values]
+        return pa.array(nanos, pa.int64()).cast(pa.timestamp("ns", tz=kind.tz)).cast(kind)
+    return pa.array(values, type=kind)
+
+
 def _to_table(rows: list[dict[str, Any]], like: pa.Schema) -> pa.Table:
     """A table of ``rows``; a column named as one of ``like``'s keeps that field if it can."""
     names = list(dict.fromkeys(name for row in rows for name in row))
@@ -184,8 +207,8 @@ def _to_table(rows: list[dict[str, Any]], like: pa.Schema) -> pa.Table:
         if name in like.names:
             field = like.field(name)
             try:
-                array = pa.array(values, type=field.type)
-            except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+                array = _typed(values, field.type)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError, ValueError):
                 array = None
         if array is None:
             array = pa.array(values)

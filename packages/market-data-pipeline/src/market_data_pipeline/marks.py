@@ -44,7 +44,7 @@ class Mark:
         self.token = token
         """What the provider acknowledges once the mark is complete (e.g. entry ids)."""
         self.stamps: dict[str, int] = {}
-        """Operator node id -> latest event time (microseconds) when it forwarded the mark."""
+        """Operator node id -> latest event time (nanoseconds) when it forwarded the mark."""
         self._remaining = paths
         self._done = asyncio.Event()
         if paths <= 0:

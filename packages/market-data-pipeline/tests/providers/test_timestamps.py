@@ -5,9 +5,11 @@ import pyarrow as pa
 import pytest
 
 from market_data_pipeline.exceptions import RecordError
-from market_data_pipeline.providers._timestamps import Pacer, parse_duration, to_utc_micros
+from market_data_core.timestamps import to_ns
+from market_data_pipeline.providers._timestamps import Pacer, parse_duration, to_utc_nanos
 
 T = datetime(2024, 1, 2, 14, 30, tzinfo=UTC)
+NS = to_ns(T)
 
 
 @pytest.mark.parametrize(
@@ -32,29 +34,73 @@ def test_bad_durations(text: object) -> None:
         parse_duration(text)
 
 
-def convert(values: pa.Array, timezone: str | None = None, unit: str = "auto") -> list[datetime]:
+def convert(values: pa.Array, timezone: str | None = None, unit: str = "auto") -> list[int]:
+    """The column as nanoseconds since the epoch (exact integers)."""
     lines = np.arange(2, 2 + len(values))
-    out, _ = to_utc_micros(
+    out, _ = to_utc_nanos(
         values, source="f.csv", field="ts", lines=lines, timezone=timezone, unit=unit
     )
-    return out.to_pylist()
+    assert out.type == pa.timestamp("ns", tz="UTC")
+    return out.cast(pa.int64()).to_pylist()
 
 
 def test_every_timestamp_representation_gives_the_same_instant() -> None:
-    assert convert(pa.array(["2024-01-02T14:30:00Z"])) == [T]
-    assert convert(pa.array(["2024-01-02 15:30:00+01:00"])) == [T]
-    assert convert(pa.array(["2024-01-02 14:30:00.000000001+00:00"])) == [T]  # ns truncated
-    assert convert(pa.array(["2024-01-02 14:30:00"]), timezone="UTC") == [T]
-    assert convert(pa.array([T.replace(tzinfo=None)], pa.timestamp("ms")), timezone="UTC") == [T]
-    assert convert(pa.array([T], pa.timestamp("ns", tz="Europe/Paris"))) == [T]
-    assert convert(pa.array([1704205800.0])) == [T]
-    assert convert(pa.array([1704205800123]), unit="ms") == [T + timedelta(milliseconds=123)]
-    assert convert(pa.array(["1704205800000000000"])) == [T]
+    assert convert(pa.array(["2024-01-02T14:30:00Z"])) == [NS]
+    assert convert(pa.array(["2024-01-02 15:30:00+01:00"])) == [NS]
+    assert convert(pa.array(["2024-01-02 14:30:00"]), timezone="UTC") == [NS]
+    assert convert(pa.array([T.replace(tzinfo=None)], pa.timestamp("ms")), timezone="UTC") == [NS]
+    assert convert(pa.array([T], pa.timestamp("ns", tz="Europe/Paris"))) == [NS]
+    assert convert(pa.array([1704205800.0])) == [NS]
+    assert convert(pa.array([1704205800123]), unit="ms") == [NS + 123_000_000]
+    assert convert(pa.array(["1704205800000000000"])) == [NS]
+
+
+@pytest.mark.parametrize(
+    ("values", "unit", "nanos"),
+    [
+        (pa.array(["2024-01-02T14:30:00.000000001Z"]), "auto", 1),
+        (pa.array(["2024-01-02 15:30:00.123456789+01:00"]), "auto", 123_456_789),
+        (pa.array(["2024-01-02 14:30:00.1234567"]), "auto", 123_456_700),
+        (pa.array([1704205800123456789]), "ns", 123_456_789),
+        (pa.array([1704205800123456789]), "auto", 123_456_789),
+        (pa.array(["1704205800123456789"]), "ns", 123_456_789),
+        (pa.array(["1704205800.123456789"]), "s", 123_456_789),
+        (pa.array(["1704205800123.456789"]), "ms", 123_456_789),
+        (pa.array(["1704205800123456.789"]), "auto", 123_456_789),
+        (pa.array([T.replace(tzinfo=None)], pa.timestamp("us")), "auto", 0),
+    ],
+)
+def test_nanoseconds_are_kept_exactly(values: pa.Array, unit: str, nanos: int) -> None:
+    assert convert(values, timezone="UTC", unit=unit) == [NS + nanos]
+
+
+def test_floats_are_read_to_the_microsecond_they_hold() -> None:
+    # a float64 of a present-day epoch holds about a microsecond, never nanoseconds
+    assert convert(pa.array([1704205800.123456])) == [NS + 123_456_000]
+
+
+@pytest.mark.parametrize(
+    ("values", "unit", "message"),
+    [
+        (pa.array(["2024-01-02T14:30:00Z", "2024-01-02T14:30:00.1234567891Z"]), "auto", "10 fra"),
+        (pa.array(["1704205800", "1704205800.1234567891"]), "s", "more fractional digits"),
+        (pa.array(["1704205800", "1704205800123456789.5"]), "ns", "more fractional digits"),
+        (pa.array(["2024-01-02T14:30:00Z", "1500-01-01T00:00:00Z"]), "auto", "is outside"),
+        (pa.array([1704205800, 10**12]), "s", "is outside"),
+    ],
+)
+def test_what_nanoseconds_cannot_hold_is_an_error_naming_the_line(
+    values: pa.Array, unit: str, message: str
+) -> None:
+    with pytest.raises(RecordError, match=message) as info:
+        convert(values, unit=unit)
+    assert (info.value.source, info.value.line, info.value.field) == ("f.csv", 3, "ts")
 
 
 def test_nulls_stay_null_for_the_record_check_to_report() -> None:
-    assert convert(pa.array(["2024-01-02T14:30:00Z", None])) == [T, None]
-    assert convert(pa.array([1704205800, None])) == [T, None]
+    assert convert(pa.array(["2024-01-02T14:30:00Z", None])) == [NS, None]
+    assert convert(pa.array([1704205800, None])) == [NS, None]
+    assert convert(pa.array(["1704205800.5", None])) == [NS + 500_000_000, None]
 
 
 def test_mixed_aware_and_naive_strings_name_the_first_odd_line() -> None:

@@ -182,4 +182,4 @@ class ArrowRecords:
         return ArrowRecords(self.kind, self.table.slice(start, max(stop - start, 0)))
 
     def __iter__(self) -> Iterator[Any]:
-        return iter(to_models(self.table, self.kind))
+        return iter(to_models(self.table, self.kind, lenient=True))

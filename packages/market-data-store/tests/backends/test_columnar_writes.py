@@ -1,7 +1,8 @@
 """The columnar write path on real databases (SQLite file, PostgreSQL server): Arrow
 tables go in without a model per row and read back equal to the models they hold; keys
-that come twice, replays, revisions and model chunks mixed in behave as on the model path;
-a row PostgreSQL refuses costs only itself. Nothing is mocked."""
+that come twice, replays, revisions and model chunks mixed in keep the newest version
+(the model of ``market_data_core.testing.versions``); a row PostgreSQL refuses costs only
+itself. Nothing is mocked."""
 
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -14,9 +15,11 @@ import pytest_asyncio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from market_data_core import MAX_TIMESTAMP, MIN_TIMESTAMP, Trade
-from market_data_core.testing import T0, make_bar, make_quote, make_trade
+from market_data_core import MAX_TIMESTAMP, MIN_TIMESTAMP, Quote, Trade
+from market_data_core.columns import KEYS
+from market_data_core.testing import AS_OF, T0, make_bar, make_quote, make_trade
 from market_data_core.testing import strategies as mds
+from market_data_core.testing.versions import newest
 from market_data_store._queue import Batch
 from market_data_store.backends.postgres import PostgresBackend
 from market_data_store.backends.sqlite import SqliteBackend
@@ -87,12 +90,14 @@ async def test_arrow_quotes_and_bars_read_back_too(backend: Any) -> None:
     assert await backend.query_bars("AAPL", "1m", T0, END) == bars
 
 
-async def test_a_key_twice_in_a_table_is_written_once_and_the_last_wins(backend: Any) -> None:
-    first = _trade(0, exchange="A")
-    again = first.model_copy(update={"exchange": "B"})  # same key, another venue
-    result = await backend.write(_arrow([first, _trade(3), again], Kind.TRADES))
+async def test_a_key_twice_in_a_table_is_written_once_and_the_newest_wins(
+    backend: Any,
+) -> None:
+    newer = _trade(0, price=1.0, as_of=AS_OF + timedelta(seconds=1))  # a corrected print
+    older = newer.model_copy(update={"price": 2.0, "as_of": AS_OF})
+    result = await backend.write(_arrow([newer, _trade(3), older], Kind.TRADES))
     assert result.trades == 2
-    assert await backend.query_trades("S0", T0, END) == [again, _trade(3)]
+    assert await backend.query_trades("S0", T0, END) == [newer, _trade(3)]
 
 
 async def test_replaying_a_table_changes_nothing_and_a_revision_replaces(backend: Any) -> None:
@@ -100,20 +105,23 @@ async def test_replaying_a_table_changes_nothing_and_a_revision_replaces(backend
     await backend.write(_arrow(trades, Kind.TRADES))
     await backend.write(_arrow(trades, Kind.TRADES))
     assert await backend.count("trades") == 12
-    revised = [t.model_copy(update={"exchange": "REV"}) for t in trades[:3]]
+    revised = [t.model_copy(update={"price": 1.0, "revision": 1}) for t in trades[:3]]
     await backend.write(_arrow(revised, Kind.TRADES))
     assert await backend.count("trades") == 12
     stored = await backend.query_trades("S0", T0, END)
-    assert stored[0].exchange == "REV"
+    assert stored[0] == revised[0]
+    stale = [t.model_copy(update={"price": 9.0}) for t in trades[:3]]  # revision 0 again
+    await backend.write(_arrow(stale, Kind.TRADES))
+    assert (await backend.query_trades("S0", T0, END))[0] == revised[0]
 
 
-async def test_model_and_arrow_chunks_of_one_table_keep_their_order(backend: Any) -> None:
-    old = _trade(0, exchange="OLD")
-    new = old.model_copy(update={"exchange": "NEW"})
+async def test_model_and_arrow_chunks_of_one_table_keep_the_newest(backend: Any) -> None:
+    old = _trade(0, price=2.0)
+    new = old.model_copy(update={"price": 1.0, "as_of": AS_OF + timedelta(hours=1)})
     await backend.write(Batch([(old, _trade(3)), _arrow([new], Kind.TRADES)]))
-    assert [t.exchange for t in await backend.query_trades("S0", T0, END)] == ["NEW", None]
-    await backend.write(Batch([_arrow([old], Kind.TRADES), (new,)]))
-    assert [t.exchange for t in await backend.query_trades("S0", T0, END)] == ["NEW", None]
+    assert [t.price for t in await backend.query_trades("S0", T0, END)] == [1.0, 103.0]
+    await backend.write(Batch([_arrow([new], Kind.TRADES), (old,)]))  # the order does not matter
+    assert [t.price for t in await backend.query_trades("S0", T0, END)] == [1.0, 103.0]
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
@@ -138,36 +146,33 @@ async def test_round_trip_arrow_to_store_to_models_is_exact(
         )
         for us, symbol, price, venue in rows
     ]
+    await backend.delete_before("trades", END)  # each example starts empty
     await backend.write(_arrow(trades, Kind.TRADES))
-    last: dict[Any, Trade] = {}
-    for trade in trades:
-        last[trade.symbol, trade.ts, trade.trade_id, trade.price, trade.size] = trade
+    kept = newest(trades)  # the model: per key, the greatest version
     for symbol in ("S0", "S1"):
         stored = await backend.query_trades(symbol, T0, END, limit=100)
         expected = sorted(
-            (t for t in last.values() if t.symbol == symbol), key=lambda t: (t.ts, t.price)
+            (t for t in kept.values() if t.symbol == symbol),
+            key=lambda t: (t.ts, t.price, t.exchange or ""),
         )
-        assert sorted(stored, key=lambda t: (t.ts, t.price)) == expected
-    await backend.delete_before("trades", END)  # the next example starts empty
+        assert sorted(stored, key=lambda t: (t.ts, t.price, t.exchange or "")) == expected
 
 
-_KEYS = {
-    Kind.TRADES: ("symbol", "ts", "trade_id", "price", "size"),
-    Kind.QUOTES: ("symbol", "ts", "exchange"),
-    Kind.BARS: ("source", "symbol", "timeframe", "start"),
-}
 _MODELS = {Kind.TRADES: mds.trades(), Kind.QUOTES: mds.quotes(), Kind.BARS: mds.bars()}
 
 
-def _key(kind: Kind, model: Any) -> tuple[Any, ...]:
-    key = tuple(getattr(model, name) for name in _KEYS[kind])
-    return key if kind is not Kind.TRADES else (*key[:2], key[2] or "", *key[3:])
+def _versioned(model: Any) -> Any:
+    """``model`` with a version and, for a tick, an ordinal (what the store would give it)."""
+    update: dict[str, Any] = {"as_of": model.as_of or AS_OF}
+    if isinstance(model, Trade | Quote):
+        update["ordinal"] = model.ordinal or 0
+    return model.model_copy(update=update)
 
 
 def _sorted(kind: Kind, table: pa.Table) -> pa.Table:
-    return table.sort_by(
-        [(name, "ascending") for name in _KEYS[kind] if name in table.schema.names]
-    )
+    names = [n for n in KEYS[kind] if pa.types.is_string(table.schema.field(n).type)]
+    order = [*names, *(n for n in KEYS[kind] if n not in names)]
+    return table.sort_by([(name, "ascending") for name in order])
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
@@ -176,19 +181,22 @@ async def test_round_trip_arrow_to_store_to_arrow_is_exact(
     backend: Any, data: st.DataObject
 ) -> None:
     """Any valid table of any kind, keys repeated and all: query_table gives back exactly the
-    last row of each key, column by column (every optional column, every float, every
-    timestamp to the microsecond)."""
+    newest version of each key, column by column (every optional column, every float, every
+    timestamp to the nanosecond)."""
     kind = data.draw(st.sampled_from([Kind.TRADES, Kind.QUOTES, Kind.BARS]))
     drawn = data.draw(st.lists(_MODELS[kind], min_size=1, max_size=25))
     symbols = data.draw(
         st.lists(st.sampled_from(["S0", "S1"]), min_size=len(drawn), max_size=len(drawn))
     )
-    models = [m.model_copy(update={"symbol": s}) for m, s in zip(drawn, symbols, strict=True)]
+    models = [
+        _versioned(m.model_copy(update={"symbol": s})) for m, s in zip(drawn, symbols, strict=True)
+    ]
     models += data.draw(st.lists(st.sampled_from(models), max_size=5))  # keys that come again
+    await backend.delete_before(str(kind), MAX_TIMESTAMP)  # each example starts empty
     await backend.write(_arrow(models, kind))
-    last = {_key(kind, m): m for m in models}
+    kept = newest(models)
     for symbol in ("S0", "S1"):
-        mine = [m for m in last.values() if m.symbol == symbol]
+        mine = [m for m in kept.values() if m.symbol == symbol]
         groups = {str(m.timeframe) for m in mine} if kind is Kind.BARS else {None}
         for timeframe in sorted(groups, key=str):
             expected = [m for m in mine if kind is not Kind.BARS or str(m.timeframe) == timeframe]
@@ -198,7 +206,6 @@ async def test_round_trip_arrow_to_store_to_arrow_is_exact(
             assert stored.schema.equals(SCHEMAS[kind])
             want = _sorted(kind, conform(from_models(expected, kind), kind))
             assert _sorted(kind, stored).equals(want), (kind, symbol, timeframe)
-    await backend.delete_before(str(kind), MAX_TIMESTAMP)  # the next example starts empty
 
 
 async def test_a_row_postgresql_refuses_costs_only_itself(postgres_server: PostgresServer) -> None:

@@ -14,8 +14,9 @@ import pytest
 import pytest_asyncio
 from pydantic import SecretStr
 
-from market_data_core import Bar, Signal, Timeframe
+from market_data_core import Bar, Signal, Timeframe, from_ns
 from market_data_core.testing import (
+    AS_OF,
     T0,
     make_audit,
     make_bar,
@@ -146,22 +147,26 @@ async def test_newer_revision_replaces_the_old(
     assert after[2][3] > before[2][3]  # ingested_at moved on for the revised row only
 
 
-async def test_duplicates_in_one_batch_last_wins(pg_backend: PostgresBackend) -> None:
-    first, second, third = (make_bar(close=c) for c in (185.0, 185.2, 185.4))
-    assert (await pg_backend.write([first, second, third])).bars == 1  # a new key
+async def test_duplicates_in_one_batch_the_newest_wins(pg_backend: PostgresBackend) -> None:
+    first, second, third = (
+        make_bar(close=c, revision=r) for r, c in enumerate((185.0, 185.2, 185.4))
+    )
+    assert (await pg_backend.write([third, first, second])).bars == 1  # a new key
     assert await pg_backend.query_bars("AAPL", "1m", T0, T0 + M1.delta) == [third]
-    fourth, fifth = make_bar(close=185.6), make_bar(close=185.1)
+    fourth, fifth = make_bar(close=185.6, revision=4), make_bar(close=185.1, revision=3)
     later = make_bar(start=T0 + M1.delta)
     result = await pg_backend.write([fourth, later, fifth, later])  # a stored key and a new one
     assert result.bars == 2
-    assert await pg_backend.query_bars("AAPL", "1m", T0, T0 + DAY) == [fifth, later]
+    assert await pg_backend.query_bars("AAPL", "1m", T0, T0 + DAY) == [fourth, later]
 
 
 async def test_mixed_batch_of_new_late_and_revised_rows(pg_backend: PostgresBackend) -> None:
     """One batch per series mixing rows below, at and above what is stored."""
     await pg_backend.write(minute_bars(10, first=5))  # minutes 5..14 stored
     late = minute_bars(5)  # 0..4: older than the stored maximum, new keys
-    revised = [b.model_copy(update={"volume": 1.0}) for b in minute_bars(3, first=12)]
+    revised = [
+        b.model_copy(update={"volume": 1.0, "revision": 1}) for b in minute_bars(3, first=12)
+    ]
     new = minute_bars(6, first=15)  # 15..20: appended
     other_symbol = minute_bars(4, symbol="MSFT")
     result = await pg_backend.write([*new, *revised, *late, *other_symbol])
@@ -170,8 +175,9 @@ async def test_mixed_batch_of_new_late_and_revised_rows(pg_backend: PostgresBack
     assert stored == [*late, *minute_bars(7, first=5), *revised, *new]
     assert await pg_backend.query_bars("MSFT", "1m", T0, T0 + DAY) == other_symbol
     stats = pg_backend.stats
-    if pg_backend.fast_append:  # the 10 + 6 + 4 appended rows were copied straight in
-        assert (stats.appended, stats.upserted, stats.fallbacks) == (20, 8, 0)
+    if pg_backend.fast_append:  # the first 10 rows and MSFT's 4 were copied straight in;
+        # AAPL's batch reaches below its stored maximum: upserted, its 6 new rows too
+        assert (stats.appended, stats.upserted, stats.fallbacks) == (14, 14, 0)
     else:
         assert (stats.appended, stats.upserted, stats.fallbacks) == (0, 28, 0)
 
@@ -184,7 +190,10 @@ async def test_trades_quotes_and_signals_round_trip(
         update={"trade_id": "t-42", "conditions": ("I", "X"), "side": "buy", "exchange": "XNAS"}
     )
     trades[1] = trades[1].model_copy(update={"side": "sell"})
-    same_instant = [make_trade(ts=T0 + DAY, price=p, size=s) for p, s in ((1.0, 2.0), (1.0, 3.0))]
+    same_instant = [
+        make_trade(ts=T0 + DAY, price=1.0, size=size, ordinal=n)
+        for n, size in enumerate((2.0, 3.0))
+    ]
     quotes = [
         make_quote(ts=T0 + timedelta(seconds=i), bid=100.0 + i, ask=100.5 + i) for i in range(10)
     ]
@@ -201,10 +210,13 @@ async def test_trades_quotes_and_signals_round_trip(
     assert await pg_backend.query_quotes("AAPL", T0, T0 + DAY) == by_time
     rows = await fetch(
         pg_url,
-        "SELECT source, symbol, ts, name, value, score, metadata FROM signals ORDER BY ts",
+        "SELECT source, symbol, ts, name, value, score, metadata, as_of FROM signals ORDER BY ts",
     )
     stored = [
-        Signal.model_validate(dict(row) | {"metadata": json.loads(row["metadata"])}) for row in rows
+        Signal.model_validate(
+            dict(row) | {"metadata": json.loads(row["metadata"]), "as_of": from_ns(row["as_of"])}
+        )
+        for row in rows
     ]
     assert stored == signals
     versions = "SELECT xmin::text FROM trades UNION ALL SELECT xmin::text FROM quotes"
@@ -334,7 +346,8 @@ async def test_rows_written_by_another_process_are_upserted(
         await other.write(minute_bars(10, first=10))
     finally:
         await other.close()
-    revised = minute_bars(10, first=10, price=50.0)
+    newer = {"as_of": AS_OF + timedelta(seconds=1)}  # a correction: newer knowledge
+    revised = [bar.model_copy(update=newer) for bar in minute_bars(10, first=10, price=50.0)]
     await fast_backend.write(revised)
     assert fast_backend.stats.fallbacks == 1
     await fast_backend.write(minute_bars(10, first=20))

@@ -22,6 +22,7 @@ from market_data_core.ticks import Quote, Trade
 from market_data_core.timeframe import Timeframe
 
 __all__ = [
+    "AS_OF",
     "T0",
     "make_audit",
     "make_bar",
@@ -37,10 +38,16 @@ __all__ = [
 
 T0 = datetime(2024, 1, 2, 14, 30, tzinfo=UTC)
 """A fixed, aligned instant used as the default timestamp (a US market open)."""
+AS_OF = datetime(2024, 1, 3, tzinfo=UTC)
+"""The version (``as_of``) the factories give market data: fixed, so what a store gives
+back equals what was written. Pass ``as_of=`` (or ``revision=``) to make a newer version,
+``as_of=None`` to let the store version a record with the time it receives it."""
 
 
 def make_trade(**overrides: Any) -> Trade:
-    fields: dict[str, Any] = {"symbol": "AAPL", "ts": T0, "price": 185.25, "size": 100.0}
+    fields: dict[str, Any] = {
+        "symbol": "AAPL", "ts": T0, "price": 185.25, "size": 100.0, "ordinal": 0, "as_of": AS_OF
+    }  # fmt: skip
     return Trade(**(fields | overrides))
 
 
@@ -52,6 +59,8 @@ def make_quote(**overrides: Any) -> Quote:
         "ask": 185.26,
         "bid_size": 300.0,
         "ask_size": 200.0,
+        "ordinal": 0,
+        "as_of": AS_OF,
     }
     return Quote(**(fields | overrides))
 
@@ -69,6 +78,7 @@ def make_bar(**overrides: Any) -> Bar:
         "volume": 12_000.0,
         "trade_count": 87,
         "vwap": 185.31,
+        "as_of": AS_OF,
     }
     return Bar(**(fields | overrides))
 
@@ -81,6 +91,7 @@ def make_signal(**overrides: Any) -> Signal:
         "name": "momentum_5m",
         "value": 0.42,
         "score": 0.9,
+        "as_of": AS_OF,
     }
     return Signal(**(fields | overrides))
 
@@ -149,13 +160,18 @@ def random_walk_trades(
     price: float = 100.0,
     seed: int = 0,
 ) -> list[Trade]:
-    """``count`` trades of a seeded random walk, in event-time order (reproducible)."""
+    """``count`` trades of a seeded random walk, in event-time order (reproducible), each
+    with its ordinal among the trades of its microsecond and the version ``AS_OF``."""
     rng = random.Random(seed)  # noqa: S311 - test data, not cryptography
-    trades, ts = [], start
+    trades: list[Trade] = []
+    ts = start
     gap_us = mean_gap / timedelta(microseconds=1)
     for _ in range(count):
         ts += timedelta(microseconds=int(rng.expovariate(1 / gap_us)))
         price = max(0.01, round(price + rng.gauss(0, 0.05), 2))
         size = float(rng.randint(1, 50) * 10)
-        trades.append(Trade(symbol=symbol, ts=ts, price=price, size=size))
+        ordinal = trades[-1].ordinal + 1 if trades and trades[-1].ts == ts else 0  # type: ignore[operator]
+        trades.append(
+            Trade(symbol=symbol, ts=ts, price=price, size=size, ordinal=ordinal, as_of=AS_OF)
+        )
     return trades

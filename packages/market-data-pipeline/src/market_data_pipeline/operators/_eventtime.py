@@ -6,7 +6,8 @@ Semantics, per operator (DESIGN §6):
   ``[start, end)`` fires (is emitted) once the watermark reaches ``end``.
 - A fired window keeps its state until the watermark reaches ``end + allowed_lateness``;
   records that arrive for it meanwhile update it and it is emitted again (a revision that
-  replaces the earlier one, since stores upsert by key).
+  replaces the earlier one, since stores keep the newest version of a key). Each emission
+  says whether it re-emits a window that had fired on the watermark (``Windowed.late``).
 - A record all of whose windows were purged is late: it goes unchanged to the ``late``
   output and is counted (``late``). Lateness is decided per row against the watermark of
   the rows before it, so how a stream is cut into batches never changes which rows are late.
@@ -25,6 +26,9 @@ Everything is columnar: a batch becomes per-(key, window) partial aggregates thr
 stable sort and ``numpy`` ``reduceat``; the state is a set of arrays sorted by a composite
 (key id, window index) integer, merged with ``searchsorted``. Python loops run per distinct
 key of a batch, never per row.
+
+Times are integer nanoseconds since the epoch (``timestamp[ns, UTC]``), durations too, so
+"first" and "last" respect the order of events within a microsecond.
 """
 
 from __future__ import annotations
@@ -41,11 +45,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
+from market_data_core.columns import TIMESTAMP as _TIMESTAMP
 from market_data_pipeline.components import Emit, Operator, Params
 from market_data_pipeline.exceptions import RecordError
 from market_data_pipeline.marks import Mark
 
 __all__ = [
+    "NO_AS_OF",
     "EventTimeOperator",
     "EventTimeParams",
     "Extracted",
@@ -55,15 +61,17 @@ __all__ = [
     "WindowSpec",
     "Windowed",
     "Windows",
+    "as_of_array",
+    "as_of_values",
     "int64_times",
-    "micros",
+    "nanos",
 ]
 
 I64 = npt.NDArray[np.int64]
 Bools = npt.NDArray[np.bool_]
 Values = npt.NDArray[Any]
 
-_MICROS: Final = 1_000_000
+_NANOS: Final = 1_000_000_000
 _KEY_SHIFT: Final = 34
 _WINDOW_BIAS: Final = 1 << 33
 _MAX_KEYS: Final = 1 << 29
@@ -72,16 +80,40 @@ _MAX_SECONDS: Final = 10**9
 _SMALL_CODES: Final = 1 << 16
 
 
-def micros(seconds: float) -> int:
-    """Seconds as whole microseconds."""
-    return round(seconds * _MICROS)
+NO_AS_OF: Final = np.iinfo(np.int64).min
+"""A null ``as_of`` among the nanoseconds of the others (below any of them)."""
+
+
+def nanos(seconds: float) -> int:
+    """Seconds as whole nanoseconds."""
+    return round(seconds * _NANOS)
 
 
 def int64_times(column: pa.Array | pa.ChunkedArray) -> I64:
-    """A ``timestamp[us, UTC]`` column as microseconds since the epoch."""
+    """A timestamp column (``timestamp[ns, UTC]``; another unit is converted exactly) as
+    nanoseconds since the epoch."""
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
+    if column.type != _TIMESTAMP:
+        column = column.cast(_TIMESTAMP)
     return np.asarray(column.cast(pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def as_of_values(batch: pa.Table) -> Values:
+    """Each row's ``as_of`` in nanoseconds (:data:`NO_AS_OF` where null or absent), to fold
+    with :attr:`Rule.MAX`: a window's version time is the latest of its rows'."""
+    if "as_of" not in batch.column_names:
+        return np.full(batch.num_rows, NO_AS_OF, dtype=np.int64)
+    column = batch.column("as_of")
+    if not pa.types.is_timestamp(column.type):
+        return np.full(batch.num_rows, NO_AS_OF, dtype=np.int64)
+    numbers = pc.cast(column.cast(_TIMESTAMP), pa.int64())
+    return np.asarray(pc.fill_null(numbers, NO_AS_OF).to_numpy(), dtype=np.int64)
+
+
+def as_of_array(values: Values) -> pa.Array:
+    """Folded ``as_of`` nanoseconds as a timestamp column (null where no row had one)."""
+    return pa.array(values, pa.int64(), mask=values == NO_AS_OF).cast(_TIMESTAMP)
 
 
 class Rule(Enum):
@@ -135,7 +167,7 @@ class EventTimeParams(Params):
 
 @dataclass(frozen=True, slots=True)
 class WindowSpec:
-    """Window geometry (microseconds) and how each state column combines."""
+    """Window geometry (nanoseconds) and how each state column combines."""
 
     size: int
     slide: int
@@ -176,6 +208,9 @@ class Windowed:
     starts: I64
     ends: I64
     columns: Mapping[str, Values]
+    late: Bools
+    """Whether each window had already fired on the watermark: a revision made by records
+    that came after it (within the allowed lateness)."""
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -271,6 +306,9 @@ class Windows:
         self._slots: I64 = np.empty(0, dtype=np.int64)
         self._fired: Bools = np.empty(0, dtype=np.bool_)
         self._dirty: Bools = np.empty(0, dtype=np.bool_)
+        self._closed: Bools = np.empty(0, dtype=np.bool_)
+        """Emitted once the watermark had reached the window's end: a later emission is
+        a late revision."""
         self._state: dict[str, Values] = {}
 
     @property
@@ -374,10 +412,12 @@ class Windows:
         found[inside] = self._slots[pos[inside]] == keys[inside]
         if found.any():
             at, new = pos[found], {name: v[found] for name, v in partial.items()}
-            if replace:
+            if replace:  # dirty where something changed: the same state again is no revision
+                changed = np.zeros(len(at), dtype=np.bool_)
                 for name, v in new.items():
+                    changed |= np.asarray(self._state[name][at] != v, dtype=np.bool_)
                     self._state[name][at] = v
-                self._dirty[at] = True
+                self._dirty[at] |= changed
             else:
                 self._update(at, new)
         fresh = ~found
@@ -386,6 +426,7 @@ class Windows:
             self._slots = np.insert(self._slots, at, keys[fresh])
             self._fired = np.insert(self._fired, at, False)
             self._dirty = np.insert(self._dirty, at, True)
+            self._closed = np.insert(self._closed, at, False)
             for name, v in partial.items():
                 column = self._state.get(name, v[:0])
                 self._state[name] = np.insert(column, at, v[fresh])
@@ -419,12 +460,13 @@ class Windows:
         watermark = self.watermark
         fire = (~self._fired & (ends <= watermark)) | (self._fired & self._dirty)
         out = self._select(fire)
-        purge = ends + self.lateness <= watermark
+        purge = ends <= watermark - self.lateness  # (ends + lateness may overflow near 2262)
         if purge.any():
             keep = ~purge
             self._slots = self._slots[keep]
             self._fired = self._fired[keep]
             self._dirty = self._dirty[keep]
+            self._closed = self._closed[keep]
             self._state = {name: v[keep] for name, v in self._state.items()}
         return out
 
@@ -442,11 +484,13 @@ class Windows:
         slots = np.flatnonzero(mask)
         if len(slots) == 0:
             return None
-        self._fired[slots] = True
-        self._dirty[slots] = False
         composite = self._slots[slots]
         ids = composite >> _KEY_SHIFT
         starts = ((composite & ((1 << _KEY_SHIFT) - 1)) - _WINDOW_BIAS) * self.slide
+        late = self._closed[slots]
+        self._fired[slots] = True
+        self._dirty[slots] = False
+        self._closed[slots] = late | (starts + self.size <= self.watermark)
         order = np.lexsort((self.keys.ranks(ids), starts))
         picked = slots[order]
         return Windowed(
@@ -454,6 +498,7 @@ class Windows:
             starts=starts[order],
             ends=starts[order] + self.size,
             columns={name: v[picked] for name, v in self._state.items()},
+            late=late[order],
         )
 
 
@@ -474,8 +519,8 @@ class EventTimeOperator(Operator[EP]):
         super().__init__(node_id, params)
         self.windows = Windows(
             self._spec(),
-            max_delay=micros(params.max_delay),
-            lateness=micros(params.allowed_lateness),
+            max_delay=nanos(params.max_delay),
+            lateness=nanos(params.allowed_lateness),
         )
         if params.idle_timeout is not None:
             self.timer_interval = params.idle_timeout / 2

@@ -73,11 +73,10 @@ class Sessions:
         if start < self._calendar.first_session or end > self._calendar.last_session:
             self._load(start=start, end=end)
 
-    def mask(self, ts_us: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
-        """True for each instant (microseconds since the epoch) inside a trading minute."""
-        if len(ts_us) == 0:
+    def mask(self, ns: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+        """True for each instant (nanoseconds since the epoch) inside a trading minute."""
+        if len(ns) == 0:
             return np.zeros(0, dtype=np.bool_)
-        ns = ts_us * 1000
         self._cover(int(ns.min()), int(ns.max()))
         session = np.searchsorted(self._opens, ns, side="right") - 1
         known = session >= 0

@@ -1,7 +1,13 @@
 """``deduplicate``: drop records whose key was seen recently, in event time.
 
 A row's key is the values of ``keys``. By default (no ``keys``) a row is a duplicate only
-when it is the same record: its ``symbol`` and ``trade_id`` when it has a trade id, else
+when it is the same record: its key in the platform's contract
+(:data:`market_data_core.columns.KEYS`): trades by ``symbol, ts, exchange, trade_id,
+ordinal``, quotes by ``symbol, ts, exchange, sequence, ordinal`` (the venue's id, else the
+ordinal a provider gave identical ticks: distinct ticks are never dropped), bars by
+``source, symbol, timeframe, start`` and signals by ``source, symbol, name, ts``, with
+their version (``as_of, revision``: a revised bar is no duplicate of the one it revises).
+A tick with neither a venue id nor an ordinal, and a table of no known kind, is keyed by
 every field of the row. (``symbol`` and ``ts`` alone would drop distinct trades that share
 a timestamp: 630 of the 2,001 trades of a real Binance file share their millisecond with
 another.) The first row with a key passes and its key is remembered with the row's event
@@ -24,17 +30,20 @@ sweep, so a key is forgotten about ``2 * ttl`` after its event time (checked aft
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import Field, field_validator
 
+from market_data_pipeline import records
 from market_data_pipeline.components import Emit, Operator, Params
 
-__all__ = ["Deduplicate", "DeduplicateParams"]
+__all__ = ["Deduplicate", "DeduplicateParams", "default_key"]
 
-_MICROS = 1_000_000
+_NANOS: Final = 1_000_000_000
+_VENUE_ID: Final = {records.Kind.TRADES: "trade_id", records.Kind.QUOTES: "sequence"}
 
 
 class DeduplicateParams(Params):
@@ -42,8 +51,9 @@ class DeduplicateParams(Params):
         default=None,
         min_length=1,
         description=(
-            "Fields whose values together identify a record (default: symbol and trade_id"
-            " when a row has a trade id, else the whole row)."
+            "Fields whose values together identify a record (default: the record's key in"
+            " the contract, e.g. symbol, ts, exchange, trade_id, ordinal for trades; bars and"
+            " signals with their version; else the whole row)."
         ),
     )
     ttl: float = Field(
@@ -74,7 +84,7 @@ class Deduplicate(Operator[DeduplicateParams]):
 
     def __init__(self, node_id: str, params: DeduplicateParams) -> None:
         super().__init__(node_id, params)
-        self._ttl = round(params.ttl * _MICROS)
+        self._ttl = round(params.ttl * _NANOS)
         self._seen: dict[Any, int] = {}
         self._clock: int | None = None
         self._swept: int | None = None
@@ -87,7 +97,7 @@ class Deduplicate(Operator[DeduplicateParams]):
     async def process(self, batch: pa.Table, emit: Emit) -> None:
         if batch.num_rows == 0:
             return
-        times = self._micros(batch)
+        times = self._nanos(batch)
         keep, unchecked = self._admit(self._keys(batch), times)
         if unchecked:
             self.context.count("past_ttl", unchecked)
@@ -142,15 +152,15 @@ class Deduplicate(Operator[DeduplicateParams]):
         columns = [_plain(self._column(batch, name)).to_pylist() for name in self.params.keys]
         return columns[0] if len(columns) == 1 else zip(*columns, strict=True)
 
-    def _micros(self, batch: pa.Table) -> list[int | None]:
-        """Event times as integer microseconds (``None`` where null)."""
+    def _nanos(self, batch: pa.Table) -> list[int | None]:
+        """Event times as integer nanoseconds (``None`` where null)."""
         column = self._column(batch, self.params.time_field)
         if pa.types.is_timestamp(column.type):
-            values = column.cast(pa.timestamp("us", tz=column.type.tz)).cast(pa.int64())
+            values = column.cast(pa.timestamp("ns", tz=column.type.tz)).cast(pa.int64())
         elif pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
             seconds = column.cast(pa.float64()).to_numpy(zero_copy_only=False)
-            micros = np.round(seconds * _MICROS)
-            values = pa.array(micros, type=pa.float64(), from_pandas=True).cast(pa.int64())
+            nanos = np.round(seconds * _NANOS)
+            values = pa.array(nanos, type=pa.float64(), from_pandas=True).cast(pa.int64())
         else:
             msg = (
                 f"deduplicate: time_field {self.params.time_field!r} is {column.type};"
@@ -168,21 +178,43 @@ class Deduplicate(Operator[DeduplicateParams]):
         return batch.column(name)
 
 
+def default_key(kind: records.Kind | None) -> tuple[str, ...] | None:
+    """The fields of the default key of a table of ``kind`` (``None``: the whole row)."""
+    if kind is None:
+        return None
+    if kind in _VENUE_ID:
+        return records.KEYS[kind]
+    return (*records.KEYS[kind], *records.VERSION)
+
+
 def _record_keys(batch: pa.Table) -> list[Any]:
-    """The default key of each row: ``symbol`` and ``trade_id`` where the row has a trade id,
-    else every field (lists as tuples): only the same record twice is a duplicate. Rows
-    keyed by trade id (all of a venue's trades) never build the whole-row key."""
-    names = batch.column_names
-    if "trade_id" not in names or "symbol" not in names:
+    """The default key of each row (:func:`default_key`): only the same record twice is a
+    duplicate. A tick with neither a venue id nor an ordinal is keyed by the whole row
+    (lists as tuples), since nothing else tells it from another at the same instant."""
+    kind = records.kind_of(batch)
+    fields = default_key(kind)
+    if fields is None:
         return [("row", *row) for row in _whole_rows(batch)]
-    ids = batch.column("trade_id").to_pylist()
-    symbols = batch.column("symbol").to_pylist()
-    if None not in ids:
-        return [("trade_id", s, i) for s, i in zip(symbols, ids, strict=True)]
-    return [
-        ("row", *row) if i is None else ("trade_id", s, i)
-        for row, s, i in zip(_whole_rows(batch), symbols, ids, strict=True)
+    rows = batch.num_rows
+    columns = [
+        _plain(batch.column(name)).to_pylist() if name in batch.column_names else [None] * rows
+        for name in fields
     ]
+    keys: list[Any] = [("key", *key) for key in zip(*columns, strict=True)]
+    if kind in _VENUE_ID:
+        unidentified = pc.and_(_nulls(batch, _VENUE_ID[kind]), _nulls(batch, "ordinal"))
+        positions = np.flatnonzero(np.asarray(unidentified.to_numpy(zero_copy_only=False)))
+        if len(positions):
+            whole = batch.take(pa.array(positions, pa.int64()))
+            for position, row in zip(positions.tolist(), _whole_rows(whole), strict=True):
+                keys[position] = ("row", *row)
+    return keys
+
+
+def _nulls(batch: pa.Table, name: str) -> pa.Array:
+    if name not in batch.column_names:
+        return pa.array(np.ones(batch.num_rows, dtype=np.bool_))
+    return pc.is_null(batch.column(name)).combine_chunks()
 
 
 def _whole_rows(batch: pa.Table) -> Iterator[tuple[Any, ...]]:

@@ -10,11 +10,23 @@ Each input batch is read by kind (DESIGN §6: columnar, no per-row Python):
   close of the last, volume and trade count summed (trade count null when an input bar
   has none: an unknown count makes the sum unknown), vwap volume-weighted (null when a bar
   with volume has none, or volume is 0).
-  Input bars are upserts by (symbol, timeframe, start): a revised bar (from an upstream
-  resampler's allowed lateness or idle timeout) or a replayed one replaces the earlier
-  one, so chained resamplers never count a bar twice.
+  Input bars are versions of their (symbol, timeframe, start): a revised bar (from an
+  upstream resampler's allowed lateness or idle timeout) replaces the earlier one (the
+  highest ``(as_of, revision)`` wins, ties to the latest arrival), so chained resamplers
+  never count a bar twice.
 
 One node reads one kind of record (that of its first batch).
+
+Versions (what a store orders a bar's emissions by, the highest kept): a bar's ``as_of``
+is the latest ``as_of`` of the records in it (nulls ignored; none: null), its ``revision``
+the number of input records folded into it (input bars count their ``revision + 1``, the
+current version of each only, so a revised input bar raises it), and its ``reason`` is
+``late`` when it re-emits a window that had already fired (allowed lateness). Every
+emission of a window therefore has a greater ``(as_of, revision)`` than the one before (a
+window is emitted again only when records changed it; input bars that change nothing emit
+nothing), and a replay of the same input emits the same versions: nothing depends on the
+wall clock. An input bar that arrives with a lower version than the one kept for its key
+is ignored.
 
 "First" is the earliest event time (ties: earliest arrival) and "last" the latest (ties:
 latest arrival), across batches too. Windows follow the event-time rules of
@@ -50,6 +62,8 @@ from market_data_pipeline.operators._eventtime import (
     Windowed,
     Windows,
     WindowSpec,
+    as_of_array,
+    as_of_values,
     int64_times,
 )
 from market_data_pipeline.operators._sessions import Sessions
@@ -66,6 +80,8 @@ _RULES: Final = {
     "count": Rule.SUM,
     "no_count": Rule.ANY,
     "no_vwap": Rule.ANY,
+    "as_of": Rule.MAX,
+    "records": Rule.SUM,
 }
 _IDENTIFIER: Final = r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$"
 _FRAME: Final = "input_timeframe"
@@ -120,7 +136,7 @@ class ResampleOHLC(EventTimeOperator[ResampleParams]):
         return records.BARS if port == "out" else given
 
     def _spec(self) -> WindowSpec:
-        size = self.params.timeframe.seconds * 1_000_000
+        size = self.params.timeframe.seconds * 1_000_000_000
         return WindowSpec(size=size, slide=size, rules=_RULES)
 
     def _kind(self, batch: pa.Table) -> records.Kind:
@@ -202,6 +218,8 @@ class ResampleOHLC(EventTimeOperator[ResampleParams]):
             "count": count,
             "no_count": no_count,
             "no_vwap": _FALSE,
+            "as_of": as_of_values(batch),
+            "records": _ONE,
         }
         return Extracted(keys=batch.column("symbol"), ts=int64_times(batch["ts"]), values=values)
 
@@ -216,6 +234,9 @@ class ResampleOHLC(EventTimeOperator[ResampleParams]):
         has_vwap = np.asarray(pc.is_valid(vwap_column).to_numpy(zero_copy_only=False))
         vwap = np.asarray(pc.fill_null(vwap_column, 0.0).to_numpy(), dtype=np.float64)
         counts = batch.column("trade_count")
+        revisions = (
+            batch.column("revision") if "revision" in batch.column_names else pa.nulls(len(volume))
+        )
         values: dict[str, Values] = {
             "open": _floats(batch, "open"),
             "high": _floats(batch, "high"),
@@ -226,6 +247,12 @@ class ResampleOHLC(EventTimeOperator[ResampleParams]):
             "count": np.asarray(pc.fill_null(counts, 0).to_numpy(), dtype=np.int64),
             "no_count": np.asarray(pc.is_null(counts).to_numpy(zero_copy_only=False)),
             "no_vwap": ~has_vwap & (volume > 0),
+            "as_of": as_of_values(batch),
+            # a bar stands for its revision + 1 records (its own versions, and itself)
+            "records": np.asarray(
+                pc.fill_null(pc.cast(revisions, pa.int64()), 0).to_numpy(), dtype=np.int64
+            )
+            + 1,
             _FRAME: self._frame_seconds(batch.column("timeframe")),
         }
         return Extracted(keys=batch.column("symbol"), ts=int64_times(batch["start"]), values=values)
@@ -261,6 +288,11 @@ class ResampleOHLC(EventTimeOperator[ResampleParams]):
                 "volume": pa.array(volume, pa.float64()),
                 "trade_count": pa.array(columns["count"], pa.int64(), mask=columns["no_count"]),
                 "vwap": pa.array(vwap, pa.float64(), mask=~has_vwap),
+                "as_of": as_of_array(columns["as_of"]),
+                "revision": pa.array(columns["records"], pa.int64()),
+                "reason": pa.array(
+                    np.full(n, "late", dtype=object), pa.string(), mask=~windowed.late
+                ),
             },
             schema=records.BARS,
         )
@@ -273,10 +305,11 @@ def _floats(batch: pa.Table, name: str) -> Values:
 class _InputBars:
     """Input bars kept while their output window is kept.
 
-    Bars are upserts by (symbol, timeframe, start): a bar that arrives again (a revision
-    from an upstream resampler with allowed lateness or an idle timeout, or a replay)
-    replaces the earlier one, and its output window is recomputed from the bars kept
-    for it instead of counting the bar twice.
+    Bars are versions of their (symbol, timeframe, start): a bar that arrives again (a
+    revision from an upstream resampler with allowed lateness or an idle timeout, or a
+    replay) replaces the earlier one unless its version is lower, and its output window is
+    recomputed from the bars kept for it instead of counting the bar twice (the same bar
+    again changes nothing, and emits nothing).
     """
 
     def __init__(self, windows: Windows) -> None:
@@ -298,7 +331,8 @@ class _InputBars:
             assert isinstance(column, np.ndarray)
             kept = self.values.get(name, column[:0])
             self.values[name] = np.concatenate((kept, column[rows]))
-        self._keep(_latest(self.ids, self.starts, self.values[_FRAME]))
+        versions = (self.values["as_of"], self.values["records"])
+        self._keep(_latest(self.ids, self.starts, self.values[_FRAME], versions))
         windows = self.windows
         slide = windows.slide
         touched = np.unique(windows.composite(new_ids, new_starts // slide))
@@ -306,7 +340,7 @@ class _InputBars:
         groups = windows.group(self.ids, self.starts, member, self.starts[member] // slide)
         windows.merge(groups.keys, windows.reduce(groups, self.values), replace=True)
         ends = self.starts // slide * slide + windows.size
-        self._keep(np.flatnonzero(ends + windows.lateness > windows.watermark))
+        self._keep(np.flatnonzero(ends > windows.watermark - windows.lateness))
 
     def _keep(self, rows: I64) -> None:
         if len(rows) == len(self.ids):
@@ -316,10 +350,12 @@ class _InputBars:
         self.values = {name: column[rows] for name, column in self.values.items()}
 
 
-def _latest(ids: I64, starts: I64, frames: I64) -> I64:
-    """Rows that are the last arrival of their (key, timeframe, start), in arrival order."""
+def _latest(ids: I64, starts: I64, frames: I64, versions: tuple[I64, I64]) -> I64:
+    """Rows that are the newest version of their (key, timeframe, start): the highest
+    ``(as_of, revision)``, ties to the last arrival; in arrival order."""
     arrival = np.arange(len(ids), dtype=np.int64)
-    order = np.lexsort((arrival, starts, frames, ids))
+    as_of, revision = versions
+    order = np.lexsort((arrival, revision, as_of, starts, frames, ids))
     same = (
         (ids[order][1:] == ids[order][:-1])
         & (frames[order][1:] == frames[order][:-1])

@@ -13,8 +13,9 @@ re-fire and purge by the event-time rules of ``_eventtime``; late rows go to the
 output. A record of a sliding window is late only when all its windows were purged (it
 still updates those of its windows that are kept, as Flink does).
 
-Output: the key column, ``start`` and ``end`` (``timestamp[us, UTC]``), then the
-aggregates in the order given, sorted by (start, key).
+Output: the key column, ``start`` and ``end`` (``timestamp[ns, UTC]``), ``as_of`` (the
+latest ``as_of`` of the window's rows: when what it aggregates was known; null when no row
+had one), then the aggregates in the order given, sorted by (start, key).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ from market_data_pipeline.operators._eventtime import (
     Values,
     Windowed,
     WindowSpec,
+    as_of_array,
+    as_of_values,
     int64_times,
 )
 
@@ -52,7 +55,10 @@ __all__ = [
 
 Fn = Literal["count", "sum", "min", "max", "mean", "first", "last"]
 _NUMERIC: Final = frozenset({"sum", "min", "max", "mean"})
-_RESERVED: Final = frozenset({"start", "end"})
+_RESERVED: Final = frozenset({"start", "end", "as_of"})
+_AS_OF: Final = "_as_of"
+"""The state column of the windows' version time (the aggregations' end in ``.n`` or
+``.v``: no clash)."""
 _ONE: Final = np.asarray(1, dtype=np.int64)
 """Every row counts once (a 0-d array: see ``Extracted``)."""
 
@@ -113,7 +119,7 @@ class _Columns:
         self.types: dict[str, pa.DataType] = {}
 
     def rules(self) -> dict[str, Rule]:
-        rules: dict[str, Rule] = {}
+        rules: dict[str, Rule] = {_AS_OF: Rule.MAX}
         for name, agg in self.aggregations.items():
             if agg.fn in {"first", "last"}:
                 rules[f"{name}.v"] = Rule.FIRST if agg.fn == "first" else Rule.LAST
@@ -153,7 +159,7 @@ class _Columns:
         return self.types[name]
 
     def values(self, batch: pa.Table) -> dict[str, Values | pa.ChunkedArray]:
-        out: dict[str, Values | pa.ChunkedArray] = {}
+        out: dict[str, Values | pa.ChunkedArray] = {_AS_OF: as_of_values(batch)}
         for name, agg in self.aggregations.items():
             if agg.field is None:
                 out[f"{name}.n"] = _ONE
@@ -165,6 +171,8 @@ class _Columns:
                 continue
             column = _cast(column, self._type(name, agg, column), self._where, agg.field)
             if agg.fn in {"first", "last"}:
+                if pa.types.is_timestamp(column.type):  # as integers: exact, no pandas needed
+                    column = column.cast(pa.int64())
                 out[f"{name}.v"] = column
                 continue
             valid = pc.is_valid(column).to_numpy(zero_copy_only=False)
@@ -231,8 +239,8 @@ class _KeyedWindow(EventTimeOperator[WP]):
 
     def _spec(self) -> WindowSpec:
         return WindowSpec(
-            size=self.params.size.seconds * 1_000_000,
-            slide=self._slide().seconds * 1_000_000,
+            size=self.params.size.seconds * 1_000_000_000,
+            slide=self._slide().seconds * 1_000_000_000,
             rules=self._columns.rules(),
         )
 
@@ -267,6 +275,7 @@ class _KeyedWindow(EventTimeOperator[WP]):
             self.params.key: pa.array(keys, self._key_type),
             "start": pa.array(windowed.starts, pa.int64()).cast(records.TIMESTAMP),
             "end": pa.array(windowed.ends, pa.int64()).cast(records.TIMESTAMP),
+            "as_of": as_of_array(windowed.columns[_AS_OF]),
         }
         columns.update(self._columns.arrays(windowed))
         return pa.table(columns)

@@ -1,9 +1,9 @@
 """Event-time helpers of the providers: durations, timestamp columns and wall-clock pacing.
 
 - :func:`parse_duration`: ``"6h30m"``, ``"90s"``, ``"250ms"`` or a number of seconds.
-- :func:`to_utc_micros`: any timestamp column of a file (aware or naive timestamps, ISO
-  strings, epoch numbers in s/ms/us/ns) as ``timestamp[us, UTC]``, with errors that name the
-  file, line and field.
+- :func:`to_utc_nanos`: any timestamp column of a file (aware or naive timestamps, ISO
+  strings with up to nine fractional digits, epoch numbers in s/ms/us/ns) as
+  ``timestamp[ns, UTC]``, exactly, with errors that name the file, line and field.
 - :class:`Pacer`: sleeps so that positions (event seconds, records) advance at a given rate
   in wall-clock time; the clock and the sleep are injectable, so tests assert the planned
   sleeps instead of measuring time.
@@ -23,6 +23,8 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from market_data_core import MAX_TIMESTAMP, MIN_TIMESTAMP
+from market_data_core.timestamps import to_ns
 from market_data_pipeline.exceptions import RecordError
 from market_data_pipeline.records import TIMESTAMP, first_bad
 
@@ -34,7 +36,7 @@ __all__ = [
     "first_bad",
     "parse_duration",
     "stoppable_sleep",
-    "to_utc_micros",
+    "to_utc_nanos",
 ]
 
 TimeUnit = Literal["auto", "s", "ms", "us", "ns"]
@@ -43,9 +45,20 @@ Sleep = Callable[[float], Awaitable[None]]
 
 _DURATION: Final = re.compile(r"(\d+(?:\.\d+)?)(ms|us|d|h|m|s)")
 _UNIT_SECONDS: Final = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6}
-_MICROS_PER: Final = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": 1}
+_NANOS_PER: Final = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
+_DIGITS: Final = {"s": 9, "ms": 6, "us": 3, "ns": 0}
+"""Fractional digits of each unit that nanoseconds hold."""
+_NAMES: Final = {1_000_000_000: "s", 1_000_000: "ms", 1_000: "us", 1: "ns"}
+_NANO_DIGITS: Final = 9
 _NUMERIC: Final = r"^\s*[-+]?\d+(\.\d*)?([eE][-+]?\d+)?\s*$"
-_INTEGER: Final = r"^\s*[-+]?\d+\s*$"
+_DECIMAL: Final = r"^(?P<sign>[-+]?)(?P<whole>\d+)(?:\.(?P<fraction>\d*))?$"
+"""Decimal text without an exponent (trimmed): read exactly."""
+_FRACTION: Final = re.compile(r"\d[.,](\d+)")
+_I64: Final = np.iinfo(np.int64).max
+_MIN_NS: Final = to_ns(MIN_TIMESTAMP)
+_MAX_NS: Final = to_ns(MAX_TIMESTAMP)
+_RANGE: Final = f"[{MIN_TIMESTAMP.year}-01-01, {MAX_TIMESTAMP.year}-01-01)"
+_OUTSIDE: Final = f"is outside the times nanoseconds hold {_RANGE}"
 _OFFSET: Final = r"(Z|z|[+-]\d\d(:?\d\d)?)\s*$"
 """A timestamp's UTC offset at its end (``Z``, ``+00:00``, ``-0500``)."""
 
@@ -83,7 +96,7 @@ class _Where:
         return RecordError(message, source=self.source, line=line, field=self.field)
 
 
-def to_utc_micros(
+def to_utc_nanos(
     column: pa.Array | pa.ChunkedArray,
     *,
     source: str,
@@ -92,8 +105,17 @@ def to_utc_micros(
     timezone: str | None,
     unit: TimeUnit = "auto",
 ) -> tuple[pa.Array, TimeUnit]:
-    """``column`` as ``timestamp[us, UTC]``; also returns the unit numbers were read in
-    (``auto`` resolved from the magnitude, so the caller can keep it for later batches)."""
+    """``column`` as ``timestamp[ns, UTC]``, exactly; also returns the unit numbers were
+    read in (``auto`` resolved from the magnitude, so the caller can keep it for later
+    batches).
+
+    Timestamps of any unit, ISO strings with up to nine fractional digits and integers (or
+    integer text, or decimal text such as ``1704205800.123456789``) keep every digit; a
+    value that would lose one (ten fractional digits, a fraction of a nanosecond) is an
+    error naming the field and line, never truncated. Floating-point numbers carry no more
+    than about a microsecond for present-day epochs (a ``float64`` has 15-16 significant
+    digits): they are rounded to the microsecond.
+    """
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
     where = _Where(source, field, lines)
@@ -105,22 +127,40 @@ def to_utc_micros(
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         return _from_strings(column, timezone, unit, where)
     if pa.types.is_date(kind):
-        return _from_timestamps(column.cast(pa.timestamp("us")), timezone, where), unit
+        return _from_timestamps(column.cast(pa.timestamp("s")), timezone, where), unit
     raise where.error(f"cannot read a timestamp from a column of type {kind}")
 
 
+def _in_range(column: pa.Array, where: _Where) -> pa.Array:
+    """A timestamp column (any unit) as nanoseconds, UTC; outside the range nanoseconds
+    hold (and the contracts accept) is an error naming the first such row."""
+    try:
+        nanos = pc.cast(column, pa.timestamp("ns", tz=column.type.tz))
+    except pa.ArrowInvalid:
+        nanos = None
+    if nanos is not None:
+        numbers = nanos.cast(pa.int64())
+        bad = pc.or_(pc.less(numbers, _MIN_NS), pc.greater_equal(numbers, _MAX_NS))
+        if not pc.any(bad).as_py():
+            return pc.cast(nanos, TIMESTAMP)
+        index = int(pc.index(pc.fill_null(bad, False), True).as_py())
+    else:
+        index = first_bad(column, lambda a: pc.cast(a, pa.timestamp("ns", tz=a.type.tz)))
+    raise where.error(f"{_OUTSIDE} ({column[index]})", index)
+
+
 def _from_timestamps(column: pa.Array, timezone: str | None, where: _Where) -> pa.Array:
-    options = pc.CastOptions(TIMESTAMP, allow_time_truncate=True)
     if column.type.tz is not None:
-        return pc.cast(column, options=options)
+        return _in_range(column, where)
     if timezone is None:
         raise _naive(column, where)
+    column = _in_range(pc.cast(column, pa.timestamp("ns")), where).cast(pa.timestamp("ns"))
     try:
         aware = pc.assume_timezone(column, timezone=timezone)
     except (pa.ArrowInvalid, ValueError) as error:
         bad = first_bad(column, lambda a: pc.assume_timezone(a, timezone=timezone))
         raise where.error(f"cannot place in timezone {timezone!r}: {error}", bad) from None
-    return pc.cast(aware, options=options)
+    return _in_range(aware, where)
 
 
 def _naive(column: pa.Array, where: _Where) -> RecordError:
@@ -139,12 +179,12 @@ def _from_strings(
     text = pc.utf8_trim_whitespace(column)
     present = text.drop_null()
     if len(present) and pc.all(pc.match_substring_regex(present, _NUMERIC)).as_py():
-        integers = pc.all(pc.match_substring_regex(present, _INTEGER)).as_py()
-        numbers = pc.cast(text, pa.int64() if integers else pa.float64())
-        return _from_numbers(numbers, unit, where)
+        if pc.all(pc.match_substring_regex(present, _DECIMAL)).as_py():
+            return _from_decimals(text, unit, where)
+        return _from_numbers(pc.cast(text, pa.float64()), unit, where)
     aware = _try(text, _parse_aware)
     if aware is not None:
-        return aware, unit
+        return _in_range(aware, where), unit
     naive = _try(text, _parse_naive)
     if naive is not None:
         return _from_timestamps(naive, timezone, where), unit
@@ -155,7 +195,16 @@ def _from_strings(
     parse = _parse_aware if sample is not None and _try(present.slice(0, 1), _parse_aware) else None
     parse = parse or _parse_naive
     bad = first_bad(text, parse)
-    raise where.error(f"is not a timestamp ({text[bad].as_py()!r})", bad)
+    value = text[bad].as_py()
+    digits = _FRACTION.search(value or "")
+    if digits is not None and len(digits.group(1)) > _NANO_DIGITS:
+        raise where.error(
+            f"has {len(digits.group(1))} fractional digits ({value!r}): at most 9 (nanoseconds)",
+            bad,
+        )
+    if _try(text.slice(bad, 1), _parse_coarse) is not None:
+        raise where.error(f"{_OUTSIDE} ({value!r})", bad)
+    raise where.error(f"is not a timestamp ({value!r})", bad)
 
 
 def _mixed(text: pa.Array, timezone: str | None, where: _Where) -> pa.Array | None:
@@ -181,13 +230,13 @@ def _mixed(text: pa.Array, timezone: str | None, where: _Where) -> pa.Array | No
             bad,
         )
     placed = _from_timestamps(without, timezone, where)
-    micros = np.empty(len(text), dtype=np.int64)
+    nanos = np.empty(len(text), dtype=np.int64)
     valid = np.empty(len(text), dtype=bool)
     for rows, values in ((marked, with_offset), (~marked, placed)):
         numbers = values.cast(pa.int64())
-        micros[rows] = pc.fill_null(numbers, 0).to_numpy(zero_copy_only=False)
+        nanos[rows] = pc.fill_null(numbers, 0).to_numpy(zero_copy_only=False)
         valid[rows] = pc.is_valid(numbers).to_numpy(zero_copy_only=False)
-    return pa.array(micros, type=pa.int64(), mask=~valid).cast(TIMESTAMP)
+    return _in_range(pa.array(nanos, type=pa.int64(), mask=~valid).cast(TIMESTAMP), where)
 
 
 def _try(array: pa.Array, parse: Callable[[pa.Array], pa.Array]) -> pa.Array | None:
@@ -198,39 +247,110 @@ def _try(array: pa.Array, parse: Callable[[pa.Array], pa.Array]) -> pa.Array | N
 
 
 def _parse_aware(text: pa.Array) -> pa.Array:
-    try:
-        return text.cast(TIMESTAMP)
-    except pa.ArrowInvalid:
-        nanos = text.cast(pa.timestamp("ns", tz="UTC"))
-        return pc.cast(nanos, options=pc.CastOptions(TIMESTAMP, allow_time_truncate=True))
+    return text.cast(TIMESTAMP)
 
 
 def _parse_naive(text: pa.Array) -> pa.Array:
-    naive = pa.timestamp("us")
+    return text.cast(pa.timestamp("ns"))
+
+
+def _parse_coarse(text: pa.Array) -> pa.Array:
+    """Timestamps to the second, of any year (to tell one outside the range from text
+    that is no timestamp)."""
     try:
-        return text.cast(naive)
+        return text.cast(pa.timestamp("s", tz="UTC"))
     except pa.ArrowInvalid:
-        nanos = text.cast(pa.timestamp("ns"))
-        return pc.cast(nanos, options=pc.CastOptions(naive, allow_time_truncate=True))
+        return text.cast(pa.timestamp("s"))
+
+
+def _from_decimals(text: pa.Array, unit: TimeUnit, where: _Where) -> tuple[pa.Array, TimeUnit]:
+    """Decimal text (``1704205800``, ``1704205800.123456789``) as nanoseconds, exactly:
+    the whole and fractional digits are read as integers, never through a float."""
+    parts = pc.extract_regex(text, _DECIMAL)
+    negative = pc.equal(pc.struct_field(parts, "sign"), "-")
+    whole_text = pc.struct_field(parts, "whole")
+    fraction = pc.struct_field(parts, "fraction")
+    mask = np.asarray(pc.is_null(text).to_numpy(zero_copy_only=False))
+    try:
+        whole = np.asarray(
+            pc.fill_null(pc.cast(whole_text, pa.int64()), 0).to_numpy(zero_copy_only=False),
+            dtype=np.int64,
+        )
+    except pa.ArrowInvalid:
+        bad = first_bad(whole_text, lambda a: pc.cast(a, pa.int64()))
+        raise where.error(f"{_OUTSIDE} ({text[bad].as_py()!r})", bad) from None
+    if unit == "auto":
+        valid = np.abs(whole[~mask])
+        unit = _guess_unit(float(valid.max()) if len(valid) else 0.0)
+    per, digits = _NANOS_PER[unit], _DIGITS[unit]
+    padded = pc.utf8_rpad(pc.fill_null(fraction, ""), width=_NANO_DIGITS, padding="0")
+    kept, rest = (
+        pc.utf8_slice_codeunits(padded, 0, digits),
+        pc.utf8_slice_codeunits(padded, digits),
+    )
+    lost = pc.invert(pc.match_substring_regex(rest, r"^0*$"))
+    if pc.any(pc.and_(lost, pc.invert(pa.array(mask)))).as_py():
+        bad = int(pc.index(lost, True).as_py())
+        raise where.error(
+            f"has more fractional digits than nanoseconds hold ({text[bad].as_py()!r}, in {unit})",
+            bad,
+        )
+    part = (
+        np.asarray(pc.cast(kept, pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64)
+        if digits
+        else np.zeros(len(text), dtype=np.int64)
+    )
+    sign = np.where(np.asarray(pc.fill_null(negative, False).to_numpy(zero_copy_only=False)), -1, 1)
+    return _scaled(whole, part, sign, per, mask, where), unit
+
+
+def _scaled(
+    whole: npt.NDArray[np.int64],
+    part: npt.NDArray[np.int64],
+    sign: npt.NDArray[np.int64],
+    per: int,
+    mask: npt.NDArray[np.bool_],
+    where: _Where,
+) -> pa.Array:
+    """``sign * (whole * per + part)`` nanoseconds, checked against the range."""
+    limit = _MAX_NS // per
+    out_of_range = ~mask & (np.abs(whole) > limit)
+    if out_of_range.any():
+        bad = int(np.flatnonzero(out_of_range)[0])
+        raise where.error(f"{_OUTSIDE} ({int(sign[bad] * whole[bad])} {_NAMES[per]})", bad)
+    nanos = np.where(mask, 0, sign * (whole * per + part))
+    return _in_range(pa.array(nanos, type=pa.int64(), mask=mask).cast(TIMESTAMP), where)
 
 
 def _from_numbers(column: pa.Array, unit: TimeUnit, where: _Where) -> tuple[pa.Array, TimeUnit]:
     values = column.to_numpy(zero_copy_only=False)
-    mask = pc.is_null(column).to_numpy(zero_copy_only=False)
+    mask = np.asarray(pc.is_null(column).to_numpy(zero_copy_only=False))
     valid = values[~mask].astype(np.float64)
     if len(valid) and not np.all(np.isfinite(valid)):
         bad = int(np.flatnonzero(~mask)[np.flatnonzero(~np.isfinite(valid))[0]])
         raise where.error("is not a finite epoch timestamp", bad)
     if unit == "auto":
         unit = _guess_unit(float(np.max(np.abs(valid))) if len(valid) else 0.0)
+    per = _NANOS_PER[unit]
     filled = np.where(mask, 0, values)
-    if unit == "ns":
-        micros = filled.astype(np.int64) // 1000
-    elif np.issubdtype(filled.dtype, np.integer):
-        micros = filled.astype(np.int64) * _MICROS_PER[unit]
-    else:
-        micros = np.round(filled.astype(np.float64) * _MICROS_PER[unit]).astype(np.int64)
-    return pa.array(micros, type=TIMESTAMP, mask=mask), unit
+    if np.issubdtype(filled.dtype, np.integer):
+        if np.issubdtype(filled.dtype, np.unsignedinteger) and len(filled) and filled.max() > _I64:
+            bad = int(np.argmax(filled))
+            raise where.error(f"{_OUTSIDE} ({int(filled[bad])} {_NAMES[per]})", bad)
+        whole = filled.astype(np.int64)
+        sign = np.where(whole < 0, -1, 1)
+        return _scaled(np.abs(whole), np.zeros_like(whole), sign, per, mask, where), unit
+    # a float64 holds about a microsecond of a present-day epoch: round to it
+    floats = filled.astype(np.float64)
+    micros = np.round(floats * (per / 1000))
+    limit = _MAX_NS // 1000
+    out_of_range = ~mask & (np.abs(micros) > limit)
+    if out_of_range.any():
+        bad = int(np.flatnonzero(out_of_range)[0])
+        raise where.error(f"{_OUTSIDE} ({floats[bad]!r} {_NAMES[per]})", bad)
+    whole = micros.astype(np.int64)
+    sign = np.where(whole < 0, -1, 1)
+    return _scaled(np.abs(whole), np.zeros_like(whole), sign, 1000, mask, where), unit
 
 
 def _guess_unit(magnitude: float) -> TimeUnit:

@@ -9,11 +9,18 @@ pause the exchange. While the rate controller is paused (``scale == 0``) it keep
 latest quote per symbol (conflation, counted as ``conflated``) and emits those once resumed;
 trades are never conflated: they wait in a bounded buffer (``max_buffered_trades``; the
 oldest are dropped and counted as ``dropped`` only past that bound).
+
+A live feed's version time is when it received the data: every record's ``received_at``
+and ``as_of`` are the wall-clock time (ns) at which ``ib_async`` handed the update over,
+the one legitimate use of the wall clock for a version. IBKR gives no trade id or
+sequence: ticks get their ``ordinal`` among identical ones (one
+:class:`~market_data_core.columns.Ordinals` per provider).
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -24,6 +31,8 @@ import structlog
 from pydantic import Field, TypeAdapter, ValidationError, field_validator
 
 from market_data_core import Symbol
+from market_data_core.columns import Ordinals
+from market_data_core.timestamps import to_ns
 from market_data_pipeline import records
 from market_data_pipeline.components import Context, Emit, Params, Provider
 from market_data_pipeline.providers._timestamps import stoppable_sleep
@@ -38,8 +47,10 @@ _TRADE_TICKS: Final = frozenset({48, 77})
 
 _SYMBOL: Final = TypeAdapter(Symbol)
 
-QuoteRow = tuple[str, datetime, float, float, float, float]
-TradeRow = tuple[str, datetime, float, float]
+QuoteRow = tuple[str, int, float, float, float, float, int]
+"""symbol, ts (ns), bid, ask, bid size, ask size, received (ns)."""
+TradeRow = tuple[str, int, float, float, int]
+"""symbol, ts (ns), price, size, received (ns)."""
 
 
 class IBKRContract(Params):
@@ -126,6 +137,9 @@ class IBKRProvider(Provider[IBKRParams]):
         self._quotes: list[QuoteRow] = []
         self._latest: dict[str, QuoteRow] = {}
         self._trades: deque[TradeRow] = deque()
+        self._ordinals = Ordinals()
+        self.clock = time.time_ns
+        """The receive time (ns since the epoch, wall clock); tests replace it."""
 
     def output_schema(self, port: str, given: pa.Schema | None) -> pa.Schema | None:
         return records.schema_of(self.params.kind)
@@ -194,17 +208,18 @@ class IBKRProvider(Provider[IBKRParams]):
 
     def on_tickers(self, tickers: Iterable[Any]) -> None:
         """``pendingTickersEvent`` handler: buffer (or conflate) the updates."""
+        received = self.clock()
         for ticker in tickers:
             name = self._tickers.get(id(ticker))
             if name is None:
                 continue
             if self.params.kind == "quotes":
-                self._on_quote(name, ticker)
+                self._on_quote(name, ticker, received)
             else:
-                self._on_trades(name, ticker)
+                self._on_trades(name, ticker, received)
 
-    def _on_quote(self, name: str, ticker: Any) -> None:
-        row = _quote_row(name, ticker)
+    def _on_quote(self, name: str, ticker: Any, received: int) -> None:
+        row = _quote_row(name, ticker, received)
         if row is None:
             self.context.count("invalid")
             return
@@ -215,7 +230,7 @@ class IBKRProvider(Provider[IBKRParams]):
         if len(self._quotes) > self.params.max_buffered_quotes:
             self._conflate_pending()
 
-    def _on_trades(self, name: str, ticker: Any) -> None:
+    def _on_trades(self, name: str, ticker: Any, received: int) -> None:
         for tick in getattr(ticker, "ticks", None) or ():
             if tick.tickType not in _TRADE_TICKS or not _valid(tick.price):
                 continue
@@ -223,7 +238,8 @@ class IBKRProvider(Provider[IBKRParams]):
             if len(self._trades) >= self.params.max_buffered_trades:
                 self._trades.popleft()
                 self.context.count("dropped")
-            self._trades.append((name, _utc(tick.time), float(tick.price), size))
+            ts = _ns(tick.time, received)
+            self._trades.append((name, ts, float(tick.price), size, received))
 
     def _conflate(self, row: QuoteRow) -> None:
         if row[0] in self._latest:
@@ -256,42 +272,58 @@ class IBKRProvider(Provider[IBKRParams]):
         if self.params.kind == "quotes":
             quotes = [*self._latest.values(), *self._quotes]
             self._latest, self._quotes = {}, []
-            return [_quotes_table(quotes[i : i + size]) for i in range(0, len(quotes), size)]
-        trades = list(self._trades)
-        self._trades.clear()
-        return [_trades_table(trades[i : i + size]) for i in range(0, len(trades), size)]
+            tables = [_quotes_table(quotes[i : i + size]) for i in range(0, len(quotes), size)]
+        else:
+            trades = list(self._trades)
+            self._trades.clear()
+            tables = [_trades_table(trades[i : i + size]) for i in range(0, len(trades), size)]
+        kind = records.Kind(self.params.kind)
+        return [self._ordinals.assign(table, kind) for table in tables]
 
 
 def _valid(value: Any) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
-def _utc(value: datetime | None) -> datetime:
+def _ns(value: datetime | None, received: int) -> int:
+    """An update's event time (ns); without one, when it was received."""
     if value is None:
-        return datetime.now(UTC)
-    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+        return received
+    return to_ns(value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC))
 
 
-def _quote_row(name: str, ticker: Any) -> QuoteRow | None:
+def _quote_row(name: str, ticker: Any, received: int) -> QuoteRow | None:
     bid, ask = ticker.bid, ticker.ask
     if not (_valid(bid) and _valid(ask)) or bid > ask or bid <= 0 or ask <= 0:
         return None
     bid_size = float(ticker.bidSize) if _valid(ticker.bidSize) else 0.0
     ask_size = float(ticker.askSize) if _valid(ticker.askSize) else 0.0
-    return (name, _utc(ticker.time), float(bid), float(ask), bid_size, ask_size)
+    ts = _ns(ticker.time, received)
+    return (name, ts, float(bid), float(ask), bid_size, ask_size, received)
+
+
+def _table(
+    rows: list[Any], names: tuple[str, ...], kind: records.Kind, schema: pa.Schema
+) -> pa.Table:
+    """Rows of ``names`` (the last one the receive time) as a checked table of ``kind``:
+    the receive time is also the version time."""
+    columns: dict[str, pa.Array] = {}
+    for index, name in enumerate(names):
+        values = [row[index] for row in rows]
+        field = schema.field(name)
+        if field.type == records.TIMESTAMP:
+            columns[name] = pa.array(values, pa.int64()).cast(records.TIMESTAMP)
+        else:
+            columns[name] = pa.array(values, field.type)
+    columns["as_of"] = columns["received_at"]
+    return records.check(pa.table(columns), kind, source="ibkr")
 
 
 def _quotes_table(rows: list[QuoteRow]) -> pa.Table:
-    names = ("symbol", "ts", "bid", "ask", "bid_size", "ask_size")
-    columns = {name: [row[i] for row in rows] for i, name in enumerate(names)}
-    table = pa.table(columns | {"exchange": [None] * len(rows)}, schema=records.QUOTES)
-    return records.check(table, records.Kind.QUOTES, source="ibkr")
+    names = ("symbol", "ts", "bid", "ask", "bid_size", "ask_size", "received_at")
+    return _table(rows, names, records.Kind.QUOTES, records.QUOTES)
 
 
 def _trades_table(rows: list[TradeRow]) -> pa.Table:
-    names = ("symbol", "ts", "price", "size")
-    columns: dict[str, list[Any]] = {name: [row[i] for row in rows] for i, name in enumerate(names)}
-    for name in ("exchange", "trade_id", "side", "conditions"):
-        columns[name] = [None] * len(rows)
-    table = pa.table(columns, schema=records.TRADES)
-    return records.check(table, records.Kind.TRADES, source="ibkr")
+    names = ("symbol", "ts", "price", "size", "received_at")
+    return _table(rows, names, records.Kind.TRADES, records.TRADES)

@@ -8,8 +8,13 @@ Delivery is at least once, acknowledged after commit: behind each entry's batch 
 mark (:mod:`market_data_pipeline.marks`), and the entry is acknowledged (``XACK``) only once
 that mark reached every sink, i.e. once every bar its ticks went into is purged from the
 resamplers' windows and committed by the store. The operators' stamps (their latest event
-time) are saved in the same transaction (hash ``<stream>:<group>:stamps``) and given back
-to them when a worker starts, so re-delivered ticks are late or not exactly as they were.
+time, in nanoseconds) are saved in the same transaction (hash ``<stream>:<group>:stamps:ns``)
+and given back to them when a worker starts, so re-delivered ticks are late or not exactly
+as they were. (Stamps saved by an earlier version, in microseconds under
+``<stream>:<group>:stamps``, are read when there are no others.)
+
+Entries carry whole Arrow batches: every column of the records (nanosecond times, receive
+times, ordinals, versions) arrives as it was written.
 
 On start the consumer first re-reads its own entries that were delivered but never
 acknowledged (a crash), then claims (``XAUTOCLAIM``) entries other consumers of the group
@@ -102,7 +107,9 @@ class RedisStreamProvider(Provider[RedisStreamParams]):
         self.client: StreamClient | None = None
         self.acked = 0
         self.claimed = 0
-        self._stamps_key = f"{params.stream}:{params.group}:stamps"
+        self._stamps_key = f"{params.stream}:{params.group}:stamps:ns"
+        self._micros_key = f"{params.stream}:{params.group}:stamps"
+        """Where an earlier version saved the stamps, in microseconds."""
         self._restored: dict[str, int] = {}
         self._marks: deque[Mark] = deque()
         self._inflight: set[bytes] = set()
@@ -117,6 +124,9 @@ class RedisStreamProvider(Provider[RedisStreamParams]):
         await self._ensure_group(self.client)
         saved = await self.client.hgetall(self._stamps_key)
         self._restored = {k.decode(): int(v) for k, v in saved.items()}
+        if not saved:
+            micros = await self.client.hgetall(self._micros_key)
+            self._restored = {k.decode(): int(v) * 1000 for k, v in micros.items()}
         self._acker = asyncio.create_task(self._acknowledge(), name=f"{self.node_id}-acker")
         logger.info(
             "redis stream provider",
@@ -139,7 +149,7 @@ class RedisStreamProvider(Provider[RedisStreamParams]):
             if "BUSYGROUP" not in str(error):
                 raise
         else:  # a new group starts with no stamps (a deleted group's would make ticks late)
-            await client.delete(self._stamps_key)
+            await client.delete(self._stamps_key, self._micros_key)
 
     async def close(self) -> None:
         acker, self._acker = self._acker, None

@@ -4,9 +4,18 @@ Files are read incrementally (``pyarrow.csv`` streaming reader, Parquet row batc
 line chunks) and every batch is checked at the edge (:func:`records.check`): a bad value
 raises a :class:`RecordError` naming the file, the line (the row number for Parquet) and
 the field. Columns are found by name (``ts`` from ``timestamp``, ``timestamp_utc``,
-``time``...; ``size`` from ``quantity``, ``qty``...), or mapped explicitly with
-``columns: {field: file column}``. Naive timestamps need ``timezone`` (``UTC``, or an IANA
-zone name): silently guessing a zone would shift every record.
+``time``...; ``size`` from ``quantity``, ``qty``...; ``received_at`` from ``ts_recv``...), or
+mapped explicitly with ``columns: {field: file column}``. Naive timestamps need ``timezone``
+(``UTC``, or an IANA zone name): silently guessing a zone would shift every record.
+Timestamps keep their nanoseconds (ISO text with up to nine fractional digits, integers in
+``timestamp_unit``); one that cannot be read exactly is an error, never truncated.
+
+Versions come from the input, never from the clock of the run: every record's ``as_of`` is
+the file's ``as_of`` column where it has one, else the ``as_of`` param, else the file's
+modification time (to the nanosecond), so replaying an unchanged file gives the same
+versions. Trades and quotes without a venue id (``trade_id``, ``sequence``) get their
+``ordinal`` among identical ticks (:class:`~market_data_core.columns.Ordinals`, one per
+read of the file), the same whatever ``batch_size``.
 
 ``speed: 0`` replays as fast as the pipeline takes it; ``speed: k`` replays k times faster
 than the data were recorded, sleeping on event-time gaps (batches are cut into slices of
@@ -23,6 +32,7 @@ import gzip
 import io
 import itertools
 import json
+import os
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -38,6 +48,8 @@ import pyarrow.parquet as pq
 from pydantic import Field, field_validator
 
 from market_data_core import Symbol, Timeframe
+from market_data_core.columns import Ordinals
+from market_data_core.timestamps import UtcTimestamp, to_ns
 from market_data_pipeline import records
 from market_data_pipeline.components import Params, Provider
 from market_data_pipeline.exceptions import RecordError
@@ -48,7 +60,7 @@ from market_data_pipeline.providers._timestamps import (
     TimeUnit,
     first_bad,
     stoppable_sleep,
-    to_utc_micros,
+    to_utc_nanos,
 )
 
 __all__ = ["ReplayParams", "ReplayProvider", "detect_format"]
@@ -58,7 +70,7 @@ Lines = npt.NDArray[np.int64]
 
 _QUANTUM: Final = 0.05
 """Wall-clock seconds of event time per slice when pacing (``speed > 0``)."""
-_US: Final = 1_000_000
+_NS: Final = 1_000_000_000
 _EXTENSIONS: Final[dict[str, Literal["csv", "ndjson", "parquet"]]] = {
     ".csv": "csv",
     ".ndjson": "ndjson",
@@ -89,6 +101,12 @@ _CANDIDATES: Final[dict[str, tuple[str, ...]]] = {
     "volume": ("volume", "vol", "v"),
     "trade_count": ("trade_count", "trades", "count", "n_trades"),
     "vwap": ("vwap",),
+    "received_at": ("received_at", "ts_recv", "recv_ts", "receive_time"),
+    "sequence": ("sequence", "seq"),
+    "ordinal": ("ordinal",),
+    "as_of": ("as_of",),
+    "revision": ("revision",),
+    "reason": ("reason",),
 }
 _BUYER_MAKER: Final = ("buyer_maker", "is_buyer_maker")
 """Binance's flag: the buyer was the maker, so the aggressor sold."""
@@ -136,7 +154,20 @@ class ReplayParams(Params):
     timezone: str | None = Field(
         default=None, description="Zone of naive timestamps ('UTC'); None: they are an error."
     )
-    timestamp_unit: TimeUnit = "auto"
+    timestamp_unit: TimeUnit = Field(
+        default="auto",
+        description=(
+            "Unit of numeric timestamps (s, ms, us, ns); auto: from their magnitude, per column."
+        ),
+    )
+    as_of: UtcTimestamp | None = Field(
+        default=None,
+        description=(
+            "The records' version time (when this data was known; ISO, up to 9 fractional "
+            "digits). A file's as_of column wins; default: the file's modification time, to "
+            "the nanosecond (st_mtime_ns), so a rerun on the same file gives the same versions."
+        ),
+    )
     speed: float = Field(default=0.0, ge=0, description="0: as fast as possible; k: k x real time.")
     batch_size: int = Field(default=10_000, ge=1)
     delimiter: str = Field(default=",", min_length=1, max_length=1)
@@ -185,7 +216,10 @@ class ReplayProvider(Provider[ReplayParams]):
         """Wall clock of the pacing (tests replace it)."""
         self.sleep: Sleep | None = None
         """Sleep of the pacing (default: one that wakes up when the job stops)."""
-        self._unit: TimeUnit = params.timestamp_unit
+        self._units: dict[str, TimeUnit] = {}
+        """The unit numbers of each timestamp field were read in (auto: resolved once)."""
+        self._as_of: int | None = None
+        """The version time of rows without an ``as_of`` of their own (ns)."""
         self._mapping: dict[str, str] = {}
         self._buyer_maker: str | None = None
         self._files = contextlib.ExitStack()
@@ -201,17 +235,17 @@ class ReplayProvider(Provider[ReplayParams]):
 
     async def batches(self) -> AsyncIterator[pa.Table]:
         pacer = self._pacer()
-        quantum = round(_QUANTUM * self.params.speed * _US)
+        quantum = round(_QUANTUM * self.params.speed * _NS)
         origin: int | None = None
         for table in self.read():
             if pacer is None:
                 yield table
                 await asyncio.sleep(0)  # let the rest of the pipeline run between batches
                 continue
-            micros = table.column(self.time_field).cast(pa.int64()).to_numpy()
-            origin = int(micros[0]) if origin is None else origin
-            for first, end in _slices(micros, origin, quantum):
-                await pacer.wait(micros[first] / _US)
+            nanos = table.column(self.time_field).cast(pa.int64()).to_numpy()
+            origin = int(nanos[0]) if origin is None else origin
+            for first, end in _slices(nanos, origin, quantum):
+                await pacer.wait(nanos[first] / _NS)
                 yield table.slice(first, end - first)
 
     def _pacer(self) -> Pacer | None:
@@ -222,11 +256,12 @@ class ReplayProvider(Provider[ReplayParams]):
         return Pacer(self.params.speed, clock=self.clock, sleep=sleep)
 
     def read(self) -> Iterator[pa.Table]:
-        """Every checked batch of the file, without pacing (synchronous); the file is
-        closed when the iteration ends."""
+        """Every checked batch of the file, without pacing (synchronous), with its versions
+        and ordinals; the file is closed when the iteration ends."""
+        ordinals = Ordinals()  # one per read of the file: a reread gives the same ordinals
         try:
             for raw, lines in self._raw_batches():
-                yield self.convert(raw, lines)
+                yield ordinals.assign(self.convert(raw, lines), self.kind)
         finally:
             self._files.close()
 
@@ -234,6 +269,8 @@ class ReplayProvider(Provider[ReplayParams]):
         path = Path(self.params.path)
         if not path.is_file():
             raise RecordError("file not found", source=self.source)
+        given = self.params.as_of
+        self._as_of = to_ns(given) if given is not None else os.stat(path).st_mtime_ns
         readers = {"csv": self._csv, "ndjson": self._ndjson, "parquet": self._parquet}
         pending: list[tuple[pa.Table, Lines]] = []
         rows = 0
@@ -424,28 +461,27 @@ class ReplayProvider(Provider[ReplayParams]):
                 columns[field.name] = self._default(raw, field, n, lines)
         table = pa.table(columns, schema=self.schema)
         try:
-            checked = records.check(table, self.kind, source=self.source, first_line=0)
+            return records.check(table, self.kind, source=self.source, first_line=0)
         except RecordError as error:
             line = int(lines[error.line]) if error.line is not None else None
             raise RecordError(
                 error.reason, source=self.source, line=line, field=error.field
             ) from None
-        if self.kind is records.Kind.BARS and "timeframe" not in self._mapping:
-            self._check_aligned(checked, lines)
-        return checked
 
     def _column(self, column: pa.ChunkedArray, field: pa.Field, lines: Lines) -> pa.Array:
         array = column.combine_chunks()
         name = field.name
         if pa.types.is_timestamp(field.type):
-            converted, self._unit = to_utc_micros(
+            converted, self._units[name] = to_utc_nanos(
                 array,
                 source=self.source,
                 field=name,
                 lines=lines,
                 timezone=self.params.timezone,
-                unit=self._unit,
+                unit=self._units.get(name, self.params.timestamp_unit),
             )
+            if name == "as_of" and self._as_of is not None:
+                return pc.fill_null(converted, pa.scalar(self._as_of, pa.int64()).cast(field.type))
             return converted
         if name == "conditions":
             return self._conditions(array, lines)
@@ -516,6 +552,8 @@ class ReplayProvider(Provider[ReplayParams]):
         }.get(name, _DEFAULTS.get(name))
         if name == "side" and self._buyer_maker is not None:
             return self._from_buyer_maker(raw.column(self._buyer_maker).combine_chunks(), lines)
+        if name == "as_of" and self._as_of is not None:
+            return pa.repeat(pa.scalar(self._as_of, pa.int64()).cast(field.type), n)
         if constant is None:
             return pa.nulls(n, field.type)
         return pa.repeat(pa.scalar(constant, field.type), n)
@@ -536,31 +574,14 @@ class ReplayProvider(Provider[ReplayParams]):
             array = pc.if_else(pc.is_null(text), pa.scalar(None, pa.bool_()), array)
         return pc.if_else(array, "sell", "buy")
 
-    def _check_aligned(self, table: pa.Table, lines: Lines) -> None:
-        timeframe = self.params.timeframe
-        if timeframe is None:
-            return
-        step = Timeframe.parse(timeframe).seconds * _US
-        micros = table.column("start").cast(pa.int64()).to_numpy()
-        misaligned = np.flatnonzero(micros % step)
-        if len(misaligned):
-            bad = int(misaligned[0])
-            value = table.column("start")[bad].as_py()
-            raise RecordError(
-                f"is not aligned to timeframe {timeframe} ({value.isoformat()})",
-                source=self.source,
-                line=int(lines[bad]),
-                field="start",
-            )
-
 
 def _slices(
-    micros: npt.NDArray[np.int64], origin: int, quantum_us: int
+    nanos: npt.NDArray[np.int64], origin: int, quantum_ns: int
 ) -> Iterator[tuple[int, int]]:
     """``(first, end)`` row ranges that each span at most one pacing quantum."""
-    buckets = (micros - origin) // max(quantum_us, 1)
+    buckets = (nanos - origin) // max(quantum_ns, 1)
     edges = np.flatnonzero(np.diff(buckets)) + 1
-    bounds = [0, *edges.tolist(), len(micros)]
+    bounds = [0, *edges.tolist(), len(nanos)]
     yield from itertools.pairwise(bounds)
 
 

@@ -4,9 +4,15 @@ The data depend only on the params (never on the wall clock, nor on ``batch_size
 are generated in fixed chunks, each from its own ``numpy`` generator seeded with
 ``(seed, chunk)``, so a second run emits the same rows and the store's idempotent upsert
 makes it a no-op. Event ``i`` of ``N`` falls at ``start + (i + u) * duration / N`` (``u``
-uniform in [0, 1)), so timestamps are ordered and strictly inside
+uniform in [0, 1)), to the nanosecond, so timestamps are ordered and strictly inside
 ``[start, start + duration)``. Prices follow a geometric random walk per symbol and stay
 positive.
+
+It simulates a feed whose receive time is the event time: every record's ``as_of`` (its
+version time) is its ``ts``, so versions are as deterministic as the data. Quotes have no
+venue sequence: each gets its ``ordinal`` among quotes of the same symbol and instant
+(:class:`~market_data_core.columns.Ordinals`, independent of ``batch_size``); trades have a
+trade id.
 """
 
 from __future__ import annotations
@@ -22,7 +28,6 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import (
-    AwareDatetime,
     BeforeValidator,
     Field,
     TypeAdapter,
@@ -32,6 +37,8 @@ from pydantic import (
 )
 
 from market_data_core import Symbol
+from market_data_core.columns import Ordinals
+from market_data_core.timestamps import UtcTimestamp, to_ns
 from market_data_pipeline import records
 from market_data_pipeline.components import Params, Provider
 from market_data_pipeline.providers._timestamps import (
@@ -50,7 +57,7 @@ _DAY_SECONDS: Final = 86400.0
 _TICK: Final = 0.01
 _PRICE_STREAM: Final = 2**32
 """Generator key of the initial prices (chunk keys are below it)."""
-_US: Final = 1_000_000
+_NS: Final = 1_000_000_000
 
 _SYMBOLS: Final = TypeAdapter(list[Symbol])
 
@@ -61,7 +68,7 @@ class SyntheticParams(Params):
     kind: Literal["trades", "quotes"] = "trades"
     symbols: int | list[str] = Field(default=3, description="A count (SYM000...) or names.")
     seed: int = Field(default=42, ge=0)
-    start: AwareDatetime = datetime(2024, 1, 2, 14, 30, tzinfo=UTC)
+    start: UtcTimestamp = datetime(2024, 1, 2, 14, 30, tzinfo=UTC)
     duration: Duration = Field(
         default=timedelta(hours=6, minutes=30), description="Event-time span: '6h30m' or s."
     )
@@ -158,8 +165,10 @@ class SyntheticProvider(Provider[SyntheticParams]):
         pending: list[pa.Table] = []
         rows = 0
         size = self.params.batch_size
+        ordinals = Ordinals()  # one per run of the feed: a rerun gives the same ordinals
+        kind = records.Kind(self.params.kind)
         for chunk in self._chunks():
-            pending.append(chunk)
+            pending.append(ordinals.assign(chunk, kind))
             rows += chunk.num_rows
             while rows >= size:
                 table = pa.concat_tables(pending)
@@ -179,10 +188,9 @@ class SyntheticProvider(Provider[SyntheticParams]):
         rng = np.random.default_rng([p.seed, first // _CHUNK])
         n = end - first
         index = np.arange(first, end, dtype=np.float64)
-        span_us = round(p.duration.total_seconds() * _US)
-        offsets = np.floor((index + rng.random(n)) * (span_us / self.total)).astype(np.int64)
-        start_us = _epoch_us(p.start)
-        ts = pa.array(start_us + np.minimum(offsets, span_us - 1), type=records.TIMESTAMP)
+        span_ns = p.duration // timedelta(microseconds=1) * 1000
+        offsets = np.floor((index + rng.random(n)) * (span_ns / self.total)).astype(np.int64)
+        ts = pa.array(to_ns(p.start) + np.minimum(offsets, span_ns - 1), type=records.TIMESTAMP)
         sym = rng.integers(0, len(self.symbols), n)
         symbol = pc.take(pa.array(self.symbols, pa.string()), pa.array(sym))
         price = walk.step(sym, rng.standard_normal(n))
@@ -198,11 +206,6 @@ def _check_symbols(symbols: list[str]) -> None:
         bad = symbols[int(error.errors()[0]["loc"][0])]
         msg = f"symbol {bad!r} is not a valid symbol (letters, digits and ._:/=^+-)"
         raise ValueError(msg) from None
-
-
-def _epoch_us(ts: datetime) -> int:
-    delta = ts.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
-    return delta // timedelta(microseconds=1)
 
 
 class _Walk:
@@ -262,6 +265,7 @@ def _trades(
         "trade_id": trade_id,
         "side": sides,
         "conditions": pa.nulls(n, pa.list_(pa.string())),
+        **_received(ts, n),
     }
     return pa.table(columns, schema=records.TRADES)
 
@@ -285,5 +289,18 @@ def _quotes(
         "bid_size": pa.array(rng.integers(1, 50, n).astype(np.float64) * 100),
         "ask_size": pa.array(rng.integers(1, 50, n).astype(np.float64) * 100),
         "exchange": pa.nulls(n, pa.string()),
+        "sequence": pa.nulls(n, pa.int64()),
+        **_received(ts, n),
     }
     return pa.table(columns, schema=records.QUOTES)
+
+
+def _received(ts: pa.Array, n: int) -> dict[str, pa.Array]:
+    """A simulated feed receives each tick at its event time: that is the version time."""
+    return {
+        "received_at": pa.nulls(n, records.TIMESTAMP),
+        "ordinal": pa.nulls(n, pa.int64()),
+        "as_of": ts,
+        "revision": pa.repeat(pa.scalar(0, pa.int64()), n),
+        "reason": pa.nulls(n, pa.string()),
+    }

@@ -10,7 +10,10 @@ param), so a reader never takes a previous run's file for this one's; when nothi
 them, the previous file is removed and the node fails, naming what to set.
 
 CSV cannot hold lists: list columns (trade ``conditions``) are written as JSON text, which
-the ``replay`` provider reads back. Timestamps are ISO 8601 in UTC in CSV and NDJSON.
+the ``replay`` provider reads back. Timestamps are ISO 8601 in UTC in CSV and NDJSON, with
+six fractional digits, or nine when a value is not a whole microsecond
+(``2024-01-02T14:30:00.123456789Z``): the ``replay`` provider reads back the exact
+nanoseconds. Parquet keeps ``timestamp[ns, UTC]`` as it is.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from pydantic import Field
 from market_data_pipeline import records
 from market_data_pipeline.components import Params, SinkComponent
 
-__all__ = ["FileSink", "FileSinkParams", "detect_format", "ndjson_lines"]
+__all__ = ["FileSink", "FileSinkParams", "detect_format", "iso_text", "ndjson_lines"]
 
 logger = structlog.get_logger(__name__)
 
@@ -213,9 +216,14 @@ def _is_list(kind: pa.DataType) -> bool:
     return bool(pa.types.is_list(kind) or pa.types.is_large_list(kind))
 
 
+def _as_text(kind: pa.DataType) -> bool:
+    """Whether CSV holds a column of this type as text of our own (lists, timestamps)."""
+    return _is_list(kind) or pa.types.is_timestamp(kind)
+
+
 def _csv_schema(schema: pa.Schema) -> pa.Schema:
     return pa.schema(
-        [pa.field(f.name, pa.string()) if _is_list(f.type) else f for f in schema],
+        [pa.field(f.name, pa.string()) if _as_text(f.type) else f for f in schema],
         metadata=schema.metadata,
     )
 
@@ -227,26 +235,39 @@ def _for_csv(table: pa.Table) -> pa.Table:
             table = table.set_column(
                 index, pa.field(field.name, pa.string()), pa.array(text, pa.string())
             )
+        elif pa.types.is_timestamp(field.type):
+            table = table.set_column(
+                index, pa.field(field.name, pa.string()), iso_text(table.column(index))
+            )
     return table
 
 
 def ndjson_lines(table: pa.Table) -> Iterator[str]:
-    """One JSON object per row; timestamps as ISO 8601 strings (``Z`` for UTC)."""
+    """One JSON object per row; timestamps as ISO 8601 strings (``Z`` for UTC; nine
+    fractional digits where a value is not a whole microsecond)."""
     for index, field in enumerate(table.schema):
         if pa.types.is_timestamp(field.type):
             table = table.set_column(
-                index, pa.field(field.name, pa.string()), _iso(table.column(index))
+                index, pa.field(field.name, pa.string()), iso_text(table.column(index))
             )
     for row in table.to_pylist():
         yield json.dumps(row, separators=(",", ":"), default=str)
 
 
-def _iso(column: pa.ChunkedArray) -> pa.ChunkedArray:
+def iso_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """ISO 8601 text of a timestamp column: six fractional digits (the unit's own below
+    microseconds), nine where a nanosecond value is not a whole microsecond."""
     kind = column.type
-    if kind.tz is None:
-        return pc.strftime(column, format=_ISO)
-    utc = column.cast(pa.timestamp(kind.unit, tz="UTC"))
-    return pc.strftime(utc, format=_ISO + "Z")
+    form = _ISO if kind.tz is None else _ISO + "Z"
+    if kind.tz is not None:
+        column = column.cast(pa.timestamp(kind.unit, tz="UTC"))
+    if kind.unit != "ns":
+        return pc.strftime(column, format=form)
+    micros_type = pa.timestamp("us", tz=column.type.tz)
+    micros = pc.strftime(pc.cast(column, micros_type, safe=False), format=form)
+    nanos = pc.cast(column, pa.int64())
+    whole = pc.equal(pc.multiply(pc.divide(nanos, 1000), 1000), nanos)
+    return pc.if_else(pc.fill_null(whole, True), micros, pc.strftime(column, format=form))
 
 
 def _fsync(path: Path) -> None:

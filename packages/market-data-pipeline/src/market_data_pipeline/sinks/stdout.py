@@ -17,7 +17,7 @@ from rich.table import Table
 
 from market_data_pipeline import records
 from market_data_pipeline.components import Context, NoParams, Params, SinkComponent
-from market_data_pipeline.sinks.files import ndjson_lines
+from market_data_pipeline.sinks.files import iso_text, ndjson_lines
 
 __all__ = ["NullSink", "StdoutSink", "StdoutSinkParams"]
 
@@ -63,7 +63,12 @@ class StdoutSink(SinkComponent[StdoutSinkParams]):
         table = Table(title=title, caption=caption)
         for name in shown.column_names:
             table.add_column(name)
-        columns = [shown.column(i).to_pylist() for i in range(shown.num_columns)]
+        columns = [
+            iso_text(column).to_pylist()
+            if pa.types.is_timestamp(column.type)
+            else column.to_pylist()
+            for column in shown.columns
+        ]
         for row in zip(*columns, strict=True):
             table.add_row(*("" if v is None else str(v) for v in row))
         return table

@@ -16,10 +16,12 @@
 Batches go to the store as Arrow tables, never a model per row: in process through
 ``Store.submit_arrow``, over HTTP as Arrow IPC streams (``AsyncStoreClient.write_arrow``);
 the store checks them per column and PostgreSQL takes them by binary COPY. They are
-upserted: replaying the same data twice changes nothing. ``flush`` (end of input) waits until
-everything is settled. In process, rows the store could not write (dead-lettered,
-refused by the database) are counted in ``not_stored`` and logged, so a run's summary
-never passes them off as written.
+versions of their keys (``as_of``, ``revision``: see docs/store.md): the store keeps the
+newest, so replaying the same data twice changes nothing. ``reason`` fills the batches'
+empty ``reason`` (why these versions were written: ``backfill``, ``correction``...).
+``flush`` (end of input) waits until everything is settled. In process, rows the store
+could not write (dead-lettered, refused by the database) are counted in ``not_stored`` and
+logged, so a run's summary never passes them off as written.
 Needs the ``store`` extra (``pip install 'market-data-pipeline[store]'``).
 """
 
@@ -29,9 +31,11 @@ import asyncio
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import structlog
 from pydantic import Field, SecretStr
 
+from market_data_core import Reason
 from market_data_pipeline import records
 from market_data_pipeline.components import Context, Params, SinkComponent
 
@@ -59,6 +63,13 @@ class StoreSinkParams(Params):
     http_batch: int = Field(default=10_000, ge=1, description="Rows per HTTP request.")
     http_concurrency: int = Field(
         default=2, ge=1, le=16, description="HTTP requests in flight at once (over HTTP)."
+    )
+    reason: Reason | None = Field(
+        default=None,
+        description=(
+            "Why these versions are written (backfill, correction...): fills the records' "
+            "empty reason."
+        ),
     )
     attempts: int = Field(
         default=8,
@@ -125,6 +136,7 @@ class StoreSink(SinkComponent[StoreSinkParams]):
     async def write(self, batch: pa.Table) -> None:
         if batch.num_rows == 0:
             return
+        batch = self._with_reason(batch)
         if self.client is None:
             assert self.store is not None, "open() first"
             self._receipts.append(await self.store.submit_arrow(batch, records.kind_of(batch)))
@@ -139,6 +151,17 @@ class StoreSink(SinkComponent[StoreSinkParams]):
             task = asyncio.create_task(self.client.write_arrow(part, kind))
             self._inflight.add(task)
         self.context.count("written", batch.num_rows)
+
+    def _with_reason(self, batch: pa.Table) -> pa.Table:
+        """The batch with the ``reason`` param where its records have none."""
+        reason = self.params.reason
+        if reason is None:
+            return batch
+        if "reason" not in batch.column_names:
+            return batch.append_column("reason", pa.repeat(pa.scalar(reason), batch.num_rows))
+        index = batch.column_names.index("reason")
+        filled = pc.fill_null(batch.column(index).cast(pa.string()), reason)
+        return batch.set_column(index, batch.schema.field(index).with_type(pa.string()), filled)
 
     async def _settle_requests(self, when: str = asyncio.ALL_COMPLETED) -> None:
         """Wait for requests in flight (the first to end, or all); count what they
