@@ -96,13 +96,13 @@ async def legacy(
     """A database as the old store wrote it, and its rows read before the migration."""
     if request.param == "sqlite":
         path = tmp_path / "legacy.db"
-        shutil.copy(LEGACY / "store-d3e2e0a.db", path)  # noqa: ASYNC240 - a small file, a test
+        shutil.copy(LEGACY / "store-d3e2e0a.db", path)
         url = DatabaseUrl.parse(f"sqlite:///{path}")
         before = _sqlite_rows(path)
     else:
         url = await postgres_server.create_database()
         psql = Path(find_pg_bin("initdb")).resolve().parent / "psql"
-        command = [str(psql) if psql.is_file() else "psql", "-v", "ON_ERROR_STOP=1", "-q"]
+        command = [str(psql) if psql.is_file() else "psql", "-v", "ON_ERROR_STOP=1", "-q"]  # noqa: ASYNC240
         dsn = url.asyncpg_dsn()
         subprocess.run(  # noqa: ASYNC221 - the test waits for the restore anyway
             [*command, "-d", dsn, "-f", str(LEGACY / "store-d3e2e0a.sql")],
