@@ -101,8 +101,8 @@ async def legacy(
         before = _sqlite_rows(path)
     else:
         url = await postgres_server.create_database()
-        psql = Path(find_pg_bin("initdb")).resolve().parent / "psql"
-        command = [str(psql) if psql.is_file() else "psql", "-v", "ON_ERROR_STOP=1", "-q"]  # noqa: ASYNC240
+        psql = Path(find_pg_bin("initdb")).resolve().parent / "psql"  # noqa: ASYNC240
+        command = [str(psql) if psql.exists() else "psql", "-v", "ON_ERROR_STOP=1", "-q"]
         dsn = url.asyncpg_dsn()
         subprocess.run(  # noqa: ASYNC221 - the test waits for the restore anyway
             [*command, "-d", dsn, "-f", str(LEGACY / "store-d3e2e0a.sql")],
