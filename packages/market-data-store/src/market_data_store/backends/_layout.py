@@ -15,9 +15,9 @@ says how a table holds it, the same way in SQLite and PostgreSQL:
   a receive time is integer nanoseconds.
 
 Every data table has a ``<table>_history`` twin: a trigger copies the row a new version
-replaces (when its values change) with ``superseded_at``, the ``ingested_at`` of its
-successor. Reads "as known at" a time take the current rows learned by then and the
-history rows valid then.
+replaces with ``superseded_at``, the ``ingested_at`` of its successor (never earlier than
+its own: ``GREATEST``). Reads "as known at" a time take the current rows learned by then
+and the history rows valid then. A replay writes no new version, so it changes nothing.
 """
 
 from __future__ import annotations

@@ -62,7 +62,6 @@ from market_data_store.backends._layout import (
     LEGACY_NANOS,
     MICROS,
     Layout,
-    changed_sql,
     from_store,
     key_match_sql,
     newer_sql,
@@ -142,10 +141,7 @@ def _upsert_sql(layout: Layout) -> str:
     key = ", ".join(_q(c) for c in layout.key)
     updated = [c for c in layout.columns if c not in layout.key]
     sets = ", ".join(f"{_q(c)} = EXCLUDED.{_q(c)}" for c in updated)
-    learned = (
-        f"ingested_at = CASE WHEN {changed_sql(layout, t, 'EXCLUDED', _D)}"
-        f" THEN GREATEST(EXCLUDED.ingested_at, {t}.ingested_at) ELSE {t}.ingested_at END"
-    )
+    learned = f"ingested_at = GREATEST(EXCLUDED.ingested_at, {t}.ingested_at)"
     return (
         f"INSERT INTO {t} ({_names(layout)}, ingested_at) SELECT {_names(layout)}, now()"
         f" FROM _mds_stage_{t} ON CONFLICT ({key}) DO UPDATE SET {sets}, {learned}"

@@ -33,7 +33,6 @@ from market_data_store.backends._layout import (
     LAYOUTS,
     LEGACY_NANOS,
     Layout,
-    changed_sql,
     from_store,
     key_match_sql,
     newer_sql,
@@ -78,10 +77,7 @@ def _upsert_sql(layout: Layout, stage: str) -> str:
     key = ", ".join(f'"{c}"' for c in layout.key)
     updated = [c for c in layout.columns if c not in layout.key]
     sets = ", ".join(f'"{c}" = excluded."{c}"' for c in updated)
-    learned = (
-        f'"ingested_at" = CASE WHEN {changed_sql(layout, t, "excluded", _D)}'
-        f' THEN max(excluded."ingested_at", {t}."ingested_at") ELSE {t}."ingested_at" END'
-    )
+    learned = f'"ingested_at" = max(excluded."ingested_at", {t}."ingested_at")'
     return (
         f"INSERT INTO {t} ({_names(layout)}) SELECT {_names(layout)} FROM {stage} WHERE true"
         f" ON CONFLICT ({key}) DO UPDATE SET {sets}, {learned}"

@@ -13,7 +13,7 @@
   sequence is ``-1``) and gain ``received_at``, trades too;
 - a signal's metadata is JSON text in PostgreSQL too (it was ``jsonb``);
 - ``<table>_history`` tables keep the versions a newer one replaced, filled by a trigger on
-  update when the values change, with ``superseded_at``.
+  update (a new version), with ``superseded_at``.
 
 Revision ID: 0002
 Revises: 0001
@@ -227,8 +227,9 @@ def _create_history(table: str, dialect: str) -> None:
     columns = [*_all_columns(table), "ingested_at"]
     names = ", ".join(f'"{c}"' for c in columns)
     old = ", ".join(f'OLD."{c}"' for c in columns)
-    changed_old = ", ".join(f'OLD."{c}"' for c in _VALUES[table])
-    changed_new = ", ".join(f'NEW."{c}"' for c in _VALUES[table])
+    changed = (*_VALUES[table], "as_of", "revision")  # a new version: every update
+    changed_old = ", ".join(f'OLD."{c}"' for c in changed)
+    changed_new = ", ".join(f'NEW."{c}"' for c in changed)
     insert = f'INSERT INTO {history} ({names}, "superseded_at") VALUES ({old}, NEW."ingested_at")'
     if dialect == "postgresql":
         op.execute(
