@@ -75,16 +75,15 @@ def _versions(rng: random.Random) -> list[Record]:
                         reason=rng.choice([None, "late", "correction"]),
                     )
                 )  # fmt: skip
-        for trade_id in TRADE_IDS:
-            for _ in range(VERSIONS_PER_KEY):
-                out.append(
-                    Trade(
-                        symbol=symbol, ts=from_ns(1_704_205_800_000_000_007), trade_id=trade_id,
-                        price=float(rng.randint(1, 3)), size=1.0, ordinal=0,
-                        as_of=base + timedelta(seconds=rng.randint(0, 2)),
-                        revision=rng.randint(0, 1),
-                    )
-                )  # fmt: skip
+        out.extend(
+            Trade(
+                symbol=symbol, ts=from_ns(1_704_205_800_000_000_007), trade_id=trade_id,
+                price=float(rng.randint(1, 3)), size=1.0, ordinal=0,
+                as_of=base + timedelta(seconds=rng.randint(0, 2)), revision=rng.randint(0, 1),
+            )
+            for trade_id in TRADE_IDS
+            for _ in range(VERSIONS_PER_KEY)
+        )  # fmt: skip
     return out
 
 
@@ -169,7 +168,7 @@ async def ways(
         env={"MDS_BATCH_SIZE": "1", "MDS_WORKERS": "2", "MDS_LOG_JSON": "true"},
     )
     service.start()
-    rng = random.Random(request.node.name)  # noqa: S311 - test data
+    rng = random.Random(request.node.name)
     stores = []
     for name, flaky in (("store", False), ("dlq", True)):
         settings = StoreSettings(
@@ -183,7 +182,7 @@ async def ways(
         )
         backend = await _open(url)
         if flaky:
-            backend = _Flaky(backend, random.Random(7))  # noqa: S311
+            backend = _Flaky(backend, random.Random(7))
         store = Store(settings, backend=backend)
         await store.start()
         stores.append(store)
@@ -234,7 +233,7 @@ async def _kill_and_restart(service: StoreService, after: float) -> None:
 
 
 async def test_every_key_holds_the_newest_version_whatever_the_order(ways: Ways) -> None:
-    rng = random.Random(f"versions {ways.url.backend} {SCALE}")  # noqa: S311
+    rng = random.Random(f"versions {ways.url.backend} {SCALE}")
     versions = _versions(rng)
     rng.shuffle(versions)
     phases = [versions[i::PHASES] for i in range(PHASES)]
@@ -242,7 +241,7 @@ async def test_every_key_holds_the_newest_version_whatever_the_order(ways: Ways)
     views: list[tuple[datetime, dict[tuple[Any, ...], Any]]] = []
     for number, phase in enumerate(phases):
         shares = [phase[i::WRITERS] for i in range(WRITERS)]
-        tasks = [_writer(ways, share, random.Random(rng.random())) for share in shares]  # noqa: S311
+        tasks = [_writer(ways, share, random.Random(rng.random())) for share in shares]
         if number == 1:  # the service dies mid-phase, with requests in flight
             tasks.append(_kill_and_restart(ways.service, rng.uniform(0.05, 0.4)))
         await asyncio.gather(*tasks)
@@ -255,8 +254,9 @@ async def test_every_key_holds_the_newest_version_whatever_the_order(ways: Ways)
         await asyncio.sleep(0.05)  # nothing is written meanwhile: any time in here is quiet
         quiet_to = datetime.now(UTC)
         span = (quiet_to - quiet_from) / timedelta(microseconds=1)
-        for _ in range(3):
-            views.append((quiet_from + timedelta(microseconds=rng.uniform(0, span)), model))
+        views.extend(
+            (quiet_from + timedelta(microseconds=rng.uniform(0, span)), model) for _ in range(3)
+        )
     assert await _held(ways.backend, None) == newest(written)
     for when, model in views:
         assert await _held(ways.backend, when) == model, when
