@@ -7,6 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from market_data_core import to_ns
 from market_data_core.testing import make_bar, make_trade
 from market_data_store.files import BadRecordError, batches, read_records
 
@@ -21,7 +22,7 @@ def test_ndjson_bars(tmp_path: Path) -> None:
 def test_csv_trades_with_empty_cells(tmp_path: Path) -> None:
     path = tmp_path / "trades.csv"
     path.write_text("symbol,ts,price,size,exchange\nAAPL,2024-01-02T14:30:00Z,185.25,100,\n")
-    assert list(read_records(path, "trades")) == [make_trade()]
+    assert list(read_records(path, "trades")) == [make_trade(as_of=None, ordinal=None)]
 
 
 def test_parquet_trades(tmp_path: Path) -> None:
@@ -30,7 +31,22 @@ def test_parquet_trades(tmp_path: Path) -> None:
         {"symbol": ["AAPL"], "ts": ["2024-01-02T14:30:00Z"], "price": [185.25], "size": [100.0]}
     )
     pq.write_table(table, path)
-    assert list(read_records(path, "trades")) == [make_trade()]
+    assert list(read_records(path, "trades")) == [make_trade(as_of=None, ordinal=None)]
+
+
+def test_nanosecond_timestamps_are_read_exactly(tmp_path: Path) -> None:
+    """From a Parquet ns column, and from CSV text with nine digits, naive in a zone too."""
+    nanos = 1_704_205_800_123_456_789
+    parquet = tmp_path / "trades.parquet"
+    columns = {"symbol": ["AAPL"], "price": [1.0], "size": [1.0]}
+    pq.write_table(
+        pa.table({**columns, "ts": pa.array([nanos], pa.timestamp("ns", "UTC"))}), parquet
+    )
+    csv = tmp_path / "trades.csv"
+    csv.write_text("symbol,ts,price,size\nAAPL,2024-01-02 14:30:00.123456789,1,1\n")
+    for path, zone in ((parquet, None), (csv, "UTC")):
+        (trade,) = read_records(path, "trades", timezone=zone)
+        assert to_ns(trade.ts) == nanos, path
 
 
 @pytest.mark.parametrize(
