@@ -4,8 +4,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from market_data_pipeline.exceptions import RecordError
 from market_data_core.timestamps import to_ns
+from market_data_pipeline.exceptions import RecordError
 from market_data_pipeline.providers._timestamps import Pacer, parse_duration, to_utc_nanos
 
 T = datetime(2024, 1, 2, 14, 30, tzinfo=UTC)

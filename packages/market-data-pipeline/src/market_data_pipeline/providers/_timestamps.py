@@ -120,6 +120,8 @@ def to_utc_nanos(
         column = column.combine_chunks()
     where = _Where(source, field, lines)
     kind = column.type
+    if pa.types.is_null(kind):  # no value at all (e.g. an NDJSON key that is always null)
+        return pa.nulls(len(column), TIMESTAMP), unit
     if pa.types.is_timestamp(kind):
         return _from_timestamps(column, timezone, where), unit
     if pa.types.is_integer(kind) or pa.types.is_floating(kind):
