@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from market_data_core.testing import T0, make_trade
+from market_data_core.testing import T0, make_bar, make_quote, make_trade
 from market_data_pipeline import records
 from market_data_pipeline.exceptions import GraphError
 from market_data_pipeline.graph import Graph, node
@@ -17,8 +17,8 @@ from market_data_pipeline.operators.dedupe import Deduplicate, DeduplicateParams
 from market_data_pipeline.runtime import GraphRuntime
 from market_data_pipeline.testing import TestingProvider, collect, registry_with_fakes, run_operator
 
-Row = tuple[str, int, str | None, float]
-"""symbol, seconds after T0, trade_id, price."""
+Row = tuple[str, int, str | None, float, int | None]
+"""symbol, seconds after T0, trade_id, price, ordinal."""
 
 
 def _table(rows: list[Row]) -> pa.Table:
@@ -32,6 +32,11 @@ def _table(rows: list[Row]) -> pa.Table:
             "trade_id": [r[2] for r in rows],
             "side": [None] * len(rows),
             "conditions": [None] * len(rows),
+            "received_at": [None] * len(rows),
+            "ordinal": [r[4] for r in rows],
+            "as_of": [None] * len(rows),
+            "revision": [0] * len(rows),
+            "reason": [None] * len(rows),
         },
         schema=records.TRADES,
     )
@@ -41,7 +46,7 @@ def _rows(table: pa.Table | None) -> list[Row]:
     if table is None:
         return []
     return [
-        (r["symbol"], int((r["ts"] - T0).total_seconds()), r["trade_id"], r["price"])
+        (r["symbol"], int((r["ts"] - T0).total_seconds()), r["trade_id"], r["price"], r["ordinal"])
         for r in table.to_pylist()
     ]
 
@@ -55,12 +60,14 @@ async def _dedupe(batches: list[pa.Table], **params: Any) -> tuple[list[Row], in
 def _oracle(rows: list[Row], keys: list[str] | None, ttl: int) -> list[Row]:
     """The documented rule, literally: a row passes unless an earlier passed row with its key
     has not expired, where the clock is the latest event time of passed rows and this row.
-    No keys: symbol and trade id when the row has one, else the whole row."""
-    position = {"symbol": 0, "ts": 1, "trade_id": 2}
+    No keys: core's key of a trade (symbol, ts, exchange, trade_id, ordinal) when the row
+    has a trade id or an ordinal, else the whole row."""
+    position = {"symbol": 0, "ts": 1, "trade_id": 2, "ordinal": 4}
 
     def key_of(row: Row) -> tuple[Any, ...]:
         if keys is None:
-            return ("id", row[0], row[2]) if row[2] is not None else ("row", *row)
+            identified = row[2] is not None or row[4] is not None
+            return ("key", row[0], row[1], row[2], row[4]) if identified else ("row", *row)
         return tuple(row[position[k]] for k in keys)
 
     passed: list[Row] = []
@@ -86,11 +93,18 @@ rows_strategy = st.lists(
         st.integers(0, 40),
         st.sampled_from(["1", "2", None]),
         st.sampled_from([1.0, 2.0]),
+        st.sampled_from([None, None, 0, 1]),
     ),
     max_size=40,
 )
 keys_strategy = st.sampled_from(
-    [None, ["symbol", "ts"], ["symbol", "trade_id"], ["symbol", "ts", "trade_id"]]
+    [
+        None,
+        ["symbol", "ts"],
+        ["symbol", "trade_id"],
+        ["symbol", "ts", "trade_id"],
+        ["symbol", "ts", "ordinal"],
+    ]
 )
 
 
@@ -125,10 +139,12 @@ async def test_dedupe_is_idempotent(rows: list[Row], keys: list[str] | None, ttl
 
 @pytest.mark.asyncio
 async def test_duplicates_within_and_across_batches_first_wins() -> None:
-    first = _table([("A", 0, None, 1.0), ("A", 0, None, 2.0), ("B", 0, None, 3.0)])
-    second = _table([("B", 0, None, 4.0), ("A", 1, None, 5.0)])
+    first = _table(
+        [("A", 0, None, 1.0, None), ("A", 0, None, 2.0, None), ("B", 0, None, 3.0, None)]
+    )
+    second = _table([("B", 0, None, 4.0, None), ("A", 1, None, 5.0, None)])
     rows, dropped, _ = await _dedupe([first, second], keys=["symbol", "ts"])
-    assert rows == [("A", 0, None, 1.0), ("B", 0, None, 3.0), ("A", 1, None, 5.0)]
+    assert rows == [("A", 0, None, 1.0, None), ("B", 0, None, 3.0, None), ("A", 1, None, 5.0, None)]
     assert dropped == 2
 
 
@@ -137,9 +153,9 @@ async def test_a_key_expires_once_event_time_passes_its_ttl() -> None:
     keys = ["symbol", "trade_id"]
     rows, _, _ = await _dedupe(
         [
-            _table([("A", 0, "7", 1.0), ("A", 10, "7", 2.0)]),  # within ttl: dropped
-            _table([("A", 11, "7", 3.0)]),  # 11 > 0 + 10: expired, passes again
-            _table([("A", 20, "7", 4.0), ("A", 22, "7", 5.0)]),  # 22 > 11 + 10: passes
+            _table([("A", 0, "7", 1.0, None), ("A", 10, "7", 2.0, None)]),  # within ttl: dropped
+            _table([("A", 11, "7", 3.0, None)]),  # 11 > 0 + 10: expired, passes again
+            _table([("A", 20, "7", 4.0, None), ("A", 22, "7", 5.0, None)]),  # 22 > 11 + 10: passes
         ],
         keys=keys,
         ttl=10,
@@ -151,7 +167,12 @@ async def test_a_key_expires_once_event_time_passes_its_ttl() -> None:
 async def test_a_row_older_than_the_ttl_is_never_dropped_and_is_counted() -> None:
     op = Deduplicate("d", DeduplicateParams(ttl=10))
     out, stats = await run_operator(
-        op, [_table([("A", 0, None, 1.0), ("B", 100, None, 2.0), ("A", 0, None, 1.0)])]
+        op,
+        [
+            _table(
+                [("A", 0, None, 1.0, None), ("B", 100, None, 2.0, None), ("A", 0, None, 1.0, None)]
+            )
+        ],
     )
     assert [r[3] for r in _rows(out["out"])] == [1.0, 2.0, 1.0]  # the same record, too late
     assert stats.counters == {"past_ttl": 1}
@@ -160,7 +181,9 @@ async def test_a_row_older_than_the_ttl_is_never_dropped_and_is_counted() -> Non
 @pytest.mark.asyncio
 async def test_memory_is_bounded_by_the_ttl() -> None:
     op = Deduplicate("d", DeduplicateParams(ttl=10))
-    batches = [_table([(f"S{i}", second, None, 1.0) for i in range(50)]) for second in range(100)]
+    batches = [
+        _table([(f"S{i}", second, None, 1.0, None) for i in range(50)]) for second in range(100)
+    ]
     out, _ = await run_operator(op, batches)
     assert out["out"].num_rows == 50 * 100
     assert op.remembered <= 50 * (2 * 10 + 2)
@@ -220,26 +243,67 @@ async def test_unusable_batches_say_why(table: pa.Table, message: str) -> None:
 
 @pytest.mark.asyncio
 async def test_by_default_only_the_same_record_twice_is_a_duplicate() -> None:
-    """Distinct trades that share a timestamp are kept (by trade id, else by every field);
-    the same trade sent twice is dropped."""
+    """Distinct trades that share a timestamp are kept (by core's key: trade id or ordinal,
+    else by every field); the same trade sent twice is dropped."""
     table = _table(
         [
-            ("A", 0, "1", 1.0),
-            ("A", 0, "2", 1.0),  # another trade in the same second
-            ("A", 0, "1", 1.0),  # trade 1 again: dropped
-            ("A", 0, None, 1.0),
-            ("A", 0, None, 2.0),  # no id, another price: kept
-            ("A", 0, None, 1.0),  # the same record again: dropped
+            ("A", 0, "1", 1.0, None),
+            ("A", 0, "2", 1.0, None),  # another trade in the same second
+            ("A", 0, "1", 1.0, None),  # trade 1 again: dropped
+            ("A", 0, None, 1.0, None),
+            ("A", 0, None, 2.0, None),  # no id, another price: kept
+            ("A", 0, None, 1.0, None),  # the same record again: dropped
         ]
     )
     rows, dropped, _ = await _dedupe([table])
     assert rows == [
-        ("A", 0, "1", 1.0),
-        ("A", 0, "2", 1.0),
-        ("A", 0, None, 1.0),
-        ("A", 0, None, 2.0),
+        ("A", 0, "1", 1.0, None),
+        ("A", 0, "2", 1.0, None),
+        ("A", 0, None, 1.0, None),
+        ("A", 0, None, 2.0, None),
     ]
     assert dropped == 2
+
+
+@pytest.mark.asyncio
+async def test_ticks_that_differ_only_by_ordinal_are_kept() -> None:
+    """Identical trades at one instant without a trade id are distinct ticks once a
+    provider numbered them (core's Ordinals): none is dropped; the same tick twice is."""
+    table = _table(
+        [
+            ("A", 0, None, 1.0, 0),
+            ("A", 0, None, 1.0, 1),  # the same price, size and time: another trade
+            ("A", 0, None, 1.0, 2),
+            ("A", 0, None, 1.0, 1),  # tick 1 again (an overlapping replay): dropped
+        ]
+    )
+    rows, dropped, _ = await _dedupe([table])
+    assert [r[4] for r in rows] == [0, 1, 2]
+    assert dropped == 1
+
+
+@pytest.mark.asyncio
+async def test_quotes_are_told_apart_by_their_sequence_and_bars_by_their_version() -> None:
+    quotes = records.from_models(
+        [
+            make_quote(sequence=1),
+            make_quote(sequence=2),  # the same book, a later update of the venue
+            make_quote(sequence=1),
+        ]
+    )
+    out, stats = await run_operator(Deduplicate("d", DeduplicateParams()), [quotes])
+    assert out["out"].column("sequence").to_pylist() == [1, 2]
+    assert stats.counters == {"deduplicated": 1}
+    bars = records.from_models(
+        [
+            make_bar(close=185.0),
+            make_bar(close=185.5, revision=1),
+            make_bar(close=185.5, revision=1),
+        ]
+    )
+    out, stats = await run_operator(Deduplicate("d", DeduplicateParams(time_field="start")), [bars])
+    assert out["out"].column("revision").to_pylist() == [0, 1]  # a revision is no duplicate
+    assert stats.counters == {"deduplicated": 1}
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
 """resample_ohlc: bars from trades, quotes and bars, in event time, against a pandas oracle."""
 
+import functools
 import itertools
 from collections import Counter
 from collections.abc import Sequence
@@ -16,11 +17,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from market_data_core import Timeframe
-from market_data_core.testing import T0, make_bar, make_quote
+from market_data_core.testing import AS_OF, T0, make_bar, make_quote
+from market_data_core.timestamps import to_ns
 from market_data_pipeline import records
 from market_data_pipeline.exceptions import GraphError, RecordError
 from market_data_pipeline.graph import Graph, node
+from market_data_pipeline.operators.dedupe import Deduplicate, DeduplicateParams
 from market_data_pipeline.operators.resample import ResampleOHLC, ResampleParams
+from market_data_pipeline.providers.replay import ReplayParams, ReplayProvider
 from market_data_pipeline.runtime import GraphRuntime
 from market_data_pipeline.testing import (
     TestingProvider,
@@ -350,18 +354,32 @@ async def test_a_bar_that_arrives_again_replaces_the_earlier_one() -> None:
     )
     # the 0:01 bar again, revised upstream (one more trade), after the 0:00 5m bar fired
     revised = records.from_models(
-        [_bar(1, open=5, high=8, low=5, close=8, volume=12, trade_count=2, vwap=6.5)]
+        [_bar(1, open=5, high=8, low=5, close=8, volume=12, trade_count=2, vwap=6.5, revision=1)]
     )
     out, _ = await run([first, revised, revised], timeframe="5m", allowed_lateness=600)
     bars = out["out"]
-    assert minutes(bars) == [0, 0, 0, 5]
+    # the same revision twice changes nothing: it is not emitted again
+    assert minutes(bars) == [0, 0, 5]
     assert rows(bars, "high", "close", "volume", "trade_count") == [
         (7.0, 6.0, 40.0, 4),
         (8.0, 8.0, 42.0, 5),
-        (8.0, 8.0, 42.0, 5),  # the same revision twice changes nothing
         (6.0, 6.0, 1.0, 1),
     ]
     assert bars.column("vwap").to_pylist()[1] == pytest.approx((150 + 78) / 42)
+    # versions: as of the input bars' as_of; revision: their revision + 1, summed
+    assert rows(bars, "as_of", "revision", "reason") == [
+        (AS_OF, 2, None),
+        (AS_OF, 3, "late"),  # the 0:00 bar had fired: a late revision
+        (AS_OF, 1, None),
+    ]
+
+
+@pytest.mark.asyncio
+async def test_an_older_version_of_an_input_bar_changes_nothing() -> None:
+    newer = records.from_models([_bar(1, close=185.8, revision=2)])
+    older = records.from_models([_bar(1, close=185.0, revision=1)])
+    out, _ = await run([newer, older], timeframe="5m", **LOOSE)
+    assert rows(out["out"], "close", "revision") == [(185.8, 3)]
 
 
 @pytest.mark.asyncio
@@ -451,18 +469,19 @@ def test_bad_params_are_a_graph_error_naming_the_node(params: dict[str, Any], me
 def btcusdt_trades() -> pa.Table:
     raw = pq.read_table(DATA)
     n = raw.num_rows
-    table = pa.table(
-        {
-            "symbol": pa.array(["BTC/USDT"] * n, pa.string()),
-            "ts": raw.column("timestamp").cast(records.TIMESTAMP),
-            "price": raw.column("price"),
-            "size": raw.column("quantity"),
-            "exchange": pa.array(["binance"] * n, pa.string()),
-            "trade_id": raw.column("trade_id").cast(pa.string()),
-            "side": pa.nulls(n, pa.string()),
-            "conditions": pa.nulls(n, pa.list_(pa.string())),
-        },
-        schema=records.TRADES,
+    table = records.check(
+        pa.table(
+            {
+                "symbol": pa.array(["BTC/USDT"] * n, pa.string()),
+                "ts": raw.column("timestamp").cast(records.TIMESTAMP),
+                "price": raw.column("price"),
+                "size": raw.column("quantity"),
+                "exchange": pa.array(["binance"] * n, pa.string()),
+                "trade_id": raw.column("trade_id").cast(pa.string()),
+            }
+        ),
+        records.Kind.TRADES,
+        source=str(DATA),
     )
     assert len(records.to_models(table)) == n  # valid core trades
     return table
@@ -481,24 +500,69 @@ async def test_btcusdt_trades_make_the_same_bars_as_pandas(timeframe: str) -> No
     assert sum(bars.column("trade_count").to_pylist()) == trades.num_rows
 
 
+@pytest.mark.parametrize("batch_size", [1, 5, 7, 1000])
+@pytest.mark.asyncio
+async def test_binance_trades_without_trade_ids_are_told_apart_by_ordinals(
+    tmp_path: Path, batch_size: int
+) -> None:
+    """The real Binance trades without their trade id: 12 of the 2,001 repeat another in
+    symbol, ts, price and size. The replay numbers identical ticks, the same way whatever
+    the batch size, so every trade keeps a key of its own: none is merged, none dropped
+    as a duplicate, and the bars equal pandas'."""
+    raw = pq.read_table(DATA)
+    path = tmp_path / "btcusdt-trades-no-ids.parquet"
+    pq.write_table(raw.drop_columns(["trade_id"]), path)
+    params = {"path": str(path), "symbol": "BTC/USDT", "batch_size": batch_size}
+    provider = ReplayProvider("replay", ReplayParams.model_validate(params))
+    batches = list(provider.read())
+    trades = pa.concat_tables(batches)
+    assert trades.num_rows == raw.num_rows == 2001
+    assert trades.column("trade_id").null_count == 2001
+    assert trades.column("ordinal").to_pylist() == binance_ordinals()
+    key = list(records.KEYS[records.Kind.TRADES])
+    assert trades.select(key).group_by(key, use_threads=False).aggregate([]).num_rows == 2001
+    same = ["symbol", "ts", "price", "size"]
+    assert trades.select(same).group_by(same, use_threads=False).aggregate([]).num_rows == 1989
+    deduplicated, stats = await run_operator(Deduplicate("d", DeduplicateParams()), batches)
+    assert deduplicated["out"].num_rows == 2001
+    assert stats.counters.get("deduplicated", 0) == 0
+    out, stats = await run(batches, timeframe="5s")
+    assert stats.counters.get("late", 0) == 0
+    assert_bars_equal(final_revisions(out["out"]), oracle(trades, "5s"))
+    assert sum(final_revisions(out["out"])["trade_count"]) == 2001
+
+
+@functools.cache
+def binance_ordinals() -> list[int]:
+    """The ordinals by definition: each trade's position among the earlier trades of the
+    file with the same symbol, ts and exchange (all of one symbol and no exchange here)."""
+    seen: Counter[Any] = Counter()
+    out = []
+    for ts in pq.read_table(DATA).column("timestamp").cast(pa.int64()).to_pylist():
+        out.append(seen[ts])
+        seen[ts] += 1
+    return out
+
+
 @pytest.mark.asyncio
 async def test_real_1m_bars_roll_up_into_the_same_1h_bars_as_pandas() -> None:
     frame = pd.read_csv(BARS_1M)
     starts = pd.to_datetime(frame["timestamp"]).dt.tz_localize("UTC")
     n = len(frame)
-    base = pa.table(
-        {
-            "source": pa.array(["perp"] * n, pa.string()),
-            "symbol": pa.array(["BTC-PERP"] * n, pa.string()),
-            "timeframe": pa.array(["1m"] * n, pa.string()),
-            "start": pa.array(starts).cast(records.TIMESTAMP),
-            **{name: pa.array(frame[name], pa.float64()) for name in ("open", "high", "low")},
-            "close": pa.array(frame["close"], pa.float64()),
-            "volume": pa.array(frame["volume"], pa.float64()),
-            "trade_count": pa.nulls(n, pa.int64()),
-            "vwap": pa.nulls(n, pa.float64()),
-        },
-        schema=records.BARS,
+    base = records.check(
+        pa.table(
+            {
+                "source": pa.array(["perp"] * n, pa.string()),
+                "symbol": pa.array(["BTC-PERP"] * n, pa.string()),
+                "timeframe": pa.array(["1m"] * n, pa.string()),
+                "start": pa.array(starts).cast(records.TIMESTAMP),
+                **{name: pa.array(frame[name], pa.float64()) for name in ("open", "high", "low")},
+                "close": pa.array(frame["close"], pa.float64()),
+                "volume": pa.array(frame["volume"], pa.float64()),
+            }
+        ),
+        records.Kind.BARS,
+        source=str(BARS_1M),
     )
     out, _ = await run(split(base, range(0, n, 4096)), timeframe="1h")
     bars = out["out"]
@@ -619,3 +683,135 @@ async def test_revised_1m_bars_roll_up_into_5m_bars_without_double_counting(
             accepted.append(row)
     assert sum(late.values()) == 0
     assert_bars_equal(final_revisions(five["out"]), oracle(make_trades(accepted), "5m"))
+
+
+# -- versions -----------------------------------------------------------------------------
+
+versioned_rows = st.lists(
+    st.tuples(
+        st.sampled_from(_SYMBOLS),
+        st.integers(0, 400).map(lambda s: s * 0.5),
+        st.integers(1, 2000).map(lambda p: p / 8),
+        st.sampled_from([0.0, 1.0, 3.0]),
+        st.none() | st.integers(0, 30).map(lambda s: s * 10**9),  # as_of, ns after T0
+    ),
+    min_size=1,
+    max_size=120,
+)
+
+
+def versions(table: pa.Table) -> list[tuple[str, Any, int | None, int, str | None]]:
+    """Each emitted bar's (symbol, start, as_of in ns or None, revision, reason), in order."""
+    as_of = table.column("as_of").cast(pa.int64()).to_pylist()
+    return [
+        (symbol, start, a, revision, reason)
+        for (symbol, start, revision, reason), a in zip(
+            rows(table, "symbol", "start", "revision", "reason"), as_of, strict=True
+        )
+    ]
+
+
+def assert_versions_increase(table: pa.Table) -> None:
+    """Every emission of a window outranks the one before it: a greater (as_of, revision),
+    a null as_of below any; only a re-emission can be late."""
+    last: dict[tuple[str, Any], tuple[int, int]] = {}
+    for symbol, start, as_of, revision, reason in versions(table):
+        key = (symbol, start)
+        version = (-1 if as_of is None else as_of, revision)
+        if key in last:
+            assert version > last[key], (key, last[key], version)
+        else:
+            assert reason is None, key
+        last[key] = version
+
+
+def final_versions(table: pa.Table) -> dict[tuple[str, Any], tuple[int | None, int]]:
+    return {(s, start): (a, r) for s, start, a, r, _ in versions(table)}
+
+
+def nano_rows(trades: pa.Table) -> list[tuple[str, int, int | None]]:
+    """(symbol, ts, as_of) of each trade, times in nanoseconds."""
+    return list(
+        zip(
+            trades.column("symbol").to_pylist(),
+            trades.column("ts").cast(pa.int64()).to_pylist(),
+            trades.column("as_of").cast(pa.int64()).to_pylist(),
+            strict=True,
+        )
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    data=versioned_rows,
+    cuts=cuts,
+    lateness=st.sampled_from([0, 5, 60]),
+    timeframe=st.sampled_from(["15s", "1m"]),
+)
+@pytest.mark.asyncio
+async def test_every_emission_of_a_bar_has_a_greater_version_for_any_split(
+    make_trades: Any, data: list[Any], cuts: list[int], lateness: int, timeframe: str
+) -> None:
+    trades = make_trades([row[:4] for row in data], as_of=[row[4] for row in data])
+    params = {"timeframe": timeframe, "allowed_lateness": lateness}
+    whole, _ = await run([trades], **params)
+    parts, _ = await run(split(trades, cuts), **params)
+    again, _ = await run(split(trades, cuts), **params)
+    for out in (whole, parts):
+        assert_versions_increase(out["out"])
+    # a replay of the same input emits the same versions (nothing from the wall clock)
+    assert versions(again["out"]) == versions(parts["out"])
+    # the final version of every bar does not depend on how the input was cut
+    assert final_versions(parts["out"]) == final_versions(whole["out"])
+    # and says what went into the bar: the records folded, the latest as_of among them
+    late = whole.get("late", records.empty(records.Kind.TRADES))
+    folded = Counter(nano_rows(trades))
+    folded.subtract(Counter(nano_rows(late)))
+    step = Timeframe.parse(timeframe).seconds * 10**9
+    expected: dict[tuple[str, int], tuple[int | None, int]] = {}
+    for (symbol, ts, as_of), count in folded.items():
+        if count <= 0:
+            continue
+        known, revision = expected.get((symbol, ts // step * step), (None, 0))
+        newest = max((v for v in (known, as_of) if v is not None), default=None)
+        expected[(symbol, ts // step * step)] = (newest, revision + count)
+    assert {
+        (symbol, to_ns(start)): version
+        for (symbol, start), version in final_versions(whole["out"]).items()
+    } == expected
+    # bars are the same as pandas' whatever the versions
+    accepted = final_revisions(whole["out"])
+    assert accepted["revision"].tolist() == accepted["trade_count"].tolist()
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=versioned_rows, cuts=cuts, lateness=st.sampled_from([0, 30, 90]))
+@pytest.mark.asyncio
+async def test_rolled_up_bars_keep_increasing_versions(
+    make_trades: Any, data: list[Any], cuts: list[int], lateness: int
+) -> None:
+    trades = make_trades([row[:4] for row in data], as_of=[row[4] for row in data])
+    one, _ = await run(split(trades, cuts), timeframe="1m", allowed_lateness=lateness)
+    five, _ = await run(split(one["out"], cuts), timeframe="5m", allowed_lateness=lateness)
+    again, _ = await run(split(one["out"], cuts), timeframe="5m", allowed_lateness=lateness)
+    assert_versions_increase(one["out"])
+    assert_versions_increase(five["out"])
+    assert versions(again["out"]) == versions(five["out"])
+    # a 5m bar counts the records of its final 1m bars, each once
+    final_one = final_revisions(one["out"])
+    for row in final_revisions(five["out"]).itertuples():
+        members = final_one[
+            (final_one["symbol"] == row.symbol)
+            & (final_one["start"] >= row.start)
+            & (final_one["start"] < row.start + pd.Timedelta(minutes=5))
+        ]
+        assert row.revision == int((members["revision"] + 1).sum())
+
+
+@pytest.mark.asyncio
+async def test_open_and_close_follow_nanosecond_order(make_trades: Any) -> None:
+    # four trades inside one microsecond, given out of order
+    at = [0.000000003, 0.000000001, 0.000000004, 0.000000002]
+    trades = make_trades([("AAPL", t, float(i + 1), 1) for i, t in enumerate(at)])
+    out, _ = await run([trades])
+    assert rows(out["out"], "open", "close", "high", "low") == [(2.0, 3.0, 4.0, 1.0)]

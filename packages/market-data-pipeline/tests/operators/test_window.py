@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from market_data_core.testing import T0, make_trade
+from market_data_core.timestamps import to_ns
 from market_data_pipeline import records
 from market_data_pipeline.exceptions import GraphError, RecordError
 from market_data_pipeline.graph import Graph, node
@@ -41,13 +42,13 @@ Row = tuple[str, float, int | None, float | None, str | None]
 
 
 def events(rows: Sequence[Row]) -> pa.Table:
-    base = int(T0.timestamp()) * 1_000_000
+    base = to_ns(T0)
     return pa.table(
         {
             "venue": pa.array([r[0] for r in rows], pa.string()),
-            "event_time": pa.array([base + round(r[1] * 1_000_000) for r in rows], pa.int64()).cast(
-                records.TIMESTAMP
-            ),
+            "event_time": pa.array(
+                [base + round(r[1] * 1_000_000_000) for r in rows], pa.int64()
+            ).cast(records.TIMESTAMP),
             "qty": pa.array([r[2] for r in rows], pa.int64()),
             "px": pa.array([r[3] for r in rows], pa.float64()),
             "tag": pa.array([r[4] for r in rows], pa.string()),
@@ -99,7 +100,7 @@ async def test_tumbling_window_computes_every_aggregate() -> None:
     )
     out, stats = await run_operator(tumbling(aggregations=ALL_FNS), [table])
     result = out["out"]
-    assert result.column_names == ["venue", "start", "end", *ALL_FNS]
+    assert result.column_names == ["venue", "start", "end", "as_of", *ALL_FNS]
     assert result.schema.field("start").type == records.TIMESTAMP
     assert result.schema.field("end").type == records.TIMESTAMP
     assert result.schema.field("total").type == pa.int64()
@@ -110,6 +111,7 @@ async def test_tumbling_window_computes_every_aggregate() -> None:
         "venue": "XNAS",
         "start": None,
         "end": None,
+        "as_of": None,  # the rows have no version time
         "rows": 4,
         "qtys": 3,
         "total": 8,
@@ -149,7 +151,7 @@ async def test_output_is_sorted_by_start_then_key_and_defaults_count_rows(
     op = TumblingWindow("win", TumblingWindow.Params.model_validate({"size": "1m"}))
     out, _ = await run_operator(op, [trades])
     result = out["out"]
-    assert result.column_names == ["symbol", "start", "end", "count"]
+    assert result.column_names == ["symbol", "start", "end", "as_of", "count"]
     assert [(r["symbol"], r["count"]) for r in result.to_pylist()] == [
         ("AAPL", 1),
         ("MSFT", 1),
@@ -183,9 +185,20 @@ async def test_first_and_last_keep_the_type_of_their_field() -> None:
     assert result.schema.field("first_ts").type == records.TIMESTAMP
     row = result.to_pylist()[0]
     assert row["first_conditions"] == ["C", "D"]
-    assert row["last_conditions"] == []
+    assert row["last_conditions"] is None  # no conditions (core's null for an empty list)
     assert row["first_ts"] == T0 + timedelta(seconds=1)
     assert row["last_exchange"] == "Z"
+
+
+@pytest.mark.asyncio
+async def test_a_window_is_as_of_the_latest_version_time_of_its_rows(make_trades: Any) -> None:
+    trades = make_trades(
+        [("AAPL", 1, 1, 1), ("AAPL", 2, 1, 1), ("AAPL", 3, 1, 1), ("AAPL", 70, 1, 1)],
+        as_of=[50 * 10**9, None, 20 * 10**9, None],
+    )
+    op = TumblingWindow("win", TumblingWindow.Params.model_validate({"size": "1m"}))
+    out, _ = await run_operator(op, [trades])
+    assert out["out"].column("as_of").to_pylist() == [T0 + timedelta(seconds=50), None]
 
 
 @pytest.mark.asyncio
@@ -385,6 +398,7 @@ def brute_force(rows: Sequence[Row], size: int, slide: int) -> list[dict[str, An
                 "venue": venue,
                 "start": T0 + timedelta(seconds=start),
                 "end": T0 + timedelta(seconds=start + size),
+                "as_of": None,
                 "rows": len(members),
                 "qtys": len(qtys),
                 "total": sum(qtys) if qtys else None,
