@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from market_data_core.testing import make_trade
+from market_data_core.timestamps import to_ns
 from market_data_pipeline import records
 from market_data_pipeline.components import Emit, NoParams, Provider, SinkComponent
 from market_data_pipeline.graph import Graph, node
@@ -95,9 +96,9 @@ async def test_a_resampler_holds_a_mark_until_the_windows_before_it_are_purged()
     assert len(Log.rows["out"]) == 3  # minute 0, minute 1, and minute 2 at the end
     # mark 0 went out behind minute 0's bar, mark 1 behind minute 1's
     assert Log.commits["out"] == [1, 2]
-    assert Entries.marks[0].stamps["bars"] == int((T0 + timedelta(seconds=61)).timestamp() * 1e6)
-    stamp = Entries.marks[1].stamps["bars"]
-    assert stamp == int((T0 + timedelta(seconds=125)).timestamp() * 1_000_000)
+    # stamped with the latest event time, in nanoseconds
+    assert Entries.marks[0].stamps["bars"] == to_ns(T0 + timedelta(seconds=61))
+    assert Entries.marks[1].stamps["bars"] == to_ns(T0 + timedelta(seconds=125))
 
 
 @pytest.mark.asyncio

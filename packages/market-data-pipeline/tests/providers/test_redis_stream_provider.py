@@ -8,6 +8,7 @@ import redis.asyncio as aioredis
 from pydantic import SecretStr
 
 from market_data_core.testing import make_quote, make_trade
+from market_data_core.timestamps import parse_timestamp, to_ns
 from market_data_pipeline import records
 from market_data_pipeline._arrow_ipc import decode, encode, entry
 from market_data_pipeline.exceptions import NodeError, RecordError
@@ -29,6 +30,24 @@ def test_arrow_ipc_round_trip_keeps_schema_and_values() -> None:
     table = trades(3)
     assert decode(encode(table)).equals(table)
     assert decode(encode(table, compression="zstd")).equals(table)
+    # every column of the contract: nanosecond times, receive time, ordinal, version
+    at = parse_timestamp("2024-01-02T14:30:00.123456789Z")
+    full = records.from_models(
+        [
+            make_trade(
+                ts=at,
+                received_at=parse_timestamp("2024-01-02T14:30:00.123457001Z"),
+                ordinal=3,
+                as_of=at,
+                revision=2,
+                reason="correction",
+                exchange="XNAS",
+                conditions=("A",),
+            )
+        ]
+    )
+    assert decode(encode(full, compression="lz4")).equals(full)
+    assert records.to_models(decode(encode(full))) == records.to_models(full)
     fields = entry(records.from_models([make_quote()]))
     assert fields[b"kind"] == b"quotes"
     assert fields[b"rows"] == b"1"
@@ -212,11 +231,11 @@ async def test_an_entry_is_acknowledged_only_once_its_windows_were_committed(red
     assert await pending(url, "ticks", "md-pipeline") == 1
     client = aioredis.Redis.from_url(url)
     try:
-        stamps = await client.hgetall("ticks:md-pipeline:stamps")
+        stamps = await client.hgetall("ticks:md-pipeline:stamps:ns")
     finally:
         await client.aclose()
     t125 = datetime(2026, 3, 2, 14, 32, 5, tzinfo=UTC)
-    assert stamps == {b"bars": str(int(t125.timestamp() * 1_000_000)).encode()}
+    assert stamps == {b"bars": str(to_ns(t125)).encode()}  # nanoseconds
 
     # a restart delivers the held entry again and resumes at the saved event time: a tick
     # of minute 0 (committed before the restart) is late, not a partial minute-0 bar
@@ -230,6 +249,24 @@ async def test_an_entry_is_acknowledged_only_once_its_windows_were_committed(red
     late = collect("late")
     assert late is not None
     assert late.column("price").to_pylist() == [110.0]
+
+
+@pytest.mark.asyncio
+async def test_stamps_an_earlier_version_saved_in_microseconds_are_read_as_nanoseconds(
+    redis_server, make_context
+) -> None:
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        await client.xgroup_create("old", "md-pipeline", id="0", mkstream=True)
+        await client.hset("old:md-pipeline:stamps", mapping={"bars": 1704205800123456})
+    finally:
+        await client.aclose()
+    provider = RedisStreamProvider("src", RedisStreamParams(url=redis_server.url, stream="old"))
+    await provider.open(make_context("src"))
+    try:
+        assert provider.restored == {"bars": 1704205800123456000}
+    finally:
+        await provider.close()
 
 
 @pytest.mark.asyncio

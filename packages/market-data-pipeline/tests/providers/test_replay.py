@@ -2,6 +2,7 @@ import asyncio
 import csv
 import gzip
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from market_data_core.timestamps import from_ns
 from market_data_pipeline import records
 from market_data_pipeline.exceptions import GraphError, NodeError, RecordError
 from market_data_pipeline.graph import Graph, node
@@ -318,6 +320,118 @@ def test_conditions_and_sides_from_text(tmp_path: Path) -> None:
     table = replay(path)
     assert table.column("side").to_pylist() == ["buy", "sell"]
     assert table.column("conditions").to_pylist() == [["@", "T"], None]
+
+
+# -- nanoseconds, versions, ordinals ------------------------------------------------------------
+
+NANOS = [1704205800123456789, 1704205800123456790, 1704205800999999999, 1704205801000000001]
+"""Event times that only nanoseconds tell apart (two in one microsecond)."""
+RECEIVED = [n + 1_000 for n in NANOS]
+
+
+def nano_file(directory: Path, form: str) -> tuple[Path, dict[str, Any]]:
+    """Four trades stamped to the nanosecond (and their receive times), in ``form``:
+    ISO text with nine digits (CSV), integer nanoseconds (NDJSON, ``timestamp_unit: ns``)
+    or ``timestamp[ns]`` (Parquet); with the replay params that read it."""
+    prices = [1.0, 2.0, 3.0, 4.0]
+    if form == "csv":
+        text = [from_ns(n).isoformat() for n in (*NANOS, *RECEIVED)]  # nine digits
+        lines = [f"{text[i]},{text[4 + i]},X,{prices[i]},1" for i in range(4)]
+        path = write(
+            directory / "in.csv", "timestamp,ts_recv,symbol,price,size\n" + "\n".join(lines)
+        )
+        return path, {}
+    if form == "ndjson":
+        rows = [
+            {"ts": n, "recv_ts": r, "symbol": "X", "price": p, "size": 1}
+            for n, r, p in zip(NANOS, RECEIVED, prices, strict=True)
+        ]
+        path = write(directory / "in.ndjson", "".join(json.dumps(r) + "\n" for r in rows))
+        return path, {"timestamp_unit": "ns"}
+    table = pa.table(
+        {
+            "time": pa.array(NANOS, pa.int64()).cast(pa.timestamp("ns", tz="UTC")),
+            "received_at": pa.array(RECEIVED, pa.int64()).cast(pa.timestamp("ns", tz="UTC")),
+            "ticker": ["X"] * 4,
+            "price": prices,
+            "qty": [1.0] * 4,
+        }
+    )
+    path = directory / "in.parquet"
+    pq.write_table(table, path)
+    return path, {}
+
+
+def nanos_of(table: pa.Table, column: str) -> list[int]:
+    return table.column(column).cast(pa.int64()).to_pylist()
+
+
+@pytest.mark.parametrize("source", ["csv", "ndjson", "parquet"])
+@pytest.mark.parametrize("target", [".csv", ".ndjson", ".parquet"])
+@pytest.mark.asyncio
+async def test_nanoseconds_survive_a_replay_into_a_file_exactly(
+    tmp_path: Path, source: str, target: str
+) -> None:
+    path, params = nano_file(tmp_path, source)
+    read = replay(path, **params)
+    assert nanos_of(read, "ts") == NANOS
+    assert nanos_of(read, "received_at") == RECEIVED
+    out = tmp_path / f"out{target}"
+    graph = Graph.build(
+        [node("src", "replay", path=str(path), **params), node("out", "file", path=str(out))],
+        ["src -> out"],
+    )
+    await asyncio.wait_for(GraphRuntime(graph).run(), 30)
+    back = replay(out)
+    assert nanos_of(back, "ts") == NANOS
+    assert nanos_of(back, "received_at") == RECEIVED
+    assert nanos_of(back, "as_of") == nanos_of(read, "as_of")
+    assert back.equals(read)
+    if target != ".parquet":  # text: nine digits where a microsecond does not say it all
+        assert "2024-01-02T14:30:00.123456789Z" in out.read_text()
+
+
+def test_as_of_defaults_to_the_file_modification_time_to_the_nanosecond(tmp_path: Path) -> None:
+    path = write(tmp_path / "t.csv", "ts,price,size\n2024-01-02T14:30:00Z,1,1\n")
+    mtime = 1704300000123456789
+    os.utime(path, ns=(mtime, mtime))
+    stamped = os.stat(path).st_mtime_ns  # what the filesystem keeps of it
+    first, again = replay(path, symbol="X"), replay(path, symbol="X")
+    assert nanos_of(first, "as_of") == [stamped]
+    assert again.equals(first)  # a rerun on the unchanged file: the same versions
+    given = replay(path, symbol="X", as_of="2024-01-05T00:00:00.000000001Z")
+    assert nanos_of(given, "as_of") == [1704412800000000001]
+
+
+def test_an_as_of_column_wins_and_its_nulls_take_the_default(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "t.csv",
+        "ts,price,size,as_of,revision,reason\n"
+        "2024-01-02T14:30:00Z,1,1,2024-01-04T00:00:00.5Z,2,correction\n"
+        "2024-01-02T14:30:01Z,1,1,,,\n",
+    )
+    table = replay(path, symbol="X", as_of="2024-01-05T00:00:00Z")
+    assert records.utc(table, "as_of") == [
+        datetime(2024, 1, 4, 0, 0, 0, 500000, tzinfo=UTC),
+        datetime(2024, 1, 5, tzinfo=UTC),
+    ]
+    assert table.column("revision").to_pylist() == [2, None]
+    assert table.column("reason").to_pylist() == ["correction", None]
+
+
+def test_quotes_read_their_venue_sequence_and_get_ordinals_without_one(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "q.csv",
+        "ts,symbol,bid,ask,seq\n"
+        "2024-01-02T14:30:00Z,X,1,2,7\n"
+        "2024-01-02T14:30:00Z,X,1,2,\n"
+        "2024-01-02T14:30:00Z,X,1,2,\n"
+        "2024-01-02T14:30:00Z,Y,1,2,\n",
+    )
+    for size in (1, 2, 10):
+        table = replay(path, kind="quotes", batch_size=size)
+        assert table.column("sequence").to_pylist() == [7, None, None, None]
+        assert table.column("ordinal").to_pylist() == [0, 0, 1, 0]
 
 
 # -- pacing and backpressure -------------------------------------------------------------------

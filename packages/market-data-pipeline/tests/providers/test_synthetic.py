@@ -47,11 +47,16 @@ def test_records_are_valid_ordered_and_strictly_inside_the_span(kind: str) -> No
     table = generate(kind=kind, symbols=5, count=50_000, start=start.isoformat(), duration="1h")
     checked = records.check(table, kind, source="synthetic")
     assert checked.equals(table)
-    micros = table.column("ts").cast(pa.int64()).to_numpy()
-    start_us = int(start.timestamp()) * 1_000_000
-    assert micros.min() >= start_us
-    assert micros.max() < start_us + 3600 * 1_000_000
-    assert np.all(np.diff(micros) >= 0)
+    nanos = table.column("ts").cast(pa.int64()).to_numpy()
+    start_ns = int(start.timestamp()) * 1_000_000_000
+    assert nanos.min() >= start_ns
+    assert nanos.max() < start_ns + 3600 * 1_000_000_000
+    assert np.all(np.diff(nanos) >= 0)
+    assert np.any(nanos % 1000 != 0)  # nanoseconds, not whole microseconds
+    # a simulated feed: received when it happened, so each record is as of its event time
+    assert table.column("as_of").equals(table.column("ts"))
+    assert set(table.column("revision").to_pylist()) == {0}
+    assert table.column("ordinal").null_count == 0
     prices = ["price"] if kind == "trades" else ["bid", "ask"]
     for name in prices:
         assert pc.min(table.column(name)).as_py() > 0

@@ -81,7 +81,7 @@ async def test_csv_writes_lists_as_json_and_replay_reads_them_back(
     path = tmp_path / "t.csv"
     await write_all(FileSink("f", FileSinkParams(path=str(path))), make_context(), [trades])
     raw = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
-    assert raw.column("conditions").to_pylist() == ['["@", "T"]', "[]"]
+    assert raw.column("conditions").to_pylist() == ['["@", "T"]', None]  # none: null
     assert replay(path, "trades").equals(trades)
 
 
@@ -99,6 +99,12 @@ async def test_ndjson_lines_are_json_with_iso_utc_timestamps(tmp_path: Path, mak
         "bid_size": 300.0,
         "ask_size": 200.0,
         "exchange": None,
+        "sequence": None,
+        "received_at": None,
+        "ordinal": 0,
+        "as_of": "2024-01-03T00:00:00.000000Z",
+        "revision": 0,
+        "reason": None,
     }
 
 

@@ -130,7 +130,8 @@ async def test_a_shared_store_in_services_is_used_and_left_running(
         sink = StoreSink("db", StoreSinkParams(database="sqlite:///elsewhere/never.db"))
         await sink.open(make_context("db", services={"store": store}))
         assert sink.store is store
-        await sink.write(records.from_models([make_trade(), make_trade(price=2.0)]))
+        # two trades at one instant without a trade id: told apart by their ordinal
+        await sink.write(records.from_models([make_trade(), make_trade(price=2.0, ordinal=1)]))
         await sink.flush()
         await sink.close()
         trades = await store.query_trades("AAPL", *DAY)
@@ -164,7 +165,7 @@ async def test_rows_the_store_did_not_write_are_counted_as_not_stored(
         sink = StoreSink("db", StoreSinkParams())
         ctx = make_context("db", services={"store": store})
         await sink.open(ctx)
-        trades = [make_trade(price=float(p)) for p in (11, 12, 13, 14)]
+        trades = [make_trade(price=float(p), ordinal=p) for p in (11, 12, 13, 14)]
         await sink.write(records.from_models(trades))
         await sink.flush()
         await sink.close()
@@ -263,3 +264,42 @@ def test_a_bad_database_url_fails_validation_naming_the_node() -> None:
 def test_the_database_url_is_secret() -> None:
     params = StoreSinkParams(database="postgresql://md:hunter2@db/md")
     assert "hunter2" not in repr(params)
+
+
+class _Receipt:
+    def __init__(self, rows: int) -> None:
+        self.done, self.total, self.written = True, rows, rows
+        self.dead_lettered, self.refused = 0, []
+
+
+class _Store:
+    """Keeps what the sink submits (the sink's side only; no database)."""
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[pa.Table, Any]] = []
+
+    async def submit_arrow(self, batch: pa.Table, kind: Any) -> _Receipt:
+        self.batches.append((batch, kind))
+        return _Receipt(batch.num_rows)
+
+    async def flush(self) -> None:
+        return None
+
+
+@pytest.mark.asyncio
+async def test_reason_fills_the_versions_written_without_one(make_context) -> None:
+    store = _Store()
+    sink = StoreSink("db", StoreSinkParams(reason="backfill"))
+    await sink.open(make_context("db", services={"store": store}))
+    try:
+        given = records.from_models([make_trade(), make_trade(ordinal=1, reason="correction")])
+        await sink.write(given)
+        await sink.write(given.drop_columns(["reason"]))  # a table without the column
+        await sink.flush()
+    finally:
+        await sink.close()
+    (first, kind), (second, _) = store.batches
+    assert kind is records.Kind.TRADES
+    assert first.column("reason").to_pylist() == ["backfill", "correction"]
+    assert second.column("reason").to_pylist() == ["backfill", "backfill"]
+    assert first.drop_columns(["reason"]).equals(given.drop_columns(["reason"]))
