@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
+import pyarrow as pa
 import pytest
 
 from market_data_pipeline import records
@@ -180,6 +181,31 @@ async def test_trades_are_never_conflated(fake_ib, make_context, pausable_rate, 
     assert [r["size"] for r in aapl] == [10.0 + s for s in range(10)]
     assert "conflated" not in ctx.stats.counters
     assert "dropped" not in ctx.stats.counters
+
+
+@pytest.mark.asyncio
+async def test_a_live_record_is_as_of_its_receive_time_and_identical_prints_get_ordinals(
+    fake_ib, make_context
+) -> None:
+    ib_provider = provider(kind="trades")
+    await ib_provider.open(make_context("ib"))
+    ib = fake_ib.instances[0]
+    received = iter(range(1704205800_000000001, 1704205800_000000010))
+    ib_provider.clock = lambda: next(received)  # the wall clock at each update
+    try:
+        for _ in range(3):
+            ib.trade("AAPL", 185.0, 10, 0)  # three identical prints at one instant
+        (first,) = ib_provider.take()
+        ib.trade("AAPL", 185.0, 10, 0)  # a fourth, in a later batch
+        (second,) = ib_provider.take()
+    finally:
+        await ib_provider.close()
+    table = pa.concat_tables([first, second])
+    assert table.column("ordinal").to_pylist() == [0, 1, 2, 3]  # one counter per provider
+    nanos = table.column("received_at").cast(pa.int64()).to_pylist()
+    assert nanos == [1704205800_000000001 + i for i in range(4)]
+    assert table.column("as_of").equals(table.column("received_at"))
+    assert records.utc(table) == [T0] * 4  # the event time stays the venue's
 
 
 @pytest.mark.asyncio
