@@ -32,14 +32,14 @@ from market_data_pipeline.runtime import GraphRuntime
 REPEAT = 3
 N_TRADES = int(os.environ.get("MD_BENCH_PIPELINE_TRADES", "1000000"))
 N_SYMBOLS = 100
-MINUTE_US = 60_000_000
+MINUTE_NS = 60_000_000_000
 
 
 def write_trades(path: Path, n: int, symbols: int, seed: int = 1) -> None:
     """``n`` random-walk trades over ``symbols`` symbols in time order, as Parquet."""
     rng = np.random.default_rng(seed)
-    start = 1_704_205_800_000_000  # 2024-01-02T14:30:00Z in microseconds
-    ts = start + np.sort(rng.integers(0, 6 * 3600 * 1_000_000, n))
+    start = 1_704_205_800_000_000_000  # 2024-01-02T14:30:00Z in nanoseconds
+    ts = start + np.sort(rng.integers(0, 6 * 3600 * 1_000_000_000, n))
     sym = rng.integers(0, symbols, n)
     names = np.array([f"SYM{i:03d}" for i in range(symbols)])
     price = 100 + np.cumsum(rng.normal(0, 0.01, n))
@@ -64,7 +64,7 @@ def hand_written_loop(path: Path) -> int:
     prices = table.column("price").to_pylist()
     sizes = table.column("size").to_pylist()
     for symbol, t, price, size in zip(symbols, ts, prices, sizes, strict=True):
-        key = (symbol, t - t % MINUTE_US)
+        key = (symbol, t - t % MINUTE_NS)
         bar = bars.get(key)
         if bar is None:
             bars[key] = [price, price, price, price, size, 1, price * size]
