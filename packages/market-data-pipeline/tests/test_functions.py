@@ -1,5 +1,6 @@
 """Built-in named functions and the ``rowwise`` adapter."""
 
+from datetime import timedelta
 from typing import Any
 
 import pyarrow as pa
@@ -98,3 +99,24 @@ def test_rowwise_map_refuses_a_missing_row() -> None:
     maybe = functions.rowwise(lambda row: row if row["size"] > 1 else None)
     with pytest.raises(TypeError, match=r"returned None for a row"):
         maybe(trades)
+
+
+def test_rowwise_rows_see_nanoseconds_and_give_them_back_exactly() -> None:
+    nanos = pa.array([1704205800123456789, None], pa.int64())
+    table = pa.table(
+        {
+            "ts": nanos.cast(pa.timestamp("ns", tz="UTC")),
+            "local": nanos.cast(pa.timestamp("ns")),  # a wall time, no zone
+        }
+    )
+    seen: list[dict[str, Any]] = []
+
+    def keep(row: dict[str, Any]) -> dict[str, Any]:
+        seen.append(row)
+        return dict(row)
+
+    out = functions.rowwise(keep)(table)
+    first = seen[0]
+    assert (first["ts"].nanosecond, first["ts"].utcoffset()) == (789, timedelta(0))
+    assert (first["local"].nanosecond, first["local"].tzinfo) == (789, None)
+    assert out.equals(table)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
@@ -181,20 +181,37 @@ def _rows(table: pa.Table) -> list[dict[str, Any]]:
     """The rows of a table as dicts; timestamps as datetimes that keep their nanoseconds
     (core's ``NanoDatetime``), with or without pandas."""
     columns = {
-        name: datetimes(column) if pa.types.is_timestamp(column.type) else column.to_pylist()
+        name: _values(column)
         for name, column in zip(table.column_names, table.columns, strict=True)
     }
     names = list(columns)
     return [dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)]
 
 
+def _values(column: pa.ChunkedArray) -> list[Any]:
+    if not pa.types.is_timestamp(column.type):
+        values: list[Any] = column.to_pylist()
+        return values
+    if column.type.tz is not None:
+        return datetimes(column)
+    # a column without a zone holds wall times: naive datetimes
+    aware = datetimes(column.cast(pa.timestamp(column.type.unit, tz="UTC")))
+    return [None if v is None else v.replace(tzinfo=None) for v in aware]
+
+
 def _typed(values: list[Any], kind: pa.DataType) -> pa.Array:
     """Values as an array of ``kind``; datetimes into a timestamp column keep their
     nanoseconds (``pyarrow`` would drop a ``NanoDatetime``'s)."""
-    if pa.types.is_timestamp(kind) and kind.tz is not None:
-        nanos = [to_ns(v) if isinstance(v, datetime) else v for v in values]
+    if pa.types.is_timestamp(kind):
+        nanos = [_nanos(v) if isinstance(v, datetime) else v for v in values]
         return pa.array(nanos, pa.int64()).cast(pa.timestamp("ns", tz=kind.tz)).cast(kind)
     return pa.array(values, type=kind)
+
+
+def _nanos(value: datetime) -> int:
+    """Nanoseconds since the epoch of an aware datetime; of a naive one, its wall time
+    (what a column without a zone holds)."""
+    return to_ns(value if value.tzinfo is not None else value.replace(tzinfo=UTC))
 
 
 def _to_table(rows: list[dict[str, Any]], like: pa.Schema) -> pa.Table:
