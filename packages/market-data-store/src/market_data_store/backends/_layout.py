@@ -263,7 +263,10 @@ def _ranked(column: str, row: str, dialect: str) -> str:
 
 
 def newer_sql(layout: Layout, new: str, old: str, dialect: str) -> str:
-    """The condition under which row ``new`` replaces row ``old`` (aliases)."""
+    """The condition under which row ``new`` replaces row ``old`` (aliases). A ``CASE``, so
+    that the tie test runs only for equal versions with other values, and in that order:
+    there ``mds_tie(new wins)`` counts the conflict (a function of the connection on
+    SQLite, of the schema on PostgreSQL: ``ties_sql``) and returns whether ``new`` wins."""
     version_new = f'({new}."as_of", {new}."revision")'
     version_old = f'({old}."as_of", {old}."revision")'
     ranked_new = ", ".join(_ranked(c, new, dialect) for c in layout.values)
@@ -273,9 +276,15 @@ def newer_sql(layout: Layout, new: str, old: str, dialect: str) -> str:
     else:
         ranked_new, ranked_old = f"({ranked_new})", f"({ranked_old})"
     return (
-        f"({version_new} > {version_old} OR ({version_new} = {version_old}"
-        f" AND {ranked_new} > {ranked_old}))"
+        f"(CASE WHEN {version_new} > {version_old} THEN true"
+        f" WHEN {version_new} < {version_old} THEN false"
+        f" WHEN {changed_sql(layout, new, old, dialect)}"
+        f" THEN mds_tie({ranked_new} > {ranked_old}) ELSE false END)"
     )
+
+
+TIES_SETTING: Final = "mds.ties"
+"""PostgreSQL: the transaction's count of ties (``mds_tie`` adds to it)."""
 
 
 def changed_sql(layout: Layout, a: str, b: str, dialect: str) -> str:

@@ -61,11 +61,10 @@ from market_data_store.backends._layout import (
     LAYOUTS,
     LEGACY_NANOS,
     MICROS,
+    TIES_SETTING,
     Layout,
     from_store,
-    key_match_sql,
     newer_sql,
-    tied_sql,
     to_store,
 )
 from market_data_store.backends.base import DATA_TABLES, Freshness, Record, WriteResult, tables_of
@@ -149,12 +148,8 @@ def _upsert_sql(layout: Layout) -> str:
     )
 
 
-def _conflicts_sql(layout: Layout) -> str:
-    t = layout.name
-    return (
-        f"SELECT count(*) FROM _mds_stage_{t} s JOIN {t} ON {key_match_sql(layout, 's', t)}"
-        f" WHERE {tied_sql(layout, 's', t, _D)}"
-    )
+_RESET_TIES = f"SELECT set_config('{TIES_SETTING}', '0', true)"
+_READ_TIES = f"SELECT coalesce(nullif(current_setting('{TIES_SETTING}', true), ''), '0')::bigint"
 
 
 def _legacy_sql(layout: Layout) -> str:
@@ -508,17 +503,18 @@ class PostgresBackend:
 
     async def _upsert(self, connection: Any, layout: Layout, data: pa.Table) -> tuple[int, int]:
         """The newest version of each key of ``data`` through the staging table; returns
-        the rows staged and the conflicts (ties within the batch and with stored rows)."""
+        the rows staged and the conflicts (ties within the batch and with stored rows,
+        counted by ``mds_tie`` as the upsert meets them)."""
         _, stage_sql, upsert_sql = _SQL[layout.kind]
         latest = latest_per_key(data, layout.kind, keys=layout.key)
         self.stats.upserted += latest.table.num_rows
         await connection.execute(stage_sql)
         await _copy_arrow(connection, f"_mds_stage_{layout.name}", latest.table)
-        conflicts = int(await connection.fetchval(_conflicts_sql(layout)))
         if layout.kind in _LEGACY_KINDS and await self._has_legacy(connection, layout):
             await connection.execute(_legacy_sql(layout))
-        await connection.execute(upsert_sql)
-        return latest.table.num_rows, conflicts + latest.conflicts
+        await connection.execute(f"{_RESET_TIES}; {upsert_sql}")  # one round trip
+        ties = int(await connection.fetchval(_READ_TIES))
+        return latest.table.num_rows, ties + latest.conflicts
 
     async def _has_legacy(self, connection: Any, layout: Layout) -> bool:
         """Whether ticks stored before nanoseconds remain (asked once per table, through

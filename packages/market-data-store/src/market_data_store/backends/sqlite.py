@@ -34,9 +34,7 @@ from market_data_store.backends._layout import (
     LEGACY_NANOS,
     Layout,
     from_store,
-    key_match_sql,
     newer_sql,
-    tied_sql,
     to_store,
 )
 from market_data_store.backends.base import (
@@ -71,25 +69,23 @@ def _insert_sql(layout: Layout, into: str) -> str:
     return f"INSERT INTO {into} ({_names(layout)}) VALUES ({marks})"
 
 
-def _upsert_sql(layout: Layout, stage: str) -> str:
-    """From the staging table: insert new keys, replace a stored row by a newer version."""
+def _upsert_sql(layout: Layout, stage: str | None = None) -> str:
+    """Insert new keys, replace a stored row by a newer version: row by row (``VALUES``),
+    or from the staging table ``stage``."""
     t = layout.name
     key = ", ".join(f'"{c}"' for c in layout.key)
     updated = [c for c in layout.columns if c not in layout.key]
     sets = ", ".join(f'"{c}" = excluded."{c}"' for c in updated)
     learned = f'"ingested_at" = max(excluded."ingested_at", {t}."ingested_at")'
+    if stage is None:
+        marks = ", ".join("?" for _ in range(len(layout.columns) + 1))
+        source = f"VALUES ({marks})"
+    else:
+        source = f"SELECT {_names(layout)} FROM {stage} WHERE true"
     return (
-        f"INSERT INTO {t} ({_names(layout)}) SELECT {_names(layout)} FROM {stage} WHERE true"
+        f"INSERT INTO {t} ({_names(layout)}) {source}"
         f" ON CONFLICT ({key}) DO UPDATE SET {sets}, {learned}"
         f" WHERE {newer_sql(layout, 'excluded', t, _D)}"
-    )
-
-
-def _conflicts_sql(layout: Layout, stage: str) -> str:
-    t = layout.name
-    return (
-        f"SELECT count(*) FROM {stage} s JOIN {t} ON {key_match_sql(layout, 's', t)}"
-        f" WHERE {tied_sql(layout, 's', t, _D)}"
     )
 
 
@@ -114,7 +110,11 @@ _ORDER = {
     Kind.SIGNALS: '"ts", "ts_nanos", "name", "source"',
 }
 _SQL = {
-    kind: (_insert_sql(layout, layout.name), _upsert_sql(layout, f"_mds_stage_{kind}"))
+    kind: (
+        _insert_sql(layout, layout.name),
+        _upsert_sql(layout),
+        _upsert_sql(layout, f"_mds_stage_{kind}"),
+    )
     for kind, layout in LAYOUTS.items()
 }
 _US = 1_000_000
@@ -136,6 +136,7 @@ class SqliteBackend:
         self._connection: sqlite3.Connection | None = None
         self._last_learned = 0
         self._legacy_until: dict[Kind, int | None] = {}
+        self._ties = 0
 
     async def open(self) -> None:
         if self._executor is None:
@@ -148,6 +149,7 @@ class SqliteBackend:
         connection.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
         connection.execute("PRAGMA journal_mode = WAL")
         connection.execute("PRAGMA synchronous = NORMAL")
+        connection.create_function("mds_tie", 1, self._tie)  # see _layout.newer_sql
         self._connection = connection
 
     async def close(self) -> None:
@@ -243,24 +245,33 @@ class SqliteBackend:
         return now
 
     def _upsert(self, layout: Layout, table: pa.Table, now: int) -> tuple[int, int]:
-        """The newest version of each key of ``table`` through the staging table; returns
-        the rows written (each key once) and the conflicts found (see ``WriteResult``)."""
+        """The newest version of each key of ``table``, row by row (or through the staging
+        table where ticks stored before nanoseconds may be replaced); returns the rows
+        written (each key once) and the conflicts found (see ``WriteResult``)."""
         db = self._db
         latest = latest_per_key(table, layout.kind, keys=layout.key)
-        stage = f"_mds_stage_{layout.kind}"
-        db.execute(
-            f"CREATE TEMP TABLE IF NOT EXISTS {stage} AS SELECT {_names(layout)}"
-            f" FROM {layout.name} WHERE 0"
-        )
-        db.execute(f"DELETE FROM {stage}")
-        db.executemany(_insert_sql(layout, stage), _column_rows(latest.table, now))
-        conflicts = int(db.execute(_conflicts_sql(layout, stage)).fetchone()[0])
+        rows = _column_rows(latest.table, now)
+        self._ties = 0
         if layout.nanos and self._legacy_until.get(layout.kind) is not None:
+            stage = f"_mds_stage_{layout.kind}"
+            db.execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS {stage} AS SELECT {_names(layout)}"
+                f" FROM {layout.name} WHERE 0"
+            )
+            db.execute(f"DELETE FROM {stage}")
+            db.executemany(_insert_sql(layout, stage), rows)
             keep, delete = _legacy_sql(layout, stage)
             db.execute(keep, [now])
             db.execute(delete)
-        db.execute(_SQL[layout.kind][1])
-        return latest.table.num_rows, conflicts + latest.conflicts
+            db.execute(_SQL[layout.kind][2])
+        else:
+            db.executemany(_SQL[layout.kind][1], rows)
+        return latest.table.num_rows, self._ties + latest.conflicts
+
+    def _tie(self, wins: int) -> int:
+        """``mds_tie`` in the upsert's condition: counts a tie, says whether new wins."""
+        self._ties += 1
+        return wins
 
     def _may_replace_legacy(self, layout: Layout, table: pa.Table) -> bool:
         """Whether a tick of ``table`` may have a twin stored before nanoseconds."""

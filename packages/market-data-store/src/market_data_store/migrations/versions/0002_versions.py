@@ -110,6 +110,15 @@ def upgrade() -> None:
         _upgrade_sqlite()
     for table in _COLUMNS:
         _create_history(table, dialect)
+    if dialect == "postgresql":
+        # counts, per transaction, the versions a write found tied with the stored one
+        # (equal as_of and revision, other values); returns whether the new one wins
+        op.execute(
+            "CREATE FUNCTION mds_tie(wins boolean) RETURNS boolean LANGUAGE plpgsql VOLATILE"
+            " AS $$ BEGIN PERFORM set_config('mds.ties', (coalesce(nullif("
+            "current_setting('mds.ties', true), ''), '0')::bigint + 1)::text, true);"
+            " RETURN wins; END $$"
+        )
 
 
 # --- PostgreSQL: columns added in place (no rewrite), keys rebuilt ----------------------
@@ -223,7 +232,11 @@ def _create_history(table: str, dialect: str) -> None:
         sa.Column("superseded_at", Timestamp, nullable=False),
     )
     op.create_index(f"ix_{history}_key", history, list(_HISTORY_INDEX[table]))
-    op.create_index(f"ix_{history}_superseded_at", history, ["superseded_at"])
+    if dialect == "postgresql":  # rows come in time order: a BRIN index costs next to nothing
+        op.execute(
+            f"CREATE INDEX ix_{history}_superseded_at ON {history} USING brin (superseded_at)"
+        )
+    # SQLite: the hourly purge scans (an index would double the cost of every revision)
     columns = [*_all_columns(table), "ingested_at"]
     names = ", ".join(f'"{c}"' for c in columns)
     old = ", ".join(f'OLD."{c}"' for c in columns)

@@ -1,0 +1,138 @@
+"""Before and after versions, in one run: the store's write path at the commit before
+versioned writes (``MD_BENCH_BEFORE``, default d3e2e0a) against this tree, on the same
+machine, the same PostgreSQL server and the same third-party packages.
+
+Both trees are installed into virtualenvs of their own (core and store, with the packages
+``uv.lock`` pins, nothing else; bytecode compiled), and each measurement is a fresh child
+process (``_versions_child.py``) into a fresh database, the two trees alternating. Per
+scenario the median seconds over ``REPEAT`` runs of each, their spread (min-max) and each
+child's own peak RSS are printed, and the ratio ``after rate / before rate``:
+
+- ``append``: 1M bars (200 symbols x 5,000 minutes) into an empty table, 2 writers of 5,000-bar
+  batches (the store's defaults): the append fast path;
+- ``replay``: the same bars written again: every key is stored and nothing changes (the
+  upsert path; versions compared where the tree has them);
+- ``revise``: every bar again with another close (a newer version where the tree has
+  versions): every row replaced, and, after, each replaced version kept in history by the
+  trigger: the write cost of history.
+
+``MD_BENCH_VERSIONS_BARS`` sets the number of bars (default 1,000,000).
+"""
+
+from __future__ import annotations
+
+import compileall
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from market_data_store.testing import PostgresServer
+
+ROOT = Path(__file__).resolve().parents[1]
+BEFORE = os.environ.get("MD_BENCH_BEFORE", "d3e2e0a")
+N = int(os.environ.get("MD_BENCH_VERSIONS_BARS", "1000000"))
+REPEAT = int(os.environ.get("MD_BENCH_VERSIONS_REPEAT", "3"))
+SCENARIOS = ("append", "replay", "revise")
+PG_SETTINGS = {"shared_buffers": "256MB", "max_wal_size": "4GB", "autovacuum": "off"}
+
+
+def run(argv: list[str], **kwargs: object) -> str:
+    done = subprocess.run(argv, check=True, capture_output=True, text=True, **kwargs)  # type: ignore[call-overload]  # noqa: S603
+    return str(done.stdout)
+
+
+def environment(tree: Path, where: Path, pins: Path) -> str:
+    """A virtualenv with ``tree``'s core and store and the pinned third-party packages."""
+    python = where / "bin" / "python"
+    if not python.exists():
+        run(["uv", "venv", "--quiet", "--python", sys.executable, str(where)])
+        install = ["uv", "pip", "install", "--quiet", "--python", str(python)]
+        run([*install, "--requirements", str(pins)])
+        packages = [str(tree / "packages" / p) for p in ("market-data-core", "market-data-store")]
+        run([*install, "--no-deps", *packages])
+    code = "import compileall, sysconfig; compileall.compile_dir(sysconfig.get_paths()['purelib'], quiet=2)"
+    run([str(python), "-c", code])
+    return str(python)
+
+
+def before_tree(cache: Path) -> Path:
+    tree = cache / f"tree-{BEFORE}"
+    if not tree.exists():
+        run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "--force", str(tree), BEFORE])
+    return tree
+
+
+def measure(python: str, url: str, scenario: str, env: dict[str, str]) -> dict[str, float]:
+    child = str(ROOT / "bench" / "_versions_child.py")
+    out = run([python, child, url, scenario, str(N)], env=env, cwd=str(ROOT / "bench"))
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+def main() -> None:
+    compileall.compile_dir(str(ROOT / "bench"), quiet=2)
+    cache = Path(os.environ.get("MD_BENCH_CACHE", Path.home() / ".cache" / "md-bench"))
+    cache.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        pins = tmp / "requirements.txt"
+        run(
+            ["uv", "export", "--frozen", "--quiet", "--no-dev", "--no-hashes", "--no-emit-workspace",
+             "--package", "market-data-store", "--extra", "postgres", "--output-file", str(pins)],
+            cwd=str(ROOT),
+        )  # fmt: skip
+        pythons = {
+            "before": environment(before_tree(cache), tmp / "before", pins),
+            "after": environment(ROOT, tmp / "after", pins),
+        }
+        results: dict[tuple[str, str, str], list[dict[str, float]]] = {}
+        with PostgresServer(settings=PG_SETTINGS) as server:
+            count = 0
+            for _ in range(REPEAT):
+                for database in ("postgresql", "sqlite"):
+                    for scenario in SCENARIOS:
+                        for tree, python in pythons.items():
+                            count += 1
+                            if database == "sqlite":
+                                url = f"sqlite:///{tmp / f'bench-{count}.db'}"
+                            else:
+                                name = f"bench_{count}"
+                                import asyncio  # noqa: PLC0415
+
+                                asyncio.run(server.create_database(name))
+                                url = server.dsn_for(name)
+                            got = measure(python, url, scenario, env)
+                            results.setdefault((database, scenario, tree), []).append(got)
+        report(results)
+
+
+def report(results: dict[tuple[str, str, str], list[dict[str, float]]]) -> None:
+    print(f"\nversioned writes: before ({BEFORE}) and after, {N:,} bars, {REPEAT} runs each")  # noqa: T201
+    header = f"{'database':<11} {'scenario':<8} {'before rows/s (min-max)':>30} {'after rows/s (min-max)':>30} {'ratio':>6} {'peak RSS MiB b/a':>17}"
+    print(header)  # noqa: T201
+    for database in ("postgresql", "sqlite"):
+        for scenario in SCENARIOS:
+            cells = []
+            medians = []
+            peaks = []
+            for tree in ("before", "after"):
+                runs = results[database, scenario, tree]
+                rates = [N / r["seconds"] for r in runs]
+                median = statistics.median(rates)
+                medians.append(median)
+                cells.append(f"{median:,.0f} ({min(rates):,.0f}-{max(rates):,.0f})")
+                peaks.append(max(r["peak_rss"] for r in runs) / 2**20)
+            ratio = medians[1] / medians[0]
+            print(  # noqa: T201
+                f"{database:<11} {scenario:<8} {cells[0]:>30} {cells[1]:>30} {ratio:>6.3f}"
+                f" {peaks[0]:>7.0f}/{peaks[1]:<7.0f}"
+            )
+
+
+if __name__ == "__main__":
+    main()
