@@ -683,20 +683,25 @@ class Ordinals:
     same input cut into batches of any size gets the same ordinals. Ticks with a venue id
     get 0; a given ordinal is kept.
 
-    One instance per source (a file, a feed, an ingest request). It remembers the keys of
-    the last ``window_ns`` of event time behind the newest tick; a tick further behind than
-    that is counted in ``beyond_window`` (its ordinal counts only what is remembered). Two
-    keys may share a counter (a 64-bit hash): their ticks then get distinct ordinals all
-    the same, so distinct ticks never merge."""
+    One instance per source (a file, a feed, an ingest request). It remembers how many
+    ticks it saw of each (instant, symbol, exchange) of the last ``window_ns`` of event time
+    behind the newest tick; a tick further behind than that is counted in
+    ``beyond_window`` (its ordinal counts only what is remembered). Symbol and exchange are
+    remembered as a 64-bit hash: two series that share one share counters, so their ticks
+    of one instant get distinct ordinals all the same (distinct ticks never merge).
+
+    Input in time order, the common case, costs a few vector operations per batch: a tick
+    later than everything remembered cannot repeat a remembered one, and two ticks of one
+    batch can only be the same instant if their times are equal neighbours."""
 
     def __init__(self, window_ns: int = 600 * 1_000_000_000) -> None:
         self.window_ns = window_ns
         self.beyond_window = 0
         self._codes: dict[str | None, int] = {}
-        self._hashes = np.empty(0, dtype=np.uint64)  # sorted, unique
+        # what is remembered, sorted by (ts, series hash), one entry per distinct pair
+        self._ts = np.empty(0, dtype=np.int64)
+        self._series = np.empty(0, dtype=np.uint64)
         self._counts = np.empty(0, dtype=np.int64)
-        self._newest_at = np.empty(0, dtype=np.int64)  # per hash: the newest ts seen
-        self._newest = np.iinfo(np.int64).min
 
     def assign(self, table: pa.Table, kind: Kind | str) -> pa.Table:
         """``table`` (trades or quotes) with every null ``ordinal`` filled."""
@@ -715,13 +720,17 @@ class Ordinals:
         ordinals = np.zeros(rows, dtype=np.int64)
         rows_todo = np.flatnonzero(todo)
         if len(rows_todo):
-            ordinals[rows_todo] = self._count(table.take(pa.array(rows_todo)))
+            ticks = table if len(rows_todo) == rows else table.take(pa.array(rows_todo))
+            ordinals[rows_todo] = self._ordinals(ticks)
         filled = pc.if_else(pc.is_null(given), pa.array(ordinals), given)
         if "ordinal" in names:
             return table.set_column(names.index("ordinal"), "ordinal", filled)
         return table.append_column("ordinal", filled)
 
-    def _code(self, column: pa.ChunkedArray | pa.Array) -> Any:
+    def _code(self, column: pa.ChunkedArray | pa.Array | None, rows: int) -> Any:
+        """A stable small integer per distinct value (``None`` included), per row."""
+        if column is None:
+            return np.full(rows, self._codes.setdefault(None, len(self._codes)), np.uint64)
         encoded = pc.dictionary_encode(column)
         if isinstance(encoded, pa.ChunkedArray):
             encoded = encoded.combine_chunks()
@@ -734,57 +743,107 @@ class Ordinals:
         null = self._codes.setdefault(None, len(self._codes))
         return np.where(indices >= 0, lookup[np.maximum(indices, 0)], np.uint64(null))
 
-    def _count(self, ticks: pa.Table) -> Any:
+    def _ordinals(self, ticks: pa.Table) -> Any:
+        n = ticks.num_rows
         ts = np.asarray(
             pc.cast(ticks.column("ts"), pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64
         )
         exchange = ticks.column("exchange") if "exchange" in ticks.column_names else None
-        symbol_codes = self._code(ticks.column("symbol"))
-        exchange_codes = (
-            self._code(exchange)
-            if exchange is not None
-            else np.full(len(ts), self._codes.setdefault(None, len(self._codes)), np.uint64)
-        )
         with np.errstate(over="ignore"):
-            series = _mix(symbol_codes * np.uint64(0x9E3779B1) + exchange_codes)
-        hashes = _mix(ts.view(np.uint64) ^ series)
-        self.beyond_window += int(np.count_nonzero(ts < self._newest - self.window_ns))
-        # within the batch: the position of each row among its hash's rows, in arrival order
-        order = np.argsort(hashes, kind="stable")
-        sorted_hashes = hashes[order]
-        starts = np.flatnonzero(np.append(True, sorted_hashes[1:] != sorted_hashes[:-1]))
-        run = np.repeat(starts, np.diff(np.append(starts, len(order))))
-        within = np.empty(len(order), dtype=np.int64)
-        within[order] = np.arange(len(order)) - run
-        # before the batch: what the remembered hashes counted
-        before: Any = 0
-        if len(self._hashes):
-            where = np.minimum(np.searchsorted(self._hashes, hashes), len(self._hashes) - 1)
-            before = np.where(self._hashes[where] == hashes, self._counts[where], 0)
-        runs = np.diff(np.append(starts, len(order)))
-        self._remember(sorted_hashes[starts], runs, np.maximum.reduceat(ts[order], starts))
-        return within + before
-
-    def _remember(self, unique: Any, counts: Any, newest_in_run: Any) -> None:
-        """Add a batch's hashes (unique, sorted), their counts and newest times; forget
-        those older than the window."""
-        hashes = np.concatenate((self._hashes, unique))
-        total = np.concatenate((self._counts, counts))
-        newest = np.concatenate((self._newest_at, newest_in_run))
-        merge = np.argsort(hashes, kind="stable")
-        hashes, total, newest = hashes[merge], total[merge], newest[merge]
-        first = np.flatnonzero(np.append(True, hashes[1:] != hashes[:-1]))
-        self._hashes = hashes[first]
-        self._counts = np.add.reduceat(total, first)
-        self._newest_at = np.maximum.reduceat(newest, first)
-        self._newest = max(self._newest, int(newest_in_run.max()))
-        keep = self._newest_at >= self._newest - self.window_ns
-        if not keep.all():
-            self._hashes, self._counts, self._newest_at = (
-                self._hashes[keep],
-                self._counts[keep],
-                self._newest_at[keep],
+            series = _mix(
+                self._code(ticks.column("symbol"), n) * np.uint64(0x9E3779B1)
+                + self._code(exchange, n)
             )
+        newest = int(self._ts[-1]) if len(self._ts) else None
+        if newest is not None:
+            self.beyond_window += int(np.count_nonzero(ts < newest - self.window_ns))
+        in_order = n < 2 or bool(np.all(ts[1:] >= ts[:-1]))
+        if in_order and (newest is None or ts[0] > newest):
+            ordinals, unique_ts, unique_series, counts = _in_order(ts, series)
+            self._remember(unique_ts, unique_series, counts, appended=True)
+            return ordinals
+        return self._any_order(ts, series)
+
+    def _any_order(self, ts: Any, series: Any) -> Any:
+        """Ordinals of a batch in any order: within it by a stable sort, before it by the
+        remembered counts."""
+        order = np.lexsort((np.arange(len(ts)), series, ts))
+        sorted_ts, sorted_series = ts[order], series[order]
+        first = np.append(
+            True, (sorted_ts[1:] != sorted_ts[:-1]) | (sorted_series[1:] != sorted_series[:-1])
+        )
+        starts = np.flatnonzero(first)
+        runs = np.diff(np.append(starts, len(order)))
+        unique_ts, unique_series = sorted_ts[starts], sorted_series[starts]
+        before = self._lookup(unique_ts, unique_series)
+        within = np.arange(len(order)) - np.repeat(starts, runs) + np.repeat(before, runs)
+        ordinals = np.empty(len(order), dtype=np.int64)
+        ordinals[order] = within
+        self._remember(unique_ts, unique_series, runs, appended=False)
+        return ordinals
+
+    def _lookup(self, ts: Any, series: Any) -> Any:
+        """The remembered count of each (ts, series) pair (sorted by ts): 0 when unknown."""
+        counts = np.zeros(len(ts), dtype=np.int64)
+        if not len(self._ts):
+            return counts
+        low = np.searchsorted(self._ts, ts, side="left")
+        high = np.searchsorted(self._ts, ts, side="right")
+        for i in np.flatnonzero(high > low):  # instants remembered: a few entries each
+            match = np.flatnonzero(self._series[low[i] : high[i]] == series[i])
+            if len(match):
+                counts[i] = self._counts[low[i] + match[0]]
+        return counts
+
+    def _remember(self, ts: Any, series: Any, counts: Any, *, appended: bool) -> None:
+        """Add the batch's pairs (sorted by ts, each once, with its count); forget those
+        older than the window."""
+        if appended:  # all later than what is remembered: the order holds
+            all_ts = np.concatenate((self._ts, ts))
+            all_series = np.concatenate((self._series, series))
+            all_counts = np.concatenate((self._counts, counts))
+        else:
+            merged_ts = np.concatenate((self._ts, ts))
+            merged_series = np.concatenate((self._series, series))
+            merged_counts = np.concatenate((self._counts, counts))
+            order = np.lexsort((merged_series, merged_ts))
+            merged_ts, merged_series = merged_ts[order], merged_series[order]
+            merged_counts = merged_counts[order]
+            first = np.append(
+                True,
+                (merged_ts[1:] != merged_ts[:-1]) | (merged_series[1:] != merged_series[:-1]),
+            )
+            starts = np.flatnonzero(first)
+            all_ts, all_series = merged_ts[starts], merged_series[starts]
+            all_counts = np.add.reduceat(merged_counts, starts) if len(starts) else merged_counts
+        if len(all_ts):
+            keep_from = int(np.searchsorted(all_ts, all_ts[-1] - self.window_ns, side="left"))
+            all_ts, all_series, all_counts = (
+                all_ts[keep_from:],
+                all_series[keep_from:],
+                all_counts[keep_from:],
+            )
+        self._ts, self._series, self._counts = all_ts, all_series, all_counts
+
+
+def _in_order(ts: Any, series: Any) -> tuple[Any, Any, Any, Any]:
+    """Ordinals of a batch in time order that repeats nothing remembered, and its distinct
+    (ts, series) pairs (sorted by ts, then series) with their counts."""
+    n = len(ts)
+    ordinals = np.zeros(n, dtype=np.int64)
+    same = ts[1:] == ts[:-1] if n > 1 else np.zeros(0, dtype=bool)
+    if not same.any():
+        return ordinals, ts, series, np.ones(n, dtype=np.int64)
+    # only ticks of an instant shared with a neighbour can repeat each other
+    order = np.lexsort((np.arange(n), series, ts))
+    sorted_ts, sorted_series = ts[order], series[order]
+    first = np.append(
+        True, (sorted_ts[1:] != sorted_ts[:-1]) | (sorted_series[1:] != sorted_series[:-1])
+    )
+    starts = np.flatnonzero(first)
+    runs = np.diff(np.append(starts, n))
+    ordinals[order] = np.arange(n) - np.repeat(starts, runs)
+    return ordinals, sorted_ts[starts], sorted_series[starts], runs
 
 
 def _mix(values: Any) -> Any:

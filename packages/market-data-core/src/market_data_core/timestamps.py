@@ -245,13 +245,7 @@ def _exact(value: Any) -> Any:
     here (ISO 8601, up to nine fractional digits; what is not ISO is left to the model's
     own parser, which names the error), so JSON's strict mode sees a datetime."""
     if isinstance(value, str):
-        match = _FRACTION.match(value.strip())
-        if match is not None and len(match["digits"]) > 9:
-            return parse_timestamp(value)  # raises, naming the digits
-        try:
-            return parse_timestamp(value)
-        except ValueError:
-            return value
+        return _exact_text(value)
     if isinstance(value, datetime):
         if type(value) in (datetime, NanoDatetime):
             return value
@@ -259,6 +253,16 @@ def _exact(value: Any) -> Any:
     if type(value).__name__ == "datetime64":  # numpy, without importing it
         return _from_datetime64(value)
     return value
+
+
+def _exact_text(value: str) -> Any:
+    match = _FRACTION.match(value.strip())
+    if match is not None and len(match["digits"]) > 9:
+        return parse_timestamp(value)  # raises, naming the digits
+    try:
+        return parse_timestamp(value)
+    except ValueError:
+        return value
 
 
 def _from_datetime64(value: Any) -> datetime:
