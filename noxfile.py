@@ -16,6 +16,8 @@
 - integration: integration-tests/ against real PostgreSQL, redis-server and promtool: end to
   end, backpressure, faults, API fuzzing, operations files, generated docs
 - bench (not default): benchmarks that print ratios against a baseline of the same run
+- stress (not default): the version rule's stress tests, larger and repeated (the default
+  run has them at a size that takes seconds)
 """
 
 from __future__ import annotations
@@ -276,6 +278,21 @@ def _previous_release() -> Path:
 def integration(session: nox.Session) -> None:
     sync(session, "--all-packages", "--all-extras", "--group", "test")
     session.run(*PYTEST, "integration-tests/tests", *session.posargs)
+
+
+@nox.session(default=False)
+def stress(session: nox.Session) -> None:
+    """The store's version rule under fire, larger (``MD_STRESS_SCALE``) and the issue's
+    reproduction 20 times per way (``MD_STRESS_RUNS``)."""
+    sync(session, "--all-packages", "--all-extras", "--group", "test")
+    env = {"MD_STRESS_SCALE": "4", "MD_STRESS_RUNS": "20"}
+    session.run(
+        *PYTEST,
+        "packages/market-data-store/tests/backends/test_versions.py",
+        "integration-tests/tests/test_versions_pipeline.py",
+        *session.posargs,
+        env=env,
+    )
 
 
 @nox.session(default=False)
