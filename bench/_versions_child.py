@@ -9,7 +9,9 @@ process's own peak RSS.
 SCENARIO: ``append`` (N bars into an empty table), ``replay`` (the same N bars written
 twice; the second time is timed: every key is stored, nothing changes), ``revise`` (then
 every bar again with another close and, where the tree has versions, a newer one: every
-row replaced; the cost of keeping history where the tree keeps it).
+row replaced; the cost of keeping history where the tree keeps it), ``read`` (after the
+append, every bar read back as models, symbol by symbol: the current state, which must not
+get slower for keeping history; a revision of every bar first, so that history is there).
 """
 
 from __future__ import annotations
@@ -70,6 +72,19 @@ async def write_all(backend: Any, items: Sequence[Bar]) -> float:
     return time.perf_counter() - start
 
 
+async def read_all(backend: Any) -> float:
+    start, end = T0 - timedelta(days=1), T0 + timedelta(days=3650)
+    began = time.perf_counter()
+    got = 0
+    for i in range(SYMBOLS):
+        got += len(await backend.query_bars(f"S{i:03d}", "1m", start, end, limit=10_000_000))
+    seconds = time.perf_counter() - began
+    if got * 1 == 0:
+        msg = "read nothing back"
+        raise RuntimeError(msg)
+    return seconds
+
+
 async def main(url_text: str, scenario: str, n: int) -> None:
     url = DatabaseUrl.parse(url_text)
     await upgrade(url)
@@ -79,6 +94,10 @@ async def main(url_text: str, scenario: str, n: int) -> None:
     try:
         if scenario == "append":
             seconds = await write_all(backend, first)
+        elif scenario == "read":
+            await write_all(backend, first)
+            await write_all(backend, bars(n, revised=True))
+            seconds = await read_all(backend)
         else:
             await write_all(backend, first)
             second = first if scenario == "replay" else bars(n, revised=True)

@@ -14,7 +14,9 @@ child's own peak RSS are printed, and the ratio ``after rate / before rate``:
   upsert path; versions compared where the tree has them);
 - ``revise``: every bar again with another close (a newer version where the tree has
   versions): every row replaced, and, after, each replaced version kept in history by the
-  trigger: the write cost of history.
+  trigger: the write cost of history;
+- ``read``: every bar read back (current state, symbol by symbol, as models) after a
+  revision of every bar: reads of the current state must not get slower for history.
 
 ``MD_BENCH_VERSIONS_BARS`` sets the number of bars (default 1,000,000).
 """
@@ -36,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BEFORE = os.environ.get("MD_BENCH_BEFORE", "d3e2e0a")
 N = int(os.environ.get("MD_BENCH_VERSIONS_BARS", "1000000"))
 REPEAT = int(os.environ.get("MD_BENCH_VERSIONS_REPEAT", "3"))
-SCENARIOS = ("append", "replay", "revise")
+SCENARIOS = ("append", "replay", "revise", "read")
 PG_SETTINGS = {"shared_buffers": "256MB", "max_wal_size": "4GB", "autovacuum": "off"}
 
 

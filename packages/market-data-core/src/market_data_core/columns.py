@@ -509,12 +509,17 @@ _OPTIONAL: Final = {
 
 
 def to_models(
-    table: pa.Table, kind: Kind | str | None = None, *, lenient: bool = False
+    table: pa.Table,
+    kind: Kind | str | None = None,
+    *,
+    lenient: bool = False,
+    trusted: bool = False,
 ) -> list[Any]:
     """Core models (validated) of a table's rows; timestamps keep their nanoseconds.
     ``lenient``: a row that breaks the models' rules (a table that skipped ``conform``)
     becomes a model as it is, unvalidated, instead of raising: what must be kept, such as a
-    dead letter, is kept."""
+    dead letter, is kept. ``trusted``: rows a store checked on the way in, read back: built
+    without validating them again (several times faster), equal to the validated models."""
     found = Kind(kind) if kind is not None else kind_of(table)
     if found is None:
         msg = f"not a table of trades, quotes, bars or signals: {table.schema}"
@@ -526,11 +531,13 @@ def to_models(
         column = table.column(name)
         if pa.types.is_timestamp(column.type):
             nanos = pc.cast(column, pa.timestamp("ns", tz="UTC")).cast(pa.int64()).to_pylist()
-            columns[name] = [None if n is None else from_ns(n) for n in nanos]
+            columns[name] = _datetimes(nanos)
         elif name == "metadata":
             columns[name] = [None if t is None else json.loads(t) for t in column.to_pylist()]
         else:
             columns[name] = column.to_pylist()
+    if trusted:
+        return _constructed(model, found, columns)
     optional = _OPTIONAL[found]
     out = []
     for values in zip(*columns.values(), strict=True):
@@ -549,6 +556,50 @@ def to_models(
         else:
             out.append(model.model_validate(row))
     return out
+
+
+def _datetimes(nanos: list[int | None]) -> list[Any]:
+    """Datetimes of nanoseconds since the epoch (``None`` kept), each distinct one made once
+    when they repeat (a batch's versions)."""
+    distinct = set(nanos)
+    if len(distinct) * 4 > len(nanos):
+        return [None if n is None else from_ns(n) for n in nanos]
+    made = {n: None if n is None else from_ns(n) for n in distinct}
+    return list(map(made.__getitem__, nanos))
+
+
+def _constructed(model: Any, kind: Kind, columns: dict[str, list[Any]]) -> list[Any]:
+    """Models of valid columns without validation: the values given the models' types."""
+    rows = len(next(iter(columns.values()), ()))
+    if "timeframe" in columns:
+        parsed = {text: Timeframe.parse(text) for text in set(columns["timeframe"])}
+        columns["timeframe"] = [parsed[text] for text in columns["timeframe"]]
+    if "side" in columns:
+        columns["side"] = [None if v is None else TradeSide(v) for v in columns["side"]]
+    if "conditions" in columns:
+        columns["conditions"] = [() if v is None else tuple(v) for v in columns["conditions"]]
+    if "metadata" in columns:
+        columns["metadata"] = [{} if v is None else v for v in columns["metadata"]]
+    if "revision" in columns:
+        columns["revision"] = [0 if v is None else v for v in columns["revision"]]
+    for field in SCHEMAS[kind]:
+        if field.name not in columns:
+            default = model.model_fields[field.name].get_default(call_default_factory=True)
+            columns[field.name] = [default] * rows
+    names = list(columns)
+    new, set_ = object.__new__, object.__setattr__
+
+    def build(values: tuple[Any, ...]) -> Any:
+        # what BaseModel.model_construct does, without its per-call overhead: the values
+        # are the model's own fields, all given (the models hold no extra, no private)
+        instance = new(model)
+        set_(instance, "__dict__", dict(zip(names, values, strict=True)))
+        set_(instance, "__pydantic_fields_set__", set(names))
+        set_(instance, "__pydantic_extra__", None)
+        set_(instance, "__pydantic_private__", None)
+        return instance
+
+    return list(map(build, zip(*columns.values(), strict=True)))
 
 
 def from_models(models: Iterable[Any], kind: Kind | str | None = None) -> pa.Table:
@@ -588,25 +639,27 @@ _NAIVE_MICROS: Final = pa.timestamp("us")
 
 def _timestamps(values: list[Any]) -> pa.Array:
     """Datetimes (or ``None``) as a ``TIMESTAMP`` array, exactly."""
-    if any(type(v) is NanoDatetime for v in values):
+    if NanoDatetime in set(map(type, values)):
         return pa.array([None if v is None else to_ns(v) for v in values], pa.int64()).cast(
             TIMESTAMP
         )
     # every value is UTC (the models normalise it): read as wall time, which is far faster
-    # in pyarrow than converting aware datetimes one by one, then labelled UTC
-    return pa.array(values, _NAIVE_MICROS).cast(_MICROS).cast(TIMESTAMP)
+    # in pyarrow than converting aware datetimes one by one, then labelled UTC; times that
+    # repeat (a batch's bar starts and versions) are converted once
+    distinct = dict.fromkeys(values)
+    if len(distinct) * 4 > len(values):
+        return pa.array(values, _NAIVE_MICROS).cast(TIMESTAMP)
+    index = {value: i for i, value in enumerate(distinct)}
+    converted = pa.array(list(distinct), _NAIVE_MICROS).cast(TIMESTAMP)
+    return converted.take(pa.array(list(map(index.__getitem__, values)), pa.int32()))
 
 
 def _texts(values: list[Any]) -> list[str]:
     """``str`` of each value, once per distinct object (timeframes repeat)."""
-    names: dict[int, str] = {}
-    out = []
-    for value in values:
-        name = names.get(id(value))
-        if name is None:
-            name = names[id(value)] = str(value)
-        out.append(name)
-    return out
+    ids = list(map(id, values))
+    distinct = dict(zip(ids, values, strict=True))  # the values stay alive in ``values``
+    names = {key: str(value) for key, value in distinct.items()}
+    return list(map(names.__getitem__, ids))
 
 
 def _kind_of_model(model: type[Any]) -> Kind:

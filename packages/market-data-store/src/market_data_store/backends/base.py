@@ -112,7 +112,20 @@ def tables_of(records: Sequence[Record]) -> dict[Kind, pa.Table]:
     return out
 
 
+_KIND_OF: dict[type[Any], Kind] = {
+    Bar: Kind.BARS,
+    Trade: Kind.TRADES,
+    Quote: Kind.QUOTES,
+    Signal: Kind.SIGNALS,
+}
+
+
 def _add_models(parts: dict[Kind, list[pa.Table]], models: Sequence[Record]) -> None:
+    types = set(map(type, models))
+    if len(types) == 1:  # one kind: no split
+        kind = _KIND_OF[types.pop()]
+        parts.setdefault(kind, []).append(from_models(models, kind))
+        return
     split = split_records(models)
     for kind, items in (
         (Kind.BARS, split.bars),

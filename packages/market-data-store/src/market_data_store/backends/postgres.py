@@ -593,7 +593,7 @@ class PostgresBackend:
             Kind.BARS, symbol, start, end, timeframe=timeframe, source=source, limit=limit,
             as_known_at=as_known_at,
         )  # fmt: skip
-        return to_models(table, Kind.BARS)
+        return to_models(table, Kind.BARS, trusted=True)
 
     async def query_table(
         self,
@@ -677,7 +677,7 @@ class PostgresBackend:
                 " ORDER BY b.symbol"
             )
             rows = await self._fetch("latest_bars", sql, timeframe, list(symbols))
-        return to_models(from_store(Kind.BARS, rows, micros=False), Kind.BARS)
+        return to_models(from_store(Kind.BARS, rows, micros=False), Kind.BARS, trusted=True)
 
     async def query_trades(
         self,
@@ -691,7 +691,7 @@ class PostgresBackend:
         table = await self.query_table(
             Kind.TRADES, symbol, start, end, limit=limit, as_known_at=as_known_at
         )
-        return to_models(table, Kind.TRADES)
+        return to_models(table, Kind.TRADES, trusted=True)
 
     async def query_quotes(
         self,
@@ -705,7 +705,7 @@ class PostgresBackend:
         table = await self.query_table(
             Kind.QUOTES, symbol, start, end, limit=limit, as_known_at=as_known_at
         )
-        return to_models(table, Kind.QUOTES)
+        return to_models(table, Kind.QUOTES, trusted=True)
 
     async def freshness(self) -> list[Freshness]:
         selects = " UNION ALL ".join(

@@ -222,13 +222,14 @@ class SqliteBackend:
                 if self._may_replace_legacy(layout, given):
                     written, conflicts = self._upsert(layout, given, now)
                 else:
+                    rows = _column_rows(given, now)
                     db.execute("SAVEPOINT append")
                     try:  # a key twice in the batch, or stored already, fails it
-                        db.executemany(_SQL[kind][0], _column_rows(given, now))
+                        db.executemany(_SQL[kind][0], rows)
                         written, conflicts = given.num_rows, 0
                     except sqlite3.IntegrityError:
                         db.execute("ROLLBACK TO append")
-                        written, conflicts = self._upsert(layout, given, now)
+                        written, conflicts = self._upsert(layout, given, now, rows)
                     db.execute("RELEASE append")
                 setattr(result, layout.name, written)
                 result.conflicts += conflicts
@@ -244,13 +245,17 @@ class SqliteBackend:
         self._last_learned = now
         return now
 
-    def _upsert(self, layout: Layout, table: pa.Table, now: int) -> tuple[int, int]:
-        """The newest version of each key of ``table``, row by row (or through the staging
-        table where ticks stored before nanoseconds may be replaced); returns the rows
-        written (each key once) and the conflicts found (see ``WriteResult``)."""
+    def _upsert(
+        self, layout: Layout, table: pa.Table, now: int, rows: list[tuple[Any, ...]] | None = None
+    ) -> tuple[int, int]:
+        """The newest version of each key of ``table`` (whose ``rows`` may be given),
+        row by row (or through the staging table where ticks stored before nanoseconds may
+        be replaced); returns the rows written (each key once) and the conflicts found
+        (see ``WriteResult``)."""
         db = self._db
         latest = latest_per_key(table, layout.kind, keys=layout.key)
-        rows = _column_rows(latest.table, now)
+        if rows is None or latest.table is not table:
+            rows = _column_rows(latest.table, now)
         self._ties = 0
         if layout.nanos and self._legacy_until.get(layout.kind) is not None:
             stage = f"_mds_stage_{layout.kind}"
@@ -362,7 +367,7 @@ class SqliteBackend:
             Kind.BARS, symbol, start, end, timeframe=timeframe, source=source, limit=limit,
             as_known_at=as_known_at,
         )  # fmt: skip
-        return to_models(table, Kind.BARS)
+        return to_models(table, Kind.BARS, trusted=True)
 
     async def query_table(
         self,
@@ -441,7 +446,7 @@ class SqliteBackend:
             params.extend(symbols)
         rows = await self._fetch(sql + " ORDER BY b.symbol, b.source", params)
         latest: dict[str, Bar] = {}
-        for bar in to_models(from_store(Kind.BARS, rows, micros=True), Kind.BARS):
+        for bar in to_models(from_store(Kind.BARS, rows, micros=True), Kind.BARS, trusted=True):
             latest.setdefault(bar.symbol, bar)
         return list(latest.values())
 
@@ -457,7 +462,7 @@ class SqliteBackend:
         table = await self.query_table(
             Kind.TRADES, symbol, start, end, limit=limit, as_known_at=as_known_at
         )
-        return to_models(table, Kind.TRADES)
+        return to_models(table, Kind.TRADES, trusted=True)
 
     async def query_quotes(
         self,
@@ -471,7 +476,7 @@ class SqliteBackend:
         table = await self.query_table(
             Kind.QUOTES, symbol, start, end, limit=limit, as_known_at=as_known_at
         )
-        return to_models(table, Kind.QUOTES)
+        return to_models(table, Kind.QUOTES, trusted=True)
 
     async def freshness(self) -> list[Freshness]:
         result = []
