@@ -125,3 +125,11 @@ def test_version_conflicts_are_counted_in_the_metrics(client: TestClient) -> Non
     assert client.get("/v1/bars", params=params).json()["items"][0]["close"] == 185.2
     metrics = client.get("/metrics").text
     assert "mds_version_conflicts_total 2.0" in metrics
+
+
+def test_revisions_of_ticks_ignore_what_only_bars_have(client: TestClient) -> None:
+    client.post("/v1/trades", json=[make_trade().model_dump(mode="json")])
+    params = {"symbol": "AAPL", "timeframe": "1m", "source": "x", **RANGE}
+    answer = client.get("/v1/revisions/trades", params=params)
+    assert answer.status_code == 200
+    assert len(answer.json()) == 1

@@ -635,7 +635,7 @@ class PostgresBackend:
         args: list[Any] = [symbol, start, end]
         where = f'"symbol" = $1 AND {_q(layout.time)} >= $2 AND {_q(layout.time)} < $3'
         for name, value in (("timeframe", timeframe), ("source", source)):
-            if value is not None:
+            if value is not None and name in layout.columns:  # bars (signals: source)
                 args.append(value)
                 where += f" AND {_q(name)} = ${len(args)}"
         columns = _names(layout)

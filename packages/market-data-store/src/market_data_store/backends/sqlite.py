@@ -404,12 +404,10 @@ class SqliteBackend:
         layout = LAYOUTS[kind]
         where = f"symbol = ? AND {layout.time} >= ? AND {layout.time} < ?"
         params: list[Any] = [symbol, _rows.to_micros(start), _rows.to_micros(end)]
-        if timeframe is not None:
-            where += " AND timeframe = ?"
-            params.append(timeframe)
-        if source is not None:
-            where += " AND source = ?"
-            params.append(source)
+        for name, value in (("timeframe", timeframe), ("source", source)):
+            if value is not None and name in layout.columns:  # bars (signals: source)
+                where += f" AND {name} = ?"
+                params.append(value)
         columns = ", ".join(f'"{c}"' for c in layout.columns)
         key = ", ".join(f'"{c}"' for c in layout.key)
         sql = (
