@@ -44,16 +44,21 @@ def postgres() -> Iterator[PostgresServer]:
 
 
 def _late_trades(path: Path) -> Path:
-    """Per symbol two trades in the window [S, S+1s), then a trade that moves the watermark
-    past it (every bar is emitted), then per symbol a late trade within the allowed
-    lateness (every bar is revised), then one that purges the windows."""
+    """Symbol i trades twice in its own second [S+i, S+i+1); the next symbol's first trade
+    moves the watermark past it (symbol i's bar is emitted), and symbol i's third trade,
+    back in its second, comes right after (late, within the allowed lateness: the bar is
+    revised at once): the bar and its revision follow each other into the store."""
     rows: list[tuple[str, datetime, float]] = []
     for i in range(SYMBOLS):
-        rows += [(f"S{i:03d}", S + timedelta(milliseconds=100), 100.0),
-                 (f"S{i:03d}", S + timedelta(milliseconds=200), 101.0)]  # fmt: skip
-    rows.append(("ZZZ", S + timedelta(milliseconds=1500), 1.0))
-    rows += [(f"S{i:03d}", S + timedelta(milliseconds=900), 102.0) for i in range(SYMBOLS)]
-    rows.append(("ZZZ", S + timedelta(seconds=10), 1.0))
+        second = S + timedelta(seconds=i)
+        rows.append((f"S{i:03d}", second + timedelta(milliseconds=100), 100.0))
+        if i:  # the previous symbol's late trade, right after its bar was emitted
+            rows.append((f"S{i - 1:03d}", second - timedelta(milliseconds=100), 102.0))
+        rows.append((f"S{i:03d}", second + timedelta(milliseconds=200), 101.0))
+    last = S + timedelta(seconds=SYMBOLS)
+    rows += [("ZZZ", last + timedelta(milliseconds=100), 1.0),
+             (f"S{SYMBOLS - 1:03d}", last - timedelta(milliseconds=100), 102.0),
+             ("ZZZ", last + timedelta(seconds=10), 1.0)]  # fmt: skip
     table = pa.table(
         {
             "symbol": [r[0] for r in rows],
@@ -81,7 +86,7 @@ def _late_config(trades: Path, sink: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _stale(dsn: str) -> list[str]:
-    """The symbols whose stored bar of the window is not the final revision."""
+    """The symbols whose stored bar is not the final revision (three trades, close 102)."""
     connection = await asyncpg.connect(dsn)
     try:
         rows = await connection.fetch(
