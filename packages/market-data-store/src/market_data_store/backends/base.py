@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import pyarrow as pa
 
 from market_data_core import AuditEnvelope, Bar, Quote, Signal, Trade
-from market_data_core.columns import Kind, Ordinals, from_models
+from market_data_core.columns import Kind, Ordinals, from_models, to_models
 
 if TYPE_CHECKING:
     from market_data_store.jobs import JobRun
@@ -28,6 +28,7 @@ __all__ = [
     "DATA_TABLES",
     "Backend",
     "Freshness",
+    "ModelReads",
     "Record",
     "WriteResult",
     "complete_page",
@@ -286,6 +287,71 @@ class Backend(Protocol):
     async def stuck_job_runs(self, heartbeat_before: datetime) -> list[JobRun]:
         """Runs still ``running`` whose heartbeat is older than ``heartbeat_before``."""
         ...
+
+
+class ModelReads:
+    """``query_bars``/``query_trades``/``query_quotes`` as models, from a backend's
+    ``query_table`` (the rows were checked on the way in: the models are built without
+    validating them again)."""
+
+    async def query_table(
+        self,
+        kind: Kind,
+        symbol: str,
+        start: datetime,
+        end: datetime,
+        *,
+        timeframe: str | None = None,
+        source: str | None = None,
+        limit: int = 1000,
+        as_known_at: datetime | None = None,
+    ) -> pa.Table:
+        raise NotImplementedError
+
+    async def query_bars(
+        self,
+        symbol: str,
+        timeframe: str,
+        start: datetime,
+        end: datetime,
+        *,
+        source: str | None = None,
+        limit: int = 1000,
+        as_known_at: datetime | None = None,
+    ) -> list[Bar]:
+        table = await self.query_table(
+            Kind.BARS, symbol, start, end, timeframe=timeframe, source=source, limit=limit,
+            as_known_at=as_known_at,
+        )  # fmt: skip
+        return to_models(table, Kind.BARS, trusted=True)
+
+    async def query_trades(
+        self,
+        symbol: str,
+        start: datetime,
+        end: datetime,
+        *,
+        limit: int = 1000,
+        as_known_at: datetime | None = None,
+    ) -> list[Trade]:
+        table = await self.query_table(
+            Kind.TRADES, symbol, start, end, limit=limit, as_known_at=as_known_at
+        )
+        return to_models(table, Kind.TRADES, trusted=True)
+
+    async def query_quotes(
+        self,
+        symbol: str,
+        start: datetime,
+        end: datetime,
+        *,
+        limit: int = 1000,
+        as_known_at: datetime | None = None,
+    ) -> list[Quote]:
+        table = await self.query_table(
+            Kind.QUOTES, symbol, start, end, limit=limit, as_known_at=as_known_at
+        )
+        return to_models(table, Kind.QUOTES, trusted=True)
 
 
 def complete_page(bars: list[Bar], limit: int) -> tuple[list[Bar], datetime | None]:

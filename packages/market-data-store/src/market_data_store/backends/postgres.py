@@ -54,7 +54,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pgpq import ArrowToPostgresBinaryEncoder
 
-from market_data_core import AuditEnvelope, Bar, Quote, Trade
+from market_data_core import AuditEnvelope, Bar
 from market_data_core.columns import Kind, latest_per_key, to_models
 from market_data_store.backends import _rows
 from market_data_store.backends._layout import (
@@ -67,7 +67,14 @@ from market_data_store.backends._layout import (
     newer_sql,
     to_store,
 )
-from market_data_store.backends.base import DATA_TABLES, Freshness, Record, WriteResult, tables_of
+from market_data_store.backends.base import (
+    DATA_TABLES,
+    Freshness,
+    ModelReads,
+    Record,
+    WriteResult,
+    tables_of,
+)
 from market_data_store.dsn import DatabaseUrl
 from market_data_store.exceptions import (
     BackendError,
@@ -243,7 +250,7 @@ class WritePathStats:
     probed_series: int = 0
 
 
-class PostgresBackend:
+class PostgresBackend(ModelReads):
     """PostgreSQL behind the ``Backend`` protocol (needs the ``postgres`` extra: asyncpg).
 
     ``min_size``/``max_size`` bound the pool; each ``write`` uses one connection, so up to
@@ -578,23 +585,6 @@ class PostgresBackend:
             args.append(source)
         return await self._select(Kind.BARS, where, args, limit=limit, as_known_at=as_known_at)
 
-    async def query_bars(
-        self,
-        symbol: str,
-        timeframe: str,
-        start: datetime,
-        end: datetime,
-        *,
-        source: str | None = None,
-        limit: int = 1000,
-        as_known_at: datetime | None = None,
-    ) -> list[Bar]:
-        table = await self.query_table(
-            Kind.BARS, symbol, start, end, timeframe=timeframe, source=source, limit=limit,
-            as_known_at=as_known_at,
-        )  # fmt: skip
-        return to_models(table, Kind.BARS, trusted=True)
-
     async def query_table(
         self,
         kind: Kind,
@@ -678,34 +668,6 @@ class PostgresBackend:
             )
             rows = await self._fetch("latest_bars", sql, timeframe, list(symbols))
         return to_models(from_store(Kind.BARS, rows, micros=False), Kind.BARS, trusted=True)
-
-    async def query_trades(
-        self,
-        symbol: str,
-        start: datetime,
-        end: datetime,
-        *,
-        limit: int = 1000,
-        as_known_at: datetime | None = None,
-    ) -> list[Trade]:
-        table = await self.query_table(
-            Kind.TRADES, symbol, start, end, limit=limit, as_known_at=as_known_at
-        )
-        return to_models(table, Kind.TRADES, trusted=True)
-
-    async def query_quotes(
-        self,
-        symbol: str,
-        start: datetime,
-        end: datetime,
-        *,
-        limit: int = 1000,
-        as_known_at: datetime | None = None,
-    ) -> list[Quote]:
-        table = await self.query_table(
-            Kind.QUOTES, symbol, start, end, limit=limit, as_known_at=as_known_at
-        )
-        return to_models(table, Kind.QUOTES, trusted=True)
 
     async def freshness(self) -> list[Freshness]:
         selects = " UNION ALL ".join(

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from market_data_core import AuditEnvelope, Bar, Quote, Trade
+from market_data_core import AuditEnvelope, Bar
 from market_data_core.columns import Kind, latest_per_key, to_models
 from market_data_store.backends import _rows
 from market_data_store.backends._layout import (
@@ -40,6 +40,7 @@ from market_data_store.backends._layout import (
 from market_data_store.backends.base import (
     DATA_TABLES,
     Freshness,
+    ModelReads,
     Record,
     WriteResult,
     tables_of,
@@ -120,7 +121,7 @@ _SQL = {
 _US = 1_000_000
 
 
-class SqliteBackend:
+class SqliteBackend(ModelReads):
     """SQLite behind the ``Backend`` protocol."""
 
     name = "sqlite"
@@ -352,23 +353,6 @@ class SqliteBackend:
         params = [symbol, _rows.to_micros(start), _rows.to_micros(end)]
         return await self._select(kind, where, params, limit=limit, as_known_at=as_known_at)
 
-    async def query_bars(
-        self,
-        symbol: str,
-        timeframe: str,
-        start: datetime,
-        end: datetime,
-        *,
-        source: str | None = None,
-        limit: int = 1000,
-        as_known_at: datetime | None = None,
-    ) -> list[Bar]:
-        table = await self.query_table(
-            Kind.BARS, symbol, start, end, timeframe=timeframe, source=source, limit=limit,
-            as_known_at=as_known_at,
-        )  # fmt: skip
-        return to_models(table, Kind.BARS, trusted=True)
-
     async def query_table(
         self,
         kind: Kind,
@@ -447,34 +431,6 @@ class SqliteBackend:
         for bar in to_models(from_store(Kind.BARS, rows, micros=True), Kind.BARS, trusted=True):
             latest.setdefault(bar.symbol, bar)
         return list(latest.values())
-
-    async def query_trades(
-        self,
-        symbol: str,
-        start: datetime,
-        end: datetime,
-        *,
-        limit: int = 1000,
-        as_known_at: datetime | None = None,
-    ) -> list[Trade]:
-        table = await self.query_table(
-            Kind.TRADES, symbol, start, end, limit=limit, as_known_at=as_known_at
-        )
-        return to_models(table, Kind.TRADES, trusted=True)
-
-    async def query_quotes(
-        self,
-        symbol: str,
-        start: datetime,
-        end: datetime,
-        *,
-        limit: int = 1000,
-        as_known_at: datetime | None = None,
-    ) -> list[Quote]:
-        table = await self.query_table(
-            Kind.QUOTES, symbol, start, end, limit=limit, as_known_at=as_known_at
-        )
-        return to_models(table, Kind.QUOTES, trusted=True)
 
     async def freshness(self) -> list[Freshness]:
         result = []
