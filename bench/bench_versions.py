@@ -56,7 +56,8 @@ def environment(tree: Path, where: Path, pins: Path) -> str:
         run([*install, "--requirements", str(pins)])
         packages = [str(tree / "packages" / p) for p in ("market-data-core", "market-data-store")]
         run([*install, "--no-deps", *packages])
-    code = "import compileall, sysconfig; compileall.compile_dir(sysconfig.get_paths()['purelib'], quiet=2)"
+    code = "import compileall, sysconfig; compileall.compile_dir("
+    code += "sysconfig.get_paths()['purelib'], quiet=2)"
     run([str(python), "-c", code])
     return str(python)
 
@@ -64,7 +65,8 @@ def environment(tree: Path, where: Path, pins: Path) -> str:
 def before_tree(cache: Path) -> Path:
     tree = cache / f"tree-{BEFORE}"
     if not tree.exists():
-        run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "--force", str(tree), BEFORE])
+        worktree = ["git", "-C", str(ROOT), "worktree", "add", "--detach", "--force"]
+        run([*worktree, str(tree), BEFORE])
     return tree
 
 
@@ -83,11 +85,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         pins = tmp / "requirements.txt"
-        run(
-            ["uv", "export", "--frozen", "--quiet", "--no-dev", "--no-hashes", "--no-emit-workspace",
-             "--package", "market-data-store", "--extra", "postgres", "--output-file", str(pins)],
-            cwd=str(ROOT),
-        )  # fmt: skip
+        export = ["uv", "export", "--frozen", "--quiet", "--no-dev", "--no-hashes"]
+        export += ["--no-emit-workspace", "--package", "market-data-store", "--extra", "postgres"]
+        run([*export, "--output-file", str(pins)], cwd=str(ROOT))
         pythons = {
             "before": environment(before_tree(cache), tmp / "before", pins),
             "after": environment(ROOT, tmp / "after", pins),
@@ -115,7 +115,10 @@ def main() -> None:
 
 def report(results: dict[tuple[str, str, str], list[dict[str, float]]]) -> None:
     print(f"\nversioned writes: before ({BEFORE}) and after, {N:,} bars, {REPEAT} runs each")  # noqa: T201
-    header = f"{'database':<11} {'scenario':<8} {'before rows/s (min-max)':>30} {'after rows/s (min-max)':>30} {'ratio':>6} {'peak RSS MiB b/a':>17}"
+    header = (
+        f"{'database':<11} {'scenario':<8} {'before rows/s (min-max)':>30}"
+        f" {'after rows/s (min-max)':>30} {'ratio':>6} {'peak RSS MiB b/a':>17}"
+    )
     print(header)  # noqa: T201
     for database in ("postgresql", "sqlite"):
         for scenario in SCENARIOS:

@@ -95,7 +95,9 @@ async def _stale(dsn: str) -> list[str]:
     finally:
         await connection.close()
     assert len(rows) == SYMBOLS
-    return [r["symbol"] for r in rows if (r["close"], r["trade_count"], r["revision"]) != (102.0, 3, 3)]
+    return [
+        r["symbol"] for r in rows if (r["close"], r["trade_count"], r["revision"]) != (102.0, 3, 3)
+    ]
 
 
 @pytest.mark.asyncio
