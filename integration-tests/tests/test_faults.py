@@ -36,7 +36,7 @@ import redis.asyncio as aioredis
 from harness import until
 from pydantic import SecretStr
 
-from market_data_core import BackpressureLevel, FeedbackEvent
+from market_data_core import BackpressureLevel, Bar, FeedbackEvent
 from market_data_core.testing.servers import RedisServer, scaled
 from market_data_core.transports import wire
 from market_data_orchestrator.deployment import load_deployment
@@ -102,12 +102,16 @@ def _bar_differences(
     return missing, extra, differing
 
 
+_VWAP = list(Bar.model_fields).index("vwap")
+
+
 def _same_bar(got: tuple[Any, ...], want: tuple[Any, ...]) -> bool:
-    vwaps = got[-1], want[-1]
+    vwaps = got[_VWAP], want[_VWAP]
     same_vwap = vwaps[0] == vwaps[1] or (
         None not in vwaps and math.isclose(vwaps[0], vwaps[1], rel_tol=1e-12)
     )
-    return got[:-1] == want[:-1] and same_vwap
+    others = [i for i in range(len(got)) if i != _VWAP]
+    return [got[i] for i in others] == [want[i] for i in others] and same_vwap
 
 
 def _missing_and_extra(stored: list[Any], expected: list[Any]) -> tuple[int, int]:
@@ -141,23 +145,26 @@ def _trades(sink: dict[str, Any], *, rate: float | None = None) -> dict[str, Any
 
 
 async def _input_trades(tmp_path: Path) -> list[tuple[str, int, float, float]]:
-    """The trades the job emits, written to a Parquet file by the same provider."""
+    """The trades the job emits (times in nanoseconds), written to a Parquet file by the same
+    provider."""
     path = tmp_path / "input.parquet"
     graph = _trades({"id": "tape", "type": "file", "params": {"path": str(path)}})
     async with UnifiedRuntime(UnifiedRuntimeSettings.load(None)) as rt:
         await rt.run(graph)
     table = pq.read_table(path, columns=["symbol", "ts", "price", "size"])
-    micros = table["ts"].cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
-    columns = (table["symbol"], micros, table["price"], table["size"])
+    nanos = table["ts"].cast(pa.timestamp("ns", tz="UTC")).cast(pa.int64())
+    columns = (table["symbol"], nanos, table["price"], table["size"])
     return list(zip(*(column.to_pylist() for column in columns), strict=True))
 
 
 async def _stored_trades(postgres: PostgresServer) -> list[tuple[str, int, float, float]]:
+    """Every stored trade, its time in nanoseconds (microseconds and ``ts_nanos``)."""
     rows = await _fetch(
         postgres,
-        "SELECT symbol, (extract(epoch FROM ts) * 1000000)::bigint AS us, price, size FROM trades",
+        "SELECT symbol, (extract(epoch FROM ts) * 1000000)::bigint * 1000 + ts_nanos AS ns,"
+        " price, size FROM trades",
     )
-    return [(r["symbol"], r["us"], r["price"], r["size"]) for r in rows]
+    return [(r["symbol"], r["ns"], r["price"], r["size"]) for r in rows]
 
 
 @pytest.mark.asyncio
