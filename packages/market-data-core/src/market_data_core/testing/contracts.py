@@ -115,7 +115,14 @@ class ContractSchemas:
         return loaded
 
     def errors(self, name: str, document: object) -> list[str]:
-        """Every problem of ``document`` as contract ``name``: ``<json path>: <message>``."""
+        """Every problem of ``document`` as contract ``name``: ``<json path>: <message>``.
+
+        Against an older release of the major, the optional fields added since (what a
+        minor version may add) are set aside first: an input contract of that release
+        refuses fields it does not know, and the check is that every field it does know is
+        still written as it says."""
+        if self.version != CONTRACT_VERSION and isinstance(document, dict):
+            document = _known_fields(self.schema(name), document, name)
         validator = self._validator(name)
         problems = [
             f"{_path(error.absolute_path)}: {error.message}"
@@ -146,6 +153,19 @@ class ContractSchemas:
                 self.schema(name), format_checker=validator_class.FORMAT_CHECKER
             )
         return self._validators[name]
+
+
+def _known_fields(schema: Mapping[str, Any], document: dict[str, Any], name: str) -> Any:
+    """``document`` without the top-level fields ``schema`` does not declare, when those are
+    optional fields of the installed core's ``name`` (added by a later minor version)."""
+    from market_data_core.schemas import CONTRACTS  # noqa: PLC0415
+
+    model = CONTRACTS.get(name)
+    current = model.model_json_schema(mode="validation") if model is not None else {}
+    required = set(current.get("required", ()))
+    known = set(schema.get("properties", {}))
+    added = set(current.get("properties", {})) - known - required
+    return {key: value for key, value in document.items() if key not in added}
 
 
 def _jsonschema() -> Any:
