@@ -18,11 +18,18 @@ child's own peak RSS are printed, and the ratio ``after rate / before rate``:
 - ``read``: every bar read back (current state, symbol by symbol, as models) after a
   revision of every bar: reads of the current state must not get slower for history.
 
-``MD_BENCH_VERSIONS_BARS`` sets the number of bars (default 1,000,000).
+And whole processes, the way the main job runs: ``mdp run`` of each tree replaying
+1,000,000 trades from Parquet into the store (``mdp-append``: a fresh database;
+``mdp-replay``: the same job again, every trade stored already), timed from spawn to exit,
+bytecode compiled, each process's own peak RSS (``VmHWM``).
+
+``MD_BENCH_VERSIONS_BARS`` sets the number of bars (default 1,000,000),
+``MD_BENCH_VERSIONS_TRADES`` the trades of the ``mdp`` runs (default 1,000,000).
 """
 
 from __future__ import annotations
 
+import asyncio
 import compileall
 import json
 import os
@@ -30,7 +37,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+
+from bench_pipeline import write_trades
 
 from market_data_store.testing import PostgresServer
 
@@ -39,6 +49,20 @@ BEFORE = os.environ.get("MD_BENCH_BEFORE", "d3e2e0a")
 N = int(os.environ.get("MD_BENCH_VERSIONS_BARS", "1000000"))
 REPEAT = int(os.environ.get("MD_BENCH_VERSIONS_REPEAT", "3"))
 SCENARIOS = ("append", "replay", "revise", "read")
+PROCESS_SCENARIOS = ("mdp-append", "mdp-replay")
+TRADES = int(os.environ.get("MD_BENCH_VERSIONS_TRADES", "1000000"))
+MDP = """
+import atexit, json, sys, time
+from pathlib import Path
+def report():
+    peak = next(int(l.split()[1]) * 1024 for l in Path("/proc/self/status").read_text().splitlines()
+                if l.startswith("VmHWM:"))
+    print(json.dumps({"peak_rss": peak}), file=sys.stderr)
+atexit.register(report)
+sys.argv = ["mdp", "run", sys.argv[1]]
+from market_data_pipeline.cli import main
+main()
+"""
 PG_SETTINGS = {"shared_buffers": "256MB", "max_wal_size": "4GB", "autovacuum": "off"}
 
 
@@ -54,7 +78,8 @@ def environment(tree: Path, where: Path, pins: Path) -> str:
         run(["uv", "venv", "--quiet", "--python", sys.executable, str(where)])
         install = ["uv", "pip", "install", "--quiet", "--python", str(python)]
         run([*install, "--requirements", str(pins)])
-        packages = [str(tree / "packages" / p) for p in ("market-data-core", "market-data-store")]
+        names = ("market-data-core", "market-data-store", "market-data-pipeline")
+        packages = [str(tree / "packages" / p) for p in names]
         run([*install, "--no-deps", *packages])
     code = "import compileall, sysconfig; compileall.compile_dir("
     code += "sysconfig.get_paths()['purelib'], quiet=2)"
@@ -86,31 +111,77 @@ def main() -> None:
         tmp = Path(tmp_name)
         pins = tmp / "requirements.txt"
         export = ["uv", "export", "--frozen", "--quiet", "--no-dev", "--no-hashes"]
-        export += ["--no-emit-workspace", "--package", "market-data-store", "--extra", "postgres"]
+        export += [
+            "--no-emit-workspace",
+            "--package",
+            "market-data-pipeline",
+            "--extra",
+            "postgres",
+        ]
         run([*export, "--output-file", str(pins)], cwd=str(ROOT))
         pythons = {
             "before": environment(before_tree(cache), tmp / "before", pins),
             "after": environment(ROOT, tmp / "after", pins),
         }
         results: dict[tuple[str, str, str], list[dict[str, float]]] = {}
+        trades = tmp / "trades.parquet"
+        write_trades(trades, TRADES, 100)
         with PostgresServer(settings=PG_SETTINGS) as server:
-            count = 0
+            databases = Databases(server, tmp)
             for _ in range(REPEAT):
                 for database in ("postgresql", "sqlite"):
                     for scenario in SCENARIOS:
                         for tree, python in pythons.items():
-                            count += 1
-                            if database == "sqlite":
-                                url = f"sqlite:///{tmp / f'bench-{count}.db'}"
-                            else:
-                                name = f"bench_{count}"
-                                import asyncio  # noqa: PLC0415
-
-                                asyncio.run(server.create_database(name))
-                                url = server.dsn_for(name)
-                            got = measure(python, url, scenario, env)
+                            got = measure(python, databases.fresh(database), scenario, env)
+                            results.setdefault((database, scenario, tree), []).append(got)
+                    for tree, python in pythons.items():
+                        job = replay_job(tmp, trades, databases.fresh(database))
+                        for scenario in PROCESS_SCENARIOS:  # the second run: every key stored
+                            got = whole_process(python, job, env)
                             results.setdefault((database, scenario, tree), []).append(got)
         report(results)
+
+
+class Databases:
+    """A fresh database per measurement: a PostgreSQL database, or a SQLite file."""
+
+    def __init__(self, server: PostgresServer, tmp: Path) -> None:
+        self.server, self.tmp, self.count = server, tmp, 0
+
+    def fresh(self, database: str) -> str:
+        self.count += 1
+        if database == "sqlite":
+            return f"sqlite:///{self.tmp / f'bench-{self.count}.db'}"
+        name = f"bench_{self.count}"
+        asyncio.run(self.server.create_database(name))
+        return self.server.dsn_for(name)
+
+
+def replay_job(tmp: Path, trades: Path, url: str) -> Path:
+    """The main job's shape: replay a file of trades into the store."""
+    job = tmp / f"job-{abs(hash(url))}.yaml"
+    replay = f"{{path: '{trades}', kind: trades}}"
+    job.write_text(
+        "name: versions-bench\nnodes:\n"
+        f"  - {{id: trades, type: replay, params: {replay}}}\n"
+        f"  - {{id: store, type: store, params: {{database: '{url}'}}}}\n"
+        "edges: [trades -> store]\n"
+    )
+    return job
+
+
+def whole_process(python: str, job: Path, env: dict[str, str]) -> dict[str, float]:
+    """``mdp run job`` in a fresh process: seconds from spawn to exit, its own peak RSS."""
+    started = time.perf_counter()
+    done = subprocess.run(  # noqa: S603
+        [python, "-c", MDP, str(job)], env={**env, "MDP_LOG_LEVEL": "warning"},
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        sys.exit(f"mdp run failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    peak = json.loads(done.stderr.strip().splitlines()[-1])["peak_rss"]
+    return {"seconds": seconds, "peak_rss": peak, "n": TRADES}
 
 
 def report(results: dict[tuple[str, str, str], list[dict[str, float]]]) -> None:
@@ -121,13 +192,13 @@ def report(results: dict[tuple[str, str, str], list[dict[str, float]]]) -> None:
     )
     print(header)  # noqa: T201
     for database in ("postgresql", "sqlite"):
-        for scenario in SCENARIOS:
+        for scenario in (*SCENARIOS, *PROCESS_SCENARIOS):
             cells = []
             medians = []
             peaks = []
             for tree in ("before", "after"):
                 runs = results[database, scenario, tree]
-                rates = [N / r["seconds"] for r in runs]
+                rates = [r.get("n", N) / r["seconds"] for r in runs]
                 median = statistics.median(rates)
                 medians.append(median)
                 cells.append(f"{median:,.0f} ({min(rates):,.0f}-{max(rates):,.0f})")
