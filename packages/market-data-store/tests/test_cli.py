@@ -257,3 +257,51 @@ def test_help_shows_a_flag_without_a_value(command: list[str]) -> None:
     assert "<bool>" not in result.output
     flag = "--json" if command == ["query"] else "--help"
     assert any(line.strip().split("  ")[0] == flag for line in result.output.splitlines())
+
+
+def test_a_corrected_file_replaces_and_the_past_stays_readable(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """``mds ingest`` versions rows with the file's time: the same file again changes
+    nothing, a corrected (newer) file replaces what it corrects; ``--as-known-at`` reads
+    what the store held before, ``mds revisions`` says when and why it changed."""
+    import json
+    import time
+    from datetime import UTC, datetime
+
+    assert runner.invoke(app, ["migrate"], env=env).exit_code == 0
+    path = tmp_path / "bars.ndjson"
+    first = [make_bar(as_of=None, close=185.5)]
+    path.write_text("".join(bar.model_dump_json(exclude={"as_of"}) + "\n" for bar in first))
+    for _ in range(2):  # the second run of the same file changes nothing
+        assert runner.invoke(app, ["ingest", str(path), "--table", "bars"], env=env).exit_code == 0
+    time.sleep(0.02)
+    between = datetime.now(UTC)
+    time.sleep(0.02)
+    corrected = [make_bar(as_of=None, close=185.1, reason="correction")]
+    path.write_text("".join(bar.model_dump_json(exclude={"as_of"}) + "\n" for bar in corrected))
+    assert runner.invoke(app, ["ingest", str(path), "--table", "bars"], env=env).exit_code == 0
+
+    def closes(*extra: str) -> list[float]:
+        args = ["query", "AAPL", "--json", "--limit", "10", *extra]
+        result = runner.invoke(app, args, env=env)
+        assert result.exit_code == 0, result.output
+        return [
+            json.loads(line)["close"] for line in result.output.splitlines() if line.startswith("{")
+        ]
+
+    assert closes() == [185.1]
+    assert closes("--as-known-at", between.isoformat()) == [185.5]
+    result = runner.invoke(app, ["revisions", "AAPL", "--format", "json"], env=env)
+    assert result.exit_code == 0, result.output
+    versions = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    assert [(v["close"], v["reason"], v["superseded_at"] is None) for v in versions] == [
+        (185.5, None, False),
+        (185.1, "correction", True),
+    ]
+    table = runner.invoke(app, ["revisions", "AAPL"], env=env)
+    assert table.exit_code == 0, table.output
+    assert "correction" in table.output
+    old = runner.invoke(app, ["query", "AAPL", "--as-known-at", "2001-01-01T00:00:00Z"], env=env)
+    assert old.exit_code == 2
+    assert "MDS_HISTORY_RETENTION_DAYS" in old.output

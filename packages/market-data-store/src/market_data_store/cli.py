@@ -428,25 +428,27 @@ async def _revisions(
 
 
 def _print_revisions(table: Any, title: str) -> None:
+    """The versions as a table that fits a terminal: the record's time and main values,
+    its version and reason, when the store learned it and when it was replaced."""
     from rich.table import Table  # noqa: PLC0415
 
-    from market_data_core.columns import KEYS, Kind, to_models  # noqa: PLC0415
+    from market_data_core.columns import TIME, Kind, to_models  # noqa: PLC0415
 
     kind = Kind(title.rsplit(" ", 1)[-1])
-    rows = table.drop_columns(["ingested_at", "superseded_at"])
-    models = to_models(rows, kind)
+    models = to_models(table.drop_columns(["ingested_at", "superseded_at"]), kind)
     learned = _times(table.column("ingested_at"))
     replaced = _times(table.column("superseded_at"))
-    shown = [c for c in KEYS[kind] if c not in ("symbol", "source")]
-    values = {
-        Kind.BARS: ("open", "high", "low", "close", "volume", "trade_count"),
-        Kind.TRADES: ("price", "size"),
-        Kind.QUOTES: ("bid", "ask", "bid_size", "ask_size"),
-    }[kind]
-    view = Table(*shown, *values, "as_of", "revision", "reason", "ingested_at", "superseded_at",
-                 title=title)  # fmt: skip
+    values = {Kind.BARS: ("close",), Kind.TRADES: ("price",), Kind.QUOTES: ("bid", "ask")}[kind]
+    view = Table(title=f"{title} (as_of and every field: --format json)")
+    view.add_column(TIME[kind], overflow="fold")
+    for name in values:
+        view.add_column(name, no_wrap=True, justify="right")
+    view.add_column("rev", no_wrap=True, justify="right")
+    view.add_column("reason", no_wrap=True, min_width=10)
+    view.add_column("learned", overflow="fold")
+    view.add_column("replaced", overflow="fold")
     for model, at, until in zip(models, learned, replaced, strict=True):
-        cells = [getattr(model, c) for c in (*shown, *values, "as_of", "revision", "reason")]
+        cells = [getattr(model, c) for c in (TIME[kind], *values, "revision", "reason")]
         view.add_row(*(_cell(c) for c in cells), at, until or "current")
     out.print(view)
 
@@ -456,16 +458,15 @@ def _times(column: Any) -> list[str | None]:
 
     from market_data_core import from_ns  # noqa: PLC0415
 
-    return [
-        None if n is None else from_ns(n).isoformat() for n in column.cast(pa.int64()).to_pylist()
-    ]
+    nanos = column.cast(pa.int64()).to_pylist()
+    return [None if n is None else _cell(from_ns(n)) for n in nanos]
 
 
 def _cell(value: Any) -> str:
     if value is None:
         return ""
-    if isinstance(value, datetime):
-        return value.isoformat()
+    if isinstance(value, datetime):  # UTC: no offset, a space, the digits it has
+        return value.isoformat(" ").removesuffix("+00:00")
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
