@@ -66,6 +66,36 @@ def test_negative_zero_is_stored_as_zero() -> None:
     assert str(out.column("size")[0].as_py()) == "0.0"
 
 
+@pytest.mark.parametrize(
+    ("column", "bad", "message"),
+    [
+        ("symbol", "a b", "is not a valid symbol"),
+        ("reason", "late\n", "contains a control character"),
+        ("exchange", "X\x00", "contains a NUL character"),
+        ("exchange", "", "must be 1 to"),
+    ],
+)
+def test_a_bad_value_among_repeated_ones_is_named_by_row_and_column(
+    column: str, bad: str, message: str
+) -> None:
+    """Values repeat (a few symbols, one venue): the checks run once per distinct value,
+    yet the error still names the first row that carries the bad one."""
+    n = 400
+    values = {"symbol": "AAPL", "reason": "late", "exchange": "XNAS"}
+    table = pa.table(
+        {"symbol": [values["symbol"]] * n, "ts": pa.array(range(n), TIMESTAMP),
+         "price": [1.0] * n, "size": [1.0] * n, "exchange": [values["exchange"]] * n,
+         "reason": [values["reason"]] * n}
+    )  # fmt: skip
+    conform(table)
+    spoiled = table.column(column).to_pylist()
+    spoiled[123] = spoiled[321] = bad
+    index = table.schema.get_field_index(column)
+    with pytest.raises(ColumnError, match=message) as excinfo:
+        conform(table.set_column(index, column, pa.array(spoiled)))
+    assert (excinfo.value.column, excinfo.value.row) == (column, 123)
+
+
 def test_the_kind_is_told_by_the_columns() -> None:
     assert (
         kind_of(

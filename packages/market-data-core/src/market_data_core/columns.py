@@ -217,7 +217,7 @@ _TEXT: Final = {  # free text: (column, shortest, longest)
     Kind.BARS: (("reason", 1, 64),),
     Kind.SIGNALS: (("reason", 1, 64),),
 }
-_CONTROL: Final = r"[\x00-\x1f]"
+_NO_CONTROL: Final = r"^[^\x00-\x1f]*$"
 
 
 class ColumnError(MarketDataError, ValueError):
@@ -318,6 +318,8 @@ def _compatible(given: pa.DataType, wanted: pa.DataType) -> bool:
 
 
 def _first(mask: pa.ChunkedArray | pa.Array) -> int:
+    if not pc.any(mask).as_py():  # the usual case, and cheaper than a search
+        return -1
     return int(pc.index(pc.fill_null(mask, False), value=True).as_py())
 
 
@@ -359,20 +361,10 @@ def _check(table: pa.Table, kind: Kind) -> None:
             "ordinal",
             f"is above {_MAX_ORDINAL}",
         )
-    _fail_at(
-        table,
-        pc.invert(pc.match_substring_regex(table.column("symbol"), SYMBOL_PATTERN)),
-        "symbol",
-        "is not a valid symbol",
-    )
+    _fail_unless(table, "symbol", SYMBOL_PATTERN, "is not a valid symbol")
     for name, shortest, longest in _TEXT[kind]:
         _check_text(table, table.column(name), name, shortest, longest)
-    _fail_at(
-        table,
-        pc.match_substring_regex(table.column("reason"), _CONTROL),
-        "reason",
-        "contains a control character",
-    )
+    _fail_unless(table, "reason", _NO_CONTROL, "contains a control character")
     if kind is Kind.TRADES:
         _check_trades(table)
     elif kind is Kind.QUOTES:
@@ -384,9 +376,30 @@ def _check(table: pa.Table, kind: Kind) -> None:
         _check_signals(table)
 
 
+def _fail_unless(table: pa.Table, name: str, pattern: str, what: str) -> None:
+    """The first row whose ``name`` does not match ``pattern`` (nulls pass), checked once
+    per distinct value (symbols, sources and names repeat: a regex per row would cost more
+    than every other check together)."""
+    distinct = pc.unique(table.column(name))
+    bad = distinct.filter(pc.invert(pc.match_substring_regex(distinct, pattern)))
+    if len(bad):
+        _fail_at(table, pc.is_in(table.column(name), value_set=bad), name, what)
+
+
 def _check_text(
     table: pa.Table, column: pa.ChunkedArray, name: str, shortest: int, longest: int
 ) -> None:
+    distinct = pc.unique(column)
+    if len(distinct) * 4 < len(column):  # a venue, a reason: the same few values
+        length = pc.utf8_length(distinct)
+        bad = distinct.filter(
+            pc.or_(
+                pc.match_substring(distinct, "\x00"),
+                pc.or_(pc.less(length, shortest), pc.greater(length, longest)),
+            )
+        )
+        if not len(bad):
+            return
     length = pc.utf8_length(column)
     _fail_at(table, pc.match_substring(column, "\x00"), name, "contains a NUL character")
     _fail_at(
@@ -424,11 +437,8 @@ def _check_trades(table: pa.Table) -> None:
 
 
 def _check_bars(table: pa.Table) -> None:
-    _fail_at(
-        table,
-        pc.invert(pc.match_substring_regex(table.column("source"), _IDENTIFIER)),
-        "source",
-        "is not a valid identifier (letters, digits, . _ : -)",
+    _fail_unless(
+        table, "source", _IDENTIFIER, "is not a valid identifier (letters, digits, . _ : -)"
     )
     low, high = table.column("low"), table.column("high")
     _fail_at(table, pc.greater(low, high), "low", "is above high")
@@ -463,18 +473,10 @@ def _canonical_timeframes(table: pa.Table) -> pa.ChunkedArray:
 
 
 def _check_signals(table: pa.Table) -> None:
-    _fail_at(
-        table,
-        pc.invert(pc.match_substring_regex(table.column("source"), _IDENTIFIER)),
-        "source",
-        "is not a valid identifier (letters, digits, . _ : -)",
+    _fail_unless(
+        table, "source", _IDENTIFIER, "is not a valid identifier (letters, digits, . _ : -)"
     )
-    _fail_at(
-        table,
-        pc.invert(pc.match_substring_regex(table.column("name"), _SIGNAL_NAME)),
-        "name",
-        "is not a valid signal name",
-    )
+    _fail_unless(table, "name", _SIGNAL_NAME, "is not a valid signal name")
     metadata = table.column("metadata")
     if metadata.null_count < len(metadata):  # rare: checked by the model, row by row
         for row, text in enumerate(metadata.to_pylist()):
