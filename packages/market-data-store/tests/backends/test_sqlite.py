@@ -108,6 +108,30 @@ async def test_newer_revision_replaces_and_last_in_batch_wins(
     assert stored == revised
 
 
+@pytest.mark.parametrize("batch", [3, 2_500])
+async def test_constant_columns_of_a_large_batch_are_stored_exactly(
+    sqlite_backend: SqliteBackend, batch: int
+) -> None:
+    """From ``_LITERAL_FROM`` rows a batch's constant columns (a venue, a reason, a version)
+    become literals of the statement: the same rows come back as from small batches,
+    whatever the text holds (a quote, non-ASCII), a replay changes nothing and a newer
+    version replaces every row."""
+    walk = random_walk_trades(count=2_600, seed=3)
+    extra = {"exchange": "O'Hare; DROP TABLE trades;--", "reason": "fix \u00e9'", "revision": 7}
+    trades = [t.model_copy(update=extra) for t in walk]
+    trades[100] = trades[100].model_copy(update={"side": "buy", "trade_id": "x'1"})
+    for i in range(0, len(trades), batch):
+        await sqlite_backend.write(trades[i : i + batch])
+    end = T0 + timedelta(days=1)
+    assert await sqlite_backend.query_trades("AAPL", T0, end, limit=10_000) == trades
+    before = _ingested_at(sqlite_backend, "trades")
+    await sqlite_backend.write(trades)  # one batch of 2,600: the literal path
+    assert _ingested_at(sqlite_backend, "trades") == before
+    newer = [t.model_copy(update={"revision": 8, "price": t.price + 1}) for t in trades]
+    assert (await sqlite_backend.write(newer)).trades == len(newer)
+    assert await sqlite_backend.query_trades("AAPL", T0, end, limit=10_000) == newer
+
+
 async def test_paging_with_limit(sqlite_backend: SqliteBackend) -> None:
     bars = minute_bars(25)
     await sqlite_backend.write(bars)
@@ -195,10 +219,11 @@ async def test_requires_a_sqlite_url() -> None:
     assert "secret" not in str(excinfo.value)
 
 
-def _ingested_at(backend: SqliteBackend) -> list[int]:
+def _ingested_at(backend: SqliteBackend, table: str = "bars") -> list[int]:
+    order = "start" if table == "bars" else "ts, ts_nanos, ordinal"
     db = sqlite3.connect(backend.path)
     try:
-        return [row[0] for row in db.execute("SELECT ingested_at FROM bars ORDER BY start")]
+        return [row[0] for row in db.execute(f"SELECT ingested_at FROM {table} ORDER BY {order}")]
     finally:
         db.close()
 

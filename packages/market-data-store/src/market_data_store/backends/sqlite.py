@@ -21,8 +21,8 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
-from itertools import repeat
 from typing import Any, Final, TypeVar
 
 import pyarrow as pa
@@ -67,25 +67,59 @@ def _names(layout: Layout) -> str:
     return ", ".join(f'"{c}"' for c in (*layout.columns, "ingested_at"))
 
 
-_LEARNED: Final = "@learned"  # where a statement takes ``ingested_at``: see _learned
-_LITERAL_FROM: Final = 2_000  # rows from which the time is a literal of the statement
-
-
-def _marks(layout: Layout) -> str:
-    return ", ".join(["?"] * len(layout.columns) + [_LEARNED])
+_VALUES: Final = "@values"  # where a statement takes its values: see _Bound
+_LITERAL_FROM: Final = 2_000  # rows from which constant columns are literals of a statement
 
 
 def _insert_sql(layout: Layout, into: str) -> str:
-    return f"INSERT INTO {into} ({_names(layout)}) VALUES ({_marks(layout)})"
+    return f"INSERT INTO {into} ({_names(layout)}) VALUES ({_VALUES})"
 
 
-def _learned(sql: str, rows: Sequence[tuple[Any, ...]], now: int) -> tuple[str, Iterable[Any]]:
-    """``sql`` and its parameters with ``now`` as ``ingested_at``: for a large batch a
-    literal of the statement (preparing it once per transaction, ~0.1 ms, costs less than a
-    parameter per row), else a parameter appended to each row (the statement stays cached)."""
-    if len(rows) >= _LITERAL_FROM:
-        return sql.replace(_LEARNED, str(int(now))), rows
-    return sql.replace(_LEARNED, "?"), [(*row, now) for row in rows]
+@dataclass(frozen=True, slots=True)
+class _Bound:
+    """A batch's values for ``INSERT ... VALUES``: per column a parameter (``?``) or, for a
+    column without a value, ``NULL``, and, in a batch of ``_LITERAL_FROM`` rows or more,
+    for a column of one integer or text value (a source, a version, ordinal 0) that value
+    as a literal of the statement: each parameter costs every row its binding, while a new
+    statement costs one prepare (~0.1 ms) per batch. ``rows``: the parameters, row by row
+    (built before the database thread, overlapping the other writers' statements)."""
+
+    values: tuple[str, ...]
+    rows: list[tuple[Any, ...]]
+
+    @classmethod
+    def of(cls, table: pa.Table) -> _Bound:
+        n = table.num_rows
+        values: list[str] = []
+        bound: list[Iterable[Any]] = []
+        for column in table.columns:
+            literal = "NULL" if column.null_count == n else _literal(column, n)
+            values.append(literal or "?")
+            if literal is None:
+                if pa.types.is_timestamp(column.type):
+                    column = pc.cast(column, pa.int64())  # noqa: PLW2901
+                bound.append(column.to_pylist())
+        return cls(tuple(values), list(zip(*bound, strict=True)) if bound else [()] * n)
+
+    def statement(self, sql: str, now: int) -> tuple[str, Iterable[Any]]:
+        """``sql`` and its parameters, ``now`` as ``ingested_at``."""
+        if len(self.rows) >= _LITERAL_FROM:
+            return sql.replace(_VALUES, ", ".join((*self.values, str(int(now))))), self.rows
+        values = ", ".join((*self.values, "?"))
+        return sql.replace(_VALUES, values), [(*row, now) for row in self.rows]
+
+
+def _literal(column: pa.ChunkedArray, n: int) -> str | None:
+    """The SQL literal of a column holding one integer or text value (``None``: bind it)."""
+    if n < _LITERAL_FROM or column.null_count or pc.count_distinct(column).as_py() != 1:
+        return None
+    kind = column.type
+    if pa.types.is_integer(kind) or pa.types.is_timestamp(kind):
+        return str(int(pc.cast(column, pa.int64())[0].as_py()))
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        text = column[0].as_py()
+        return None if "\x00" in text else "'" + text.replace("'", "''") + "'"
+    return None  # floats: a decimal literal need not parse back to the same double
 
 
 def _upsert_sql(layout: Layout, stage: str | None = None) -> str:
@@ -97,7 +131,7 @@ def _upsert_sql(layout: Layout, stage: str | None = None) -> str:
     sets = ", ".join(f'"{c}" = excluded."{c}"' for c in updated)
     learned = f'"ingested_at" = max(excluded."ingested_at", {t}."ingested_at")'
     if stage is None:
-        source = f"VALUES ({_marks(layout)})"
+        source = f"VALUES ({_VALUES})"
     else:
         source = f"SELECT {_names(layout)} FROM {stage} WHERE true"
     return (
@@ -222,10 +256,10 @@ class SqliteBackend(ModelReads):
         prepared = {}
         for kind, table in tables.items():
             stored = to_store(kind, table, as_of=as_of)
-            prepared[kind] = (stored, _column_rows(stored))
+            prepared[kind] = (stored, _Bound.of(stored))
         return await self._call(self._write, prepared)
 
-    def _write(self, prepared: dict[Kind, tuple[pa.Table, list[tuple[Any, ...]]]]) -> WriteResult:
+    def _write(self, prepared: dict[Kind, tuple[pa.Table, _Bound]]) -> WriteResult:
         """One transaction; per table, the append fast path first (plain ``INSERT``: most
         market data has new keys); when a key is already stored (or may be, for ticks of
         a time that has ticks stored before nanoseconds), the staged upsert instead."""
@@ -236,7 +270,7 @@ class SqliteBackend(ModelReads):
             now = self._learned_at()
             if not self._legacy_until:
                 self._find_legacy()
-            for kind, (given, rows) in prepared.items():
+            for kind, (given, bound) in prepared.items():
                 layout = LAYOUTS[kind]
                 if not given.num_rows:
                     continue
@@ -245,11 +279,11 @@ class SqliteBackend(ModelReads):
                 else:
                     db.execute("SAVEPOINT append")
                     try:  # a key twice in the batch, or stored already, fails it
-                        db.executemany(*_learned(_SQL[kind][0], rows, now))
+                        db.executemany(*bound.statement(_SQL[kind][0], now))
                         written, conflicts = given.num_rows, 0
                     except sqlite3.IntegrityError:
                         db.execute("ROLLBACK TO append")
-                        written, conflicts = self._upsert(layout, given, now, rows)
+                        written, conflicts = self._upsert(layout, given, now, bound)
                     db.execute("RELEASE append")
                 setattr(result, layout.name, written)
                 result.conflicts += conflicts
@@ -266,16 +300,16 @@ class SqliteBackend(ModelReads):
         return now
 
     def _upsert(
-        self, layout: Layout, table: pa.Table, now: int, rows: list[tuple[Any, ...]] | None = None
+        self, layout: Layout, table: pa.Table, now: int, bound: _Bound | None = None
     ) -> tuple[int, int]:
-        """The newest version of each key of ``table`` (whose ``rows`` may be given),
+        """The newest version of each key of ``table`` (whose values may be ``bound``),
         row by row (or through the staging table where ticks stored before nanoseconds may
         be replaced); returns the rows written (each key once) and the conflicts found
         (see ``WriteResult``)."""
         db = self._db
         latest = latest_per_key(table, layout.kind, keys=layout.key)
-        if rows is None or latest.table is not table:
-            rows = _column_rows(latest.table)
+        if bound is None or latest.table is not table:
+            bound = _Bound.of(latest.table)
         self._ties = 0
         if layout.nanos and self._legacy_until.get(layout.kind) is not None:
             stage = f"_mds_stage_{layout.kind}"
@@ -284,13 +318,13 @@ class SqliteBackend(ModelReads):
                 f" FROM {layout.name} WHERE 0"
             )
             db.execute(f"DELETE FROM {stage}")
-            db.executemany(*_learned(_insert_sql(layout, stage), rows, now))
+            db.executemany(*bound.statement(_insert_sql(layout, stage), now))
             keep, delete = _legacy_sql(layout, stage)
             db.execute(keep, [now])
             db.execute(delete)
             db.execute(_SQL[layout.kind][2])
         else:
-            db.executemany(*_learned(_SQL[layout.kind][1], rows, now))
+            db.executemany(*bound.statement(_SQL[layout.kind][1], now))
         return latest.table.num_rows, self._ties + latest.conflicts
 
     def _tie(self, wins: int) -> int:
@@ -530,19 +564,3 @@ def _check_table(table: str) -> None:
     if table not in DATA_TABLES:
         msg = f"unknown table {table!r}; one of {', '.join(DATA_TABLES)}"
         raise StoreConfigurationError(msg)
-
-
-def _column_rows(table: pa.Table) -> list[tuple[Any, ...]]:
-    """Row tuples of an Arrow table in the store's layout (``_layout.to_store``),
-    timestamps as integers, built column by column: one tuple per row, and a column of
-    nulls costs nothing (``ingested_at`` comes with the statement: ``_learned``)."""
-    rows = table.num_rows
-    columns: list[Iterable[Any]] = []
-    for column in table.columns:
-        if column.null_count == rows:
-            columns.append(repeat(None, rows))
-        elif pa.types.is_timestamp(column.type):
-            columns.append(pc.cast(column, pa.int64()).to_pylist())
-        else:
-            columns.append(column.to_pylist())
-    return list(zip(*columns, strict=True))
