@@ -290,6 +290,7 @@ def stress(session: nox.Session) -> None:
         *PYTEST,
         "packages/market-data-store/tests/backends/test_versions.py",
         "integration-tests/tests/test_versions_pipeline.py",
+        "--timeout=3600",  # 20 runs of a job in one test: longer than a test's usual limit
         *session.posargs,
         env=env,
     )
