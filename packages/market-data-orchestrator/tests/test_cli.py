@@ -1,5 +1,6 @@
 """``mdo serve`` as a real process, driven by the ``mdo`` commands an operator types."""
 
+import json
 import signal
 import subprocess
 import sys
@@ -108,6 +109,19 @@ def test_an_operator_pauses_and_resumes_and_the_admin_reads_the_audit(served: st
     status = _mdo(served, None, "status")
     assert status.exit_code == 0, status.output
     assert "job:paced" in status.output
+
+
+def test_a_forwarded_address_is_not_believed_without_a_trusted_proxy(served: str) -> None:
+    """No proxy configured (``service.trusted_proxies``): a caller on 127.0.0.1 cannot pick
+    the client address that audit records and the per-client 401 limit use."""
+    forged = {"X-Forwarded-For": "203.0.113.9", "Authorization": "Bearer wrong-token-1234"}
+    assert httpx.get(f"{served}/v1/jobs", headers=forged, timeout=10).status_code == 401
+    auth = {"Authorization": f"Bearer {ADMIN}"}
+    audit = httpx.get(f"{served}/v1/audit", headers=auth, timeout=10).json()
+    denied = [a for a in audit if a["result"] == "denied"]
+    assert denied, audit
+    assert {a["details"]["client"] for a in denied} == {"127.0.0.1"}
+    assert "203.0.113.9" not in json.dumps(audit)
 
 
 def _wait_jobs(url: str, text: str) -> str:

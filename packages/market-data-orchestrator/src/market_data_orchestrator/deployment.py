@@ -23,6 +23,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    IPvAnyNetwork,
     SecretStr,
     StringConstraints,
     ValidationError,
@@ -355,6 +356,14 @@ class ServiceSettings(_Model):
         default="127.0.0.1", min_length=1, description="Address of the API (`--host` wins)."
     )
     port: int = Field(default=8090, ge=0, le=65535, description="Port of the API (`--port` wins).")
+    trusted_proxies: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description=(
+            "Reverse proxies (addresses or networks) whose X-Forwarded-For and"
+            " X-Forwarded-Proto are believed; none by default: the client address (audit,"
+            " rate limits) is the connection's peer."
+        ),
+    )
 
 
 class Deployment(_Model):

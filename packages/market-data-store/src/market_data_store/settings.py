@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, StringConstraints, field_validator, model_validator
+from pydantic import (
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from market_data_store.dsn import DatabaseUrl
@@ -162,6 +169,14 @@ class StoreSettings(BaseSettings):
     )
     port: Annotated[int, Field(ge=0, le=65535)] = Field(
         default=8080, description="Port of `mds serve`."
+    )
+    trusted_proxies: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description=(
+            "Reverse proxies (addresses or networks, a JSON list) whose X-Forwarded-For and"
+            " X-Forwarded-Proto are believed; none by default: the client address in the"
+            " access log is the connection's peer."
+        ),
     )
     max_batch: Annotated[int, Field(ge=1)] = Field(
         default=10_000, description="Most records one ingest request may carry (else 413)."

@@ -20,6 +20,7 @@ from types import FrameType
 import structlog
 import uvicorn
 
+from market_data_core.serving import forwarded
 from market_data_store.settings import StoreSettings
 
 __all__ = ["serve"]
@@ -59,5 +60,6 @@ def serve(settings: StoreSettings) -> None:
         access_log=False,
         timeout_graceful_shutdown=int(settings.drain_timeout + _GRACE),
         log_config=None,  # uvicorn's records go through the service's structlog setup
+        **forwarded(settings.trusted_proxies),
     )
     _Server(config, drain).run()
