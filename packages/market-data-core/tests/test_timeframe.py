@@ -42,6 +42,7 @@ def test_parse_and_canonical_text(text: str, seconds: int, canonical: str) -> No
         ("7m", "does not divide one day"),
         ("2d", "does not divide one day"),
         (" 5m", "invalid timeframe"),
+        ("1m\n", "invalid timeframe"),
     ],
 )
 def test_invalid_timeframes_explain_themselves(text: str, fragment: str) -> None:

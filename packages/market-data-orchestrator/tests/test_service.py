@@ -129,6 +129,12 @@ def test_an_operator_scales_a_running_job_and_the_audit_says_from_what_to_what(
     assert "replicas" in zero.text
     junk = client.post("/v1/jobs/paced/scale", json={"count": 2}, headers=_auth("operator"))
     assert junk.status_code == 422
+    for loose in ("2", 2.0, True):  # a count is a JSON integer, nothing coerced
+        text = client.post(
+            "/v1/jobs/paced/scale", json={"replicas": loose}, headers=_auth("operator")
+        )
+        assert text.status_code == 422, loose
+        assert "replicas" in text.text
     assert client.post("/v1/jobs/nope/scale", json=body, headers=_auth("admin")).status_code == 404
     down = client.post("/v1/jobs/paced/scale", json={"replicas": 1}, headers=_auth("admin"))
     assert down.status_code == 200, down.text

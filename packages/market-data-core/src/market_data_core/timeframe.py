@@ -64,7 +64,7 @@ class Timeframe:
         if not isinstance(text, str):
             msg = f"timeframe must be a string such as '5m', got {type(text).__name__}"
             raise TimeframeError(msg)
-        match = _PATTERN.match(text)
+        match = _PATTERN.fullmatch(text)  # match() would take "1m\n": $ matches before \n
         if match is None:
             msg = (
                 f"invalid timeframe {text!r}: expected a positive count and a unit "

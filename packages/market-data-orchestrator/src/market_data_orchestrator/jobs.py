@@ -76,6 +76,7 @@ class ScaleRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     replicas: int = Field(
+        strict=True,  # "2", 2.0 and true are not counts
         ge=1,
         le=1024,
         description="Children to keep (a partitioned job: at most its partitions; rebalanced).",
