@@ -106,3 +106,24 @@ def test_async_reads_of_latest_trades_quotes_and_feedback(service: StoreService)
             assert event.level == "ok"
 
     asyncio.run(scenario())
+
+
+class _TimeLimit(BaseException):
+    """What a test's time limit (pytest-timeout) or ^C raises inside a wait."""
+
+
+def test_a_service_interrupted_while_starting_is_reaped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A test stopped by its time limit while ``mds serve`` comes up leaves no server
+    behind (it used to: ``__exit__`` never runs when ``__enter__`` raises)."""
+    service = StoreService(tmp_path)
+
+    def interrupted(url: str, **_: object) -> httpx.Response:
+        raise _TimeLimit
+
+    monkeypatch.setattr(httpx, "get", interrupted)
+    with pytest.raises(_TimeLimit):
+        service.start()
+    assert service.process is not None
+    assert service.process.poll() is not None  # killed and reaped

@@ -406,15 +406,19 @@ class StoreService:
             )
         limit = scaled(timeout)
         deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                msg = f"the store service exited:\n{self.log.read_text()}"
-                raise RuntimeError(msg)
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.05)
+        try:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    msg = f"the store service exited:\n{self.log.read_text()}"
+                    raise RuntimeError(msg)
+                try:
+                    if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    time.sleep(0.05)
+        except BaseException:  # a test's time limit, ^C: the child is reaped all the same
+            self.kill()
+            raise
         self.kill()
         msg = f"the store service did not start within {limit:.0f} s:\n{self.log.read_text()}"
         raise RuntimeError(msg)
