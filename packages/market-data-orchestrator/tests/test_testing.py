@@ -21,3 +21,24 @@ def test_a_deployment_it_cannot_serve_fails_with_the_log(tmp_path: Path) -> None
     deployment.write_text("jobs: [{name: x}]\n")  # no config
     with pytest.raises(RuntimeError, match=r"mdo serve exited with 2:(.|\n)*config"):
         OrchestratorService(deployment).start()
+
+
+class _TimeLimit(BaseException):
+    """What a test's time limit (pytest-timeout) or ^C raises inside a wait."""
+
+
+def test_a_start_interrupted_by_a_time_limit_leaves_no_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deployment = tmp_path / "deployment.yaml"
+    deployment.write_text(f"jobs: []\naudit: {{path: {tmp_path / 'audit.jsonl'}}}\n")
+    service = OrchestratorService(deployment)
+
+    def interrupted(url: str, **_: object) -> httpx.Response:
+        raise _TimeLimit
+
+    monkeypatch.setattr(httpx, "get", interrupted)
+    with pytest.raises(_TimeLimit):
+        service.start()
+    assert service.process is not None
+    assert service.process.poll() is not None  # stopped and reaped

@@ -13,11 +13,10 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Self
 
-from market_data_core.testing.servers import free_port, scaled
+from market_data_core.testing.servers import await_healthy, free_port
 
 __all__ = ["OrchestratorService"]
 
@@ -38,8 +37,6 @@ class OrchestratorService:
 
     def start(self, timeout: float = 60.0) -> None:
         """Start the child and wait until ``/healthz`` answers 200."""
-        import httpx  # noqa: PLC0415 - the orchestrator depends on it; keep the import lazy
-
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
                 [
@@ -57,20 +54,10 @@ class OrchestratorService:
                 stderr=subprocess.STDOUT,
                 cwd=self.deployment.parent,
             )
-        timeout = scaled(timeout)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                msg = f"mdo serve exited with {self.process.returncode}:\n{self.log_tail()}"
-                raise RuntimeError(msg)
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.05)
-        self.stop()
-        msg = f"mdo serve did not answer /healthz within {timeout:.0f} s:\n{self.log_tail()}"
-        raise RuntimeError(msg)
+        await_healthy(
+            self.process, f"{self.url}/healthz", timeout, name="mdo serve",
+            log=self.log_tail, stop=self.stop,
+        )  # fmt: skip
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM (the orchestrator stops its jobs first), SIGKILL after ``timeout``."""

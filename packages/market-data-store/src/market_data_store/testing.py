@@ -38,7 +38,7 @@ from typing import Any, Self
 from urllib.parse import quote
 from uuid import uuid4
 
-from market_data_core.testing.servers import MissingBinaryError, free_port, scaled
+from market_data_core.testing.servers import MissingBinaryError, await_healthy, free_port, scaled
 from market_data_store.dsn import DatabaseUrl
 
 __all__ = ["MissingBinaryError", "PostgresServer", "StoreService", "find_pg_bin"]
@@ -395,8 +395,6 @@ class StoreService:
     def start(self, timeout: float = 60.0) -> None:
         """Start ``mds serve`` and wait until ``/healthz`` answers (``timeout`` is
         ``scaled``); a service that does not come up is killed and reaped, then reported."""
-        import httpx  # noqa: PLC0415
-
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "market_data_store.cli", "serve"],
@@ -404,24 +402,10 @@ class StoreService:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        limit = scaled(timeout)
-        deadline = time.monotonic() + limit
-        try:
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    msg = f"the store service exited:\n{self.log.read_text()}"
-                    raise RuntimeError(msg)
-                try:
-                    if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    time.sleep(0.05)
-        except BaseException:  # a test's time limit, ^C: the child is reaped all the same
-            self.kill()
-            raise
-        self.kill()
-        msg = f"the store service did not start within {limit:.0f} s:\n{self.log.read_text()}"
-        raise RuntimeError(msg)
+        await_healthy(
+            self.process, f"{self.url}/healthz", timeout, name="the store service",
+            log=self.log.read_text, stop=self.kill,
+        )  # fmt: skip
 
     def stop(self, timeout: float = 60.0) -> int | None:
         """SIGTERM, then wait up to ``timeout`` seconds for the drain and the exit (SIGKILL

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -48,6 +49,40 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def await_healthy(
+    process: subprocess.Popen[bytes],
+    url: str,
+    timeout: float,
+    *,
+    name: str,
+    log: Callable[[], str],
+    stop: Callable[[], object],
+) -> None:
+    """Wait until ``GET url`` answers 200 from the service ``process`` runs (``timeout``
+    is ``scaled``). A service that exits, or does not answer in time, is reported with
+    ``log()``; whatever ends the wait early (that, a test's time limit, ^C) calls ``stop``
+    first, which must reap the child: none is left behind."""
+    import httpx  # noqa: PLC0415 - the services' dependency, not core's
+
+    limit = scaled(timeout)
+    deadline = time.monotonic() + limit
+    try:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                msg = f"{name} exited with {process.returncode}:\n{log()}"
+                raise RuntimeError(msg)
+            try:
+                if httpx.get(url, timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.05)
+        msg = f"{name} did not answer {url} within {limit:.0f} s:\n{log()}"
+        raise RuntimeError(msg)
+    except BaseException:
+        stop()
+        raise
 
 
 def find_redis_server() -> str:

@@ -262,7 +262,7 @@ class SqliteBackend(ModelReads):
     def _write(self, prepared: dict[Kind, tuple[pa.Table, _Bound]]) -> WriteResult:
         """One transaction; per table, the append fast path first (plain ``INSERT``: most
         market data has new keys); when a key is already stored (or may be, for ticks of
-        a time that has ticks stored before nanoseconds), the staged upsert instead."""
+        a time that has ticks stored before nanoseconds), the upsert instead."""
         db = self._db
         result = WriteResult()
         db.execute("BEGIN IMMEDIATE")
@@ -275,7 +275,7 @@ class SqliteBackend(ModelReads):
                 if not given.num_rows:
                     continue
                 if self._may_replace_legacy(layout, given):
-                    written, conflicts = self._upsert(layout, given, now)
+                    written, conflicts = self._upsert(layout, given, now, bound)
                 else:
                     db.execute("SAVEPOINT append")
                     try:  # a key twice in the batch, or stored already, fails it
