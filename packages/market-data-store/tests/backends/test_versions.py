@@ -21,13 +21,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 import pytest_asyncio
 from pydantic import SecretStr
 
 from market_data_core import Bar, Trade, from_ns
 from market_data_core.columns import Kind, from_models
-from market_data_core.testing import T0
+from market_data_core.testing import T0, make_bar, make_trade
 from market_data_core.testing.versions import key_of, newest
 from market_data_store.backends import sqlite as sqlite_backend
 from market_data_store.backends.base import Record, WriteResult
@@ -268,3 +269,57 @@ async def test_every_key_holds_the_newest_version_whatever_the_order(ways: Ways)
     for when, model in views:
         assert await _held(ways.backend, when) == model, when
     assert await ways.backend.count("bars") == len(SYMBOLS) * len(STARTS)
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+async def test_a_write_batch_commits_as_one_transaction(
+    database: str, tmp_path: Path, postgres_server: PostgresServer
+) -> None:
+    """A batch of bars, new trades and a newer version of a stored trade, whose last row
+    the database refuses (a trigger raises on a marker price): nothing of it is stored,
+    the stored version stays, and no history row was kept for it."""
+    if database == "sqlite":
+        url = DatabaseUrl.parse(f"sqlite:///{tmp_path / 'one.db'}")
+    else:
+        url = await postgres_server.create_database()
+    await upgrade(url)
+    backend = await _open(url)
+    try:
+        stored = make_trade(trade_id="kept", price=10.0)
+        await backend.write([stored])
+        await _refuse_price(backend, url, 13.0)
+        newer = stored.model_copy(update={"revision": 2, "price": 11.0})
+        batch = [
+            make_bar(),
+            make_trade(trade_id="new"),
+            newer,
+            make_trade(trade_id="x", price=13.0),
+        ]
+        with pytest.raises(Exception, match="marker"):
+            await backend.write(batch)
+        assert await backend.count("bars") == 0
+        assert await backend.query_trades("AAPL", *WIDE) == [stored]
+        assert (await backend.revisions(Kind.TRADES, "AAPL", *WIDE)).num_rows == 1
+    finally:
+        await backend.close()
+
+
+async def _refuse_price(backend: Any, url: DatabaseUrl, price: float) -> None:
+    """A trigger that makes the database refuse a trade at ``price`` (after the rows
+    before it in the same statement were written)."""
+    if url.is_sqlite:
+        sql = (
+            f"CREATE TRIGGER marker BEFORE INSERT ON trades WHEN NEW.price = {price}"
+            " BEGIN SELECT RAISE(ABORT, 'marker'); END"
+        )
+        await backend._call(lambda: backend._db.execute(sql))
+        return
+    connection = await asyncpg.connect(url.secret())
+    try:
+        await connection.execute(
+            "CREATE FUNCTION marker() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+            f" IF NEW.price = {price} THEN RAISE EXCEPTION 'marker'; END IF; RETURN NEW; END $$;"
+            " CREATE TRIGGER marker BEFORE INSERT ON trades FOR EACH ROW EXECUTE FUNCTION marker()"
+        )
+    finally:
+        await connection.close()
