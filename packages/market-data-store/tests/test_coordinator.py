@@ -357,15 +357,24 @@ async def test_on_outage_must_be_known(fake_writer: Any) -> None:
 async def test_permanent_failures_go_to_the_dead_letter_store_at_once(
     make_coordinator: Make, fake_writer: Any, kit: SimpleNamespace, dlq: FileDeadLetterStore
 ) -> None:
+    """A permanent error is not retried. Every part of the batch failing too (it is split
+    to find records at fault), the failure is systemic: dead-lettered as the batch it was,
+    counted once for the breaker, no record of it blamed on its caller."""
     fake_writer.permanent = True
-    coordinator = await make_coordinator(workers=1, retry=kit.fast_retry(5), dead_letters=dlq)
-    await coordinator.submit_many(kit.trades(3))
+    breaker = CircuitBreaker(failure_threshold=2, reset_timeout=60)
+    coordinator = await make_coordinator(
+        workers=1, retry=kit.fast_retry(5), dead_letters=dlq, breaker=breaker
+    )
+    receipt = await coordinator.submit_many(kit.trades(3))
     await coordinator.stop()
     stats = coordinator.stats()
-    assert (stats.dead_lettered, stats.retries, fake_writer.calls) == (3, 0, 1)
+    assert (stats.dead_lettered, stats.retries, stats.refused) == (3, 0, 0)
+    assert fake_writer.calls == 5  # the batch, then its parts: [1] [2] -> [1] [1]
     [entry] = [entry async for entry in dlq.read()]
-    assert entry.attempts == 1
+    assert list(entry.records) == kit.trades(3)
     assert entry.error == "PermanentBackendError: constraint violated"
+    assert receipt.refused == []
+    assert breaker.consecutive_failures == 1
 
 
 async def test_without_a_dead_letter_store_failures_are_counted(

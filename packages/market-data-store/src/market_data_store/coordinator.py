@@ -37,13 +37,25 @@ breaker is open, workers wait and take nothing: the queue fills and backpressure
 ``hard`` instead of data being thrown away; half-open, one trial batch goes through.
 
 Isolation. A batch mixes the records of several callers. When the database refuses a
-batch as bad data (``InvalidValueError``: a value it cannot store), the batch is split in
-two, where one caller's records begin if possible, and each half is written on its own,
-recursively: every good record is written and each refused record ends alone, dead-lettered
-(else failed) with the database's reason. A call's ``WriteReceipt`` (what ``submit_many``
-returns) lists its refused records by index, so a caller learns which of its own records
-were not stored and no one else's records suffer for them. A refusal is not a failure of
-the database: it does not count for the circuit breaker.
+batch for good (``PermanentBackendError``), nothing of it was stored (a batch is one
+transaction) and the batch is split in two, where one caller's records begin if possible
+(the callers' records part first), else in the middle, and each half is written on its own,
+recursively, until each failing part stands alone: every good record is written. Splits
+inside one caller's records stop after ``_SPLITS_PER_BATCH`` (a caller that sends thousands
+of bad records cannot make the database refuse them one by one); a part that fails then is
+refused whole. The verdict on the parts that failed waits until the batch is done:
+
+- when any part of the batch was written, or the database named the value it refused
+  (``InvalidValueError``: SQLSTATE class 21, 22 or 23), the failures are the records' fault:
+  each record of a failed part is refused, dead-lettered (else failed) with the database's
+  reason, and named by its own call's ``WriteReceipt`` (what ``submit_many`` returns). A
+  refusal is not a failure of the database: it never counts for the circuit breaker.
+- when nothing of the batch could be written and the error was not about a value (a missing
+  table, a permission), the failure is systemic: it counts once for the circuit breaker and
+  the batch is dead-lettered (else failed) as before isolation.
+
+So a caller's bad records cost that caller only: the other callers of its batch are written,
+and the breaker stays closed.
 
 Crashes. Any other exception out of a worker (a bug in the writer or here) crashes it; a
 supervisor counts it in ``worker_restarts`` and restarts the worker with a short backoff.
@@ -70,7 +82,7 @@ import logging
 import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from types import TracebackType
@@ -92,6 +104,7 @@ from market_data_store.exceptions import (
     BackendError,
     CoordinatorStoppedError,
     InvalidValueError,
+    PermanentBackendError,
     QueueFullError,
     StoreConfigurationError,
     TransientBackendError,
@@ -120,6 +133,8 @@ _RESTART_BACKOFF = (0.01, 1.0)
 """First and longest delay (seconds) before restarting a worker that keeps crashing."""
 _BREAKER_POLL = 0.05
 """How often (seconds, at most) a worker looks at an open circuit breaker."""
+_SPLITS_PER_BATCH = 64
+"""Splits inside one caller's records (per batch) while isolating refused records."""
 
 
 class Writer(Protocol):
@@ -185,12 +200,19 @@ class _Held:
     attempts: int = 0
     """Write attempts of the first part."""
     crashes: int = 0
+    failed: list[tuple[int, Batch, PermanentBackendError]] = field(default_factory=list)
+    """Parts the database refused, standing alone: the verdict waits for the whole batch."""
+    wrote: bool = False
+    """Some part of the batch was written (so a failed part is its records' fault)."""
+    splits: int = 0
+    """Splits inside one caller's records so far (see ``_SPLITS_PER_BATCH``)."""
 
     @property
     def start(self) -> int:
         """The queue position of its first record not yet accounted for (positions count
         accepted records)."""
-        return self.parts[0][0] if self.parts else sys.maxsize
+        first = self.parts[0][0] if self.parts else sys.maxsize
+        return min(first, self.failed[0][0]) if self.failed else first
 
     @property
     def size(self) -> int:
@@ -496,25 +518,60 @@ class WriteCoordinator:
 
     async def _process(self, slot: int, held: _Held) -> None:
         """Write a held batch part by part (or crash, keeping what is left held). A part the
-        database refuses as bad data is split until the refused records stand alone; see
-        "Isolation" in the module docstring."""
+        database refuses for good is split until the failing parts stand alone, then judged;
+        see "Isolation" in the module docstring."""
         while held.parts:
             start, records = held.parts[0]
             error = await self._write_part(held, records)
             if error is None:
                 held.parts.popleft()
+                held.wrote = True
                 self._settle(start, len(records), Outcome.WRITTEN)
-            elif isinstance(error, InvalidValueError) and len(records) > 1:
+            elif isinstance(error, PermanentBackendError):
                 held.parts.popleft()
-                held.parts.extendleft(reversed(self._halves(start, records)))
                 held.attempts = 0
-                self._isolations += 1
+                halves = self._split(held, start, records)
+                if halves:
+                    held.parts.extendleft(reversed(halves))
+                    self._isolations += 1
+                else:
+                    held.failed.append((start, records, error))
             else:
-                refusal = error.reason if isinstance(error, InvalidValueError) else None
-                await self._give_up(held, _describe(error), refusal)
+                await self._give_up(held, _describe(error))
+        await self._judge(held)
         del self._held[slot]
         self._batches += 1  # settled: every record of it written, refused or given up
         self._crash_streak[slot] = 0
+
+    def _split(self, held: _Held, start: int, records: Batch) -> list[_Part]:
+        """The two halves of a part the database refused, or none when it stands alone: one
+        record, or one caller's records once ``_SPLITS_PER_BATCH`` splits inside callers
+        were spent."""
+        if len(records) < 2:
+            return []
+        inside = self._ledger.boundaries(start, start + len(records))
+        if not inside:
+            if held.splits >= _SPLITS_PER_BATCH:
+                return []
+            held.splits += 1
+        return self._halves(start, records, inside)
+
+    async def _judge(self, held: _Held) -> None:
+        """Settle the parts the database refused: the records' fault when any part of the
+        batch was written or the database named a value, else a systemic failure (one for
+        the breaker, dead-lettered as a batch)."""
+        failed, held.failed = held.failed, []
+        systemic = not held.wrote and not all(_about_values(error) for *_, error in failed)
+        if systemic:
+            self.breaker.record_failure()
+        elif failed:
+            self.breaker.record_success()  # the database answered and judged values
+        if systemic:
+            failed = _merged(failed)
+        for start, records, error in failed:
+            held.parts.appendleft((start, records))
+            blamed = not systemic or _about_values(error)
+            await self._give_up(held, _describe(error), _reason(error) if blamed else None)
 
     async def _write_part(self, held: _Held, records: Batch) -> BackendError | None:
         """Write the first part of ``held`` with retries: ``None`` once written, else the
@@ -536,8 +593,9 @@ class WriteCoordinator:
                     self._held_over(held, exc)
                     continue
                 return exc
-            except InvalidValueError as exc:
-                self.breaker.record_success()  # the database answered: it works
+            except PermanentBackendError as exc:
+                if trial:
+                    self.breaker.release()  # judged with the whole batch (see _judge)
                 return exc
             except BackendError as exc:
                 self.breaker.record_failure()
@@ -548,11 +606,10 @@ class WriteCoordinator:
             self.breaker.record_success()
             return None
 
-    def _halves(self, start: int, records: Batch) -> list[_Part]:
+    def _halves(self, start: int, records: Batch, inside: list[int]) -> list[_Part]:
         """Two parts of a refused part: split where one caller's records begin, the one
         nearest the middle (the callers' records stay apart), else in the middle."""
         middle = start + len(records) // 2
-        inside = self._ledger.boundaries(start, start + len(records))
         cut = min(inside, key=lambda boundary: abs(boundary - middle)) if inside else middle
         return [(start, records[: cut - start]), (cut, records[cut - start :])]
 
@@ -602,7 +659,8 @@ class WriteCoordinator:
 
     async def _give_up(self, held: _Held, error: str, refusal: str | None = None) -> None:
         """The first part of ``held`` failed for good: dead-letter it (else count it as
-        failed). A lone record the database refused is a refusal of its call too.
+        failed). With a ``refusal`` its records were refused by the database: each is a
+        refusal of its call too.
 
         Cancelling the worker meanwhile does not interrupt the put: the part is settled
         first, then the cancellation goes on (else it would be dead-lettered twice)."""
@@ -623,10 +681,11 @@ class WriteCoordinator:
                     error,
                 )
             held.attempts = 0
-            if len(records) == 1 and refusal is not None:
-                self._refuse(start, refusal, outcome)
-            else:
+            if refusal is None:
                 self._settle(start, len(records), outcome)
+            else:
+                for position in range(start, start + len(records)):
+                    self._refuse(position, refusal, outcome)
 
     def _refuse(self, position: int, reason: str, outcome: Outcome) -> None:
         self._refused += 1
@@ -865,6 +924,31 @@ async def _cancel(task: asyncio.Task[None] | None) -> None:
         return
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+
+
+def _merged(
+    failed: list[tuple[int, Batch, PermanentBackendError]],
+) -> list[tuple[int, Batch, PermanentBackendError]]:
+    """Failed parts, the consecutive ones joined again (a systemic failure is dead-lettered
+    as the batch it was, with its first error)."""
+    merged: list[tuple[int, Batch, PermanentBackendError]] = []
+    for start, records, error in failed:
+        if merged and merged[-1][0] + len(merged[-1][1]) == start:
+            first, joined, reason = merged[-1]
+            merged[-1] = (first, Batch((*joined.chunks, *records.chunks)), reason)
+        else:
+            merged.append((start, records, error))
+    return merged
+
+
+def _about_values(error: PermanentBackendError) -> bool:
+    """The database named a value it cannot store: the records' fault wherever they are."""
+    return isinstance(error, InvalidValueError)
+
+
+def _reason(error: PermanentBackendError) -> str:
+    """What to tell the caller whose records the database refused."""
+    return error.reason if isinstance(error, InvalidValueError) else str(error)
 
 
 def _describe(error: BaseException) -> str:

@@ -57,7 +57,8 @@ class PermanentBackendError(BackendError):
 
 
 class InvalidValueError(PermanentBackendError):
-    """The database refused a value: PostgreSQL SQLSTATE class 22 ("data exception": text
+    """The database refused a value: PostgreSQL SQLSTATE class 21 (cardinality: two rows of
+    one batch for one key), 22 ("data exception": text
     with a NUL character, a number out of range) or 23 (an integrity constraint), SQLite's
     integrity and data errors. The record's fault: the write coordinator isolates it from its
     batch-mates. ``reason`` is the database's own words, without the URL;

@@ -228,40 +228,59 @@ def test_an_unwritable_dead_letter_file_makes_the_store_unready(
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("names_a_value", [True, False], ids=["invalid-value", "no-value-named"])
 async def test_a_request_the_database_refuses_in_part_is_never_acknowledged(
-    settings: StoreSettings,
+    settings: StoreSettings, names_a_value: bool
 ) -> None:
     """Past the edge, a record the database refuses: its request answers 422 naming it
-    (the rest of that request is stored), the requests sharing its batch answer 202."""
+    (the rest of that request is stored), the requests sharing its batch answer 202. Also
+    when the error names no value (found by bisecting the batch), round after round: the
+    breaker never opens, so no other client ever gets a 503."""
     from market_data_store.backends.sqlite import SqliteBackend
-    from market_data_store.exceptions import InvalidValueError
+    from market_data_store.exceptions import InvalidValueError, PermanentBackendError
+
+    def refusal() -> Exception:
+        if names_a_value:
+            return InvalidValueError("refused", reason="the database refuses 666")
+        return PermanentBackendError("the database refuses 666")
 
     class Refusing(SqliteBackend):
         async def write(self, records: Any) -> Any:
             if any(getattr(r, "price", None) == 666.0 for r in records):
-                raise InvalidValueError("refused", reason="the database refuses 666")
+                raise refusal()
             return await super().write(records)
 
     settings = settings.model_copy(update={"flush_interval": 0.2, "batch_size": 1000})
     store = Store(settings, backend=Refusing(settings.database))
     app = create_app(settings, store=store)
-    bodies = [
-        [make_trade(symbol=f"W{n}", ts=T0 + timedelta(seconds=i), price=600.0 + i + n * 100)
-         .model_dump(mode="json") for i in range(10)]
-        for n in range(5)
-    ]  # fmt: skip  # prices 600.. + 100 n: none is 666 until it is set
-    bodies[2][6]["price"] = 666.0
+    rounds = 7  # more than the breaker's threshold
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://store") as client:
-            answers = await asyncio.gather(*(client.post("/v1/trades", json=b) for b in bodies))
-    assert [a.status_code for a in answers] == [202, 202, 422, 202, 202]
-    refused = answers[2].json()
-    assert refused["errors"] == [
-        {"loc": [6], "msg": "the database refuses 666", "type": "refused_by_database"}
-    ]
-    assert "9 were stored" in refused["detail"]
-    assert store.coordinator.stats().refused == 1
+            for round_ in range(rounds):
+                bodies = [
+                    [make_trade(symbol=f"W{n}", ts=T0 + timedelta(seconds=i + 100 * round_),
+                                price=600.0 + i + n * 100).model_dump(mode="json")
+                     for i in range(10)]
+                    for n in range(5)
+                ]  # fmt: skip  # prices 600.. + 100 n: none is 666 until it is set
+                bodies[2][6]["price"] = 666.0
+                answers = await asyncio.gather(*(client.post("/v1/trades", json=b) for b in bodies))
+                assert [a.status_code for a in answers] == [202, 202, 422, 202, 202]
+                refused = answers[2].json()
+                assert refused["errors"] == [
+                    {"loc": [6], "msg": "the database refuses 666", "type": "refused_by_database"}
+                ]
+                assert "9 were stored" in refused["detail"]
+        assert store.coordinator.breaker.state is BreakerState.CLOSED
+        stored = [
+            trade
+            for n in range(5)
+            for trade in await store.query_trades(f"W{n}", T0, T0 + timedelta(days=1))
+        ]
+    assert len(stored) == rounds * 49
+    assert 666.0 not in {t.price for t in stored}
+    assert store.coordinator.stats().refused == rounds
 
 
 def test_an_aggregate_refresh_over_the_whole_time_range_works(client: TestClient) -> None:

@@ -98,7 +98,7 @@ Row = tuple[Any, ...]
 # a missing database (3D000) are here too: they are not the batch's fault, so dead-lettering
 # good data cannot fix them; retries with backoff and the circuit breaker surface them.
 _TRANSIENT_CLASSES = frozenset({"08", "28", "40", "53", "57", "58"})
-_DATA_CLASSES = frozenset({"22", "23"})  # data exception (NUL in text...), integrity (CHECK)
+_DATA_CLASSES = frozenset({"21", "22", "23"})  # cardinality, data exception (NUL...), integrity
 _TRANSIENT_STATES = frozenset({"3D000", "55P03", "55006"})
 _CLOSE_GRACE = 10.0
 _ROWS_PER_PROBE = 4  # probe a batch's new series when they average this many rows
