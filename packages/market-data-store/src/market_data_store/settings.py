@@ -184,6 +184,21 @@ class StoreSettings(BaseSettings):
     max_body_bytes: Annotated[int, Field(ge=1024)] = Field(
         default=16 * 1024 * 1024, description="Largest ingest request body in bytes (else 413)."
     )
+    max_decoded_bytes: Annotated[int, Field(ge=1024)] = Field(
+        default=64 * 1024 * 1024,
+        description=(
+            "Largest size one Arrow ingest body may decode to, in bytes (else 413, nothing"
+            " decoded): its buffers uncompressed, read from its metadata before decoding."
+        ),
+    )
+    max_decoding_bytes: Annotated[int, Field(ge=1024)] = Field(
+        default=256 * 1024 * 1024,
+        description=(
+            "Bytes of ingest bodies being decoded at once, all requests together (Arrow:"
+            " uncompressed; JSON: four times its length); past it ingest answers 503 with"
+            " Retry-After (a body alone is always decoded)."
+        ),
+    )
     max_request_bytes: Annotated[int, Field(ge=1024)] = Field(
         default=1024 * 1024,
         description="Largest request body of every other route, in bytes (else 413).",
@@ -226,6 +241,12 @@ class StoreSettings(BaseSettings):
             msg = (
                 "watermarks must satisfy low < soft <= high, got "
                 f"low={self.low_watermark} soft={self.soft_watermark} high={self.high_watermark}"
+            )
+            raise ValueError(msg)
+        if self.max_decoding_bytes < self.max_decoded_bytes:
+            msg = (
+                "max_decoding_bytes (all requests) must be at least max_decoded_bytes (one"
+                f" request), got {self.max_decoding_bytes} < {self.max_decoded_bytes}"
             )
             raise ValueError(msg)
         return self

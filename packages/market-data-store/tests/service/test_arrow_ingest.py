@@ -7,25 +7,33 @@ import threading
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
+import numpy as np
 import pyarrow as pa
+import pytest
 from fastapi.testclient import TestClient
 
+from market_data_core.ipc import measure
 from market_data_core.testing import T0, make_trade
 from market_data_core.testing.servers import scaled
 from market_data_store.client import ARROW_STREAM, StoreClient, StoreClientError
 from market_data_store.columnar import Kind, from_models
 from market_data_store.migrate import upgrade
+from market_data_store.service import create_app
+from market_data_store.service import ingest as ingest_module
+from market_data_store.settings import StoreSettings
 from market_data_store.testing import PostgresServer, StoreService
 
 END = (T0 + timedelta(days=1)).isoformat()
 
 
-def _ipc(table: pa.Table) -> bytes:
+def _ipc(table: pa.Table, compression: str | None = None) -> bytes:
     sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
+    options = pa.ipc.IpcWriteOptions(compression=compression)
+    with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
         writer.write_table(table)
     return sink.getvalue().to_pybytes()
 
@@ -81,6 +89,83 @@ def test_a_table_past_max_batch_is_413(client: TestClient) -> None:
         "/v1/trades", content=_ipc(_trades(0, limit + 1)), headers={"Content-Type": ARROW_STREAM}
     )
     assert answer.status_code == 413
+
+
+def test_a_compression_bomb_is_413_before_anything_is_decompressed(client: TestClient) -> None:
+    """Two million rows of zstd in a few KB: refused from its metadata (413 naming max_batch);
+    the service's Arrow memory never grows by the 16 MB the body would decode to (peak)."""
+    rows = 2_000_000
+    bomb = _ipc(pa.table({"ts": pa.array(np.zeros(rows, dtype=np.int64))}), "zstd")
+    assert len(bomb) < 64 * 1024
+    default = pa.default_memory_pool()
+    watched = pa.proxy_memory_pool(default)  # its own peak, from now on
+    pa.set_memory_pool(watched)
+    try:
+        answer = client.post("/v1/trades", content=bomb, headers={"Content-Type": ARROW_STREAM})
+    finally:
+        pa.set_memory_pool(default)
+    assert answer.status_code == 413
+    assert "max_batch" in answer.json()["detail"]
+    assert watched.max_memory() < 4 * 1024 * 1024
+
+
+def test_a_body_decoding_past_max_decoded_bytes_is_413(settings: StoreSettings) -> None:
+    """One row, a 4 MB text: the rows pass max_batch, the decoded bytes do not."""
+    settings = settings.model_copy(update={"max_decoded_bytes": 1024 * 1024})
+    body = _ipc(pa.table({"symbol": ["x" * (4 * 1024 * 1024)]}), "lz4")
+    assert len(body) < settings.max_body_bytes
+    with TestClient(create_app(settings)) as client:
+        answer = client.post("/v1/trades", content=body, headers={"Content-Type": ARROW_STREAM})
+        assert answer.status_code == 413
+        assert "max_decoded_bytes" in answer.json()["detail"]
+        fine = client.post(
+            "/v1/trades", content=_ipc(_trades(0, 5), "lz4"), headers={"Content-Type": ARROW_STREAM}
+        )
+        assert fine.status_code == 202, fine.text
+        metrics = client.get("/metrics").text
+    assert 'mds_ingest_rejected_total{reason="too_large_decoded"} 1.0' in metrics
+
+
+@pytest.mark.asyncio
+async def test_decoding_past_the_budget_of_all_requests_is_503(settings: StoreSettings) -> None:
+    """While another body is being decoded (a slow validation holds its share), a body that
+    would take the decoding past max_decoding_bytes gets 503 with Retry-After; once it is
+    done the same body is taken."""
+    body = _ipc(_trades(0, 3000))  # more than 256 KB decoded (so off the event loop)
+    other = _ipc(_trades(1, 3000))
+    budget = measure(body).decoded_bytes * 3 // 2  # room for one of them, not two
+    settings = settings.model_copy(
+        update={"max_batch": 10_000, "max_body_bytes": 4 * budget, "max_decoded_bytes": budget,
+                "max_decoding_bytes": budget}
+    )  # fmt: skip
+    app = create_app(settings)
+    started, release = threading.Event(), threading.Event()
+    real = ingest_module._validate_arrow
+
+    def slow(*args: Any) -> Any:
+        started.set()
+        release.wait(scaled(30))
+        return real(*args)
+
+    headers = {"Content-Type": ARROW_STREAM}
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://store") as client:
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(ingest_module, "_validate_arrow", slow)
+                first = asyncio.create_task(
+                    client.post("/v1/trades", content=body, headers=headers)
+                )
+                assert await asyncio.to_thread(started.wait, scaled(30))
+                busy = await client.post("/v1/trades", content=other, headers=headers)
+                release.set()
+                answer = await first
+            later = await client.post("/v1/trades", content=other, headers=headers)
+    assert busy.status_code == 503
+    assert busy.headers["Retry-After"] == "1"
+    assert answer.status_code == 202, answer.text
+    assert later.status_code == 202, later.text
+    assert app.state.service.decoding == 0
 
 
 def test_kill_9_mid_ingest_loses_no_acknowledged_row(tmp_path: Path) -> None:

@@ -24,6 +24,8 @@ class ServiceState:
     metrics: StoreMetrics
     idempotency: IdempotencyCache = field(default_factory=IdempotencyCache)
     backfills: BackfillRunner | None = None
+    decoding: int = 0
+    """Bytes of ingest bodies being decoded now (see ``max_decoding_bytes``)."""
 
     def backfill_runner(self) -> BackfillRunner:
         if self.backfills is None:

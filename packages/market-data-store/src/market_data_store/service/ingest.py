@@ -8,10 +8,14 @@
   ``market_data_store.columnar``): an Arrow body is checked column by column and goes to
   the database as columns, never as a model per row.
 - 413 when the body or the batch is too large (the batch size is checked while the array
-  is read, before its items are validated); 415 when the body is neither JSON nor Arrow;
-  422 naming the item index (the row of an Arrow table) and field (its column) when a
-  record is invalid
-  (nothing of that batch is accepted; at most ``MAX_ERRORS`` errors are listed), and 422
+  is read, before its items are validated), or when the body would decode to more than
+  ``max_decoded_bytes`` (an Arrow body's row count and uncompressed buffers are read from
+  its metadata before anything is decompressed: a compression bomb costs nothing); 503
+  with ``Retry-After`` when the bodies being decoded at once would pass
+  ``max_decoding_bytes``. Large bodies are decoded off the event loop.
+- 415 when the body is neither JSON nor Arrow; 422 naming the item index (the row of an
+  Arrow table) and field (its column) when a record is invalid (nothing of that batch is
+  accepted; at most ``MAX_ERRORS`` errors are listed), and 422
   naming the records the database refused (the request's other records were stored).
 - 429 with ``Retry-After`` under hard backpressure; 503 with ``Retry-After`` while the
   store is not accepting writes (stopping, circuit breaker open), or when records of the
@@ -34,6 +38,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from market_data_core import BackpressureLevel, Bar, Quote, Signal, Trade
+from market_data_core.ipc import measure
 from market_data_store.backends.base import Record
 from market_data_store.columnar import ArrowRecords, ColumnError, Kind, conform
 from market_data_store.exceptions import (
@@ -58,8 +63,10 @@ _MODELS: dict[str, type[BaseModel]] = {
 MAX_ERRORS = 50
 """Most validation errors one 422 lists (the total is in ``detail``)."""
 _THREAD_ABOVE = 256 * 1024
-"""Bodies larger than this (bytes) are validated in a thread: the event loop keeps serving
-(/healthz, /readyz, other requests) meanwhile."""
+"""Bodies that decode to more than this (bytes) are validated in a thread: the event loop
+keeps serving (/healthz, /readyz, other requests) meanwhile."""
+_JSON_EXPANSION = 4
+"""What a JSON body is taken to decode to, in times its length (for the decoding limits)."""
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 _ACCEPTED_TYPES = f"application/json (a JSON array of records) or {ARROW_STREAM}"
 
@@ -175,16 +182,68 @@ async def _ingest(
     if early is not None:
         return early
     arrow = _media(request.headers.get("content-type")) == ARROW_STREAM
-    validate = _validate_arrow if arrow else _validate
-    if len(body) > _THREAD_ABOVE:
-        validated = await asyncio.to_thread(validate, table, body, state.settings.max_batch)
-    else:
-        validated = validate(table, body, state.settings.max_batch)
+    cost = await _arrow_cost(state, body) if arrow else len(body) * _JSON_EXPANSION
+    if isinstance(cost, JSONResponse):
+        return cost
+    busy = _over_budget(state, cost)
+    if busy is not None:
+        return busy
+    validated = await _decode(state, table, body, arrow, cost)
     if isinstance(validated, JSONResponse):
         reason = "batch_too_large" if validated.status_code == 413 else "invalid"
         state.metrics.rejected.labels(reason).inc()
         return validated
     return await _write(state, table, validated, scoped, digest)
+
+
+async def _arrow_cost(state: ServiceState, body: bytes) -> int | JSONResponse:
+    """What an Arrow body decodes to (bytes), read from its metadata alone, or the 413/422
+    answer: too many rows, too many bytes, not an Arrow stream."""
+    settings = state.settings
+    try:
+        if len(body) > _THREAD_ABOVE:
+            extent = await asyncio.to_thread(measure, body)
+        else:
+            extent = measure(body)
+    except ValueError as exc:
+        state.metrics.rejected.labels("invalid").inc()
+        return problem(422, f"the body is not a valid Arrow IPC stream: {exc}")
+    if extent.rows > settings.max_batch:
+        state.metrics.rejected.labels("batch_too_large").inc()
+        return problem(413, f"a batch holds at most {settings.max_batch} records (max_batch)")
+    if extent.decoded_bytes > settings.max_decoded_bytes:
+        state.metrics.rejected.labels("too_large_decoded").inc()
+        detail = (
+            f"the body decodes to {extent.decoded_bytes} bytes, more than"
+            f" {settings.max_decoded_bytes} (max_decoded_bytes)"
+        )
+        return problem(413, detail)
+    return extent.decoded_bytes
+
+
+def _over_budget(state: ServiceState, cost: int) -> JSONResponse | None:
+    """503 when the bodies being decoded at once would pass ``max_decoding_bytes`` (a body
+    alone is always decoded); else ``None``."""
+    settings = state.settings
+    if state.decoding and state.decoding + cost > settings.max_decoding_bytes:
+        state.metrics.rejected.labels("decoding_busy").inc()
+        return problem(503, "too many bodies being decoded at once: retry", retry_after=1)
+    return None
+
+
+async def _decode(
+    state: ServiceState, table: str, body: bytes, arrow: bool, cost: int
+) -> list[Record] | ArrowRecords | JSONResponse:
+    """The body's records (or the 413/422 answer), its ``cost`` counted in the bytes being
+    decoded meanwhile; off the event loop when large."""
+    validate = _validate_arrow if arrow else _validate
+    state.decoding += cost
+    try:
+        if cost > _THREAD_ABOVE:
+            return await asyncio.to_thread(validate, table, body, state.settings.max_batch)
+        return validate(table, body, state.settings.max_batch)
+    finally:
+        state.decoding -= cost
 
 
 async def _body(state: ServiceState, request: Request) -> bytes | JSONResponse:
