@@ -1,5 +1,8 @@
 """The graph description and its config loader: errors name the node and the line."""
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -133,6 +136,96 @@ def test_the_cycle_error_names_the_cycle_and_nothing_else(edges: list[str], cycl
     )
     with pytest.raises(GraphError, match=rf"has a cycle: {cycle}$"):
         graph.validated(REGISTRY)
+
+
+TWO_CYCLES = """\
+name: cycles
+nodes:
+{nodes}
+edges: [{edges}]
+"""
+DISJOINT = (  # x1 <-> x2 and y1 <-> y2; the feed's first edge goes to y1
+    "feed -> y1, y1 -> y2, y2 -> y1, y2 -> out, feed -> x1, x1 -> x2, x2 -> x1, x2 -> out"
+)
+OVERLAPPING = (  # b -> c -> b and b -> c -> a -> b: c's first edge goes back to b
+    "feed -> b, a -> b, b -> c, c -> b, c -> a, a -> out"
+)
+
+
+def _cycles_config(order: list[str], edges: str, types: dict[str, str]) -> str:
+    """A config listing the nodes in ``order`` (``types``: each node's component type)."""
+    lines = [f"  - {{id: {name}, type: {types.get(name, 'merge')}}}" for name in order]
+    return TWO_CYCLES.format(nodes="\n".join(lines), edges=edges)
+
+
+FAKES = {"feed": "testing_provider, params: {name: feed}", "out": "collect"}
+
+
+@pytest.mark.parametrize(
+    ("order", "edges", "cycle"),
+    [
+        # from the first listed node along the edges in config order: the feed reaches y first
+        (["feed", "x1", "x2", "y1", "y2", "out"], DISJOINT, "y1 -> y2 -> y1"),
+        # the first listed node is on the x cycle: that one is met first
+        (["x2", "x1", "feed", "y1", "y2", "out"], DISJOINT, "x2 -> x1 -> x2"),
+        (["y2", "x1", "x2", "feed", "y1", "out"], DISJOINT, "y2 -> y1 -> y2"),
+        # the sink first: nothing leaves it; the search goes on with x2, then its cycle
+        (["out", "x2", "x1", "y1", "y2", "feed"], DISJOINT, "x2 -> x1 -> x2"),
+        # overlapping: feed -> b -> c, whose first edge closes b -> c -> b
+        (["feed", "a", "b", "c", "out"], OVERLAPPING, "b -> c -> b"),
+        # from a: a -> b -> c, whose first edge closes b -> c -> b too
+        (["a", "feed", "b", "c", "out"], OVERLAPPING, "b -> c -> b"),
+    ],
+)
+def test_of_several_cycles_the_error_names_the_first_one_reached(
+    order: list[str], edges: str, cycle: str
+) -> None:
+    """The cycle a depth-first search meets first, starting from the first node the config
+    lists and following the edges in the order the config lists them; it is written from
+    its node listed first."""
+    graph = parse_graph(_cycles_config(order, edges, FAKES), source="job.yaml")
+    with pytest.raises(GraphError, match=rf"has a cycle: {cycle}$") as info:
+        graph.validated(REGISTRY)
+    head = cycle.partition(" ")[0]
+    assert info.value.node_id == head
+    assert info.value.line == 3 + order.index(head)
+
+
+@pytest.mark.parametrize(
+    ("order", "edges", "cycle"),
+    [
+        (["feed", "x1", "x2", "y1", "y2", "out"], DISJOINT, "y1 -> y2 -> y1"),
+        (["feed", "a", "b", "c", "out"], OVERLAPPING, "b -> c -> b"),
+    ],
+)
+def test_the_cycle_named_is_the_same_whatever_the_hash_seed(
+    tmp_path: Path, order: list[str], edges: str, cycle: str
+) -> None:
+    """``mdp validate`` in fresh interpreters with different string hashes (set and dict
+    order of the node ids change with PYTHONHASHSEED) names the same cycle every time."""
+    config = tmp_path / "cycles.yaml"
+    real = {"feed": "synthetic, params: {count: 10}", "out": "'null'"}
+    config.write_text(_cycles_config(order, edges, real))
+    command = [sys.executable, "-m", "market_data_pipeline.cli", "validate", str(config)]
+    runs = {
+        seed: subprocess.Popen(
+            command,
+            env={**os.environ, "PYTHONHASHSEED": str(seed), "COLUMNS": "300"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for seed in range(12)
+    }
+    said = {}
+    for seed, process in runs.items():
+        output, _ = process.communicate(timeout=120)
+        assert process.returncode == 2, output
+        said[seed] = " ".join(output.split())
+    head = cycle.partition(" ")[0]
+    line = 3 + order.index(head)
+    expected = f"error: {config}:{line}, node '{head}': the graph has a cycle: {cycle}"
+    assert set(said.values()) == {expected}, said
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,9 @@ a NaN price, a timestamp without an offset, late arrivals and duplicates. Each t
 what the user sees: the exit code, the message, the files written, the run summary.
 """
 
+import gzip
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +83,98 @@ def test_an_input_without_rows_replaces_the_old_output_with_an_empty_file(
     assert table.num_rows == 0  # not the stale 5 bars
     assert table.schema.equals(previous.schema, check_metadata=False)  # the same columns
     assert table.schema.equals(records.BARS, check_metadata=False)
+
+
+HEADER = (MESSY / "btcusdt-trades-header-only.csv").read_bytes()
+NO_RECORDS: dict[str, bytes | Path] = {
+    "zero-bytes.csv": b"",
+    "zero-bytes.csv.gz": b"",  # not even a gzip header
+    "zero-bytes.ndjson": b"",
+    "zero-bytes.jsonl": b"",
+    "header-only.csv": HEADER,
+    "header-only.csv.gz": gzip.compress(HEADER),
+    "blank-lines.csv": b"\n\n",
+    "blank-lines.ndjson": b"\n \n",  # NDJSON has no header: lines without an object
+    "blank-lines.jsonl": b"\n",
+    "no-rows.parquet": MESSY / "btcusdt-trades-empty.parquet",  # Parquet's header only
+}
+OUTPUTS = ("bars.parquet", "bars.csv", "bars.ndjson")
+
+
+def _resample_to_files(tmp_path: Path, source: Path) -> Path:
+    """A config that replays ``source`` into 10 s bars written to the three ``OUTPUTS``."""
+    sinks = "\n".join(
+        f"  - {{id: out{i}, type: file, params: {{path: '{tmp_path / name}'}}}}"
+        for i, name in enumerate(OUTPUTS)
+    )
+    edges = ", ".join(f"m1 -> out{i}" for i in range(len(OUTPUTS)))
+    return _config(
+        tmp_path,
+        f"{_replay(source)}\n  - {{id: m1, type: resample_ohlc, params: {{timeframe: 10s}}}}\n"
+        f"{sinks}",
+        f"[trades -> m1, {edges}]",
+    )
+
+
+def _previous_run(tmp_path: Path) -> dict[str, bytes]:
+    """The outputs of a run on the real file: 5 bars in each format."""
+    _summary(_resample_to_files(tmp_path, DATA / "btcusdt-trades.parquet"))
+    assert pq.read_table(tmp_path / "bars.parquet").num_rows == 5
+    return {name: (tmp_path / name).read_bytes() for name in OUTPUTS}
+
+
+@pytest.mark.parametrize("name", sorted(NO_RECORDS))
+def test_an_input_without_records_succeeds_with_empty_outputs_and_a_warning(
+    tmp_path: Path, name: str
+) -> None:
+    """Zero bytes and a header only are the same thing, a file without records: the run
+    succeeds, every output is replaced by an empty file of the right columns, and a warning
+    names the file."""
+    previous = _previous_run(tmp_path)
+    source = tmp_path / name
+    given = NO_RECORDS[name]
+    if isinstance(given, Path):
+        shutil.copy(given, source)
+    else:
+        source.write_bytes(given)
+    result = runner.invoke(app, ["run", str(_resample_to_files(tmp_path, source)), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["state"] == "completed"
+    assert summary["nodes"]["trades"]["out"] == 0
+    warning = next(json.loads(line) for line in result.stderr.splitlines() if "no records" in line)
+    assert warning["level"] == "warning"
+    assert warning["path"] == str(source)
+    bars = pq.read_table(tmp_path / "bars.parquet")
+    assert bars.num_rows == 0
+    assert bars.schema.equals(records.BARS, check_metadata=False)
+    csv_lines = (tmp_path / "bars.csv").read_text().splitlines()
+    assert csv_lines == previous["bars.csv"].decode().splitlines()[:1]  # the header only
+    assert csv_lines == [",".join(f'"{n}"' for n in records.BARS.names)]
+    assert (tmp_path / "bars.ndjson").read_bytes() == b""
+
+
+def test_a_zero_byte_parquet_file_fails_naming_it_and_writes_nothing(tmp_path: Path) -> None:
+    """Zero bytes are no Parquet file (one without rows still holds its columns): the run
+    fails naming the file; the outputs stay as the previous run wrote them (nothing
+    half-written) and a warning names each as an earlier run's."""
+    previous = _previous_run(tmp_path)
+    source = tmp_path / "zero-bytes.parquet"
+    source.write_bytes(b"")
+    result = runner.invoke(app, ["run", str(_resample_to_files(tmp_path, source)), "--json"])
+    assert result.exit_code == 1
+    flat = " ".join(result.output.split())
+    assert f"{source}: not a readable Parquet file: it is empty (0 bytes)" in flat
+    assert result.stdout == ""  # no summary: nothing says this run completed
+    for name in OUTPUTS:
+        assert (tmp_path / name).read_bytes() == previous[name]
+    kept = [
+        json.loads(line)
+        for line in result.stderr.splitlines()
+        if "earlier run's, kept as it was" in line
+    ]
+    assert sorted(w["path"] for w in kept) == sorted(str(tmp_path / n) for n in OUTPUTS)
+    assert {w["level"] for w in kept} == {"warning"}
 
 
 def test_the_default_dedupe_keeps_distinct_trades_of_one_millisecond(tmp_path: Path) -> None:

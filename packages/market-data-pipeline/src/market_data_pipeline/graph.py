@@ -229,9 +229,8 @@ class Graph(_Spec):
                 if incoming[child] == 0:
                     ready.append(child)
         if len(order) < len(self.nodes):
-            stuck = {spec.id for spec in self.nodes} - set(order)
-            cycle = _a_cycle({n: [e.source for e in self.edges if e.target == n] for n in stuck})
             ids = [spec.id for spec in self.nodes]
+            cycle = _first_cycle(ids, children)
             head = min(cycle, key=ids.index)  # from the node the config names first
             turn = cycle.index(head)
             cycle = [*cycle[turn:-1], *cycle[:turn], head]
@@ -302,17 +301,34 @@ class Graph(_Spec):
         }
 
 
-def _a_cycle(parents: Mapping[str, list[str]]) -> list[str]:
-    """One cycle among the nodes a topological sort could not order (``parents``: the
-    sources of each; every such node has one among them), as node ids along its edges with
-    the first repeated at the end: ``a -> a``, ``a -> b -> a``."""
-    back: list[str] = []  # each the parent of the one before
-    current = next(iter(parents))
-    while current not in back:
-        back.append(current)
-        current = next(p for p in parents[current] if p in parents)
-    start = back.index(current)
-    return [current, *reversed(back[start + 1 :]), current]
+def _first_cycle(ids: Sequence[str], children: Mapping[str, list[str]]) -> list[str]:
+    """The cycle a depth-first search meets first, as node ids along its edges with the
+    first repeated at the end (``a -> a``, ``a -> b -> a``). The search starts from the
+    first node the config lists, then from each next one not yet reached, and follows each
+    node's edges in the order the config lists them: the same graph gives the same cycle in
+    every run, whatever the hash seed (no set or hash order decides)."""
+    done: set[str] = set()
+    for start in ids:
+        if start in done:
+            continue
+        path = [start]
+        places = {start: 0}  # position of each node of the path
+        pending = [iter(children[start])]
+        while pending:
+            child = next(pending[-1], None)
+            if child is None:
+                pending.pop()
+                finished = path.pop()
+                del places[finished]
+                done.add(finished)
+            elif child in places:
+                return [*path[places[child] :], child]
+            elif child not in done:
+                places[child] = len(path)
+                path.append(child)
+                pending.append(iter(children[child]))
+    msg = "no cycle found in a graph a topological sort could not order"
+    raise AssertionError(msg)
 
 
 PARTITION: Final = "{partition}"

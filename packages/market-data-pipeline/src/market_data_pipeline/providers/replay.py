@@ -3,7 +3,9 @@
 Files are read incrementally (``pyarrow.csv`` streaming reader, Parquet row batches, NDJSON
 line chunks) and every batch is checked at the edge (:func:`records.check`): a bad value
 raises a :class:`RecordError` naming the file, the line (the row number for Parquet) and
-the field. Columns are found by name (``ts`` from ``timestamp``, ``timestamp_utc``,
+the field. A file without records (zero bytes, blank lines, a header only, a Parquet file
+of no rows) gives no batch and a warning naming it; a zero-byte Parquet file is no Parquet
+file, an error. Columns are found by name (``ts`` from ``timestamp``, ``timestamp_utc``,
 ``time``...; ``size`` from ``quantity``, ``qty``...; ``received_at`` from ``ts_recv``...), or
 mapped explicitly with ``columns: {field: file column}``. Naive timestamps need ``timezone``
 (``UTC``, or an IANA zone name): silently guessing a zone would shift every record.
@@ -45,6 +47,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+import structlog
 from pydantic import Field, field_validator
 
 from market_data_core import Symbol, Timeframe
@@ -64,6 +67,8 @@ from market_data_pipeline.providers._timestamps import (
 )
 
 __all__ = ["ReplayParams", "ReplayProvider", "detect_format"]
+
+logger = structlog.get_logger(__name__)
 
 Format = Literal["auto", "csv", "ndjson", "parquet"]
 Lines = npt.NDArray[np.int64]
@@ -259,9 +264,19 @@ class ReplayProvider(Provider[ReplayParams]):
         """Every checked batch of the file, without pacing (synchronous), with its versions
         and ordinals; the file is closed when the iteration ends."""
         ordinals = Ordinals()  # one per read of the file: a reread gives the same ordinals
+        rows = 0
         try:
             for raw, lines in self._raw_batches():
+                rows += raw.num_rows
                 yield ordinals.assign(self.convert(raw, lines), self.kind)
+            if rows == 0:
+                # zero bytes, a header only, a Parquet file of no rows: a run without records
+                # (its file sinks write empty files, replacing a previous run's), said aloud
+                logger.warning(
+                    "the replayed file has no records: what comes from it is empty",
+                    node=self.node_id,
+                    path=self.source,
+                )
         finally:
             self._files.close()
 
@@ -269,6 +284,12 @@ class ReplayProvider(Provider[ReplayParams]):
         path = Path(self.params.path)
         if not path.is_file():
             raise RecordError("file not found", source=self.source)
+        if self.format == "parquet" and path.stat().st_size == 0:
+            raise RecordError(
+                "not a readable Parquet file: it is empty (0 bytes), while a Parquet file"
+                " without rows still holds its columns (this one was cut or never written)",
+                source=self.source,
+            )
         given = self.params.as_of
         self._as_of = to_ns(given) if given is not None else os.stat(path).st_mtime_ns
         readers = {"csv": self._csv, "ndjson": self._ndjson, "parquet": self._parquet}
@@ -288,6 +309,8 @@ class ReplayProvider(Provider[ReplayParams]):
 
     def _csv(self, path: Path) -> Iterator[tuple[pa.Table, Lines]]:
         header = _csv_header(path, self.params.delimiter)
+        if header is None:  # no text at all (zero bytes, blank lines): no records
+            return
         self._resolve(header)
         bad_rows: list[int] = []
 
@@ -611,10 +634,16 @@ _CSV_NULLS: Final = ["", "null", "NULL"]
 """What a CSV field holds when its value is missing."""
 
 
-def _csv_header(path: Path, delimiter: str) -> list[str]:
+def _csv_header(path: Path, delimiter: str) -> list[str] | None:
+    """The column names of the first line; None for a file without text (zero bytes, or
+    only blank lines, once decompressed): a file without records, like a header only."""
+    if path.stat().st_size == 0:  # not even a gzip header: nothing to decompress
+        return None
     with _open_text(path) as handle:
         first = handle.readline()
-    names = next(csv.reader([first], delimiter=delimiter), [])
-    if not names or not any(n.strip() for n in names):
-        raise RecordError("no header line (the first line names the columns)", source=str(path))
+        names = next(csv.reader([first], delimiter=delimiter), [])
+        if not names or not any(n.strip() for n in names):
+            if all(not line.strip() for line in itertools.chain([first], handle)):
+                return None
+            raise RecordError("no header line (the first line names the columns)", source=str(path))
     return names

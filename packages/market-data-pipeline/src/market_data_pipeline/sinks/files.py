@@ -3,11 +3,13 @@
 Rows are written incrementally (Parquet row groups, CSV blocks, NDJSON lines) to a hidden
 temporary file next to the target; ``flush`` (end of input) syncs it and renames it over
 the target in one step. A run that fails or is cancelled never leaves a half-written
-file: ``close`` without ``flush`` discards the temporary file. Parent directories are
-created. A run without rows writes an empty file of the columns that would have come (the
-graph tells them: a provider's ``kind``, a resampler's bars; else the sink's ``kind``
-param), so a reader never takes a previous run's file for this one's; when nothing tells
-them, the previous file is removed and the node fails, naming what to set.
+file: ``close`` without ``flush`` discards the temporary file and leaves the target as it
+was, with a warning naming it (a file there is an earlier run's; the run's error and exit
+status say it failed). Parent directories are created. A run without rows writes an empty
+file of the columns that would have come (the graph tells them: a provider's ``kind``, a
+resampler's bars; else the sink's ``kind`` param), so a reader never takes a previous
+run's file for this one's; when nothing tells them, the previous file is removed and the
+node fails, naming what to set.
 
 CSV cannot hold lists: list columns (trade ``conditions``) are written as JSON text, which
 the ``replay`` provider reads back. Timestamps are ISO 8601 in UTC in CSV and NDJSON, with
@@ -96,6 +98,7 @@ class FileSink(SinkComponent[FileSinkParams]):
         self.rows = 0
         self._tmp: Path | None = None
         self._writer: _Writer | None = None
+        self._done = False
 
     async def write(self, batch: pa.Table) -> None:
         if batch.num_rows == 0:
@@ -126,6 +129,7 @@ class FileSink(SinkComponent[FileSinkParams]):
         writer.close()
         _fsync(tmp)
         tmp.replace(self.path)
+        self._done = True
         _fsync_dir(self.path.parent)
         logger.info("file written", path=str(self.path), rows=self.rows, format=self.format)
 
@@ -152,10 +156,13 @@ class FileSink(SinkComponent[FileSinkParams]):
         try:
             if writer is not None:
                 writer.close()
+            if not self._done:  # the run failed or was cancelled: say whose file is there
                 logger.warning(
-                    "file sink closed before the end of input; partial output discarded",
+                    "file sink did not finish: the file there is an earlier run's, kept as it was"
+                    if self.path.exists()
+                    else "file sink did not finish: no file written",
                     path=str(self.path),
-                    rows=self.rows,
+                    discarded=self.rows,
                 )
         finally:
             if tmp is not None:
