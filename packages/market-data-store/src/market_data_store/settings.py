@@ -56,6 +56,17 @@ class StoreSettings(BaseSettings):
             " disables them."
         ),
     )
+    admin_refusals_per_minute: Annotated[float, Field(gt=0, le=60_000)] = Field(
+        default=10,
+        description=(
+            "Refused (401) admin calls each client address may make a minute (burst"
+            " admin_refusals_burst); then 429. Of a burst of refusals only the first is"
+            " audited, the client's next audit record counts the others."
+        ),
+    )
+    admin_refusals_burst: Annotated[int, Field(ge=1, le=10_000)] = Field(
+        default=10, description="Refused (401) admin calls a client address may make at once."
+    )
     redis_url: SecretStr | None = Field(
         default=None, description="Publish feedback on Redis streams (else in memory)."
     )

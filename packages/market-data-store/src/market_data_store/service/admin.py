@@ -3,14 +3,21 @@
 With no token configured the routes answer 404: they do not exist. Every call, allowed,
 denied or failed, is recorded as a core ``AuditEnvelope`` (in the database's audit log and
 in the service log); the token itself is never recorded.
+
+Refused calls (401) are rate-limited per client address (``admin_refusals_per_minute``,
+burst ``admin_refusals_burst``; then 429 with ``Retry-After``), and of a burst of them only
+the first is audited: the client's next audit record counts the others
+(``details["suppressed"]``, ``mds_audit_suppressed_total``). A flood of bad tokens thus
+adds a bounded number of audit rows a minute.
 """
 
 from __future__ import annotations
 
 import hmac
+import math
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NoReturn
 
 import structlog
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
@@ -140,9 +147,27 @@ async def require_admin(state: State, request: Request) -> ServiceState:
     scheme, _, given = header.partition(" ")
     expected = token.get_secret_value().encode()
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
-        await _audit(state, request, AuditOutcome.DENIED, "missing or wrong bearer token")
-        raise HTTPException(401, "admin token required", headers={"WWW-Authenticate": "Bearer"})
+        await _refuse(state, request)
     return state
+
+
+async def _refuse(state: ServiceState, request: Request) -> NoReturn:
+    """401 for a call without the admin token; 429 once its client spent its refusals.
+    Audited unless it is in a burst of refusals (then counted, see the module docstring)."""
+    client = request.client.host if request.client is not None else "unknown"
+    admission = state.refusals.admit(client)
+    if admission.audited:
+        details = {"suppressed": admission.suppressed} if admission.suppressed else None
+        reason = "missing or wrong bearer token"
+        if not admission.admitted:
+            reason += "; rate limited"
+        await _audit(state, request, AuditOutcome.DENIED, reason, details)
+    else:
+        state.metrics.audit_suppressed.inc()
+    if admission.retry_after is not None:
+        wait = str(max(1, math.ceil(admission.retry_after)))
+        raise HTTPException(429, "too many refused admin calls", headers={"Retry-After": wait})
+    raise HTTPException(401, "admin token required", headers={"WWW-Authenticate": "Bearer"})
 
 
 Admin = Annotated[ServiceState, Depends(require_admin)]

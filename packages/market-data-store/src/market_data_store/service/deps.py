@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from market_data_core.ratelimit import AuditedRateLimiter
 from market_data_store.backfill import BackfillRunner
 from market_data_store.jobs import JobRunTracker
 from market_data_store.service.idempotency import IdempotencyCache
@@ -26,6 +27,13 @@ class ServiceState:
     backfills: BackfillRunner | None = None
     decoding: int = 0
     """Bytes of ingest bodies being decoded now (see ``max_decoding_bytes``)."""
+    refusals: AuditedRateLimiter = field(init=False)
+    """Refused (401) admin calls per client address (see ``admin_refusals_per_minute``)."""
+
+    def __post_init__(self) -> None:
+        self.refusals = AuditedRateLimiter(
+            self.settings.admin_refusals_per_minute, burst=self.settings.admin_refusals_burst
+        )
 
     def backfill_runner(self) -> BackfillRunner:
         if self.backfills is None:

@@ -45,6 +45,12 @@ class StoreMetrics:
             ["table"],
             registry=registry,
         )
+        self.audit_suppressed = Counter(
+            "mds_audit_suppressed_total",
+            "Refused admin calls left out of the audit log (a burst of one client: its next"
+            " audit record counts them).",
+            registry=registry,
+        )
         self.rejected = Counter(
             "mds_ingest_rejected_total",
             "Ingest requests refused, by reason.",
