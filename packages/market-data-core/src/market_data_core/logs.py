@@ -15,8 +15,9 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from collections.abc import Collection
 from typing import TextIO
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote_plus, urlencode
 
 import structlog
 
@@ -85,10 +86,20 @@ def configure_logging(*, json: bool | None = None, level: str | int = "info") ->
         library.propagate = True
 
 
-def redacted_query(query: str) -> str:
-    """A query string fit for a log: the values of parameters whose name looks secret
-    (``token``, ``api_key``, ``password``...) become ``***``."""
+def redacted_query(query: str, known: Collection[str] = ()) -> str:
+    """A query string fit for a log: only the values of the ``known`` parameters (the
+    route's own, e.g. ``limit``, ``symbol``) are kept. Any other parameter becomes ``***``,
+    name and value (a token passed as ``?t=...`` or as a bare ``?<token>`` never reaches the
+    log), and a known one whose name looks secret (``token``, ``api_key``, ``password``...)
+    keeps its name only: ``token=***``."""
     if not query:
         return ""
-    pairs = parse_qsl(query, keep_blank_values=True)
-    return urlencode([(k, "***" if _SECRET_PARAM.search(k) else v) for k, v in pairs], safe="*")
+    shown: list[str] = []
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name not in known:
+            shown.append("***")
+        elif _SECRET_PARAM.search(name):
+            shown.append(f"{quote_plus(name)}=***")
+        else:
+            shown.append(urlencode([(name, value)]))
+    return "&".join(shown)

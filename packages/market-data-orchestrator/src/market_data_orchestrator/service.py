@@ -60,6 +60,7 @@ from market_data_core import (
     ProblemItem,
 )
 from market_data_core.logs import redacted_query
+from market_data_core.serving import query_names
 from market_data_orchestrator._replica import SupervisorClosedError, offer
 from market_data_orchestrator.deployment import PeerSpec, Role
 from market_data_orchestrator.jobs import JobInfo, ScaleRequest
@@ -228,7 +229,7 @@ def _add_access_log(app: FastAPI) -> None:
             "request",
             method=request.method,
             path=request.url.path,
-            query=redacted_query(request.url.query),
+            query=redacted_query(request.url.query, query_names(request.scope.get("route"))),
             status=response.status_code,
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
             client=request.client.host if request.client else None,

@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from market_data_core import PROBLEM_MEDIA_TYPE, Bar, HealthStatus, Quote, Signal, Trade
 from market_data_core.logs import redacted_query
+from market_data_core.serving import query_names
 from market_data_store.exceptions import (
     BackendError,
     HistoryUnavailableError,
@@ -180,7 +181,7 @@ def _add_metrics_middleware(app: FastAPI, metrics: StoreMetrics) -> None:
             "request",
             method=request.method,
             path=request.url.path,
-            query=redacted_query(request.url.query),
+            query=redacted_query(request.url.query, query_names(request.scope.get("route"))),
             status=response.status_code,
             duration_ms=round(elapsed * 1000, 2),
             client=request.client.host if request.client else None,
