@@ -68,3 +68,25 @@ def test_redis_server_with_a_password_refuses_clients_without_it() -> None:
             redis.Redis(host="127.0.0.1", port=server.port).ping()
         with pytest.raises(redis.AuthenticationError):
             redis.Redis(host="127.0.0.1", port=server.port, password="wrong").ping()
+
+
+@pytest.mark.redis
+def test_redis_server_killed_keeps_what_its_append_only_file_acknowledged() -> None:
+    """kill() is a crash (SIGKILL, reaped); start() again on the same port and directory
+    brings back what an appendfsync-always server acknowledged, and nothing without it."""
+    import redis
+
+    from market_data_core.testing.servers import RedisServer
+
+    with RedisServer(appendonly=True) as server:
+        client = redis.Redis.from_url(server.url)
+        client.set("kept", "1")
+        server.kill()
+        assert not server.running
+        server.start()
+        assert client.get("kept") == b"1"
+        server.kill()
+        server.appendonly = False
+        server.start()
+        assert client.get("kept") is None
+        client.close()

@@ -104,18 +104,31 @@ def find_redis_server() -> str:
 
 
 class RedisServer:
-    """A throwaway ``redis-server`` bound to 127.0.0.1 (no persistence).
+    """A throwaway ``redis-server`` bound to 127.0.0.1 (no persistence by default).
 
     With a ``password``, clients must authenticate (``requirepass``); ``url`` carries it
     (``redis://:PASSWORD@127.0.0.1:PORT/0``), so tests exercise the real password path.
+
+    With ``appendonly``, the server keeps an append-only file in ``data_dir``, fsynced as
+    ``appendfsync`` says (``always``: before each reply): :meth:`kill` (SIGKILL, a crash)
+    then :meth:`start` brings back what it had acknowledged. Without it, a restart starts
+    empty. ``appendonly`` may be changed between a stop and the next start.
     """
 
     def __init__(
-        self, *, port: int | None = None, binary: str | None = None, password: str | None = None
+        self,
+        *,
+        port: int | None = None,
+        binary: str | None = None,
+        password: str | None = None,
+        appendonly: bool = False,
+        appendfsync: str = "always",
     ) -> None:
         self.binary = binary or find_redis_server()
         self.port = port or free_port()
         self.password = password
+        self.appendonly = appendonly
+        self.appendfsync = appendfsync
         self._tmp = tempfile.TemporaryDirectory(prefix="md-redis-")
         self.data_dir = Path(self._tmp.name)
         self._process: subprocess.Popen[bytes] | None = None
@@ -149,7 +162,9 @@ class RedisServer:
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                "yes" if self.appendonly else "no",
+                "--appendfsync",
+                self.appendfsync,
                 "--daemonize",
                 "no",
                 "--logfile",
@@ -190,6 +205,16 @@ class RedisServer:
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait(5)
+        self._process = None
+
+    def kill(self) -> None:
+        """SIGKILL (a crash: nothing is flushed or saved on the way out), and reap it. The
+        data directory stays: :meth:`start` again on the same port and directory."""
+        if self._process is None:
+            return
+        if self._process.poll() is None:
+            self._process.kill()
+            self._process.wait(5)
         self._process = None
 
     def freeze(self) -> None:
