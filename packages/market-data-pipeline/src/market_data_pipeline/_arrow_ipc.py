@@ -2,35 +2,59 @@
 
 A stream entry holds ``kind`` (``trades``, ``quotes``...), ``rows`` and ``data``: the batch
 in the Arrow IPC stream format (schema + record batches; optionally LZ4-compressed
-buffers). :func:`connect` gives the typed ``redis.asyncio`` client both ends use.
+buffers); the ``redis_stream`` sink adds ``src`` and ``seq`` (who wrote it, its number), so
+that a write retried after a broken connection is not added twice. :func:`connect` gives
+the typed ``redis.asyncio`` client both ends use, :class:`RedisLink` the reconnection.
+
+Reconnection: every command goes through :meth:`RedisLink.call`, which retries a
+connection error (refused, reset, a server still loading its data) with redis-py's
+``Retry`` and exponential backoff with jitter (50 ms doubling to at most 2 s) until the
+server answers again, for at most ``reconnect_timeout`` seconds of one outage; then it
+raises :class:`~market_data_pipeline.exceptions.RedisUnavailableError`, naming the server
+(never its password). The client itself never retries (``retries=0``): the nodes must know
+that a command's outcome is unknown (an ``XADD`` may have been applied, an ``XREADGROUP``
+may have delivered entries whose reply was lost).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Final, Literal, Protocol, cast
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final, Literal, Protocol, TypeVar, cast
+from urllib.parse import urlsplit
 
 import pyarrow as pa
+import structlog
 
 from market_data_pipeline import records
+from market_data_pipeline.exceptions import RedisUnavailableError
 
 __all__ = [
+    "DATA_LOSS_SERVICE",
     "DEFAULT_URL",
     "FIELD_DATA",
     "FIELD_KIND",
     "FIELD_ROWS",
     "REDIS_URL_SERVICE",
+    "STATE_DIR_SERVICE",
+    "RedisLink",
     "StreamClient",
     "connect",
     "decode",
     "encode",
     "entry",
     "node_url",
+    "redact_url",
 ]
 
 FIELD_KIND: Final = b"kind"
 FIELD_ROWS: Final = b"rows"
 FIELD_DATA: Final = b"data"
+FIELD_SOURCE: Final = b"src"
+FIELD_SEQ: Final = b"seq"
+
+T = TypeVar("T")
+logger = structlog.get_logger("market_data_pipeline.redis")
 
 Compression = Literal["lz4", "zstd"] | None
 
@@ -99,6 +123,14 @@ class StreamClient(Protocol):
 
     async def xpending(self, name: str, groupname: str) -> dict[str, Any]: ...
 
+    async def xinfo_stream(self, name: str) -> dict[str, Any]: ...
+
+    async def xinfo_groups(self, name: str) -> list[dict[str, Any]]: ...
+
+    async def xrevrange(
+        self, name: str, max: str = "+", min: str = "-", count: int | None = None
+    ) -> list[tuple[bytes, dict[bytes, bytes]]]: ...
+
     async def hgetall(self, name: str) -> dict[bytes, bytes]: ...
 
     async def delete(self, *names: str) -> int: ...
@@ -111,6 +143,10 @@ class StreamClient(Protocol):
 DEFAULT_URL: Final = "redis://127.0.0.1:6379/0"
 REDIS_URL_SERVICE: Final = "redis_url"
 """The runtime's service holding ``MDP_REDIS_URL`` (a ``SecretStr``), when set."""
+STATE_DIR_SERVICE: Final = "state_dir"
+"""The runtime's service holding ``MDP_STATE_DIR`` (a path)."""
+DATA_LOSS_SERVICE: Final = "data_loss"
+"""The runtime's service (a list of messages) a source appends each loss it finds to."""
 
 
 def node_url(params: Any, services: Mapping[str, Any]) -> str:
@@ -125,14 +161,113 @@ def node_url(params: Any, services: Mapping[str, Any]) -> str:
     return DEFAULT_URL
 
 
-def connect(url: str) -> StreamClient:
-    """A ``redis.asyncio`` client for ``url`` (needs the ``redis`` extra). The URL may hold
-    a password: callers never log it."""
+def redact_url(url: str) -> str:
+    """``redis://host:port/db``: no user or password (for messages and logs)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return f"{parts.scheme}://{host}{parts.path}" if parts.scheme else "<url>"
+
+
+def _redis() -> Any:
     try:
         import redis.asyncio as aioredis  # noqa: PLC0415 - the optional extra
     except ImportError:
         msg = "Redis streams need redis-py: pip install 'market-data-pipeline[redis]'"
         raise RuntimeError(msg) from None
+    return aioredis
 
-    client = aioredis.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
+
+def connect(url: str) -> StreamClient:
+    """A ``redis.asyncio`` client for ``url`` (needs the ``redis`` extra) that does not
+    retry by itself (:class:`RedisLink` does). The URL may hold a password: callers never
+    log it."""
+    aioredis = _redis()
+    from redis.asyncio.retry import Retry  # noqa: PLC0415
+    from redis.backoff import NoBackoff  # noqa: PLC0415
+
+    client = aioredis.Redis.from_url(
+        url, socket_connect_timeout=5, health_check_interval=30, retry=Retry(NoBackoff(), 0)
+    )
     return cast("StreamClient", client)
+
+
+class RedisLink:
+    """A node's Redis client and its reconnection policy (see the module docstring).
+
+    ``outages`` counts the outages seen (a command failed for want of a connection);
+    ``reconnects`` those that ended with the server answering again. A node compares them
+    with what it saw last to resume after one (re-read what may have been delivered,
+    check what the server kept).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        node_id: str,
+        reconnect_timeout: float,
+        on_reconnect: Callable[[], None] | None = None,
+    ) -> None:
+        _redis()
+        from redis.asyncio.retry import Retry  # noqa: PLC0415
+        from redis.backoff import ExponentialWithJitterBackoff  # noqa: PLC0415
+        from redis.exceptions import ConnectionError, TimeoutError  # noqa: PLC0415
+
+        self.where = redact_url(url)
+        """The server without user or password: for messages and logs."""
+        self.node_id = node_id
+        self.reconnect_timeout = reconnect_timeout
+        self.client = connect(url)
+        self.outages = 0
+        self.reconnects = 0
+        self._on_reconnect = on_reconnect
+        self._down_since: float | None = None
+        # retries=-1: no count; an outage is bounded in time by `fail` below
+        self._retry = Retry(
+            ExponentialWithJitterBackoff(cap=2.0, base=0.05),
+            -1,
+            supported_errors=(ConnectionError, TimeoutError, OSError),  # type: ignore[arg-type]
+        )
+
+    async def call(self, do: Callable[[], Awaitable[T]]) -> T:
+        """``await do()``, retried while the server cannot be reached (for at most
+        ``reconnect_timeout`` seconds from the first failure of an outage). ``do`` is
+        called again on each attempt: it must be safe to repeat, or check first."""
+        result = await self._retry.call_with_retry(do, self._failed)
+        if self._down_since is not None:
+            seconds = time.monotonic() - self._down_since
+            self._down_since = None
+            self.reconnects += 1
+            logger.info(
+                "redis reachable again",
+                node=self.node_id,
+                redis=self.where,
+                seconds=round(seconds, 3),
+            )
+            if self._on_reconnect is not None:
+                self._on_reconnect()
+        return result
+
+    async def _failed(self, error: Exception) -> None:
+        now = time.monotonic()
+        if self._down_since is None:
+            self._down_since = now
+            self.outages += 1
+            logger.warning(
+                "redis unreachable: reconnecting",
+                node=self.node_id,
+                redis=self.where,
+                error=str(error),
+                timeout=self.reconnect_timeout,
+            )
+        elif now - self._down_since >= self.reconnect_timeout:
+            message = (
+                f"Redis at {self.where} unreachable for {now - self._down_since:.1f} s"
+                f" (reconnect_timeout {self.reconnect_timeout:g} s): {error}"
+            )
+            raise RedisUnavailableError(message) from error
+
+    async def aclose(self) -> None:
+        await self.client.aclose()

@@ -2,7 +2,10 @@
 
 Every option can also come from its ``MDP_`` environment variable (shown in ``--help``);
 a flag wins over the variable, and both win over the ``settings:`` of a config file.
-Exit codes: 0 done, 1 the job failed, 2 the config or the input is invalid.
+Exit codes: 0 done, 1 the job failed, 2 the config or the input is invalid, 3 the job ran
+to its end but data was lost upstream (a ``redis_stream`` provider found that Redis lost
+stream entries: the summary is printed, then the error naming what was lost), 130
+interrupted.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ if TYPE_CHECKING:
 
     from market_data_core.job_protocol import RunSummary
     from market_data_pipeline.components import NodeStats
+    from market_data_pipeline.exceptions import DataLossError
     from market_data_pipeline.graph import Graph
     from market_data_pipeline.registry import Registry
     from market_data_pipeline.runtime import RunResult
@@ -173,7 +177,10 @@ def run(
     """Run a pipeline until its providers end (SIGTERM or Ctrl-C stops it and drains)."""
     import asyncio  # noqa: PLC0415
 
-    from market_data_pipeline.exceptions import GraphError, PipelineError  # noqa: PLC0415
+    from market_data_pipeline.exceptions import (  # noqa: PLC0415
+        GraphError,
+        PipelineError,
+    )
     from market_data_pipeline.logs import configure_logging  # noqa: PLC0415
 
     settings = _settings(
@@ -189,8 +196,9 @@ def run(
     configure_logging(json=settings.log_json, level=settings.log_level)
     graph = _load(settings.config or config, settings.partitions)
     show_progress = not quiet and not json_summary and not control and console.is_terminal
+    lost: DataLossError | None = None
     try:
-        runtime, result = asyncio.run(
+        runtime, result, lost = asyncio.run(
             _run(settings, graph, show_progress=show_progress, control=control)
         )
     except PipelineError as error:
@@ -205,11 +213,13 @@ def run(
         out.print_json(_summary(runtime, result).model_dump_json(by_alias=True))
     else:
         _print_summary(runtime, result)
+    if lost is not None:
+        raise _fail(str(lost), 3)
 
 
 async def _run(
     settings: UnifiedRuntimeSettings, graph: Graph, *, show_progress: bool, control: bool = False
-) -> tuple[UnifiedRuntime, RunResult]:
+) -> tuple[UnifiedRuntime, RunResult, DataLossError | None]:
     from market_data_pipeline.control import ignore_stop_signals  # noqa: PLC0415
 
     try:
@@ -221,13 +231,16 @@ async def _run(
 
 async def _run_job(
     settings: UnifiedRuntimeSettings, graph: Graph, *, show_progress: bool, control: bool
-) -> tuple[UnifiedRuntime, RunResult]:
+) -> tuple[UnifiedRuntime, RunResult, DataLossError | None]:
+    """The runtime, the run's result and, when the job ran but data was lost upstream,
+    the ``DataLossError`` (the summary is still printed)."""
     import asyncio  # noqa: PLC0415
 
     from rich.live import Live  # noqa: PLC0415
 
     from market_data_core.job_protocol import JobStarted  # noqa: PLC0415
     from market_data_pipeline.control import ControlChannel, install_stop_signals, stdin_reader  # noqa: PLC0415
+    from market_data_pipeline.exceptions import DataLossError  # noqa: PLC0415
     from market_data_pipeline.unified import UnifiedRuntime  # noqa: PLC0415
 
     async with UnifiedRuntime(settings) as runtime:
@@ -245,14 +258,17 @@ async def _run_job(
                     while not task.done():
                         live.update(_progress(runtime))
                         await asyncio.wait({task}, timeout=0.25)
-            result = await task
+            try:
+                result = await task
+            except DataLossError as error:
+                return runtime, error.result, error
         except asyncio.CancelledError:
             await runtime.stop(drain=True)
             raise
         finally:
             for helper in helpers:
                 helper.cancel()
-        return runtime, result
+        return runtime, result, None
 
 
 def _progress(runtime: UnifiedRuntime) -> Table:

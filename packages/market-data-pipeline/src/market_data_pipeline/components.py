@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict
 if TYPE_CHECKING:
     from market_data_core import RateController
     from market_data_pipeline.marks import Mark
+    from market_data_pipeline.metrics import PipelineMetrics
 
 __all__ = [
     "Component",
@@ -103,6 +104,8 @@ class Context:
     """The columns of the batches that reach this node, when the graph tells (a provider's
     kind, a resampler's bars...; ``Component.output_schema``); ``None``: not known before
     a batch arrives. A sink that receives no rows can still write an empty file of them."""
+    metrics: PipelineMetrics | None = None
+    """The runtime's metrics, when it exports any (for a component's own metrics)."""
 
     def count(self, name: str, n: int = 1) -> None:
         self.stats.count(name, n)

@@ -9,7 +9,9 @@ Every error here subclasses core's ``MarketDataError``::
     └── PipelineError                               a failure while a job runs
         ├── NodeError                               one node failed; the job stopped
         ├── RecordError                             bad input records (file, line, field)
-        └── RuntimeStateError                       an action the runtime's state forbids
+        ├── RuntimeStateError                       an action the runtime's state forbids
+        ├── RedisUnavailableError                   Redis unreachable past reconnect_timeout
+        └── DataLossError                           the job ran, but its source lost data
 
 Errors name what was wrong and where: the node id, the config file and line, the input
 file, line and field.
@@ -17,13 +19,17 @@ file, line and field.
 
 from __future__ import annotations
 
+from typing import Any
+
 from market_data_core.exceptions import ConfigurationError, MarketDataError
 
 __all__ = [
+    "DataLossError",
     "GraphError",
     "NodeError",
     "PipelineError",
     "RecordError",
+    "RedisUnavailableError",
     "RuntimeStateError",
     "UnknownComponentError",
 ]
@@ -97,3 +103,21 @@ class RecordError(PipelineError):
 
 class RuntimeStateError(PipelineError):
     """The runtime is not in a state that allows this (e.g. ``run`` twice at once)."""
+
+
+class RedisUnavailableError(PipelineError):
+    """A Redis server stayed unreachable longer than a node's ``reconnect_timeout``; the
+    message names the server (never its password)."""
+
+
+class DataLossError(PipelineError):
+    """The job ran to its end, but a source found that data it should have delivered was
+    lost upstream (Redis lost stream entries: see the ``redis_stream`` provider).
+    ``losses`` says what, ``result`` is the run's result; ``mdp run`` exits with 3."""
+
+    def __init__(self, losses: list[str], result: Any = None) -> None:
+        self.losses = list(losses)
+        self.result = result
+        shown = "; ".join(self.losses[:5])
+        more = f" (and {len(self.losses) - 5} more)" if len(self.losses) > 5 else ""
+        super().__init__(f"data was lost upstream: {shown}{more}")

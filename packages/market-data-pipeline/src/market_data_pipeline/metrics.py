@@ -1,7 +1,7 @@
 """Prometheus metrics of the pipeline runtime, on an injected ``CollectorRegistry``.
 
 Labels are bounded: ``mode`` (dag|classic), ``job`` (configured jobs), ``node`` (the nodes of
-those graphs) and ``provider``; never symbols or record values.
+those graphs), ``provider`` and ``reason`` (a fixed set); never symbols or record values.
 """
 
 from __future__ import annotations
@@ -56,6 +56,21 @@ class PipelineMetrics:
             "pipeline_backpressure_pauses_total",
             "Times a provider paused under hard backpressure.",
             ["provider"],
+            registry=r,
+        )
+
+        self.redis_reconnects = Counter(
+            "pipeline_redis_reconnects_total",
+            "Times a redis_stream node got its Redis server back after an outage.",
+            ["job", "node"],
+            registry=r,
+        )
+        self.redis_losses = Counter(
+            "pipeline_redis_stream_losses_total",
+            "Times a redis_stream provider found that Redis lost stream entries, by reason"
+            " (group_vanished, counter_back, stream_back, group_back, stream_after,"
+            " trimmed).",
+            ["job", "node", "reason"],
             registry=r,
         )
 

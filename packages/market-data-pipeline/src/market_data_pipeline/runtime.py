@@ -282,6 +282,7 @@ class GraphRuntime:
             services=self.services,
             paths=self._paths[node_id],
             schema=self._schemas.get(node_id),
+            metrics=self.metrics,
         )
 
     async def _open_all(self) -> None:

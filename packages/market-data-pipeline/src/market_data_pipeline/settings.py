@@ -84,6 +84,13 @@ class UnifiedRuntimeSettings(BaseSettings):
         min_length=1,
         description="Address the metrics server binds (0.0.0.0 for a scraper in a container).",
     )
+    state_dir: Path = Field(
+        default=Path(".mdp-state"),
+        description=(
+            "Local state of the job, kept outside Redis: where redis_stream providers note"
+            " what Redis held, to find entries Redis lost (a persistent volume in production)."
+        ),
+    )
     partitions: Annotated[tuple[Annotated[int, Field(ge=0)], ...] | None, NoDecode] = Field(
         default=None,
         description=(

@@ -10,6 +10,11 @@ For a graph with ``store`` sinks that name no database of their own, it opens on
 feedback (plus Redis or a store service's SSE feed when configured) with a
 ``FeedbackRateController`` and drains and closes the store at the end.
 
+A source that finds data was lost upstream (a ``redis_stream`` provider: Redis lost stream
+entries) adds it to ``losses``: ``health`` is degraded from then on, and ``run`` raises
+``DataLossError`` (naming the losses; ``.result`` holds the run's result) once the job
+ended, instead of returning as if everything had arrived.
+
 A draining stop (``stop(drain=True)``: SIGTERM in ``mdp run``, a reload) has
 ``settings.drain_timeout`` seconds: the providers stop at once, what they emitted flows to
 the sinks and the store writes what it accepted; what is still in flight when the time is
@@ -41,9 +46,18 @@ from market_data_core import (
     RateAdjustment,
     RateController,
 )
-from market_data_pipeline._arrow_ipc import REDIS_URL_SERVICE
+from market_data_pipeline._arrow_ipc import (
+    DATA_LOSS_SERVICE,
+    REDIS_URL_SERVICE,
+    STATE_DIR_SERVICE,
+)
 from market_data_pipeline._drain import Drain
-from market_data_pipeline.exceptions import GraphError, PipelineError, RuntimeStateError
+from market_data_pipeline.exceptions import (
+    DataLossError,
+    GraphError,
+    PipelineError,
+    RuntimeStateError,
+)
 from market_data_pipeline.graph import Graph, LinearSpec, Mode, from_config, load_graph
 from market_data_pipeline.metrics import PipelineMetrics
 from market_data_pipeline.registry import Registry, default_registry
@@ -146,6 +160,8 @@ class UnifiedRuntime:
         self._metrics_server: Any = None
         self.store_report: dict[str, Any] = {}
         """For the in-process store: its (redacted) database and rows per table before/after."""
+        self.losses: list[str] = []
+        """Data the sources of the current (or last) run found lost upstream."""
         self.drain: dict[str, Any] = {}
         """How the last run's stop drained (``{}``: it was not stopped): ``timeout``,
         ``seconds``, ``complete`` and, when it is not, ``not_flushed``."""
@@ -220,11 +236,14 @@ class UnifiedRuntime:
         self._stop_requested = False
         self._paused = False
         self._drain = Drain(self.settings.drain_timeout)
+        self.losses = []
         self.state = RuntimeState.STARTING
         try:
             while True:
                 result = await self._run_once(graph)
                 if not self._reload:
+                    if self.losses:
+                        raise DataLossError(self.losses, result)
                     return result
                 self._reload = False
                 self._stop_requested = False
@@ -232,6 +251,9 @@ class UnifiedRuntime:
                 self.state = RuntimeState.STARTING
                 graph = self.load(graph.source) if graph.source else self.load(source)
                 logger.info("pipeline reloaded", job=graph.name)
+        except DataLossError as error:
+            self.last_error = str(error)
+            raise
         except Exception as error:
             if self.state in _ACTIVE:  # failed before or after the graph ran
                 self.state = RuntimeState.FAILED
@@ -293,6 +315,11 @@ class UnifiedRuntime:
             RuntimeState.PAUSED: HealthState.DEGRADED,
         }.get(self.state, HealthState.HEALTHY)
         details: dict[str, Any] = {"state": str(self.state), "mode": str(self.mode or "none")}
+        if self.losses:  # data lost upstream: the bars made from it are not whole
+            if state is HealthState.HEALTHY:
+                state = HealthState.DEGRADED
+            details["data_losses"] = len(self.losses)
+            details["data_loss"] = self.losses[-1][:500]
         if self.controller is not None:
             details["rate_scale"] = float(self._gate.scale if self._gate else self.controller.scale)
         if self.last_error:
@@ -327,6 +354,8 @@ class UnifiedRuntime:
             services = dict(self.services)
             if self.settings.redis_url is not None:  # for redis_stream nodes without a url
                 services.setdefault(REDIS_URL_SERVICE, self.settings.redis_url)
+            services.setdefault(STATE_DIR_SERVICE, self.settings.state_dir)
+            services[DATA_LOSS_SERVICE] = self.losses  # the sources append what was lost
             store = await self._open_store(graph, services, stack)
             publisher = await self._rate_publisher(store, stack)
             self.controller = self._make_controller(graph.name, publisher)

@@ -310,13 +310,13 @@ async def test_a_new_consumer_claims_what_a_dead_one_left_pending(
 
 
 @pytest.mark.asyncio
-async def test_nodes_without_a_url_use_mdp_redis_url(redis_server) -> None:
+async def test_nodes_without_a_url_use_mdp_redis_url(redis_server, tmp_path) -> None:
     """A config that names no Redis (so holds no password: a Kubernetes ConfigMap) reads and
     writes the server of MDP_REDIS_URL; a node's own url still wins over it."""
     TestingProvider.feed(
         "to_redis", [[make_trade(price=float(i), trade_id=str(i))] for i in range(3)]
     )
-    settings = UnifiedRuntimeSettings(redis_url=SecretStr(redis_server.url))
+    settings = UnifiedRuntimeSettings(redis_url=SecretStr(redis_server.url), state_dir=tmp_path)
     feed = Graph.build(
         [node("src", "testing_provider", name="to_redis"), node("out", "redis_stream", stream="s")],
         ["src -> out"],
@@ -334,11 +334,22 @@ async def test_nodes_without_a_url_use_mdp_redis_url(redis_server) -> None:
     assert await pending(redis_server.url, "s", "md-pipeline") == 0
     elsewhere = Graph.build(  # its own url: nothing listens there
         [
-            node("src", "redis_stream", url="redis://127.0.0.1:1/0", stream="s"),
+            node(
+                "src",
+                "redis_stream",
+                url="redis://:hunter2@127.0.0.1:1/0",
+                stream="s",
+                reconnect_timeout=0.3,
+            ),
             node("out", "collect"),
         ],
         ["src -> out"],
     )
     async with UnifiedRuntime(settings, registry=registry_with_fakes()) as runtime:
-        with pytest.raises(NodeError, match=r"connecting to 127\.0\.0\.1:1\b"):
+        # it retries for reconnect_timeout, then names the server (not its password)
+        with pytest.raises(
+            NodeError,
+            match=r"Redis at redis://127\.0\.0\.1:1/0 unreachable .*connecting to 127\.0\.0\.1:1\b",
+        ) as info:
             await asyncio.wait_for(runtime.run(elsewhere), timeout=30)
+        assert "hunter2" not in str(info.value)

@@ -28,16 +28,55 @@ in front of one ``redis_stream`` sink each), a worker per stream.
 
 The provider ends when the job stops, or when the stream stayed idle for ``idle_stop``
 seconds (batch jobs, tests, benchmarks).
+
+Redis going away does not end it: every command is retried with backoff and jitter until
+Redis answers again, for at most ``reconnect_timeout`` seconds of one outage (then the
+job fails, naming the server without its password; see ``_arrow_ipc.RedisLink``). After
+an outage the consumer first re-reads its own pending entries that it has not emitted
+(a read whose reply was lost delivered them), then reads on; the time Redis was away
+does not count towards ``idle_stop``.
+
+Losses are detected, never passed over: what Redis kept is checked against a small state
+file kept outside Redis (``<state_dir>/redis_stream/<stream>/<group>/<consumer>.json``,
+``state_dir`` from the param, else ``MDP_STATE_DIR`` of ``mdp run``, whose default is
+``.mdp-state`` in the working directory; a ``GraphRuntime`` given neither keeps it in
+memory, for the run): the last entry this consumer acknowledged, the highest it was delivered, and
+the stream's ``entries-added`` counter and last id (from ``XINFO STREAM``, refreshed at
+most every few seconds). At start and after every outage, Redis lost entries when
+
+- ``group_vanished``: the stream or the consumer group is gone (it is created again at
+  ``0``, the start of what the stream holds now);
+- ``counter_back``: the stream's ``entries-added`` counter went back;
+- ``stream_back``: its last id is below an entry this consumer was delivered;
+- ``group_back``: the group's ``last-delivered-id`` is below an entry this consumer
+  acknowledged (Redis came back from an older state);
+- ``stream_after``: the stream now starts after every entry this consumer was delivered
+  (what came between was removed before it was read);
+- ``trimmed``: pending entries were trimmed (``maxlen``) before they were processed.
+
+Each loss is logged as an error, counted (``losses`` in the summary,
+``pipeline_redis_stream_losses_total{reason}``), added to the runtime's loss report
+(health degraded; ``mdp run`` exits with 3, ``DataLossError``) and becomes the new
+baseline. Only Redis' persistence (AOF, docs/pipeline.md) avoids them. Delete the state
+file to start a consumer afresh on purpose (a stream deleted and created again). In a
+group shared by several consumers, a consumer that comes back after the others read and
+trimmed past what it had seen reports ``stream_after`` too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
+import os
 import socket
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
-from typing import ClassVar, Final, Literal
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Final, Literal, TypeVar
+from urllib.parse import quote
 
 import pyarrow as pa
 import structlog
@@ -46,11 +85,13 @@ from redis.exceptions import ResponseError
 
 from market_data_pipeline import records
 from market_data_pipeline._arrow_ipc import (
+    DATA_LOSS_SERVICE,
     DEFAULT_URL,
     FIELD_DATA,
     FIELD_KIND,
+    STATE_DIR_SERVICE,
+    RedisLink,
     StreamClient,
-    connect,
     decode,
     node_url,
 )
@@ -58,13 +99,56 @@ from market_data_pipeline.components import Context, Emit, Params, Provider
 from market_data_pipeline.exceptions import RecordError
 from market_data_pipeline.marks import Mark
 
-__all__ = ["RedisStreamParams", "RedisStreamProvider"]
+__all__ = [
+    "DATA_LOSS_SERVICE",
+    "STATE_DIR_SERVICE",
+    "RedisStreamParams",
+    "RedisStreamProvider",
+]
 
 logger = structlog.get_logger(__name__)
 
+T = TypeVar("T")
 Entry = tuple[bytes, dict[bytes, bytes]]
 _PENDING: Final = "0"
 _NEW: Final = ">"
+_INFO_EVERY: Final = 5.0
+"""Seconds between two reads of the stream's counters for the state file."""
+
+
+class _Resume(Exception):  # noqa: N818 - a signal, not an error
+    """An outage happened since the reader last looked: resume before reading on."""
+
+
+def _id(value: bytes | str | None) -> tuple[int, int]:
+    """A stream id as a comparable pair (``None``: 0-0)."""
+    if value is None:
+        return (0, 0)
+    text = value.decode() if isinstance(value, bytes) else str(value)
+    ms, _, seq = text.partition("-")
+    return (int(ms), int(seq or 0))
+
+
+def _text(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+@dataclass(slots=True)
+class _State:
+    """What this consumer knows about the stream, kept outside Redis."""
+
+    server: str
+    stream: str
+    group: str
+    consumer: str
+    acked: str | None = None
+    """The highest entry this consumer acknowledged."""
+    delivered: str | None = None
+    """The highest entry delivered to this consumer."""
+    entries_added: int | None = None
+    """The stream's ``entries-added`` counter when last read."""
+    last_id: str | None = None
+    """The stream's ``last-generated-id`` when last read."""
 
 
 class RedisStreamParams(Params):
@@ -93,6 +177,22 @@ class RedisStreamParams(Params):
             " null: never."
         ),
     )
+    reconnect_timeout: float = Field(
+        default=300.0,
+        gt=0,
+        allow_inf_nan=False,
+        description=(
+            "Seconds one Redis outage may last: commands retry (backoff with jitter) until"
+            " then, and the job fails after."
+        ),
+    )
+    state_dir: str | None = Field(
+        default=None,
+        description=(
+            "Directory of the consumer's state file, to find entries Redis lost (unset:"
+            " MDP_STATE_DIR of mdp run, default .mdp-state)."
+        ),
+    )
 
 
 class RedisStreamProvider(Provider[RedisStreamParams]):
@@ -104,9 +204,17 @@ class RedisStreamProvider(Provider[RedisStreamParams]):
     def __init__(self, node_id: str, params: RedisStreamParams) -> None:
         super().__init__(node_id, params)
         self.consumer = params.consumer or f"{socket.gethostname()}-{node_id}"
-        self.client: StreamClient | None = None
+        self.link: RedisLink | None = None
         self.acked = 0
         self.claimed = 0
+        self.losses: list[str] = []
+        """What Redis lost, one message per loss found."""
+        self._state: _State | None = None
+        self._state_path: Path | None = None
+        self._info_at = 0.0
+        self._outages_seen = 0
+        self._before_loss: set[bytes] = set()
+        """Entries emitted before a loss was found (not part of the new baseline)."""
         self._stamps_key = f"{params.stream}:{params.group}:stamps:ns"
         self._micros_key = f"{params.stream}:{params.group}:stamps"
         """Where an earlier version saved the stamps, in microseconds."""
@@ -118,14 +226,32 @@ class RedisStreamProvider(Provider[RedisStreamParams]):
         self._acker: asyncio.Task[None] | None = None
         self._claimed_at = 0.0
 
+    @property
+    def client(self) -> StreamClient | None:
+        return self.link.client if self.link is not None else None
+
     async def open(self, ctx: Context) -> None:
         await super().open(ctx)
-        self.client = connect(node_url(self.params, ctx.services))
-        await self._ensure_group(self.client)
-        saved = await self.client.hgetall(self._stamps_key)
+        p = self.params
+        self.link = RedisLink(
+            node_url(p, ctx.services),
+            node_id=self.node_id,
+            reconnect_timeout=p.reconnect_timeout,
+            on_reconnect=self._reconnected,
+        )
+        self._state_path = self._path_of_state(p.state_dir or ctx.services.get(STATE_DIR_SERVICE))
+        self._state = self._load_state()
+        client = self.link.client
+        if self._state is None:  # the first run of this consumer: the baseline
+            self._state = _State(self.link.where, p.stream, p.group, self.consumer)
+            await self._ensure_group(client)
+            await self._refresh_info(client)
+        else:
+            await self._check(client, when="start")
+        saved = await self._call(lambda: client.hgetall(self._stamps_key))
         self._restored = {k.decode(): int(v) for k, v in saved.items()}
         if not saved:
-            micros = await self.client.hgetall(self._micros_key)
+            micros = await self._call(lambda: client.hgetall(self._micros_key))
             self._restored = {k.decode(): int(v) * 1000 for k, v in micros.items()}
         self._acker = asyncio.create_task(self._acknowledge(), name=f"{self.node_id}-acker")
         logger.info(
@@ -134,36 +260,234 @@ class RedisStreamProvider(Provider[RedisStreamParams]):
             stream=self.params.stream,
             group=self.params.group,
             consumer=self.consumer,
+            redis=self.link.where,
+            state=str(self._state_path),
             restored=self._restored or None,
         )
+
+    async def _call(self, do: Callable[[], Awaitable[T]]) -> T:
+        assert self.link is not None, "open() first"
+        return await self.link.call(do)
+
+    def _reconnected(self) -> None:
+        self.context.count("reconnects")
+        metrics = self.context.metrics
+        if metrics is not None:
+            metrics.redis_reconnects.labels(job=self.context.job, node=self.node_id).inc()
 
     @property
     def restored(self) -> Mapping[str, int]:
         return self._restored
 
-    async def _ensure_group(self, client: StreamClient) -> None:
+    async def _ensure_group(self, client: StreamClient, start: str | None = None) -> bool:
+        """Create the group (at ``start``, else the ``start`` param) unless it exists;
+        whether it was created."""
         p = self.params
         try:
-            await client.xgroup_create(p.stream, p.group, id=p.start, mkstream=True)
+            await self._call(
+                lambda: client.xgroup_create(p.stream, p.group, id=start or p.start, mkstream=True)
+            )
         except ResponseError as error:
             if "BUSYGROUP" not in str(error):
                 raise
-        else:  # a new group starts with no stamps (a deleted group's would make ticks late)
-            await client.delete(self._stamps_key, self._micros_key)
+            return False
+        # a new group starts with no stamps (a deleted group's would make ticks late)
+        await self._call(lambda: client.delete(self._stamps_key, self._micros_key))
+        return True
+
+    # -- what Redis kept ----------------------------------------------------------------
+
+    def _path_of_state(self, state_dir: str | os.PathLike[str] | None) -> Path | None:
+        if state_dir is None:  # a GraphRuntime of its own: the state lives in memory
+            return None
+        p = self.params
+        return (
+            Path(state_dir).expanduser()
+            / "redis_stream"
+            / quote(p.stream, safe="")
+            / quote(p.group, safe="")
+            / f"{quote(self.consumer, safe='')}.json"
+        )
+
+    def _load_state(self) -> _State | None:
+        path = self._state_path
+        assert self.link is not None
+        if path is None:
+            return None
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            state = _State(**data)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, TypeError) as error:
+            logger.warning(
+                "unreadable redis stream state: starting a new baseline",
+                node=self.node_id,
+                path=str(path),
+                error=str(error),
+            )
+            return None
+        if state.server != self.link.where:
+            logger.warning(
+                "the redis stream state is of another server: starting a new baseline",
+                node=self.node_id,
+                path=str(path),
+                was=state.server,
+                now=self.link.where,
+            )
+            return None
+        return state
+
+    def _save_state(self) -> None:
+        """Write the state file (a temporary file renamed over it: never half written)."""
+        path, state = self._state_path, self._state
+        if path is None or state is None:
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(asdict(state)), encoding="utf-8")
+            tmp.replace(path)
+        except OSError as error:  # the check is less sharp; the transport still works
+            logger.warning("cannot write the redis stream state", path=str(path), error=str(error))
+
+    async def _stream_info(self, client: StreamClient) -> dict[str, Any] | None:
+        try:
+            return await self._call(lambda: client.xinfo_stream(self.params.stream))
+        except ResponseError as error:
+            if "no such key" in str(error).lower():
+                return None
+            raise
+
+    async def _refresh_info(self, client: StreamClient) -> None:
+        """Read the stream's counters into the state (and save it)."""
+        info = await self._stream_info(client)
+        state = self._state
+        assert state is not None
+        if info is not None:
+            state.entries_added = _int(info.get("entries-added"))
+            state.last_id = _text(info.get("last-generated-id"))
+        self._info_at = time.monotonic()
+        self._save_state()
+
+    async def _check(self, client: StreamClient, *, when: str) -> None:
+        """Compare what Redis holds with the state; report each loss, then take what Redis
+        holds as the new baseline (a vanished group is created again, at ``0``)."""
+        p, state = self.params, self._state
+        assert state is not None
+        info = await self._stream_info(client)
+        group = None
+        if info is not None:
+            groups = await self._call(lambda: client.xinfo_groups(p.stream))
+            group = next((g for g in groups if _text(g.get("name")) == p.group), None)
+        found: list[tuple[str, str]] = []
+        if info is None or group is None:
+            what = "the stream and its consumer group are" if info is None else "the group is"
+            found.append(
+                (
+                    "group_vanished",
+                    f"{what} gone: entries after {state.acked or 'the start'} that this"
+                    " consumer had not acknowledged, and the group's pending entries and"
+                    " operator stamps, were lost",
+                )
+            )
+        else:
+            added = _int(info.get("entries-added"))
+            last_id = _text(info.get("last-generated-id"))
+            first = info.get("first-entry")
+            first_id = _text(first[0]) if first else None
+            delivered_to_group = _text(group.get("last-delivered-id"))
+            if (
+                state.entries_added is not None
+                and added is not None
+                and added < state.entries_added
+            ):
+                found.append(
+                    (
+                        "counter_back",
+                        f"the stream's entries-added counter went back from"
+                        f" {state.entries_added} to {added}: at least"
+                        f" {state.entries_added - added} entries were lost",
+                    )
+                )
+            if not found and state.delivered and _id(last_id) < _id(state.delivered):
+                found.append(
+                    (
+                        "stream_back",
+                        f"the stream's last id {last_id} is below {state.delivered}, an entry"
+                        " this consumer was delivered: entries after it were lost",
+                    )
+                )
+            if state.acked and _id(delivered_to_group) < _id(state.acked):
+                found.append(
+                    (
+                        "group_back",
+                        f"the group's last-delivered-id {delivered_to_group} is below"
+                        f" {state.acked}, the last entry this consumer acknowledged: Redis"
+                        " came back from an older state, and entries written after it were"
+                        " lost",
+                    )
+                )
+            if state.delivered and first_id is not None and _id(first_id) > _id(state.delivered):
+                found.append(
+                    (
+                        "stream_after",
+                        f"the stream now starts at {first_id}, after {state.delivered}, the"
+                        " last entry this consumer was delivered: the entries between were"
+                        " removed before they were read",
+                    )
+                )
+        for reason, message in found:
+            self._lost(reason, f"{message} ({when})")
+        if info is None or group is None:
+            await self._ensure_group(client, start="0")
+        if found:  # the new baseline: what Redis holds now (entries emitted before it
+            state.acked = state.delivered = None  # are no part of it when acknowledged)
+            self._before_loss.update(self._inflight)
+        await self._refresh_info(client)
+
+    def _lost(self, reason: str, message: str) -> None:
+        p = self.params
+        text = f"redis stream {p.stream} (group {p.group}, consumer {self.consumer}): {message}"
+        self.losses.append(text)
+        logger.error(
+            "redis lost stream entries",
+            node=self.node_id,
+            stream=p.stream,
+            group=p.group,
+            consumer=self.consumer,
+            reason=reason,
+            redis=self.link.where if self.link is not None else None,
+            detail=message,
+            hint="turn Redis persistence on (AOF): docs/pipeline.md",
+        )
+        ctx = self.context
+        ctx.count("losses")
+        if ctx.metrics is not None:
+            ctx.metrics.redis_losses.labels(job=ctx.job, node=self.node_id, reason=reason).inc()
+        ledger = ctx.services.get(DATA_LOSS_SERVICE)
+        if isinstance(ledger, list):
+            ledger.append(text)
+
+    def _delivered(self, entry_id: bytes) -> None:
+        state = self._state
+        if state is not None and _id(entry_id) > _id(state.delivered):
+            state.delivered = entry_id.decode()
 
     async def close(self) -> None:
         acker, self._acker = self._acker, None
         if acker is not None:
             acker.cancel()
             await asyncio.gather(acker, return_exceptions=True)
-        client, self.client = self.client, None
+        link, client = self.link, self.client
         try:
             if client is not None and self._marks and self._marks[0].complete:
                 # every node has ended: what completed is all that will
                 await self._ack_complete(client)
         finally:
-            if client is not None:
-                await client.aclose()
+            self.link = None
+            if link is not None:
+                await link.aclose()
             await super().close()
 
     async def run(self, emit: Emit) -> None:
@@ -191,7 +515,8 @@ class RedisStreamProvider(Provider[RedisStreamParams]):
         """The entries' batches, never acknowledged (:meth:`run` emits them with marks)."""
         client = self.client
         assert client is not None, "open() first"
-        async for _entry_id, table in self._entries(client):
+        async for entry_id, table in self._entries(client):
+            self._inflight.add(entry_id)  # never acknowledged; never re-read after an outage
             yield table
 
     async def _acknowledge(self) -> None:
@@ -215,30 +540,50 @@ class RedisStreamProvider(Provider[RedisStreamParams]):
         stamps: dict[str, int] = {}
         for mark in done:
             stamps.update(mark.stamps)
-        pipe = client.pipeline(transaction=True)
-        pipe.xack(self.params.stream, self.params.group, *(m.token for m in done))
-        if stamps:
-            pipe.hset(self._stamps_key, mapping=stamps)
-        await pipe.execute()
+
+        async def transaction() -> list[Any]:  # XACK and HSET may be repeated: idempotent
+            pipe = client.pipeline(transaction=True)
+            pipe.xack(self.params.stream, self.params.group, *(m.token for m in done))
+            if stamps:
+                pipe.hset(self._stamps_key, mapping=stamps)
+            return list(await pipe.execute())
+
+        await self._call(transaction)
         self._inflight.difference_update(m.token for m in done)
         self.acked += len(done)
         self.context.count("acked", len(done))
+        state = self._state
+        if state is not None:
+            tokens = [m.token for m in done if m.token not in self._before_loss]
+            highest = max(tokens, key=_id, default=None)
+            if highest is not None and _id(highest) > _id(state.acked):
+                state.acked = highest.decode()
+            if time.monotonic() - self._info_at >= _INFO_EVERY:
+                await self._refresh_info(client)
+            else:
+                self._save_state()
 
     async def _entries(self, client: StreamClient) -> AsyncIterator[tuple[bytes, pa.Table]]:
-        cursor = _PENDING
-        while True:  # entries delivered to this consumer before, never acknowledged
-            entries = await self._read(client, cursor, block=None)
-            if not entries:
-                break
-            for entry_id, fields in entries:
-                cursor = entry_id.decode()
-                yield entry_id, self._decode(entry_id, fields)
+        assert self.link is not None
+        self._outages_seen = self.link.outages
+        async for item in self._own_pending(client):
+            yield item
         async for item in self._take_over(client):
             yield item
         idle_since = time.monotonic()
         stopping = self.context.stopping
         while not stopping.is_set():
-            entries = await self._read(client, _NEW, block=self._block_ms())
+            if self.link.outages != self._outages_seen:  # Redis was away: resume first
+                self._outages_seen = self.link.outages
+                await self._check(client, when="after reconnecting")
+                async for item in self._own_pending(client):
+                    yield item
+                idle_since = time.monotonic()  # the outage was no idleness
+                continue
+            try:
+                entries = await self._read(client, _NEW, block=self._block_ms())
+            except _Resume:
+                continue
             if not entries:
                 async for item in self._claim(client):
                     idle_since = time.monotonic()
@@ -249,7 +594,43 @@ class RedisStreamProvider(Provider[RedisStreamParams]):
                 continue
             idle_since = time.monotonic()
             for entry_id, fields in entries:
+                self._delivered(entry_id)
                 yield entry_id, self._decode(entry_id, fields)
+
+    async def _own_pending(self, client: StreamClient) -> AsyncIterator[tuple[bytes, pa.Table]]:
+        """Entries delivered to this consumer before and never acknowledged (a crash, or
+        a read whose reply an outage lost), but for those already emitted; entries
+        trimmed from the stream before they were processed are lost (reported)."""
+        cursor = _PENDING
+        while True:
+            try:
+                entries = await self._read(client, cursor, block=None)
+            except _Resume:  # the group had vanished (reported): nothing of it is pending
+                return
+            if not entries:
+                return
+            gone: list[bytes] = []
+            for entry_id, fields in entries:
+                cursor = entry_id.decode()
+                if not fields:
+                    gone.append(entry_id)
+                elif entry_id not in self._inflight:
+                    self._delivered(entry_id)
+                    yield entry_id, self._decode(entry_id, fields)
+            if gone:
+                await self._trimmed(client, gone)
+
+    async def _trimmed(self, client: StreamClient, gone: list[bytes]) -> None:
+        """Pending entries that were trimmed (``maxlen``) before anyone processed them."""
+        p = self.params
+        self.context.count("trimmed", len(gone))
+        self._lost(
+            "trimmed",
+            f"{len(gone)} pending entries ({gone[0].decode()} .. {gone[-1].decode()}) were"
+            " trimmed from the stream before they were processed (maxlen too small for"
+            " the backlog)",
+        )
+        await self._call(lambda: client.xack(p.stream, p.group, *gone))
 
     async def _take_over(self, client: StreamClient) -> AsyncIterator[tuple[bytes, pa.Table]]:
         """On start, before any new entry: the entries other consumers left pending. A
@@ -278,7 +659,7 @@ class RedisStreamProvider(Provider[RedisStreamParams]):
             await asyncio.sleep(min(p.claim_idle / 10, 1.0))
 
     async def _pending_elsewhere(self, client: StreamClient) -> int:
-        summary = await client.xpending(self.params.stream, self.params.group)
+        summary = await self._call(lambda: client.xpending(self.params.stream, self.params.group))
         mine = self.consumer.encode()
         return sum(
             int(c["pending"])
@@ -297,28 +678,25 @@ class RedisStreamProvider(Provider[RedisStreamParams]):
             return  # XAUTOCLAIM would take this consumer's own held entries too
         start = "0-0"
         while True:
-            reply = await client.xautoclaim(
-                p.stream,
-                p.group,
-                self.consumer,
-                min_idle_time=round(p.claim_idle * 1000),
-                start_id=start,
-                count=p.count,
+            reply = await self._call(
+                functools.partial(
+                    client.xautoclaim,
+                    p.stream,
+                    p.group,
+                    self.consumer,
+                    min_idle_time=round(p.claim_idle * 1000),
+                    start_id=start,
+                    count=p.count,
+                )
             )
             start = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
             deleted = reply[2] if len(reply) > 2 else []
-            if deleted:  # trimmed (maxlen) before anyone read them: nothing to claim
-                logger.warning(
-                    "pending entries were trimmed from the stream before they were read",
-                    node=self.node_id,
-                    stream=p.stream,
-                    entries=len(deleted),
-                )
-                self.context.count("trimmed", len(deleted))
-                await client.xack(p.stream, p.group, *deleted)
+            if deleted:  # trimmed (maxlen) before anyone processed them: lost
+                await self._trimmed(client, list(deleted))
             for entry_id, fields in reply[1]:
                 if not fields or entry_id in self._inflight:
                     continue  # deleted, or this consumer's own (held behind a window)
+                self._delivered(entry_id)
                 self.claimed += 1
                 self.context.count("claimed")
                 yield entry_id, self._decode(entry_id, fields)
@@ -331,13 +709,32 @@ class RedisStreamProvider(Provider[RedisStreamParams]):
         return block if idle is None else max(1, min(block, round(idle * 1000)))
 
     async def _read(self, client: StreamClient, cursor: str, *, block: int | None) -> list[Entry]:
+        """One XREADGROUP (deleted entries come with no fields). Reading new entries
+        (``>``) is not repeated after an outage: it raises ``_Resume``, for the caller to
+        re-read this consumer's pending entries first (the lost reply may have delivered
+        some), in order."""
         p = self.params
-        reply = await client.xreadgroup(
-            p.group, self.consumer, {p.stream: cursor}, count=p.count, block=block
-        )
+        link = self.link
+        assert link is not None
+        outages = link.outages
+
+        async def attempt() -> Any:
+            if cursor == _NEW and link.outages != outages:
+                raise _Resume
+            return await client.xreadgroup(
+                p.group, self.consumer, {p.stream: cursor}, count=p.count, block=block
+            )
+
+        try:
+            reply = await self._call(attempt)
+        except ResponseError as error:
+            if not str(error).startswith("NOGROUP"):
+                raise
+            await self._check(client, when="reading")  # the group vanished: say so
+            raise _Resume from None
         if not reply:
             return []
-        return [(entry_id, fields) for entry_id, fields in reply[0][1] if fields]
+        return [(entry_id, fields or {}) for entry_id, fields in reply[0][1]]
 
     def _decode(self, entry_id: bytes, fields: dict[bytes, bytes]) -> pa.Table:
         where = f"redis stream {self.params.stream} entry {entry_id.decode()}"
@@ -355,3 +752,7 @@ class RedisStreamProvider(Provider[RedisStreamParams]):
                 f"announced {announced} but holds {kind or table.schema}", source=where
             )
         return table
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
