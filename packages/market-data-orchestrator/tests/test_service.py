@@ -424,3 +424,6 @@ def test_swagger_ui_works_offline(tmp_path: Path) -> None:
         assert not [link for link in links if "://" in link or link.startswith("//")]
         for link in links:
             assert client.get(link).status_code == 200, link
+        assert "default-src 'none'" in page.headers["Content-Security-Policy"]
+        for path in ("/docs", "/healthz", "/v1/jobs", "/no-such-page"):
+            assert client.get(path).headers["X-Content-Type-Options"] == "nosniff", path

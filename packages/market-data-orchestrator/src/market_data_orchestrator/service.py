@@ -60,7 +60,7 @@ from market_data_core import (
     ProblemItem,
 )
 from market_data_core.logs import redacted_query
-from market_data_core.serving import query_names
+from market_data_core.serving import add_offline_docs, add_security_headers, query_names
 from market_data_orchestrator._replica import SupervisorClosedError, offer
 from market_data_orchestrator.deployment import PeerSpec, Role
 from market_data_orchestrator.jobs import JobInfo, ScaleRequest
@@ -179,7 +179,8 @@ def create_app(orchestrator: Orchestrator, *, manage: bool = True) -> FastAPI:
         redoc_url=None,
     )
     app.state.orchestrator = orchestrator
-    _add_offline_docs(app)
+    add_offline_docs(app)
+    add_security_headers(app)
 
     @app.exception_handler(AccessError)
     async def _denied(request: Request, exc: AccessError) -> JSONResponse:
@@ -603,25 +604,3 @@ async def _event_stream(orchestrator: Orchestrator) -> AsyncIterator[str]:
         for task in pumps:
             task.cancel()
         await asyncio.gather(*pumps, return_exceptions=True)
-
-
-def _add_offline_docs(app: FastAPI) -> None:
-    """Swagger UI at ``/docs`` from files the service serves itself (the
-    ``swagger-ui-bundle`` package), not from a CDN: it works offline and in closed
-    networks. ReDoc, CDN-only, is off."""
-    from fastapi.openapi.docs import get_swagger_ui_html  # noqa: PLC0415
-    from fastapi.responses import HTMLResponse  # noqa: PLC0415
-    from fastapi.staticfiles import StaticFiles  # noqa: PLC0415
-    from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]  # noqa: PLC0415
-
-    app.mount("/docs/static", StaticFiles(directory=str(swagger_ui_path)), name="docs-static")
-
-    @app.get("/docs", include_in_schema=False)
-    async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url=str(app.openapi_url),
-            title=f"{app.title} API",
-            swagger_js_url="/docs/static/swagger-ui-bundle.js",
-            swagger_css_url="/docs/static/swagger-ui.css",
-            swagger_favicon_url="/docs/static/favicon-32x32.png",
-        )

@@ -500,3 +500,24 @@ def test_swagger_ui_works_offline(client: TestClient) -> None:
     for link in links:
         assert client.get(link).status_code == 200, link
     assert client.get("/redoc").status_code == 404  # CDN-only: off
+
+
+def test_docs_run_under_a_content_security_policy_and_nothing_is_sniffed(
+    client: TestClient,
+) -> None:
+    """/docs allows its own files and its one inline script (by a nonce new on each load);
+    every answer, JSON, text, an error or the page, says nosniff."""
+    import re
+
+    page = client.get("/docs")
+    policy = page.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in policy
+    assert "frame-ancestors 'none'" in policy
+    nonce = re.search(r"'nonce-([^']+)'", policy)
+    assert nonce is not None
+    scripts = re.findall(r"<script([^>]*)>", page.text)
+    assert scripts
+    assert all(f'nonce="{nonce.group(1)}"' in s or "src=" in s for s in scripts), scripts
+    assert nonce.group(1) not in client.get("/docs").headers["Content-Security-Policy"]
+    for path in ("/docs", "/healthz", "/metrics", "/openapi.json", "/no-such-page"):
+        assert client.get(path).headers["X-Content-Type-Options"] == "nosniff", path

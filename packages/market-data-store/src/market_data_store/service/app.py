@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from market_data_core import PROBLEM_MEDIA_TYPE, Bar, HealthStatus, Quote, Signal, Trade
 from market_data_core.logs import redacted_query
-from market_data_core.serving import query_names
+from market_data_core.serving import add_offline_docs, add_security_headers, query_names
 from market_data_store.exceptions import (
     BackendError,
     HistoryUnavailableError,
@@ -95,7 +95,8 @@ def create_app(
         redoc_url=None,
     )
     app.state.service = state
-    _add_offline_docs(app)
+    add_offline_docs(app)
+    add_security_headers(app)
     _add_health_routes(app, __version__)
     modules = (ingest, query, jobs, feedback, admin)
     for module in modules:
@@ -230,25 +231,3 @@ def _use_problem_for_errors(spec: dict[str, Any], schemas: dict[str, Any]) -> No
                     response["content"] = {PROBLEM_MEDIA_TYPE: {"schema": _PROBLEM_REF}}
             if path.startswith("/v1/admin"):
                 operation["security"] = [{"bearerAuth": []}]
-
-
-def _add_offline_docs(app: FastAPI) -> None:
-    """Swagger UI at ``/docs`` from files the service serves itself (the
-    ``swagger-ui-bundle`` package), not from a CDN: it works offline and in closed
-    networks. ReDoc, CDN-only, is off."""
-    from fastapi.openapi.docs import get_swagger_ui_html  # noqa: PLC0415
-    from fastapi.responses import HTMLResponse  # noqa: PLC0415
-    from fastapi.staticfiles import StaticFiles  # noqa: PLC0415
-    from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]  # noqa: PLC0415
-
-    app.mount("/docs/static", StaticFiles(directory=str(swagger_ui_path)), name="docs-static")
-
-    @app.get("/docs", include_in_schema=False)
-    async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url=str(app.openapi_url),
-            title=f"{app.title} API",
-            swagger_js_url="/docs/static/swagger-ui-bundle.js",
-            swagger_css_url="/docs/static/swagger-ui.css",
-            swagger_favicon_url="/docs/static/favicon-32x32.png",
-        )
