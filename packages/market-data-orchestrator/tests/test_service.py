@@ -135,6 +135,19 @@ def test_an_operator_scales_a_running_job_and_the_audit_says_from_what_to_what(
         )
         assert text.status_code == 422, loose
         assert "replicas" in text.text
+    twice = client.post(  # which count would be meant? refused, never guessed
+        "/v1/jobs/paced/scale",
+        content='{"replicas": 1, "replicas": 5}',
+        headers={**_auth("operator"), "Content-Type": "application/json"},
+    )
+    assert twice.status_code == 422
+    assert "duplicate key 'replicas'" in twice.text
+    latin = client.post(
+        "/v1/jobs/paced/scale",
+        content=b'{"replicas": 1}',
+        headers={**_auth("operator"), "Content-Type": "application/json; charset=latin-1"},
+    )
+    assert latin.status_code == 415
     assert client.post("/v1/jobs/nope/scale", json=body, headers=_auth("admin")).status_code == 404
     down = client.post("/v1/jobs/paced/scale", json={"replicas": 1}, headers=_auth("admin"))
     assert down.status_code == 200, down.text

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Sequence
+from functools import cache
 from ipaddress import IPv4Network, IPv6Network
 from typing import TYPE_CHECKING, Any
 
@@ -12,11 +14,15 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DOCS_POLICY",
+    "DuplicateKeyError",
     "SecurityHeaders",
     "add_offline_docs",
     "add_security_headers",
     "forwarded",
+    "json_charset_refusal",
     "query_names",
+    "strict_json",
+    "strict_json_route",
 ]
 
 
@@ -127,3 +133,113 @@ class SecurityHeaders:
 
 _SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")]
 _SECURITY_HEADER_NAMES = {name for name, _ in _SECURITY_HEADERS}
+
+
+def strict_json(body: bytes | str) -> Any:
+    """``json.loads`` that refuses an object with the same key twice (which value a parser
+    keeps differs from one to the next: a proxy and the service could read two different
+    requests). Raises ``DuplicateKeyError`` (a ``json.JSONDecodeError``) naming the key and
+    where: ``loc`` ``(3, "price")``."""
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        value = dict(items)
+        if len(value) == len(items):
+            return value
+        seen: set[str] = set()
+        for key, _ in items:
+            if key in seen:
+                return _Duplicated(value, key=key)
+            seen.add(key)
+        return value  # pragma: no cover - a shorter dict has a repeated key
+
+    document = json.loads(body, object_pairs_hook=pairs)
+    found = _duplicate_in(document, ())
+    if found is not None:
+        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+        raise DuplicateKeyError(found[0], found[1], text)
+    return document
+
+
+class DuplicateKeyError(json.JSONDecodeError):
+    """A JSON object with a key twice: ``loc`` is where (indexes and keys), ending with the
+    key."""
+
+    def __init__(self, loc: tuple[int | str, ...], key: str, document: str) -> None:
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc) or "top"
+        super().__init__(f"duplicate key {key!r} in the object at {where}", document, 0)
+        self.loc = (*loc, key)
+
+
+class _Duplicated(dict[str, Any]):
+    """An object that had a key twice (``key``), kept until it is located."""
+
+    def __init__(self, value: dict[str, Any], *, key: str) -> None:
+        super().__init__(value)
+        self.key = key
+
+
+def _duplicate_in(
+    value: Any, path: tuple[int | str, ...]
+) -> tuple[tuple[int | str, ...], str] | None:
+    """Where the first object with a duplicated key is (depth first) and the key."""
+    if isinstance(value, _Duplicated):
+        return path, value.key
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for step, item in items:
+        if isinstance(item, dict | list):
+            found = _duplicate_in(item, (*path, step))
+            if found is not None:
+                return found
+    return None
+
+
+def json_charset_refusal(content_type: str | None) -> str | None:
+    """Why a JSON body of ``content_type`` is refused (415), else None: JSON is UTF-8
+    (RFC 8259); a body declared in another charset would be read as something else."""
+    if not content_type:
+        return None
+    for parameter in content_type.split(";")[1:]:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset":
+            charset = value.strip().strip('"').lower()
+            if charset not in ("utf-8", "utf8"):
+                return f"a JSON body must be UTF-8, not charset={charset}"
+    return None
+
+
+@cache
+def strict_json_route() -> type[Any]:
+    """A FastAPI ``APIRoute`` class whose JSON bodies are read by ``strict_json`` (a key
+    twice: 422 naming it) and must be UTF-8 (415):
+    ``APIRouter(route_class=strict_json_route())``."""
+    from fastapi import HTTPException  # noqa: PLC0415 - the services only
+    from fastapi.routing import APIRoute  # noqa: PLC0415
+    from starlette.requests import Request  # noqa: PLC0415
+
+    class StrictJSONRequest(Request):
+        async def json(self) -> Any:
+            if not hasattr(self, "_json"):
+                refusal = json_charset_refusal(self.headers.get("content-type"))
+                if refusal is not None:
+                    raise HTTPException(415, refusal)
+                try:
+                    self._json = strict_json(await self.body())
+                except DuplicateKeyError as exc:
+                    raise HTTPException(422, f"invalid JSON body: {exc.msg}") from exc
+            return self._json
+
+    class StrictJSONRoute(APIRoute):
+        def get_route_handler(self) -> Any:
+            handler = super().get_route_handler()
+
+            async def strict(request: Request) -> Any:
+                return await handler(StrictJSONRequest(request.scope, request.receive))
+
+            return strict
+
+    return StrictJSONRoute

@@ -60,7 +60,12 @@ from market_data_core import (
     ProblemItem,
 )
 from market_data_core.logs import redacted_query
-from market_data_core.serving import add_offline_docs, add_security_headers, query_names
+from market_data_core.serving import (
+    add_offline_docs,
+    add_security_headers,
+    query_names,
+    strict_json_route,
+)
 from market_data_orchestrator._replica import SupervisorClosedError, offer
 from market_data_orchestrator.deployment import PeerSpec, Role
 from market_data_orchestrator.jobs import JobInfo, ScaleRequest
@@ -178,6 +183,7 @@ def create_app(orchestrator: Orchestrator, *, manage: bool = True) -> FastAPI:
         docs_url=None,  # served offline by _add_offline_docs
         redoc_url=None,
     )
+    app.router.route_class = strict_json_route()  # JSON bodies: UTF-8, no key twice
     app.state.orchestrator = orchestrator
     add_offline_docs(app)
     add_security_headers(app)

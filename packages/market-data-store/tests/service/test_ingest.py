@@ -18,6 +18,8 @@ from market_data_store.service.ingest import MAX_ERRORS
 from market_data_store.settings import StoreSettings
 from market_data_store.store import Store
 
+from .conftest import ADMIN_TOKEN  # noqa: TID252 - test helpers
+
 JSON = {"Content-Type": "application/json"}
 WINDOW = {
     "symbol": "AAPL",
@@ -291,3 +293,41 @@ def test_an_aggregate_refresh_over_the_whole_time_range_works(client: TestClient
     auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     response = client.post("/v1/admin/aggregates/refresh", json=body, headers=auth)
     assert response.status_code == 200, response.text
+
+
+def test_a_key_twice_in_a_json_object_is_422_naming_where(client: TestClient) -> None:
+    """Which of two values a parser keeps is a guess (a proxy may have read the other):
+    refused, naming the item and the key; nothing of the batch stored."""
+    items = [json.dumps(t) for t in _trades(4)]
+    items[2] = items[2][:-1] + ', "price": 1.0}'
+    answer = client.post("/v1/trades", content=f"[{','.join(items)}]", headers=JSON)
+    assert answer.status_code == 422
+    assert answer.json()["errors"][0]["loc"] == [2, "price"]
+    assert "duplicate key 'price'" in answer.json()["detail"]
+    stored = client.get("/v1/trades", params={"symbol": "AAPL", "start": T0.isoformat(),
+                                              "end": (T0 + timedelta(days=1)).isoformat()})  # fmt: skip
+    assert stored.json() == []
+    retention = client.post(
+        "/v1/admin/retention",
+        content='{"table": "bars", "table": "trades", "older_than_days": 30}',
+        headers={**JSON, "Authorization": f"Bearer {ADMIN_TOKEN}"},
+    )
+    assert retention.status_code == 422
+    assert "duplicate key 'table'" in retention.text
+
+
+@pytest.mark.parametrize("charset", ["latin-1", "iso-8859-1", "utf-16", '"cp1252"'])
+def test_json_declared_in_another_charset_is_415(client: TestClient, charset: str) -> None:
+    body = json.dumps(_trades(1)).encode()
+    for path, headers in (
+        ("/v1/trades", {}),
+        ("/v1/admin/retention", {"Authorization": f"Bearer {ADMIN_TOKEN}"}),
+    ):
+        answer = client.post(
+            path, content=body, headers={"Content-Type": f"application/json; charset={charset}",
+                                         **headers},
+        )  # fmt: skip
+        assert answer.status_code == 415, (path, answer.text)
+        assert "UTF-8" in answer.json()["detail"]
+    utf8 = {"Content-Type": "application/json; charset=UTF-8"}
+    assert client.post("/v1/trades", content=body, headers=utf8).status_code == 202

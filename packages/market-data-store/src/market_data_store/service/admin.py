@@ -24,6 +24,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
 
 from market_data_core import AuditEnvelope, AuditOutcome, TimeframeError, check_text, clamp_utc
+from market_data_core.serving import strict_json_route
 from market_data_store.aggregates import refresh_aggregates
 from market_data_store.backfill import BackfillUnavailableError
 from market_data_store.exceptions import BackendError, StoreConfigurationError
@@ -40,6 +41,7 @@ logger = structlog.get_logger(__name__)
 router = APIRouter(
     prefix="/v1/admin",
     tags=["admin"],
+    route_class=strict_json_route(),
     responses={
         401: {"model": Problem, "description": "missing or wrong admin token"},
         404: {"model": Problem, "description": "admin routes disabled: no MDS_ADMIN_TOKEN"},

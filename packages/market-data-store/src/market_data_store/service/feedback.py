@@ -10,12 +10,13 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import StreamingResponse
 
 from market_data_core import FeedbackEvent
+from market_data_core.serving import strict_json_route
 from market_data_store.service.deps import State
 from market_data_store.service.problems import Problem
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1/feedback", tags=["feedback"])
+router = APIRouter(prefix="/v1/feedback", tags=["feedback"], route_class=strict_json_route())
 KEEPALIVE_SECONDS = 15.0
 
 

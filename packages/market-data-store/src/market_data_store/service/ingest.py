@@ -13,9 +13,11 @@
   its metadata before anything is decompressed: a compression bomb costs nothing); 503
   with ``Retry-After`` when the bodies being decoded at once would pass
   ``max_decoding_bytes``. Large bodies are decoded off the event loop.
-- 415 when the body is neither JSON nor Arrow; 422 naming the item index (the row of an
-  Arrow table) and field (its column) when a record is invalid (nothing of that batch is
-  accepted; at most ``MAX_ERRORS`` errors are listed), and 422
+- 415 when the body is neither JSON nor Arrow, or JSON declared in a charset other than
+  UTF-8; 422 when a JSON object has a key twice (which one counts would be a guess); 422
+  naming the item index (the row of an Arrow table) and field (its column) when a record
+  is invalid (nothing of that batch is accepted; at most ``MAX_ERRORS`` errors are
+  listed), and 422
   naming the records the database refused (the request's other records were stored).
 - 429 with ``Retry-After`` under hard backpressure; 503 with ``Retry-After`` while the
   store is not accepting writes (stopping, circuit breaker open), or when records of the
@@ -39,6 +41,7 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from market_data_core import BackpressureLevel, Bar, Quote, Signal, Trade
 from market_data_core.ipc import measure
+from market_data_core.serving import DuplicateKeyError, json_charset_refusal, strict_json
 from market_data_store.backends.base import Record
 from market_data_store.columnar import ArrowRecords, ColumnError, Kind, conform
 from market_data_store.exceptions import (
@@ -140,6 +143,11 @@ def _validate(table: str, body: bytes, max_batch: int) -> list[Record] | JSONRes
         listed = f"; the first {MAX_ERRORS} are listed" if total > MAX_ERRORS else ""
         detail = f"invalid {table} batch: {total} errors{listed}"
         return problem(422, detail, errors=validation_errors(errors[:MAX_ERRORS]))
+    try:
+        strict_json(body)  # valid JSON: now refuse an object with a key twice
+    except DuplicateKeyError as exc:
+        duplicate = [{"loc": list(exc.loc), "msg": exc.msg, "type": "duplicate_key"}]
+        return problem(422, f"invalid {table} batch: {exc.msg}", errors=duplicate)
     return records
 
 
@@ -252,6 +260,10 @@ async def _body(state: ServiceState, request: Request) -> bytes | JSONResponse:
     if not (_is_json(content_type) or _media(content_type) == ARROW_STREAM):
         state.metrics.rejected.labels("content_type").inc()
         return problem(415, f"the body must be {_ACCEPTED_TYPES}")
+    refusal = json_charset_refusal(content_type) if _is_json(content_type) else None
+    if refusal is not None:
+        state.metrics.rejected.labels("content_type").inc()
+        return problem(415, refusal)
     return await request.body()  # at most max_body_bytes: the route's max_body_size
 
 

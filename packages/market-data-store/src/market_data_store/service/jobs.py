@@ -11,6 +11,7 @@ from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
 
 from market_data_core import Text, UtcDatetime
+from market_data_core.serving import strict_json_route
 from market_data_store.exceptions import StoreConfigurationError
 from market_data_store.jobs import JobMode, JobRun, JobRunTracker, JobStatus
 from market_data_store.service.deps import State
@@ -18,7 +19,7 @@ from market_data_store.service.problems import NOT_JSON, Problem
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=strict_json_route())
 _NO_RUN: dict[int | str, dict[str, Any]] = {404: {"model": Problem, "description": "no such run"}}
 _FINISHED: dict[int | str, dict[str, Any]] = {
     409: {"model": Problem, "description": "the run is already finished"}

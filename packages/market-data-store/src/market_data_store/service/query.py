@@ -23,13 +23,14 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel
 
 from market_data_core import Bar, Quote, Timeframe, TimeframeError, Trade, clamp_utc, from_ns
 from market_data_core.columns import to_models
+from market_data_core.serving import strict_json_route
 from market_data_store.backends.base import complete_page
 from market_data_store.columnar import Kind, encode
 from market_data_store.service.deps import ServiceState, State
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1", tags=["query"])
+router = APIRouter(prefix="/v1", tags=["query"], route_class=strict_json_route())
 
 Symbol = Annotated[
     str, Query(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9^][A-Za-z0-9._:/=^+\-]*$")
