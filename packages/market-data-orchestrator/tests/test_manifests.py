@@ -1,7 +1,8 @@
 """The Kubernetes manifests and the KEDA ScaledObjects in docs/operations/k8s/ parse, point at
 each other, run commands that exist, give each partition stream one worker that never runs
-twice, and scale each worker on its own stream's lag."""
+twice, scale each worker on its own stream's lag, and keep Redis' data (AOF on a volume)."""
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -56,12 +57,13 @@ def test_deployments_select_their_pods_and_services_select_deployments() -> None
         for other, theirs in deployments.items():
             labels = theirs["spec"]["template"]["metadata"]["labels"]
             assert other == name or not selector.items() <= labels.items(), (name, other)
+    workloads = [*deployments.values(), *_by_kind("StatefulSet")]
     for service in _by_kind("Service"):
         assert any(
             service["spec"]["selector"].items()
             <= d["spec"]["template"]["metadata"]["labels"].items()
-            for d in deployments.values()
-        )
+            for d in workloads
+        ), service["metadata"]["name"]
 
 
 @pytest.mark.parametrize(
@@ -160,8 +162,42 @@ def test_each_partition_scales_on_its_own_streams_lag() -> None:
 
 
 def test_secrets_come_from_secret_refs_not_literals() -> None:
-    for deployment in _by_kind("Deployment"):
-        for container in deployment["spec"]["template"]["spec"]["containers"]:
+    for workload in [*_by_kind("Deployment"), *_by_kind("StatefulSet")]:
+        for container in workload["spec"]["template"]["spec"]["containers"]:
             for env in container.get("env", []):
-                if any(word in env["name"] for word in ("URL", "TOKEN")) and "value" in env:
+                if (
+                    any(word in env["name"] for word in ("URL", "TOKEN", "PASSWORD"))
+                    and "value" in env
+                ):
                     assert env["value"].startswith("http://market-data-"), env
+            args = container.get("args", [])
+            for flag, value in itertools.pairwise(args):
+                if flag == "--requirepass":
+                    assert value.startswith("$("), "a password literal in args"
+
+
+def _flags(args: list[str]) -> dict[str, str]:
+    return {flag: value for flag, value in itertools.pairwise(args) if flag[:2] == "--"}
+
+
+def test_redis_keeps_its_data_on_a_volume_with_the_append_only_file_on() -> None:
+    """The workers lose no tick when Redis restarts only if Redis persists what it
+    acknowledged (docs/pipeline.md): one StatefulSet, the AOF on (fsync always or every
+    second), its --dir on a PersistentVolumeClaim, behind the Service the Secret's
+    redis-address names."""
+    (redis,) = [s for s in _by_kind("StatefulSet") if s["metadata"]["name"] == "redis"]
+    assert redis["spec"]["replicas"] == 1
+    (container,) = redis["spec"]["template"]["spec"]["containers"]
+    assert container["args"][0] == "redis-server"
+    flags = _flags(container["args"])
+    assert flags["--appendonly"] == "yes"
+    assert flags["--appendfsync"] in {"always", "everysec"}
+    claims = {c["metadata"]["name"] for c in redis["spec"]["volumeClaimTemplates"]}
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert flags["--dir"] in {mounts[name] for name in claims & set(mounts)}
+    services = [s for s in _by_kind("Service") if s["metadata"]["name"] == "redis"]
+    assert services, "no Service named redis"
+    assert redis["spec"]["serviceName"] == "redis"
+    port = services[0]["spec"]["ports"][0]["port"]
+    readme = (K8S.parent / "README.md").read_text()
+    assert f"redis-address=redis:{port}" in readme
