@@ -196,6 +196,9 @@ def connect(url: str) -> StreamClient:
 class RedisLink:
     """A node's Redis client and its reconnection policy (see the module docstring).
 
+    ``give_up``, when it returns true, ends the retries at once (a provider that is
+    stopping or closing: what it has not acknowledged is delivered again later).
+
     ``outages`` counts the outages seen (a command failed for want of a connection);
     ``reconnects`` those that ended with the server answering again. A node compares them
     with what it saw last to resume after one (re-read what may have been delivered,
@@ -209,6 +212,7 @@ class RedisLink:
         node_id: str,
         reconnect_timeout: float,
         on_reconnect: Callable[[], None] | None = None,
+        give_up: Callable[[], bool] | None = None,
     ) -> None:
         _redis()
         from redis.asyncio.retry import Retry  # noqa: PLC0415
@@ -223,6 +227,8 @@ class RedisLink:
         self.outages = 0
         self.reconnects = 0
         self._on_reconnect = on_reconnect
+        self._give_up = give_up
+        """True when waiting for the server is pointless (the node is stopping, closing)."""
         self._down_since: float | None = None
         # retries=-1: no count; an outage is bounded in time by `fail` below
         self._retry = Retry(
@@ -262,7 +268,10 @@ class RedisLink:
                 error=str(error),
                 timeout=self.reconnect_timeout,
             )
-        elif now - self._down_since >= self.reconnect_timeout:
+        if self._give_up is not None and self._give_up():
+            message = f"Redis at {self.where} unreachable while stopping: {error}"
+            raise RedisUnavailableError(message) from error
+        if now - self._down_since >= self.reconnect_timeout:
             message = (
                 f"Redis at {self.where} unreachable for {now - self._down_since:.1f} s"
                 f" (reconnect_timeout {self.reconnect_timeout:g} s): {error}"

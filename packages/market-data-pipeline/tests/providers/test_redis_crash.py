@@ -324,3 +324,61 @@ def test_a_worker_started_after_redis_lost_its_entries_exits_3_naming_the_loss(
     assert "the group is gone" in second.output
     assert '"ticks"' in second.output  # the summary came first
     assert (state / "redis_stream" / "ticks" / "md-pipeline" / "w1.json").exists()
+
+
+@pytest.mark.asyncio
+async def test_a_stop_while_redis_is_away_ends_the_worker_without_waiting_for_it(
+    tmp_path: Path,
+) -> None:
+    """SIGTERM during an outage: the worker stops retrying, drains what it emitted and
+    leaves what it did not acknowledge pending (not 300 s of reconnect_timeout, no error)."""
+    with redis(appendonly=True) as server:
+        await add(server.url, ticks()[:10])
+        worker = GraphRuntime(worker_graph(server.url, tmp_path), registry=registry())
+        working = asyncio.create_task(worker.run())
+        try:
+            await until(lambda: worker.stats["seen"].items_in >= 500, 60)
+            server.kill()
+            await worker.stop(drain=True)
+            result = await asyncio.wait_for(working, scaled(30))
+        finally:
+            working.cancel()
+            await asyncio.gather(working, return_exceptions=True)
+        server.start()
+        client = aioredis.Redis.from_url(server.url)
+        try:
+            pending = (await client.xpending("ticks", "md-pipeline"))["pending"]
+        finally:
+            await client.aclose()
+    assert str(result.state) == "stopped"
+    assert pending >= 1  # the open minute's entries: delivered again to whoever resumes
+
+
+@pytest.mark.asyncio
+async def test_the_feed_fails_after_reconnect_timeout_naming_the_server_not_its_password(
+    tmp_path: Path,
+) -> None:
+    from market_data_pipeline.exceptions import NodeError, RedisUnavailableError
+
+    with RedisServer(password="hunter2") as server:
+        reached, _gate = gated("gone")
+        graph = Graph.build(
+            [
+                node("src", "gated", name="gone"),
+                node("bus", "redis_stream", url=server.url, stream="t", reconnect_timeout=0.5),
+            ],
+            ["src -> bus"],
+        )
+        feeding = asyncio.create_task(GraphRuntime(graph, registry=registry()).run())
+        try:
+            await asyncio.wait_for(reached.wait(), scaled(30))
+            server.kill()
+            _gate.set()
+            with pytest.raises(NodeError) as info:
+                await asyncio.wait_for(feeding, scaled(30))
+        finally:
+            feeding.cancel()
+            await asyncio.gather(feeding, return_exceptions=True)
+    assert isinstance(info.value.error, RedisUnavailableError)
+    assert f"Redis at redis://127.0.0.1:{server.port}/0 unreachable" in str(info.value)
+    assert "hunter2" not in str(info.value)

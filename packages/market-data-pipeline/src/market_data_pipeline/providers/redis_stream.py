@@ -34,7 +34,8 @@ Redis answers again, for at most ``reconnect_timeout`` seconds of one outage (th
 job fails, naming the server without its password; see ``_arrow_ipc.RedisLink``). After
 an outage the consumer first re-reads its own pending entries that it has not emitted
 (a read whose reply was lost delivered them), then reads on; the time Redis was away
-does not count towards ``idle_stop``.
+does not count towards ``idle_stop``. A job stopped (or a provider closed) while Redis is
+away stops waiting for it: what was not acknowledged is delivered again later.
 
 Losses are detected, never passed over: what Redis kept is checked against a small state
 file kept outside Redis (``<state_dir>/redis_stream/<stream>/<group>/<consumer>.json``,
@@ -96,7 +97,7 @@ from market_data_pipeline._arrow_ipc import (
     node_url,
 )
 from market_data_pipeline.components import Context, Emit, Params, Provider
-from market_data_pipeline.exceptions import RecordError
+from market_data_pipeline.exceptions import RecordError, RedisUnavailableError
 from market_data_pipeline.marks import Mark
 
 __all__ = [
@@ -213,6 +214,7 @@ class RedisStreamProvider(Provider[RedisStreamParams]):
         self._state_path: Path | None = None
         self._info_at = 0.0
         self._outages_seen = 0
+        self._closing = False
         self._before_loss: set[bytes] = set()
         """Entries emitted before a loss was found (not part of the new baseline)."""
         self._stamps_key = f"{params.stream}:{params.group}:stamps:ns"
@@ -238,6 +240,7 @@ class RedisStreamProvider(Provider[RedisStreamParams]):
             node_id=self.node_id,
             reconnect_timeout=p.reconnect_timeout,
             on_reconnect=self._reconnected,
+            give_up=lambda: self._closing or ctx.stopping.is_set(),
         )
         self._state_path = self._path_of_state(p.state_dir or ctx.services.get(STATE_DIR_SERVICE))
         self._state = self._load_state()
@@ -475,6 +478,7 @@ class RedisStreamProvider(Provider[RedisStreamParams]):
             state.delivered = entry_id.decode()
 
     async def close(self) -> None:
+        self._closing = True  # Redis away now: what is not acknowledged comes again later
         acker, self._acker = self._acker, None
         if acker is not None:
             acker.cancel()
@@ -492,6 +496,14 @@ class RedisStreamProvider(Provider[RedisStreamParams]):
 
     async def run(self, emit: Emit) -> None:
         """Emit each entry's batch, then a mark that acknowledges the entry once complete."""
+        try:
+            await self._run(emit)
+        except RedisUnavailableError:
+            if not self.context.stopping.is_set():
+                raise
+            # stopped while Redis was away: what was not acknowledged is delivered again
+
+    async def _run(self, emit: Emit) -> None:
         ctx = self.context
         client = self.client
         assert client is not None, "open() first"
