@@ -14,6 +14,7 @@ EXPECTED = {
     "TimeframeError", "Trade", "TradeSide", "Track", "Transform", "TransportError", "UtcDatetime",
     "__version__", "check_text", "clamp_utc", "worst_of",
     "NanoDatetime", "UtcTimestamp", "Reason", "from_ns", "parse_timestamp", "to_ns",
+    "TextDatetime", "RangeDatetime",
 }  # fmt: skip
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, StringConstraints
 
 __all__ = [
     "MAX_TIMESTAMP",
@@ -14,8 +15,10 @@ __all__ = [
     "FinitePrice",
     "Identifier",
     "NonNegativeFinite",
+    "RangeDatetime",
     "Symbol",
     "Text",
+    "TextDatetime",
     "UtcDatetime",
     "check_text",
     "clamp_utc",
@@ -77,6 +80,26 @@ UtcDatetime = Annotated[
 ]
 """A timezone-aware datetime, normalised to UTC, in ``[MIN_TIMESTAMP, MAX_TIMESTAMP)``.
 Naive datetimes are rejected."""
+
+
+_NUMBER = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
+
+
+def _written_time(value: object) -> object:
+    """A time as a caller writes it: a datetime or an RFC 3339 string, never a number (which
+    pydantic would take as seconds, or milliseconds, since 1970)."""
+    if isinstance(value, int | float) or (isinstance(value, str) and _NUMBER.fullmatch(value)):
+        msg = "a time is an RFC 3339 string (2024-01-02T14:30:00Z), not a number"
+        raise ValueError(msg)
+    return value
+
+
+TextDatetime = Annotated[UtcDatetime, BeforeValidator(_written_time)]
+"""``UtcDatetime`` as an HTTP request gives it: a string (or a datetime), never a number."""
+
+RangeDatetime = Annotated[AwareDatetime, BeforeValidator(_written_time), AfterValidator(clamp_utc)]
+"""A bound of a query range as an HTTP request gives it (never a number), clamped into
+``[MIN_TIMESTAMP, MAX_TIMESTAMP]`` (see ``clamp_utc``)."""
 
 Text = Annotated[str, AfterValidator(check_text)]
 """Free text that every store can keep: see ``check_text``."""

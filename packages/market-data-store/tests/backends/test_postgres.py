@@ -426,6 +426,8 @@ async def test_freshness_per_table_and_symbol(pg_backend: PostgresBackend) -> No
 
 async def test_retention_and_audit(pg_backend: PostgresBackend) -> None:
     await pg_backend.write(minute_bars(10))
+    assert await pg_backend.delete_before("bars", T0 + 4 * M1.delta, dry_run=True) == 4
+    assert await pg_backend.count("bars") == 10  # a dry run deletes nothing
     assert await pg_backend.delete_before("bars", T0 + 4 * M1.delta) == 4
     assert await pg_backend.count("bars") == 6
     first = make_audit()

@@ -197,6 +197,20 @@ def test_retention_deletes_old_rows(client: TestClient) -> None:
     auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     client.post("/v1/bars", json=_bars(3))  # T0 is 2024: older than 30 days
     _eventually(client, "/v1/bars", BARS_RANGE, 3)
+    for nonsense in (1e-300, 0.5, 0, "30", True, -1):  # never "everything up to now"
+        refused = client.post(
+            "/v1/admin/retention", headers=auth, json={"table": "bars", "older_than_days": nonsense}
+        )
+        assert refused.status_code == 422, nonsense
+        assert "older_than_days" in refused.text
+    dry = client.post(
+        "/v1/admin/retention",
+        headers=auth,
+        json={"table": "bars", "older_than_days": 30, "dry_run": True},
+    )
+    assert dry.status_code == 200
+    assert (dry.json()["deleted"], dry.json()["dry_run"]) == (3, True)
+    assert len(client.get("/v1/bars", params=BARS_RANGE).json()["items"]) == 3  # all kept
     result = client.post(
         "/v1/admin/retention", headers=auth, json={"table": "bars", "older_than_days": 30}
     )

@@ -106,6 +106,35 @@ def test_job_heartbeats_at_the_range_edges_are_422(client: TestClient) -> None:
     assert client.get("/v1/jobs").status_code == 200  # the run list stays readable
 
 
+@pytest.mark.parametrize(
+    "body",
+    [{"min_ts": 0}, {"max_ts": 1_700_000_000.5}, {"min_ts": "1700000000"}, {"max_ts": True},
+     {"rows_written": "5"}, {"rows_failed": 2.0}, {"rows_written": True}],
+)  # fmt: skip
+def test_a_heartbeat_takes_times_as_text_and_counts_as_integers(
+    client: TestClient, body: dict[str, Any]
+) -> None:
+    """A number is not a time (it would be read as seconds since 1970) and a string is not
+    a count: 422 naming the field, the run untouched."""
+    run = client.post("/v1/jobs", json={"job_name": "strict", "provider": "replay"}).json()
+    beat = client.post(f"/v1/jobs/{run['id']}/heartbeat", json=body)
+    assert beat.status_code == 422, beat.text
+    assert beat.json()["errors"][0]["loc"] == ["body", next(iter(body))]
+    fine = {"rows_written": 5, "min_ts": "2024-01-02T14:30:00Z"}
+    assert client.post(f"/v1/jobs/{run['id']}/heartbeat", json=fine).status_code == 200
+    stored = client.get(f"/v1/jobs/{run['id']}").json()
+    assert (stored["rows_written"], stored["min_ts"][:19]) == (5, "2024-01-02T14:30:00")
+
+
+def test_a_query_bound_is_a_time_not_a_number(client: TestClient) -> None:
+    for start in ("0", "1700000000", "1.7e9"):
+        answer = client.get(
+            "/v1/trades", params={"symbol": "AAPL", "start": start, "end": "2030-01-01T00:00:00Z"}
+        )
+        assert answer.status_code == 422, start
+        assert "RFC 3339" in answer.text
+
+
 def test_numbers_are_strict_json_numbers(client: TestClient) -> None:
     response = client.post("/v1/trades", json=_trades(2) + _trades(1, price="10", size=True))
     assert response.status_code == 422

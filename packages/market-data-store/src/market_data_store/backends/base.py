@@ -261,9 +261,9 @@ class Backend(Protocol):
         """Rows in ``table`` (bars, trades, quotes, signals)."""
         ...
 
-    async def delete_before(self, table: str, cutoff: datetime) -> int:
+    async def delete_before(self, table: str, cutoff: datetime, *, dry_run: bool = False) -> int:
         """Retention: delete rows of a data table (and their history) older than
-        ``cutoff``; return how many current rows."""
+        ``cutoff``; return how many current rows. ``dry_run``: delete nothing, count them."""
         ...
 
     async def record_audit(self, envelope: AuditEnvelope) -> None:

@@ -698,10 +698,13 @@ class PostgresBackend(ModelReads):
 
         return await self._run("count", work)
 
-    async def delete_before(self, table: str, cutoff: datetime) -> int:
+    async def delete_before(self, table: str, cutoff: datetime, *, dry_run: bool = False) -> int:
         column = LAYOUTS[Kind(_check_table(table))].time
 
         async def work(connection: Any) -> int:
+            if dry_run:
+                count = f"SELECT count(*) FROM {table} WHERE {_q(column)} < $1"
+                return int(await connection.fetchval(count, cutoff))
             async with connection.transaction():
                 await connection.execute(
                     f"DELETE FROM {table}_history WHERE {_q(column)} < $1", cutoff

@@ -499,13 +499,16 @@ class SqliteBackend(ModelReads):
         rows = await self._fetch(f"SELECT count(*) FROM {table}", [])
         return int(rows[0][0])
 
-    async def delete_before(self, table: str, cutoff: datetime) -> int:
+    async def delete_before(self, table: str, cutoff: datetime, *, dry_run: bool = False) -> int:
         _check_table(table)
         column = "start" if table == "bars" else "ts"
         micros = _rows.to_micros(cutoff)
 
         def delete() -> int:
             db = self._db
+            if dry_run:
+                count = f"SELECT count(*) FROM {table} WHERE {column} < ?"
+                return int(db.execute(count, [micros]).fetchone()[0])
             db.execute("BEGIN IMMEDIATE")
             try:
                 db.execute(f"DELETE FROM {table}_history WHERE {column} < ?", [micros])

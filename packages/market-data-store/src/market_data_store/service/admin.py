@@ -21,9 +21,15 @@ from typing import Annotated, Any, Literal, NoReturn
 
 import structlog
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
-from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
-from market_data_core import AuditEnvelope, AuditOutcome, TimeframeError, check_text, clamp_utc
+from market_data_core import (
+    AuditEnvelope,
+    AuditOutcome,
+    RangeDatetime,
+    TimeframeError,
+    check_text,
+)
 from market_data_core.serving import strict_json_route
 from market_data_store.aggregates import refresh_aggregates
 from market_data_store.backfill import BackfillUnavailableError
@@ -49,18 +55,33 @@ router = APIRouter(
 )
 
 
-RangeTime = Annotated[AwareDatetime, AfterValidator(clamp_utc)]
+RangeTime = RangeDatetime
+RETENTION_MIN_DAYS = 1
+"""The shortest retention an admin call may ask for: an hour's mistake (or ``1e-300``)
+must not delete everything stored."""
 
 
 class RetentionRequest(BaseModel):
     table: Literal["bars", "trades", "quotes", "signals"]
-    older_than_days: Annotated[float, Field(gt=0, le=36_500)]
+    older_than_days: Annotated[
+        float,
+        Field(
+            ge=RETENTION_MIN_DAYS,
+            le=36_500,
+            strict=True,
+            description=f"At least {RETENTION_MIN_DAYS} day (a JSON number): rows older go.",
+        ),
+    ]
+    dry_run: Annotated[bool, Field(strict=True)] = False
+    """Count the rows that would go; delete nothing."""
 
 
 class RetentionResult(BaseModel):
     table: str
     cutoff: datetime
     deleted: int
+    """Rows deleted (with ``dry_run``: that would be)."""
+    dry_run: bool = False
 
 
 class AggregateRequest(BaseModel):
@@ -207,11 +228,10 @@ async def schema_version(state: Admin, request: Request) -> SchemaVersion:
 )
 async def retention(state: Admin, request: Request, body: RetentionRequest) -> RetentionResult:
     cutoff = datetime.now(UTC) - timedelta(days=body.older_than_days)
-    deleted = await state.store.backend.delete_before(body.table, cutoff)
-    await _audit(
-        state, request, AuditOutcome.ALLOWED, details={"table": body.table, "deleted": deleted}
-    )
-    return RetentionResult(table=body.table, cutoff=cutoff, deleted=deleted)
+    deleted = await state.store.backend.delete_before(body.table, cutoff, dry_run=body.dry_run)
+    details = {"table": body.table, "deleted": deleted, "dry_run": body.dry_run}
+    await _audit(state, request, AuditOutcome.ALLOWED, details=details)
+    return RetentionResult(table=body.table, cutoff=cutoff, deleted=deleted, dry_run=body.dry_run)
 
 
 @router.post(

@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
 
-from market_data_core import Text, UtcDatetime
+from market_data_core import Text, TextDatetime
 from market_data_core.serving import strict_json_route
 from market_data_store.exceptions import StoreConfigurationError
 from market_data_store.jobs import JobMode, JobRun, JobRunTracker, JobStatus
@@ -40,10 +40,10 @@ class JobStart(BaseModel):
 
 
 class JobHeartbeat(BaseModel):
-    rows_written: Annotated[int, Field(ge=0, le=10**12)] = 0
-    rows_failed: Annotated[int, Field(ge=0, le=10**12)] = 0
-    min_ts: UtcDatetime | None = None
-    max_ts: UtcDatetime | None = None
+    rows_written: Annotated[int, Field(ge=0, le=10**12, strict=True)] = 0
+    rows_failed: Annotated[int, Field(ge=0, le=10**12, strict=True)] = 0
+    min_ts: TextDatetime | None = None
+    max_ts: TextDatetime | None = None
 
 
 class JobComplete(BaseModel):

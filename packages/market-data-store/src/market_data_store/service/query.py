@@ -19,9 +19,18 @@ import pyarrow.compute as pc
 from fastapi import APIRouter, Query, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import AfterValidator, AwareDatetime, BaseModel
+from pydantic import BaseModel
 
-from market_data_core import Bar, Quote, Timeframe, TimeframeError, Trade, clamp_utc, from_ns
+from market_data_core import (
+    Bar,
+    Quote,
+    RangeDatetime,
+    TextDatetime,
+    Timeframe,
+    TimeframeError,
+    Trade,
+    from_ns,
+)
 from market_data_core.columns import to_models
 from market_data_core.serving import strict_json_route
 from market_data_store.backends.base import complete_page
@@ -36,14 +45,14 @@ Symbol = Annotated[
     str, Query(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9^][A-Za-z0-9._:/=^+\-]*$")
 ]
 Limit = Annotated[int, Query(ge=1, le=10_000)]
-RangeTime = Annotated[AwareDatetime, AfterValidator(clamp_utc)]
-"""A bound of a time range: any aware time, clamped into the range timestamps can have
-(``0001-01-01``...``9999-12-31`` reads as "everything")."""
+RangeTime = RangeDatetime
+"""A bound of a time range: any aware time written as such (never a number), clamped into
+the range timestamps can have (``0001-01-01``...``9999-12-31`` reads as "everything")."""
 
 
 Format = Annotated[Literal["json", "arrow", "parquet", "csv"], Query()]
 KnownAt = Annotated[
-    AwareDatetime | None,
+    TextDatetime | None,
     Query(
         description=(
             "Read the versions the store held at this time (UTC, with an offset) instead of "
