@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from market_data_core import HealthState
 from market_data_core.testing import T0, make_trade
 from market_data_store.backends.base import Record, WriteResult
 from market_data_store.backends.sqlite import SqliteBackend
 from market_data_store.columnar import SCHEMAS, Kind, conform, from_models
 from market_data_store.dlq import FileDeadLetterStore
-from market_data_store.exceptions import TransientBackendError
+from market_data_store.exceptions import CoordinatorStoppedError, TransientBackendError
 from market_data_store.retry import BreakerState
 from market_data_store.settings import StoreSettings
 from market_data_store.store import Store
@@ -27,6 +28,13 @@ class FlakyBackend(SqliteBackend):
     """Real SQLite that can be made "down": writes and pings fail as a lost server would."""
 
     down = False
+    unreachable = False
+
+    async def open(self) -> None:
+        if self.unreachable:
+            msg = "connection refused"
+            raise TransientBackendError(msg)
+        await super().open()
 
     async def write(self, records: Sequence[Record]) -> WriteResult:
         if self.down:
@@ -63,6 +71,43 @@ async def _until_open(store: Store) -> None:
     # polling: the breaker has no event to wait on
     while store.coordinator.breaker.state is not BreakerState.OPEN:  # noqa: ASYNC110
         await asyncio.sleep(0.01)
+
+
+async def test_a_store_started_without_its_database_connects_once_it_answers(
+    tmp_path: Path,
+) -> None:
+    store, backend = _store(_settings(tmp_path))
+    backend.unreachable = True
+    with pytest.raises(TransientBackendError):
+        await store.start()  # by default a start needs the database
+    await store.start(migrate=True, wait_for_database=True)
+    try:
+        health = await store.health()
+        assert health.state is HealthState.UNHEALTHY
+        database = next(c for c in health.components if c.name == "database")
+        assert database.details["error"] == "connecting: connection refused"
+        assert "has not answered since the start" in (store.unavailable() or "")
+        with pytest.raises(CoordinatorStoppedError):
+            await store.submit_many([make_trade(ts=T0)])
+        backend.unreachable = False
+        async with asyncio.timeout(30):
+            while store.unavailable() is not None:  # noqa: ASYNC110 - polling the state
+                await asyncio.sleep(0.01)
+        receipt = await store.submit_many([make_trade(ts=T0)])
+        await asyncio.wait_for(receipt.wait(), 30)
+        assert receipt.stored
+    finally:
+        await store.stop()
+
+
+async def test_a_stop_while_connecting_ends_at_once(tmp_path: Path) -> None:
+    store, backend = _store(_settings(tmp_path))
+    backend.unreachable = True
+    await store.start(wait_for_database=True)
+    await asyncio.wait_for(store.stop(), 5)
+    backend.unreachable = False
+    await asyncio.sleep(0.6)  # past the first retry: nothing connects after the stop
+    assert store.coordinator.state.value == "created"
 
 
 async def test_writes_resume_once_a_check_of_the_database_succeeds(tmp_path: Path) -> None:

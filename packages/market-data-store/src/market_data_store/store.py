@@ -12,6 +12,7 @@ directly (no server) or the HTTP client.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -39,7 +40,11 @@ from market_data_store.columnar import ArrowRecords, Kind, Stamper, conform, kin
 from market_data_store.coordinator import CoordinatorState, WriteCoordinator
 from market_data_store.dlq import FileDeadLetterStore
 from market_data_store.dsn import DatabaseUrl
-from market_data_store.exceptions import BackendError, HistoryUnavailableError
+from market_data_store.exceptions import (
+    BackendError,
+    HistoryUnavailableError,
+    TransientBackendError,
+)
 from market_data_store.receipts import WriteReceipt
 from market_data_store.retry import BreakerState, CircuitBreaker, RetryPolicy
 from market_data_store.settings import StoreSettings
@@ -50,6 +55,8 @@ __all__ = ["Store", "check_known_at", "make_backend"]
 
 logger = structlog.get_logger(__name__)
 SERVICE = "market-data-store"
+_CONNECT_BACKOFF = (0.25, 10.0)
+"""First and longest wait (seconds) between attempts to reach the database at start."""
 _PING_TIMEOUT = 2.0
 """Seconds a database check may take before it counts as failed."""
 _PURGE_EVERY = 3600.0
@@ -165,6 +172,9 @@ class Store:
         self._watcher: asyncio.Task[None] | None = None
         self._database: HealthComponent | None = None  # the watcher's last answer
         self._checking_since: float | None = None  # when the watcher's check in flight began
+        self._connecting: asyncio.Task[None] | None = None
+        self._unreached: str | None = None
+        """Why the database could not be reached, while ``start`` keeps connecting."""
         """The last background check of the database: when (monotonic) and what it found."""
 
     def _make_coordinator(self) -> WriteCoordinator:
@@ -188,13 +198,59 @@ class Store:
             on_outage=s.on_outage,
         )
 
-    async def start(self, *, migrate: bool = False) -> None:
+    async def start(self, *, migrate: bool = False, wait_for_database: bool = False) -> None:
         """Open the backend (optionally migrating first), start feedback, the workers and
         the background health checks. A dead-letter file that cannot be written is logged
-        and makes the store unhealthy (it does not stop the start)."""
-        if self._started:
+        and makes the store unhealthy (it does not stop the start).
+
+        ``wait_for_database``: when the database cannot be reached (a transient error), do
+        not raise: return at once, unready (``health`` unhealthy, ``unavailable`` says why,
+        reads answer ``TransientBackendError``), and keep connecting in the background with
+        backoff and jitter; the store starts once the database answers. A service under
+        an orchestrator comes up and reports not ready instead of exiting into a restart
+        loop."""
+        if self._started or self._connecting is not None:
             return
-        await self.backend.open()
+        try:
+            await self.backend.open()
+        except TransientBackendError as exc:
+            if not wait_for_database:
+                raise
+            self._unreached = str(exc)
+            logger.error(
+                "the database cannot be reached: serving unready, connecting in the background",
+                database=str(self.url),
+                error=self._unreached,
+            )
+            self._connecting = asyncio.get_running_loop().create_task(
+                self._connect(migrate), name="store-connect"
+            )
+            return
+        await self._start_open(migrate)
+
+    async def _connect(self, migrate: bool) -> None:
+        """Open the backend until it works (exponential backoff with jitter, at most
+        ``_CONNECT_BACKOFF[1]`` seconds apart), then start."""
+        delay = _CONNECT_BACKOFF[0]
+        while True:
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311 - jitter
+            try:
+                await self.backend.open()
+                await self._start_open(migrate)
+            except TransientBackendError as exc:
+                await self.backend.close()
+                self._unreached = str(exc)
+                delay = min(delay * 2, _CONNECT_BACKOFF[1])
+                continue
+            except Exception as exc:
+                self._unreached = f"{type(exc).__name__}: {exc}"
+                logger.exception("the store could not start once the database answered")
+                raise
+            self._unreached = None
+            logger.info("the database answers: the store is ready", database=str(self.url))
+            return
+
+    async def _start_open(self, migrate: bool) -> None:
         if migrate and not await self._at_head():
             from market_data_store.migrate import upgrade  # noqa: PLC0415 - Alembic is slow to import
 
@@ -257,6 +313,13 @@ class Store:
         """Stop accepting, flush what was accepted (``drain``, for at most
         ``settings.drain_timeout`` seconds, then the rest is dead-lettered), close
         everything. Concurrent calls all return once the first one has finished."""
+        connecting, self._connecting = self._connecting, None
+        if connecting is not None and not connecting.done():
+            connecting.cancel()
+            await asyncio.gather(connecting, return_exceptions=True)
+            if not self._started:  # never connected: nothing accepted, nothing to drain
+                await self.backend.close()
+                return
         if self._stopping is None:
             if not self._started:
                 return
@@ -329,6 +392,8 @@ class Store:
         """Why writes are refused right now (``None``: they are taken): not running, the
         circuit breaker open (the database is failing), or, when ingest acknowledges queued
         records, a dead-letter file that cannot be written (a failure would lose them)."""
+        if self._unreached is not None and not self._started:
+            return f"the database has not answered since the start ({self._unreached})"
         if self.coordinator.state is not CoordinatorState.RUNNING:
             return f"the write coordinator is {self.coordinator.state}"
         if self.coordinator.breaker.state is BreakerState.OPEN:
@@ -513,6 +578,8 @@ class Store:
         return HealthStatus.from_components(SERVICE, components, version=_version())
 
     async def _database_now(self) -> HealthComponent:
+        if self._unreached is not None and not self._started:  # connecting
+            return self._database_unanswered(f"connecting: {self._unreached}")
         if self._database is None or self._watcher is None:  # not running: check now
             return await self._database_health()
         if self._watcher.done():

@@ -71,7 +71,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await store.start(migrate=migrate_on_start)
+        await store.start(migrate=migrate_on_start, wait_for_database=True)
         if settings.admin_token is None:
             logger.info("admin routes are off (MDS_ADMIN_TOKEN unset or empty)")
         stopper = None if stop_on is None else asyncio.create_task(_stop_when(stop_on, store))
