@@ -1,3 +1,4 @@
+import socket
 from pathlib import Path
 
 import httpx
@@ -12,6 +13,10 @@ def test_serves_on_a_free_loopback_port_and_stops(tmp_path: Path) -> None:
     with OrchestratorService(deployment) as orchestrator:
         assert orchestrator.url == f"http://127.0.0.1:{orchestrator.port}"
         assert httpx.get(f"{orchestrator.url}/readyz").json()["state"] == "healthy"
+        # mdo serve runs the guarded protocol: an over-long request line gets an answer
+        with socket.create_connection(("127.0.0.1", orchestrator.port), timeout=30) as raw:
+            raw.sendall(b"GET /healthz?" + b"a" * 1_000_000 + b" HTTP/1.1\r\n\r\n")
+            assert raw.recv(64).startswith(b"HTTP/1.1 414 ")
     assert orchestrator.process is not None
     assert orchestrator.process.returncode is not None
 

@@ -243,3 +243,25 @@ def strict_json_route() -> type[Any]:
             return strict
 
     return StrictJSONRoute
+
+
+def guarded_h11(*, head_timeout: float = 10.0, body_timeout: float = 60.0) -> type[Any]:
+    """uvicorn's h11 protocol (``uvicorn.Config(http=...)``) with what a service facing
+    hostile clients needs and uvicorn lacks:
+
+    - a request's line and headers must arrive within ``head_timeout`` seconds of its first
+      byte (or of the connection), its body within ``body_timeout`` seconds of its
+      headers: else 408 and the connection is closed (a client declaring 100 bytes and
+      sending 10 no longer holds a connection, a task and its memory forever);
+    - a request line or headers past h11's limit (16 KiB incomplete) answer 414 (the line)
+      or 431 (the headers) instead of a bare 400;
+    - after an error answer the connection is closed gently: what the client still sends
+      is read and dropped for a moment, so that it reads the answer instead of a reset.
+    """
+    from market_data_core._h11 import GuardedH11Protocol  # noqa: PLC0415 - the services only
+
+    return type(
+        "GuardedH11Protocol",
+        (GuardedH11Protocol,),
+        {"head_timeout": head_timeout, "body_timeout": body_timeout},
+    )

@@ -73,7 +73,7 @@ def serve(
     import uvicorn  # noqa: PLC0415
 
     from market_data_core.logs import configure_logging  # noqa: PLC0415
-    from market_data_core.serving import forwarded  # noqa: PLC0415
+    from market_data_core.serving import forwarded, guarded_h11  # noqa: PLC0415
     from market_data_orchestrator.deployment import DeploymentError, load_deployment  # noqa: PLC0415
     from market_data_orchestrator.orchestrator import Orchestrator  # noqa: PLC0415
     from market_data_orchestrator.service import create_app  # noqa: PLC0415
@@ -92,6 +92,7 @@ def serve(
         log_config=None,  # its records go through structlog: one format, JSON in production
         access_log=False,  # the API logs each request itself, query secrets redacted
         timeout_graceful_shutdown=_GRACE,
+        http=guarded_h11(),  # request deadlines, 414/431 (see its docstring)
         **forwarded(service.trusted_proxies),
     )
     _run_server(config, orchestrator)

@@ -210,6 +210,20 @@ class StoreSettings(BaseSettings):
             " Retry-After (a body alone is always decoded)."
         ),
     )
+    request_head_timeout: Annotated[float, Field(gt=0, le=600)] = Field(
+        default=10.0,
+        description=(
+            "Seconds a request's line and headers may take to arrive (from its first byte);"
+            " else 408 and the connection is closed."
+        ),
+    )
+    request_body_timeout: Annotated[float, Field(gt=0, le=3600)] = Field(
+        default=60.0,
+        description=(
+            "Seconds a request's body may take to arrive after its headers; else 408 and the"
+            " connection is closed (a client that declares more than it sends holds nothing)."
+        ),
+    )
     max_request_bytes: Annotated[int, Field(ge=1024)] = Field(
         default=1024 * 1024,
         description="Largest request body of every other route, in bytes (else 413).",

@@ -4,6 +4,7 @@ its records to be durable, still ends in time, answers the request and loses not
 import asyncio
 import json
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -105,3 +106,42 @@ def test_serve_starts_without_its_database_and_is_ready_once_it_answers(tmp_path
             assert len(read.json()) == 5
         assert service.process is not None
         assert service.process.returncode in {0, -signal.SIGTERM}
+
+
+def _answer(port: int, request: bytes, *, timeout: float) -> bytes:
+    """Send ``request`` raw; what the service answers (until it closes)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as connection:
+        connection.sendall(request)
+        received = b""
+        while chunk := connection.recv(65536):
+            received += chunk
+        return received
+
+
+def test_hostile_requests_get_an_http_answer_and_hold_nothing(tmp_path: Path) -> None:
+    """A request line or headers past the limit answer 414 / 431 (not a reset); a body
+    declared longer than what is sent, or headers never finished, answer 408 once their
+    time is up (not a connection held forever); the service serves on."""
+    env = {"MDS_REQUEST_HEAD_TIMEOUT": "1", "MDS_REQUEST_BODY_TIMEOUT": "1"}
+    with StoreService(tmp_path, env=env) as service:
+        port, wait = service.port, scaled(30)
+        line = _answer(
+            port, b"GET /healthz?" + b"a" * 1_000_000 + b" HTTP/1.1\r\n\r\n", timeout=wait
+        )
+        assert line.startswith(b"HTTP/1.1 414 "), line[:200]
+        big = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 200_000 + b"\r\n\r\n"
+        assert _answer(port, big, timeout=wait).startswith(b"HTTP/1.1 431 ")
+        started = time.monotonic()
+        slow_body = _answer(
+            port,
+            b"POST /v1/trades HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 100\r\n\r\n[{"symbol":',
+            timeout=wait,
+        )
+        assert slow_body.startswith(b"HTTP/1.1 408 "), slow_body[:200]
+        assert b"did not arrive in time" in slow_body
+        slow_head = _answer(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n", timeout=wait)
+        assert slow_head.startswith(b"HTTP/1.1 408 ")
+        assert time.monotonic() - started < wait  # answered, not held until the client gave up
+        assert httpx.get(f"{service.url}/healthz", timeout=10).status_code == 200
+    assert "Traceback" not in service.log.read_text()

@@ -17,6 +17,7 @@ from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import TypeAdapter
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from market_data_core import PROBLEM_MEDIA_TYPE, Bar, HealthStatus, Quote, Signal, Trade
 from market_data_core.logs import redacted_query
@@ -147,6 +148,12 @@ def _add_health_routes(app: FastAPI, version: str) -> None:
 def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
+
+    @app.exception_handler(ClientDisconnect)
+    async def gone(request: Request, _: ClientDisconnect) -> JSONResponse:
+        # the client left (or its body did not arrive in time): nobody reads this answer
+        logger.info("the client went away before its body arrived", path=request.url.path)
+        return problem(400, "the request body did not arrive")
 
     @app.exception_handler(BackendError)
     async def backend_error(_: Request, exc: BackendError) -> JSONResponse:

@@ -7,6 +7,10 @@ were dead-lettered when the drain ran out of ``drain_timeout``, during a databas
 instead of holding the stop forever. uvicorn gives requests ``drain_timeout`` plus a grace
 period, then the process exits with everything accepted written or dead-lettered.
 
+A request's line and headers must arrive within ``request_head_timeout`` seconds, its body
+within ``request_body_timeout`` (else 408); a request line or headers too large answer 414
+or 431 (``market_data_core.serving.guarded_h11``).
+
 Access logs go through structlog (``service.app``), with secrets in query strings
 redacted; uvicorn's own access log is off.
 """
@@ -20,7 +24,7 @@ from types import FrameType
 import structlog
 import uvicorn
 
-from market_data_core.serving import forwarded
+from market_data_core.serving import forwarded, guarded_h11
 from market_data_store.settings import StoreSettings
 
 __all__ = ["serve"]
@@ -60,6 +64,9 @@ def serve(settings: StoreSettings) -> None:
         access_log=False,
         timeout_graceful_shutdown=int(settings.drain_timeout + _GRACE),
         log_config=None,  # uvicorn's records go through the service's structlog setup
+        http=guarded_h11(
+            head_timeout=settings.request_head_timeout, body_timeout=settings.request_body_timeout
+        ),
         **forwarded(settings.trusted_proxies),
     )
     _Server(config, drain).run()
