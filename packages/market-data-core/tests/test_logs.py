@@ -39,6 +39,22 @@ def test_every_record_is_a_json_line_on_stderr(capsys: pytest.CaptureFixture[str
     assert all(r["timestamp"].endswith("Z") for r in records)
 
 
+@pytest.mark.parametrize("level", ["info", "debug"])
+def test_library_chatter_is_debug(capsys: pytest.CaptureFixture[str], level: str) -> None:
+    """httpx says INFO per request and Alembic per migration step: at the default level a
+    user sees their warnings only; at debug, everything."""
+    configure_logging(json=True, level=level)
+    logging.getLogger("httpx").info("HTTP Request: POST http://store/v1/bars 202")
+    logging.getLogger("alembic.runtime.migration").info("Running upgrade -> 0001")
+    logging.getLogger("httpx").warning("a warning still shows")
+    logging.getLogger("market_data_store.store").info("our own info shows")
+    events = [json.loads(line)["event"] for line in capsys.readouterr().err.splitlines()]
+    shown = ["a warning still shows", "our own info shows"]
+    if level == "debug":
+        shown = ["HTTP Request: POST http://store/v1/bars 202", "Running upgrade -> 0001", *shown]
+    assert events == shown
+
+
 def test_the_level_drops_what_is_below_it(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging(json=True, level="warning")
     structlog.get_logger().info("quiet")

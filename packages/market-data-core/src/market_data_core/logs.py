@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl, quote_plus, urlencode
 
 import structlog
 
-__all__ = ["LEVELS", "configure_logging", "redacted_query"]
+__all__ = ["CHATTY_LIBRARIES", "LEVELS", "configure_logging", "redacted_query"]
 
 LEVELS = {
     "debug": logging.DEBUG,
@@ -84,6 +84,15 @@ def configure_logging(*, json: bool | None = None, level: str | int = "info") ->
         library = logging.getLogger(name)  # uvicorn's own handlers, if it installed any
         library.handlers.clear()
         library.propagate = True
+    for name in CHATTY_LIBRARIES:  # their INFO is a line per request or migration step
+        logging.getLogger(name).setLevel(
+            threshold if threshold <= logging.DEBUG else logging.WARNING
+        )
+
+
+CHATTY_LIBRARIES = ("httpx", "httpcore", "alembic")
+"""Libraries whose INFO lines are chatter to a user (httpx: one per request; Alembic: one
+per plugin and migration step): shown from WARNING, or everything at ``level="debug"``."""
 
 
 def redacted_query(query: str, known: Collection[str] = ()) -> str:

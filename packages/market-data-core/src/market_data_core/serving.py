@@ -9,6 +9,8 @@ from functools import cache
 from ipaddress import IPv4Network, IPv6Network
 from typing import TYPE_CHECKING, Any
 
+from market_data_core.logs import redacted_query
+
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
@@ -20,6 +22,7 @@ __all__ = [
     "add_security_headers",
     "forwarded",
     "json_charset_refusal",
+    "log_request",
     "query_names",
     "strict_json",
     "strict_json_route",
@@ -265,3 +268,26 @@ def guarded_h11(*, head_timeout: float = 10.0, body_timeout: float = 60.0) -> ty
         (GuardedH11Protocol,),
         {"head_timeout": head_timeout, "body_timeout": body_timeout},
     )
+
+
+PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
+"""Paths that orchestrators and scrapers poll: their successful answers log at DEBUG."""
+
+
+def log_request(logger: Any, request: Any, status: int, seconds: float) -> None:
+    """The access log's event for one answered request (uvicorn's own is off): the path,
+    only the route's own query values (``redacted_query``), the status, the time and the
+    client. A probe answered 2xx/3xx (``PROBES``, polled every few seconds) is DEBUG,
+    everything else INFO."""
+    fields = {
+        "method": request.method,
+        "path": request.url.path,
+        "query": redacted_query(request.url.query, query_names(request.scope.get("route"))),
+        "status": status,
+        "duration_ms": round(seconds * 1000, 2),
+        "client": request.client.host if request.client else None,
+    }
+    if request.url.path in PROBES and status < 400:
+        logger.debug("request", **fields)
+    else:
+        logger.info("request", **fields)

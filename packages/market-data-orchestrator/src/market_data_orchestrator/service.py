@@ -59,11 +59,10 @@ from market_data_core import (
     Problem,
     ProblemItem,
 )
-from market_data_core.logs import redacted_query
 from market_data_core.serving import (
     add_offline_docs,
     add_security_headers,
-    query_names,
+    log_request,
     strict_json_route,
 )
 from market_data_orchestrator._replica import SupervisorClosedError, offer
@@ -232,15 +231,7 @@ def _add_access_log(app: FastAPI) -> None:
     ) -> Response:
         started = time.perf_counter()
         response = await call_next(request)
-        access_log.info(
-            "request",
-            method=request.method,
-            path=request.url.path,
-            query=redacted_query(request.url.query, query_names(request.scope.get("route"))),
-            status=response.status_code,
-            duration_ms=round((time.perf_counter() - started) * 1000, 2),
-            client=request.client.host if request.client else None,
-        )
+        log_request(access_log, request, response.status_code, time.perf_counter() - started)
         return response
 
 

@@ -364,10 +364,10 @@ def test_a_timeframe_error_does_not_echo_the_input(client: TestClient) -> None:
 def test_the_access_log_redacts_secrets_in_query_strings(
     client: TestClient, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from structlog.testing import capture_logs
-
     """Only the values of the route's own query parameters are logged: a token under any
     other name (``?t=``, or bare) shows as ``***``, name and value."""
+    from structlog.testing import capture_logs
+
     secret = "qs-canary-7d2e"
     with capture_logs() as logs:
         client.get("/v1/freshness", params={"token": secret, "api_key": secret})
@@ -383,6 +383,22 @@ def test_the_access_log_redacts_secrets_in_query_strings(
     assert requests[0]["status"] == 200
     assert secret not in json.dumps(logs)
     assert secret not in capsys.readouterr().err
+
+
+def test_probes_answered_well_log_at_debug(client: TestClient) -> None:
+    """Orchestrators poll /readyz every few seconds: a healthy answer is DEBUG (not a line
+    in the log at the default level), a failing one and every other request INFO."""
+    from structlog.testing import capture_logs
+
+    with capture_logs() as logs:
+        client.get("/healthz")
+        client.get("/readyz")
+        client.get("/metrics")
+        client.get("/v1/freshness")
+        client.get("/readyz/nope")
+    levels = [(r["path"], r["log_level"]) for r in logs if r["event"] == "request"]
+    assert levels == [("/healthz", "debug"), ("/readyz", "debug"), ("/metrics", "debug"),
+                      ("/v1/freshness", "info"), ("/readyz/nope", "info")]  # fmt: skip
 
 
 @contextlib.asynccontextmanager

@@ -20,8 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from market_data_core import PROBLEM_MEDIA_TYPE, Bar, HealthStatus, Quote, Signal, Trade
-from market_data_core.logs import redacted_query
-from market_data_core.serving import add_offline_docs, add_security_headers, query_names
+from market_data_core.serving import add_offline_docs, add_security_headers, log_request
 from market_data_store.exceptions import (
     BackendError,
     HistoryUnavailableError,
@@ -185,15 +184,7 @@ def _add_metrics_middleware(app: FastAPI, metrics: StoreMetrics) -> None:
         path = getattr(route, "path", "unmatched")
         metrics.requests.labels(path, str(response.status_code)).inc()
         metrics.latency.labels(path).observe(elapsed)
-        access_log.info(
-            "request",
-            method=request.method,
-            path=request.url.path,
-            query=redacted_query(request.url.query, query_names(request.scope.get("route"))),
-            status=response.status_code,
-            duration_ms=round(elapsed * 1000, 2),
-            client=request.client.host if request.client else None,
-        )
+        log_request(access_log, request, response.status_code, elapsed)
         return response
 
 
