@@ -1,6 +1,7 @@
 """``mdo serve`` as a real process, driven by the ``mdo`` commands an operator types."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -109,6 +110,8 @@ def test_an_operator_pauses_and_resumes_and_the_admin_reads_the_audit(served: st
     status = _mdo(served, None, "status")
     assert status.exit_code == 0, status.output
     assert "job:paced" in status.output
+    # no feedback transport in this deployment: a row says so, and what to add
+    assert "no feedback transport configured: add `feedback:`" in status.output
 
 
 def test_a_forwarded_address_is_not_believed_without_a_trusted_proxy(served: str) -> None:
@@ -227,3 +230,32 @@ def test_help_shows_a_flag_without_a_value(command: list[str]) -> None:
     assert "<bool>" not in result.output
     flag = "--version" if not command else "--help"
     assert any(line.strip().split("  ")[0] == flag for line in result.output.splitlines())
+
+
+def test_serve_on_a_busy_port_says_so_in_one_line_and_starts_no_job(tmp_path: Path) -> None:
+    import socket
+
+    (tmp_path / "job.yaml").write_text(
+        "name: paced\nnodes:\n  - {id: trades, type: synthetic, params: {count: 10}}\n"
+        "  - {id: sink, type: 'null'}\nedges: [trades -> sink]\n"
+    )
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        (tmp_path / "deployment.yaml").write_text(
+            "jobs:\n  - {name: paced, config: job.yaml, writes_to_store: false}\n"
+            f"audit: {{path: {tmp_path / 'audit.jsonl'}}}\nservice: {{port: {port}}}\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-m", "market_data_orchestrator.cli", "serve",
+             str(tmp_path / "deployment.yaml")],
+            capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"},
+            check=False,
+        )  # fmt: skip
+    assert done.returncode == 2
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    assert len(lines) == 1, lines
+    assert f"127.0.0.1:{port} is in use" in lines[0]
+    assert "--port or service.port in" in lines[0]
+    assert not (tmp_path / "audit.jsonl").exists()  # no job started, nothing audited

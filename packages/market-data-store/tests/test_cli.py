@@ -305,3 +305,36 @@ def test_a_corrected_file_replaces_and_the_past_stays_readable(
     old = runner.invoke(app, ["query", "AAPL", "--as-known-at", "2001-01-01T00:00:00Z"], env=env)
     assert old.exit_code == 2
     assert "MDS_HISTORY_RETENTION_DAYS" in old.output
+
+
+def test_serve_on_a_busy_port_says_so_in_one_line_before_anything_starts(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    import os
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "market_data_store.cli", "serve", "--port", str(port)],
+            env={**os.environ, **env, "COLUMNS": "200"}, capture_output=True, text=True,
+            timeout=120, check=False,
+        )  # fmt: skip
+    assert done.returncode == 2
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    assert lines == [
+        f"error: 127.0.0.1:{port} is in use (another server is listening there): choose"
+        " another with --port or MDS_PORT"
+    ]
+    assert not (tmp_path / "store.db").exists()  # nothing started, nothing created
+
+
+def test_serve_help_shows_the_defaults() -> None:
+    from market_data_store.settings import StoreSettings
+
+    shown = runner.invoke(app, ["serve", "--help"], env={"COLUMNS": "200"}).output
+    fields = StoreSettings.model_fields
+    assert f"default: ({fields['host'].default})]" in shown
+    assert f"default: ({fields['port'].default})]" in shown

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import secrets
+import socket
 from collections.abc import Sequence
 from functools import cache
 from ipaddress import IPv4Network, IPv6Network
 from typing import TYPE_CHECKING, Any
 
+from market_data_core.exceptions import ConfigurationError
 from market_data_core.logs import redacted_query
 
 if TYPE_CHECKING:
@@ -17,9 +20,11 @@ if TYPE_CHECKING:
 __all__ = [
     "DOCS_POLICY",
     "DuplicateKeyError",
+    "PortInUseError",
     "SecurityHeaders",
     "add_offline_docs",
     "add_security_headers",
+    "bind",
     "forwarded",
     "json_charset_refusal",
     "log_request",
@@ -291,3 +296,30 @@ def log_request(logger: Any, request: Any, status: int, seconds: float) -> None:
         logger.debug("request", **fields)
     else:
         logger.info("request", **fields)
+
+
+class PortInUseError(ConfigurationError):
+    """The address a service is told to listen on is taken (or not this machine's)."""
+
+
+def bind(host: str, port: int, *, fix: str) -> socket.socket:
+    """A listening socket on ``host:port`` for uvicorn (``Server.run(sockets=[...])``),
+    taken before anything else starts: a port in use is one clear error naming the address
+    and ``fix`` (how to choose another), not a stack of log lines after "startup
+    complete", and no window in which another process can take the port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        shown = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
+        if exc.errno == errno.EADDRINUSE:
+            msg = f"{shown} is in use (another server is listening there): {fix}"
+        else:
+            msg = f"cannot listen on {shown}: {exc.strerror or exc}: {fix}"
+        raise PortInUseError(msg) from None
+    sock.set_inheritable(True)
+    return sock

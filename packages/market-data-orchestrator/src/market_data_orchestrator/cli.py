@@ -66,14 +66,20 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 @app.command()
 def serve(
     deployment: Annotated[Path, typer.Argument(help="The deployment file (YAML).")],
-    host: Annotated[str | None, typer.Option(help="Override the deployment's host.")] = None,
-    port: Annotated[int | None, typer.Option(help="Override the deployment's port.")] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(help="Override the deployment's service.host.", show_default="127.0.0.1"),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(help="Override the deployment's service.port.", show_default="8090"),
+    ] = None,
 ) -> None:
     """Run the orchestrator: supervise the jobs and serve the API until SIGTERM."""
     import uvicorn  # noqa: PLC0415
 
     from market_data_core.logs import configure_logging  # noqa: PLC0415
-    from market_data_core.serving import forwarded, guarded_h11  # noqa: PLC0415
+    from market_data_core.serving import PortInUseError, bind, forwarded, guarded_h11  # noqa: PLC0415
     from market_data_orchestrator.deployment import DeploymentError, load_deployment  # noqa: PLC0415
     from market_data_orchestrator.orchestrator import Orchestrator  # noqa: PLC0415
     from market_data_orchestrator.service import create_app  # noqa: PLC0415
@@ -82,8 +88,16 @@ def serve(
         spec = load_deployment(deployment)
     except DeploymentError as error:
         raise _fail(str(error), 2) from None
-    configure_logging()  # JSON lines when stderr is not a terminal (production)
     service = spec.service
+    try:  # before any job starts: a port in use is one line, with the fix
+        sock = bind(
+            host or service.host,
+            port or service.port,
+            fix=f"choose another with --port or service.port in {deployment}",
+        )
+    except PortInUseError as error:
+        raise _fail(str(error), 2) from None
+    configure_logging()  # JSON lines when stderr is not a terminal (production)
     orchestrator = Orchestrator(spec)
     config = uvicorn.Config(
         create_app(orchestrator),
@@ -95,14 +109,14 @@ def serve(
         http=guarded_h11(),  # request deadlines, 414/431 (see its docstring)
         **forwarded(service.trusted_proxies),
     )
-    _run_server(config, orchestrator)
+    _run_server(config, orchestrator, sock)
 
 
 _GRACE = 5
 """Seconds requests in progress get after SIGTERM before the jobs are stopped."""
 
 
-def _run_server(config: Any, orchestrator: Any) -> None:
+def _run_server(config: Any, orchestrator: Any, sock: Any) -> None:
     """uvicorn, ending the live event streams (an open status page) at SIGTERM: they would
     hold the stop, and with it the drain of the jobs, until every page closed."""
     import asyncio  # noqa: PLC0415
@@ -121,7 +135,7 @@ def _run_server(config: Any, orchestrator: Any) -> None:
             if self.loop is not None:
                 self.loop.call_soon_threadsafe(orchestrator.status.close)
 
-    Server(config).run()
+    Server(config).run(sockets=[sock])
 
 
 def _call(method: str, url: str, path: str, *, body: Any = None, timeout: float = 30.0) -> Any:

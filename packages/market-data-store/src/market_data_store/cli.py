@@ -133,8 +133,12 @@ def migrate(database_url: DatabaseOption = None) -> None:
 @app.command()
 def serve(
     database_url: DatabaseOption = None,
-    host: Annotated[str | None, typer.Option(envvar="MDS_HOST", show_envvar=True)] = None,
-    port: Annotated[int | None, typer.Option(envvar="MDS_PORT", show_envvar=True)] = None,
+    host: Annotated[
+        str | None, typer.Option(envvar="MDS_HOST", show_envvar=True, show_default="127.0.0.1")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(envvar="MDS_PORT", show_envvar=True, show_default="8080")
+    ] = None,
     admin_token: Annotated[
         str | None,
         typer.Option(envvar="MDS_ADMIN_TOKEN", show_envvar=True, help="enables /v1/admin"),
@@ -148,6 +152,7 @@ def serve(
     write queue for up to MDS_DRAIN_TIMEOUT seconds, then dead-letters the rest and exits."""
     from pydantic import SecretStr  # noqa: PLC0415
 
+    from market_data_core.serving import PortInUseError, bind  # noqa: PLC0415
     from market_data_store.logs import configure_logging  # noqa: PLC0415
     from market_data_store.service.server import serve as run  # noqa: PLC0415
 
@@ -158,8 +163,12 @@ def serve(
         admin_token=SecretStr(admin_token) if admin_token else None,
         redis_url=SecretStr(redis_url) if redis_url else None,
     )
+    try:  # before anything starts: a port in use is one line, with the fix
+        sock = bind(settings.host, settings.port, fix="choose another with --port or MDS_PORT")
+    except PortInUseError as error:
+        raise _fail(str(error), 2) from None
     configure_logging(json=settings.log_json)
-    run(settings)
+    run(settings, sock)
 
 
 @app.command()

@@ -50,8 +50,9 @@ class _Server(uvicorn.Server):
             self._loop.call_soon_threadsafe(self._drain.set)
 
 
-def serve(settings: StoreSettings) -> None:
-    """Run the service until SIGTERM/SIGINT; see the module docstring."""
+def serve(settings: StoreSettings, sock: socket.socket | None = None) -> None:
+    """Run the service until SIGTERM/SIGINT; see the module docstring. ``sock``: the
+    listening socket taken already (``market_data_core.serving.bind``)."""
     from market_data_store.service.app import create_app  # noqa: PLC0415
 
     drain = asyncio.Event()
@@ -69,4 +70,4 @@ def serve(settings: StoreSettings) -> None:
         ),
         **forwarded(settings.trusted_proxies),
     )
-    _Server(config, drain).run()
+    _Server(config, drain).run(sockets=None if sock is None else [sock])
