@@ -1,6 +1,7 @@
 """``mdp``: what a user sees on the command line."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -167,3 +168,102 @@ def test_flags_take_no_value(quickstart: Path) -> None:
     assert json.loads(result.stdout)["state"] == "completed"
     result = runner.invoke(app, ["list", "--markdown", "true"])
     assert result.exit_code == 2  # not a value of --markdown: an unexpected argument
+
+
+# -- progress: what `mdp run` shows while a finite job runs (issue 25, item 4) -----------------
+
+PACED = (
+    "name: paced\nnodes:\n"
+    "  - {id: trades, type: synthetic, params: {count: 20000, batch_size: 500, rate: 10000}}\n"
+    "  - {id: sink, type: 'null'}\nedges: [trades -> sink]\n"
+)
+
+
+def test_a_synthetic_day_shows_percent_rate_and_eta_then_the_time_it_took(tmp_path: Path) -> None:
+    """In an 80-column terminal: the configured count is the total (percent and ETA while
+    it runs), the last line says how long it took."""
+    from market_data_core.testing.terminal import run_in_terminal
+
+    (tmp_path / "paced.yaml").write_text(PACED)
+    shown = run_in_terminal(
+        [sys.executable, "-m", "market_data_pipeline.cli", "run", str(tmp_path / "paced.yaml")],
+        cwd=tmp_path,
+    )
+    assert shown.returncode == 0, shown.text
+    lines = [line.strip() for line in shown.lines]
+    running = [line for line in lines if re.search(r"\bETA \d+\.\d s\b", line)]
+    assert running, shown.text  # rows, rate, ETA and elapsed under the bar while it runs
+    assert all(re.search(r"[\d,]+ rows +[\d,]+ rows/s", line) for line in running)
+    bars = [line for line in lines if line.startswith("paced ") and line.endswith("%")]
+    percents = {int(line.rsplit(" ", 1)[-1].rstrip("%")) for line in bars}
+    assert any(0 < p < 100 for p in percents), bars  # the bar moved through the job
+    final = [line for line in lines if line.startswith("paced: completed")]
+    assert final, shown.text
+    assert re.fullmatch(
+        r"paced: completed, 100%, 20,000 rows, [\d,]+ rows/s, elapsed \d+\.\d s", final[-1]
+    ), final[-1]
+    assert all(len(line) <= 80 for line in shown.lines), shown.text
+
+
+def test_a_paced_replay_of_a_file_shows_percent_from_the_bytes_read(tmp_path: Path) -> None:
+    """A CSV file's size is its total; the bytes read so far (in the share of the rows
+    parsed from them that were emitted) the part done, so a paced replay moves steadily."""
+    from market_data_core.testing.terminal import run_in_terminal
+
+    rows = "".join(f"2024-01-02T14:30:{i // 1000:02d}.{i % 1000:03d}Z,{100 + i / 100},1\n"
+                   for i in range(2000))  # fmt: skip
+    (tmp_path / "trades.csv").write_text("ts,price,size\n" + rows)
+    (tmp_path / "replay.yaml").write_text(
+        "name: replay\nnodes:\n"
+        "  - {id: trades, type: replay, params: {path: trades.csv, symbol: AAPL, speed: 1,"
+        " batch_size: 100}}\n"
+        "  - {id: sink, type: 'null'}\nedges: [trades -> sink]\n"
+    )
+    shown = run_in_terminal(
+        [sys.executable, "-m", "market_data_pipeline.cli", "run", "replay.yaml"], cwd=tmp_path
+    )
+    assert shown.returncode == 0, shown.text
+    lines = [line.strip() for line in shown.lines]
+    bars = [line for line in lines if line.startswith("replay ") and line.endswith("%")]
+    percents = {int(line.rsplit(" ", 1)[-1].rstrip("%")) for line in bars}
+    assert any(10 <= p <= 90 for p in percents), bars
+    assert any(re.search(r"\bETA \d+\.\d s\b", line) for line in lines), shown.text
+    assert any(line.startswith("replay: completed, 100%, 2,000 rows") for line in lines)
+
+
+def test_off_a_terminal_progress_is_a_log_line_now_and_then_without_carriage_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pipe or a CI log gets a `pipeline progress` record (a JSON line like the other
+    log records there) every LINE_INTERVAL seconds, and one at the end."""
+    from market_data_pipeline import _progress
+
+    monkeypatch.setattr(_progress, "LINE_INTERVAL", 0.3)
+    (tmp_path / "paced.yaml").write_text(PACED)
+    result = runner.invoke(app, ["run", str(tmp_path / "paced.yaml")])
+    assert result.exit_code == 0, result.output
+    assert "\r" not in result.output
+    records = [
+        json.loads(line)
+        for line in result.stderr.splitlines()
+        if line.startswith("{") and "pipeline progress" in line
+    ]
+    assert len(records) >= 3, result.stderr  # a 2-second job: several, then the last
+    running, last = records[:-1], records[-1]
+    assert all(0 <= r["percent"] < 100 and r["eta_seconds"] is not None for r in running)
+    assert last["state"] == "completed"
+    assert last["percent"] == 100.0
+    assert last["rows"] == 20_000
+    assert last["elapsed_seconds"] > 1
+
+
+def test_without_a_known_total_progress_shows_rate_and_elapsed_only() -> None:
+    from market_data_pipeline._progress import Snapshot, _fraction
+    from market_data_pipeline.components import Extent
+
+    live = Snapshot(rows=5_000, fraction=_fraction([Extent(10, None), None]), elapsed=2.0)
+    assert live.parts() == ["5,000 rows", "2,500 rows/s", "elapsed 2.0 s"]
+    known = Snapshot(rows=5_000, fraction=_fraction([Extent(250, 1000, "bytes")]), elapsed=2.0)
+    assert known.parts() == ["25%", "5,000 rows", "2,500 rows/s", "ETA 6.0 s", "elapsed 2.0 s"]
+    mixed = _fraction([Extent(1, 2, "rows"), Extent(0, 10, "bytes")])
+    assert mixed == 0.25  # units that do not add up: the mean of the fractions

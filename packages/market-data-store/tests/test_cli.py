@@ -338,3 +338,64 @@ def test_serve_help_shows_the_defaults() -> None:
     fields = StoreSettings.model_fields
     assert f"default: ({fields['host'].default})]" in shown
     assert f"default: ({fields['port'].default})]" in shown
+
+
+# -- progress: what `mds ingest` shows while it reads a file (issue 25, item 4) -----------------
+
+
+def _bars_file(path: Path, count: int) -> Path:
+    bars = [
+        make_bar(start=T0 + timedelta(minutes=i), close=185.0 + (i % 90) / 100)
+        for i in range(count)
+    ]
+    path.write_text("".join(bar.model_dump_json() + "\n" for bar in bars))
+    return path
+
+
+def test_ingest_in_a_terminal_shows_percent_rate_and_eta_then_the_time_it_took(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """The file's size is the total, the bytes read so far the part done."""
+    import re
+
+    from market_data_core.testing.terminal import run_in_terminal
+
+    source = _bars_file(tmp_path / "bars.ndjson", 20_000)
+    shown = run_in_terminal(
+        [sys.executable, "-m", "market_data_store.cli", "ingest", str(source),
+         "--batch-size", "1000"],
+        env=env,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.text
+    lines = [line.strip() for line in shown.lines]
+    bars = [line for line in lines if line.startswith("bars.ndjson ") and line.endswith("%")]
+    percents = {int(line.rsplit(" ", 1)[-1].rstrip("%")) for line in bars}
+    assert any(0 < p < 100 for p in percents), shown.text
+    figures = [line for line in lines if re.fullmatch(
+        r"[\d,]+ rows +[\d,]+ rows/s +ETA \d+\.\d s +elapsed \d+\.\d s", line
+    )]  # fmt: skip
+    assert figures, shown.text
+    final = [line for line in lines if line.startswith("bars.ndjson: ")]
+    assert re.fullmatch(
+        r"bars\.ndjson: 100%, 20,000 rows, [\d,]+ rows/s, elapsed \d+\.\d s", final[-1]
+    ), final
+    assert "wrote 20000 bars" in shown.text
+    assert all(len(line) <= 80 for line in [*bars, *figures, *final]), shown.text
+
+
+def test_ingest_off_a_terminal_prints_calm_lines_without_carriage_returns(
+    tmp_path: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from market_data_store import _progress
+
+    monkeypatch.setattr(_progress, "LINE_INTERVAL", 0.0)  # a line per batch read
+    source = _bars_file(tmp_path / "bars.ndjson", 3_000)
+    result = runner.invoke(app, ["ingest", str(source), "--batch-size", "1000"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "\r" not in result.output
+    assert "\x1b[" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("bars.ndjson: ")]
+    assert len(lines) >= 3, result.stderr
+    assert all("rows/s" in line and "elapsed" in line for line in lines)
+    assert lines[-1].startswith("bars.ndjson: 100%, 3,000 rows, ")
+    assert "ETA" in lines[0]

@@ -172,7 +172,15 @@ def run(
             " JSON-line events on stdout (started, progress, control, summary).",
         ),
     ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet",
+            "-q",
+            help="No progress (on a terminal: percent, rate, ETA and the nodes, redrawn;"
+            " elsewhere: a `pipeline progress` log record every 10 s).",
+        ),
+    ] = False,
 ) -> None:
     """Run a pipeline until its providers end (SIGTERM or Ctrl-C stops it and drains)."""
     import asyncio  # noqa: PLC0415
@@ -195,7 +203,7 @@ def run(
     )
     configure_logging(json=settings.log_json, level=settings.log_level)
     graph = _load(settings.config or config, settings.partitions)
-    show_progress = not quiet and not json_summary and not control and console.is_terminal
+    show_progress = not quiet and not json_summary and not control
     lost: DataLossError | None = None
     try:
         runtime, result, lost = asyncio.run(
@@ -236,9 +244,8 @@ async def _run_job(
     the ``DataLossError`` (the summary is still printed)."""
     import asyncio  # noqa: PLC0415
 
-    from rich.live import Live  # noqa: PLC0415
-
     from market_data_core.job_protocol import JobStarted  # noqa: PLC0415
+    from market_data_pipeline._progress import JobProgress  # noqa: PLC0415
     from market_data_pipeline.control import ControlChannel, install_stop_signals, stdin_reader  # noqa: PLC0415
     from market_data_pipeline.exceptions import DataLossError  # noqa: PLC0415
     from market_data_pipeline.unified import UnifiedRuntime  # noqa: PLC0415
@@ -252,16 +259,21 @@ async def _run_job(
             channel.emit(JobStarted(job=graph.name, pid=os.getpid(), mode=str(graph.mode)))  # type: ignore[arg-type]
             helpers.append(asyncio.create_task(channel.read_commands(await stdin_reader())))
             helpers.append(asyncio.create_task(channel.report_progress()))
+        progress = JobProgress(runtime, console, nodes=_progress) if show_progress else None
         try:
-            if show_progress:
-                with Live(console=console, refresh_per_second=4, transient=True) as live:
+            if progress is not None:
+                with progress:
                     while not task.done():
-                        live.update(_progress(runtime))
+                        progress.update()
                         await asyncio.wait({task}, timeout=0.25)
             try:
                 result = await task
             except DataLossError as error:
+                if progress is not None:
+                    progress.finish(error.result)
                 return runtime, error.result, error
+            if progress is not None:
+                progress.finish(result)
         except asyncio.CancelledError:
             await runtime.stop(drain=True)
             raise

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
@@ -33,6 +33,7 @@ __all__ = [
     "Component",
     "Context",
     "Emit",
+    "Extent",
     "NoParams",
     "NodeStats",
     "Operator",
@@ -85,6 +86,27 @@ class NodeStats:
     def count(self, name: str, n: int = 1) -> None:
         """A named counter: ``late``, ``dropped``, ``deduplicated``, ``pauses``, ``conflated``..."""
         self.counters[name] = self.counters.get(name, 0) + n
+
+
+@dataclass(frozen=True, slots=True)
+class Extent:
+    """How far a provider is through a finite input, for a progress display: ``done`` of
+    ``total`` ``unit`` (the rows of a synthetic day or of a Parquet file, the bytes of a CSV
+    or NDJSON file read so far). ``total`` is ``None`` when the provider cannot know it up
+    front: then only a rate and the time elapsed can be shown."""
+
+    done: int
+    total: int | None
+    unit: Literal["rows", "bytes"] = "rows"
+
+    @property
+    def fraction(self) -> float | None:
+        """``done / total`` in [0, 1], ``None`` when the total is not known."""
+        if self.total is None:
+            return None
+        if self.total <= 0:
+            return 1.0
+        return min(max(self.done / self.total, 0.0), 1.0)
 
 
 @dataclass(slots=True)
@@ -171,6 +193,11 @@ class Provider(Component[P]):
 
     def batches(self) -> AsyncIterator[pa.Table]:
         raise NotImplementedError
+
+    def extent(self) -> Extent | None:
+        """How far through its input the provider is (see :class:`Extent`); ``None`` (the
+        default) for a provider that cannot tell: a live feed, whose end is not known."""
+        return None
 
     @property
     def restored(self) -> Mapping[str, int]:

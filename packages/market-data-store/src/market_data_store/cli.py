@@ -234,42 +234,32 @@ async def _ingest(
     """Rows read from ``files``, and rows the database upserted (fewer when rows repeat a
     key: the newest version is kept). Rows without ``as_of`` take ``as_of`` (default: the
     file's modification time); ticks without an id their ordinal in the file."""
-    from rich.progress import (  # noqa: PLC0415
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
     from market_data_core.columns import Kind, Ordinals, from_models  # noqa: PLC0415
+    from market_data_store._progress import FileProgress  # noqa: PLC0415
     from market_data_store.exceptions import StoreError  # noqa: PLC0415
-    from market_data_store.files import batches, read_records  # noqa: PLC0415
+    from market_data_store.files import ReadProgress, batches, read_records  # noqa: PLC0415
     from market_data_store.store import Store  # noqa: PLC0415
 
     total = 0
     async with Store(settings) as store:
         await store.migrate()
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            disable=not sys.stderr.isatty(),
-        ) as progress:
-            for path in files:
-                task = progress.add_task(path.name, total=None)
-                known = {"as_of": as_of or _modified(path)}
-                rows = read_records(
-                    path, table, defaults={**known, **(defaults or {})}, timezone=timezone
-                )
-                ordinals = Ordinals()  # per file, whatever the batch size
+        for path in files:
+            known = {"as_of": as_of or _modified(path)}
+            read = ReadProgress()
+            rows = read_records(
+                path, table, defaults={**known, **(defaults or {})}, timezone=timezone,
+                progress=read,
+            )  # fmt: skip
+            ordinals = Ordinals()  # per file, whatever the batch size
+            counted = 0
+            with FileProgress(console, path.name, read) as progress:
                 for batch in batches(rows, batch_size):
                     data = ordinals.assign(from_models(batch, table), Kind(table))
                     await store.submit_arrow(data, table)
-                    total += len(batch)
-                    progress.advance(task, len(batch))
+                    counted += len(batch)
+                    progress.update(counted)
+            progress.finish(counted)
+            total += counted
         await store.flush()
         stats = store.coordinator.stats()
         stored = getattr(store.rows_upserted, table)

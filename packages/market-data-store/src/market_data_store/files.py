@@ -9,6 +9,10 @@ file lacks take ``defaults`` (``mds ingest --source --symbol --timeframe``); a t
 named ``timestamp``, ``timestamp_utc`` or ``time`` is the record's time (``start`` of a
 bar, ``ts`` of a tick); naive timestamps are read in ``timezone`` when one is given (else
 refused, as the models refuse them).
+
+``ReadProgress`` tells how far a read is through its file, from the file itself: the bytes
+of a CSV or NDJSON file read so far (of the file on disk, gzipped or not) of its size, the
+rows of a Parquet file of those its metadata counts.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import json
 from collections.abc import Iterator, Sequence
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
@@ -28,7 +32,7 @@ from market_data_core import Bar, Quote, Signal, Trade, from_ns, parse_timestamp
 from market_data_store.backends.base import Record
 from market_data_store.exceptions import StoreError
 
-__all__ = ["MODELS", "BadRecordError", "batches", "read_records", "write_bars"]
+__all__ = ["MODELS", "BadRecordError", "ReadProgress", "batches", "read_records", "write_bars"]
 
 MODELS: dict[str, type[BaseModel]] = {
     "bars": Bar,
@@ -42,6 +46,40 @@ class BadRecordError(StoreError, ValueError):
     """A row of an input file is not a valid record."""
 
 
+class ReadProgress:
+    """How far a ``read_records`` iteration is through its file (see the module's
+    docstring): ``done`` of ``total`` ``unit``; ``total`` is ``None`` until the file is open."""
+
+    def __init__(self) -> None:
+        self.unit: Literal["bytes", "rows"] = "bytes"
+        self.total: int | None = None
+        self.finished = False
+        self._raw: IO[bytes] | None = None
+        self._rows = 0
+
+    @property
+    def done(self) -> int:
+        if self.finished:
+            return self.total or 0
+        if self.unit == "rows":
+            return self._rows
+        try:
+            return 0 if self._raw is None else min(self._raw.tell(), self.total or 0)
+        except ValueError:  # closed meanwhile (a display reads it from its own thread)
+            return self.total or 0
+
+    @property
+    def fraction(self) -> float | None:
+        if self.total is None:
+            return None
+        return 1.0 if self.total <= 0 else min(self.done / self.total, 1.0)
+
+    def _reading(self, raw: IO[bytes]) -> None:
+        import os  # noqa: PLC0415
+
+        self._raw, self.unit, self.total = raw, "bytes", os.fstat(raw.fileno()).st_size
+
+
 _TIME_ALIASES = ("timestamp", "timestamp_utc", "time", "datetime")
 
 
@@ -51,14 +89,15 @@ def read_records(
     *,
     defaults: dict[str, Any] | None = None,
     timezone: str | None = None,
+    progress: ReadProgress | None = None,
 ) -> Iterator[Record]:
     """Records of ``table`` from ``path`` (format by suffix: .ndjson/.jsonl, .csv, .parquet,
     each of the first two optionally .gz); see the module docstring for ``defaults`` and
-    ``timezone``."""
+    ``timezone``; ``progress``, when given, follows the read."""
     model = MODELS[table]
     time_field = "start" if table == "bars" else "ts"
     zone = _zone(timezone)
-    for where, row in _rows(path):
+    for where, row in _rows(path, progress or ReadProgress()):
         if defaults:
             for key, value in defaults.items():
                 row.setdefault(key, value)
@@ -75,6 +114,8 @@ def read_records(
             field = ".".join(str(part) for part in first["loc"]) or "record"
             msg = f"{where}: field {field}: {first['msg']}"
             raise BadRecordError(msg) from exc
+    if progress is not None:
+        progress.finished = True
 
 
 def _zone(name: str | None) -> Any:
@@ -97,17 +138,17 @@ def _aware(text: str, zone: Any) -> Any:
     return value.replace(tzinfo=zone) if value.tzinfo is None else value
 
 
-def _rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+def _rows(path: Path, progress: ReadProgress) -> Iterator[tuple[str, dict[str, Any]]]:
     suffixes = [s.lower() for s in path.suffixes]
     compressed = bool(suffixes) and suffixes[-1] == ".gz"
     suffix = (suffixes[-2] if len(suffixes) > 1 else "") if compressed else path.suffix.lower()
     rows: Iterator[tuple[str, dict[str, Any]]]
     if suffix in {".ndjson", ".jsonl", ".json"}:
-        rows = _ndjson(path, compressed)
+        rows = _ndjson(path, compressed, progress)
     elif suffix == ".csv":
-        rows = _csv(path, compressed)
+        rows = _csv(path, compressed, progress)
     elif suffix == ".parquet" and not compressed:
-        rows = _parquet(path)
+        rows = _parquet(path, progress)
     else:
         msg = (
             f"{path}: unknown format {''.join(path.suffixes)!r}; use .ndjson, .jsonl, .csv"
@@ -117,10 +158,11 @@ def _rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     return rows
 
 
-def _open(path: Path, compressed: bool) -> io.TextIOBase:
+def _text(raw: IO[bytes], compressed: bool) -> io.TextIOWrapper:
+    """The text read from ``raw`` (the file on disk, whose position is the progress)."""
     if compressed:
-        return io.TextIOWrapper(gzip.open(path), encoding="utf-8", newline="")
-    return path.open(newline="", encoding="utf-8")
+        return io.TextIOWrapper(gzip.GzipFile(fileobj=raw), encoding="utf-8", newline="")
+    return io.TextIOWrapper(raw, encoding="utf-8", newline="")
 
 
 def batches(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
@@ -128,8 +170,11 @@ def batches(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
         yield batch
 
 
-def _ndjson(path: Path, compressed: bool) -> Iterator[tuple[str, dict[str, Any]]]:
-    with _open(path, compressed) as handle:
+def _ndjson(
+    path: Path, compressed: bool, progress: ReadProgress
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    with path.open("rb") as raw, _text(raw, compressed) as handle:
+        progress._reading(raw)
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
@@ -144,24 +189,30 @@ def _ndjson(path: Path, compressed: bool) -> Iterator[tuple[str, dict[str, Any]]
             yield f"{path}:{number}", value
 
 
-def _csv(path: Path, compressed: bool) -> Iterator[tuple[str, dict[str, Any]]]:
-    with _open(path, compressed) as handle:
+def _csv(
+    path: Path, compressed: bool, progress: ReadProgress
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    with path.open("rb") as raw, _text(raw, compressed) as handle:
+        progress._reading(raw)
         reader = csv.DictReader(handle)
         for row in reader:
             values = {key: value for key, value in row.items() if value not in ("", None)}
             yield f"{path}:{reader.line_num}", values
 
 
-def _parquet(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+def _parquet(path: Path, progress: ReadProgress) -> Iterator[tuple[str, dict[str, Any]]]:
     try:
         import pyarrow.parquet as pq  # noqa: PLC0415 - optional extra
     except ImportError as exc:  # pragma: no cover - depends on extras
         msg = "Parquet needs pyarrow: pip install 'market-data-store[parquet]'"
         raise BadRecordError(msg) from exc
     number = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=10_000):
+    file = pq.ParquetFile(path)
+    progress.unit, progress.total = "rows", file.metadata.num_rows
+    for batch in file.iter_batches(batch_size=10_000):
         for row in _exact_rows(batch):
             number += 1
+            progress._rows = number
             yield f"{path}:row {number}", {k: v for k, v in row.items() if v is not None}
 
 

@@ -54,7 +54,7 @@ from market_data_core import Symbol, Timeframe
 from market_data_core.columns import Ordinals
 from market_data_core.timestamps import UtcTimestamp, to_ns
 from market_data_pipeline import records
-from market_data_pipeline.components import Params, Provider
+from market_data_pipeline.components import Extent, Params, Provider
 from market_data_pipeline.exceptions import RecordError
 from market_data_pipeline.providers._timestamps import (
     Clock,
@@ -228,6 +228,12 @@ class ReplayProvider(Provider[ReplayParams]):
         self._mapping: dict[str, str] = {}
         self._buyer_maker: str | None = None
         self._files = contextlib.ExitStack()
+        self._raw: Any = None
+        """The file as read from disk (before any decompression), while it is open: how
+        many of its bytes were read is the progress of a CSV or NDJSON replay."""
+        self._read_to_end = False
+        self._rows_parsed = 0
+        self._total: int | None = None
 
     def output_schema(self, port: str, given: pa.Schema | None) -> pa.Schema | None:
         return self.schema
@@ -235,6 +241,37 @@ class ReplayProvider(Provider[ReplayParams]):
     async def close(self) -> None:
         self._files.close()
         await super().close()
+
+    def extent(self) -> Extent:
+        """Parquet: the rows emitted of the rows the file's metadata holds. CSV and NDJSON
+        (gzipped too): the bytes of the file read so far of its size on disk (a row count
+        would need a read of the whole file first)."""
+        path = Path(self.params.path)
+        if self._total is None:
+            try:
+                if self.format == "parquet":
+                    self._total = pq.read_metadata(str(path)).num_rows
+                else:
+                    self._total = path.stat().st_size
+            except (OSError, pa.ArrowException):
+                return Extent(0, None, "rows" if self.format == "parquet" else "bytes")
+        if self.format == "parquet":
+            done = self.ctx.stats.items_out if self.ctx is not None else 0
+            return Extent(min(done, self._total), self._total)
+        emitted = self.ctx.stats.items_out if self.ctx is not None else 0
+        if self._read_to_end:
+            read = self._total
+        elif self._raw is not None and not self._raw.closed:
+            read = min(self._raw.tell(), self._total)
+        else:
+            read = 0
+        # what was read may wait to be emitted (a paced replay, a full channel): the bytes
+        # read, in the share of the rows parsed from them that were emitted
+        if self._rows_parsed:
+            share = min(emitted / self._rows_parsed, 1.0)
+        else:
+            share = 1.0 if self._read_to_end else 0.0  # a file without records is done
+        return Extent(round(read * share), self._total, "bytes")
 
     # -- reading ------------------------------------------------------------------------
 
@@ -269,6 +306,7 @@ class ReplayProvider(Provider[ReplayParams]):
             for raw, lines in self._raw_batches():
                 rows += raw.num_rows
                 yield ordinals.assign(self.convert(raw, lines), self.kind)
+            self._read_to_end = True
             if rows == 0:
                 # zero bytes, a header only, a Parquet file of no rows: a run without records
                 # (its file sinks write empty files, replacing a previous run's), said aloud
@@ -299,6 +337,7 @@ class ReplayProvider(Provider[ReplayParams]):
         for part in readers[self.format](path):
             pending.append(part)
             rows += part[0].num_rows
+            self._rows_parsed += part[0].num_rows
             while rows >= size:
                 table, lines = _concat(pending)
                 yield table.slice(0, size), lines[:size]
@@ -318,7 +357,10 @@ class ReplayProvider(Provider[ReplayParams]):
             bad_rows.append(int(row.number))
             return "error"
 
-        stream = self._files.enter_context(pa.input_stream(str(path), compression="detect"))
+        self._raw = self._files.enter_context(pa.OSFile(str(path)))
+        stream = self._files.enter_context(
+            pa.input_stream(self._raw, compression=_compression(path))
+        )
         options = {
             "read_options": pacsv.ReadOptions(use_threads=False, block_size=1 << 20),
             "parse_options": pacsv.ParseOptions(
@@ -377,7 +419,8 @@ class ReplayProvider(Provider[ReplayParams]):
             row += batch.num_rows
 
     def _ndjson(self, path: Path) -> Iterator[tuple[pa.Table, Lines]]:
-        handle: IO[str] = self._files.enter_context(_open_text(path))
+        self._raw = self._files.enter_context(path.open("rb"))
+        handle: IO[str] = self._files.enter_context(_open_text(path, self._raw))
         resolved = False
         chunk: list[dict[str, Any]] = []
         numbers: list[int] = []
@@ -624,10 +667,23 @@ def _all_null(table: pa.Table) -> pa.ChunkedArray | None:
     return mask if pc.any(mask).as_py() else None
 
 
-def _open_text(path: Path) -> IO[str]:
+def _open_text(path: Path, raw: IO[bytes] | None = None) -> IO[str]:
+    """The text of ``path`` (decompressed when it ends in .gz), read from ``raw`` when given
+    (the open file, whose position tells how much was read)."""
     if path.suffix.lower() in {".gz", ".gzip"}:
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig")
+        source = gzip.GzipFile(fileobj=raw) if raw is not None else gzip.open(path, "rb")  # noqa: SIM115 - the wrapper owns it
+        return io.TextIOWrapper(source, encoding="utf-8-sig")
+    if raw is not None:
+        return io.TextIOWrapper(raw, encoding="utf-8-sig")
     return path.open(encoding="utf-8-sig")
+
+
+_CODECS: Final = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd", ".lz4": "lz4"}
+"""The compression pyarrow's ``compression="detect"`` reads from a path's extension."""
+
+
+def _compression(path: Path) -> str | None:
+    return _CODECS.get(path.suffix)
 
 
 _CSV_NULLS: Final = ["", "null", "NULL"]

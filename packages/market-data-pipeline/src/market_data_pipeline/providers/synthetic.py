@@ -40,7 +40,7 @@ from market_data_core import Symbol
 from market_data_core.columns import Ordinals
 from market_data_core.timestamps import UtcTimestamp, to_ns
 from market_data_pipeline import records
-from market_data_pipeline.components import Params, Provider
+from market_data_pipeline.components import Extent, Params, Provider
 from market_data_pipeline.providers._timestamps import (
     Clock,
     Pacer,
@@ -142,6 +142,12 @@ class SyntheticProvider(Provider[SyntheticParams]):
 
     def output_schema(self, port: str, given: pa.Schema | None) -> pa.Schema | None:
         return records.schema_of(self.params.kind)
+
+    def extent(self) -> Extent:
+        """The rows emitted so far of the configured total (``count``, or the events per
+        second over the duration)."""
+        done = self.ctx.stats.items_out if self.ctx is not None else 0
+        return Extent(min(done, self.total), self.total)
 
     async def batches(self) -> AsyncIterator[pa.Table]:
         pacer = self._pacer()

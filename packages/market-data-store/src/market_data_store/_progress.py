@@ -1,0 +1,127 @@
+"""What ``mds ingest`` shows while it reads files: percent, rate, ETA and time elapsed.
+
+The percent comes from the file (:class:`~market_data_store.files.ReadProgress`: bytes read
+of its size on disk, or rows read of a Parquet file's row count); the rate is rows read per
+second; the ETA the time elapsed scaled by what is left (``elapsed * (1 - f) / f``). On a
+terminal, rich's progress bar with the figures under it, redrawn and gone at the end of each
+file; elsewhere (a pipe, a CI log) a plain line every :data:`LINE_INTERVAL` seconds, never
+a carriage return. Each file ends with one line: how many rows, in how long.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Final
+
+from rich.console import Console, RenderableType
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+from rich.text import Text
+
+if TYPE_CHECKING:
+    from market_data_store.files import ReadProgress
+
+__all__ = ["LINE_INTERVAL", "FileProgress", "duration"]
+
+LINE_INTERVAL: Final = 10.0
+"""Seconds between two progress lines when stderr is not a terminal."""
+
+
+def duration(seconds: float) -> str:
+    """``0.8 s``, ``42.0 s`` under a minute, else ``h:mm:ss``."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    whole = round(seconds)
+    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+
+
+def figures(
+    rows: int, fraction: float | None, elapsed: float, *, percent: bool = True, final: bool = False
+) -> list[str]:
+    """``45%``, ``105,000 rows``, ``52,000 rows/s``, ``ETA 2.1 s``, ``elapsed 1.7 s``: the
+    percent and the ETA only with a known total, the ETA only while running."""
+    parts = [f"{fraction:.0%}"] if percent and fraction is not None else []
+    rate = rows / elapsed if elapsed > 0 else 0.0
+    parts += [f"{rows:,} rows", f"{rate:,.0f} rows/s"]
+    if not final and fraction is not None and fraction > 0 and elapsed > 0:
+        parts.append(f"ETA {duration(elapsed * (1 - fraction) / fraction)}")
+    parts.append(f"elapsed {duration(elapsed)}")
+    return parts
+
+
+class FileProgress:
+    """One file being read: ``update(rows)`` as rows are read, ``finish(rows)`` at its end."""
+
+    def __init__(
+        self,
+        console: Console,
+        name: str,
+        read: ReadProgress,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.console = console
+        self.name = name
+        self.read = read
+        self.clock = clock
+        self.live = console.is_terminal and not console.is_dumb_terminal
+        self.started = clock()
+        self.rows = 0
+        self._line_at = 0.0
+        self._bar = _Bar(self, console=console, transient=True, refresh_per_second=4)
+        self._task = self._bar.add_task(name, total=None)
+
+    def __enter__(self) -> FileProgress:
+        if self.live:
+            self._bar.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.live:
+            self._bar.stop()
+
+    def figures(self, *, percent: bool = True, final: bool = False) -> list[str]:
+        elapsed = self.clock() - self.started
+        return figures(self.rows, self.read.fraction, elapsed, percent=percent, final=final)
+
+    def update(self, rows: int) -> None:
+        self.rows = rows
+        if self.live:
+            fraction = self.read.fraction
+            total = None if fraction is None else 1.0
+            self._bar.update(self._task, total=total, completed=fraction or 0.0)
+            return
+        elapsed = self.clock() - self.started
+        if elapsed - self._line_at >= LINE_INTERVAL:
+            self._line_at = elapsed
+            self._print(self.figures())
+
+    def finish(self, rows: int) -> None:
+        """The file's last line (after the bar is gone): its rows and how long it took."""
+        self.rows = rows
+        self._print(self.figures(final=True))
+
+    def _print(self, parts: list[str]) -> None:
+        line = f"{self.name}: {', '.join(parts)}"
+        self.console.print(line, highlight=False, markup=False, soft_wrap=True)
+
+    def renderables(self, bar: RenderableType) -> list[RenderableType]:
+        figures = "  ".join(self.figures(percent=False))
+        return [bar, Text(figures, no_wrap=True, overflow="ellipsis")]
+
+
+class _Bar(Progress):
+    """rich's progress bar (name, bar, percent) with the figures under it."""
+
+    def __init__(self, owner: FileProgress, **kwargs: Any) -> None:
+        self.owner = owner  # before rich's __init__, which renders once
+        super().__init__(
+            TextColumn("{task.description}"),
+            BarColumn(bar_width=None),
+            TaskProgressColumn(),
+            expand=True,
+            **kwargs,
+        )
+
+    def get_renderables(self) -> Iterable[RenderableType]:
+        yield from self.owner.renderables(self.make_tasks_table(self.tasks))
