@@ -259,3 +259,69 @@ def test_serve_on_a_busy_port_says_so_in_one_line_and_starts_no_job(tmp_path: Pa
     assert f"127.0.0.1:{port} is in use" in lines[0]
     assert "--port or service.port in" in lines[0]
     assert not (tmp_path / "audit.jsonl").exists()  # no job started, nothing audited
+
+
+# -- what an operator sees in a terminal (issue 25, items 5 and 7) ------------------------------
+
+AUDIT = [
+    {"ts": "2026-12-07T13:24:23.117523+00:00", "actor": "ops", "role": "operator",
+     "action": "POST /v1/jobs/{name}/reload", "target": "nightly-backfill-equities",
+     "result": "denied",
+     "reason": "role operator may not reload: it needs admin (the deployment's security.tokens)"},
+    {"ts": "2026-12-07T13:24:21.000001Z", "actor": "root", "role": "admin",
+     "action": "POST /v1/jobs/{name}/scale", "target": "paced", "result": "allowed",
+     "reason": None},
+]  # fmt: skip
+
+
+def _table_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.strip()]
+
+
+def test_audit_fits_80_columns_and_cuts_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    from market_data_orchestrator import cli
+
+    monkeypatch.setattr(cli, "_call", lambda *args, **kwargs: AUDIT)
+    terminal = {"COLUMNS": "80", "TTY_COMPATIBLE": "1", "NO_COLOR": "1", "MDO_TOKEN": ADMIN}
+    result = runner.invoke(app, ["audit"], env=terminal)
+    assert result.exit_code == 0, result.output
+    lines = _table_lines(result.stdout)
+    assert all(len(line) <= 80 for line in lines), result.stdout
+    assert "…" not in result.stdout
+    text = result.stdout
+    for whole in ("2026-12-07T13:24:23.117523Z", "2026-12-07T13:24:21.000001Z",
+                  "POST /v1/jobs/{name}/reload", "nightly-backfill-equities",
+                  "POST /v1/jobs/{name}/scale", "by ops (operator)", "by root (admin)"):  # fmt: skip
+        assert whole in text, (whole, text)
+    reason = [line.split("│")[3].strip() for line in lines if line.count("│") == 4]
+    words = " ".join(" ".join(reason).split())
+    assert "role operator may not reload: it needs admin (the deployment's security.tokens)" in (
+        words
+    )
+    assert max(len(part.split()) for part in reason if part) > 3  # a block, not a word a line
+    wide = runner.invoke(app, ["audit"], env=terminal | {"COLUMNS": "200"})
+    header = next(line for line in wide.stdout.splitlines() if "reason" in line)
+    assert [c.strip() for c in header.strip("┃ ").split("┃")] == [
+        "ts", "actor", "role", "action", "target", "result", "reason"
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("token", "said"),
+    [(None, "401: set MDO_TOKEN to a token of the deployment"),
+     ("not-a-token-1234", "401: MDO_TOKEN is not a token of this deployment")],
+)  # fmt: skip
+def test_a_401_names_mdo_token(
+    monkeypatch: pytest.MonkeyPatch, token: str | None, said: str
+) -> None:
+    def refuse(method: str, url: str, **kwargs: object) -> httpx.Response:
+        request = httpx.Request(method, url)
+        detail = {"detail": "missing, malformed or unknown bearer token"}
+        return httpx.Response(401, json=detail, request=request)
+
+    monkeypatch.setattr(httpx, "request", refuse)
+    monkeypatch.delenv("MDO_TOKEN", raising=False)
+    for command in (["jobs"], ["pause", "paced"], ["audit"], ["scale", "paced", "2"]):
+        result = _mdo("http://127.0.0.1:1", token, *command)
+        assert result.exit_code == 1
+        assert said in " ".join(result.output.split()), result.output

@@ -1,5 +1,6 @@
 """``mds`` end to end on a real SQLite file."""
 
+import json
 import subprocess
 import sys
 from datetime import timedelta
@@ -399,3 +400,46 @@ def test_ingest_off_a_terminal_prints_calm_lines_without_carriage_returns(
     assert all("rows/s" in line and "elapsed" in line for line in lines)
     assert lines[-1].startswith("bars.ndjson: 100%, 3,000 rows, ")
     assert "ETA" in lines[0]
+
+
+# -- 80 columns: what `mds query` shows in a terminal (issue 25, item 5) -------------------------
+
+
+def test_query_fits_80_columns_with_whole_timestamps_and_aligned_prices(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    closes = [435.3, 435.25, 1234.5, 435.0]
+    bars = [
+        make_bar(
+            start=T0 + timedelta(minutes=i), source="vendor-consolidated" if i % 2 else "sip",
+            open=c, high=c + 0.5, low=c - 0.25, close=c, volume=1_234_567.0 + i, vwap=None,
+        )
+        for i, c in enumerate(closes)
+    ]  # fmt: skip
+    source = tmp_path / "bars.ndjson"
+    source.write_text("".join(bar.model_dump_json() + "\n" for bar in bars))
+    assert runner.invoke(app, ["ingest", str(source)], env=env).exit_code == 0
+    terminal = env | {"COLUMNS": "80", "TTY_COMPATIBLE": "1", "NO_COLOR": "1"}
+    result = runner.invoke(app, ["query", "AAPL", "--limit", "10"], env=terminal)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines), result.stdout
+    assert "…" not in result.stdout
+    assert "..." not in result.stdout
+    for i in range(4):
+        assert f"2024-01-02T14:3{i}:00Z" in result.stdout  # whole, in ISO 8601
+    rows = [line for line in lines if "2024-01-02T" in line]
+    cells = [[c.strip() for c in row.strip("│ ").split("│")] for row in rows]
+    header = next(line for line in lines if "start" in line)
+    names = [c.strip() for c in header.strip("┃ ").split("┃")]
+    close = [row[names.index("close")] for row in cells]
+    assert close == ["435.30", "435.25", "1234.50", "435.00"]  # one precision: the column's
+    assert len({len(row[names.index("high")].split(".")[1]) for row in cells}) == 1
+    assert len({row.index("│") for row in rows}) == 1  # the columns line up
+    assert "source" not in names  # left out first, and said so
+    assert "left out to fit the terminal: source" in " ".join(result.stdout.split())
+    wide = runner.invoke(app, ["query", "AAPL", "--limit", "10"], env=terminal | {"COLUMNS": "140"})
+    assert "vendor-consolidated" in wide.stdout
+    as_json = runner.invoke(app, ["query", "AAPL", "--json"], env=terminal)
+    first = json.loads(as_json.stdout.splitlines()[0])
+    assert first["close"] == 435.3  # --json unchanged: the value, not its display

@@ -318,19 +318,79 @@ def query(
         )
         _write_table(table, output_format, output)
         return
+    bars = _run(_query(settings, symbol, timeframe, begin, finish, limit, known), settings)
+    out.print(_bars_view(bars, f"{symbol} {timeframe}", out.width))
+
+
+_PRICES = ("open", "high", "low", "close")
+_LEFT_OUT = ("source", "volume", "open", "high", "low")
+"""The columns of ``mds query`` left out first when a terminal is too narrow for all."""
+
+
+def _bars_view(bars: list[Any], title: str, width: int) -> Any:
+    """The bars as a table that fits ``width``: whole timestamps (ISO 8601, UTC as ``Z``),
+    prices to one precision (the most decimals one of them needs), volumes to theirs,
+    right-aligned; ``source`` in the title when every bar has the same. When the terminal
+    is too narrow, columns are left out (``source``, ``volume``, then ``open``, ``high``,
+    ``low``), never cut, and the caption says which."""
     from rich.table import Table  # noqa: PLC0415
 
-    bars = _run(_query(settings, symbol, timeframe, begin, finish, limit, known), settings)
-    view = Table(
-        "start", "source", "open", "high", "low", "close", "volume", title=f"{symbol} {timeframe}"
-    )
-    for bar in bars:
-        view.add_row(
-            bar.start.isoformat(),
-            bar.source,
-            *(f"{v:g}" for v in (bar.open, bar.high, bar.low, bar.close, bar.volume)),
+    sources = sorted({bar.source for bar in bars})
+    columns: dict[str, list[str]] = {"start": [_iso(bar.start) for bar in bars]}
+    if len(sources) > 1:
+        columns["source"] = [bar.source for bar in bars]
+    prices = _decimals([getattr(bar, name) for bar in bars for name in _PRICES])
+    for index, name in enumerate(_PRICES):
+        columns[name] = prices[index :: len(_PRICES)]
+    columns["volume"] = _decimals([bar.volume for bar in bars])
+    left_out = []
+    for name in _LEFT_OUT:
+        if _table_width(columns) <= width:
+            break
+        if name in columns:
+            del columns[name]
+            left_out.append(name)
+    if len(sources) == 1:
+        title += f" (source {sources[0]})"
+    caption = None
+    if left_out:
+        caption = f"left out to fit the terminal: {', '.join(left_out)} (--json has every field)"
+    view = Table(title=title, caption=caption)
+    for name, cells in columns.items():
+        view.add_column(
+            name,
+            justify="left" if name in {"start", "source"} else "right",
+            no_wrap=True,
+            min_width=max([len(name), *map(len, cells)]),
         )
-    out.print(view)
+    for row in zip(*columns.values(), strict=True):
+        view.add_row(*row)
+    return view
+
+
+def _table_width(columns: dict[str, list[str]]) -> int:
+    """The width of rich's default table of ``columns``: cells, padding and borders."""
+    return sum(max([len(n), *map(len, c)]) + 3 for n, c in columns.items()) + 1
+
+
+def _decimals(values: list[float]) -> list[str]:
+    """``values`` with the same number of decimals, the most any of them needs (in its
+    shortest exact form: 435.3 and 435.25 as 435.30 and 435.25)."""
+    places = max((_places(v) for v in values), default=0)
+    return [f"{v:.{places}f}" for v in values]
+
+
+def _places(value: float) -> int:
+    """Decimals of the shortest text that reads back as ``value`` (at most 12)."""
+    from decimal import Decimal  # noqa: PLC0415
+
+    exponent = Decimal(repr(float(value))).normalize().as_tuple().exponent
+    return min(max(-exponent, 0), 12) if isinstance(exponent, int) else 0
+
+
+def _iso(value: datetime) -> str:
+    """ISO 8601 in UTC with ``Z``, to the nanosecond when the value has them."""
+    return value.isoformat().replace("+00:00", "Z")
 
 
 async def _query_table(
