@@ -196,7 +196,7 @@ def test_the_quickstart_postgresql_step_runs_as_written(tmp_path: Path) -> None:
             assert done.returncode == 0, f"`{line}` failed:\n{done.stdout}\n{done.stderr}"
             assert "Traceback" not in done.stderr, line
             outputs[words[2]] = done.stdout
-    assert "(+9,360)" in " ".join(outputs["mdp"].split())  # the bars went into PostgreSQL
+    assert "bars 9,360 written, 9,360 new" in " ".join(outputs["mdp"].split())  # into PostgreSQL
     assert outputs["mds"].count("quickstart") == 2  # and read back: --limit 2
 
 

@@ -26,8 +26,18 @@ def quickstart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_quickstart_runs_prints_where_it_wrote_and_is_idempotent(quickstart: Path) -> None:
     first = runner.invoke(app, ["run", str(quickstart)])
     assert first.exit_code == 0, first.output
-    assert "store sqlite:///./market_data.db: bars 0 -> " in first.output
+    said = " ".join(first.stdout.split())
+    assert (
+        "store sqlite:///./market_data.db: bars 9,360 written, 9,360 new (0 -> 9,360 rows)"
+    ) in said
     assert (quickstart.parent / "market_data.db").exists()
+    again = runner.invoke(app, ["run", str(quickstart), "-q"])
+    assert again.exit_code == 0, again.output
+    said = " ".join(again.stdout.split())
+    assert (  # written = rows sent and stored, new = rows the store did not have
+        "store sqlite:///./market_data.db: bars 9,360 written, 0 new: the store had them all"
+        " (9,360 -> 9,360 rows)"
+    ) in said
     second = runner.invoke(app, ["run", str(quickstart), "--json"])
     assert second.exit_code == 0, second.output
     summary = json.loads(second.stdout)
@@ -267,3 +277,25 @@ def test_without_a_known_total_progress_shows_rate_and_elapsed_only() -> None:
     assert known.parts() == ["25%", "5,000 rows", "2,500 rows/s", "ETA 6.0 s", "elapsed 2.0 s"]
     mixed = _fraction([Extent(1, 2, "rows"), Extent(0, 10, "bytes")])
     assert mixed == 0.25  # units that do not add up: the mean of the fractions
+
+
+def test_a_run_through_the_store_service_says_what_it_wrote_and_why_not_what_was_new(
+    tmp_path: Path,
+) -> None:
+    from market_data_store.testing import StoreService
+
+    with StoreService(tmp_path) as service:
+        (tmp_path / "job.yaml").write_text(
+            "name: via-service\nnodes:\n"
+            "  - {id: trades, type: synthetic, params: {count: 3000, symbols: 2}}\n"
+            "  - {id: bars, type: resample_ohlc, params: {timeframe: 1m}}\n"
+            f"  - {{id: store, type: store, params: {{url: '{service.url}'}}}}\n"
+            "edges: [trades -> bars, bars -> store]\n"
+        )
+        result = runner.invoke(app, ["run", str(tmp_path / "job.yaml"), "-q"])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.stdout.split())
+    written = re.search(rf"store {re.escape(service.url)} \(store\): ([\d,]+) written", said)
+    assert written, said
+    assert int(written.group(1).replace(",", "")) > 0
+    assert "how many were new is not known: the service answers with the rows it stored" in said

@@ -327,7 +327,9 @@ def _summary(runtime: UnifiedRuntime, result: RunResult) -> RunSummary:
         nodes=nodes,
         late=result.counter("late"),
         pauses=runtime.pauses,
-        store=StoreReport.model_validate(report) if report else None,
+        store=(
+            StoreReport(database=report["database"], tables=report["tables"]) if report else None
+        ),
         drain=DrainReport.model_validate(drain) if drain else None,
     )
 
@@ -362,12 +364,48 @@ def _print_summary(runtime: UnifiedRuntime, result: RunResult) -> None:
     if report:
         where = report["database"]
         for name, (before, after) in report["tables"].items():
-            out.print(
-                f"store {where}: {name} {before:,} -> {after:,} rows (+{after - before:,})",
-                highlight=False,
-            )
+            line = _store_line(name, before, after, report.get("written", {}).get(name))
+            out.print(f"store {where}: {line}", highlight=False, soft_wrap=True)
+    for line in _service_lines(runtime, result):
+        out.print(line, highlight=False, markup=False, soft_wrap=True)
     if runtime.drain:
         out.print(_drain_line(runtime.drain), highlight=False, markup=False)
+
+
+def _store_line(name: str, before: int, after: int, written: int | None) -> str:
+    """What a run did to a table of the store: rows written (sent and stored), how many
+    of them were new, and the rows before and after (``bars 9,360 written, 0 new: the
+    store had them all (9,360 -> 9,360 rows)``). A row whose key the store held replaces
+    it only when it is a newer version, so a rerun writes everything and adds nothing."""
+    new = after - before
+    rows = f"({before:,} -> {after:,} rows)"
+    if written is None:
+        return f"{name} {new:,} new {rows}"
+    head = f"{name} {written:,} written, {new:,} new"
+    if new == 0 and written:
+        return f"{head}: the store had them all {rows}"
+    if 0 < new < written:
+        return f"{head}: the store had {written - new:,} of them {rows}"
+    return f"{head} {rows}"
+
+
+def _service_lines(runtime: UnifiedRuntime, result: RunResult) -> list[str]:
+    """For each ``store`` sink writing through the store service: what it wrote. Its
+    answers count the rows it stored (``acknowledged``), not which of them were new, so the
+    line says that instead of a before/after count."""
+    specs = {spec.id: spec for spec in runtime.graph.nodes} if runtime.graph else {}
+    lines = []
+    for node_id, stats in result.nodes.items():
+        if result.types.get(node_id) != "store" or "acknowledged" not in stats.counters:
+            continue
+        spec = specs.get(node_id)
+        url = spec.params.get("url") if spec is not None else None
+        lines.append(
+            f"store {url or 'service'} ({node_id}): {stats.counters['acknowledged']:,} written"
+            " (acknowledged by the service); how many were new is not known: the service"
+            " answers with the rows it stored, not the rows it added (mds query reads them)"
+        )
+    return lines
 
 
 def _drain_line(drain: dict[str, Any]) -> str:

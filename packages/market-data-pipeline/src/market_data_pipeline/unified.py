@@ -159,7 +159,9 @@ class UnifiedRuntime:
         self._entered = False
         self._metrics_server: Any = None
         self.store_report: dict[str, Any] = {}
-        """For the in-process store: its (redacted) database and rows per table before/after."""
+        """For the in-process store: its (redacted) database, rows per table before/after
+        (``tables``) and rows it wrote in the run per table (``written``: new ones and
+        those whose key it held)."""
         self.losses: list[str] = []
         """Data the sources of the current (or last) run found lost upstream."""
         self.drain: dict[str, Any] = {}
@@ -379,6 +381,7 @@ class UnifiedRuntime:
             self.metrics.jobs_running.labels(mode=mode).inc()
             logger.info("pipeline started", job=graph.name, mode=mode, nodes=len(graph.nodes))
             before = await _counts(store)
+            upserted = _upserted(store)
             try:
                 result = await runtime.run()
             except PipelineError as error:
@@ -396,9 +399,11 @@ class UnifiedRuntime:
                 self.last_result = runtime.result()
             if store is not None:
                 after = await self._drain.bounded(_counts(store), "counting rows") or {}
+                done = _upserted(store)
                 self.store_report = {
                     "database": str(store.url),
                     "tables": {t: (before[t], after[t]) for t in after if before[t] or after[t]},
+                    "written": {t: done[t] - upserted[t] for t in done if done[t] > upserted[t]},
                 }
             self.state = (
                 RuntimeState.COMPLETED
@@ -497,6 +502,12 @@ class UnifiedRuntime:
             redis_stream=s.feedback_stream,
         )
         await stack.enter_async_context(link)
+
+
+def _upserted(store: Any) -> dict[str, int]:
+    """Rows the store wrote so far, per table (a key it already held counts too)."""
+    done = getattr(store, "rows_upserted", None)
+    return {table: int(getattr(done, table, 0)) for table in ("bars", "trades", "quotes")}
 
 
 async def _counts(store: Any) -> dict[str, int]:
