@@ -134,6 +134,31 @@ def test_a_missing_postgres_extra_is_one_line_naming_the_install(
     assert "PostgreSQL needs asyncpg: pip install 'market-data-store[postgres]'" in lines[0]
 
 
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("notaurl://x", "invalid database URL (--database-url or MDP_DATABASE_URL): database URL"
+         " scheme 'notaurl' is not supported: use sqlite or postgresql"),
+        ("postgresql://md:pw@127.0.0.1:1/market_data", "cannot open the store's database:"
+         " PostgreSQL connect failed at postgresql://md:***@127.0.0.1:1/market_data"),
+        ("sqlite:///{tmp}/no/such/dir/x.db", "the directory of the SQLite database"
+         " {tmp}/no/such/dir/x.db does not exist: create {tmp}/no/such/dir or choose another"),
+    ],
+)  # fmt: skip
+def test_a_bad_database_url_is_one_line_naming_it_once(
+    quickstart: Path, tmp_path: Path, url: str, said: str
+) -> None:
+    url, said = url.format(tmp=tmp_path), said.format(tmp=tmp_path)
+    result = runner.invoke(app, ["run", str(quickstart), "--database-url", url])
+    assert result.exit_code != 0
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    assert said in " ".join(result.output.split())
+    assert result.output.count("127.0.0.1:1/market_data") <= 1  # the URL once
+    assert "pw@" not in result.output
+    assert not (tmp_path / "no").exists()  # no directory made for a typo
+
+
 def test_version_names_the_distribution() -> None:
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0

@@ -301,9 +301,31 @@ sink: {type: collect}
 
 def test_yaml_syntax_errors_name_the_line(tmp_path: Path) -> None:
     path = tmp_path / "broken.yaml"
-    path.write_text("nodes:\n  - {id: a, type: collect\nedges: []\n")
-    with pytest.raises(GraphError, match=r"broken\.yaml:\d+: not valid YAML"):
+    path.write_text("nodes:\n  - {id: a, type: collect\n  - {id: b}\nedges: []\n")
+    with pytest.raises(GraphError) as caught:
         load_graph(path)
+    message = str(caught.value)
+    assert "\n" not in message  # one line, not PyYAML's marks and carets
+    assert message == (
+        f"{path}:3: not valid YAML/JSON: expected ',' or '}}', but got '{{' (column 5)"
+    )
+
+
+def test_yaml_syntax_errors_in_a_settings_file_are_one_line_too(tmp_path: Path) -> None:
+    from market_data_pipeline.settings import UnifiedRuntimeSettings
+
+    path = tmp_path / "settings.yaml"
+    path.write_text("log_level: info\nstore: [unclosed\n")
+    with pytest.raises(GraphError) as caught:
+        UnifiedRuntimeSettings.load(path)
+    assert "\n" not in str(caught.value)
+    assert str(caught.value).startswith(f"{path}:")
+
+
+def test_a_node_without_an_id_says_it_is_missing() -> None:
+    with pytest.raises(GraphError) as caught:
+        parse_graph("nodes:\n  - {type: collect}\nedges: []\n", source="c.yaml")
+    assert str(caught.value) == "c.yaml:2: id: missing: every node needs an id and a type"
 
 
 def test_a_missing_file_is_named(tmp_path: Path) -> None:

@@ -188,7 +188,7 @@ async def test_failures_surface_and_mark_the_runtime_unhealthy(tmp_path: Path) -
 @pytest.mark.asyncio
 @pytest.mark.parametrize(
     ("host_port", "reason"),
-    [("127.0.0.1:{port}", "Connect call failed"), ("127.0.0.1:no-port", "invalid database_url")],
+    [("127.0.0.1:{port}", "Connect call failed"), ("127.0.0.1:no-port", "invalid database URL")],
     ids=["unreachable", "unparsable"],
 )
 async def test_a_store_database_that_cannot_be_opened_is_a_pipeline_error_without_the_password(

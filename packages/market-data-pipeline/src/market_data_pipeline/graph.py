@@ -442,14 +442,26 @@ def load_graph(path: str | Path) -> Graph:
     return parse_graph(text, source=str(path))
 
 
+def yaml_error(error: yaml.YAMLError, source: str) -> GraphError:
+    """PyYAML's multi-line complaint as one line: what is wrong, at the file's line (and
+    column): ``config.yaml:4: not valid YAML/JSON: expected ',' or '}', but got '{'
+    (column 5)``."""
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    problem = getattr(error, "problem", None) or getattr(error, "context", None)
+    what = " ".join(str(problem or error).split())
+    if mark is None:
+        return GraphError(f"not valid YAML/JSON: {what}", source=source)
+    return GraphError(
+        f"not valid YAML/JSON: {what} (column {mark.column + 1})", source=source, line=mark.line + 1
+    )
+
+
 def parse_graph(text: str, *, source: str = "<config>") -> Graph:
     """A graph from YAML/JSON text; the ``pipeline:`` key may wrap it (a settings file)."""
     try:
         data = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        raise GraphError(f"not valid YAML/JSON: {error}", source=source, line=line) from None
+        raise yaml_error(error, source) from None
     if not isinstance(data, dict):
         raise GraphError(
             "the config must be a mapping with nodes/edges or source/sink", source=source
@@ -503,17 +515,17 @@ def _node_spec(raw: Any, source: str | None) -> NodeSpec:
     line = raw.get(_LINE)
     try:
         return NodeSpec(
-            id=raw.get("id"),  # type: ignore[arg-type]  # pydantic names what is missing
-            type=raw.get("type"),  # type: ignore[arg-type]
             params=_strip_lines(raw.get("params") or {}),
             line=line,
-            **{k: v for k, v in raw.items() if k not in {"id", "type", "params", _LINE}},
-        )
+            **{k: v for k, v in raw.items() if k not in {"params", _LINE}},
+        )  # an absent id or type is absent: pydantic says it is missing
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         node_id = raw.get("id") if isinstance(raw.get("id"), str) else None
         message = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "missing":
+            message = "missing: every node needs an id and a type"
         raise GraphError(f"{where}: {message}", node_id=node_id, source=source, line=line) from None
 
 

@@ -23,6 +23,7 @@ from pydantic_settings import (
 )
 
 from market_data_pipeline.exceptions import GraphError
+from market_data_pipeline.graph import yaml_error
 
 __all__ = ["UnifiedRuntimeSettings"]
 
@@ -151,7 +152,7 @@ def _load_yaml(path: Path) -> Any:
     except OSError as error:
         raise GraphError(f"cannot read the settings: {error.strerror}", source=str(path)) from None
     except yaml.YAMLError as error:
-        raise GraphError(f"not valid YAML/JSON: {error}", source=str(path)) from None
+        raise yaml_error(error, str(path)) from None
 
 
 def _has_graph(path: Path) -> bool:

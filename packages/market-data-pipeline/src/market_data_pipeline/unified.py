@@ -442,15 +442,17 @@ class UnifiedRuntime:
         try:
             store = Store(StoreSettings(database_url=self.settings.database_url))
         except ValidationError as error:  # a database URL that does not parse
-            reason = "; ".join(problem["msg"] for problem in error.errors())
-            raise PipelineError(f"invalid database_url (MDP_DATABASE_URL): {reason}") from None
+            reason = "; ".join(p["msg"].removeprefix("Value error, ") for p in error.errors())
+            message = f"invalid database URL (--database-url or MDP_DATABASE_URL): {reason}"
+            raise PipelineError(message) from None
         except MarketDataError as error:  # its driver is missing: names the pip install
             raise PipelineError(str(error)) from None
         try:
             await store.start(migrate=True)
         except (MarketDataError, OSError) as error:  # unreachable, wrong password...
-            message = f"cannot open the store's database {store.url}: {error}"
-            raise PipelineError(message) from None
+            said = str(error)  # the URL once: the driver's message may name it already
+            where = "" if str(store.url) in said else f" {store.url}"
+            raise PipelineError(f"cannot open the store's database{where}: {said}") from None
         stack.push_async_callback(self._close_store, store)
         services["store"] = store
         return store

@@ -196,7 +196,12 @@ class SqliteBackend(ModelReads):
             await self._call(self._connect)
 
     def _connect(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.parent.is_dir():  # a typo must not leave directories behind
+            msg = (
+                f"the directory of the SQLite database {self.path} does not exist: create"
+                f" {self.path.parent} or choose another path"
+            )
+            raise StoreConfigurationError(msg)
         connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         connection.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
         connection.execute("PRAGMA journal_mode = WAL")

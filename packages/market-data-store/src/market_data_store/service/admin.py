@@ -51,6 +51,10 @@ router = APIRouter(
     responses={
         401: {"model": Problem, "description": "missing or wrong admin token"},
         404: {"model": Problem, "description": "admin routes disabled: no MDS_ADMIN_TOKEN"},
+        429: {
+            "model": Problem,
+            "description": "too many refused calls from this address (Retry-After)",
+        },
     },
 )
 
