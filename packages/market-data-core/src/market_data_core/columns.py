@@ -18,6 +18,7 @@ so every tick keeps its nanoseconds; prices and sizes are ``float64``; free text
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -264,7 +265,7 @@ def conform(table: pa.Table, kind: Kind | str | None = None) -> pa.Table:
     _check(out, kind)
     for name in _FLOATS[kind]:  # -0.0 + 0.0 is 0.0: one zero
         index = schema.get_field_index(name)
-        out = out.set_column(index, schema.field(name), pc.add(out.column(index), 0.0))
+        out = out.set_column(index, schema.field(name), pc.add(out.column(index), _lit(0.0)))
     if kind is Kind.BARS:
         out = out.set_column(2, schema.field("timeframe"), _canonical_timeframes(out))
     return out
@@ -293,6 +294,15 @@ def _cast(column: pa.ChunkedArray, field: pa.Field) -> pa.ChunkedArray:
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
         msg = f"is {column.type}, cannot be read as {field.type}: {error}"
         raise ColumnError(msg, column=field.name) from None
+
+
+@functools.lru_cache(maxsize=256, typed=True)
+def _lit(value: float) -> pa.Scalar:
+    """``value`` as an Arrow scalar, converted once. pyarrow converts a Python number given
+    to a compute function anew at every call, and where dateutil is not installed (a plain
+    install has no pandas, so no dateutil) every conversion tries to import it and fails:
+    about 0.1 ms a call, a fifth of a second over the checks of a million rows."""
+    return pa.scalar(value)
 
 
 def _is_text(kind: pa.DataType) -> bool:
@@ -346,18 +356,18 @@ def _check(table: pa.Table, kind: Kind) -> None:
         nanos = pc.cast(table.column(name), pa.int64())
         _fail_at(
             table,
-            pc.or_(pc.less(nanos, _TS_MIN), pc.greater_equal(nanos, _TS_MAX)),
+            pc.or_(pc.less(nanos, _lit(_TS_MIN)), pc.greater_equal(nanos, _lit(_TS_MAX))),
             name,
             f"is outside [{MIN_TIMESTAMP.year}-01-01, {MAX_TIMESTAMP.year}-01-01)",
         )
     for name in _FLOATS[kind]:
         _fail_at(table, pc.invert(pc.is_finite(table.column(name))), name, "is not a finite number")
     for name in _NON_NEGATIVE[kind]:
-        _fail_at(table, pc.less(table.column(name), 0), name, "is negative")
+        _fail_at(table, pc.less(table.column(name), _lit(0)), name, "is negative")
     if "ordinal" in table.column_names:
         _fail_at(
             table,
-            pc.greater(table.column("ordinal"), _MAX_ORDINAL),
+            pc.greater(table.column("ordinal"), _lit(_MAX_ORDINAL)),
             "ordinal",
             f"is above {_MAX_ORDINAL}",
         )
@@ -395,7 +405,7 @@ def _check_text(
         bad = distinct.filter(
             pc.or_(
                 pc.match_substring(distinct, "\x00"),
-                pc.or_(pc.less(length, shortest), pc.greater(length, longest)),
+                pc.or_(pc.less(length, _lit(shortest)), pc.greater(length, _lit(longest))),
             )
         )
         if not len(bad):
@@ -404,7 +414,7 @@ def _check_text(
     _fail_at(table, pc.match_substring(column, "\x00"), name, "contains a NUL character")
     _fail_at(
         table,
-        pc.or_(pc.less(length, shortest), pc.greater(length, longest)),
+        pc.or_(pc.less(length, _lit(shortest)), pc.greater(length, _lit(longest))),
         name,
         f"must be {shortest} to {longest} characters long",
     )
@@ -425,7 +435,7 @@ def _check_trades(table: pa.Table) -> None:
         length = pc.utf8_length(flat)
         bad = pc.or_(
             pc.or_(pc.is_null(flat), pc.match_substring(flat, "\x00")),
-            pc.or_(pc.less(length, 1), pc.greater(length, 16)),
+            pc.or_(pc.less(length, _lit(1)), pc.greater(length, _lit(16))),
         )
         where = _first(bad)
         if where >= 0:
@@ -460,7 +470,8 @@ def _check_bars(table: pa.Table) -> None:
             row = _first(pc.equal(timeframes.indices, position))
             raise ColumnError(f"{error}", column="timeframe", row=row) from None
     step = pc.take(pa.array(steps, pa.int64()), timeframes.indices)
-    misaligned = pc.not_equal(pc.subtract(nanos, pc.multiply(pc.divide(nanos, step), step)), 0)
+    remainder = pc.subtract(nanos, pc.multiply(pc.divide(nanos, step), step))
+    misaligned = pc.not_equal(remainder, _lit(0))
     # divide truncates toward zero; before 1970 a floor is one step lower, but aligned
     # values are exact multiples either way, so the remainder test holds for both signs
     _fail_at(table, misaligned, "start", "is not aligned to its timeframe")

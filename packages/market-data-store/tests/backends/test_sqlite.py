@@ -132,6 +132,21 @@ async def test_constant_columns_of_a_large_batch_are_stored_exactly(
     assert await sqlite_backend.query_trades("AAPL", T0, end, limit=10_000) == newer
 
 
+async def test_a_large_batch_whose_first_and_last_rows_agree_is_stored_exactly(
+    sqlite_backend: SqliteBackend,
+) -> None:
+    """Batches past ``_LITERAL_FROM`` rows whose venue, revision and reason agree in the
+    first and last row but not in one row between: every row comes back as written."""
+    walk = random_walk_trades(count=2_500, seed=5)
+    same = {"exchange": "X", "reason": "r", "revision": 3}
+    trades = [t.model_copy(update=same) for t in walk]
+    for i, update in ((1, {"exchange": "Y"}), (1_200, {"revision": 4}), (2_498, {"reason": "s"})):
+        trades[i] = trades[i].model_copy(update=update)
+    await sqlite_backend.write(trades)
+    end = T0 + timedelta(days=1)
+    assert await sqlite_backend.query_trades("AAPL", T0, end, limit=10_000) == trades
+
+
 async def test_paging_with_limit(sqlite_backend: SqliteBackend) -> None:
     bars = minute_bars(25)
     await sqlite_backend.write(bars)

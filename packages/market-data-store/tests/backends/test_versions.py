@@ -230,8 +230,24 @@ async def _writer(ways: Ways, versions: list[Record], rng: random.Random) -> Non
         same = [v for v in batch if type(v) is kind]  # one kind per request
         rest = [v for v in batch if type(v) is not kind]
         versions.extend(rest)
+        if rng.random() < 0.5:
+            same = _ends_alike(same, rng)
         way = rng.choice(["http", "http", "store", "backend", "dlq"])
         await ways.send(way, same, rng)
+
+
+def _ends_alike(batch: list[Record], rng: random.Random) -> list[Record]:
+    """``batch`` with two versions of one revision first and last, another between (when
+    it has them): SQLite writes a column of a batch of ``_LITERAL_FROM`` rows or more as
+    a literal when every value agrees, which it checks first and last value first."""
+    rows: dict[int, list[Record]] = {}
+    for record in batch:
+        rows.setdefault(record.revision, []).append(record)
+    twice = [same for same in rows.values() if len(same) >= 2]
+    if not twice or len(rows) < 2:
+        return batch
+    first, last = rng.choice(twice)[:2]
+    return [first, *(r for r in batch if r is not first and r is not last), last]
 
 
 async def _kill_and_restart(service: StoreService, after: float) -> None:
