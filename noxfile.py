@@ -308,7 +308,9 @@ def bench(session: nox.Session) -> None:
 def user_environment(session: nox.Session) -> str:
     """A virtualenv with the packages installed as a user installs them (``pip install
     'market-data-pipeline[postgres,http,redis]'``, pinned by uv.lock): no test tools, so no pandas,
-    which pyarrow imports whenever it is there. Whole-process benchmarks run in it."""
+    which pyarrow imports whenever it is there. Whole-process benchmarks run in it, their
+    baselines too (the ``bench`` group: ADBC's drivers, polars), so that both sides of each
+    ratio import from the same installed packages."""
     where = Path(session.create_tmp()) / "user-env"
     python = where / "bin" / "python"
     session.run(
@@ -327,7 +329,12 @@ def user_environment(session: nox.Session) -> str:
         "--extra", "redis",
         "--output-file", str(pins),
     )  # fmt: skip
+    baselines = where / "baselines.txt"  # ADBC's drivers and polars: the same interpreter
+    session.run(
+        "uv", "export", "--frozen", "--quiet", "--only-group", "bench", "--no-hashes",
+        "--no-emit-workspace", "--output-file", str(baselines),
+    )  # fmt: skip
     install = ("uv", "pip", "install", "--quiet", "--python", str(python))
-    session.run(*install, "--requirements", str(pins))
+    session.run(*install, "--requirements", str(pins), "--requirements", str(baselines))
     session.run(*install, "--no-deps", *(str(ROOT / "packages" / p) for p in PACKAGES[:3]))
     return str(python)

@@ -71,3 +71,26 @@ def print_table(rows: Sequence[Row], unit: str = "items") -> None:
     print()  # noqa: T201
     for row in rows:
         print(f"- {row.explanation()}")  # noqa: T201
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """Repeated measurements, the first repetition included (imports, caches: what a user's
+    one run meets): the median is the figure, min-max its spread."""
+
+    values: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        ordered = sorted(self.values)
+        middle = len(ordered) // 2
+        if len(ordered) % 2:
+            return ordered[middle]
+        return (ordered[middle - 1] + ordered[middle]) / 2
+
+    def text(self, unit: str = "s", digits: int = 2) -> str:
+        low, high = min(self.values), max(self.values)
+        return (
+            f"{self.median:.{digits}f} {unit}"
+            f" ({low:.{digits}f}-{high:.{digits}f}, n={len(self.values)})"
+        )

@@ -1,9 +1,8 @@
 """Benchmark of ticks into the store, whole processes: ``mdp run`` replaying 1M trades from
-a Parquet file into the store, next to ADBC's ``adbc_ingest`` of the same Arrow table into
-the same table on the same server, measured in the same run.
+a Parquet file into the store, next to ADBC's ``adbc_ingest`` of the same rows into the same
+table on the same server, measured in the same run, like for like.
 
-Subjects (each a fresh ``mdp run`` process, timed from spawn to exit; bytecode compiled
-first, since this sandbox sets PYTHONDONTWRITEBYTECODE):
+Subjects (each a fresh ``mdp run`` process, timed from spawn to exit):
 
 - ``mdp run`` replay -> store, PostgreSQL, in process (the pipeline's store sink opens the
   store itself: Arrow batches, binary COPY);
@@ -11,39 +10,39 @@ first, since this sandbox sets PYTHONDONTWRITEBYTECODE):
 - the same through ``mds serve`` on PostgreSQL (the sink's ``url``: HTTP to the service).
 
 Baselines: ADBC's ``adbc_ingest(mode="append")`` (binary COPY from Arrow for PostgreSQL;
-prepared inserts for SQLite) of the file's table read inside the timed section, into the
-store's migrated, empty ``trades`` table: the floor of any path that appends through the
-database's own bulk interface. Every repetition writes into a fresh, migrated database.
-Peak RSS of each ``mdp run`` process is printed. Best of ``REPEAT``, alternating.
+prepared inserts for SQLite) of the file's rows in the store's layout (``bench/_adbc.py``),
+read inside the timed section, into the store's migrated, empty ``trades`` table: the floor
+of any path that appends through the database's own bulk interface. Every repetition writes
+into a fresh, migrated database.
 
-A second baseline is ADBC as a whole process too: a Python process that imports pyarrow and
-the driver, reads the file and appends it, timed from spawn to exit like ``mdp run``.
+Like for like: every subject and baseline is a whole process of the same interpreter,
+``MD_BENCH_PYTHON`` (the ``bench`` nox session installs the packages and the baselines'
+drivers into a virtualenv of their own, as a user does: without the test tools, so without
+pandas, which pyarrow imports at its first conversion whenever it is installed); by default
+this interpreter. Each figure is the median of ``REPEAT`` repetitions, the first included
+(bytecode is compiled before, since this sandbox sets PYTHONDONTWRITEBYTECODE), with its
+spread (min-max). Next to the whole processes, the in-process figures: the seconds ``mdp
+run --json`` reports for its job and the seconds ADBC spends inside its process. The peak
+memory is each child's own (``VmHWM`` at its exit, ``bench/_peak.py``), not the parent's
+high-water mark that ``os.wait4`` reports for a child.
 
-``MD_BENCH_PYTHON`` is the interpreter that runs ``mdp`` and ``mds`` (the ``bench`` nox
-session installs the packages into a virtualenv of their own, as a user does: without the
-test tools, so without pandas, which pyarrow imports at its first conversion whenever it is
-installed); by default this interpreter.
-
-``MD_BENCH_INGEST_TRADES`` sets the number of trades (default 1,000,000).
+``MD_BENCH_INGEST_TRADES`` sets the number of trades (default 1,000,000);
+``MD_BENCH_REPEAT`` the repetitions (default 5).
 """
 
 from __future__ import annotations
 
 import asyncio
-import compileall
+import json
 import os
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
-from _report import Row, print_table
+from _process import BENCH, PYTHON, Measured, compile_bytecode, run_process
+from _report import Row, Sample, print_table
 from bench_pipeline import write_trades
 
 from market_data_core.testing.servers import free_port
@@ -51,23 +50,10 @@ from market_data_store.dsn import DatabaseUrl
 from market_data_store.migrate import upgrade
 from market_data_store.testing import PostgresServer
 
-REPEAT = 5
-PYTHON = os.environ.get("MD_BENCH_PYTHON", sys.executable)
+REPEAT = int(os.environ.get("MD_BENCH_REPEAT", "5"))
 N_TRADES = int(os.environ.get("MD_BENCH_INGEST_TRADES", "1000000"))
 N_SYMBOLS = 100
 PG_SETTINGS = {"shared_buffers": "256MB", "max_wal_size": "4GB", "autovacuum": "off"}
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def compile_bytecode(env: dict[str, str]) -> None:
-    """Bytecode for this interpreter's and ``PYTHON``'s packages (each once)."""
-    paths = [sysconfig.get_paths()["purelib"], *(str(p) for p in ROOT.glob("packages/*/src"))]
-    for path in paths:
-        compileall.compile_dir(path, quiet=2, workers=0)
-    if sys.executable != PYTHON:
-        code = "import compileall, sysconfig; compileall.compile_dir("
-        code += "sysconfig.get_paths()['purelib'], quiet=2, workers=0)"
-        subprocess.run([PYTHON, "-c", code], env=env, check=True)  # noqa: S603
 
 
 def config(path: Path, parquet: Path, sink: str) -> Path:
@@ -79,59 +65,6 @@ def config(path: Path, parquet: Path, sink: str) -> Path:
         "edges: [trades -> store]\n"
     )
     return path
-
-
-def run_process(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
-    """Seconds from spawn to exit, and the process's peak RSS in MiB."""
-    start = time.perf_counter()
-    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # noqa: S603
-    assert process.stderr is not None
-    errors = process.stderr.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - start
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        sys.exit(f"{' '.join(argv)} failed ({process.returncode}):\n{errors.decode()[-3000:]}")
-    return seconds, usage.ru_maxrss // 1024
-
-
-ADBC_PROCESS = """
-import sys
-sys.path.insert(0, {bench!r})
-from bench_ingest import adbc_ingest
-adbc_ingest({url!r}, {parquet!r}, "postgresql")
-"""
-
-
-def adbc_ingest(url: str, parquet: Path | str, driver: str) -> float:
-    """ADBC: read the file and append it to the empty trades table, committed."""
-    start = time.perf_counter()
-    table = pq.read_table(parquet)
-    stored = pa.table(
-        {
-            "symbol": table.column("symbol"),
-            "ts": table.column("ts"),
-            "trade_id": pa.repeat("", table.num_rows),
-            "price": table.column("price"),
-            "size": table.column("size"),
-            "exchange": pa.nulls(table.num_rows, pa.string()),
-            "ingested_at": pa.repeat(
-                pa.scalar(time.time_ns() // 1000, pa.timestamp("us", tz="UTC")), table.num_rows
-            ),
-        }
-    )
-    if driver == "postgresql":
-        from adbc_driver_postgresql import dbapi  # noqa: PLC0415
-    else:
-        from adbc_driver_sqlite import dbapi  # type: ignore[no-redef]  # noqa: PLC0415
-
-        stored = stored.set_column(1, "ts", pc.cast(stored.column("ts"), pa.int64()))
-        stored = stored.set_column(6, "ingested_at", pc.cast(stored.column(6), pa.int64()))
-    with dbapi.connect(url) as connection:
-        with connection.cursor() as cursor:
-            cursor.adbc_ingest("trades", stored, mode="append")
-        connection.commit()
-    return time.perf_counter() - start
 
 
 class Databases:
@@ -156,78 +89,65 @@ class Databases:
         return url
 
 
-def best(fn: Callable[[], float], repeat: int = REPEAT) -> float:
-    return min(fn() for _ in range(repeat))
-
-
 def main() -> None:
     env = {**os.environ, "MDP_LOG_LEVEL": "warning"}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     compile_bytecode(env)
-    mdp = [PYTHON, "-m", "market_data_pipeline.cli", "run"]
+    mdp = ["-m", "market_data_pipeline.cli", "run", "--json"]
     with tempfile.TemporaryDirectory() as tmp_name, PostgresServer(settings=PG_SETTINGS) as pg:
         tmp = Path(tmp_name)
         parquet = tmp / "trades.parquet"
         write_trades(parquet, N_TRADES, N_SYMBOLS)
         dbs = Databases(pg, tmp)
-        rss: dict[str, int] = {}
-        names = ("pg", "sqlite", "http", "adbc_pg", "adbc_sqlite", "adbc_process")
-        times: dict[str, list[float]] = {name: [] for name in names}
+        names = ("pg", "sqlite", "http", "adbc_pg", "adbc_sqlite")
+        measured = {name: Measured() for name in names}
 
-        def subject(name: str, sink: Callable[[], str]) -> None:
-            job = config(tmp / f"{name}.yaml", parquet, sink())
-            seconds, peak = run_process([*mdp, str(job)], env)
-            times[name].append(seconds)
-            rss[name] = max(rss.get(name, 0), peak)
+        def subject(name: str, sink: str) -> None:
+            job = config(tmp / f"{name}.yaml", parquet, sink)
+            run = run_process([*mdp, str(job)], env, tmp)
+            measured[name].add(run, float(json.loads(run.stdout)["seconds"]))
 
-        for _ in range(REPEAT):
-            times["adbc_pg"].append(adbc_ingest(dbs.postgres(), parquet, "postgresql"))
-            subject("pg", lambda: f"{{database: '{dbs.postgres()}'}}")
-            times["adbc_sqlite"].append(
-                adbc_ingest(dbs.sqlite().removeprefix("sqlite:///"), parquet, "sqlite")
-            )
-            subject("sqlite", lambda: f"{{database: '{dbs.sqlite()}'}}")
+        def adbc(name: str, driver: str, url: str) -> None:
+            run = run_process([str(BENCH / "_adbc.py"), driver, url, str(parquet)], env, tmp)
+            measured[name].add(run, float(run.stdout))
+
+        for _ in range(REPEAT):  # alternating, the first repetition counted
+            adbc("adbc_pg", "postgresql", dbs.postgres())
+            subject("pg", f"{{database: '{dbs.postgres()}'}}")
+            adbc("adbc_sqlite", "sqlite", dbs.sqlite().removeprefix("sqlite:///"))
+            subject("sqlite", f"{{database: '{dbs.sqlite()}'}}")
             with serve(dbs.postgres(), env) as url:
-                subject("http", lambda url=url: f"{{url: '{url}'}}")
-            code = ADBC_PROCESS.format(
-                bench=str(ROOT / "bench"), url=dbs.postgres(), parquet=str(parquet)
+                subject("http", f"{{url: '{url}'}}")
+        baseline = {"pg": "adbc_pg", "sqlite": "adbc_sqlite", "http": "adbc_pg"}
+        rows = []
+        for name, target, database, what in (
+            ("pg", "store (PostgreSQL)", "PostgreSQL", "replay, store sink, binary COPY"),
+            ("sqlite", "store (SQLite)", "SQLite", "into the embedded default"),
+            ("http", "mds serve (PostgreSQL)", "PostgreSQL", "Arrow IPC to `mds serve`"),
+        ):
+            base = measured[baseline[name]]
+            rows.append(
+                Row(
+                    f"mdp replay->{target}",
+                    N_TRADES,
+                    Sample(tuple(measured[name].process)).median,
+                    f"ADBC adbc_ingest ({database})",
+                    Sample(tuple(base.process)).median,
+                    f"a whole `mdp run` process ({what})",
+                    f"a whole process of ADBC appending the same rows to {database}",
+                    f"mdp: {measured[name].text()}; ADBC: {base.text()}",
+                    "row",
+                )
             )
-            times["adbc_process"].append(run_process([sys.executable, "-c", code], env)[0])
-        adbc = {"pg": min(times["adbc_pg"]), "sqlite": min(times["adbc_sqlite"])}
-        adbc["http"] = adbc["pg"]
-        adbc["pg_process"] = min(times["adbc_process"])
-        times["pg_process"] = times["pg"]
-        rss["pg_process"] = rss["pg"]
-        rows = [
-            Row(
-                f"mdp replay->{target}",
-                N_TRADES,
-                min(times[name]),
-                f"ADBC adbc_ingest ({database})",
-                adbc[name],
-                f"a whole `mdp run` process ({what})",
-                f"ADBC appending the same table to {database}",
-                f"peak RSS of mdp {rss[name]} MiB",
-                "row",
-            )
-            for name, target, database, what in (
-                ("pg", "store (PostgreSQL)", "PostgreSQL", "replay, store sink, binary COPY"),
-                ("sqlite", "store (SQLite)", "SQLite", "into the embedded default"),
-                ("http", "mds serve (PostgreSQL)", "PostgreSQL", "Arrow IPC to `mds serve`"),
-                (
-                    "pg_process",
-                    "store (PostgreSQL)",
-                    "PostgreSQL, a whole process",
-                    "against ADBC as a process too",
-                ),
-            )
-        ]
         print_table(rows, unit="rows")
         has_pandas = subprocess.run(  # noqa: S603
             [PYTHON, "-c", "import importlib.util as u; print(bool(u.find_spec('pandas')))"],
             capture_output=True, text=True, check=True,
         ).stdout.strip()  # fmt: skip
-        print(f"\n`mdp`/`mds` ran on {PYTHON} (pandas installed there: {has_pandas}).")  # noqa: T201
+        print(  # noqa: T201
+            f"\nEvery process ran on {PYTHON} (pandas installed there: {has_pandas});"
+            f" medians of {REPEAT} repetitions, the first included, spread min-max."
+        )
 
 
 class serve:  # noqa: N801 - used as a context manager
