@@ -130,6 +130,11 @@ def test_an_empty_file_is_an_empty_deployment(tmp_path: Path) -> None:
         ("jobs: [\n", ["deploy.yaml:", "invalid YAML"]),
         ("- 1\n- 2\n", ["a deployment is a mapping"]),
         ("store: {url: 'ftp://x'}\n", ["store.url", "http://"]),
+        ("feedback: {store_url: 'redis://x'}\n", ["deploy.yaml:1", "feedback.store_url"]),
+        (
+            "feedback: {store_url: 'http://x:8080', redis_url: 'redis://x'}\n",
+            ["deploy.yaml:1", "feedback", "redis_url or store_url, not both"],
+        ),
         (
             "security: {unauthenticated_rate_per_minute: 0}\n",
             ["security.unauthenticated_rate_per_minute", "greater than or equal to 1"],
@@ -188,3 +193,12 @@ def test_the_example_deployment_loads() -> None:
     assert [job.name for job in deployment.jobs] == ["quickstart", "real-data-replay"]
     assert all(job.config.exists() for job in deployment.jobs)
     assert {token.role for token in deployment.security.tokens} == {"viewer", "operator", "admin"}
+
+
+def test_the_service_quickstart_deployment_follows_the_stores_feedback() -> None:
+    """docs/quickstart.md step 4: no Redis, so the store service's own stream."""
+    root = Path(__file__).resolve().parents[3]
+    deployment = load_deployment(root / "examples" / "service" / "deployment.yaml")
+    assert deployment.store.url == "http://127.0.0.1:8080"
+    assert deployment.feedback.store_url == deployment.store.url
+    assert deployment.feedback.redis_url is None

@@ -1,18 +1,21 @@
-"""The feedback watcher on a real redis-server and on the in-memory bus."""
+"""The feedback watcher on a real redis-server, on a real store service's server-sent events
+(``mds serve``) and on the in-memory bus; the reason it gives when no level can be heard."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
 from market_data_core import BackpressureLevel, HealthState, InMemoryFeedbackBus
 from market_data_core.testing import T0, make_feedback_event, make_rate_adjustment
-from market_data_core.testing.servers import RedisServer
+from market_data_core.testing.servers import RedisServer, free_port, scaled
 from market_data_core.transports.redis import RedisFeedbackPublisher
 from market_data_orchestrator.feedback import FeedbackWatcher, Message
+from market_data_store.testing import StoreService
 
 STREAM = "test:feedback"
 
@@ -25,7 +28,7 @@ def redis_server() -> Iterator[RedisServer]:
 
 async def until(predicate: Callable[[], bool]) -> None:
     """Wait for a condition that another task or process makes true (generous bound)."""
-    async with asyncio.timeout(30):
+    async with asyncio.timeout(scaled(30)):
         # the subscriber's ``connected`` flag has no event to wait on: poll it
         while not predicate():  # noqa: ASYNC110
             await asyncio.sleep(0.01)
@@ -160,3 +163,62 @@ async def test_silent_coordinator_reads_unknown_and_degrades() -> None:
         component = watcher.component()
         assert component.state is HealthState.DEGRADED
         assert component.details["stale_coordinators"] == "c1"
+
+
+@pytest.mark.asyncio
+async def test_the_reason_names_what_is_missing_then_clears() -> None:
+    now = [0.0]
+    bus = InMemoryFeedbackBus(ttl=5.0, clock=lambda: now[0])
+    async with FeedbackWatcher.from_bus(bus) as watcher:
+        assert watcher.reason() == "connected to the in-process bus: no feedback report yet"
+        await bus.publish(make_feedback_event(coordinator_id="c1", seq=1))
+        async with asyncio.timeout(scaled(30)):
+            await watcher.wait_for(lambda: watcher.received >= 1)
+        assert watcher.reason() is None
+        assert watcher.snapshot()["reason"] is None
+        now[0] = 6.0
+        assert watcher.reason() == "no report from c1 for over 5 s (the in-process bus)"
+        assert watcher.component().details["reason"] == watcher.reason()
+
+
+@pytest.mark.asyncio
+async def test_a_store_nobody_serves_is_unreachable_with_the_error() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    async with FeedbackWatcher.from_store(url, max_backoff=0.2) as watcher:
+        await until(lambda: watcher.reason() != f"connecting to {url}/v1/feedback/stream")
+        reason = watcher.reason()
+        assert reason == f"feedback from {url}/v1/feedback/stream unreachable: ConnectError"
+        snapshot = watcher.snapshot()
+        assert (snapshot["transport"], snapshot["connected"]) == ("sse", False)
+        assert snapshot["source"] == f"{url}/v1/feedback/stream"
+        assert watcher.component().state is HealthState.DEGRADED
+
+
+@pytest.mark.asyncio
+async def test_the_store_services_own_stream_is_followed_across_a_restart(
+    tmp_path: Path,
+) -> None:
+    """The quickstart's transport: ``mds serve`` without Redis, followed over HTTP."""
+    with StoreService(tmp_path, env={"MDS_HEARTBEAT_INTERVAL": "0.2"}) as store:
+        watcher = FeedbackWatcher.from_store(store.url, max_backoff=0.2)
+        async with watcher:
+            async with asyncio.timeout(scaled(30)):
+                await watcher.wait_for(lambda: watcher.tracker.level("store") is not None)
+            assert watcher.tracker.level("store") is BackpressureLevel.OK
+            assert watcher.reason() is None
+            assert watcher.component().state is HealthState.HEALTHY
+            assert watcher.component().details["worst_level"] == "ok"
+
+            await asyncio.to_thread(store.kill)
+            await until(lambda: not watcher.connected)
+            assert (watcher.reason() or "").startswith(
+                f"feedback from {store.url}/v1/feedback/stream unreachable: "
+            )
+            assert watcher.component().state is HealthState.DEGRADED
+
+            heard = watcher.received
+            await asyncio.to_thread(store.start)
+            async with asyncio.timeout(scaled(30)):
+                await watcher.wait_for(lambda: watcher.received > heard)
+            assert watcher.connected
+            assert watcher.reason() is None

@@ -188,7 +188,9 @@ def test_topology_and_feedback_views(client: TestClient) -> None:
     nodes = {node["node_id"]: node for node in topology["nodes"]}
     assert nodes["orchestrator"]["role"] == "orchestrator"
     assert nodes["orchestrator"]["state"] == "healthy"
-    assert client.get("/v1/feedback", headers=_auth("viewer")).json() == {"transport": None}
+    feedback = client.get("/v1/feedback", headers=_auth("viewer")).json()
+    assert (feedback["transport"], feedback["connected"]) == (None, False)
+    assert feedback["reason"].startswith("no feedback transport configured")
     job = client.get("/v1/jobs/paced", headers=_auth("viewer")).json()
     assert job["replicas"][0]["pid"] > 0
     assert job["restarts"] == 0

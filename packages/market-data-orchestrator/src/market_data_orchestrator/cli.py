@@ -167,9 +167,12 @@ def _call(method: str, url: str, path: str, *, body: Any = None, timeout: float 
 
 @app.command()
 def status(url: UrlOption = DEFAULT_URL) -> None:
-    """The orchestrator's health: worst-of over the store, the jobs and the feedback."""
+    """The orchestrator's health: worst-of over the store, the jobs and the feedback
+    (an orchestrator that follows no feedback transport gets a row that says so)."""
     import httpx  # noqa: PLC0415
     from rich.table import Table  # noqa: PLC0415
+
+    from market_data_orchestrator.feedback import NO_TRANSPORT  # noqa: PLC0415
 
     token = os.environ.get("MDO_TOKEN")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -179,8 +182,11 @@ def status(url: UrlOption = DEFAULT_URL) -> None:
         raise _fail(f"cannot reach the orchestrator at {url}: {type(error).__name__}") from None
     body = response.json()
     table = Table("component", "state", "details", title=f"{body['service']}: {body['state']}")
-    for component in body.get("components", []):
+    components = body.get("components", [])
+    for component in components:
         table.add_row(component["name"], component["state"], json.dumps(component["details"]))
+    if not any(c["name"] == "feedback_transport" for c in components):
+        table.add_row("feedback_transport", "none", NO_TRANSPORT)
     out.print(table)
     if response.status_code != 200:
         raise typer.Exit(1)

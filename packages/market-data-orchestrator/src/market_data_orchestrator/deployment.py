@@ -257,14 +257,35 @@ class StoreSettings(_Model):
 
 
 class FeedbackSettings(_Model):
-    """The feedback transport: Redis streams when ``redis_url`` is set, else in memory."""
+    """The feedback transport: the store's Redis stream or its service's own SSE stream."""
+
+    # Neither set: no feedback is followed (the status page and `mdo status` say so).
 
     redis_url: SecretStr | None = Field(
-        default=None, description="Follow feedback on Redis streams (unset: in memory)."
+        default=None,
+        description="Follow feedback on Redis streams (the store's `MDS_REDIS_URL`).",
     )
     stream: str = Field(
         default="md:feedback", min_length=1, description="The Redis feedback stream."
     )
+    store_url: str | None = Field(
+        default=None,
+        description=(
+            "Follow a store service's `GET /v1/feedback/stream` (server-sent events) at this"
+            " base URL: no Redis needed (one orchestrator, one store)."
+        ),
+    )
+
+    @field_validator("store_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return _http_url(value)
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> FeedbackSettings:
+        if self.redis_url is not None and self.store_url is not None:
+            raise ValueError("set redis_url or store_url, not both: one feedback transport")
+        return self
 
 
 class PeerSpec(_Model):

@@ -1,20 +1,25 @@
 """Follow the feedback transport: the latest backpressure per coordinator and rate per provider.
 
-``FeedbackWatcher`` reads either the Redis feedback stream (core ``RedisFeedbackSubscriber``)
-or an in-process ``InMemoryFeedbackBus``. Ordering and staleness are the transport's
-``FeedbackTracker``'s: an event with a lower ``seq`` than one already seen from the same
-publisher is dropped, and a coordinator silent past the TTL reads as *unknown*.
+``FeedbackWatcher`` reads the Redis feedback stream (core ``RedisFeedbackSubscriber``), a
+store service's server-sent events (``GET {url}/v1/feedback/stream``, reconnecting with
+capped backoff) or an in-process ``InMemoryFeedbackBus``. Ordering and staleness are the
+transport's ``FeedbackTracker``'s: an event with a lower ``seq`` than one already seen from
+the same publisher is dropped, and a coordinator silent past the TTL reads as *unknown*.
 
-The transport is not required: when Redis is unreachable the watcher's ``component()`` is
+The transport is not required: when it is unreachable the watcher's ``component()`` is
 ``degraded`` (never unhealthy), and the last known values stay visible in ``snapshot()``.
+``reason()`` says in words why no current level can be heard (unreachable, nothing
+reported yet, silent coordinators); :data:`NO_TRANSPORT` is the reason when the deployment
+follows no transport at all.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterable, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Any, Self
+from urllib.parse import urlsplit
 
 import structlog
 
@@ -29,12 +34,33 @@ from market_data_core import (
 )
 from market_data_core.exceptions import ConfigurationError
 
-__all__ = ["FeedbackWatcher", "Message"]
+__all__ = ["NO_TRANSPORT", "FeedbackWatcher", "Message", "unconfigured_snapshot"]
 
 logger = structlog.get_logger(__name__)
 
 Message = FeedbackEvent | RateAdjustment
 Listener = Callable[[Message], None]
+
+NO_TRANSPORT = (
+    "no feedback transport configured: add `feedback:` to the deployment"
+    " (store_url: the store service's URL, or redis_url)"
+)
+"""Why a deployment without a ``feedback`` transport shows no backpressure level."""
+
+
+def unconfigured_snapshot() -> dict[str, Any]:
+    """``GET /v1/feedback`` of an orchestrator that follows no feedback transport."""
+    return {"transport": None, "connected": False, "reason": NO_TRANSPORT}
+
+
+def where(url: str) -> str:
+    """``scheme://host:port/path`` of ``url``: no user, password or query (they may be
+    secret)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return f"{parts.scheme}://{host}{parts.path}" if parts.scheme else "<url>"
 
 
 class FeedbackWatcher:
@@ -49,6 +75,7 @@ class FeedbackWatcher:
         messages: AsyncIterable[Message],
         *,
         transport: str,
+        source: str | None = None,
         connected: Callable[[], bool] = lambda: True,
         last_error: Callable[[], str | None] = lambda: None,
         start: Callable[[], Awaitable[None]] | None = None,
@@ -57,6 +84,8 @@ class FeedbackWatcher:
     ) -> None:
         self.tracker = tracker
         self.transport = transport
+        self.source = source or transport
+        """Where the feedback comes from, fit to show (no password)."""
         self.name = name
         self._messages = messages
         self._connected = connected
@@ -82,10 +111,38 @@ class FeedbackWatcher:
             subscriber.tracker,
             subscriber,
             transport="redis",
+            source=f"{where(url)} (stream {stream})",
             connected=lambda: subscriber.connected,
             last_error=lambda: subscriber.last_error,
             start=subscriber.start,
             close=subscriber.aclose,
+        )
+
+    @classmethod
+    def from_store(cls, url: str, *, ttl: float = 15.0, **kwargs: Any) -> Self:
+        """Follow a store service's ``GET {url}/v1/feedback/stream`` (server-sent events; the
+        store sends its latest event first, then every event and heartbeat), reconnecting
+        with capped exponential backoff while the store is away. ``kwargs`` go to the
+        reader (``min_backoff``, ``max_backoff``, ``read_timeout``)."""
+        # the pipeline's reader (the one `mdp run --store-feedback-url` follows with): the
+        # orchestrator depends on market-data-pipeline, released with it
+        from market_data_pipeline._sse import SseFeedbackReader  # noqa: PLC0415
+
+        reader = SseFeedbackReader(url, **kwargs)
+        tracker = FeedbackTracker(ttl=ttl)
+
+        async def accepted() -> AsyncIterator[Message]:
+            async for event in reader.events():
+                if tracker.observe(event):
+                    yield event
+
+        return cls(
+            tracker,
+            accepted(),
+            transport="sse",
+            source=reader.target,
+            connected=lambda: reader.connected,
+            last_error=lambda: reader.last_error,
         )
 
     @classmethod
@@ -96,7 +153,9 @@ class FeedbackWatcher:
         async def close() -> None:
             subscription.close()
 
-        return cls(bus.tracker, subscription, transport="memory", close=close)
+        return cls(
+            bus.tracker, subscription, transport="memory", source="the in-process bus", close=close
+        )
 
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener`` with every accepted message (for a server-sent events stream)."""
@@ -119,9 +178,27 @@ class FeedbackWatcher:
     def rates(self) -> list[RateAdjustment]:
         return [r for p in self.tracker.providers() if (r := self.tracker.latest_rate(p))]
 
+    def reason(self) -> str | None:
+        """Why no current level can be heard, in words (``None``: every coordinator heard
+        from reports within the TTL)."""
+        if not self.connected:
+            error = self._last_error()
+            if error:
+                return f"feedback from {self.source} unreachable: {error}"
+            return f"connecting to {self.source}"
+        coordinators = self.tracker.coordinators()
+        if not coordinators:
+            return f"connected to {self.source}: no feedback report yet"
+        stale = [cid for cid in coordinators if self.tracker.is_stale(cid)]
+        if stale:
+            silent = ", ".join(stale)
+            return f"no report from {silent} for over {self.tracker.ttl:g} s ({self.source})"
+        return None
+
     def snapshot(self) -> dict[str, Any]:
         """What the API shows: transport state, and the latest per coordinator and provider
-        (``level`` is the current level, ``null`` when the coordinator is silent past TTL)."""
+        (``level`` is the current level, ``null`` when the coordinator is silent past TTL);
+        ``reason``: see :meth:`reason`."""
         coordinators = {
             event.coordinator_id: {
                 **event.model_dump(mode="json"),
@@ -133,8 +210,10 @@ class FeedbackWatcher:
         }
         return {
             "transport": self.transport,
+            "source": self.source,
             "connected": self.connected,
             "last_error": self._last_error(),
+            "reason": self.reason(),
             "received": self.received,
             "dropped_stale": self.tracker.dropped_stale,
             "worst_level": _value(self.tracker.worst_level()),
@@ -155,8 +234,10 @@ class FeedbackWatcher:
             required=False,
             details={
                 "transport": self.transport,
+                "source": self.source[:256],
                 "connected": self.connected,
                 "last_error": self._last_error(),
+                "reason": (self.reason() or "")[:256] or None,
                 "coordinators": len(self.tracker.coordinators()),
                 "stale_coordinators": ",".join(stale)[:256] or None,
                 "worst_level": _value(self.tracker.worst_level()),

@@ -92,10 +92,13 @@ class Orchestrator:
                 on_healthy=self._store_healthy,
             )
         self.feedback: FeedbackWatcher | None = None
-        if deployment.feedback.redis_url is not None:
+        feedback = deployment.feedback
+        if feedback.redis_url is not None:
             self.feedback = FeedbackWatcher.from_redis(
-                deployment.feedback.redis_url.get_secret_value(), stream=deployment.feedback.stream
+                feedback.redis_url.get_secret_value(), stream=feedback.stream
             )
+        elif feedback.store_url is not None:
+            self.feedback = FeedbackWatcher.from_store(feedback.store_url)
         self.topology = TopologyWatcher(cluster_id, self._own_status, deployment.peers)
         self.status = StatusFeed()
         """Live events for ``GET /v1/events``: the store's view and its feedback."""

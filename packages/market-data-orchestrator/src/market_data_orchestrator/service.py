@@ -67,6 +67,7 @@ from market_data_core.serving import (
 )
 from market_data_orchestrator._replica import SupervisorClosedError, offer
 from market_data_orchestrator.deployment import PeerSpec, Role
+from market_data_orchestrator.feedback import unconfigured_snapshot
 from market_data_orchestrator.jobs import JobInfo, ScaleRequest
 from market_data_orchestrator.orchestrator import SERVICE, Orchestrator
 from market_data_orchestrator.security import (
@@ -546,7 +547,7 @@ def _read_routes(app: FastAPI, orchestrator: Orchestrator) -> None:
     )
     async def feedback(_: Viewer) -> dict[str, Any]:
         if orchestrator.feedback is None:
-            return {"transport": None}
+            return unconfigured_snapshot()
         return orchestrator.feedback.snapshot()
 
     @app.get(
