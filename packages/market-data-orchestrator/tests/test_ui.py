@@ -4,7 +4,8 @@ package with a CSP that allows this origin only and reference nothing elsewhere;
 names the token's owner and role; /v1/store, /v1/store/symbols and /v1/store/bars read the
 store the orchestrator watches (a real ``mds serve`` here), refuse bad input with 4xx and
 answer 404 when no store is watched, 503 when it is down; the live stream starts with the
-store's view."""
+store's view; the icon is served; /v1/feedback says why no feedback can be heard; a store
+whose health cannot be read has unknown components."""
 
 import re
 import time
@@ -16,11 +17,20 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from market_data_core import SYMBOL_PATTERN, BackpressureLevel, FeedbackEvent
+from market_data_core import (
+    SYMBOL_PATTERN,
+    BackpressureLevel,
+    FeedbackEvent,
+    HealthComponent,
+    HealthState,
+    HealthStatus,
+)
 from market_data_core.testing import make_bar
 from market_data_core.testing.servers import scaled
 from market_data_orchestrator import ui
 from market_data_orchestrator.deployment import load_deployment
+from market_data_orchestrator.feedback import NO_TRANSPORT
+from market_data_orchestrator.health import ProbeResult
 from market_data_orchestrator.orchestrator import Orchestrator
 from market_data_orchestrator.security import hash_token
 from market_data_orchestrator.service import create_app
@@ -94,8 +104,8 @@ def test_the_page_is_served_from_the_package_with_a_strict_csp(bare: TestClient)
     assert "default-src 'self'" in ui.CSP
     assert "script-src 'self'" in ui.CSP
     links = re.findall(r"""(?:src|href)=["']([^"']+)["']""", page.text)
-    assert sorted(links) == ["#main", "app.css", "app.js"]
-    for link in ("app.css", "app.js"):
+    assert sorted(links) == ["#main", "app.css", "app.js", "favicon.ico", "format.js"]
+    for link in ("app.css", "app.js", "format.js"):
         answer = bare.get(f"/ui/{link}")
         assert answer.status_code == 200, link
         assert "://" not in re.sub(r"http://www\.w3\.org/2000/svg", "", answer.text), link
@@ -191,3 +201,55 @@ def test_the_store_view_and_the_live_stream_start_with_it(watching: TestClient) 
         assert '"verdict": "healthy"' in next(lines)
         assert next(lines) == "event: feedback"  # the recent feedback, for a new page's chart
         assert '"level": "soft"' in next(lines)
+
+
+def test_the_icon_is_served_where_browsers_look_for_it(bare: TestClient) -> None:
+    icon = bare.get("/favicon.ico")
+    assert icon.status_code == 200
+    assert icon.headers["content-type"] == "image/x-icon"
+    assert icon.content[:4] == b"\x00\x00\x01\x00"  # an ICO with one image
+    assert icon.content[22:30] == b"\x89PNG\r\n\x1a\n"  # (a PNG)
+    linked = bare.get("/ui/favicon.ico")  # the page's <link rel="icon">
+    assert linked.status_code == 200
+    assert linked.content == icon.content
+
+
+def test_without_a_feedback_transport_the_api_says_why(bare: TestClient) -> None:
+    answer = bare.get("/v1/feedback", headers=_auth()).json()
+    assert answer == {"transport": None, "connected": False, "reason": NO_TRANSPORT}
+    assert NO_TRANSPORT.startswith("no feedback transport configured: add `feedback:`")
+
+
+@pytest.mark.asyncio
+async def test_a_store_whose_health_cannot_be_read_has_unknown_components(
+    tmp_path: Path,
+) -> None:
+    """Not the last healthy state: the store is down, nobody knows its components'."""
+    orchestrator = Orchestrator(load_deployment(_deployment(tmp_path, "http://127.0.0.1:9")))
+    watcher = orchestrator.store
+    assert watcher is not None
+    healthy = HealthStatus.from_components(
+        "market-data-store",
+        [HealthComponent(name="database", state=HealthState.HEALTHY)],
+        version="2.1.0",
+    )
+    await watcher.observe(ProbeResult(True, status=healthy, http_status=200))
+    view = orchestrator.store_view()
+    assert view is not None
+    assert view["components"] == [{"name": "database", "state": "healthy", "required": True}]
+    assert view["reported"] == "healthy"
+    await watcher.observe(ProbeResult(False, "connection refused on /readyz"))
+    view = orchestrator.store_view()
+    assert view is not None
+    assert view["components"] == [{"name": "database", "state": "unknown", "required": True}]
+    assert view["reported"] is None
+    assert view["reason"] == "connection refused on /readyz"
+    sick = HealthStatus.from_components(  # a store that answers: its own word, fresh
+        "market-data-store",
+        [HealthComponent(name="database", state=HealthState.UNHEALTHY)],
+        version="2.1.0",
+    )
+    await watcher.observe(ProbeResult(False, "unhealthy", status=sick, http_status=503))
+    view = orchestrator.store_view()
+    assert view is not None
+    assert view["components"] == [{"name": "database", "state": "unhealthy", "required": True}]

@@ -175,7 +175,9 @@ class Orchestrator:
         """The store as the orchestrator sees it (``None``: no store is watched)."""
         if self.store is None:
             return None
-        return store_view(self.store.component(), self.store.status)
+        last = self.store.last_result
+        readable = last is None or last.status is not None
+        return store_view(self.store.component(), self.store.status, readable=readable)
 
     def _store_observed(self) -> None:
         view = self.store_view()

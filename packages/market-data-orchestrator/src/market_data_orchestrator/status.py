@@ -26,7 +26,7 @@ from typing import Any
 from market_data_core import FeedbackEvent, HealthComponent
 from market_data_orchestrator._replica import offer
 
-__all__ = ["StatusEvent", "StatusFeed", "store_view"]
+__all__ = ["UNKNOWN", "StatusEvent", "StatusFeed", "store_view"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,17 +87,30 @@ class StatusFeed:
             offer(queue, None)
 
 
-def store_view(component: HealthComponent, status: Any) -> dict[str, Any]:
+UNKNOWN = "unknown"
+"""A component's state when the store's health cannot be read."""
+
+
+def store_view(component: HealthComponent, status: Any, *, readable: bool = True) -> dict[str, Any]:
     """What the orchestrator knows of the store: its component in the orchestrator's health
-    (state, verdict, reason) and the components of the store's last ``HealthStatus``."""
+    (state, verdict, reason) and the components of the store's last ``HealthStatus``.
+
+    ``readable`` False: the last poll got no ``HealthStatus`` (no answer, not JSON, off
+    schema): the components are those last reported, each ``unknown`` (never the last
+    healthy state), and ``reported`` is ``None``."""
     components = [] if status is None else status.components
     return {
         "state": str(component.state),
         "verdict": component.details.get("verdict"),
         "reason": component.details.get("reason"),
         "url": component.details.get("url"),
-        "reported": None if status is None else str(status.state),
+        "reported": None if status is None or not readable else str(status.state),
         "components": [
-            {"name": c.name, "state": str(c.state), "required": c.required} for c in components
+            {
+                "name": c.name,
+                "state": str(c.state) if readable else UNKNOWN,
+                "required": c.required,
+            }
+            for c in components
         ],
     }

@@ -1,16 +1,21 @@
 """The operators' status page, and the read routes it needs.
 
-The page is three static files of this package (``ui/``: HTML, CSS, plain JavaScript; no
-build step, no CDN: it works offline) served at ``/ui/``. It signs in with a token of the
+The page is static files of this package (``ui/``: HTML, CSS, plain JavaScript, its icon;
+no build step, no CDN: it works offline) served at ``/ui/``; ``ui/format.js`` holds the pure
+parts (price ticks, job and control texts), unit-tested with Node. It signs in with a token of the
 deployment (kept in the tab's ``sessionStorage``, sent as a bearer header, never put in a
 URL) and shows:
 
 - the jobs: state, replicas, throughput; pause, resume and scale buttons for operator and
-  admin tokens only (a viewer's page has none);
-- the store as the orchestrator sees it (verdict and the store's components) and its
-  backpressure level over time, both live from ``GET /v1/events``;
+  admin tokens only (a viewer's page has none), disabled with the reason when they cannot
+  apply to the job's state;
+- the store as the orchestrator sees it (verdict and the store's components, ``unknown``
+  while its health cannot be read) and its backpressure level over time, both live from
+  ``GET /v1/events``, or why no level is heard (``GET /v1/feedback``'s ``reason``);
 - the latest bars of a chosen symbol, read from the store (``GET /v1/store/bars``);
 - recent audit entries, for admin tokens (``GET /v1/audit`` is admin-only).
+
+It fits a 390 px phone (the tables stack, buttons wrap) as well as a desktop.
 
 Routes added here (viewer): ``GET /v1/me`` (who the token is), ``GET /v1/store`` (the
 orchestrator's view of the store), ``GET /v1/store/symbols`` and ``GET /v1/store/bars``
@@ -189,13 +194,19 @@ async def _store_get(orchestrator: Orchestrator, path: str, params: dict[str, An
 
 
 def add_ui(app: FastAPI) -> None:
-    """The page at ``/ui/`` (``/`` redirects there), with a strict CSP."""
+    """The page at ``/ui/`` (``/`` redirects there), with a strict CSP, and its icon at
+    ``/favicon.ico`` too (where browsers and bookmarks look for it)."""
     directory = files("market_data_orchestrator") / "ui"
     app.mount("/ui", StaticFiles(directory=str(directory), html=True), name="ui")
+    icon = (directory / "favicon.ico").read_bytes()
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:
         return RedirectResponse("/ui/")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> Response:
+        return Response(icon, media_type="image/x-icon", headers={"Cache-Control": "max-age=86400"})
 
     @app.middleware("http")
     async def headers(

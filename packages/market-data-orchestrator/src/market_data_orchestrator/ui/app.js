@@ -1,8 +1,11 @@
 // The operators' status page of market-data-orchestrator: plain JavaScript, no build step,
 // no third-party code. The token lives in this tab's sessionStorage and goes out only as a
 // bearer header; live updates come from GET /v1/events (server-sent events) read with
-// fetch, since EventSource cannot send a header.
+// fetch, since EventSource cannot send a header. The pure parts (texts, ticks) are in
+// format.js (window.StatusFormat), unit-tested with Node.
 "use strict";
+
+const Format = window.StatusFormat;
 
 const TOKEN_KEY = "market-data-orchestrator.token";
 const FEEDBACK_WINDOW_MS = 10 * 60 * 1000;
@@ -16,6 +19,7 @@ const page = {
   refresher: null,
   feedback: new Map(), // coordinator id -> [{t, level, utilization}]
   latest: new Map(), // coordinator id -> the latest FeedbackEvent
+  transport: null, // GET /v1/feedback: the orchestrator's view of its feedback transport
   storeState: null,
 };
 
@@ -119,42 +123,45 @@ function canControl() {
 
 // -- jobs ----------------------------------------------------------------------------------
 
-function rate(job) {
-  const running = job.replicas.filter((r) => r.state === "running");
-  if (!running.length) return "none (not running)";
-  const total = running.reduce((sum, r) => sum + (r.items_per_second || 0), 0);
-  return total >= 1000 ? `${(total / 1000).toFixed(1)}k records/s` : `${Math.round(total)} records/s`;
-}
-
 function jobRow(job) {
-  const running = job.replicas.filter((r) => r.state === "running").length;
   const state = el("span", { class: "state", "data-state": job.state, text: job.state });
+  // data-label: the column's name, shown before each cell where the table stacks (phones)
   const cells = [
-    el("th", { scope: "row", text: job.name }),
-    el("td", {}, state, job.paused_by ? ` by ${job.paused_by}` : ""),
-    el("td", { text: `${running} of ${job.desired_replicas} running` }),
-    el("td", { text: rate(job) }),
+    el("th", { scope: "row", text: job.name, "data-label": "Job" }),
+    el("td", { "data-label": "State" }, state, job.paused_by ? ` by ${job.paused_by}` : ""),
+    el("td", { "data-label": "Replicas", class: "replicas", text: Format.replicaText(job) }),
+    el("td", { "data-label": "Throughput", text: Format.throughputText(job) }),
   ];
-  if (canControl()) cells.push(el("td", { class: "actions" }, ...controls(job)));
+  if (canControl()) {
+    const buttons = el("span", { class: "buttons" }, ...controls(job));
+    cells.push(el("td", { class: "actions", "data-label": "Actions" }, buttons));
+  }
   return el("tr", { "data-job": job.name }, ...cells);
 }
 
+// A control that cannot apply to the job's state is disabled, and its title says why.
+function applies(node, allowed) {
+  node.disabled = !allowed.enabled;
+  if (allowed.reason) node.title = allowed.reason;
+  return node;
+}
+
 function controls(job) {
+  const allowed = Format.controlStates(job);
   const pause = el("button", { type: "button", text: "Pause", "aria-label": `Pause ${job.name}` });
-  pause.disabled = job.state !== "running";
-  pause.addEventListener("click", () => control(job.name, "pause"));
+  applies(pause, allowed.pause).addEventListener("click", () => control(job.name, "pause"));
   const resume = el("button", { type: "button", text: "Resume", "aria-label": `Resume ${job.name}` });
-  resume.disabled = job.state !== "paused";
-  resume.addEventListener("click", () => control(job.name, "resume"));
+  applies(resume, allowed.resume).addEventListener("click", () => control(job.name, "resume"));
   const id = `replicas-${job.name}`;
-  const count = el("input", {
+  const count = applies(el("input", {
     id, type: "number", min: 1, max: job.partitions || 64, value: job.desired_replicas,
-  });
+  }), allowed.scale);
   const label = el("label", { for: id, text: `Replicas of ${job.name}` });
   label.classList.add("visually-hidden");
   const scale = el("button", { type: "button", text: "Scale", "aria-label": `Scale ${job.name}` });
-  scale.addEventListener("click", () => scaleJob(job.name, Number(count.value)));
-  return [pause, resume, label, count, scale];
+  applies(scale, allowed.scale).addEventListener("click", () => scaleJob(job.name, Number(count.value)));
+  const group = el("span", { class: "scale" }, label, count, scale);
+  return [pause, resume, group];
 }
 
 async function control(name, verb) {
@@ -203,9 +210,11 @@ function renderStore(view) {
   state.textContent = view.state;
   state.dataset.state = view.state;
   $("store-reason").textContent = view.reason ? `(${view.reason})` : "";
-  $("store-components").setAttribute("aria-label",
-    view.state === "unhealthy" ? "The store's components as it last reported them" : "The store's components");
-  $("store-components").dataset.stale = view.state === "unhealthy" ? "true" : "false";
+  // reported null: the store's health could not be read, its components are unknown
+  const unread = view.reported === null && view.components.length > 0;
+  $("store-components").setAttribute("aria-label", unread
+    ? "The store's components: unknown, its health cannot be read" : "The store's components");
+  $("store-components").dataset.stale = unread ? "true" : "false";
   $("store-components").replaceChildren(
     ...view.components.map((c) =>
       el("li", {}, `${c.name} `, el("span", { class: "state", "data-state": c.state, text: c.state }))),
@@ -239,6 +248,14 @@ function addFeedback(event) {
   while (points.length > 2 && points[0].t < since) points.shift();
   page.feedback.set(id, points);
   page.latest.set(id, event);
+  if (page.transport && page.transport.transport) { // a report: the transport is heard
+    page.transport = { ...page.transport, connected: true, reason: null };
+  }
+  renderBackpressure();
+}
+
+async function refreshTransport() {
+  page.transport = await api("/v1/feedback");
   renderBackpressure();
 }
 
@@ -247,11 +264,13 @@ function renderBackpressure() {
   for (const event of page.latest.values()) {
     if (worst === null || LEVELS[event.level] > LEVELS[worst.level]) worst = event;
   }
-  if (worst === null) return;
-  $("bp-level").textContent = worst.level;
-  $("bp-level").dataset.state = worst.level;
-  $("bp-queue").textContent = `${worst.queue_size} of ${worst.capacity} (${worst.coordinator_id})`;
+  const text = Format.backpressureText(page.transport, worst);
+  $("bp-level").textContent = text.level;
+  $("bp-level").dataset.state = text.state;
+  $("bp-detail").textContent = text.detail;
   const chart = $("bp-chart");
+  chart.toggleAttribute("hidden", worst === null); // no empty frame before the first report
+  if (worst === null) return;
   const title = chart.querySelector("title");
   const points = [...page.feedback.values()].flat().sort((a, b) => a.t - b.t);
   const [w, h, left, right, pad] = [600, 130, 34, 8, 18];
@@ -293,14 +312,18 @@ async function loadSymbols() {
   try {
     symbols = await api(`/v1/store/symbols?timeframe=${encodeURIComponent(timeframe)}`);
   } catch (error) {
-    $("bars-summary").textContent = `Cannot list symbols: ${error.message}`;
+    $("bars-chart").toggleAttribute("hidden", true);
+    $("bars-summary").textContent = `No data yet: cannot list symbols (${error.message})`;
     return;
   }
   const select = $("symbol");
   const chosen = select.value;
   select.replaceChildren(...symbols.map((s) => el("option", { value: s.symbol, text: s.symbol })));
   if (symbols.some((s) => s.symbol === chosen)) select.value = chosen;
-  if (!symbols.length) $("bars-summary").textContent = `No ${timeframe} bars in the store yet.`;
+  if (!symbols.length) {
+    $("bars-chart").toggleAttribute("hidden", true);
+    $("bars-summary").textContent = `No data yet: no ${timeframe} bars in the store.`;
+  }
 }
 
 async function loadBars() {
@@ -320,8 +343,10 @@ function drawBars(symbol, timeframe, bars) {
   const title = chart.querySelector("title");
   const [w, h, left, right, top, bottom] = [800, 280, 64, 12, 12, 28];
   const nodes = [title];
+  chart.toggleAttribute("hidden", !bars.length); // no empty frame: the summary says why
   if (!bars.length) {
     title.textContent = `No ${timeframe} bars of ${symbol}`;
+    $("bars-summary").textContent = `No data yet: no ${timeframe} bars of ${symbol}.`;
     chart.replaceChildren(...nodes);
     return;
   }
@@ -331,9 +356,10 @@ function drawBars(symbol, timeframe, bars) {
   const y = (price) => top + (1 - (price - low) / span) * (h - top - bottom);
   const step = (w - left - right) / bars.length;
   const body = Math.max(1, step * 0.6);
-  for (const price of [high, (high + low) / 2, low]) {
-    nodes.push(svg("line", { class: "grid", x1: left, x2: w - right, y1: y(price), y2: y(price) }));
-    nodes.push(svg("text", { class: "axis", x: 2, y: y(price) + 4 }, price.toPrecision(6)));
+  for (const tick of Format.priceTicks(bars)) { // labels with the prices' own decimals
+    const at = y(tick.value);
+    nodes.push(svg("line", { class: "grid", x1: left, x2: w - right, y1: at, y2: at }));
+    nodes.push(svg("text", { class: "axis tick", x: 2, y: at + 4 }, tick.label));
   }
   bars.forEach((bar, i) => {
     const cx = left + step * (i + 0.5);
@@ -371,11 +397,11 @@ async function refreshAudit() {
   $("audit-note").textContent = records.length ? "" : "No audit records yet.";
   $("audit").hidden = records.length === 0;
   $("audit").tBodies[0].replaceChildren(...records.map((r) => el("tr", {},
-    el("td", { text: r.ts.replace("T", " ").slice(0, 19) }),
-    el("td", { text: r.actor }),
-    el("td", { text: r.action }),
-    el("td", { text: r.target || "" }),
-    el("td", { text: r.reason ? `${r.result}: ${r.reason}` : r.result }),
+    el("td", { text: r.ts.replace("T", " ").slice(0, 19), "data-label": "Time (UTC)" }),
+    el("td", { text: r.actor, "data-label": "Who" }),
+    el("td", { text: r.action, "data-label": "Action" }),
+    el("td", { text: r.target || "", "data-label": "Target" }),
+    el("td", { text: r.reason ? `${r.result}: ${r.reason}` : r.result, "data-label": "Result" }),
   )));
 }
 
@@ -453,11 +479,15 @@ async function live() {
 async function start() {
   setConnection("connecting", "connecting");
   live();
-  await Promise.allSettled([refreshJobs(), refreshStore(), refreshAudit()]);
+  await Promise.allSettled([refreshJobs(), refreshStore(), refreshAudit(), refreshTransport()]);
   await loadSymbols();
   await loadBars();
   page.refresher = setInterval(() => {
     refreshJobs({ periodic: true }).catch(() => {});
+    refreshTransport().catch(() => {});
+    // no symbol yet (the page opened before the first bars): ask again while the store is
+    // healthy (a refused read is audited; a store coming back triggers a reload of its own)
+    if (!$("symbol").value && page.storeState === "healthy") loadSymbols().then(loadBars).catch(() => {});
   }, 5000);
 }
 
