@@ -17,16 +17,14 @@ a carriage return.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from rich.console import Console, RenderableType
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
-from rich.table import Table
 from rich.text import Text
 
+from market_data_core.progress import LINE_INTERVAL, ProgressBar, Snapshot, duration
 from market_data_pipeline.components import Extent, Provider
 
 if TYPE_CHECKING:
@@ -36,60 +34,6 @@ if TYPE_CHECKING:
 __all__ = ["LINE_INTERVAL", "JobProgress", "Snapshot", "duration"]
 
 logger = structlog.get_logger(__name__)
-
-LINE_INTERVAL: Final = 10.0
-"""Seconds between two progress records when stderr is not a terminal."""
-
-
-def duration(seconds: float) -> str:
-    """``0.8 s``, ``42.0 s`` under a minute, else ``h:mm:ss``."""
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    whole = round(seconds)
-    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """The job at one instant: rows the providers emitted, the fraction of their input
-    done (``None``: not known), seconds elapsed."""
-
-    rows: int
-    fraction: float | None
-    elapsed: float
-
-    @property
-    def rate(self) -> float:
-        return self.rows / self.elapsed if self.elapsed > 0 else 0.0
-
-    @property
-    def eta(self) -> float | None:
-        """Seconds left at the average pace so far; ``None`` until there is a pace."""
-        if self.fraction is None or self.fraction <= 0 or self.elapsed <= 0:
-            return None
-        return self.elapsed * (1 - self.fraction) / self.fraction
-
-    def parts(self, *, final: bool = False, percent: bool = True) -> list[str]:
-        """``45%``, ``105,000 rows``, ``52,000 rows/s``, ``ETA 2.1 s``, ``elapsed 1.7 s``:
-        the ETA only while running and with a known total, the percent only with one."""
-        parts = [] if self.fraction is None or not percent else [f"{self.fraction:.0%}"]
-        parts += [f"{self.rows:,} rows", f"{self.rate:,.0f} rows/s"]
-        eta = self.eta
-        if not final and eta is not None:
-            parts.append(f"ETA {duration(eta)}")
-        parts.append(f"elapsed {duration(self.elapsed)}")
-        return parts
-
-    def fields(self) -> dict[str, Any]:
-        """The same as the fields of a log record (numbers; ``None``: not known)."""
-        eta = self.eta
-        return {
-            "percent": None if self.fraction is None else round(self.fraction * 100, 1),
-            "rows": self.rows,
-            "rows_per_second": round(self.rate),
-            "eta_seconds": None if eta is None else round(eta, 1),
-            "elapsed_seconds": round(self.elapsed, 1),
-        }
 
 
 class JobProgress:
@@ -112,7 +56,9 @@ class JobProgress:
         self._last = Snapshot(0, None, 0.0)
         self._providers: dict[str, Provider[Any]] = {}
         self._line_at = 0.0
-        self._progress = _Bar(self, console=console, transient=True, refresh_per_second=4)
+        self._progress = ProgressBar(
+            self.renderables, console=console, transient=True, refresh_per_second=4
+        )
         self._task = self._progress.add_task("", total=None)
 
     @property
@@ -186,24 +132,6 @@ class JobProgress:
         stats = Text(figures, no_wrap=True, overflow="ellipsis")
         below = [] if self._nodes is None else [self._nodes(self.runtime)]
         return [bar, stats, *below]
-
-
-class _Bar(Progress):
-    """rich's progress bar (name, bar, percent), with the figures and the nodes below."""
-
-    def __init__(self, owner: JobProgress, **kwargs: Any) -> None:
-        self.owner = owner  # before rich's __init__, which renders once
-        super().__init__(
-            TextColumn("{task.description}"),
-            BarColumn(bar_width=None),
-            TaskProgressColumn(),
-            expand=True,
-            **kwargs,
-        )
-
-    def get_renderables(self) -> Iterable[RenderableType]:
-        table: Table = self.make_tasks_table(self.tasks)
-        yield from self.owner.renderables(table)
 
 
 def _fraction(extents: list[Extent | None]) -> float | None:

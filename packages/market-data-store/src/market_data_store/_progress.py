@@ -11,42 +11,18 @@ a carriage return. Each file ends with one line: how many rows, in how long.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from rich.console import Console, RenderableType
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 from rich.text import Text
+
+from market_data_core.progress import LINE_INTERVAL, ProgressBar, Snapshot, duration
 
 if TYPE_CHECKING:
     from market_data_store.files import ReadProgress
 
 __all__ = ["LINE_INTERVAL", "FileProgress", "duration"]
-
-LINE_INTERVAL: Final = 10.0
-"""Seconds between two progress lines when stderr is not a terminal."""
-
-
-def duration(seconds: float) -> str:
-    """``0.8 s``, ``42.0 s`` under a minute, else ``h:mm:ss``."""
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    whole = round(seconds)
-    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
-
-
-def figures(
-    rows: int, fraction: float | None, elapsed: float, *, percent: bool = True, final: bool = False
-) -> list[str]:
-    """``45%``, ``105,000 rows``, ``52,000 rows/s``, ``ETA 2.1 s``, ``elapsed 1.7 s``: the
-    percent and the ETA only with a known total, the ETA only while running."""
-    parts = [f"{fraction:.0%}"] if percent and fraction is not None else []
-    rate = rows / elapsed if elapsed > 0 else 0.0
-    parts += [f"{rows:,} rows", f"{rate:,.0f} rows/s"]
-    if not final and fraction is not None and fraction > 0 and elapsed > 0:
-        parts.append(f"ETA {duration(elapsed * (1 - fraction) / fraction)}")
-    parts.append(f"elapsed {duration(elapsed)}")
-    return parts
 
 
 class FileProgress:
@@ -68,7 +44,9 @@ class FileProgress:
         self.started = clock()
         self.rows = 0
         self._line_at = 0.0
-        self._bar = _Bar(self, console=console, transient=True, refresh_per_second=4)
+        self._bar = ProgressBar(
+            self.renderables, console=console, transient=True, refresh_per_second=4
+        )
         self._task = self._bar.add_task(name, total=None)
 
     def __enter__(self) -> FileProgress:
@@ -82,7 +60,7 @@ class FileProgress:
 
     def figures(self, *, percent: bool = True, final: bool = False) -> list[str]:
         elapsed = self.clock() - self.started
-        return figures(self.rows, self.read.fraction, elapsed, percent=percent, final=final)
+        return Snapshot(self.rows, self.read.fraction, elapsed).parts(percent=percent, final=final)
 
     def update(self, rows: int) -> None:
         self.rows = rows
@@ -108,20 +86,3 @@ class FileProgress:
     def renderables(self, bar: RenderableType) -> list[RenderableType]:
         figures = "  ".join(self.figures(percent=False))
         return [bar, Text(figures, no_wrap=True, overflow="ellipsis")]
-
-
-class _Bar(Progress):
-    """rich's progress bar (name, bar, percent) with the figures under it."""
-
-    def __init__(self, owner: FileProgress, **kwargs: Any) -> None:
-        self.owner = owner  # before rich's __init__, which renders once
-        super().__init__(
-            TextColumn("{task.description}"),
-            BarColumn(bar_width=None),
-            TaskProgressColumn(),
-            expand=True,
-            **kwargs,
-        )
-
-    def get_renderables(self) -> Iterable[RenderableType]:
-        yield from self.owner.renderables(self.make_tasks_table(self.tasks))

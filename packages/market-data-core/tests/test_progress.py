@@ -1,0 +1,32 @@
+"""What the command lines say of finite work: percent, rows, rate, ETA and elapsed."""
+
+import pytest
+
+from market_data_core.progress import Snapshot, duration
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [(0.04, "0.0 s"), (1.74, "1.7 s"), (59.94, "59.9 s"), (61, "0:01:01"), (3725.4, "1:02:05")],
+)
+def test_durations_read_as_seconds_then_clock_time(seconds: float, shown: str) -> None:
+    assert duration(seconds) == shown
+
+
+def test_a_known_total_gives_percent_and_eta_while_running() -> None:
+    running = Snapshot(rows=105_000, fraction=0.45, elapsed=2.0)
+    assert running.parts() == [
+        "45%", "105,000 rows", "52,500 rows/s", "ETA 2.4 s", "elapsed 2.0 s"
+    ]  # fmt: skip
+    assert running.parts(final=True) == ["45%", "105,000 rows", "52,500 rows/s", "elapsed 2.0 s"]
+    assert running.fields() == {
+        "percent": 45.0, "rows": 105_000, "rows_per_second": 52_500, "eta_seconds": 2.4,
+        "elapsed_seconds": 2.0,
+    }  # fmt: skip
+
+
+def test_an_unknown_total_gives_rate_and_elapsed_only() -> None:
+    live = Snapshot(rows=300, fraction=None, elapsed=1.5)
+    assert live.parts() == ["300 rows", "200 rows/s", "elapsed 1.5 s"]
+    assert live.eta is None
+    assert Snapshot(rows=0, fraction=0.0, elapsed=0.0).eta is None  # no pace yet
