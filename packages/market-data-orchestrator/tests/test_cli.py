@@ -306,6 +306,33 @@ def test_audit_fits_80_columns_and_cuts_nothing(monkeypatch: pytest.MonkeyPatch)
     ]  # fmt: skip
 
 
+def test_jobs_fits_80_columns_with_the_whole_last_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from market_data_orchestrator import cli
+
+    error = (
+        "PipelineError: cannot open the store's database: PostgreSQL connect failed at"
+        " postgresql://md:***@db.internal:5432/market_data: ConnectionRefusedError"
+    )
+    jobs = [{"name": "nightly-backfill-equities", "state": "failed", "restarts": 3,
+             "desired_replicas": 1, "replicas": [{"state": "failed"}], "paused_by": None,
+             "last_error": error}]  # fmt: skip
+    monkeypatch.setattr(cli, "_call", lambda *args, **kwargs: jobs)
+    terminal = {"COLUMNS": "80", "TTY_COMPATIBLE": "1", "NO_COLOR": "1", "MDO_TOKEN": ADMIN}
+    result = runner.invoke(app, ["jobs"], env=terminal)
+    assert result.exit_code == 0, result.output
+    lines = _table_lines(result.stdout)
+    assert all(len(line) <= 80 for line in lines), result.stdout
+    assert "…" not in result.stdout
+    assert "nightly-backfill-equities" in result.stdout
+    below = " ".join(result.stdout.split("┘", 1)[1].split())  # under the table, wrapped
+    assert below == f"nightly-backfill-equities: last error: {error}"
+    wide = runner.invoke(app, ["jobs"], env=terminal | {"COLUMNS": "200"})
+    header = next(line for line in wide.stdout.splitlines() if "last error" in line)
+    assert [c.strip() for c in header.strip("┃ ").split("┃")][-1] == "last error"
+    cells = [line.split("│")[6] for line in wide.stdout.splitlines() if line.count("│") == 7]
+    assert "".join(cells).replace(" ", "") == error.replace(" ", "")  # beside, whole
+
+
 @pytest.mark.parametrize(
     ("token", "said"),
     [(None, "401: set MDO_TOKEN to a token of the deployment"),

@@ -192,22 +192,31 @@ def status(url: UrlOption = DEFAULT_URL) -> None:
         raise typer.Exit(1)
 
 
+_JOBS_ERRORS_BESIDE = 120
+"""Terminal columns from which ``mdo jobs`` shows the last error as a column of its table."""
+
+
 @app.command()
 def jobs(url: UrlOption = DEFAULT_URL) -> None:
     """The jobs, their state, restarts and last error."""
     from rich.table import Table  # noqa: PLC0415
 
-    table = Table("job", "state", "replicas", "restarts", "paused by", "last error")
-    for job in _call("GET", url, "/v1/jobs"):
-        table.add_row(
-            job["name"],
-            job["state"],
-            f"{sum(r['state'] == 'running' for r in job['replicas'])}/{job['desired_replicas']}",
-            str(job["restarts"]),
-            job.get("paused_by") or "",
-            (job.get("last_error") or "")[:80],
-        )
+    listed = _call("GET", url, "/v1/jobs")
+    errors = [(job["name"], job["last_error"]) for job in listed if job.get("last_error")]
+    beside = out.width >= _JOBS_ERRORS_BESIDE  # else each error below the table, whole
+    table = Table()  # names and states whole, never cut
+    for name in ("job", "state", "replicas", "restarts", "paused by"):
+        table.add_column(name, no_wrap=True)
+    if beside:
+        table.add_column("last error", ratio=1, overflow="fold")
+    for job in listed:
+        running = sum(r["state"] == "running" for r in job["replicas"])
+        row = [job["name"], job["state"], f"{running}/{job['desired_replicas']}",
+               str(job["restarts"]), job.get("paused_by") or ""]  # fmt: skip
+        table.add_row(*row, *([job.get("last_error") or ""] if beside else []))
     out.print(table)
+    for name, error in [] if beside else errors:
+        out.print(f"{name}: last error: {error}", markup=False, highlight=False)
 
 
 def _control(verb: str, job: str, url: str) -> None:
