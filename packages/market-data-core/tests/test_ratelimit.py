@@ -7,14 +7,7 @@ import pytest
 
 from market_data_core.exceptions import ConfigurationError
 from market_data_core.ratelimit import Admission, AuditedRateLimiter, RateLimiter
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from market_data_core.testing import FakeClock
 
 
 def test_rate_limiter_bucket_and_retry_after() -> None:

@@ -5,6 +5,7 @@ import itertools
 import pytest
 
 from market_data_core import ConfigurationError
+from market_data_core.testing import FakeClock
 from market_data_orchestrator.jobs import JobState
 from market_data_orchestrator.lifecycle import (
     TRANSITIONS,
@@ -109,16 +110,8 @@ def test_backoff_rejects_bad_settings() -> None:
         Backoff(1.0, 2.0, jitter=1.5)
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_crash_loop_gives_up_over_the_limit_within_the_window() -> None:
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     loop = CrashLoop(3, 60.0, clock=clock)
     for t in (0.0, 10.0, 20.0):
         clock.now = t
@@ -136,7 +129,7 @@ def test_crash_loop_gives_up_over_the_limit_within_the_window() -> None:
 
 def test_crash_loop_limit_zero_never_restarts_and_reset_clears() -> None:
     assert not CrashLoop(0, 10.0).allow()
-    loop = CrashLoop(1, 10.0, clock=FakeClock())
+    loop = CrashLoop(1, 10.0, clock=FakeClock(0.0))
     assert loop.allow()
     assert not loop.allow()
     loop.reset()

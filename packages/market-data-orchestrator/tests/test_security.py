@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from market_data_core.exceptions import ConfigurationError
+from market_data_core.testing import FakeClock
 from market_data_orchestrator.security import (
     AuditedRateLimiter,
     Authenticator,
@@ -160,14 +161,6 @@ def test_require_is_403_when_too_low(role: Role, needed: Role, allowed: bool) ->
     assert caught.value.required is needed
     assert caught.value.principal is principal
     assert needed.value in str(caught.value)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_rate_limiter_burst_and_enforce() -> None:

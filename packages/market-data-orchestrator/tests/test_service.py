@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from market_data_core import AuditEnvelope
+from market_data_core.testing import FakeClock
 from market_data_core.testing.servers import scaled
 from market_data_orchestrator.deployment import AuditSettings, Deployment, load_deployment
 from market_data_orchestrator.orchestrator import Orchestrator
@@ -233,14 +234,6 @@ def test_the_openapi_spec_documents_every_answer(tmp_path: Path) -> None:
 
 
 # -- the audit trail and the budget of refused calls, without a job --------------------
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass

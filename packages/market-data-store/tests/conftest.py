@@ -18,7 +18,7 @@ import pytest_asyncio
 
 from market_data_core import FeedbackEvent, Trade
 from market_data_core.protocols import TelemetryMessage
-from market_data_core.testing import T0, make_bar, make_quote, make_signal, make_trade
+from market_data_core.testing import T0, FakeClock, make_bar, make_quote, make_signal, make_trade
 from market_data_store.backends.base import Record, WriteResult, split_records
 from market_data_store.coordinator import WriteCoordinator
 from market_data_store.exceptions import PermanentBackendError, TransientBackendError
@@ -109,19 +109,6 @@ class RecordingPublisher:
     @property
     def events(self) -> list[FeedbackEvent]:
         return [m for m in self.messages if isinstance(m, FeedbackEvent)]
-
-
-class FakeClock:
-    """Monotonic seconds that only move when told."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def trades(count: int, *, start: int = 0, symbol: str = "AAPL") -> list[Trade]:

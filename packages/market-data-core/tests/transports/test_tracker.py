@@ -3,15 +3,7 @@ from datetime import timedelta
 import pytest
 
 from market_data_core import BackpressureLevel, ConfigurationError, FeedbackTracker
-from market_data_core.testing import T0, make_feedback_event, make_rate_adjustment
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from market_data_core.testing import T0, FakeClock, make_feedback_event, make_rate_adjustment
 
 
 @pytest.fixture

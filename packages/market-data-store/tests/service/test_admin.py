@@ -5,6 +5,7 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr, ValidationError
 
 from market_data_core.ratelimit import AuditedRateLimiter
+from market_data_core.testing import FakeClock
 from market_data_store.service import create_app
 from market_data_store.settings import StoreSettings
 
@@ -43,14 +44,6 @@ def test_what_callers_send_is_cut_to_fit_the_audit_record(client: TestClient) ->
     assert ids
     assert all(len(i) == 128 for i in ids)
     assert {e["action"] for e in audit} >= {"GET /v1/admin/schema-version"}
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_a_flood_of_bad_tokens_adds_a_bounded_number_of_audit_rows(

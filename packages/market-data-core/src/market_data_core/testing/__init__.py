@@ -24,6 +24,7 @@ from market_data_core.timeframe import Timeframe
 __all__ = [
     "AS_OF",
     "T0",
+    "FakeClock",
     "make_audit",
     "make_bar",
     "make_feedback_event",
@@ -175,3 +176,17 @@ def random_walk_trades(
             Trade(symbol=symbol, ts=ts, price=price, size=size, ordinal=ordinal, as_of=AS_OF)
         )
     return trades
+
+
+class FakeClock:
+    """Monotonic seconds that move only when a test says so: ``clock.now = t`` or
+    ``clock.advance(dt)``; pass the clock where a component takes ``clock=``."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
