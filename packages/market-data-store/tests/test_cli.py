@@ -1,6 +1,7 @@
 """``mds`` end to end on a real SQLite file."""
 
 import json
+import re
 import subprocess
 import sys
 from datetime import timedelta
@@ -303,6 +304,20 @@ def test_a_corrected_file_replaces_and_the_past_stays_readable(
     table = runner.invoke(app, ["revisions", "AAPL"], env=env)
     assert table.exit_code == 0, table.output
     assert "correction" in table.output
+    # in 80 columns a version is a block: every time whole, no line past the width
+    terminal = env | {"COLUMNS": "80", "TTY_COMPATIBLE": "1", "NO_COLOR": "1"}
+    narrow = runner.invoke(app, ["revisions", "AAPL"], env=terminal)
+    assert narrow.exit_code == 0, narrow.output
+    assert all(len(line) <= 80 for line in narrow.output.splitlines()), narrow.output
+    assert "…" not in narrow.output
+    learned = [json.loads(line)["ingested_at"] for line in result.output.splitlines()
+               if line.startswith("{")]  # fmt: skip
+    stamps = re.findall(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?", narrow.output)
+    assert len(stamps) >= 2 * len(learned), narrow.output  # each version's time and learned
+    assert "rev " in narrow.output
+    assert "correction" in narrow.output
+    nothing = runner.invoke(app, ["revisions", "MSFT"], env=terminal)  # no versions at all
+    assert nothing.exit_code == 0, nothing.output
     old = runner.invoke(app, ["query", "AAPL", "--as-known-at", "2001-01-01T00:00:00Z"], env=env)
     assert old.exit_code == 2
     assert "MDS_HISTORY_RETENTION_DAYS" in old.output

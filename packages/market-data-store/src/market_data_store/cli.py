@@ -498,18 +498,35 @@ def _print_revisions(table: Any, title: str) -> None:
     learned = _times(table.column("ingested_at"))
     replaced = _times(table.column("superseded_at"))
     values = {Kind.BARS: ("close",), Kind.TRADES: ("price",), Kind.QUOTES: ("bid", "ask")}[kind]
-    view = Table(title=f"{title} (as_of and every field: --format json)")
-    view.add_column(TIME[kind], overflow="fold")
+    heading = f"{title} (as_of and every field: --format json)"
+    view = Table(title=heading)
+    view.add_column(TIME[kind], no_wrap=True)
     for name in values:
         view.add_column(name, no_wrap=True, justify="right")
     view.add_column("rev", no_wrap=True, justify="right")
-    view.add_column("reason", no_wrap=True, min_width=10)
-    view.add_column("learned", overflow="fold")
-    view.add_column("replaced", overflow="fold")
+    view.add_column("reason", no_wrap=True)
+    view.add_column("learned", no_wrap=True)
+    view.add_column("replaced", no_wrap=True)
+    rows = []
     for model, at, until in zip(models, learned, replaced, strict=True):
-        cells = [getattr(model, c) for c in (TIME[kind], *values, "revision", "reason")]
-        view.add_row(*(_cell(c) for c in cells), at, until or "current")
-    out.print(view)
+        cells = [_cell(getattr(model, c)) for c in (TIME[kind], *values, "revision", "reason")]
+        rows.append((cells, at or "", until or "current"))
+        view.add_row(*cells, at, until or "current")
+    names = [TIME[kind], *values, "rev", "reason", "learned", "replaced"]
+    columns = {
+        name: [row[i] for row in ([*c, a, u] for c, a, u in rows)] for i, name in enumerate(names)
+    }
+    if _table_width(columns) <= out.width:
+        out.print(view)  # every cell whole on one line
+        return
+    # too narrow for a row a version: a version a block, nothing cut (times are whole)
+    out.print(heading, markup=False, highlight=False)
+    for cells, at, until in rows:
+        time_, *shown, revision, reason = cells
+        figures = "  ".join(f"{name} {value}" for name, value in zip(values, shown, strict=True))
+        said = f"  {reason}" if reason else ""
+        out.print(f"{time_}  {figures}  rev {revision}{said}", markup=False, highlight=False)
+        out.print(f"  learned {at}, replaced {until}", markup=False, highlight=False)
 
 
 def _times(column: Any) -> list[str | None]:
