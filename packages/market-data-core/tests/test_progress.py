@@ -30,3 +30,4 @@ def test_an_unknown_total_gives_rate_and_elapsed_only() -> None:
     assert live.parts() == ["300 rows", "200 rows/s", "elapsed 1.5 s"]
     assert live.eta is None
     assert Snapshot(rows=0, fraction=0.0, elapsed=0.0).eta is None  # no pace yet
+    assert Snapshot(rows=1, fraction=1.0, elapsed=0.5).parts(final=True)[1] == "1 row"

@@ -58,7 +58,8 @@ class Snapshot:
         """``45%``, ``105,000 rows``, ``52,000 rows/s``, ``ETA 2.1 s``, ``elapsed 1.7 s``:
         the ETA only while running and with a known total, the percent only with one."""
         parts = [] if self.fraction is None or not percent else [f"{self.fraction:.0%}"]
-        parts += [f"{self.rows:,} rows", f"{self.rate:,.0f} rows/s"]
+        rows = f"{self.rows:,} row" if self.rows == 1 else f"{self.rows:,} rows"
+        parts += [rows, f"{self.rate:,.0f} rows/s"]
         eta = self.eta
         if not final and eta is not None:
             parts.append(f"ETA {duration(eta)}")
