@@ -197,15 +197,19 @@ def test_the_quickstart_postgresql_step_runs_as_written(tmp_path: Path) -> None:
             assert "Traceback" not in done.stderr, line
             outputs[words[2]] = done.stdout
     assert "bars 9,360 written, 9,360 new" in " ".join(outputs["mdp"].split())  # into PostgreSQL
-    assert outputs["mds"].count("quickstart") == 2  # and read back: --limit 2
+    # and read back: --limit 2 (one source: named once, in the table's title)
+    shown = outputs["mds"]
+    assert "(source quickstart)" in shown, shown
+    assert len(re.findall(r"^│ \d{4}-\d\d-\d\dT", shown, re.MULTILINE)) == 2, shown
 
 
 def test_uv_run_in_a_clone_has_the_extras_the_docs_use() -> None:
-    """``uv run mds migrate`` on PostgreSQL needs the postgres extra in the root's dev
-    environment (a fresh clone's ``uv run``): the root's dev group must pull it in."""
+    """``uv run mds migrate`` on PostgreSQL needs the postgres extra in a fresh clone's
+    ``uv run`` environment: the root's default group (``run``) must pull it in."""
     import tomllib
 
     root = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    dev = [r for r in root["dependency-groups"]["dev"] if isinstance(r, str)]
-    assert any(r.startswith("market-data-store[") and "postgres" in r for r in dev), dev
-    assert any(r.startswith("market-data-pipeline[") and "redis" in r for r in dev), dev
+    groups = root["tool"]["uv"].get("default-groups", ["dev"])
+    wanted = [r for g in groups for r in root["dependency-groups"][g] if isinstance(r, str)]
+    assert any(r.startswith("market-data-store[") and "postgres" in r for r in wanted), wanted
+    assert any(r.startswith("market-data-pipeline[") and "redis" in r for r in wanted), wanted
