@@ -14,8 +14,9 @@ and ``mdo --help`` do not pay for FastAPI, the supervisor or httpx until they ar
 
 from __future__ import annotations
 
-from importlib import import_module
 from typing import TYPE_CHECKING
+
+from market_data_core.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from market_data_orchestrator.audit import AuditLog
@@ -42,24 +43,9 @@ _LAZY: dict[str, tuple[str, ...]] = {
     "supervisor": ("Supervisor",),
 }
 """The module of each public name (imported from there on first access)."""
-_EXPORTS = {name: f"{__name__}.{module}" for module, names in _LAZY.items() for name in names}
-
-
-def __getattr__(name: str) -> object:
-    if name == "__version__":
-        from importlib.metadata import version  # noqa: PLC0415
-
-        value: object = version("market-data-orchestrator")
-    elif name in _EXPORTS:
-        value = getattr(import_module(_EXPORTS[name]), name)
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value  # once imported, a plain attribute
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(
+    __name__, _LAZY, globals(), version_of="market-data-orchestrator"
+)
 
 
 __all__ = [
