@@ -198,7 +198,7 @@ def test_version_names_the_distribution() -> None:
 
 
 HEAVY = ("fastapi", "starlette", "uvicorn", "httpx", "structlog", "prometheus_client", "yaml",
-         "sqlalchemy", "asyncpg", "redis", "pyarrow", "market_data_core", "market_data_store",
+         "sqlalchemy", "asyncpg", "redis", "pyarrow", "market_data_core.bars", "market_data_store",
          "market_data_pipeline", "market_data_orchestrator.supervisor")  # fmt: skip
 
 

@@ -227,7 +227,7 @@ def test_version_names_the_distribution() -> None:
 
 
 HEAVY = ("sqlalchemy", "asyncpg", "aiosqlite", "alembic", "fastapi", "starlette", "uvicorn",
-         "httpx", "redis", "pyarrow", "structlog", "pydantic_settings", "market_data_core",
+         "httpx", "redis", "pyarrow", "structlog", "pydantic_settings", "market_data_core.bars",
          "market_data_store.store", "market_data_store.coordinator")  # fmt: skip
 
 
