@@ -259,3 +259,48 @@ def test_the_newest_version_of_each_key_wins_in_any_order(
     assert {bar.key: bar for bar in kept} == expected
     assert len(kept) == len(expected)
     assert latest.conflicts == conflicts
+
+
+def _copy(table: pa.Table) -> pa.Table:
+    """The same values in a new table object (not one ``conform`` returned)."""
+    return pa.Table.from_batches(table.to_batches(), schema=table.schema)
+
+
+@given(tick_tables(), st.lists(st.integers(0, 100), max_size=4))
+def test_a_checked_table_handed_on_is_not_checked_again_and_equals_a_fresh_check(
+    table: pa.Table, cuts: list[int]
+) -> None:
+    """conform's output, and that output with its ordinals filled, are returned as they
+    are by a second conform (the pipeline's check, then the store's); the table is what a
+    fresh check of the same values gives, batch by batch."""
+    ordinals = Ordinals()
+    start = 0
+    for stop in [*sorted(c % (table.num_rows + 1) for c in cuts), table.num_rows]:
+        checked = conform(table.slice(start, stop - start), Kind.TRADES)
+        assert conform(checked, Kind.TRADES) is checked
+        filled = ordinals.assign(checked, Kind.TRADES)
+        assert conform(filled, Kind.TRADES) is filled
+        assert filled.equals(conform(_copy(filled), Kind.TRADES))
+        start = stop
+
+
+def test_a_table_derived_from_a_checked_one_is_checked_again() -> None:
+    """Only conform's own output skips the check: a column replaced, a slice, a copy, or
+    the table taken as another kind are checked (a bad value is refused, named)."""
+    good = conform(
+        pa.table({"symbol": ["A", "B"], "ts": pa.array([1, 2], TIMESTAMP),
+                  "price": [1.0, 2.0], "size": [1.0, 1.0]}),
+        Kind.TRADES,
+    )  # fmt: skip
+    index = good.column_names.index("price")
+    bad = good.set_column(index, good.schema.field(index), pa.array([1.0, float("nan")]))
+    with pytest.raises(ColumnError, match="not a finite number") as error:
+        conform(bad, Kind.TRADES)
+    assert (error.value.row, error.value.column) == (1, "price")
+    size = good.column_names.index("size")
+    negative = good.set_column(size, good.schema.field(size), pa.array([1.0, -1.0]))
+    with pytest.raises(ColumnError, match="negative"):
+        conform(negative.slice(1), Kind.TRADES)
+    with pytest.raises(ColumnError, match="missing required"):
+        conform(good, Kind.QUOTES)
+    assert conform(good.slice(1), Kind.TRADES).equals(good.slice(1))

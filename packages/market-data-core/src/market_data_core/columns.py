@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import json
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -251,6 +252,8 @@ def conform(table: pa.Table, kind: Kind | str | None = None) -> pa.Table:
             msg = f"cannot tell which kind of records the columns {table.column_names} hold"
             raise ColumnError(msg)
     kind = Kind(kind)
+    if _conformed(table, kind):
+        return table  # conform's own output (tables are immutable): checked already
     schema = SCHEMAS[kind]
     missing = [f.name for f in schema if not f.nullable and f.name not in table.column_names]
     if missing:
@@ -268,7 +271,29 @@ def conform(table: pa.Table, kind: Kind | str | None = None) -> pa.Table:
         out = out.set_column(index, schema.field(name), pc.add(out.column(index), _lit(0.0)))
     if kind is Kind.BARS:
         out = out.set_column(2, schema.field("timeframe"), _canonical_timeframes(out))
+    _remember_conformed(out, kind)
     return out
+
+
+_CONFORMED: dict[int, tuple[weakref.ref[pa.Table], Kind]] = {}
+"""The tables ``conform`` returned, while they live (by identity; an Arrow table never
+changes): handed on unchanged, from the pipeline's check to the store's, they are not
+checked twice. Anything else (a slice, a table with a column replaced) is checked."""
+
+
+def _remember_conformed(table: pa.Table, kind: Kind) -> None:
+    _CONFORMED[id(table)] = (weakref.ref(table, functools.partial(_forget, id(table))), kind)
+
+
+def _conformed(table: pa.Table, kind: Kind) -> bool:
+    entry = _CONFORMED.get(id(table))
+    return entry is not None and entry[0]() is table and entry[1] is kind
+
+
+def _forget(key: int, ref: weakref.ref[pa.Table]) -> None:
+    entry = _CONFORMED.get(key)
+    if entry is not None and entry[0] is ref:  # not a newer table at the same address
+        del _CONFORMED[key]
 
 
 def _cast(column: pa.ChunkedArray, field: pa.Field) -> pa.ChunkedArray:
@@ -790,8 +815,18 @@ class Ordinals:
             ordinals[rows_todo] = self._ordinals(ticks)
         filled = pc.if_else(pc.is_null(given), pa.array(ordinals), given)
         if "ordinal" in names:
-            return table.set_column(names.index("ordinal"), "ordinal", filled)
-        return table.append_column("ordinal", filled)
+            out = table.set_column(names.index("ordinal"), "ordinal", filled)
+        else:
+            out = table.append_column("ordinal", filled)
+        if (
+            _conformed(table, kind)
+            and out.schema.equals(table.schema)
+            and int(ordinals.max(initial=0)) <= _MAX_ORDINAL
+        ):
+            # conform's output with only null ordinals filled, by counts (0 <= n, checked
+            # below the limit): as conform would return it, so not checked again
+            _remember_conformed(out, kind)
+        return out
 
     def _code(self, column: pa.ChunkedArray | pa.Array | None, rows: int) -> Any:
         """A stable small integer per distinct value (``None`` included), per row."""

@@ -59,3 +59,46 @@ def test_a_column_is_a_literal_exactly_when_it_holds_one_integer_or_text_value(
     with sqlite3.connect(":memory:") as db:
         if got is not None:  # the literal reads back as the value
             assert db.execute(f"SELECT {got}").fetchone()[0] == ends
+
+
+_VALUE_TYPES = {
+    "int64": (pa.int64(), st.integers(-(2**63), 2**63 - 1)),
+    "int16": (pa.int16(), st.integers(-(2**15), 2**15 - 1)),
+    "uint64": (pa.uint64(), st.integers(0, 2**64 - 1)),
+    "ts": (pa.timestamp("us", tz="UTC"), st.integers(-(2**62), 2**62)),
+    "ts ns": (pa.timestamp("ns", tz="UTC"), st.integers(-(2**62), 2**62)),
+    "float": (pa.float64(), st.floats(allow_nan=False) | st.sampled_from([0.0, -0.0])),
+    "text": (pa.string(), st.text(max_size=4)),
+    "large text": (pa.large_string(), st.sampled_from(["x", "y", "O'Hare"])),
+    "bool": (pa.bool_(), st.booleans()),
+}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    type_name=st.sampled_from(sorted(_VALUE_TYPES)),
+    data=st.data(),
+    chunks=st.integers(1, 3),
+)
+def test_the_values_bound_are_exactly_the_columns_python_values(
+    type_name: str, data: st.DataObject, chunks: int
+) -> None:
+    """``_python_values`` (numpy and dictionary fast paths) against ``to_pylist()`` (the
+    model; timestamps as integers): equal values of equal types, nulls as ``None``, -0.0
+    kept, in one or more chunks, so that the rows SQLite stores are the batch's values."""
+    kind, values = _VALUE_TYPES[type_name]
+    column = data.draw(st.lists(st.one_of(values, st.none()) | values, max_size=12))
+    cut = sorted(data.draw(st.lists(st.integers(0, len(column)), max_size=chunks - 1)))
+    parts = [column[a:b] for a, b in zip([0, *cut], [*cut, len(column)], strict=True)]
+    if type_name.startswith("ts"):
+        array = pa.chunked_array([pa.array(p, pa.int64()).cast(kind) for p in parts], kind)
+        expected = pa.chunked_array(
+            [pa.array(p, pa.int64()) for p in parts], pa.int64()
+        ).to_pylist()
+    else:
+        array = pa.chunked_array([pa.array(p, kind) for p in parts], kind)
+        expected = array.to_pylist()
+    got = sqlite_module._python_values(array)
+    assert got == expected
+    assert [type(v) for v in got] == [type(v) for v in expected]
+    assert [repr(v) for v in got] == [repr(v) for v in expected]  # -0.0 stays -0.0

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, TypeVar
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -96,9 +97,7 @@ class _Bound:
             literal = "NULL" if column.null_count == n else _literal(column, n)
             values.append(literal or "?")
             if literal is None:
-                if pa.types.is_timestamp(column.type):
-                    column = pc.cast(column, pa.int64())  # noqa: PLW2901
-                bound.append(column.to_pylist())
+                bound.append(_python_values(column))
         return cls(tuple(values), list(zip(*bound, strict=True)) if bound else [()] * n)
 
     def statement(self, sql: str, now: int) -> tuple[str, Iterable[Any]]:
@@ -107,6 +106,29 @@ class _Bound:
             return sql.replace(_VALUES, ", ".join((*self.values, str(int(now))))), self.rows
         values = ", ".join((*self.values, "?"))
         return sql.replace(_VALUES, values), [(*row, now) for row in self.rows]
+
+
+def _python_values(column: pa.ChunkedArray) -> list[Any]:
+    """The column's values as Python objects for ``executemany`` (``None`` for null): the
+    same values as ``to_pylist()`` (timestamps as integers), built in C where that is
+    exact: numbers without nulls through numpy (``int`` and ``float`` objects), text
+    through its dictionary, so that a symbol is one ``str`` object for all its rows (built
+    once, and SQLite's binding reuses its UTF-8)."""
+    kind = column.type
+    if pa.types.is_timestamp(kind):
+        column = pc.cast(column, pa.int64())
+        kind = column.type
+    if column.null_count == 0 and (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
+        values: list[Any] = column.to_numpy().tolist()
+        return values
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        encoded = pc.dictionary_encode(column.combine_chunks())  # one dictionary
+        words = np.asarray([*encoded.dictionary.to_pylist(), None], dtype=object)
+        indices = pc.fill_null(encoded.indices, len(encoded.dictionary)).to_numpy()
+        strings: list[Any] = words[indices].tolist()
+        return strings
+    others: list[Any] = column.to_pylist()
+    return others
 
 
 def _literal(column: pa.ChunkedArray, n: int) -> str | None:
