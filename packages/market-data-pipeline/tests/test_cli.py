@@ -102,6 +102,31 @@ def test_replay_a_real_file_to_stdout() -> None:
     assert "USD/JPY" in result.output
 
 
+def test_a_replay_into_a_file_shows_its_progress_and_ends_at_100_percent(tmp_path: Path) -> None:
+    """`mdp replay` as `mdp run`: on a terminal, the live progress on stderr and a last
+    line with percent, rows, rate and elapsed time, within 80 columns, even for a file
+    read before the first redraw; the bars in the file."""
+    from market_data_core.testing.terminal import run_in_terminal
+
+    data = ROOT / "examples" / "data" / "btcusdt-trades.parquet"
+    out = tmp_path / "bars.csv"
+    argv = ["replay", str(data), "--symbol", "BTCUSDT", "--to", str(out)]
+    shown = run_in_terminal([sys.executable, "-m", "market_data_pipeline.cli", *argv])
+    assert shown.returncode == 0, shown.text
+    final = [line.strip() for line in shown.lines if line.strip().startswith("replay: ")]
+    assert final, shown.text
+    assert re.fullmatch(
+        r"replay: completed, 100%, 2,001 rows, [\d,]+ rows/s, elapsed \d+\.\d s", final[-1]
+    ), final[-1]
+    assert all(len(line) <= 80 for line in shown.lines), shown.text
+    bars = out.read_text().splitlines()
+    assert len(bars) > 1
+    assert bars[1].split(",")[1] == '"BTCUSDT"'
+    quiet = run_in_terminal([sys.executable, "-m", "market_data_pipeline.cli", *argv, "-q"])
+    assert quiet.returncode == 0, quiet.text
+    assert not any(line.strip().startswith("replay: ") for line in quiet.lines), quiet.text
+
+
 def test_help_names_the_environment_variables() -> None:
     result = runner.invoke(app, ["run", "--help"], env={"COLUMNS": "200"})
     assert "MDP_DATABASE_URL" in result.output
@@ -166,7 +191,7 @@ def test_version_names_the_distribution() -> None:
 
 
 HEAVY = ("pyarrow", "numpy", "structlog", "yaml", "pydantic_settings", "prometheus_client",
-         "redis", "httpx", "sqlalchemy", "market_data_core", "market_data_pipeline.runtime",
+         "redis", "httpx", "sqlalchemy", "market_data_core.bars", "market_data_pipeline.runtime",
          "market_data_pipeline.registry", "market_data_store")  # fmt: skip
 
 

@@ -28,7 +28,7 @@ from market_data_core.progress import LINE_INTERVAL, ProgressBar, Snapshot, dura
 from market_data_pipeline.components import Extent, Provider
 
 if TYPE_CHECKING:
-    from market_data_pipeline.runtime import RunResult
+    from market_data_pipeline.runtime import GraphRuntime, RunResult
     from market_data_pipeline.unified import UnifiedRuntime
 
 __all__ = ["LINE_INTERVAL", "JobProgress", "Snapshot", "duration"]
@@ -74,11 +74,7 @@ class JobProgress:
         now = self.clock()
         if self._started is None:
             self._started = now
-        self._providers = {
-            node_id: component
-            for node_id, component in inner.components.items()
-            if isinstance(component, Provider)
-        }
+        self._providers = _providers(inner)
         rows = sum(inner.stats[node_id].items_out for node_id in self._providers)
         extents = [provider.extent() for provider in self._providers.values()]
         self._last = Snapshot(rows, _fraction(extents), now - self._started)
@@ -116,8 +112,10 @@ class JobProgress:
             for node, stats in result.nodes.items()
             if result.kinds.get(node) == "provider"
         )
-        extents = [provider.extent() for provider in self._providers.values()]
-        snap = Snapshot(rows, _fraction(extents), result.seconds)  # no providers seen: None
+        last = self.runtime.last
+        providers = self._providers or ({} if last is None else _providers(last))
+        extents = [provider.extent() for provider in providers.values()]
+        snap = Snapshot(rows, _fraction(extents), result.seconds)  # no providers: None
         state = str(result.state)
         if not self.live:
             fields = snap.fields() | {"eta_seconds": None}
@@ -132,6 +130,14 @@ class JobProgress:
         stats = Text(figures, no_wrap=True, overflow="ellipsis")
         below = [] if self._nodes is None else [self._nodes(self.runtime)]
         return [bar, stats, *below]
+
+
+def _providers(inner: GraphRuntime) -> dict[str, Provider[Any]]:
+    return {
+        node_id: component
+        for node_id, component in inner.components.items()
+        if isinstance(component, Provider)
+    }
 
 
 def _fraction(extents: list[Extent | None]) -> float | None:

@@ -562,6 +562,12 @@ def replay(
     speed: Annotated[float, typer.Option(help="0 = as fast as possible; k = k x real time")] = 0,
     to: Annotated[str, typer.Option(help="stdout, store, or a file path")] = "stdout",
     database_url: DatabaseOption = None,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet", "-q", help="No progress (percent, rate and ETA on stderr, as `run`)."
+        ),
+    ] = False,
 ) -> None:
     """Replay a file through resample_ohlc into stdout, the store or a file."""
     import asyncio  # noqa: PLC0415
@@ -569,7 +575,9 @@ def replay(
     from pydantic import SecretStr  # noqa: PLC0415
 
     from market_data_pipeline.exceptions import GraphError, PipelineError  # noqa: PLC0415
+    from market_data_pipeline.graph import from_config  # noqa: PLC0415
     from market_data_pipeline.logs import configure_logging  # noqa: PLC0415
+    from market_data_pipeline.registry import default_registry  # noqa: PLC0415
     from market_data_pipeline.settings import UnifiedRuntimeSettings  # noqa: PLC0415
 
     params: dict[str, Any] = {"path": str(file), "kind": kind, "speed": speed}
@@ -595,20 +603,18 @@ def replay(
     settings = UnifiedRuntimeSettings.load(None, **flags)
     configure_logging(json=settings.log_json, level=settings.log_level)
     try:
-        runtime, result = asyncio.run(_replay(settings, config))
+        graph = from_config(config, source="mdp replay")
+        graph.validated(default_registry())  # a bad option is said before anything runs
+        # the bars go to stdout, the progress (a terminal's) to stderr: as `mdp run`
+        runtime, result, lost = asyncio.run(_run(settings, graph, show_progress=not quiet))
     except (PipelineError, GraphError) as error:
         raise _fail(str(error), 2 if isinstance(error, GraphError) else 1) from None
+    except KeyboardInterrupt:
+        raise _fail("interrupted", 130) from None
     if to != "stdout":
         _print_summary(runtime, result)
-
-
-async def _replay(
-    settings: UnifiedRuntimeSettings, config: dict[str, Any]
-) -> tuple[UnifiedRuntime, RunResult]:
-    from market_data_pipeline.unified import UnifiedRuntime  # noqa: PLC0415
-
-    async with UnifiedRuntime(settings) as runtime:
-        return runtime, await runtime.run(config)
+    if lost is not None:
+        raise _fail(str(lost), 3)
 
 
 def main() -> None:  # pragma: no cover - the console script

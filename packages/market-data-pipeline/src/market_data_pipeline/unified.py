@@ -168,11 +168,17 @@ class UnifiedRuntime:
         """How the last run's stop drained (``{}``: it was not stopped): ``timeout``,
         ``seconds``, ``complete`` and, when it is not, ``not_flushed``."""
         self._drain = Drain(self.settings.drain_timeout)
+        self._last_runtime: GraphRuntime | None = None
 
     @property
     def current(self) -> GraphRuntime | None:
         """The graph runtime of the running job, if any."""
         return self._runtime
+
+    @property
+    def last(self) -> GraphRuntime | None:
+        """The graph runtime of the running job or, once it ended, of the last one."""
+        return self._last_runtime
 
     @property
     def pauses(self) -> int:
@@ -372,7 +378,7 @@ class UnifiedRuntime:
                 metrics=self.metrics,
                 services=services,
             )
-            self._runtime = runtime
+            self._runtime = self._last_runtime = runtime
             self.state = RuntimeState.PAUSED if self._paused else RuntimeState.RUNNING
             if self._stop_requested:  # a stop (e.g. SIGTERM) came while the job was opening
                 await runtime.stop(drain=True)
