@@ -13,7 +13,9 @@ Two sets of figures, quoted side by side:
   user environment: no pandas), timed from spawn to exit, with each child's own peak
   memory;
 - in process: the DAG runtime run inside this process against the loop in this process
-  (no start-up, imports warm after the first repetition).
+  (no start-up, imports warm after the first repetition);
+- the floor: a process that only imports the libraries `mdp run` loads (``FLOOR``), against
+  polars' whole process: the best ratio any run on those libraries could reach.
 
 Each figure is the median of ``REPEAT`` repetitions, the first included, alternating, with
 its spread (min-max): the loop's own rate swings with the machine's load, so a ratio of two
@@ -114,12 +116,16 @@ def processes(path: Path, tmp: Path) -> list[Row]:
         "mdp": ["-m", "market_data_pipeline.cli", "run", "--json", str(job)],
         "loop": [str(BENCH / "_loop.py"), str(path)],
         **({"polars": [str(BENCH / "_polars.py"), str(path)]} if polars else {}),
+        "floor": ["-c", FLOOR],
     }
     measured = {name: Measured() for name in subjects}
     counts: dict[str, set[int]] = {name: set() for name in subjects}
     for _ in range(REPEAT):
         for name, argv in subjects.items():
             run = run_process(argv, env, tmp)
+            if name == "floor":
+                measured[name].add(run, 0.0)
+                continue
             if name == "mdp":
                 summary = json.loads(run.stdout)
                 count, inside = summary["nodes"]["sink"]["in"], float(summary["seconds"])
@@ -149,9 +155,33 @@ def processes(path: Path, tmp: Path) -> list[Row]:
         )
         if name in measured
     ]
-    if not polars:
+    if polars:
+        floor = measured["floor"]
+        rows.append(
+            Row(
+                "imports alone: the libraries `mdp run` loads, no work",
+                N_TRADES,
+                Sample(tuple(floor.process)).median,
+                "polars (a whole process)",
+                Sample(tuple(measured["polars"].process)).median,
+                "a process that only imports pyarrow, numpy, pydantic(-settings), typer, rich,"
+                " structlog and PyYAML",
+                "a whole process of polars' lazy group-by",
+                f"floor: {floor.text()}; polars: {measured['polars'].text()}: the best"
+                " ratio any `mdp run` on these libraries could show against polars",
+                "trade",
+            )
+        )
+    else:
         print(f"(polars is not installed for {PYTHON}: no polars baseline)")  # noqa: T201
     return rows
+
+
+FLOOR = (
+    "import numpy, pyarrow.compute, pyarrow.parquet, pydantic, pydantic_settings, rich.console,"
+    " structlog, typer, yaml"
+)
+"""What every `mdp run` imports before it reads a row (the libraries alone)."""
 
 
 def _has(env: dict[str, str], module: str) -> bool:
