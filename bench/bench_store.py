@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -77,6 +77,11 @@ async def best_times(repeat: int, *measures: Measure) -> list[float]:
 # --- data -----------------------------------------------------------------------------
 
 
+AS_OF = T0 + timedelta(days=1)
+"""The bars' version, as a file's would be: without one the store gives each write the time
+it received it, and a replay would be a newer version rewriting every row."""
+
+
 def make_bars(n: int) -> list[Bar]:
     minute = Timeframe.parse("1m")
     return [
@@ -92,6 +97,7 @@ def make_bars(n: int) -> list[Bar]:
             volume=1000.0 + i,
             trade_count=10 + i % 5,
             vwap=100.25 + i % 7,
+            as_of=AS_OF,  # a replay of the same bars is the same version: it changes nothing
         )
         for i in range(n)
     ]
