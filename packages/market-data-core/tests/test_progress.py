@@ -31,3 +31,27 @@ def test_an_unknown_total_gives_rate_and_elapsed_only() -> None:
     assert live.eta is None
     assert Snapshot(rows=0, fraction=0.0, elapsed=0.0).eta is None  # no pace yet
     assert Snapshot(rows=1, fraction=1.0, elapsed=0.5).parts(final=True)[1] == "1 row"
+
+
+def test_the_bar_draws_on_a_terminal_only() -> None:
+    """Off a terminal (a pipe, a CI log) the bar never starts: nothing is drawn there, its
+    owners log lines instead; on a terminal it draws and clears itself (transient)."""
+    import io
+
+    from rich.console import Console
+
+    from market_data_core.progress import ProgressBar
+
+    for terminal in (False, True):
+        out = io.StringIO()
+        bar = ProgressBar(
+            lambda drawn: [drawn],
+            console=Console(file=out, force_terminal=terminal, width=80),
+            transient=True,
+        )
+        assert bar.redraws is terminal
+        bar.add_task("job", total=1.0, completed=0.5)
+        bar.start()
+        bar.refresh()
+        bar.stop()
+        assert ("50%" in out.getvalue()) is terminal, out.getvalue()

@@ -94,5 +94,19 @@ class ProgressBar(Progress):
             **kwargs,
         )
 
+    @property
+    def redraws(self) -> bool:
+        """Whether its console is a terminal that redraws; elsewhere (a pipe, a CI log)
+        the bar never starts and its owner logs a line now and then instead."""
+        return self.console.is_terminal and not self.console.is_dumb_terminal
+
+    def start(self) -> None:
+        if self.redraws:
+            super().start()
+
+    def stop(self) -> None:
+        if self.redraws:
+            super().stop()
+
     def get_renderables(self) -> Iterable[RenderableType]:
         yield from self.below(self.make_tasks_table(self.tasks))

@@ -50,7 +50,6 @@ class JobProgress:
         self.runtime = runtime
         self.console = console
         self.clock = clock
-        self.live = console.is_terminal and not console.is_dumb_terminal
         self._nodes = nodes
         self._started: float | None = None
         self._last = Snapshot(0, None, 0.0)
@@ -80,14 +79,16 @@ class JobProgress:
         self._last = Snapshot(rows, _fraction(extents), now - self._started)
         return self._last
 
+    @property
+    def live(self) -> bool:
+        return self._progress.redraws
+
     def __enter__(self) -> JobProgress:
-        if self.live:
-            self._progress.start()
+        self._progress.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        if self.live:
-            self._progress.stop()
+        self._progress.stop()
 
     def update(self) -> None:
         """Redraw (a terminal) or, every ``LINE_INTERVAL`` seconds, log a record."""

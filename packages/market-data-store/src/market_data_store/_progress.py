@@ -40,7 +40,6 @@ class FileProgress:
         self.name = name
         self.read = read
         self.clock = clock
-        self.live = console.is_terminal and not console.is_dumb_terminal
         self.started = clock()
         self.rows = 0
         self._line_at = 0.0
@@ -49,14 +48,16 @@ class FileProgress:
         )
         self._task = self._bar.add_task(name, total=None)
 
+    @property
+    def live(self) -> bool:
+        return self._bar.redraws
+
     def __enter__(self) -> FileProgress:
-        if self.live:
-            self._bar.start()
+        self._bar.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        if self.live:
-            self._bar.stop()
+        self._bar.stop()
 
     def figures(self, *, percent: bool = True, final: bool = False) -> list[str]:
         elapsed = self.clock() - self.started
