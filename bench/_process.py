@@ -71,9 +71,10 @@ class Measured:
         self.inside.append(inside)
         self.peak.append(run.peak_mib)
 
-    def text(self) -> str:
+    def text(self, *, inside: bool = True) -> str:
+        """The figures; ``inside=False`` for a subject that reports no in-process time."""
+        within = f", in process {Sample(tuple(self.inside)).text()}" if inside else ""
         return (
-            f"whole process {Sample(tuple(self.process)).text()}, in process"
-            f" {Sample(tuple(self.inside)).text()}, peak memory"
+            f"whole process {Sample(tuple(self.process)).text()}{within}, peak memory"
             f" {Sample(tuple(self.peak)).text('MiB', 0)}"
         )

@@ -167,7 +167,7 @@ def processes(path: Path, tmp: Path) -> list[Row]:
                 "a process that only imports pyarrow, numpy, pydantic(-settings), typer, rich,"
                 " structlog and PyYAML",
                 "a whole process of polars' lazy group-by",
-                f"floor: {floor.text()}; polars: {measured['polars'].text()}: the best"
+                f"floor: {floor.text(inside=False)}; polars: {measured['polars'].text()}: the best"
                 " ratio any `mdp run` on these libraries could show against polars",
                 "trade",
             )
