@@ -213,3 +213,18 @@ def test_uv_run_in_a_clone_has_the_extras_the_docs_use() -> None:
     wanted = [r for g in groups for r in root["dependency-groups"][g] if isinstance(r, str)]
     assert any(r.startswith("market-data-store[") and "postgres" in r for r in wanted), wanted
     assert any(r.startswith("market-data-pipeline[") and "redis" in r for r in wanted), wanted
+
+
+def test_every_pip_install_with_extras_is_quoted_for_zsh() -> None:
+    """``pip install pkg[extra]`` fails in zsh (the brackets are a glob): every install
+    line of the docs and READMEs quotes what has brackets."""
+    unquoted = []
+    for path in sorted({*ROOT.glob("*.md"), *DOCS.rglob("*.md"), *ROOT.glob("packages/*/*.md")}):
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            for command in re.findall(r"pip install ([^`\n]*)", line):
+                unquoted += [
+                    f"{path.relative_to(ROOT)}:{number}: {word}"
+                    for word in command.split()
+                    if "[" in word and word[0] not in "'\""
+                ]
+    assert not unquoted, unquoted
