@@ -198,14 +198,14 @@ def test_bar_timeframes_are_stored_in_their_canonical_spelling() -> None:
     assert conform(table, Kind.BARS).column("timeframe").to_pylist() == ["1m"]
 
 
-def test_arrow_records_slice_without_copying_and_iterate_as_models() -> None:
+def test_arrow_records_slice_without_copying_and_convert_to_models() -> None:
     trades = [
         Trade(symbol="AAPL", ts=T0 + timedelta(seconds=i), price=1.0, size=1.0) for i in range(10)
     ]
     records = ArrowRecords(Kind.TRADES, conform(from_models(trades, Kind.TRADES)))
     part = records[3:7]
     assert len(part) == 4
-    assert list(part) == trades[3:7]
+    assert part.to_models() == trades[3:7]
     sliced, whole = part.table.column("price").chunks[0], records.table.column("price").chunks[0]
     assert sliced.offset == 3  # a view of the same buffer
     assert sliced.buffers()[1].address == whole.buffers()[1].address

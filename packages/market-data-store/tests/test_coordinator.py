@@ -11,6 +11,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from market_data_core import BackpressureLevel, HealthState, InMemoryFeedbackBus
 from market_data_store.backends.base import Record
@@ -449,18 +450,19 @@ async def test_breaker_counts_batches_not_attempts(
 
 
 async def test_a_crashed_worker_is_restarted_and_its_batch_is_written(
-    make_coordinator: Make, fake_writer: Any, kit: SimpleNamespace, caplog: pytest.LogCaptureFixture
+    make_coordinator: Make, fake_writer: Any, kit: SimpleNamespace
 ) -> None:
     fake_writer.crashes = 1
     coordinator = await make_coordinator(workers=1, batch_size=5)
     records = kit.trades(12)
-    await coordinator.submit_many(records)
-    await coordinator.stop()
+    with capture_logs() as logs:
+        await coordinator.submit_many(records)
+        await coordinator.stop()
     stats = coordinator.stats()
     assert stats.worker_restarts == 1
     assert stats.written == 12
     assert Counter(fake_writer.written) == Counter(records)
-    assert "crashed; restarting it" in caplog.text
+    assert any("crashed; restarting it" in log["event"] for log in logs)
 
 
 async def test_a_batch_that_keeps_crashing_workers_is_dead_lettered(

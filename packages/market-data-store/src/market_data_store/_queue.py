@@ -1,9 +1,10 @@
 """The write coordinator's bounded queue of records (private).
 
-A deque of chunks with a capacity counted in records and two wake-up signals: records
-arrived (for workers) and space freed (for producers that block). A chunk is what a producer
-submitted: a sequence of core models, or an ``ArrowRecords`` table that stays columnar all
-the way to the backend (sliced, never copied, when a batch takes part of it). It never holds
+A deque of chunks (``market_data_store.chunks``) with a capacity counted in records and two
+wake-up signals: records arrived (for workers) and space freed (for producers that block). A
+chunk is what a producer submitted: a ``ModelChunk`` of core models, or an ``ArrowChunk`` table
+that stays columnar all the way to the backend (sliced, never copied, when a batch takes part
+of it). It never holds
 more than ``capacity`` records; what to do when a batch does not fit is the caller's choice
 (wait, evict, refuse). Every method runs without awaiting between its check and its change,
 so on one event loop no wake-up is lost.
@@ -14,64 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Iterator, Sequence
-from typing import overload
 
-from market_data_store.backends.base import Record
-from market_data_store.columnar import ArrowRecords
+from market_data_store.chunks import Batch, Chunk
 
-__all__ = ["Batch", "Signal", "WriteQueue"]
-
-
-class Batch(Sequence[Record]):
-    """Consecutive records as chunks (model sequences or ``ArrowRecords``): its length is
-    their records, a slice is a ``Batch`` of sliced chunks (no copy), iterating yields the
-    records (models). Backends that write columns read ``chunks``."""
-
-    __slots__ = ("_size", "chunks")
-
-    def __init__(self, chunks: Sequence[Sequence[Record]] = ()) -> None:
-        self.chunks: tuple[Sequence[Record], ...] = tuple(c for c in chunks if len(c))
-        self._size = sum(map(len, self.chunks))
-
-    def __len__(self) -> int:
-        return self._size
-
-    def __iter__(self) -> Iterator[Record]:
-        for chunk in self.chunks:
-            yield from chunk
-
-    @overload
-    def __getitem__(self, index: int) -> Record: ...
-    @overload
-    def __getitem__(self, index: slice) -> Batch: ...
-    def __getitem__(self, index: int | slice) -> Record | Batch:
-        if isinstance(index, slice):
-            start, stop, step = index.indices(self._size)
-            if step != 1:
-                msg = "a Batch slices contiguously only"
-                raise ValueError(msg)
-            return self._slice(start, stop)
-        position = index + self._size if index < 0 else index
-        if not 0 <= position < self._size:
-            raise IndexError(index)
-        return next(iter(self._slice(position, position + 1)))
-
-    def _slice(self, start: int, stop: int) -> Batch:
-        parts: list[Sequence[Record]] = []
-        offset = 0
-        for chunk in self.chunks:
-            end = offset + len(chunk)
-            if end > start and offset < stop:
-                low, high = max(start - offset, 0), min(stop, end) - offset
-                parts.append(chunk if (low, high) == (0, len(chunk)) else chunk[low:high])
-            offset = end
-            if offset >= stop:
-                break
-        return Batch(parts)
-
-    def __repr__(self) -> str:
-        return f"Batch({self._size} records in {len(self.chunks)} chunks)"
+__all__ = ["Signal", "WriteQueue"]
 
 
 class Signal:
@@ -95,13 +42,13 @@ class Signal:
 
 
 class WriteQueue:
-    """A bounded FIFO of records; closed until ``open()`` is called."""
+    """A bounded FIFO of record chunks; closed until ``open()`` is called."""
 
     __slots__ = ("_arrived", "_closed", "_hurry", "_items", "_size", "_space", "capacity")
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._items: deque[Sequence[Record]] = deque()
+        self._items: deque[Chunk] = deque()
         self._size = 0
         self._closed = True
         self._hurry = 0
@@ -140,7 +87,7 @@ class WriteQueue:
     def relax(self) -> None:
         self._hurry -= 1
 
-    def put(self, records: Sequence[Record]) -> None:
+    def put(self, records: Batch) -> None:
         """Append ``records``; the caller has checked that they fit."""
         if len(records) > self.free:
             msg = f"{len(records)} records do not fit in {self.free} free slots"
@@ -148,19 +95,11 @@ class WriteQueue:
         self._append(records)
         self._arrived.notify()
 
-    def _append(self, records: Sequence[Record]) -> None:
-        if isinstance(records, Batch):
-            for chunk in records.chunks:
-                self._append(chunk)
-            return
-        if not len(records):
-            return
-        # a caller's list may change after its call returns: the queue keeps its own tuple
-        chunk = records if isinstance(records, tuple | ArrowRecords) else tuple(records)
-        self._items.append(chunk)
-        self._size += len(chunk)
+    def _append(self, records: Batch) -> None:
+        self._items.extend(records.chunks)
+        self._size += len(records)
 
-    def put_evicting(self, records: Sequence[Record]) -> int:
+    def put_evicting(self, records: Batch) -> int:
         """Append ``records``, evicting the oldest records to make room; return how many
         were evicted (queued ones first, then the oldest of ``records`` when the batch alone
         exceeds the capacity)."""
@@ -207,13 +146,13 @@ class WriteQueue:
         """The oldest ``count`` records (fewer when fewer are queued); the chunk that holds
         the last of them is split, its rest stays first in the queue."""
         items = self._items
-        parts: list[Sequence[Record]] = []
+        parts: list[Chunk] = []
         wanted = min(count, self._size)
         while wanted:
             chunk = items.popleft()
             if len(chunk) > wanted:
-                items.appendleft(chunk[wanted:])
-                chunk = chunk[:wanted]
+                items.appendleft(chunk.part(wanted, len(chunk)))
+                chunk = chunk.part(0, wanted)
             parts.append(chunk)
             wanted -= len(chunk)
             self._size -= len(chunk)

@@ -4,9 +4,9 @@ The columnar contract is core's (``market_data_core.columns``: kinds, schemas wi
 nanosecond timestamps, ``conform``, ``kind_of``, models), re-exported here. The store adds
 what it needs on its write path:
 
-- :class:`ArrowRecords`: a conformed table of one kind on its way through the write
-  coordinator, sliced without copying, never turned into models unless a record must be
-  dead-lettered;
+- :class:`ArrowRecords`: the name this module gives ``market_data_store.chunks.ArrowChunk``,
+  a conformed table of one kind on its way through the write coordinator, sliced without
+  copying, never turned into models unless a record must be dead-lettered;
 - :func:`prepare`: where records enter the store (``Store.submit*``, the HTTP ingest), what
   came without a version or an ordinal gets one: ``as_of`` = the time the store received
   it (:class:`Stamper`: one nanosecond apart in the order given, never going back), and
@@ -17,8 +17,7 @@ what it needs on its write path:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -41,6 +40,10 @@ from market_data_core.columns import (
     kind_of,
     to_models,
 )
+from market_data_store.chunks import ArrowChunk, Batch
+
+ArrowRecords = ArrowChunk
+"""A conformed table of one kind in the write path (see ``market_data_store.chunks``)."""
 
 __all__ = [
     "BARS",
@@ -127,29 +130,25 @@ def _stamped(table: pa.Table, first: int) -> pa.Table:
     return table.set_column(index, "as_of", pc.if_else(pc.is_null(given), stamps, given))
 
 
-def prepare(
-    records: Sequence[Any] | ArrowRecords, stamper: Stamper
-) -> ArrowRecords | Sequence[Any]:
+def prepare(records: Sequence[Any] | ArrowChunk, stamper: Stamper) -> Batch:
     """Records as they enter the store, versioned and with ordinals: models become
-    ``ArrowRecords`` chunks (a run of one kind each, in the order given, so the receipt's
+    ``ArrowChunk`` chunks (a run of one kind each, in the order given, so the receipt's
     indexes stay those of ``records``), a null ``as_of`` gets the time received, ticks
     without a venue id and without an ordinal get theirs (counted over the call)."""
-    from market_data_store._queue import Batch  # noqa: PLC0415 - _queue imports this module
-
     total = len(records)
     if not total:
-        return records
+        return Batch()
     first = stamper.take(total)
     ordinals: dict[Kind, Ordinals] = {}
 
-    def ready(kind: Kind, table: pa.Table, offset: int) -> ArrowRecords:
+    def ready(kind: Kind, table: pa.Table, offset: int) -> ArrowChunk:
         if kind in (Kind.TRADES, Kind.QUOTES):
             table = ordinals.setdefault(kind, Ordinals()).assign(table, kind)
-        return ArrowRecords(kind, _stamped(table, first + offset))
+        return ArrowChunk(kind, _stamped(table, first + offset))
 
-    if isinstance(records, ArrowRecords):
-        return ready(records.kind, records.table, 0)
-    chunks: list[ArrowRecords] = []
+    if isinstance(records, ArrowChunk):
+        return Batch([ready(records.kind, records.table, 0)])
+    chunks: list[ArrowChunk] = []
     start = 0
     while start < total:
         kind = _KINDS[type(records[start])]
@@ -159,27 +158,4 @@ def prepare(
         table = from_models(list(records[start:stop]), kind)
         chunks.append(ready(kind, table, start))
         start = stop
-    return chunks[0] if len(chunks) == 1 else Batch(chunks)  # type: ignore[arg-type]
-
-
-@dataclass(frozen=True, slots=True)
-class ArrowRecords:
-    """A conformed table of one kind, as the write coordinator carries it: ``len`` is its
-    rows, slicing is zero-copy, and iterating yields core models (for the dead-letter store
-    and writers that only know models; the backends write the table itself)."""
-
-    kind: Kind
-    table: pa.Table
-
-    def __len__(self) -> int:
-        return int(self.table.num_rows)
-
-    def __getitem__(self, index: slice) -> ArrowRecords:
-        if index.step not in (None, 1):
-            msg = "ArrowRecords supports contiguous slices only"
-            raise TypeError(msg)
-        start, stop, _ = index.indices(self.table.num_rows)
-        return ArrowRecords(self.kind, self.table.slice(start, max(stop - start, 0)))
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(to_models(self.table, self.kind, lenient=True))
+    return Batch(chunks)

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from market_data_core import AuditEnvelope, Bar
+from market_data_store.job_run import JobRun
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
@@ -75,9 +76,7 @@ def job_row(run: Any, ts: Any = None) -> tuple[Any, ...]:
     return tuple(values[c] for c in JOB_COLUMNS)
 
 
-def job_from_row(row: Sequence[Any], ts: Any = None) -> Any:
-    from market_data_store.jobs import JobRun  # noqa: PLC0415 - jobs imports this module
-
+def job_from_row(row: Sequence[Any], ts: Any = None) -> JobRun:
     values = dict(zip(JOB_COLUMNS, row, strict=True))
     if isinstance(values["symbols"], str):
         values["symbols"] = json.loads(values["symbols"])

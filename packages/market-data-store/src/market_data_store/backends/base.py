@@ -11,18 +11,17 @@ others, so the write coordinator can decide.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import pyarrow as pa
 
 from market_data_core import AuditEnvelope, Bar, Quote, Signal, Trade
 from market_data_core.columns import Kind, Ordinals, from_models, to_models
-
-if TYPE_CHECKING:
-    from market_data_store.jobs import JobRun
+from market_data_store.chunks import ArrowChunk, Batch, Chunk, ModelChunk, Record
+from market_data_store.job_run import JobRun
 
 __all__ = [
     "DATA_TABLES",
@@ -30,6 +29,7 @@ __all__ = [
     "Freshness",
     "ModelReads",
     "Record",
+    "TableWrites",
     "WriteResult",
     "complete_page",
     "split_records",
@@ -37,9 +37,6 @@ __all__ = [
 ]
 
 DATA_TABLES = ("bars", "trades", "quotes", "signals")
-
-Record = Bar | Trade | Quote | Signal
-"""What the store persists (job runs and audit records have their own calls)."""
 
 
 @dataclass(slots=True)
@@ -85,32 +82,59 @@ class _Split:
     signals: list[Signal] = field(default_factory=list)
 
 
-def tables_of(records: Sequence[Record]) -> dict[Kind, pa.Table]:
+def tables_of(records: Sequence[Record] | Chunk) -> dict[Kind, pa.Table]:
     """A write's records as one table per kind (core's columnar schemas), in the order
-    given: the chunks of a ``Batch`` or ``ArrowRecords`` as they are, runs of models
-    converted. Ticks without an ordinal get theirs here, counted over this write (records
-    that entered through ``Store.submit*`` have them already)."""
-    from market_data_store.columnar import ArrowRecords  # noqa: PLC0415 - imports this module
-
-    given: Any = records
-    chunks: Sequence[Any] = getattr(given, "chunks", None) or (
-        [given] if isinstance(given, ArrowRecords) else []
-    )
+    given: the Arrow chunks of a ``Batch`` as they are, runs of models converted. Ticks
+    without an ordinal get theirs here, counted over this write (records that entered
+    through ``Store.submit*`` have them already)."""
     parts: dict[Kind, list[pa.Table]] = {}
-    if chunks:
-        for chunk in chunks:
-            if isinstance(chunk, ArrowRecords):
-                parts.setdefault(chunk.kind, []).append(chunk.table)
-            else:
-                _add_models(parts, chunk)
-    else:
-        _add_models(parts, records)
+    for chunk in _chunks_of(records):
+        if isinstance(chunk, ArrowChunk):
+            parts.setdefault(chunk.kind, []).append(chunk.table)
+        else:
+            _add_models(parts, chunk.models)
+    return _with_ordinals(parts)
+
+
+def _chunks_of(records: Sequence[Record] | Chunk) -> tuple[Chunk, ...]:
+    if isinstance(records, Batch):
+        return records.chunks
+    if isinstance(records, ArrowChunk | ModelChunk):
+        return (records,)
+    return (ModelChunk(tuple(records)),) if len(records) else ()
+
+
+def _with_ordinals(parts: Mapping[Kind, list[pa.Table]]) -> dict[Kind, pa.Table]:
+    """One table per kind; ticks without an ordinal get theirs, counted over the write."""
     ordinals = Ordinals()
     out = {}
     for kind, tables in parts.items():
         table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
         out[kind] = ordinals.assign(table, kind) if kind in (Kind.TRADES, Kind.QUOTES) else table
     return out
+
+
+class TableWrites:
+    """A backend's three ways in, over its one transaction ``write_tables``: ``write`` (a
+    ``Batch`` of chunks or any sequence of models, what the write coordinator calls),
+    ``write_models`` (core models) and ``write_table`` (a conformed table of one kind)."""
+
+    async def write_tables(self, tables: Mapping[Kind, pa.Table]) -> WriteResult:
+        """Keep the newest version of each key of ``tables`` (one per kind), in one
+        transaction."""
+        raise NotImplementedError
+
+    async def write(self, records: Sequence[Record]) -> WriteResult:
+        """Keep the newest version of each key of a mixed batch, in one transaction."""
+        return await self.write_tables(tables_of(records))
+
+    async def write_models(self, models: Sequence[Record]) -> WriteResult:
+        """Write core models (of any kinds), in one transaction."""
+        return await self.write_tables(tables_of(ModelChunk(tuple(models))))
+
+    async def write_table(self, kind: Kind, table: pa.Table) -> WriteResult:
+        """Write a conformed table of ``kind``, in one transaction."""
+        return await self.write_tables(tables_of(ArrowChunk(kind, table)))
 
 
 _KIND_OF: dict[type[Any], Kind] = {
@@ -174,6 +198,14 @@ class Backend(Protocol):
 
     async def write(self, records: Sequence[Record]) -> WriteResult:
         """Keep the newest version of each key of a mixed batch, in one transaction."""
+        ...
+
+    async def write_models(self, models: Sequence[Record]) -> WriteResult:
+        """Write core models (of any kinds), in one transaction."""
+        ...
+
+    async def write_table(self, kind: Kind, table: pa.Table) -> WriteResult:
+        """Write a conformed table of ``kind``, in one transaction."""
         ...
 
     async def query_bars(

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from operator import itemgetter
@@ -71,9 +71,8 @@ from market_data_store.backends.base import (
     DATA_TABLES,
     Freshness,
     ModelReads,
-    Record,
+    TableWrites,
     WriteResult,
-    tables_of,
 )
 from market_data_store.dsn import DatabaseUrl
 from market_data_store.exceptions import (
@@ -87,7 +86,7 @@ from market_data_store.exceptions import (
 from market_data_store.timescale import TimescalePlan, TimescaleReport, configure
 
 if TYPE_CHECKING:
-    from market_data_store.jobs import JobRun
+    from market_data_store.job_run import JobRun
 
 __all__ = ["PostgresBackend", "WritePathStats"]
 
@@ -250,7 +249,7 @@ class WritePathStats:
     probed_series: int = 0
 
 
-class PostgresBackend(ModelReads):
+class PostgresBackend(TableWrites, ModelReads):
     """PostgreSQL behind the ``Backend`` protocol (needs the ``postgres`` extra: asyncpg).
 
     ``min_size``/``max_size`` bound the pool; each ``write`` uses one connection, so up to
@@ -397,8 +396,9 @@ class PostgresBackend(ModelReads):
 
     # --- writes ------------------------------------------------------------------------
 
-    async def write(self, records: Sequence[Record]) -> WriteResult:
-        tables = tables_of(records)
+    async def write_tables(self, tables: Mapping[Kind, pa.Table]) -> WriteResult:
+        """Keep the newest version of each key of ``tables`` (one per kind, see
+        ``TableWrites``), in one transaction."""
         as_of = time.time_ns()  # for records that came without a version (direct writes)
         prepared = [
             (LAYOUTS[kind], to_store(kind, table, as_of=as_of))
@@ -755,7 +755,7 @@ class PostgresBackend(ModelReads):
     async def get_job_run(self, run_id: str) -> JobRun | None:
         sql = f'SELECT {_JOB_SELECT} FROM job_runs WHERE "id" = $1'
         rows = await self._fetch("get_job_run", sql, run_id)
-        return cast("JobRun", _rows.job_from_row(rows[0])) if rows else None
+        return _rows.job_from_row(rows[0]) if rows else None
 
     async def recent_job_runs(self, limit: int = 50, job_name: str | None = None) -> list[JobRun]:
         where, args = ('WHERE "job_name" = $2', [job_name]) if job_name else ("", [])
@@ -763,7 +763,7 @@ class PostgresBackend(ModelReads):
             f'SELECT {_JOB_SELECT} FROM job_runs {where} ORDER BY "started_at" DESC, "id" LIMIT $1'
         )
         rows = await self._fetch("recent_job_runs", sql, limit, *args)
-        return [cast("JobRun", _rows.job_from_row(row)) for row in rows]
+        return [_rows.job_from_row(row) for row in rows]
 
     async def stuck_job_runs(self, heartbeat_before: datetime) -> list[JobRun]:
         sql = (
@@ -771,7 +771,7 @@ class PostgresBackend(ModelReads):
             ' AND "heartbeat_at" < $1 ORDER BY "heartbeat_at", "id"'
         )
         rows = await self._fetch("stuck_job_runs", sql, heartbeat_before)
-        return [cast("JobRun", _rows.job_from_row(row)) for row in rows]
+        return [_rows.job_from_row(row) for row in rows]
 
 
 _JOB_SELECT = ", ".join(_q(c) for c in _rows.JOB_COLUMNS)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -44,9 +44,8 @@ from market_data_store.backends.base import (
     DATA_TABLES,
     Freshness,
     ModelReads,
-    Record,
+    TableWrites,
     WriteResult,
-    tables_of,
 )
 from market_data_store.dsn import DatabaseUrl
 from market_data_store.exceptions import (
@@ -56,7 +55,7 @@ from market_data_store.exceptions import (
     StoreConfigurationError,
     TransientBackendError,
 )
-from market_data_store.jobs import JobRun
+from market_data_store.job_run import JobRun
 
 __all__ = ["SqliteBackend"]
 
@@ -204,7 +203,7 @@ _SQL = {
 _US = 1_000_000
 
 
-class SqliteBackend(ModelReads):
+class SqliteBackend(TableWrites, ModelReads):
     """SQLite behind the ``Backend`` protocol."""
 
     name = "sqlite"
@@ -287,8 +286,9 @@ class SqliteBackend(ModelReads):
 
         return await self._call(read)
 
-    async def write(self, records: Sequence[Record]) -> WriteResult:
-        tables = tables_of(records)
+    async def write_tables(self, tables: Mapping[Kind, pa.Table]) -> WriteResult:
+        """Keep the newest version of each key of ``tables`` (one per kind, see
+        ``TableWrites``), in one transaction."""
         as_of = time.time_ns()  # for records that came without a version (direct writes)
         prepared = {}
         for kind, table in tables.items():

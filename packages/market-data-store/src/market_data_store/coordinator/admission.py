@@ -1,0 +1,147 @@
+"""Admission: producers' records enter the bounded queue under the overflow strategy (see
+"Overflow" in the package docstring), each accepted record gets its queue position in the
+ledger, and the backpressure level follows the queue's fill."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+
+import structlog
+
+from market_data_store.backends.base import Record
+from market_data_store.chunks import ArrowChunk, Batch, ModelChunk
+from market_data_store.coordinator.drain import Draining
+from market_data_store.coordinator.settings import CoordinatorState
+from market_data_store.exceptions import CoordinatorStoppedError, QueueFullError
+from market_data_store.receipts import Outcome, WriteReceipt
+
+__all__ = ["Admission", "as_batch"]
+
+logger = structlog.get_logger(__name__)
+
+
+def as_batch(records: Iterable[Record] | ArrowChunk | ModelChunk | Batch) -> Batch:
+    """A producer's records as the batch of chunks the queue carries: an Arrow chunk stays
+    columnar, models become one model chunk of their own."""
+    if isinstance(records, Batch):
+        return records
+    if isinstance(records, ArrowChunk | ModelChunk):
+        return Batch([records])
+    return Batch([ModelChunk(tuple(records))])
+
+
+class Admission(Draining):
+    """``submit``, ``submit_many``, ``flush`` and ``hurried``."""
+
+    async def submit(self, record: Record) -> WriteReceipt:
+        """Queue one record (see ``submit_many``)."""
+        return await self.submit_many((record,))
+
+    async def submit_many(
+        self, records: Iterable[Record] | ArrowChunk | ModelChunk | Batch
+    ) -> WriteReceipt:
+        """Queue a batch under the overflow strategy; see "Overflow" in the package docstring.
+        The receipt tells, once its records are settled, what became of each of them.
+        An ``ArrowChunk`` (``ArrowRecords``: see ``Store.submit_arrow``) stays columnar until
+        the backend writes it.
+
+        Raises ``CoordinatorStoppedError`` when not running and ``QueueFullError`` under
+        ``overflow="error"`` when the batch does not fit (nothing of it accepted)."""
+        batch = as_batch(records)
+        receipt = WriteReceipt(len(batch))
+        if not batch:
+            return receipt
+        self._ensure_running(0, len(batch))
+        if self.overflow == "error":
+            self._put_or_refuse(batch, receipt)
+        elif self.overflow == "drop_oldest":
+            self._put_evicting(batch, receipt)
+        else:
+            await self._put_blocking(batch, receipt)
+        return receipt
+
+    async def flush(self) -> None:
+        """Wait until every record accepted before this call is written, dead-lettered,
+        dropped or failed; workers stop waiting for fuller batches meanwhile. It waits as long
+        as that takes (an open circuit breaker holds it): bound it with ``asyncio.timeout``
+        when needed."""
+        target = self._counters.accepted
+        self._queue.hurry()  # no lingering for a fuller batch meanwhile
+        try:
+            while not self._settled_before(target):
+                await self._progress.wait()
+        finally:
+            self._queue.relax()
+
+    @contextlib.contextmanager
+    def hurried(self) -> Iterator[None]:
+        """While inside: workers write what is queued at once, without lingering for a
+        fuller batch (someone waits for records to be durable; lingering would only add
+        ``flush_interval`` to their wait, since the database is idle meanwhile)."""
+        self._queue.hurry()
+        try:
+            yield
+        finally:
+            self._queue.relax()
+
+    def _settled_before(self, position: int) -> bool:
+        if self._dequeued < position or self._salvaging:
+            return False
+        return all(held.start >= position for held in self._held.values())
+
+    def _put_or_refuse(self, batch: Batch, receipt: WriteReceipt) -> None:
+        if len(batch) > self._queue.free:
+            msg = (
+                f"write queue of {self.coordinator_id} is full: {len(batch)} records do not "
+                f"fit in {self._queue.free} free of {self.capacity}; none were accepted"
+            )
+            raise QueueFullError(msg)
+        self._accept(batch, receipt, 0)
+
+    def _put_evicting(self, batch: Batch, receipt: WriteReceipt) -> None:
+        evicted = self._queue.put_evicting(batch)
+        self._ledger.add(self._counters.accepted, len(batch), receipt, 0)
+        self._counters.accepted += len(batch)
+        if evicted:
+            self._settle(self._dequeued, evicted, Outcome.DROPPED)
+            self._dequeued += evicted
+        if evicted and not self._evicting:
+            logger.warning(
+                "write queue is full: dropping the oldest records (see stats().dropped)",
+                coordinator=self.coordinator_id,
+            )
+        self._evicting = evicted > 0
+        self._emitter.observe(len(self._queue))
+
+    async def _put_blocking(self, batch: Batch, receipt: WriteReceipt) -> None:
+        done = 0
+        try:
+            while done < len(batch):
+                self._ensure_running(done, len(batch))
+                room = self._queue.free
+                if room == 0:
+                    await self._queue.wait_for_space()
+                    continue
+                part = batch[done : done + room]
+                self._accept(part, receipt, done)
+                done += len(part)
+        except BaseException:
+            receipt.shrink(done)  # the parts queued stay accepted; the call raises
+            raise
+
+    def _accept(self, records: Batch, receipt: WriteReceipt, offset: int) -> None:
+        self._queue.put(records)
+        self._ledger.add(self._counters.accepted, len(records), receipt, offset)
+        self._counters.accepted += len(records)
+        self._emitter.observe(len(self._queue))
+
+    def _ensure_running(self, done: int, total: int) -> None:
+        if self._state is CoordinatorState.RUNNING:
+            return
+        accepted = f"; {done} of {total} records were accepted before" if done else ""
+        msg = (
+            f"write coordinator {self.coordinator_id} is {self._state}, "
+            f"not accepting writes{accepted}"
+        )
+        raise CoordinatorStoppedError(msg)
