@@ -15,10 +15,10 @@ consumers drop the one with the lower ``seq``.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+import structlog
 from pydantic import ValidationError
 
 from market_data_core import BackpressureLevel, FeedbackEvent, FeedbackPublisher
@@ -27,7 +27,7 @@ from market_data_store.watermarks import Watermarks
 
 __all__ = ["FeedbackEmitter"]
 
-logger = logging.getLogger(__name__)
+logger = structlog.get_logger(__name__)
 
 _TICK = timedelta(microseconds=1)
 
@@ -146,9 +146,9 @@ class FeedbackEmitter:
         except Exception:
             self.publish_errors += 1
             logger.warning(
-                "publishing feedback seq=%d of %s failed; writes go on",
-                event.seq,
-                event.coordinator_id,
+                "publishing feedback failed; writes go on",
+                seq=event.seq,
+                coordinator=event.coordinator_id,
                 exc_info=True,
             )
         else:

@@ -24,7 +24,7 @@ from typing import Any
 
 import structlog
 
-from market_data_store.exceptions import StoreConfigurationError
+from market_data_store.exceptions import BackfillUnavailableError, StoreConfigurationError
 from market_data_store.jobs import JobRun, JobRunTracker
 
 __all__ = ["BackfillRunner", "BackfillUnavailableError"]
@@ -32,10 +32,6 @@ __all__ = ["BackfillRunner", "BackfillUnavailableError"]
 logger = structlog.get_logger(__name__)
 
 _ERROR_TAIL = 2_000
-
-
-class BackfillUnavailableError(StoreConfigurationError):
-    """The ``mdp`` command (market-data-pipeline) is not installed where the store runs."""
 
 
 def find_mdp() -> str | None:

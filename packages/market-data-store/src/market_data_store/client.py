@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Self, TypeVar
+from typing import Self, TypeVar
 
 import httpx
 import pyarrow as pa
@@ -22,7 +22,7 @@ from pydantic import BaseModel, TypeAdapter
 
 from market_data_core import Bar, FeedbackEvent, HealthStatus, Quote, Signal, Trade
 from market_data_store.backends.base import Record
-from market_data_store.exceptions import StoreError
+from market_data_store.exceptions import StoreClientError
 
 __all__ = ["AsyncStoreClient", "StoreClient", "StoreClientError"]
 
@@ -32,14 +32,6 @@ _BARS = TypeAdapter(list[Bar])
 _TRADES = TypeAdapter(list[Trade])
 _QUOTES = TypeAdapter(list[Quote])
 _RETRYABLE = {429, 502, 503, 504}
-
-
-class StoreClientError(StoreError):
-    """The service refused a request (4xx) or stayed unavailable through the retries."""
-
-    def __init__(self, message: str, *, status: int | None = None, body: Any = None) -> None:
-        super().__init__(message)
-        self.status, self.body = status, body
 
 
 def _table_of(records: Sequence[Record]) -> str:

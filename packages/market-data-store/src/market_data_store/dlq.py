@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import tempfile
 import threading
@@ -31,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+import structlog
 from pydantic import ValidationError
 
 from market_data_core import Bar, Quote, Signal, Trade
@@ -44,7 +44,7 @@ __all__ = [
     "Submit",
 ]
 
-logger = logging.getLogger(__name__)
+logger = structlog.get_logger(__name__)
 
 Submit = Callable[[Sequence[Record]], Awaitable[object]]
 """Re-submits a batch; returning means accepted, raising means keep the entry."""
@@ -202,7 +202,9 @@ class FileDeadLetterStore:
             return decode(line)
         except (ValueError, KeyError, TypeError) as exc:
             self.corrupt_lines += 1
-            logger.warning("dead-letter file %s line %d is unreadable: %s", self.path, number, exc)
+            logger.warning(
+                "dead-letter line is unreadable", path=str(self.path), line=number, error=str(exc)
+            )
             return None
 
     def _append(self, line: str) -> None:
@@ -302,7 +304,7 @@ async def _submitted(submit: Submit, entry: DeadLetter) -> bool:
     try:
         await submit(entry.records)
     except Exception:
-        logger.warning("dead-letter entry %s was not accepted; it stays", entry.id, exc_info=True)
+        logger.warning("dead-letter entry not accepted; it stays", entry=entry.id, exc_info=True)
         return False
     return True
 

@@ -5,6 +5,7 @@ All derive from core's ``MarketDataError``::
     MarketDataError (market_data_core)
     └── StoreError
         ├── StoreConfigurationError   bad settings or arguments (also a core ConfigurationError)
+        │   └── BackfillUnavailableError  ``mdp`` is not installed where the store runs
         ├── BackendError              the database failed a call
         │   ├── TransientBackendError     worth retrying: connection lost, timeout, deadlock,
         │   │                             serialization failure, database starting up
@@ -15,21 +16,30 @@ All derive from core's ``MarketDataError``::
         ├── HistoryUnavailableError   a read "as known at" a time older than the history kept
         ├── QueueFullError            overflow strategy ``error`` and the write queue is full
         ├── CoordinatorStoppedError   a write was submitted to a coordinator that is not running
-        └── CircuitOpenError          the circuit breaker is open: the backend is failing
+        ├── CircuitOpenError          the circuit breaker is open: the backend is failing
+        ├── StoreClientError          the service refused a request or stayed unavailable
+        ├── BadRecordError            a row of an input file is not a valid record
+        └── KeyReusedError            an idempotency key reused with a different body
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from market_data_core import ConfigurationError, MarketDataError
 
 __all__ = [
     "BackendError",
+    "BackfillUnavailableError",
+    "BadRecordError",
     "CircuitOpenError",
     "CoordinatorStoppedError",
     "HistoryUnavailableError",
     "InvalidValueError",
+    "KeyReusedError",
     "PermanentBackendError",
     "QueueFullError",
+    "StoreClientError",
     "StoreConfigurationError",
     "StoreError",
     "TransientBackendError",
@@ -84,3 +94,23 @@ class CoordinatorStoppedError(StoreError):
 
 class CircuitOpenError(StoreError):
     """The circuit breaker is open after consecutive failed batches."""
+
+
+class BackfillUnavailableError(StoreConfigurationError):
+    """The ``mdp`` command (market-data-pipeline) is not installed where the store runs."""
+
+
+class StoreClientError(StoreError):
+    """The service refused a request (4xx) or stayed unavailable through the retries."""
+
+    def __init__(self, message: str, *, status: int | None = None, body: Any = None) -> None:
+        super().__init__(message)
+        self.status, self.body = status, body
+
+
+class BadRecordError(StoreError, ValueError):
+    """A row of an input file is not a valid record."""
+
+
+class KeyReusedError(StoreError, ValueError):
+    """An idempotency key was first used with a different request body."""

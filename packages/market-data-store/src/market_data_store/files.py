@@ -30,7 +30,7 @@ from pydantic import BaseModel, ValidationError
 
 from market_data_core import Bar, Quote, Signal, Trade, from_ns, parse_timestamp
 from market_data_store.backends.base import Record
-from market_data_store.exceptions import StoreError
+from market_data_store.exceptions import BadRecordError
 
 __all__ = ["MODELS", "BadRecordError", "ReadProgress", "batches", "read_records", "write_bars"]
 
@@ -40,10 +40,6 @@ MODELS: dict[str, type[BaseModel]] = {
     "quotes": Quote,
     "signals": Signal,
 }
-
-
-class BadRecordError(StoreError, ValueError):
-    """A row of an input file is not a valid record."""
 
 
 class ReadProgress:

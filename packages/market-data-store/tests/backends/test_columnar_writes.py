@@ -20,9 +20,9 @@ from market_data_core.columns import KEYS
 from market_data_core.testing import AS_OF, T0, make_bar, make_quote, make_trade
 from market_data_core.testing import strategies as mds
 from market_data_core.testing.versions import newest
-from market_data_store.chunks import Batch
 from market_data_store.backends.postgres import PostgresBackend
 from market_data_store.backends.sqlite import SqliteBackend
+from market_data_store.chunks import Batch
 from market_data_store.columnar import (
     SCHEMAS,
     ArrowRecords,

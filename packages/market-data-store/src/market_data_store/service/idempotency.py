@@ -10,11 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from market_data_store.exceptions import KeyReusedError
+
 __all__ = ["IdempotencyCache", "KeyReusedError"]
-
-
-class KeyReusedError(ValueError):
-    """The key was first used with a different request body."""
 
 
 @dataclass(frozen=True, slots=True)
