@@ -58,7 +58,7 @@ class ArrowChunk:
         return int(self.table.num_rows)
 
     def __getitem__(self, index: slice) -> ArrowChunk:
-        if not isinstance(index, slice) or index.step not in (None, 1):
+        if index.step not in (None, 1):
             msg = "an ArrowChunk supports contiguous slices only"
             raise TypeError(msg)
         start, stop, _ = index.indices(self.table.num_rows)
