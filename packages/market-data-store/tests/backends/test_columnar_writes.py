@@ -115,6 +115,20 @@ async def test_replaying_a_table_changes_nothing_and_a_revision_replaces(backend
     assert (await backend.query_trades("S0", T0, END))[0] == revised[0]
 
 
+async def test_model_and_table_writes_keep_the_newest_alike(backend: Any) -> None:
+    old = _trade(0, price=2.0)
+    new = old.model_copy(update={"price": 1.0, "as_of": AS_OF + timedelta(hours=1)})
+    bars = [make_bar(start=T0 + timedelta(minutes=i)) for i in range(3)]
+    result = await backend.write_models([old, _trade(3), *bars])
+    assert (result.trades, result.bars) == (2, 3)
+    table = conform(from_models([new], Kind.TRADES), Kind.TRADES)
+    assert (await backend.write_table(Kind.TRADES, table)).trades == 1
+    assert [t.price for t in await backend.query_trades("S0", T0, END)] == [1.0, 103.0]
+    await backend.write_models([old])  # an older version changes nothing
+    assert [t.price for t in await backend.query_trades("S0", T0, END)] == [1.0, 103.0]
+    assert await backend.query_bars("AAPL", "1m", T0, END) == bars
+
+
 async def test_model_and_arrow_chunks_of_one_table_keep_the_newest(backend: Any) -> None:
     old = _trade(0, price=2.0)
     new = old.model_copy(update={"price": 1.0, "as_of": AS_OF + timedelta(hours=1)})
