@@ -23,10 +23,18 @@ import pyarrow as pa
 from market_data_core import Bar, Quote, Signal, Trade
 from market_data_core.columns import Kind, to_models
 
-__all__ = ["ArrowChunk", "Batch", "Chunk", "ModelChunk", "Record"]
+__all__ = ["KIND_OF_MODEL", "ArrowChunk", "Batch", "Chunk", "ModelChunk", "Record", "as_chunk"]
 
 Record = Bar | Trade | Quote | Signal
 """What the store persists (job runs and audit records have their own calls)."""
+
+KIND_OF_MODEL: dict[type[Record], Kind] = {
+    Bar: Kind.BARS,
+    Trade: Kind.TRADES,
+    Quote: Kind.QUOTES,
+    Signal: Kind.SIGNALS,
+}
+"""The columnar kind of each record model."""
 
 
 @dataclass(frozen=True, slots=True)

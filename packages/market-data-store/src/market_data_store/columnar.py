@@ -23,7 +23,6 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from market_data_core import Bar, Quote, Signal, Trade
 from market_data_core.columns import (
     BARS,
     QUOTES,
@@ -40,7 +39,7 @@ from market_data_core.columns import (
     kind_of,
     to_models,
 )
-from market_data_store.chunks import ArrowChunk, Batch
+from market_data_store.chunks import KIND_OF_MODEL, ArrowChunk, Batch
 
 ArrowRecords = ArrowChunk
 """A conformed table of one kind in the write path (see ``market_data_store.chunks``)."""
@@ -64,13 +63,6 @@ __all__ = [
     "prepare",
     "to_models",
 ]
-
-_KINDS: dict[type[Any], Kind] = {
-    Bar: Kind.BARS,
-    Trade: Kind.TRADES,
-    Quote: Kind.QUOTES,
-    Signal: Kind.SIGNALS,
-}
 
 
 def encode(table: pa.Table, form: str) -> bytes:
@@ -151,9 +143,9 @@ def prepare(records: Sequence[Any] | ArrowChunk, stamper: Stamper) -> Batch:
     chunks: list[ArrowChunk] = []
     start = 0
     while start < total:
-        kind = _KINDS[type(records[start])]
+        kind = KIND_OF_MODEL[type(records[start])]
         stop = start + 1
-        while stop < total and _KINDS[type(records[stop])] is kind:
+        while stop < total and KIND_OF_MODEL[type(records[stop])] is kind:
             stop += 1
         table = from_models(list(records[start:stop]), kind)
         chunks.append(ready(kind, table, start))

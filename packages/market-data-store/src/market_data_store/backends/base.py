@@ -14,13 +14,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import pyarrow as pa
 
 from market_data_core import AuditEnvelope, Bar, Quote, Signal, Trade
 from market_data_core.columns import Kind, Ordinals, from_models, to_models
-from market_data_store.chunks import ArrowChunk, Batch, Chunk, ModelChunk, Record
+from market_data_store.chunks import KIND_OF_MODEL, ArrowChunk, Batch, Chunk, ModelChunk, Record
 from market_data_store.job_run import JobRun
 
 __all__ = [
@@ -137,18 +137,10 @@ class TableWrites:
         return await self.write_tables(tables_of(ArrowChunk(kind, table)))
 
 
-_KIND_OF: dict[type[Any], Kind] = {
-    Bar: Kind.BARS,
-    Trade: Kind.TRADES,
-    Quote: Kind.QUOTES,
-    Signal: Kind.SIGNALS,
-}
-
-
 def _add_models(parts: dict[Kind, list[pa.Table]], models: Sequence[Record]) -> None:
     types = set(map(type, models))
     if len(types) == 1:  # one kind: no split
-        kind = _KIND_OF[types.pop()]
+        kind = KIND_OF_MODEL[types.pop()]
         parts.setdefault(kind, []).append(from_models(models, kind))
         return
     split = split_records(models)
