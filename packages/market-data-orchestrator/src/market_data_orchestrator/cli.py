@@ -172,7 +172,7 @@ def status(url: UrlOption = DEFAULT_URL) -> None:
     import httpx  # noqa: PLC0415
     from rich.table import Table  # noqa: PLC0415
 
-    from market_data_orchestrator.feedback import NO_TRANSPORT  # noqa: PLC0415
+    from market_data_orchestrator.watchers.feedback import NO_TRANSPORT  # noqa: PLC0415
 
     token = os.environ.get("MDO_TOKEN")
     headers = {"Authorization": f"Bearer {token}"} if token else {}

@@ -65,9 +65,9 @@ from market_data_core.serving import (
     log_request,
     strict_json_route,
 )
-from market_data_orchestrator._replica import SupervisorClosedError, offer
 from market_data_orchestrator.deployment import PeerSpec, Role
-from market_data_orchestrator.feedback import unconfigured_snapshot
+from market_data_orchestrator.event_feed import offer
+from market_data_orchestrator.exceptions import SupervisorClosedError
 from market_data_orchestrator.jobs import JobInfo, ScaleRequest
 from market_data_orchestrator.orchestrator import SERVICE, Orchestrator
 from market_data_orchestrator.security import (
@@ -78,6 +78,7 @@ from market_data_orchestrator.security import (
     require,
 )
 from market_data_orchestrator.ui import add_status_routes, add_ui
+from market_data_orchestrator.watchers.feedback import unconfigured_snapshot
 
 __all__ = ["create_app", "problem"]
 
@@ -573,7 +574,7 @@ def _read_routes(app: FastAPI, orchestrator: Orchestrator) -> None:
 
 async def _event_stream(orchestrator: Orchestrator) -> AsyncIterator[str]:
     """``state`` events from the supervisor and ``store``/``feedback`` events from the
-    orchestrator's status feed (``market_data_orchestrator.status``), as they come; the
+    orchestrator's status feed (``market_data_orchestrator.event_feed``), as they come; the
     store's current view and the recent feedback first, so a page starts from them."""
     queue: asyncio.Queue[tuple[str, dict[str, Any]] | None] = asyncio.Queue(maxsize=1000)
 
