@@ -20,6 +20,12 @@ policy with ``Backoff`` and ``CrashLoop``:
 
 State changes are published as ``StateChange`` events (per replica, and per job with
 ``replica=None``) to callbacks (``add_listener``) and async iterators (``events()``).
+
+One module per job: ``supervisor`` (the ``Supervisor`` and its state machine), ``process``
+(starting, signalling and stopping children), ``streams`` (what a child writes),
+``control`` (commands on its stdin and their acknowledgements), ``restart`` (the restart
+policy), ``schedule`` (cron), ``scaling`` (replica counts), ``changes`` (state-change
+events) and ``records`` (what is kept per job and replica).
 """
 
 from market_data_orchestrator.exceptions import SupervisorClosedError

@@ -23,11 +23,11 @@ from market_data_core.job_protocol import (
     RunSummary,
 )
 from market_data_orchestrator.deployment import Deployment, JobSpec
-from market_data_orchestrator.event_feed import offer
 from market_data_orchestrator.exceptions import SupervisorClosedError
 from market_data_orchestrator.jobs import JobInfo, JobState
 from market_data_orchestrator.lifecycle import TERMINAL, Backoff, CrashLoop, aggregate, transition
 from market_data_orchestrator.supervisor import control, restart
+from market_data_orchestrator.supervisor.changes import StateChanges
 from market_data_orchestrator.supervisor.process import (
     child_argv,
     child_env,
@@ -57,7 +57,6 @@ from market_data_orchestrator.supervisor.streams import (
 __all__ = ["Progress", "StateChange", "Supervisor", "SupervisorClosedError"]
 
 logger = structlog.get_logger("market_data_orchestrator.supervisor")
-Process = asyncio.subprocess.Process
 
 _S = JobState
 
@@ -93,8 +92,7 @@ class Supervisor:
         self._sleep = sleep
         self._random = random
         self._jobs = {spec.name: self._new_job(spec) for spec in deployment.jobs}
-        self._listeners: list[Callable[[StateChange], None]] = []
-        self._queues: set[asyncio.Queue[StateChange | None]] = set()
+        self._changes = StateChanges()
         self._cron_tasks: list[asyncio.Task[None]] = []
         self._closed = False
 
@@ -238,12 +236,12 @@ class Supervisor:
         if self._closed:
             return
         self._closed = True
+        self._changes.refuse_new()
         for task in self._cron_tasks:
             task.cancel()
         await asyncio.gather(*self._cron_tasks, return_exceptions=True)
         await asyncio.gather(*(self.stop(name) for name in self._jobs))
-        for queue in self._queues:
-            offer(queue, None)
+        self._changes.end()
 
     async def __aenter__(self) -> Supervisor:
         return self
@@ -260,29 +258,11 @@ class Supervisor:
 
     def add_listener(self, callback: Callable[[StateChange], None]) -> Callable[[], None]:
         """Call ``callback`` on every state change; returns a function that removes it."""
-        self._listeners.append(callback)
-        return lambda: self._listeners.remove(callback)
+        return self._changes.add_listener(callback)
 
-    async def events(self, *, maxsize: int = 1000) -> AsyncIterator[StateChange]:
+    def events(self, *, maxsize: int = 1000) -> AsyncIterator[StateChange]:
         """State changes from now on, until the supervisor closes (oldest dropped if full)."""
-        if self._closed:
-            return
-        queue: asyncio.Queue[StateChange | None] = asyncio.Queue(maxsize=maxsize)
-        self._queues.add(queue)
-        try:
-            while (change := await queue.get()) is not None:
-                yield change
-        finally:
-            self._queues.discard(queue)
-
-    def _emit(self, change: StateChange) -> None:
-        for callback in list(self._listeners):
-            try:
-                callback(change)
-            except Exception:
-                logger.exception("state-change listener failed", job=change.name)
-        for queue in self._queues:
-            offer(queue, change)
+        return self._changes.subscribe(maxsize=maxsize)
 
     def _set(
         self, replica: ReplicaRecord, new: JobState, reason: str = "", *, strict: bool = True
@@ -298,7 +278,7 @@ class Supervisor:
             "replica state", job=name, replica=replica.index, old=str(old), new=str(new),
             reason=reason,
         )  # fmt: skip
-        self._emit(StateChange(name=name, replica=replica.index, old=old, new=new,
+        self._changes.publish(StateChange(name=name, replica=replica.index, old=old, new=new,
                                reason=reason, ts=now))  # fmt: skip
         self._refresh(job, reason, now)
 
@@ -307,7 +287,7 @@ class Supervisor:
         job_state = aggregate(r.state for r in job.replicas)
         if job_state is not job.state:
             previous, job.state = job.state, job_state
-            self._emit(StateChange(name=job.spec.name, replica=None, old=previous,
+            self._changes.publish(StateChange(name=job.spec.name, replica=None, old=previous,
                                    new=job_state, reason=reason,
                                    ts=now or datetime.now(UTC)))  # fmt: skip
 
