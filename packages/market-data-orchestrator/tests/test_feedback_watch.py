@@ -14,7 +14,7 @@ from market_data_core import BackpressureLevel, HealthState, InMemoryFeedbackBus
 from market_data_core.testing import T0, make_feedback_event, make_rate_adjustment
 from market_data_core.testing.servers import RedisServer, free_port, scaled
 from market_data_core.transports.redis import RedisFeedbackPublisher
-from market_data_orchestrator.feedback import FeedbackWatcher, Message
+from market_data_orchestrator.watchers.feedback import FeedbackWatcher, Message
 from market_data_store.testing import StoreService
 
 STREAM = "test:feedback"

@@ -13,12 +13,12 @@ import pytest
 from market_data_core import HealthComponent, HealthState
 from market_data_core.testing import make_health_status
 from market_data_core.testing.servers import scaled
-from market_data_orchestrator.health import (
+from market_data_orchestrator.jobs import JobInfo, JobState
+from market_data_orchestrator.watchers.store_health import (
     StoreHealthWatcher,
     aggregate,
     job_component,
 )
-from market_data_orchestrator.jobs import JobInfo, JobState
 from market_data_store.testing import StoreService
 
 HEALTHY_BODY = make_health_status(HealthState.HEALTHY).model_dump(mode="json")

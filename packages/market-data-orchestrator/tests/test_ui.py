@@ -29,11 +29,11 @@ from market_data_core.testing import make_bar
 from market_data_core.testing.servers import scaled
 from market_data_orchestrator import ui
 from market_data_orchestrator.deployment import load_deployment
-from market_data_orchestrator.feedback import NO_TRANSPORT
-from market_data_orchestrator.health import ProbeResult
 from market_data_orchestrator.orchestrator import Orchestrator
 from market_data_orchestrator.security import hash_token
 from market_data_orchestrator.service import create_app
+from market_data_orchestrator.watchers.feedback import NO_TRANSPORT
+from market_data_orchestrator.watchers.store_health import ProbeResult
 from market_data_store.testing import StoreService
 
 TOKENS = {"viewer": "v-token-ui-1a2b", "operator": "o-token-ui-3c4d"}

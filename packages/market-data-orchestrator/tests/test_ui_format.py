@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from market_data_core.testing.servers import scaled
-from market_data_orchestrator.feedback import NO_TRANSPORT
+from market_data_orchestrator.watchers.feedback import NO_TRANSPORT
 
 FORMAT = files("market_data_orchestrator") / "ui" / "format.js"
 

@@ -20,13 +20,8 @@ from market_data_core.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from market_data_orchestrator.audit import AuditLog
-    from market_data_orchestrator.deployment import (
-        Deployment,
-        DeploymentError,
-        JobSpec,
-        Role,
-        load_deployment,
-    )
+    from market_data_orchestrator.deployment import Deployment, JobSpec, Role, load_deployment
+    from market_data_orchestrator.exceptions import DeploymentError
     from market_data_orchestrator.jobs import JobController, JobInfo, JobState, ReplicaInfo
     from market_data_orchestrator.orchestrator import Orchestrator
     from market_data_orchestrator.service import create_app
@@ -36,7 +31,8 @@ if TYPE_CHECKING:
 
 _LAZY: dict[str, tuple[str, ...]] = {
     "audit": ("AuditLog",),
-    "deployment": ("Deployment", "DeploymentError", "JobSpec", "Role", "load_deployment"),
+    "deployment": ("Deployment", "JobSpec", "Role", "load_deployment"),
+    "exceptions": ("DeploymentError",),
     "jobs": ("JobController", "JobInfo", "JobState", "ReplicaInfo"),
     "orchestrator": ("Orchestrator",),
     "service": ("create_app",),

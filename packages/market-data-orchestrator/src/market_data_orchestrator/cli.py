@@ -15,7 +15,8 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+
+from market_data_core.cli import fail, version_option
 
 # Only typer, rich and the standard library at import time: `mdo --help` and `--version`
 # stay fast. Each command imports httpx, FastAPI, the supervisor... when it runs.
@@ -35,32 +36,15 @@ UrlOption = Annotated[
 DEFAULT_URL = "http://127.0.0.1:8090"
 
 
-def _print_version(value: bool) -> None:
-    if value:
-        from importlib.metadata import version  # noqa: PLC0415
-
-        sys.stdout.write(f"market-data-orchestrator {version('market-data-orchestrator')}\n")
-        raise typer.Exit
-
-
 @app.callback()
 def _main(
-    show_version: Annotated[
-        bool,
-        typer.Option(
-            "--version",
-            callback=_print_version,
-            is_eager=True,
-            help="Print the distribution and its version, then exit.",
-        ),
-    ] = False,
+    show_version: Annotated[bool, version_option("market-data-orchestrator")] = False,
 ) -> None:
     """market-data-orchestrator: supervise pipeline jobs; status, control, audit."""
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
+    return fail(console, message, code)
 
 
 @app.command()
@@ -172,7 +156,7 @@ def status(url: UrlOption = DEFAULT_URL) -> None:
     import httpx  # noqa: PLC0415
     from rich.table import Table  # noqa: PLC0415
 
-    from market_data_orchestrator.feedback import NO_TRANSPORT  # noqa: PLC0415
+    from market_data_orchestrator.watchers.feedback import NO_TRANSPORT  # noqa: PLC0415
 
     token = os.environ.get("MDO_TOKEN")
     headers = {"Authorization": f"Bearer {token}"} if token else {}

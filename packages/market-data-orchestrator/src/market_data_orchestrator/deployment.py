@@ -32,8 +32,8 @@ from pydantic import (
     model_validator,
 )
 
-from market_data_core import ConfigurationError
 from market_data_core.federation import NodeRole
+from market_data_orchestrator.exceptions import DeploymentError
 
 __all__ = [
     "AuditSettings",
@@ -62,10 +62,6 @@ Name = Annotated[
 ]
 
 _BASE_DIR = "base_dir"
-
-
-class DeploymentError(ConfigurationError):
-    """A deployment file cannot be read or is invalid; the message names file, line, field."""
 
 
 class _Model(BaseModel):

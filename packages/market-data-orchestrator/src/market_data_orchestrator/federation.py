@@ -19,9 +19,13 @@ import structlog
 
 from market_data_core import ClusterTopology, HealthState, NodeStatus
 from market_data_core.exceptions import ConfigurationError
-from market_data_orchestrator._polling import PollingWatcher
 from market_data_orchestrator.deployment import PeerSpec
-from market_data_orchestrator.health import ClientFactory, ProbeResult, probe_readiness
+from market_data_orchestrator.watchers.polling import PollingWatcher
+from market_data_orchestrator.watchers.store_health import (
+    ClientFactory,
+    ProbeResult,
+    probe_readiness,
+)
 
 __all__ = ["TopologyWatcher"]
 

@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 
 from market_data_core import ConfigurationError
+from market_data_orchestrator.exceptions import IllegalTransitionError
 from market_data_orchestrator.jobs import JobState
 
 __all__ = [
@@ -53,16 +54,6 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
 
 TERMINAL = frozenset({_S.STOPPED, _S.FAILED, _S.COMPLETED})
 """States in which no process runs and none will be started unless asked."""
-
-
-class IllegalTransitionError(ConfigurationError):
-    """A state change the lifecycle does not allow."""
-
-    def __init__(self, current: JobState, new: JobState) -> None:
-        allowed = ", ".join(sorted(TRANSITIONS[current])) or "nothing"
-        super().__init__(f"illegal transition {current} -> {new} (from {current}: {allowed})")
-        self.current = current
-        self.new = new
 
 
 def transition(current: JobState, new: JobState) -> JobState:

@@ -6,7 +6,7 @@ the committed file and the code differ.
 
 from __future__ import annotations
 
-import json
+from market_data_core.openapi import spec_text as core_spec_text
 
 __all__ = ["spec_text"]
 
@@ -17,5 +17,4 @@ def spec_text() -> str:
     from market_data_orchestrator.orchestrator import Orchestrator  # noqa: PLC0415
     from market_data_orchestrator.service import create_app  # noqa: PLC0415
 
-    spec = create_app(Orchestrator(Deployment()), manage=False).openapi()
-    return json.dumps(spec, indent=2, sort_keys=True) + "\n"
+    return core_spec_text(create_app(Orchestrator(Deployment()), manage=False))

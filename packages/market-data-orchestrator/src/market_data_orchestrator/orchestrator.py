@@ -29,14 +29,14 @@ from market_data_core import (
 )
 from market_data_orchestrator.audit import AuditLog
 from market_data_orchestrator.deployment import Deployment
+from market_data_orchestrator.event_feed import StatusFeed, store_view
 from market_data_orchestrator.federation import TopologyWatcher
-from market_data_orchestrator.feedback import FeedbackWatcher
-from market_data_orchestrator.health import StoreHealthWatcher, aggregate
 from market_data_orchestrator.jobs import JobController, JobState
 from market_data_orchestrator.metrics import OrchestratorMetrics
 from market_data_orchestrator.security import AuditedRateLimiter, Authenticator
-from market_data_orchestrator.status import StatusFeed, store_view
 from market_data_orchestrator.supervisor import Supervisor
+from market_data_orchestrator.watchers.feedback import FeedbackWatcher
+from market_data_orchestrator.watchers.store_health import StoreHealthWatcher, aggregate
 
 __all__ = ["STORE_HEALTH", "Orchestrator"]
 

@@ -8,7 +8,7 @@ early exit), so neither the position nor a prefix of a valid token leaks through
 Roles are ordered viewer < operator < admin (``Role.allows``). Errors carry the HTTP
 status the API answers with::
 
-    AccessError                     (market_data_core.MarketDataError)
+    AccessError                     (market_data_orchestrator.exceptions.OrchestratorError)
     ├── UnauthenticatedError   401       missing, malformed or unknown bearer token
     ├── ForbiddenError         403       authenticated, but the role is too low
     └── RateLimitedError       429       too many calls; ``retry_after`` seconds
@@ -25,16 +25,21 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import math
 import secrets
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from market_data_core import ratelimit
-from market_data_core.exceptions import ConfigurationError, MarketDataError
+from market_data_core.exceptions import ConfigurationError
 from market_data_core.ratelimit import Admission
 from market_data_orchestrator.deployment import Role, TokenSpec
+from market_data_orchestrator.exceptions import (
+    AccessError,
+    ForbiddenError,
+    RateLimitedError,
+    UnauthenticatedError,
+)
 
 __all__ = [
     "AccessError",
@@ -54,60 +59,6 @@ __all__ = [
 ]
 
 Compare = Callable[[bytes, bytes], bool]
-
-
-class AccessError(MarketDataError):
-    """A call was refused; ``status_code`` and ``headers`` are what the API answers."""
-
-    status_code = 400
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {}
-
-
-class UnauthenticatedError(AccessError):
-    """No valid bearer token (401)."""
-
-    status_code = 401
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"WWW-Authenticate": "Bearer"}
-
-
-class ForbiddenError(AccessError):
-    """The caller's role is below what the action needs (403)."""
-
-    status_code = 403
-
-    def __init__(self, message: str, *, principal: Principal, required: Role) -> None:
-        super().__init__(message)
-        self.principal = principal
-        self.required = required
-
-
-class RateLimitedError(AccessError):
-    """The caller used up its budget (429); retry after ``retry_after`` seconds.
-
-    ``audited`` is False for a refusal that is only counted (see ``AuditedRateLimiter``).
-    """
-
-    status_code = 429
-
-    def __init__(self, caller: str, retry_after: float, *, audited: bool = True) -> None:
-        super().__init__(f"rate limit exceeded for {caller!r}; retry in {retry_after:.1f}s")
-        self.caller = caller
-        self.retry_after = retry_after
-        self.audited = audited
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(max(1, math.ceil(self.retry_after)))}
 
 
 @dataclass(frozen=True, slots=True)

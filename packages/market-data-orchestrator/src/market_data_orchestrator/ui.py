@@ -69,7 +69,7 @@ class StoreComponent(BaseModel):
 
 
 class StoreView(BaseModel):
-    """The store as the orchestrator sees it (``market_data_orchestrator.status``)."""
+    """The store as the orchestrator sees it (``market_data_orchestrator.event_feed``)."""
 
     state: str
     verdict: str | None

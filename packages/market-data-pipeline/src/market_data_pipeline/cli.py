@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
+from market_data_core.cli import fail, version_option
 from market_data_pipeline._kinds import ComponentKind
 
 if TYPE_CHECKING:
@@ -58,32 +58,15 @@ DatabaseOption = Annotated[
 ]
 
 
-def _print_version(value: bool) -> None:
-    if value:
-        from importlib.metadata import version  # noqa: PLC0415
-
-        sys.stdout.write(f"market-data-pipeline {version('market-data-pipeline')}\n")
-        raise typer.Exit
-
-
 @app.callback()
 def _main(
-    show_version: Annotated[
-        bool,
-        typer.Option(
-            "--version",
-            callback=_print_version,
-            is_eager=True,
-            help="Print the distribution and its version, then exit.",
-        ),
-    ] = False,
+    show_version: Annotated[bool, version_option("market-data-pipeline")] = False,
 ) -> None:
     """market-data-pipeline: run, validate and inspect streaming pipelines."""
 
 
 def _fail(message: str, code: int) -> typer.Exit:
-    console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
+    return fail(console, message, code)
 
 
 def _settings(config: Path, **flags: Any) -> UnifiedRuntimeSettings:

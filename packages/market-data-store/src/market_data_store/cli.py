@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+
+from market_data_core.cli import fail, version_option
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine
@@ -54,25 +55,9 @@ DatabaseOption = Annotated[
 Table_ = Annotated[str, typer.Option("--table", "-t", help="bars, trades, quotes or signals")]
 
 
-def _print_version(value: bool) -> None:
-    if value:
-        from importlib.metadata import version  # noqa: PLC0415
-
-        sys.stdout.write(f"market-data-store {version('market-data-store')}\n")
-        raise typer.Exit
-
-
 @app.callback()
 def _main(
-    show_version: Annotated[
-        bool,
-        typer.Option(
-            "--version",
-            callback=_print_version,
-            is_eager=True,
-            help="Print the distribution and its version, then exit.",
-        ),
-    ] = False,
+    show_version: Annotated[bool, version_option("market-data-store")] = False,
 ) -> None:
     """market-data-store: migrate, serve, ingest, query, health."""
 
@@ -112,8 +97,7 @@ def _run_async(coroutine: Coroutine[Any, Any, T]) -> T:
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
+    return fail(console, message, code)
 
 
 @app.command()

@@ -10,16 +10,16 @@ from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request, Response
-from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import TypeAdapter
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from market_data_core import PROBLEM_MEDIA_TYPE, Bar, HealthStatus, Quote, Signal, Trade
+from market_data_core import Bar, HealthStatus, Quote, Signal, Trade
+from market_data_core.api_errors import add_problem_handlers
+from market_data_core.openapi import bearer_scheme, use_problem_for_errors
 from market_data_core.serving import add_offline_docs, add_security_headers, log_request
 from market_data_store.exceptions import (
     BackendError,
@@ -32,10 +32,7 @@ from market_data_store.service.deps import ServiceState, State
 from market_data_store.service.guard import RequestGuard
 from market_data_store.service.metrics import StoreMetrics
 from market_data_store.service.problems import (
-    Problem,
-    http_error_handler,
     problem,
-    validation_handler,
 )
 from market_data_store.settings import StoreSettings
 from market_data_store.store import SERVICE, Store
@@ -145,8 +142,7 @@ def _add_health_routes(app: FastAPI, version: str) -> None:
 
 
 def _add_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(RequestValidationError, validation_handler)
-    app.add_exception_handler(StarletteHTTPException, http_error_handler)
+    add_problem_handlers(app)
 
     @app.exception_handler(ClientDisconnect)
     async def gone(request: Request, _: ClientDisconnect) -> JSONResponse:
@@ -195,7 +191,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             title=app.title, version=app.version, summary=app.summary, routes=app.routes
         )
         schemas = spec.setdefault("components", {}).setdefault("schemas", {})
-        _use_problem_for_errors(spec, schemas)
+        use_problem_for_errors(spec, bearer=BEARER, secured_prefix="/v1/admin")
         for model in (Bar, Trade, Quote, Signal):
             generated = TypeAdapter(model).json_schema(ref_template="#/components/schemas/{model}")
             schemas.update(generated.pop("$defs", {}))
@@ -204,28 +200,4 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return app.openapi_schema
 
 
-_PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
-_JSON = "application/json"
-BEARER = {"bearerAuth": {"type": "http", "scheme": "bearer", "description": "MDS_ADMIN_TOKEN"}}
-
-
-def _use_problem_for_errors(spec: dict[str, Any], schemas: dict[str, Any]) -> None:
-    """Every error answers core's ``Problem`` as ``application/problem+json`` (see
-    problems.py), FastAPI's own 422 included; the admin routes declare their bearer token."""
-    problem = TypeAdapter(Problem).json_schema(ref_template="#/components/schemas/{model}")
-    schemas.update(problem.pop("$defs", {}))
-    schemas["Problem"] = problem
-    schemas.pop("HTTPValidationError", None)
-    schemas.pop("ValidationError", None)
-    spec["components"]["securitySchemes"] = BEARER
-    for path, operations in spec["paths"].items():
-        for operation in operations.values():
-            responses = operation.get("responses", {})
-            if "422" in responses:
-                responses["422"] = {"description": "invalid request: what and where"}
-            for status, response in responses.items():
-                schema = response.get("content", {}).get(_JSON, {}).get("schema")
-                if int(status) >= 400 and schema in (None, _PROBLEM_REF):  # not HealthStatus
-                    response["content"] = {PROBLEM_MEDIA_TYPE: {"schema": _PROBLEM_REF}}
-            if path.startswith("/v1/admin"):
-                operation["security"] = [{"bearerAuth": []}]
+BEARER = bearer_scheme("MDS_ADMIN_TOKEN")

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 from pydantic import SecretStr
 
+from market_data_core.openapi import spec_text as core_spec_text
 from market_data_store.settings import StoreSettings
 
 __all__ = ["spec_text"]
@@ -16,5 +15,4 @@ def spec_text() -> str:
     from market_data_store.service.app import create_app  # noqa: PLC0415
 
     settings = StoreSettings(admin_token=SecretStr("spec-generation-only"))
-    spec = create_app(settings, migrate_on_start=False).openapi()
-    return json.dumps(spec, indent=2, sort_keys=True) + "\n"
+    return core_spec_text(create_app(settings, migrate_on_start=False))

@@ -1,28 +1,21 @@
-"""The supervisor's records of jobs and replicas, its events, and small helpers."""
+"""The supervisor's records of jobs and replicas, its state-change events, and the
+control results it answers."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 from collections import deque
 from datetime import UTC, datetime
-from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from market_data_core import ControlAction, ControlResult, ControlStatus, MarketDataError
+from market_data_core import ControlAction, ControlResult, ControlStatus
 from market_data_orchestrator.deployment import JobSpec
 from market_data_orchestrator.jobs import JobState, ReplicaInfo
 from market_data_orchestrator.lifecycle import Backoff, CrashLoop
 
 _S = JobState
-T = TypeVar("T")
 LIVE = frozenset({_S.STARTING, _S.RUNNING, _S.PAUSED})
-
-
-class SupervisorClosedError(MarketDataError, RuntimeError):
-    """The supervisor was closed: it starts nothing any more."""
 
 
 class StateChange(BaseModel):
@@ -129,19 +122,3 @@ def combined_status(answers: list[ControlResult]) -> ControlStatus:
     if ControlStatus.FAILED in statuses:
         return ControlStatus.FAILED
     return ControlStatus.REJECTED
-
-
-def signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
-
-
-def offer(queue: asyncio.Queue[T], item: T) -> None:
-    """Put ``item`` on a bounded queue, dropping the oldest when it is full (a slow reader
-    of live events loses old ones, never blocks the publisher)."""
-    if queue.full():
-        with contextlib.suppress(asyncio.QueueEmpty):
-            queue.get_nowait()
-    queue.put_nowait(item)

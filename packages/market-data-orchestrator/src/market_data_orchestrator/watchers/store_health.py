@@ -33,8 +33,8 @@ from pydantic import ValidationError
 
 from market_data_core import HealthComponent, HealthState, HealthStatus
 from market_data_core.exceptions import ConfigurationError
-from market_data_orchestrator._polling import PollingWatcher
 from market_data_orchestrator.jobs import JobInfo, JobState
+from market_data_orchestrator.watchers.polling import PollingWatcher
 
 __all__ = [
     "ClientFactory",

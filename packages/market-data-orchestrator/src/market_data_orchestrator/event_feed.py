@@ -18,15 +18,17 @@ every event, so a lost event costs nothing but a point of the chart).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from market_data_core import FeedbackEvent, HealthComponent
-from market_data_orchestrator._replica import offer
 
-__all__ = ["UNKNOWN", "StatusEvent", "StatusFeed", "store_view"]
+__all__ = ["UNKNOWN", "StatusEvent", "StatusFeed", "offer", "store_view"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,3 +116,12 @@ def store_view(component: HealthComponent, status: Any, *, readable: bool = True
             for c in components
         ],
     }
+
+
+def offer(queue: asyncio.Queue[T], item: T) -> None:
+    """Put ``item`` on a bounded queue, dropping the oldest when it is full (a slow reader
+    of live events loses old ones, never blocks the publisher)."""
+    if queue.full():
+        with contextlib.suppress(asyncio.QueueEmpty):
+            queue.get_nowait()
+    queue.put_nowait(item)
