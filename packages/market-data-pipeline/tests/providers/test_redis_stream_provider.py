@@ -1,6 +1,7 @@
 import asyncio
 import contextlib
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -353,3 +354,61 @@ async def test_nodes_without_a_url_use_mdp_redis_url(redis_server, tmp_path) -> 
         ) as info:
             await asyncio.wait_for(runtime.run(elsewhere), timeout=30)
         assert "hunter2" not in str(info.value)
+
+
+@pytest.mark.asyncio
+async def test_entries_acknowledged_while_a_pending_read_was_answered_are_not_emitted_again(
+    redis_server, make_context, collector
+) -> None:
+    """After an outage the worker re-reads its pending entries (``XREADGROUP`` at 0) while
+    its acker acknowledges, on another connection, entries it already emitted. Redis may
+    answer the read first (the entries are still pending) and the acker's reply be taken
+    first (they leave ``_inflight``): the held entries must not be emitted a second time
+    (a loaded machine: 200 ticks twice after a Redis crash)."""
+    url = redis_server.url
+    first = await add(url, "ticks", minute_trades(1), minute_trades(2))
+    ctx = make_context("src")
+    ctx.paths = 1  # marks complete when the test says (the open minute's entries held)
+    params = RedisStreamParams(url=url, stream="ticks", consumer="w1", block_ms=50, claim_idle=None)
+    provider = RedisStreamProvider("src", params)
+    await provider.open(ctx)
+    assert provider.link is not None
+    link = provider.link
+    client: Any = link.client
+    read = client.xreadgroup
+    raced = asyncio.Event()
+
+    async def xreadgroup(group: str, consumer: str, streams: dict[str, str], **kw: Any) -> Any:
+        reply = await read(group, consumer, streams, **kw)
+        if streams["ticks"] == "0" and link.outages and not raced.is_set():
+            raced.set()  # the held entries were pending when Redis answered; now the
+            for mark in collector.marks:  # acker's XACK reply is taken before this one
+                mark.arrive()
+            async with asyncio.timeout(10):
+                while provider.acked < len(first):  # noqa: ASYNC110 - the acker's task
+                    await asyncio.sleep(0.01)
+        return reply
+
+    client.xreadgroup = xreadgroup
+    running = asyncio.create_task(provider.run(collector))
+    try:
+        async with asyncio.timeout(10):
+            while len(collector.marks) < len(first):  # noqa: ASYNC110 - no event to wait on
+                await asyncio.sleep(0.01)
+        admin = aioredis.Redis.from_url(url)
+        try:  # an outage: every connection of the worker drops
+            await admin.client_kill_filter(_type="normal", skipme=True)
+        finally:
+            await admin.aclose()
+        async with asyncio.timeout(10):
+            await raced.wait()
+        await add(url, "ticks", minute_trades(3))
+        await collector.wait_rows(3)
+        await asyncio.sleep(0.3)  # time for a wrong re-delivery to show
+        ctx.stopping.set()
+        await asyncio.wait_for(running, 10)
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await provider.close()
+    assert collector.table().column("price").to_pylist() == [101.0, 102.0, 103.0]

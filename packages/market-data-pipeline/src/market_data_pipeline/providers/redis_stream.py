@@ -615,6 +615,7 @@ class RedisStreamProvider(Provider[RedisStreamParams]):
         trimmed from the stream before they were processed are lost (reported)."""
         cursor = _PENDING
         while True:
+            held = self._held()
             try:
                 entries = await self._read(client, cursor, block=None)
             except _Resume:  # the group had vanished (reported): nothing of it is pending
@@ -626,11 +627,20 @@ class RedisStreamProvider(Provider[RedisStreamParams]):
                 cursor = entry_id.decode()
                 if not fields:
                     gone.append(entry_id)
-                elif entry_id not in self._inflight:
+                elif entry_id not in held and entry_id not in self._inflight:
                     self._delivered(entry_id)
                     yield entry_id, self._decode(entry_id, fields)
             if gone:
                 await self._trimmed(client, gone)
+
+    def _held(self) -> frozenset[bytes]:
+        """The entries emitted and not acknowledged, taken before a read of pending entries.
+
+        The acker acknowledges on another connection while the read is under way: Redis
+        may answer the read while they are still pending and the acknowledgement's reply
+        be taken first (a loaded event loop resumes the two in any order), taking them out
+        of ``_inflight``. They count as held for that read: emitted once, never again."""
+        return frozenset(self._inflight)
 
     async def _trimmed(self, client: StreamClient, gone: list[bytes]) -> None:
         """Pending entries that were trimmed (``maxlen``) before anyone processed them."""
@@ -690,6 +700,7 @@ class RedisStreamProvider(Provider[RedisStreamParams]):
             return  # XAUTOCLAIM would take this consumer's own held entries too
         start = "0-0"
         while True:
+            held = self._held()
             reply = await self._call(
                 functools.partial(
                     client.xautoclaim,
@@ -706,7 +717,7 @@ class RedisStreamProvider(Provider[RedisStreamParams]):
             if deleted:  # trimmed (maxlen) before anyone processed them: lost
                 await self._trimmed(client, list(deleted))
             for entry_id, fields in reply[1]:
-                if not fields or entry_id in self._inflight:
+                if not fields or entry_id in held or entry_id in self._inflight:
                     continue  # deleted, or this consumer's own (held behind a window)
                 self._delivered(entry_id)
                 self.claimed += 1
