@@ -282,7 +282,7 @@ async def test_records_the_store_could_not_write_in_the_drain_are_dead_lettered_
             lock.close()
     store = rt.drain["not_flushed"]["store"]
     assert store["dead_lettered"] > 0
-    assert store["dead_letter_path"] == str(dead_letters)
+    assert rt.drain["not_flushed"]["dead_letter_path"] == str(dead_letters)
     kept = sum(len(json.loads(line)["records"]) for line in dead_letters.read_text().splitlines())
     assert kept == store["dead_lettered"]
     assert result.state is RunState.STOPPED

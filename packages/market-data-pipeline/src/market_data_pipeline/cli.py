@@ -418,8 +418,7 @@ def _drain_line(drain: dict[str, Any]) -> str:
     if missing.get("cancelled"):
         parts.append(f"nodes cancelled (open state not emitted): {', '.join(missing['cancelled'])}")
     for what, count in missing.get("store", {}).items():
-        if what != "dead_letter_path":
-            parts.append(f"store {what.replace('_', ' ')} {count:,}")
+        parts.append(f"store {what.replace('_', ' ')} {count:,}")
     return (
         f"stopped: the drain timed out after {drain['timeout']:g} s; not flushed: "
         + "; ".join(parts)
