@@ -26,7 +26,7 @@ from market_data_pipeline.runtime import GraphRuntime, RunResult, RunState
 
 __all__ = ["Drain"]
 
-logger = structlog.get_logger("market_data_pipeline.unified")
+logger = structlog.get_logger("market_data_pipeline.job")
 
 T = TypeVar("T")
 

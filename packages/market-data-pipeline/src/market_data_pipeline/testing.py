@@ -18,6 +18,7 @@ import pyarrow as pa
 from pydantic import BaseModel
 
 from market_data_pipeline import records
+from market_data_pipeline.backpressure import BackpressureController
 from market_data_pipeline.components import (
     Context,
     NodeStats,
@@ -28,7 +29,6 @@ from market_data_pipeline.components import (
 )
 from market_data_pipeline.marks import Mark
 from market_data_pipeline.registry import Registry
-from market_data_pipeline.runtime import FullRate
 
 __all__ = [
     "CollectingSink",
@@ -128,7 +128,7 @@ async def run_operator(
         node_id=op.node_id,
         job="test",
         stats=stats,
-        rate=FullRate(),
+        rate=BackpressureController.unlimited(),
         stopping=asyncio.Event(),
         services=services or {},
     )

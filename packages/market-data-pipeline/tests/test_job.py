@@ -12,6 +12,7 @@ from market_data_core import ControlAction, ControlStatus, HealthState
 from market_data_core.testing import make_trade
 from market_data_pipeline import records
 from market_data_pipeline.graph import Graph, LinearSpec, Mode, node
+from market_data_pipeline.job import RuntimeState, UnifiedRuntime
 from market_data_pipeline.runtime import RunState
 from market_data_pipeline.settings import UnifiedRuntimeSettings
 from market_data_pipeline.testing import (
@@ -20,7 +21,6 @@ from market_data_pipeline.testing import (
     eventually,
     registry_with_fakes,
 )
-from market_data_pipeline.unified import RuntimeState, UnifiedRuntime
 
 ROOT = Path(__file__).resolve().parents[3]
 
