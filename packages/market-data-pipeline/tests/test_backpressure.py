@@ -424,7 +424,8 @@ async def test_resuming_a_manual_pause_under_hard_backpressure_still_waits_for_t
     waiter = asyncio.ensure_future(rate.acquire(1))
     rate.resume()
     await settle()
-    assert not waiter.done() and rate.paused
+    assert not waiter.done()
+    assert rate.paused
     await rate.on_feedback(fb(OK, 2))
     await asyncio.wait_for(waiter, 1)
 

@@ -394,7 +394,8 @@ class SubmitToStore(SinkComponent[NoParams]):
     description: ClassVar[str] = "test: store.submit"
 
     async def write(self, batch: pa.Table) -> None:
-        store: Store = self.context.services["store"]
+        store = self.context.services.store
+        assert store is not None
         await store.submit(records.to_models(batch))
 
 

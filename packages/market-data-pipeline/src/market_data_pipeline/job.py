@@ -41,17 +41,11 @@ from market_data_core import (
     ControlAction,
     ControlResult,
     ControlStatus,
-    FeedbackPublisher,
     HealthComponent,
     HealthState,
     MarketDataError,
 )
 from market_data_core.transports.fanout import FeedbackFanOut
-from market_data_pipeline._arrow_ipc import (
-    DATA_LOSS_SERVICE,
-    REDIS_URL_SERVICE,
-    STATE_DIR_SERVICE,
-)
 from market_data_pipeline._drain import Drain
 from market_data_pipeline.backpressure.controller import BackpressureController
 from market_data_pipeline.exceptions import (
@@ -64,6 +58,7 @@ from market_data_pipeline.graph import Graph, LinearSpec, Mode, from_config, loa
 from market_data_pipeline.metrics import PipelineMetrics
 from market_data_pipeline.registry import Registry, default_registry
 from market_data_pipeline.runtime import GraphRuntime, RunResult, RunState
+from market_data_pipeline.services import Services
 from market_data_pipeline.settings import UnifiedRuntimeSettings
 
 __all__ = ["RuntimeState", "UnifiedRuntime"]
@@ -100,12 +95,13 @@ class UnifiedRuntime:
         *,
         registry: Registry | None = None,
         metrics: PipelineMetrics | None = None,
-        services: Mapping[str, Any] | None = None,
+        services: Services | Mapping[str, Any] | None = None,
     ) -> None:
         self.settings = settings or UnifiedRuntimeSettings()
         self.registry = registry or default_registry()
         self.metrics = metrics or PipelineMetrics()
-        self.services = dict(services or {})
+        self.services = Services.of(services)
+        """What the caller shares with every job (a ``Store`` all store sinks write to...)."""
         self.state = RuntimeState.IDLE
         self.mode: Mode | None = None
         self.graph: Graph | None = None
@@ -320,17 +316,14 @@ class UnifiedRuntime:
         self.graph, self.mode = graph, graph.mode
         mode = str(graph.mode)
         async with AsyncExitStack() as stack:
-            services = dict(self.services)
-            if self.settings.redis_url is not None:  # for redis_stream nodes without a url
-                services.setdefault(REDIS_URL_SERVICE, self.settings.redis_url)
-            services.setdefault(STATE_DIR_SERVICE, self.settings.state_dir)
-            services[DATA_LOSS_SERVICE] = self.losses  # the sources append what was lost
+            services = self._job_services()
             store = await self._open_store(graph, services, stack)
-            publisher = await self._rate_publisher(store, stack)
+            stack.push_async_callback(services.aclose)  # stores no sink released
+            publisher = await self._rate_publisher(store, services, stack)
             controller = self._make_controller(graph.name, publisher)
             if self._paused:
                 controller.pause()
-            self.controller = controller
+            self.controller = services.feedback = controller
             await self._link_feedback(controller, store, stack)
             runtime = GraphRuntime(
                 validated,
@@ -385,12 +378,22 @@ class UnifiedRuntime:
             )
             return result
 
-    async def _open_store(
-        self, graph: Graph, services: dict[str, Any], stack: AsyncExitStack
-    ) -> Any:
-        """One in-process store for the `store` sinks that name no database/url of their own."""
-        if "store" in services:
-            return services["store"]
+    def _job_services(self) -> Services:
+        """This job's services: the caller's, the settings where the caller gave none."""
+        given, settings = self.services, self.settings
+        return Services(
+            store=given.store,
+            database=settings.database_url,
+            redis_url=given.redis_url if given.redis_url is not None else settings.redis_url,
+            state_dir=given.state_dir if given.state_dir is not None else settings.state_dir,
+            data_losses=self.losses,  # the sources append what was lost
+        )
+
+    async def _open_store(self, graph: Graph, services: Services, stack: AsyncExitStack) -> Any:
+        """One in-process store for the `store` sinks that name no database/url of their own
+        (shared with those naming the same database)."""
+        if services.store is not None:
+            return services.store
         wants = [
             n for n in graph.nodes if n.type == "store" and not {"database", "url"} & set(n.params)
         ]
@@ -421,16 +424,21 @@ class UnifiedRuntime:
             where = "" if str(store.url) in said else f" {store.url}"
             raise PipelineError(f"cannot open the store's database{where}: {said}") from None
         stack.push_async_callback(self._close_store, store)
-        services["store"] = store
+        services.adopt(self.settings.database_url.get_secret_value(), store)
         return store
 
     async def _close_store(self, store: Any) -> None:
         """Drain and stop the in-process store (after a stop, in the drain's time left)."""
         await self._drain.close_store(store)
 
-    async def _rate_publisher(self, store: Any, stack: AsyncExitStack) -> FeedbackFanOut:
-        """Where RateAdjustments go: the in-process store's bus and Redis, when configured."""
-        publishers: list[FeedbackPublisher] = [store.bus] if store is not None else []
+    async def _rate_publisher(
+        self, store: Any, services: Services, stack: AsyncExitStack
+    ) -> FeedbackFanOut:
+        """Where RateAdjustments go: the in-process store's bus and Redis, when configured,
+        and the bus of every store a sink opens later (``services.publishers``)."""
+        publishers = services.publishers
+        if store is not None:
+            publishers.append(store.bus)
         if self.settings.redis_url is not None:
             from market_data_core.transports.redis import RedisFeedbackPublisher  # noqa: PLC0415
 
@@ -447,7 +455,7 @@ class UnifiedRuntime:
     def _make_controller(self, provider: str, publisher: FeedbackFanOut) -> BackpressureController:
         return BackpressureController(
             provider=provider,
-            publisher=publisher if publisher.publishers else None,
+            publisher=publisher,
             coordinator_id=self.settings.coordinator_id,
             soft_scale=self.settings.soft_scale,
             base_rate=self.settings.base_rate,

@@ -47,6 +47,7 @@ from market_data_pipeline.graph import Graph, ValidatedGraph
 from market_data_pipeline.marks import Mark
 from market_data_pipeline.metrics import PipelineMetrics
 from market_data_pipeline.registry import Registry
+from market_data_pipeline.services import Services
 
 __all__ = ["GraphRuntime", "RunResult", "RunState"]
 
@@ -101,7 +102,7 @@ class GraphRuntime:
         rate: RateController | None = None,
         channel_capacity: int = 16,
         metrics: PipelineMetrics | None = None,
-        services: Mapping[str, Any] | None = None,
+        services: Services | Mapping[str, Any] | None = None,
     ) -> None:
         self.validated = graph if isinstance(graph, ValidatedGraph) else graph.validated(registry)
         self.graph = self.validated.graph
@@ -109,7 +110,8 @@ class GraphRuntime:
         self.rate: RateController = rate or BackpressureController.unlimited()
         self.channel_capacity = channel_capacity
         self.metrics = metrics
-        self.services = dict(services or {})
+        self.services = Services.of(services)
+        self._owns_services = not isinstance(services, Services)
         self.stats = {node_id: NodeStats() for node_id in self.validated.order}
         self.stopping = asyncio.Event()
         self.state = RunState.CREATED
@@ -288,6 +290,8 @@ class GraphRuntime:
                 await self.components[node_id].close()
             except Exception as error:
                 logger.warning("closing a node failed", node=node_id, error=repr(error))
+        if self._owns_services:  # stores a sink opened and could not release
+            await self.services.aclose()
 
     # -- node tasks -------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ import pytest
 from market_data_core.testing.servers import RedisServer
 from market_data_pipeline.backpressure import BackpressureController
 from market_data_pipeline.components import Context, NodeStats
+from market_data_pipeline.services import Services
 from market_data_store.testing import StoreService
 
 
@@ -19,7 +20,7 @@ def make_context() -> Callable[..., Context]:
             stats=NodeStats(),
             rate=BackpressureController.unlimited(),
             stopping=asyncio.Event(),
-            services=dict(services or {}),
+            services=Services.of(services),
         )
 
     return make
