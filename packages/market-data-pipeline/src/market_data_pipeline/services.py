@@ -23,9 +23,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from pydantic import SecretStr
 
-from market_data_core import FeedbackPublisher
-
 if TYPE_CHECKING:
+    from market_data_core.transports.fanout import Publishes
     from market_data_pipeline.backpressure.controller import BackpressureController
     from market_data_pipeline.backpressure.links import BusFeedbackLink
     from market_data_store.store import Store
@@ -75,7 +74,7 @@ class Services:
     """Data the sources found lost upstream (each appends a message)."""
     feedback: BackpressureController | None = None
     """The job's rate controller: every store opened here feeds it."""
-    publishers: list[FeedbackPublisher] = field(default_factory=list)
+    publishers: list[Publishes] = field(default_factory=list)
     """Where the controller's rate adjustments go (the job's fan-out keeps this list):
     each store opened here adds its bus."""
     _stores: dict[str, _Held] = field(default_factory=dict)

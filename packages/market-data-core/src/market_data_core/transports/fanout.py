@@ -9,19 +9,27 @@ list it is given (not a copy): publishers added to it later receive too.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
+from typing import Protocol
 
-from market_data_core.protocols import FeedbackPublisher, TelemetryMessage
+from market_data_core.protocols import TelemetryMessage
 
-__all__ = ["FeedbackFanOut"]
+__all__ = ["FeedbackFanOut", "Publishes"]
 
 logger = logging.getLogger(__name__)
+
+
+class Publishes(Protocol):
+    """What the fan-out delivers to: any ``FeedbackPublisher`` (whatever its ``publish``
+    returns: Redis's says whether it was sent)."""
+
+    def publish(self, message: TelemetryMessage, /) -> Awaitable[object]: ...
 
 
 class FeedbackFanOut:
     """A ``FeedbackPublisher`` that publishes to each of ``publishers`` (see the module)."""
 
-    def __init__(self, publishers: Sequence[FeedbackPublisher]) -> None:
+    def __init__(self, publishers: Sequence[Publishes]) -> None:
         self.publishers = publishers
 
     async def publish(self, message: TelemetryMessage) -> None:
