@@ -29,7 +29,7 @@ from market_data_pipeline.services import Services
 if TYPE_CHECKING:
     from market_data_core import RateController
     from market_data_pipeline.marks import Mark
-from market_data_pipeline.metrics import PipelineMetrics
+    from market_data_pipeline.metrics import PipelineMetrics
 
 __all__ = [
     "Component",

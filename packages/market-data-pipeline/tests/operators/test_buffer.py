@@ -12,9 +12,9 @@ from market_data_core.testing import make_quote, make_trade
 from market_data_pipeline import records
 from market_data_pipeline.backpressure import BackpressureController
 from market_data_pipeline.components import Context, NodeStats
-from market_data_pipeline.exceptions import GraphError, PipelineError
+from market_data_pipeline.exceptions import BufferOverflowError, GraphError, PipelineError
 from market_data_pipeline.graph import Graph, node
-from market_data_pipeline.operators.buffer import Buffer, BufferOverflowError, BufferParams
+from market_data_pipeline.operators.buffer import Buffer, BufferParams
 from market_data_pipeline.runtime import GraphRuntime
 from market_data_pipeline.testing import (
     TestingProvider,
