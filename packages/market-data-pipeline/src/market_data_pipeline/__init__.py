@@ -58,7 +58,7 @@ _LAZY: dict[str, tuple[str, ...]] = {
     "registry": ("ComponentKind", "Registry", "register_function"),
     "runtime": ("GraphRuntime", "RunResult", "RunState"),
     "settings": ("UnifiedRuntimeSettings",),
-    "unified": ("RuntimeState", "UnifiedRuntime"),
+    "job": ("RuntimeState", "UnifiedRuntime"),
 }  # fmt: skip
 """The module of each public name (imported from there on first access)."""
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals(), version_of="market-data-pipeline")
