@@ -387,6 +387,7 @@ class UnifiedRuntime:
             redis_url=given.redis_url if given.redis_url is not None else settings.redis_url,
             state_dir=given.state_dir if given.state_dir is not None else settings.state_dir,
             data_losses=self.losses,  # the sources append what was lost
+            extra=dict(given.extra),
         )
 
     async def _open_store(self, graph: Graph, services: Services, stack: AsyncExitStack) -> Any:

@@ -74,6 +74,8 @@ class Services:
     """Data the sources found lost upstream (each appends a message)."""
     feedback: BackpressureController | None = None
     """The job's rate controller: every store opened here feeds it."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Anything else a caller shares with its own components, by name."""
     publishers: list[Publishes] = field(default_factory=list)
     """Where the controller's rate adjustments go (the job's fan-out keeps this list):
     each store opened here adds its bus."""
@@ -82,15 +84,17 @@ class Services:
     @classmethod
     def of(cls, given: Services | Mapping[str, Any] | None) -> Services:
         """``given`` itself, or a ``Services`` from the former ``dict`` form (keys
-        ``store``, ``redis_url``, ``state_dir``, ``data_loss``)."""
+        ``store``, ``redis_url``, ``state_dir``, ``data_loss``; any other goes to
+        ``extra``)."""
         if isinstance(given, Services):
             return given
         values = dict(given or {})
         return cls(
-            store=values.get(STORE_SERVICE),
-            redis_url=values.get(REDIS_URL_SERVICE),
-            state_dir=values.get(STATE_DIR_SERVICE),
-            data_losses=values.get(DATA_LOSS_SERVICE, []),
+            store=values.pop(STORE_SERVICE, None),
+            redis_url=values.pop(REDIS_URL_SERVICE, None),
+            state_dir=values.pop(STATE_DIR_SERVICE, None),
+            data_losses=values.pop(DATA_LOSS_SERVICE, []),
+            extra=values,
         )
 
     def adopt(self, database: str, store: Store) -> None:
