@@ -1,4 +1,4 @@
-"""FeedbackRateController: levels to scales, pausing, stale and restarted coordinators, TTL
+"""BackpressureController: levels to scales, pausing, stale and restarted coordinators, TTL
 silence, published adjustments and the token bucket (on an injected clock: no timing)."""
 
 import asyncio
@@ -16,7 +16,7 @@ from market_data_core import (
     RateController,
 )
 from market_data_core.testing import T0
-from market_data_pipeline.backpressure import FeedbackRateController
+from market_data_pipeline.backpressure import BackpressureController
 from market_data_pipeline.metrics import PipelineMetrics
 
 OK, SOFT, HARD = BackpressureLevel.OK, BackpressureLevel.SOFT, BackpressureLevel.HARD
@@ -60,9 +60,9 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
-def controller(clock: FakeTime | None = None, **kwargs) -> FeedbackRateController:
+def controller(clock: FakeTime | None = None, **kwargs) -> BackpressureController:
     time = clock or FakeTime()
-    return FeedbackRateController("synthetic", clock=time, sleep=time.sleep, **kwargs)
+    return BackpressureController("synthetic", clock=time, sleep=time.sleep, **kwargs)
 
 
 def test_is_a_core_rate_controller() -> None:
@@ -113,7 +113,7 @@ def test_unusable_settings_are_configuration_errors(kwargs: dict[str, float]) ->
 
 def test_the_provider_must_be_a_name() -> None:
     with pytest.raises(ConfigurationError, match="provider"):
-        FeedbackRateController("my provider")
+        BackpressureController("my provider")
 
 
 @pytest.mark.asyncio
@@ -319,7 +319,7 @@ async def test_a_rate_change_reevaluates_a_throttled_wait() -> None:
     async def long_sleep(seconds: float) -> None:
         await never.wait()
 
-    rate = FeedbackRateController("synthetic", base_rate=1.0, clock=time, sleep=long_sleep)
+    rate = BackpressureController("synthetic", base_rate=1.0, clock=time, sleep=long_sleep)
     await rate.acquire(1)
     await rate.on_feedback(fb(SOFT, 1))
     waiter = asyncio.create_task(rate.acquire(1))
@@ -395,3 +395,69 @@ async def test_close_releases_waiters_and_stops_following_feedback() -> None:
         await waiter
     assert await rate.on_feedback(fb(OK, 2)) is None
     await rate.acquire(1)  # no longer limits
+
+
+# -- the one controller: a supervisor's pause, the job's stop, no feedback ------------------
+
+
+@pytest.mark.asyncio
+async def test_a_manual_pause_holds_acquire_until_resumed_whatever_the_feedback() -> None:
+    rate = controller()
+    rate.pause()
+    assert (rate.paused, rate.held, rate.scale, rate.rate) == (True, True, 0.0, 0.0)
+    waiter = asyncio.ensure_future(rate.acquire(10))
+    await settle()
+    assert not waiter.done()
+    await rate.on_feedback(fb(OK, 1))  # the store is fine: still held
+    await settle()
+    assert not waiter.done()
+    rate.resume()
+    await asyncio.wait_for(waiter, 1)
+    assert (rate.paused, rate.held, rate.scale, rate.pauses) == (False, False, 1.0, 0)
+
+
+@pytest.mark.asyncio
+async def test_resuming_a_manual_pause_under_hard_backpressure_still_waits_for_the_store() -> None:
+    rate = controller()
+    await rate.on_feedback(fb(HARD, 1))
+    rate.pause()
+    waiter = asyncio.ensure_future(rate.acquire(1))
+    rate.resume()
+    await settle()
+    assert not waiter.done()
+    assert rate.paused
+    await rate.on_feedback(fb(OK, 2))
+    await asyncio.wait_for(waiter, 1)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("held", ["manual pause", "hard backpressure", "rate debt"])
+async def test_stop_releases_a_waiting_acquire_and_later_ones_never_wait(held: str) -> None:
+    # the real clock for the debt: a fake sleep would pay it at once
+    rate = (
+        BackpressureController("synthetic", base_rate=1.0) if held == "rate debt" else controller()
+    )
+    if held == "manual pause":
+        rate.pause()
+    elif held == "hard backpressure":
+        await rate.on_feedback(fb(HARD, 1))
+    else:
+        await rate.acquire(100)  # 100 s of debt
+    waiter = asyncio.ensure_future(rate.acquire(100))
+    await settle()
+    assert not waiter.done()
+    rate.stop()
+    await asyncio.wait_for(waiter, 1)
+    await asyncio.wait_for(rate.acquire(1000), 1)
+    assert rate.stopped
+    await rate.on_feedback(fb(SOFT, 5))  # feedback is still followed after a stop
+    assert rate.level is SOFT
+
+
+@pytest.mark.asyncio
+async def test_unlimited_ignores_feedback_and_never_waits() -> None:
+    rate = BackpressureController.unlimited()
+    assert isinstance(rate, RateController)
+    assert await rate.on_feedback(fb(HARD, 1)) is None
+    assert (rate.scale, rate.level, rate.accepted) == (1.0, None, 0)
+    await asyncio.wait_for(rate.acquire(10_000), 1)

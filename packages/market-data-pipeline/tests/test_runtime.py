@@ -6,9 +6,9 @@ from typing import ClassVar
 import pyarrow as pa
 import pytest
 
-from market_data_core import BackpressureLevel, FeedbackEvent, RateAdjustment
+from market_data_core import BackpressureLevel
 from market_data_core.testing import make_feedback_event, make_trade
-from market_data_pipeline.backpressure import FeedbackRateController
+from market_data_pipeline.backpressure import BackpressureController
 from market_data_pipeline.components import Emit, NoParams, Operator, Params, SinkComponent
 from market_data_pipeline.exceptions import NodeError, RuntimeStateError
 from market_data_pipeline.graph import Graph, node
@@ -70,24 +70,15 @@ class Ticker(Operator[TickParams]):
         self.ticks += 1
 
 
-class Watched:
+class Watched(BackpressureController):
     """A rate controller whose waits the test can see (``waiting``: calls in ``acquire``)."""
 
-    def __init__(self, inner: FeedbackRateController) -> None:
-        self.inner = inner
-        self.waiting = 0
-
-    @property
-    def scale(self) -> float:
-        return self.inner.scale
-
-    async def on_feedback(self, event: FeedbackEvent) -> RateAdjustment | None:
-        return await self.inner.on_feedback(event)
+    waiting = 0
 
     async def acquire(self, count: int = 1) -> None:
         self.waiting += 1
         try:
-            await self.inner.acquire(count)
+            await super().acquire(count)
         finally:
             self.waiting -= 1
 
@@ -164,13 +155,12 @@ async def test_a_stop_ends_a_providers_wait_for_its_rate(held: str) -> None:
     graph = Graph.build([node("src", "testing_provider", name="held"), node("out", "collect")],
                         ["src -> out"])  # fmt: skip
     if held == "hard backpressure":
-        controller = FeedbackRateController("held")
-        await controller.on_feedback(make_feedback_event(level=BackpressureLevel.HARD))
+        rate = Watched("held")
+        await rate.on_feedback(make_feedback_event(level=BackpressureLevel.HARD))
         expected = 0
     else:
-        controller = FeedbackRateController("held", base_rate=1.0)  # 100 s for each batch
+        rate = Watched("held", base_rate=1.0)  # 100 s for each batch
         expected = 100
-    rate = Watched(controller)
     runtime = GraphRuntime(graph, registry=_registry(), rate=rate)
     task = asyncio.create_task(runtime.run())
     async with asyncio.timeout(30):

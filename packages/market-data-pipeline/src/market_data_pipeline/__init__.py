@@ -37,11 +37,11 @@ if TYPE_CHECKING:
         UnknownComponentError,
     )
     from market_data_pipeline.graph import Graph, LinearSpec, Mode, NodeSpec, load_graph, node
+    from market_data_pipeline.job import RuntimeState, UnifiedRuntime
     from market_data_pipeline.metrics import PipelineMetrics
     from market_data_pipeline.registry import ComponentKind, Registry, register_function
     from market_data_pipeline.runtime import GraphRuntime, RunResult, RunState
     from market_data_pipeline.settings import UnifiedRuntimeSettings
-    from market_data_pipeline.unified import RuntimeState, UnifiedRuntime
 
     __version__: str
 
@@ -58,7 +58,7 @@ _LAZY: dict[str, tuple[str, ...]] = {
     "registry": ("ComponentKind", "Registry", "register_function"),
     "runtime": ("GraphRuntime", "RunResult", "RunState"),
     "settings": ("UnifiedRuntimeSettings",),
-    "unified": ("RuntimeState", "UnifiedRuntime"),
+    "job": ("RuntimeState", "UnifiedRuntime"),
 }  # fmt: skip
 """The module of each public name (imported from there on first access)."""
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals(), version_of="market-data-pipeline")

@@ -28,6 +28,12 @@ import structlog
 
 from market_data_pipeline import records
 from market_data_pipeline.exceptions import RedisUnavailableError
+from market_data_pipeline.services import (
+    DATA_LOSS_SERVICE,
+    REDIS_URL_SERVICE,
+    STATE_DIR_SERVICE,
+    Services,
+)
 
 __all__ = [
     "DATA_LOSS_SERVICE",
@@ -141,21 +147,15 @@ class StreamClient(Protocol):
 
 
 DEFAULT_URL: Final = "redis://127.0.0.1:6379/0"
-REDIS_URL_SERVICE: Final = "redis_url"
-"""The runtime's service holding ``MDP_REDIS_URL`` (a ``SecretStr``), when set."""
-STATE_DIR_SERVICE: Final = "state_dir"
-"""The runtime's service holding ``MDP_STATE_DIR`` (a path)."""
-DATA_LOSS_SERVICE: Final = "data_loss"
-"""The runtime's service (a list of messages) a source appends each loss it finds to."""
 
 
-def node_url(params: Any, services: Mapping[str, Any]) -> str:
+def node_url(params: Any, services: Services) -> str:
     """The Redis URL of a ``redis_stream`` node: its own ``url`` param when given, else the
     runtime's ``MDP_REDIS_URL`` (so a config need not carry a password), else
     :data:`DEFAULT_URL`."""
     if "url" in params.model_fields_set:
         return str(params.url.get_secret_value())
-    shared = services.get(REDIS_URL_SERVICE)
+    shared = services.redis_url
     if shared is not None:
         return str(shared.get_secret_value() if hasattr(shared, "get_secret_value") else shared)
     return DEFAULT_URL

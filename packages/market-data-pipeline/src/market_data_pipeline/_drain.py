@@ -26,7 +26,7 @@ from market_data_pipeline.runtime import GraphRuntime, RunResult, RunState
 
 __all__ = ["Drain"]
 
-logger = structlog.get_logger("market_data_pipeline.unified")
+logger = structlog.get_logger("market_data_pipeline.job")
 
 T = TypeVar("T")
 
@@ -43,7 +43,8 @@ class Drain:
         self.timeout = timeout
         self._started: float | None = None
         self._watchdog: asyncio.Task[None] | None = None
-        self._store: dict[str, Any] = {}
+        self._store: dict[str, int] = {}
+        self._dead_letter_path: str | None = None
 
     def start(self) -> None:
         """A draining stop came: the clock starts (the first time only)."""
@@ -106,15 +107,16 @@ class Drain:
             losses = {k: getattr(after, k) - getattr(before, k) for k in _LOSSES}
             self._store = {k: v for k, v in losses.items() if v}
             if self._store.get("dead_lettered"):
-                self._store["dead_letter_path"] = str(store.settings.dead_letter_path)
+                self._dead_letter_path = str(store.settings.dead_letter_path)
         await self.bounded(store.stop(drain=True), "closing the store")
 
     def report(self, result: RunResult) -> dict[str, Any]:
         """How the stop drained: ``{}`` when no stop came; else ``timeout``, ``seconds``,
         ``complete`` and, when it is not, ``not_flushed``: ``channels`` (rows queued in
         front of each node), ``cancelled`` (nodes ended before they finished: their open
-        windows or buffers were not emitted), ``store`` (records it dead-lettered,
-        dropped or failed to write)."""
+        windows or buffers were not emitted), ``store`` (counts only, as core's
+        ``NotFlushed`` types them: records it dead-lettered, dropped or failed to write)
+        and ``dead_letter_path`` (where the dead-lettered records went)."""
         if self._started is None:
             return {}
         not_flushed: dict[str, Any] = {}
@@ -124,6 +126,8 @@ class Drain:
             not_flushed["cancelled"] = list(result.cancelled)
         if self._store:
             not_flushed["store"] = dict(self._store)
+        if self._dead_letter_path is not None:
+            not_flushed["dead_letter_path"] = self._dead_letter_path
         seconds = asyncio.get_running_loop().time() - self._started
         report: dict[str, Any] = {
             "timeout": self.timeout,

@@ -28,8 +28,8 @@ from market_data_core.progress import LINE_INTERVAL, ProgressBar, Snapshot, dura
 from market_data_pipeline.components import Extent, Provider
 
 if TYPE_CHECKING:
+    from market_data_pipeline.job import UnifiedRuntime
     from market_data_pipeline.runtime import GraphRuntime, RunResult
-    from market_data_pipeline.unified import UnifiedRuntime
 
 __all__ = ["LINE_INTERVAL", "JobProgress", "Snapshot", "duration"]
 

@@ -30,10 +30,10 @@ if TYPE_CHECKING:
     from market_data_pipeline.components import NodeStats
     from market_data_pipeline.exceptions import DataLossError
     from market_data_pipeline.graph import Graph
+    from market_data_pipeline.job import UnifiedRuntime
     from market_data_pipeline.registry import Registry
     from market_data_pipeline.runtime import RunResult
     from market_data_pipeline.settings import UnifiedRuntimeSettings
-    from market_data_pipeline.unified import UnifiedRuntime
 
 # Only typer, rich and the standard library at import time: `mdp --help` and `--version`
 # stay fast. Each command imports the runtime, pydantic, pyarrow... when it runs.
@@ -231,7 +231,7 @@ async def _run_job(
     from market_data_pipeline._progress import JobProgress  # noqa: PLC0415
     from market_data_pipeline.control import ControlChannel, install_stop_signals, stdin_reader  # noqa: PLC0415
     from market_data_pipeline.exceptions import DataLossError  # noqa: PLC0415
-    from market_data_pipeline.unified import UnifiedRuntime  # noqa: PLC0415
+    from market_data_pipeline.job import UnifiedRuntime  # noqa: PLC0415
 
     async with UnifiedRuntime(settings) as runtime:
         install_stop_signals(lambda: asyncio.ensure_future(runtime.stop(drain=True)))
@@ -401,8 +401,7 @@ def _drain_line(drain: dict[str, Any]) -> str:
     if missing.get("cancelled"):
         parts.append(f"nodes cancelled (open state not emitted): {', '.join(missing['cancelled'])}")
     for what, count in missing.get("store", {}).items():
-        if what != "dead_letter_path":
-            parts.append(f"store {what.replace('_', ' ')} {count:,}")
+        parts.append(f"store {what.replace('_', ' ')} {count:,}")
     return (
         f"stopped: the drain timed out after {drain['timeout']:g} s; not flushed: "
         + "; ".join(parts)

@@ -19,10 +19,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, ClassVar, Generic, Literal, Protocol, TypeVar
 
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
+
+from market_data_pipeline.services import Services
 
 if TYPE_CHECKING:
     from market_data_core import RateController
@@ -118,8 +120,8 @@ class Context:
     stats: NodeStats
     rate: RateController
     stopping: asyncio.Event
-    services: dict[str, Any] = field(default_factory=dict)
-    """Shared objects (e.g. an in-process ``Store`` under ``"store"``) given to the runtime."""
+    services: Services = field(default_factory=Services)
+    """What the job's nodes share (its stores, Redis URL, state directory...)."""
     paths: int = 0
     """Paths from this node to a sink: how many arrivals complete a mark it emits."""
     schema: pa.Schema | None = None

@@ -36,7 +36,7 @@ from market_data_core.job_protocol import (
     JobProgress,
     NodeProgress,
 )
-from market_data_pipeline.unified import UnifiedRuntime
+from market_data_pipeline.job import UnifiedRuntime
 
 __all__ = ["ControlChannel", "ignore_stop_signals", "install_stop_signals", "stdin_reader"]
 

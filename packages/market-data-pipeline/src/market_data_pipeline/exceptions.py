@@ -11,6 +11,7 @@ Every error here subclasses core's ``MarketDataError``::
         ├── RecordError                             bad input records (file, line, field)
         ├── RuntimeStateError                       an action the runtime's state forbids
         ├── RedisUnavailableError                   Redis unreachable past reconnect_timeout
+        ├── BufferOverflowError                     a ``buffer`` (overflow: error) got too much
         └── DataLossError                           the job ran, but its source lost data
 
 Errors name what was wrong and where: the node id, the config file and line, the input
@@ -24,6 +25,7 @@ from typing import Any
 from market_data_core.exceptions import ConfigurationError, MarketDataError
 
 __all__ = [
+    "BufferOverflowError",
     "DataLossError",
     "GraphError",
     "NodeError",
@@ -121,3 +123,17 @@ class DataLossError(PipelineError):
         shown = "; ".join(self.losses[:5])
         more = f" (and {len(self.losses) - 5} more)" if len(self.losses) > 5 else ""
         super().__init__(f"data was lost upstream: {shown}{more}")
+
+
+class BufferOverflowError(PipelineError):
+    """A ``buffer`` with ``overflow: error`` was given more rows than its capacity holds."""
+
+    def __init__(self, node_id: str, *, capacity: int, pending: int, incoming: int) -> None:
+        self.node_id = node_id
+        self.capacity = capacity
+        self.pending = pending
+        self.incoming = incoming
+        super().__init__(
+            f"node {node_id!r}: buffer overflow: {pending} pending + {incoming} incoming rows"
+            f" exceed the capacity of {capacity} rows (overflow: error)"
+        )

@@ -7,7 +7,8 @@ Functions work on whole batches (DESIGN §6): each takes a ``pyarrow.Table`` and
 - an array with one key per row, for ``key_by`` and ``router``.
 
 Configs name them (``fn: mid``); they are registered with
-:func:`~market_data_pipeline.registry.register_function` when this module is imported.
+:func:`~market_data_pipeline.named.register_function` (also importable from
+``market_data_pipeline.registry``) when this module is imported.
 Built-ins:
 
 - ``mid``: quotes get a ``mid`` column, ``(bid + ask) / 2``.
@@ -31,8 +32,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from market_data_core.timestamps import to_ns
+from market_data_pipeline.named import function, register_function
 from market_data_pipeline.records import datetimes
-from market_data_pipeline.registry import function, register_function
 
 __all__ = [
     "BatchFunction",

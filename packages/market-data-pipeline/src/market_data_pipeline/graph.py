@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING, Any, Final, Self
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from market_data_pipeline._kinds import ComponentKind
 from market_data_pipeline.exceptions import GraphError
 
 if TYPE_CHECKING:
     from market_data_pipeline.components import Component
-    from market_data_pipeline.registry import ComponentKind, Registry
+    from market_data_pipeline.registry import Registry
 
 __all__ = [
     "EdgeSpec",
@@ -152,44 +153,14 @@ class Graph(_Spec):
         return GraphError(message, node_id=node_id, source=self.source, line=line)
 
     def validated(self, registry: Registry | None = None) -> ValidatedGraph:
-        """Check everything that can be checked before running; return the runnable form."""
-        from market_data_pipeline.registry import ComponentKind, default_registry  # noqa: PLC0415
+        """Check everything that can be checked before running; return the runnable form
+        (see :func:`market_data_pipeline.compile.compile_graph`)."""
+        from market_data_pipeline.compile import compile_graph  # noqa: PLC0415
 
-        registry = registry or default_registry()
-        ids = self._unique_ids()
-        components: dict[str, Component[Any]] = {}
-        kinds: dict[str, ComponentKind] = {}
-        targets = {e.target for e in self.edges}
-        sources = {e.source for e in self.edges}
-        for spec in self.nodes:
-            role = (
-                ComponentKind.PROVIDER
-                if spec.id not in targets
-                else ComponentKind.OPERATOR
-                if spec.id in sources
-                else ComponentKind.SINK
-            )
-            kinds[spec.id] = registry.kind_of(spec.type, graph=self, spec=spec, role=role)
-            components[spec.id] = registry.create(spec, graph=self, role=kinds[spec.id])
-        for e in self.edges:
-            for end in (e.source, e.target):
-                if end not in ids:
-                    raise self.error(f"edge '{e}' refers to unknown node {end!r}", e)
-            outputs = components[e.source].outputs
-            if kinds[e.source] is ComponentKind.SINK:
-                raise self.error(f"edge '{e}' leaves a sink: sinks have no outputs", e)
-            if e.port not in outputs:
-                known = ", ".join(outputs)
-                raise self.error(
-                    f"edge '{e}': node {e.source!r} has no output {e.port!r} ({known})", e
-                )
-            if kinds[e.target] is ComponentKind.PROVIDER:
-                raise self.error(f"edge '{e}' enters a provider: providers have no inputs", e)
-        self._check_connected(kinds)
-        order = self._topological_order()
-        return ValidatedGraph(graph=self, components=components, kinds=kinds, order=order)
+        return compile_graph(self, registry)
 
-    def _unique_ids(self) -> set[str]:
+    def unique_ids(self) -> set[str]:
+        """The node ids; a ``GraphError`` for a duplicate or an empty graph."""
         seen: set[str] = set()
         for spec in self.nodes:
             if spec.id in seen:
@@ -199,9 +170,9 @@ class Graph(_Spec):
             raise self.error("the graph has no nodes")
         return seen
 
-    def _check_connected(self, kinds: Mapping[str, ComponentKind]) -> None:
-        from market_data_pipeline.registry import ComponentKind  # noqa: PLC0415
-
+    def check_connected(self, kinds: Mapping[str, ComponentKind]) -> None:
+        """A ``GraphError`` unless there is a provider and every node is connected as its
+        kind requires (inputs for operators and sinks, outputs for providers and operators)."""
         targets = {e.target for e in self.edges}
         sources = {e.source for e in self.edges}
         if not any(kind is ComponentKind.PROVIDER for kind in kinds.values()):
@@ -213,7 +184,8 @@ class Graph(_Spec):
             if kind is not ComponentKind.SINK and spec.id not in sources:
                 raise self.error(f"this {kind} has no output edge (end it in a sink)", spec)
 
-    def _topological_order(self) -> tuple[str, ...]:
+    def topological_order(self) -> tuple[str, ...]:
+        """The node ids, each after its inputs; a ``GraphError`` naming a cycle."""
         incoming = {spec.id: 0 for spec in self.nodes}
         children: dict[str, list[str]] = {spec.id: [] for spec in self.nodes}
         for e in self.edges:

@@ -15,30 +15,29 @@ functions by name and never ``eval`` strings.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
 from functools import cache
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final
 
 from pydantic import ValidationError
 
 from market_data_pipeline._kinds import ComponentKind
 from market_data_pipeline.components import Component, Operator, Provider, SinkComponent
 from market_data_pipeline.exceptions import GraphError, UnknownComponentError
+from market_data_pipeline.named import FUNCTIONS_GROUP, function, register_function
 
 if TYPE_CHECKING:
     from market_data_pipeline.graph import Graph, NodeSpec
 
 __all__ = [
     "BUILTINS",
+    "FUNCTIONS_GROUP",
     "ComponentKind",
     "Registry",
     "default_registry",
     "function",
     "register_function",
 ]
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 _BASES: Final[dict[ComponentKind, type[Component[Any]]]] = {
     ComponentKind.PROVIDER: Provider,
@@ -50,7 +49,6 @@ GROUPS: Final = {
     ComponentKind.OPERATOR: "market_data_pipeline.operators",
     ComponentKind.SINK: "market_data_pipeline.sinks",
 }
-FUNCTIONS_GROUP: Final = "market_data_pipeline.functions"
 
 _P = "market_data_pipeline"
 BUILTINS: Final[dict[ComponentKind, dict[str, str]]] = {
@@ -83,35 +81,6 @@ BUILTINS: Final[dict[ComponentKind, dict[str, str]]] = {
         "redis_stream": f"{_P}.sinks.redis_stream:RedisStreamSink",
     },
 }
-
-_functions: dict[str, Callable[..., Any]] = {}
-
-
-def register_function(name: str) -> Callable[[F], F]:
-    """Register a function under ``name`` for configs (``fn: name``)::
-
-    @register_function("mid")
-    def mid(table: pa.Table) -> pa.Table: ...
-    """
-
-    def decorate(fn: F) -> F:
-        _functions[name] = fn
-        return fn
-
-    return decorate
-
-
-def function(name: str) -> Callable[..., Any]:
-    """A function registered by :func:`register_function` or an entry point, by name."""
-    import market_data_pipeline.functions  # noqa: F401, PLC0415 - registers the built-ins
-
-    if name not in _functions:
-        for ep in entry_points(group=FUNCTIONS_GROUP, name=name):
-            _functions[name] = ep.load()
-    if name not in _functions:
-        known = ", ".join(sorted(_functions)) or "none registered"
-        raise GraphError(f"unknown function {name!r} (known: {known})")
-    return _functions[name]
 
 
 def _load(path: str) -> Any:

@@ -6,8 +6,9 @@ channel, call the operator, and forward end-of-stream once all their inputs ende
 the others and surfaces as one :class:`NodeError` naming the node: never a hang.
 
 ``stop(drain=True)`` asks providers to stop producing and lets everything already emitted
-flow to the sinks; a provider waiting for its rate (a token bucket, a pause under hard
-backpressure) stops waiting at once. ``stop(drain=False)`` cancels at once (also after a
+flow to the sinks; it stops the job's :class:`BackpressureController`, so a provider
+waiting for its rate (a token bucket, a pause under hard backpressure or a manual one)
+stops waiting at once. ``stop(drain=False)`` cancels at once (also after a
 draining stop, to give up on a drain that takes too long); the result then names the
 nodes that were cancelled (``cancelled``: their open windows or buffers were not emitted)
 and the rows still waiting in front of each node or in the batch it was working on
@@ -30,7 +31,8 @@ from typing import Any
 import pyarrow as pa
 import structlog
 
-from market_data_core import FeedbackEvent, RateAdjustment, RateController
+from market_data_core import RateController
+from market_data_pipeline.backpressure.controller import BackpressureController
 from market_data_pipeline.channel import END, Channel
 from market_data_pipeline.components import (
     Component,
@@ -45,8 +47,9 @@ from market_data_pipeline.graph import Graph, ValidatedGraph
 from market_data_pipeline.marks import Mark
 from market_data_pipeline.metrics import PipelineMetrics
 from market_data_pipeline.registry import Registry
+from market_data_pipeline.services import Services
 
-__all__ = ["FullRate", "GraphRuntime", "RunResult", "RunState"]
+__all__ = ["GraphRuntime", "RunResult", "RunState"]
 
 logger = structlog.get_logger("market_data_pipeline.runtime")
 
@@ -58,20 +61,6 @@ class RunState(StrEnum):
     COMPLETED = "completed"
     STOPPED = "stopped"
     FAILED = "failed"
-
-
-class FullRate:
-    """A rate controller that never slows down (no feedback configured)."""
-
-    @property
-    def scale(self) -> float:
-        return 1.0
-
-    async def on_feedback(self, event: FeedbackEvent) -> RateAdjustment | None:
-        return None
-
-    async def acquire(self, count: int = 1) -> None:
-        return None
 
 
 @dataclass(slots=True)
@@ -113,15 +102,16 @@ class GraphRuntime:
         rate: RateController | None = None,
         channel_capacity: int = 16,
         metrics: PipelineMetrics | None = None,
-        services: Mapping[str, Any] | None = None,
+        services: Services | Mapping[str, Any] | None = None,
     ) -> None:
         self.validated = graph if isinstance(graph, ValidatedGraph) else graph.validated(registry)
         self.graph = self.validated.graph
         self.job = self.graph.name
-        self.rate: RateController = rate or FullRate()
+        self.rate: RateController = rate or BackpressureController.unlimited()
         self.channel_capacity = channel_capacity
         self.metrics = metrics
-        self.services = dict(services or {})
+        self.services = Services.of(services)
+        self._owns_services = not isinstance(services, Services)
         self.stats = {node_id: NodeStats() for node_id in self.validated.order}
         self.stopping = asyncio.Event()
         self.state = RunState.CREATED
@@ -193,6 +183,8 @@ class GraphRuntime:
         if self.state is RunState.RUNNING:
             self.state = RunState.STOPPING
         self.stopping.set()
+        if isinstance(self.rate, BackpressureController):
+            self.rate.stop()  # a provider waiting for its rate stops waiting
         if not drain:
             self._abandon()
 
@@ -272,12 +264,11 @@ class GraphRuntime:
         return ports
 
     def _context(self, node_id: str) -> Context:
-        rate = self.rate
         return Context(
             node_id=node_id,
             job=self.job,
             stats=self.stats[node_id],
-            rate=rate if isinstance(rate, FullRate) else _UntilStopped(rate, self.stopping),
+            rate=self.rate,
             stopping=self.stopping,
             services=self.services,
             paths=self._paths[node_id],
@@ -299,6 +290,8 @@ class GraphRuntime:
                 await self.components[node_id].close()
             except Exception as error:
                 logger.warning("closing a node failed", node=node_id, error=repr(error))
+        if self._owns_services:  # stores a sink opened and could not release
+            await self.services.aclose()
 
     # -- node tasks -------------------------------------------------------------------
 
@@ -392,37 +385,6 @@ class GraphRuntime:
             channel = self._channels.get(node_id)
             if channel is not None:
                 self.metrics.channel_depth.labels(job=self.job, node=node_id).set(channel.depth)
-
-
-class _UntilStopped:
-    """The rate controller as the nodes see it: waiting for the rate ends when the job
-    stops (a stopped provider emits nothing more, so it has nothing to wait for)."""
-
-    __slots__ = ("inner", "stopping")
-
-    def __init__(self, inner: RateController, stopping: asyncio.Event) -> None:
-        self.inner = inner
-        self.stopping = stopping
-
-    @property
-    def scale(self) -> float:
-        return self.inner.scale
-
-    async def on_feedback(self, event: FeedbackEvent) -> RateAdjustment | None:
-        return await self.inner.on_feedback(event)
-
-    async def acquire(self, count: int = 1) -> None:
-        if self.stopping.is_set():
-            return
-        granted = asyncio.ensure_future(self.inner.acquire(count))
-        stopped = asyncio.ensure_future(self.stopping.wait())
-        try:
-            await asyncio.wait({granted, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            granted.cancel()
-            stopped.cancel()
-        if granted.done() and not granted.cancelled():
-            granted.result()  # the controller's own error, if any
 
 
 def _node_errors(group: BaseExceptionGroup[BaseException]) -> list[NodeError]:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import pyarrow as pa
 from pydantic import BaseModel
 
 from market_data_pipeline import records
+from market_data_pipeline.backpressure import BackpressureController
 from market_data_pipeline.components import (
     Context,
     NodeStats,
@@ -28,7 +29,7 @@ from market_data_pipeline.components import (
 )
 from market_data_pipeline.marks import Mark
 from market_data_pipeline.registry import Registry
-from market_data_pipeline.runtime import FullRate
+from market_data_pipeline.services import Services
 
 __all__ = [
     "CollectingSink",
@@ -120,7 +121,7 @@ async def run_operator(
     batches: Iterable[pa.Table],
     *,
     finish: bool = True,
-    services: dict[str, Any] | None = None,
+    services: Services | Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, pa.Table], NodeStats]:
     """Open ``op``, feed it ``batches``, finish it; return each port's output and its stats."""
     stats = NodeStats()
@@ -128,9 +129,9 @@ async def run_operator(
         node_id=op.node_id,
         job="test",
         stats=stats,
-        rate=FullRate(),
+        rate=BackpressureController.unlimited(),
         stopping=asyncio.Event(),
-        services=services or {},
+        services=Services.of(services),
     )
     emit = _Capture()
     await op.open(ctx)

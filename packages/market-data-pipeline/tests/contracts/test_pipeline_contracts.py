@@ -23,7 +23,7 @@ from market_data_core.testing import T0, make_feedback_event, random_walk_trades
 from market_data_core.testing.contracts import ContractSchemas, redeclared_contracts
 from market_data_core.testing.servers import scaled
 from market_data_pipeline import records
-from market_data_pipeline.backpressure import FeedbackRateController
+from market_data_pipeline.backpressure import BackpressureController
 from market_data_pipeline.cli import app
 from market_data_pipeline.graph import Graph, node
 from market_data_pipeline.operators.resample import ResampleOHLC, ResampleParams
@@ -57,7 +57,7 @@ async def test_resampled_bars_conform_to_the_bar_schema(timeframe: str) -> None:
 async def test_published_rate_adjustments_conform_to_the_schema() -> None:
     bus = InMemoryFeedbackBus()
     subscription = bus.subscribe(name="contract")
-    controller = FeedbackRateController("contract-provider", publisher=bus)
+    controller = BackpressureController("contract-provider", publisher=bus)
     for seq, level in enumerate(
         [BackpressureLevel.HARD, BackpressureLevel.SOFT, BackpressureLevel.OK], 1
     ):

@@ -10,11 +10,12 @@ from hypothesis import strategies as st
 
 from market_data_core.testing import make_quote, make_trade
 from market_data_pipeline import records
+from market_data_pipeline.backpressure import BackpressureController
 from market_data_pipeline.components import Context, NodeStats
-from market_data_pipeline.exceptions import GraphError, PipelineError
+from market_data_pipeline.exceptions import BufferOverflowError, GraphError, PipelineError
 from market_data_pipeline.graph import Graph, node
-from market_data_pipeline.operators.buffer import Buffer, BufferOverflowError, BufferParams
-from market_data_pipeline.runtime import FullRate, GraphRuntime
+from market_data_pipeline.operators.buffer import Buffer, BufferParams
+from market_data_pipeline.runtime import GraphRuntime
 from market_data_pipeline.testing import (
     TestingProvider,
     collect,
@@ -60,7 +61,13 @@ async def _open(**params: Any) -> tuple[Buffer, NodeStats]:
     op = Buffer("buf", BufferParams(**params))
     stats = NodeStats()
     await op.open(
-        Context(node_id="buf", job="test", stats=stats, rate=FullRate(), stopping=asyncio.Event())
+        Context(
+            node_id="buf",
+            job="test",
+            stats=stats,
+            rate=BackpressureController.unlimited(),
+            stopping=asyncio.Event(),
+        )
     )
     return op, stats
 

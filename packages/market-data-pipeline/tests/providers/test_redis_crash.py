@@ -28,13 +28,13 @@ from market_data_pipeline.cli import app
 from market_data_pipeline.components import Params, Provider
 from market_data_pipeline.exceptions import DataLossError
 from market_data_pipeline.graph import Graph, node
+from market_data_pipeline.job import UnifiedRuntime
 from market_data_pipeline.metrics import PipelineMetrics
 from market_data_pipeline.providers.synthetic import SyntheticParams, SyntheticProvider
 from market_data_pipeline.registry import Registry
 from market_data_pipeline.runtime import GraphRuntime
 from market_data_pipeline.settings import UnifiedRuntimeSettings
 from market_data_pipeline.testing import collect, eventually, registry_with_fakes
-from market_data_pipeline.unified import UnifiedRuntime
 
 pytestmark = pytest.mark.redis
 

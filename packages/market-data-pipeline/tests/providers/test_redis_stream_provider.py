@@ -14,11 +14,11 @@ from market_data_pipeline import records
 from market_data_pipeline._arrow_ipc import decode, encode, entry
 from market_data_pipeline.exceptions import NodeError, RecordError
 from market_data_pipeline.graph import Graph, node
+from market_data_pipeline.job import UnifiedRuntime
 from market_data_pipeline.providers.redis_stream import RedisStreamParams, RedisStreamProvider
 from market_data_pipeline.runtime import GraphRuntime
 from market_data_pipeline.settings import UnifiedRuntimeSettings
 from market_data_pipeline.testing import TestingProvider, collect, registry_with_fakes
-from market_data_pipeline.unified import UnifiedRuntime
 
 pytestmark = pytest.mark.redis
 

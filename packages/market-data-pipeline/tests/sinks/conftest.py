@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 
 from market_data_core.testing.servers import RedisServer
+from market_data_pipeline.backpressure import BackpressureController
 from market_data_pipeline.components import Context, NodeStats
-from market_data_pipeline.runtime import FullRate
+from market_data_pipeline.services import Services
 from market_data_store.testing import StoreService
 
 
@@ -17,9 +18,9 @@ def make_context() -> Callable[..., Context]:
             node_id=node_id,
             job="test",
             stats=NodeStats(),
-            rate=FullRate(),
+            rate=BackpressureController.unlimited(),
             stopping=asyncio.Event(),
-            services=dict(services or {}),
+            services=Services.of(services),
         )
 
     return make

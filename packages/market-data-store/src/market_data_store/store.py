@@ -34,7 +34,7 @@ from market_data_core import (
     Trade,
     clamp_utc,
 )
-from market_data_core.protocols import TelemetryMessage
+from market_data_core.transports.fanout import FeedbackFanOut
 from market_data_store.backends.base import Backend, Freshness, Record, WriteResult
 from market_data_store.columnar import ArrowRecords, Kind, Stamper, conform, kind_of, prepare
 from market_data_store.coordinator import CoordinatorState, WriteCoordinator
@@ -93,21 +93,6 @@ def check_known_at(as_known_at: datetime | None, retention_days: float) -> datet
         )
         raise HistoryUnavailableError(msg)
     return clamp_utc(as_known_at)
-
-
-class _FanOut:
-    """Publishes to several publishers; one failing never stops the others. It keeps the
-    list it is given (not a copy), so publishers added later (Redis on start) receive too."""
-
-    def __init__(self, publishers: list[FeedbackPublisher]) -> None:
-        self.publishers = publishers
-
-    async def publish(self, message: TelemetryMessage) -> None:
-        for publisher in self.publishers:
-            try:
-                await publisher.publish(message)
-            except Exception:
-                logger.exception("feedback publisher failed", publisher=type(publisher).__name__)
 
 
 class _TimedWriter:
@@ -193,7 +178,7 @@ class Store:
             retry=RetryPolicy(attempts=s.retry_attempts),
             breaker=CircuitBreaker(s.breaker_threshold, s.breaker_reset_seconds),
             dead_letters=self.dead_letters,
-            publisher=_FanOut(self._publishers),
+            publisher=FeedbackFanOut(self._publishers),
             heartbeat_interval=s.heartbeat_interval,
             on_outage=s.on_outage,
         )

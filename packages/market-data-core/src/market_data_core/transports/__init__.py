@@ -4,11 +4,13 @@
 ``import market_data_core`` never imports redis.
 """
 
+from market_data_core.transports.fanout import FeedbackFanOut
 from market_data_core.transports.memory import InMemoryFeedbackBus, Subscription
 from market_data_core.transports.tracker import FeedbackTracker
 from market_data_core.transports.wire import WireMessage, decode, encode
 
 __all__ = [
+    "FeedbackFanOut",
     "FeedbackTracker",
     "InMemoryFeedbackBus",
     "Subscription",

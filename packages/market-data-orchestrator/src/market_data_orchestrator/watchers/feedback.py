@@ -126,7 +126,7 @@ class FeedbackWatcher:
         reader (``min_backoff``, ``max_backoff``, ``read_timeout``)."""
         # the pipeline's reader (the one `mdp run --store-feedback-url` follows with): the
         # orchestrator depends on market-data-pipeline, released with it
-        from market_data_pipeline._sse import SseFeedbackReader  # noqa: PLC0415
+        from market_data_pipeline.backpressure.sse import SseFeedbackReader  # noqa: PLC0415
 
         reader = SseFeedbackReader(url, **kwargs)
         tracker = FeedbackTracker(ttl=ttl)

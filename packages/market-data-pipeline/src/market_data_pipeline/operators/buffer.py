@@ -30,24 +30,10 @@ from pydantic import Field
 
 from market_data_pipeline import records
 from market_data_pipeline.components import Context, Emit, Operator, Params
-from market_data_pipeline.exceptions import PipelineError
+from market_data_pipeline.exceptions import BufferOverflowError
 from market_data_pipeline.marks import Mark
 
 __all__ = ["Buffer", "BufferOverflowError", "BufferParams", "Overflow"]
-
-
-class BufferOverflowError(PipelineError):
-    """A ``buffer`` with ``overflow: error`` was given more rows than its capacity holds."""
-
-    def __init__(self, node_id: str, *, capacity: int, pending: int, incoming: int) -> None:
-        self.node_id = node_id
-        self.capacity = capacity
-        self.pending = pending
-        self.incoming = incoming
-        super().__init__(
-            f"node {node_id!r}: buffer overflow: {pending} pending + {incoming} incoming rows"
-            f" exceed the capacity of {capacity} rows (overflow: error)"
-        )
 
 
 class Overflow(StrEnum):

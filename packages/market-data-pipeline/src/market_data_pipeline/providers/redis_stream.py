@@ -242,7 +242,7 @@ class RedisStreamProvider(Provider[RedisStreamParams]):
             on_reconnect=self._reconnected,
             give_up=lambda: self._closing or ctx.stopping.is_set(),
         )
-        self._state_path = self._path_of_state(p.state_dir or ctx.services.get(STATE_DIR_SERVICE))
+        self._state_path = self._path_of_state(p.state_dir or ctx.services.state_dir)
         self._state = self._load_state()
         client = self.link.client
         if self._state is None:  # the first run of this consumer: the baseline
@@ -468,9 +468,7 @@ class RedisStreamProvider(Provider[RedisStreamParams]):
         ctx.count("losses")
         if ctx.metrics is not None:
             ctx.metrics.redis_losses.labels(job=ctx.job, node=self.node_id, reason=reason).inc()
-        ledger = ctx.services.get(DATA_LOSS_SERVICE)
-        if isinstance(ledger, list):
-            ledger.append(text)
+        ctx.services.data_losses.append(text)
 
     def _delivered(self, entry_id: bytes) -> None:
         state = self._state

@@ -1,10 +1,12 @@
 """Write batches into the market-data store: in process (no server) or over HTTP.
 
-- In process (the default): the ``Store`` that the runtime shares under
-  ``services["store"]`` when there is one (its owner starts and stops it), else a store of
-  its own on ``database`` (SQLite file by default, or PostgreSQL), migrated on open and
-  drained on close. ``self.store`` is that ``Store``, so backpressure can subscribe to its
-  feedback bus.
+- In process (the default): a ``Store`` given as ``services.store`` when there is one (its
+  owner starts and stops it), else the job's store on ``database`` (the job's database
+  when the node names none; SQLite file by default, or PostgreSQL) from
+  :meth:`Services.open_store <market_data_pipeline.services.Services.open_store>`: one
+  store per database, migrated when first opened, drained when the last sink using it
+  closes, and wired to the job's backpressure controller, so its feedback slows and
+  pauses the job. ``self.store`` is that ``Store``.
 - Over HTTP (``url`` set): the store service's ``AsyncStoreClient``, which retries 429/503
   and connection errors with the same idempotency key; the node counts ``retries`` and the
   rows the service ``acknowledged`` (answered 2xx for). Up to ``http_concurrency`` requests
@@ -28,7 +30,7 @@ Needs the ``store`` extra (``pip install 'market-data-pipeline[store]'``).
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -95,7 +97,7 @@ class StoreSink(SinkComponent[StoreSinkParams]):
         self.store: Store | None = None
         """The in-process store written to (``None`` over HTTP)."""
         self.client: AsyncStoreClient | None = None
-        self._owns_store = False
+        self._shared_by_job = False
         self._receipts: list[WriteReceipt] = []
         self._inflight: set[asyncio.Task[int]] = set()
         self._retries_counted = 0
@@ -110,28 +112,19 @@ class StoreSink(SinkComponent[StoreSinkParams]):
             self.client = AsyncStoreClient(p.url, token=token, attempts=p.attempts)
             logger.info("store sink over http", node=self.node_id, url=p.url)
             return
-        shared = ctx.services.get("store")
-        if shared is not None:
-            self.store = shared
+        if ctx.services.store is not None:
+            self.store = ctx.services.store
             return
-        self.store = self._own_store()
-        self._owns_store = True
-        await self.store.start(migrate=p.migrate)
+        self.store = await ctx.services.open_store(
+            self._database(ctx), migrate=p.migrate, dead_letter_path=p.dead_letter_path
+        )
+        self._shared_by_job = True
 
-    def _own_store(self) -> Store:
-        from market_data_store.dsn import DatabaseUrl  # noqa: PLC0415
-        from market_data_store.settings import StoreSettings  # noqa: PLC0415
-        from market_data_store.store import Store  # noqa: PLC0415
-
-        database = self.params.database.get_secret_value()
-        extra: dict[str, Any] = {}
-        url = DatabaseUrl.parse(database)
-        if self.params.dead_letter_path is not None:
-            extra["dead_letter_path"] = self.params.dead_letter_path
-        elif url.is_sqlite:
-            extra["dead_letter_path"] = str(url.sqlite_path().with_suffix(".dlq.ndjson"))
-        settings = StoreSettings(database_url=SecretStr(database), **extra)
-        return Store(settings)
+    def _database(self, ctx: Context) -> str:
+        """The node's own ``database``, else the job's, else the param's default."""
+        if "database" not in self.params.model_fields_set and ctx.services.database is not None:
+            return ctx.services.database.get_secret_value()
+        return self.params.database.get_secret_value()
 
     async def write(self, batch: pa.Table) -> None:
         if batch.num_rows == 0:
@@ -223,11 +216,11 @@ class StoreSink(SinkComponent[StoreSinkParams]):
             self._inflight.clear()
             if self.client is not None:
                 await self.client.aclose()
-            if self.store is not None and self._owns_store:
-                await self.store.stop(drain=True)
+            if self.store is not None and self._shared_by_job:
+                await self.context.services.release(self.store)
         finally:
             self.client = None
-            self._owns_store = False
+            self._shared_by_job = False
             await super().close()
 
 

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from market_data_core import ControlAction, ControlStatus, HealthState
-from market_data_core.testing import make_trade
+from market_data_core import BackpressureLevel, ControlAction, ControlStatus, HealthState
+from market_data_core.testing import make_feedback_event, make_trade
 from market_data_pipeline import records
 from market_data_pipeline.graph import Graph, LinearSpec, Mode, node
+from market_data_pipeline.job import RuntimeState, UnifiedRuntime
 from market_data_pipeline.runtime import RunState
 from market_data_pipeline.settings import UnifiedRuntimeSettings
 from market_data_pipeline.testing import (
@@ -20,7 +21,6 @@ from market_data_pipeline.testing import (
     eventually,
     registry_with_fakes,
 )
-from market_data_pipeline.unified import RuntimeState, UnifiedRuntime
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -121,6 +121,48 @@ async def test_pause_holds_the_providers_and_resume_continues_where_they_were() 
     assert table is not None
     assert table.column("price").to_pylist() == [float(i) for i in range(1, 201)]
     assert result.nodes["src"].items_out == 200
+
+
+@pytest.mark.asyncio
+async def test_hard_backpressure_from_a_sinks_own_database_pauses_the_job(
+    tmp_path: Path,
+) -> None:
+    """A ``store`` sink naming its own database gets its store from the job's services,
+    wired to the job's controller: that store's hard feedback pauses the providers, its
+    ok resumes them, and nothing is lost."""
+    TestingProvider.feed("own", [[make_trade(price=float(i), ordinal=i)] for i in range(1, 201)])
+    own = tmp_path / "own.db"
+    graph = Graph.build(
+        [
+            node("src", "testing_provider", name="own", delay=0.001),
+            node("db", "store", database=f"sqlite:///{own}"),
+        ],
+        ["src -> db"],
+        name="own",
+    )
+    async with UnifiedRuntime(_settings(tmp_path), registry=registry_with_fakes()) as rt:
+        task = asyncio.create_task(rt.run(graph))
+        async with asyncio.timeout(30):
+            await eventually(lambda: rt.current is not None and rt.current.stats["db"].items_in > 5)
+        assert rt.current is not None
+        assert rt.controller is not None
+        sink = rt.current.components["db"]
+        assert sink.store is not None  # type: ignore[attr-defined]
+        bus = sink.store.bus  # type: ignore[attr-defined]
+        await bus.publish(make_feedback_event(level=BackpressureLevel.HARD, seq=10**6))
+        async with asyncio.timeout(30):
+            await eventually(lambda: rt.controller is not None and rt.controller.paused)
+        assert rt.pauses == 1
+        await asyncio.sleep(0.05)  # let in-flight batches land
+        held = rt.current.stats["src"].items_out
+        await asyncio.sleep(0.1)
+        assert rt.current.stats["src"].items_out == held < 200  # nothing emitted while paused
+        await bus.publish(make_feedback_event(level=BackpressureLevel.OK, seq=10**6 + 1))
+        result = await asyncio.wait_for(task, timeout=30)
+    assert result.nodes["db"].items_in == 200
+    assert not (tmp_path / "md.db").exists()  # the job's own database was never opened
+    with sqlite3.connect(own) as db:
+        assert db.execute("SELECT COUNT(*) FROM trades").fetchone()[0] == 200
 
 
 @pytest.mark.asyncio
@@ -282,7 +324,7 @@ async def test_records_the_store_could_not_write_in_the_drain_are_dead_lettered_
             lock.close()
     store = rt.drain["not_flushed"]["store"]
     assert store["dead_lettered"] > 0
-    assert store["dead_letter_path"] == str(dead_letters)
+    assert rt.drain["not_flushed"]["dead_letter_path"] == str(dead_letters)
     kept = sum(len(json.loads(line)["records"]) for line in dead_letters.read_text().splitlines())
     assert kept == store["dead_lettered"]
     assert result.state is RunState.STOPPED

@@ -29,14 +29,14 @@ from market_data_core.testing import T0, make_trade
 from market_data_core.testing.servers import RedisServer, free_port
 from market_data_core.transports.redis import RedisFeedbackPublisher, RedisFeedbackSubscriber
 from market_data_pipeline import records
-from market_data_pipeline.backpressure import FeedbackRateController
-from market_data_pipeline.components import NoParams, SinkComponent
-from market_data_pipeline.feedback_links import (
+from market_data_pipeline.backpressure import BackpressureController
+from market_data_pipeline.backpressure.links import (
     BusFeedbackLink,
     RedisFeedbackLink,
     SseFeedbackLink,
     link_feedback,
 )
+from market_data_pipeline.components import NoParams, SinkComponent
 from market_data_pipeline.graph import Graph, node
 from market_data_pipeline.runtime import GraphRuntime, RunState
 from market_data_pipeline.testing import TestingProvider, eventually, registry_with_fakes
@@ -132,7 +132,7 @@ def store_settings(tmp_path: Path, **overrides: Any) -> StoreSettings:
 @pytest.mark.asyncio
 async def test_bus_link_drives_the_controller() -> None:
     bus = InMemoryFeedbackBus()
-    rate = FeedbackRateController("synthetic")
+    rate = BackpressureController("synthetic")
     async with link_feedback(rate, bus=bus) as links:
         await bus.publish(fb(HARD, 1))
         await until(lambda: rate.paused)
@@ -151,7 +151,7 @@ async def test_bus_link_drives_the_controller() -> None:
 async def test_bus_link_starts_from_the_latest_known_state() -> None:
     bus = InMemoryFeedbackBus()
     await bus.publish(fb(HARD, 7))
-    rate = FeedbackRateController("synthetic")
+    rate = BackpressureController("synthetic")
     async with BusFeedbackLink(bus, rate):
         await until(lambda: rate.paused)
 
@@ -168,7 +168,7 @@ async def test_one_feed_drives_several_controllers_and_a_failing_one_is_isolated
             return None
 
     bus = InMemoryFeedbackBus()
-    first, second = FeedbackRateController("a"), FeedbackRateController("b")
+    first, second = BackpressureController("a"), BackpressureController("b")
     async with BusFeedbackLink(bus, [first, Broken(), second]) as link:
         await bus.publish(fb(SOFT, 1))
         await until(lambda: second.scale == 0.5)
@@ -180,7 +180,7 @@ async def test_one_feed_drives_several_controllers_and_a_failing_one_is_isolated
 
 
 def test_link_feedback_needs_a_feed_and_valid_urls() -> None:
-    rate = FeedbackRateController("synthetic")
+    rate = BackpressureController("synthetic")
     with pytest.raises(ConfigurationError, match="needs a feed"):
         link_feedback(rate)
     with pytest.raises(ConfigurationError, match="at least one rate controller"):
@@ -212,7 +212,7 @@ async def test_redis_link_follows_a_real_store_and_publishes_rates(
         RedisFeedbackPublisher.from_url(redis_server.url, heartbeat_interval=None) as rates,
         orchestrator,
     ):
-        rate = FeedbackRateController("synthetic", coordinator_id="store-1", publisher=rates)
+        rate = BackpressureController("synthetic", coordinator_id="store-1", publisher=rates)
         async with link_feedback(rate, redis_url=SecretStr(redis_server.url)) as links:
             await store.start(migrate=True)
             try:
@@ -248,7 +248,7 @@ async def backend_count(settings: StoreSettings, table: str) -> int:
 @pytest.mark.redis
 @pytest.mark.asyncio
 async def test_redis_link_survives_a_restart_of_redis(redis_server: RedisServer) -> None:
-    rate = FeedbackRateController("synthetic")
+    rate = BackpressureController("synthetic")
     async with (
         RedisFeedbackPublisher.from_url(redis_server.url, heartbeat_interval=None) as store,
         RedisFeedbackLink(redis_server.url, rate, block_ms=100) as link,
@@ -267,7 +267,7 @@ async def test_an_unreachable_redis_is_logged_without_its_password(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     secret = "canary-redis-pass"
-    rate = FeedbackRateController("synthetic")
+    rate = BackpressureController("synthetic")
     url = SecretStr(f"redis://:{secret}@127.0.0.1:{free_port()}/0")
     with structlog.testing.capture_logs() as logs:
         async with link_feedback(rate, redis_url=url) as links:
@@ -343,7 +343,7 @@ async def store_service(settings: StoreSettings, port: int) -> AsyncIterator[Sto
         await asyncio.to_thread(service.stop)
 
 
-async def pause_and_resume(service: StoreService, rate: FeedbackRateController, start: int) -> None:
+async def pause_and_resume(service: StoreService, rate: BackpressureController, start: int) -> None:
     """Fill the service's queue (hard: ``rate`` pauses), then let it drain (``rate`` resumes)."""
     pauses = rate.pauses
     filling = asyncio.ensure_future(service.call(service.store.submit(trades(12, start=start))))
@@ -365,7 +365,7 @@ async def test_sse_link_follows_a_store_service_and_reconnects_after_a_restart(
 ) -> None:
     settings = store_settings(tmp_path)
     port = free_port()
-    rate = FeedbackRateController("synthetic", coordinator_id="store-1")
+    rate = BackpressureController("synthetic", coordinator_id="store-1")
     link = SseFeedbackLink(f"http://127.0.0.1:{port}", rate, max_backoff=0.2)
     async with link:
         async with store_service(settings, port) as service:
@@ -394,7 +394,8 @@ class SubmitToStore(SinkComponent[NoParams]):
     description: ClassVar[str] = "test: store.submit"
 
     async def write(self, batch: pa.Table) -> None:
-        store: Store = self.context.services["store"]
+        store = self.context.services.store
+        assert store is not None
         await store.submit(records.to_models(batch))
 
 
@@ -414,7 +415,7 @@ async def test_a_slow_store_pauses_the_graph_which_resumes_and_loses_nothing(
     store = Store(settings, backend=backend)
     adjustments = InMemoryFeedbackBus()
     seen = adjustments.subscribe(name="test")
-    rate = FeedbackRateController("e2e", publisher=adjustments)
+    rate = BackpressureController("e2e", publisher=adjustments)
     await store.start(migrate=True)
     try:
         async with link_feedback(rate, bus=store.bus):

@@ -1,4 +1,4 @@
-"""A reconnecting reader of a store service's feedback stream (private; needs httpx).
+"""A reconnecting reader of a store service's feedback stream (needs httpx).
 
 The store serves ``GET {base}/v1/feedback/stream`` as server-sent events: one
 ``event: feedback`` frame per ``FeedbackEvent`` (its JSON on a ``data:`` line), the latest

@@ -1,9 +1,20 @@
-"""Store backpressure -> provider rate: the pipeline's half of the feedback loop.
+"""The job's one rate controller: store backpressure, a supervisor's pause and the job's stop.
 
-:class:`FeedbackRateController` is core's ``RateController`` for one provider (or one job):
-``ok`` -> full rate, ``soft`` -> reduced, ``hard`` -> paused. Providers call
-``await acquire(n)`` before emitting ``n`` records; the runtime passes the controller as
-``GraphRuntime(graph, rate=controller)``.
+:class:`BackpressureController` is core's ``RateController`` for one provider (or one job).
+It owns everything that decides when a provider may emit:
+
+- **rate**, from the store's feedback: ``ok`` -> full rate, ``soft`` -> reduced, ``hard``
+  -> paused (see below);
+- **pause**: :meth:`~BackpressureController.pause` / :meth:`~BackpressureController.resume`,
+  a supervisor's manual hold on top of the feedback (it is not counted in ``pauses``);
+- **stop**: :meth:`~BackpressureController.stop`, the job is stopping: a waiting
+  ``acquire`` returns at once (a paused wait too) and later ones never wait, since a
+  stopped provider emits nothing more.
+
+Providers call ``await acquire(n)`` before emitting ``n`` records; the runtime passes the
+controller as ``GraphRuntime(graph, rate=controller)`` and stops it with the job.
+:meth:`BackpressureController.unlimited` is the controller of a job without feedback: it
+ignores feedback and never slows down.
 
 - Paused: ``acquire`` waits on an ``asyncio.Event`` until the store leaves ``hard``.
 - Reduced, with a ``base_rate``: a token bucket at ``base_rate * scale`` records/s.
@@ -20,7 +31,7 @@
 - Following no particular coordinator (``coordinator_id=None``), the worst level of every
   coordinator heard from applies.
 
-The links that feed it from the store live in :mod:`market_data_pipeline.feedback_links`.
+The links that feed it from the store live in :mod:`market_data_pipeline.backpressure.links`.
 """
 
 from __future__ import annotations
@@ -47,7 +58,7 @@ if TYPE_CHECKING:
     from market_data_pipeline.metrics import PipelineMetrics
 
 __all__ = [
-    "FeedbackRateController",
+    "BackpressureController",
     "RatePublisher",
 ]
 
@@ -77,8 +88,9 @@ class _Heard:
     received_at: float
 
 
-class FeedbackRateController:
-    """A ``RateController`` driven by write-coordinator feedback; see the module docstring.
+class BackpressureController:
+    """A ``RateController`` driven by write-coordinator feedback, with a manual pause and a
+    stop; see the module docstring.
 
     ``provider`` names what is controlled (in ``RateAdjustment``s and metrics).
     ``coordinator_id`` follows one coordinator (``None``: the worst of all). ``soft_scale``
@@ -87,8 +99,9 @@ class FeedbackRateController:
     bucket is full. ``ttl`` is the silence after which the state is unknown.
     ``measure_window`` is the window (seconds) of the throughput EMA used when
     ``base_rate`` is ``None``. ``publisher`` receives every ``RateAdjustment``;
-    ``metrics`` gets the ``scale`` gauge and the ``pauses`` counter. ``clock`` (monotonic
-    seconds) and ``sleep`` are injectable for tests.
+    ``metrics`` gets the ``scale`` gauge and the ``pauses`` counter. ``feedback=False``
+    ignores every event (the rate stays full). ``clock`` (monotonic seconds) and ``sleep``
+    are injectable for tests.
     """
 
     def __init__(
@@ -104,6 +117,7 @@ class FeedbackRateController:
         publisher: RatePublisher | None = None,
         metrics: PipelineMetrics | None = None,
         publish_timeout: float = 2.0,
+        feedback: bool = True,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
@@ -120,13 +134,14 @@ class FeedbackRateController:
         self.publisher = publisher
         self.metrics = metrics
         self.publish_timeout = publish_timeout
+        self.feedback = feedback
         self._clock = clock
         self._sleep = sleep
         self._heard: dict[str, _Heard] = {}
         self._level: BackpressureLevel | None = None
         self._scale = 1.0
-        self._running = asyncio.Event()
-        self._running.set()
+        self._held = False  # a manual pause (pause / resume)
+        self._stopped = False  # the job is stopping: acquire never waits again
         self._changed = asyncio.Event()
         self._closed = False
         self._last_adjustment: RateAdjustment | None = None
@@ -148,16 +163,33 @@ class FeedbackRateController:
         if metrics is not None:
             metrics.scale.labels(provider=provider).set(1.0)
 
+    @classmethod
+    def unlimited(cls, provider: str = "job") -> BackpressureController:
+        """The controller of a job without feedback: full rate, events ignored."""
+        return cls(provider, feedback=False)
+
     # -- state --------------------------------------------------------------------------
 
     @property
     def scale(self) -> float:
-        """The fraction of the full rate now: 1 (ok), ``soft_scale`` (soft) or 0 (paused)."""
-        return self._scale
+        """The fraction of the full rate now: 1 (ok), ``soft_scale`` (soft) or 0 (paused
+        by hard backpressure or by :meth:`pause`)."""
+        return 0.0 if self._held else self._scale
 
     @property
     def paused(self) -> bool:
-        return self._scale == 0
+        """True while providers wait: hard backpressure or a manual :meth:`pause`."""
+        return self.scale == 0
+
+    @property
+    def held(self) -> bool:
+        """True while a manual :meth:`pause` holds the providers."""
+        return self._held
+
+    @property
+    def stopped(self) -> bool:
+        """True once :meth:`stop` (or :meth:`close`) released the providers for good."""
+        return self._stopped or self._closed
 
     @property
     def level(self) -> BackpressureLevel | None:
@@ -168,7 +200,7 @@ class FeedbackRateController:
     def rate(self) -> float | None:
         """The records/s ``acquire`` grants now at most: 0 while paused, ``None`` when
         unlimited."""
-        return 0.0 if self._scale == 0 else self._rate
+        return 0.0 if self.paused else self._rate
 
     @property
     def measured_rate(self) -> float | None:
@@ -209,7 +241,7 @@ class FeedbackRateController:
         Events of other coordinators than ``coordinator_id``, and stale events, change
         nothing.
         """
-        if self._closed:
+        if self._closed or not self.feedback:
             return None
         if not self._follows(event.coordinator_id):
             self.ignored += 1
@@ -300,7 +332,6 @@ class FeedbackRateController:
         if scale == 0:
             self._pauses += 1
             self._paused_since = now
-            self._running.clear()
             if self.metrics is not None:
                 self.metrics.pauses.labels(provider=self.provider).inc()
         else:
@@ -308,7 +339,6 @@ class FeedbackRateController:
                 self._paused_total += now - self._paused_since
                 self._paused_since = None
             self._set_rate(self._limit(scale, now), now)
-            self._running.set()
         self._window_start, self._window_count = None, 0
         if self.metrics is not None:
             self.metrics.scale.labels(provider=self.provider).set(scale)
@@ -348,14 +378,35 @@ class FeedbackRateController:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
 
+    # -- pause and stop -----------------------------------------------------------------
+
+    def pause(self) -> None:
+        """Hold the providers at their next ``acquire`` (a supervisor's pause), whatever
+        the feedback says; in-flight batches still drain."""
+        self._held = True
+        self._notify()
+
+    def resume(self) -> None:
+        """End a manual pause: the providers go on at the rate the feedback sets."""
+        self._held = False
+        self._notify()
+
+    def stop(self) -> None:
+        """The job is stopping: every waiting ``acquire`` returns now (a paused one too)
+        and later ones never wait. Feedback is still followed (``scale``, adjustments)."""
+        self._stopped = True
+        self._notify()
+
     async def acquire(self, count: int = 1) -> None:
-        """Wait until ``count`` more records may be emitted: while paused until the store
-        leaves ``hard``; under a finite rate until the token bucket allows them."""
+        """Wait until ``count`` more records may be emitted: while paused (manually, or
+        until the store leaves ``hard``); under a finite rate until the token bucket
+        allows them. Never waits once stopped or closed."""
         if count <= 0:
             return
-        while not self._closed:
-            if not self._running.is_set():
-                await self._running.wait()
+        while not self.stopped:
+            if self.paused:
+                changed = self._changed
+                await changed.wait()
                 continue
             now = self._clock()
             if self._rate is None:
@@ -404,12 +455,11 @@ class FeedbackRateController:
         if self._paused_since is not None:
             self._paused_total += self._clock() - self._paused_since
             self._paused_since = None
-        self._running.set()
         self._notify()
 
     def __repr__(self) -> str:
         return (
-            f"FeedbackRateController(provider={self.provider!r}, scale={self._scale}, "
+            f"BackpressureController(provider={self.provider!r}, scale={self.scale}, "
             f"level={self._level and self._level.value!r}, pauses={self._pauses})"
         )
 

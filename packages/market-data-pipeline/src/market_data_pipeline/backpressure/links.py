@@ -32,7 +32,7 @@ __all__ = [
     "link_feedback",
 ]
 
-logger = structlog.get_logger("market_data_pipeline.feedback_links")
+logger = structlog.get_logger("market_data_pipeline.backpressure.links")
 
 Controllers = RateController | Sequence[RateController]
 
@@ -230,7 +230,7 @@ class SseFeedbackLink(FeedbackLink):
     ) -> None:
         super().__init__(controllers)
         try:
-            from market_data_pipeline._sse import SseFeedbackReader  # noqa: PLC0415 - httpx
+            from market_data_pipeline.backpressure.sse import SseFeedbackReader  # noqa: PLC0415 - httpx
         except ImportError as exc:
             msg = "store SSE feedback needs httpx: pip install 'market-data-pipeline[http]'"
             raise ConfigurationError(msg) from exc
