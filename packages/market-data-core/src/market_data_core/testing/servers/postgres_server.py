@@ -28,20 +28,22 @@ import signal
 import socket
 import struct
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import quote
 from uuid import uuid4
 
-from market_data_core.testing.servers import MissingBinaryError, await_healthy, free_port, scaled
-from market_data_store.dsn import DatabaseUrl
+from market_data_core.testing.servers.process import MissingBinaryError, free_port, scaled
 
-__all__ = ["MissingBinaryError", "PostgresServer", "StoreService", "find_pg_bin"]
+if TYPE_CHECKING:
+    from market_data_store.dsn import DatabaseUrl
+
+__all__ = ["PostgresDatabase", "PostgresServer", "find_pg_bin"]
 
 DEFAULT_SETTINGS: Mapping[str, str] = {
     "fsync": "off",  # commits still reach the OS: kill() loses nothing committed
@@ -136,6 +138,9 @@ class PostgresServer:
         return f"postgresql://{auth}@127.0.0.1:{self.port}/{database}"
 
     def url_for(self, database: str) -> DatabaseUrl:
+        """The store's ``DatabaseUrl`` of ``database`` (needs market-data-store)."""
+        from market_data_store.dsn import DatabaseUrl  # noqa: PLC0415 - the store's type
+
         return DatabaseUrl.parse(self.dsn_for(database))
 
     @property
@@ -159,6 +164,38 @@ class PostgresServer:
         """Drop a database, disconnecting its sessions."""
         _check_name(name)
         await self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def create_database_sync(self, name: str | None = None, *, template: str = "template0") -> str:
+        """Create a database copied from ``template`` (``test_<random hex>`` by default) with
+        ``psql``, no driver needed; return its name."""
+        name = name or f"test_{uuid4().hex}"
+        _check_name(name)
+        _check_name(template)
+        self.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        return name
+
+    def drop_database_sync(self, name: str) -> None:
+        """Drop a database with ``psql``, disconnecting its sessions."""
+        _check_name(name)
+        self.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def execute(self, sql: str, database: str = "postgres") -> None:
+        """Run one SQL statement as the superuser with ``psql`` (fails with its output)."""
+        args = [self._psql(), "--no-psqlrc", "-v", "ON_ERROR_STOP=1", "-q", "-c", sql]
+        args += ["-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, "-d", database]
+        env = {key: value for key, value in os.environ.items() if not key.startswith("PG")}
+        if self.password is not None:
+            env["PGPASSWORD"] = self.password  # not on the command line (ps)
+        done = subprocess.run(  # noqa: S603 - fixed argv, no shell
+            args, env=env, capture_output=True, check=False, timeout=scaled(60)
+        )
+        if done.returncode != 0:
+            msg = f"psql {sql!r} failed ({done.returncode}): {done.stderr.decode(errors='replace')}"
+            raise RuntimeError(msg)
+
+    def _psql(self) -> str:
+        sibling = Path(self.initdb).parent / "psql"  # the client of the server's version
+        return str(sibling) if sibling.is_file() else find_pg_bin("psql")
 
     async def _admin(self, sql: str) -> None:
         import asyncpg  # type: ignore[import-untyped]  # noqa: PLC0415 - postgres extra
@@ -363,75 +400,23 @@ def _group_alive(pgid: int) -> bool:
     return False
 
 
-class StoreService:
-    """``mds serve`` (uvicorn) in a child process on a free 127.0.0.1 port, for tests.
+@dataclass(frozen=True)
+class PostgresDatabase:
+    """One database of a (shared) ``PostgresServer``: what a test connects to."""
 
-    SQLite in ``directory`` unless ``database_url`` is given; ``env`` adds ``MDS_*``
-    settings. A context manager: ``with StoreService(tmp_path) as service: service.url``.
-    """
+    server: PostgresServer
+    name: str
 
-    def __init__(
-        self,
-        directory: Path,
-        *,
-        database_url: str | None = None,
-        env: Mapping[str, str] | None = None,
-    ) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.database = database_url or f"sqlite:///{directory / 'service.db'}"
-        self.env = {
-            **os.environ,
-            "MDS_DATABASE_URL": self.database,
-            "MDS_DEAD_LETTER_PATH": str(directory / "service.dlq.ndjson"),
-            "MDS_PORT": str(self.port),
-            "MDS_FLUSH_INTERVAL": "0.02",
-            "MDS_LOG_JSON": "true",
-            **(env or {}),
-        }
-        self.log = directory / "service.log"
-        self.process: subprocess.Popen[bytes] | None = None
+    @property
+    def dsn(self) -> str:
+        """``postgresql://user[:password]@127.0.0.1:PORT/<name>``."""
+        return self.server.dsn_for(self.name)
 
-    def start(self, timeout: float = 60.0) -> None:
-        """Start ``mds serve`` and wait until ``/healthz`` answers (``timeout`` is
-        ``scaled``); a service that does not come up is killed and reaped, then reported."""
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "market_data_store.cli", "serve"],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        await_healthy(
-            self.process, f"{self.url}/healthz", timeout, name="the store service",
-            log=self.log.read_text, stop=self.kill,
-        )  # fmt: skip
+    @property
+    def url(self) -> DatabaseUrl:
+        """The store's ``DatabaseUrl`` of this database (needs market-data-store)."""
+        return self.server.url_for(self.name)
 
-    def stop(self, timeout: float = 60.0) -> int | None:
-        """SIGTERM, then wait up to ``timeout`` seconds for the drain and the exit (SIGKILL
-        after that); the exit code (``None`` when it had to be killed or never ran)."""
-        if self.process is None:
-            return None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-                return None
-        return self.process.returncode
-
-    def kill(self) -> None:
-        """Crash the service: SIGKILL, no drain (what it acknowledged must already be in
-        the database). ``start()`` again serves on the same port."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(5)
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    @property
+    def password(self) -> str | None:
+        return self.server.password
