@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
@@ -192,13 +192,6 @@ def test_link_feedback_needs_a_feed_and_valid_urls() -> None:
 # -- Redis -----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    """A real redis-server on 127.0.0.1 (fails, naming what to install, when missing)."""
-    with RedisServer() as server:
-        yield server
-
-
 @pytest.mark.redis
 @pytest.mark.asyncio
 async def test_redis_link_follows_a_real_store_and_publishes_rates(
@@ -247,15 +240,15 @@ async def backend_count(settings: StoreSettings, table: str) -> int:
 
 @pytest.mark.redis
 @pytest.mark.asyncio
-async def test_redis_link_survives_a_restart_of_redis(redis_server: RedisServer) -> None:
+async def test_redis_link_survives_a_restart_of_redis(private_redis_server: RedisServer) -> None:
     rate = FeedbackRateController("synthetic")
     async with (
-        RedisFeedbackPublisher.from_url(redis_server.url, heartbeat_interval=None) as store,
-        RedisFeedbackLink(redis_server.url, rate, block_ms=100) as link,
+        RedisFeedbackPublisher.from_url(private_redis_server.url, heartbeat_interval=None) as store,
+        RedisFeedbackLink(private_redis_server.url, rate, block_ms=100) as link,
     ):
         await store.publish(fb(HARD, 1))
         await until(lambda: rate.paused)
-        await asyncio.to_thread(redis_server.restart)
+        await asyncio.to_thread(private_redis_server.restart)
         assert rate.paused  # held while Redis is away
         await store.publish(fb(OK, 2))  # the publisher retries on a fresh connection
         await until(lambda: rate.scale == 1.0)
