@@ -14,17 +14,28 @@ environment with market-data-core installed has these fixtures):
 
 A missing binary fails the test with ``MissingBinaryError`` naming what to install; it is
 never a skip. Every server is stopped and its processes reaped when its scope ends.
+
+On a machine busier than its cores (see ``scaled``), Hypothesis runs with the profile
+``market-data-loaded``: no per-example deadline and no health check on the speed of input
+generation, two timing checks that fail for the load, not for the code. Every example is
+still run and checked.
 """
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import Iterator
 
 import pytest
 
 from market_data_core.testing import FakeClock
-from market_data_core.testing.servers import PostgresDatabase, PostgresServer, RedisServer
+from market_data_core.testing.servers import (
+    PostgresDatabase,
+    PostgresServer,
+    RedisServer,
+    scaled,
+)
 
 __all__ = [
     "fake_clock",
@@ -34,6 +45,22 @@ __all__ = [
     "private_redis_server",
     "redis_server",
 ]
+
+
+LOADED_PROFILE = "market-data-loaded"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Hypothesis without timing checks when the machine is busier than its cores."""
+    if scaled(1.0) <= 1.0:
+        return
+    with contextlib.suppress(ImportError):  # hypothesis is a test dependency, not core's
+        from hypothesis import HealthCheck, settings  # noqa: PLC0415
+
+        settings.register_profile(
+            LOADED_PROFILE, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+        )
+        settings.load_profile(LOADED_PROFILE)
 
 
 def _password() -> str:
