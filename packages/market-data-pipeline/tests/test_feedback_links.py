@@ -275,9 +275,10 @@ async def test_an_unreachable_redis_is_logged_without_its_password(
 # -- a store service over SSE ----------------------------------------------------------
 
 
-class StoreService:
+class InProcessStoreService:
     """A real store service: uvicorn serving ``create_app`` on SQLite, in a thread with its
-    own event loop; its backend's writes can be held at a gate."""
+    own event loop; its backend's writes can be held at a gate (which the child process of
+    ``market_data_store.testing.StoreService`` cannot offer, hence this in-process one)."""
 
     def __init__(self, settings: StoreSettings, port: int) -> None:
         self.backend = GatedBackend(settings.database)
@@ -326,8 +327,8 @@ class StoreService:
 
 
 @contextlib.asynccontextmanager
-async def store_service(settings: StoreSettings, port: int) -> AsyncIterator[StoreService]:
-    service = StoreService(settings, port)
+async def store_service(settings: StoreSettings, port: int) -> AsyncIterator[InProcessStoreService]:
+    service = InProcessStoreService(settings, port)
     await asyncio.to_thread(service.start)
     try:
         yield service
@@ -336,7 +337,9 @@ async def store_service(settings: StoreSettings, port: int) -> AsyncIterator[Sto
         await asyncio.to_thread(service.stop)
 
 
-async def pause_and_resume(service: StoreService, rate: FeedbackRateController, start: int) -> None:
+async def pause_and_resume(
+    service: InProcessStoreService, rate: FeedbackRateController, start: int
+) -> None:
     """Fill the service's queue (hard: ``rate`` pauses), then let it drain (``rate`` resumes)."""
     pauses = rate.pauses
     filling = asyncio.ensure_future(service.call(service.store.submit(trades(12, start=start))))
