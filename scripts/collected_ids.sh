@@ -9,8 +9,9 @@ cd "$(dirname "$0")/.."
 collect() {
   local name=$1; shift
   echo "== $name"
+  # a suite that fails to collect prints its errors instead of ids: they show in the diff
   uv run --no-sync pytest -p no:cacheprovider --collect-only -q "$@" 2>&1 \
-    | grep -E '::' | sort
+    | grep -E '::|rror' | sort || true
 }
 
 for package in core store pipeline orchestrator; do
