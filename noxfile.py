@@ -18,14 +18,21 @@
 - bench (not default): benchmarks that print ratios against a baseline of the same run
 - stress (not default): the version rule's stress tests, larger and repeated (the default
   run has them at a size that takes seconds)
+
+Each project wheel is built once per ``nox`` process (``wheelhouse``): the wheel, index and
+contracts sessions install the same files. The test suites run on pytest-xdist workers
+(``WORKERS``): they wait on servers and child processes more than they compute, so more
+workers than cores pay. ``scripts/collected_ids.sh`` prints every session's test ids.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
 
 import nox
@@ -51,6 +58,15 @@ PACKAGES = [
     "market-data-orchestrator",
 ]
 PYTEST = ["pytest", "-p", "no:cacheprovider"]
+WORKERS: dict[str, str] = {
+    "market-data-core": "2",
+    "market-data-store": "4",
+    "market-data-pipeline": "4",
+    "market-data-orchestrator": "4",
+    "integration": "4",
+}
+"""pytest-xdist workers per suite (``-n``); ``MD_TEST_WORKERS`` overrides them all (``0``:
+no workers, the tests run in the pytest process)."""
 CONTRACTS = ROOT / "docs" / "contracts"
 CONTRACT_EXTRAS: dict[str, list[str]] = {
     "market-data-core": [],
@@ -93,15 +109,20 @@ def tests(session: nox.Session, package: str) -> None:
     """A package's tests (its tests/contracts run in ``contracts``, from its wheel)."""
     sync(session, "--package", package, "--all-extras", "--group", "test")
     tests_dir = f"packages/{package}/tests"
-    session.run(*PYTEST, tests_dir, f"--ignore={tests_dir}/contracts", *session.posargs)
+    session.run(
+        *PYTEST, *workers(package), tests_dir, f"--ignore={tests_dir}/contracts", *session.posargs
+    )
+
+
+def workers(suite: str) -> list[str]:
+    """pytest-xdist's ``-n`` for ``suite`` (``WORKERS``, or ``$MD_TEST_WORKERS``)."""
+    return ["-n", os.environ.get("MD_TEST_WORKERS") or WORKERS[suite]]
 
 
 @nox.session
 def wheel(session: nox.Session) -> None:
     """Build market-data-core's wheel and test it installed alone, outside the workspace."""
-    dist = Path(session.create_tmp()) / "dist"
-    session.run("uv", "build", "--package", "market-data-core", "--wheel", "--out-dir", str(dist))
-    (built,) = dist.glob("market_data_core-*.whl")
+    built = _build_wheel(session, "market-data-core")
     pyproject = nox.project.load_toml(ROOT / "packages/market-data-core/pyproject.toml")
     session.install(f"{built}[redis]", *nox.project.dependency_groups(pyproject, "test"))
     session.run(
@@ -110,7 +131,9 @@ def wheel(session: nox.Session) -> None:
         "import market_data_core, sys; p = market_data_core.__file__;"
         " sys.exit(0 if 'site-packages' in p else f'imported from {p}, not the wheel')",
     )
-    session.run(*PYTEST, "packages/market-data-core/tests", *session.posargs)
+    session.run(
+        *PYTEST, *workers("market-data-core"), "packages/market-data-core/tests", *session.posargs
+    )
 
 
 INDEX_EXTRAS: dict[str, list[str]] = {
@@ -138,16 +161,12 @@ def index(session: nox.Session, package: str) -> None:
     them. Every project distribution installed must be the version built here, and the
     package's commands must run (the pipeline's main job included)."""
     tmp = Path(session.create_tmp()).resolve()
-    dist = tmp / "dist"
-    shutil.rmtree(dist, ignore_errors=True)
     extras = INDEX_EXTRAS[package]
-    for name in _project_closure(package, extras):
-        _build_wheel(session, name, dist)
     flat = tmp / "links"
     shutil.rmtree(flat, ignore_errors=True)
     flat.mkdir()
-    for wheel in dist.glob("*/*.whl"):
-        shutil.copy(wheel, flat)
+    for name in _project_closure(package, extras):
+        shutil.copy(_build_wheel(session, name), flat)
     venv = tmp / "venv"
     shutil.rmtree(venv, ignore_errors=True)
     session.run("python", "-m", "venv", str(venv))
@@ -193,10 +212,8 @@ def contracts(session: nox.Session, package: str) -> None:
     it puts on the wire equals core's committed schemas, the current ones and the previous
     release's (``MD_CONTRACTS_DIR``). Core's own run checks that the code generates exactly
     the committed schemas and stays compatible with every release of its major."""
-    dist = Path(session.create_tmp()) / "dist"
-    shutil.rmtree(dist, ignore_errors=True)
     needed = _project_closure(package, CONTRACT_EXTRAS[package])
-    wheels = {name: _build_wheel(session, name, dist) for name in needed}
+    wheels = {name: _build_wheel(session, name) for name in needed}
     extras = ",".join(CONTRACT_EXTRAS[package])
     own = f"{wheels.pop(package)}[{extras}]" if extras else str(wheels.pop(package))
     pyproject = nox.project.load_toml(ROOT / "packages" / package / "pyproject.toml")
@@ -227,9 +244,26 @@ def contracts(session: nox.Session, package: str) -> None:
         session.run(*PYTEST, suite, *session.posargs, env={"MD_CONTRACTS_DIR": str(schemas)})
 
 
-def _build_wheel(session: nox.Session, package: str, dist: Path) -> Path:
-    out = dist / package
-    session.run("uv", "build", "--package", package, "--wheel", "--out-dir", str(out), silent=True)
+def wheelhouse() -> Path:
+    """The directory of this ``nox`` process's wheels, one subdirectory per package, removed
+    when the process ends: every session installs the same build."""
+    global _WHEELHOUSE  # noqa: PLW0603 - one per process, made on first use
+    if _WHEELHOUSE is None:
+        _WHEELHOUSE = Path(tempfile.mkdtemp(prefix="md-wheels-"))
+        atexit.register(shutil.rmtree, _WHEELHOUSE, ignore_errors=True)
+    return _WHEELHOUSE
+
+
+_WHEELHOUSE: Path | None = None
+
+
+def _build_wheel(session: nox.Session, package: str) -> Path:
+    """``package``'s wheel, built the first time a session of this process asks for it."""
+    out = wheelhouse() / package
+    if not list(out.glob("*.whl")):
+        session.run(
+            "uv", "build", "--package", package, "--wheel", "--out-dir", str(out), silent=True
+        )
     (built,) = out.glob("*.whl")
     return built
 
@@ -277,7 +311,7 @@ def _previous_release() -> Path:
 @nox.session
 def integration(session: nox.Session) -> None:
     sync(session, "--all-packages", "--all-extras", "--group", "test")
-    session.run(*PYTEST, "integration-tests/tests", *session.posargs)
+    session.run(*PYTEST, *workers("integration"), "integration-tests/tests", *session.posargs)
 
 
 @nox.session(default=False)

@@ -4,16 +4,6 @@ from pathlib import Path
 
 import pytest
 
-from market_data_core.testing.servers import RedisServer
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    """A real redis-server on 127.0.0.1 for one test (fails, naming what to install, if
-    the binary is missing)."""
-    with RedisServer() as server:
-        yield server
-
 
 @pytest.fixture(scope="session", autouse=True)
 def _state_dir_of_the_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:

@@ -8,7 +8,6 @@
   exactly once.
 """
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,15 +33,9 @@ from market_data_core.testing.servers import RedisServer
 from market_data_core.transports import wire
 from market_data_store.settings import StoreSettings
 from market_data_store.store import Store
-from market_data_store.testing import PostgresServer, StoreService
+from market_data_store.testing import PostgresDatabase, StoreService
 
 PASSWORD = "e2e-pw-5c1a"
-
-
-@pytest.fixture
-def postgres() -> Iterator[PostgresServer]:
-    with PostgresServer(password=PASSWORD) as server:
-        yield server
 
 
 def _synthetic_job(tmp_path: Path, store_url: str, tape: Path) -> Path:
@@ -136,10 +129,10 @@ def _euro_fx_minutes() -> pd.DataFrame:
 
 @pytest.mark.asyncio
 async def test_orchestrated_jobs_write_bars_into_postgres_equal_to_pandas(
-    postgres: PostgresServer, tmp_path: Path
+    postgres_database: PostgresDatabase, tmp_path: Path
 ) -> None:
     tape = tmp_path / "synthetic-trades.parquet"
-    with StoreService(tmp_path, database_url=postgres.dsn) as store:
+    with StoreService(tmp_path, database_url=postgres_database.dsn) as store:
         jobs = [
             {"name": "synthetic", "config": str(_synthetic_job(tmp_path, store.url, tape))},
             {"name": "replay", "config": str(_replay_job(tmp_path, store.url))},
@@ -159,13 +152,13 @@ async def test_orchestrated_jobs_write_bars_into_postgres_equal_to_pandas(
     assert len(trades) == 40_000
     counts: dict[str, int] = {}
     for timeframe, rule in (("1m", "1min"), ("5m", "5min")):
-        got = await stored_bars(postgres.dsn, timeframe, source="synthetic")
+        got = await stored_bars(postgres_database.dsn, timeframe, source="synthetic")
         assert_bars_equal(got, oracle_bars(trades, rule), f"synthetic {timeframe}")
         counts[f"synthetic {timeframe}"] = len(got)
-    got = await stored_bars(postgres.dsn, "1s", source="binance", symbols=["BTC/USDT"])
+    got = await stored_bars(postgres_database.dsn, "1s", source="binance", symbols=["BTC/USDT"])
     assert_bars_equal(got, oracle_bars(real_trades(), "1s"), "BTC/USDT 1s")
     counts["BTC/USDT 1s"] = len(got)
-    got = await stored_bars(postgres.dsn, "1h", source="cme", symbols=["6EH4.XCME"])
+    got = await stored_bars(postgres_database.dsn, "1h", source="cme", symbols=["6EH4.XCME"])
     assert_bars_equal(got, oracle_rollup(_euro_fx_minutes(), "1h"), "6EH4 1h")
     counts["6EH4 1h"] = len(got)
     print(f"\norchestrated jobs -> PostgreSQL, equal to pandas: {counts}")
@@ -204,7 +197,7 @@ def _flood_job(tmp_path: Path, name: str, symbols: list[str], store_url: str, n:
 
 @pytest.mark.asyncio
 async def test_hard_feedback_over_redis_pauses_both_pipelines_and_nothing_is_lost(
-    postgres: PostgresServer, redis_server: RedisServer, tmp_path: Path
+    postgres_database: PostgresDatabase, redis_server: RedisServer, tmp_path: Path
 ) -> None:
     """The store acknowledges once a batch is queued (`MDS_ACK=queued`) into a queue of 3000
     rows drained by one worker: two fast writers fill it, its hard feedback reaches both
@@ -218,7 +211,7 @@ async def test_hard_feedback_over_redis_pauses_both_pipelines_and_nothing_is_los
         "MDS_WORKERS": "1",
         "MDS_HEARTBEAT_INTERVAL": "0.5",
     }
-    with StoreService(tmp_path, database_url=postgres.dsn, env=env) as store:
+    with StoreService(tmp_path, database_url=postgres_database.dsn, env=env) as store:
         jobs = [
             {
                 "name": name,
@@ -237,7 +230,7 @@ async def test_hard_feedback_over_redis_pauses_both_pipelines_and_nothing_is_los
             drained = await until(lambda: store_level()["current_level"] == "ok", "ok", 60)
             seen_by_orchestrator = orch.get("/v1/feedback")
         messages = _feedback(redis_server.url)  # before the store stops (it then says hard)
-    async with Store(StoreSettings(database_url=SecretStr(postgres.dsn))) as db:
+    async with Store(StoreSettings(database_url=SecretStr(postgres_database.dsn))) as db:
         stored = await db.backend.count("trades")
     levels = [m.level for m in messages if isinstance(m, FeedbackEvent)]
     rates: dict[str, list[float]] = {}

@@ -22,7 +22,7 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,7 @@ from market_data_orchestrator.orchestrator import STORE_HEALTH, Orchestrator
 from market_data_pipeline import UnifiedRuntime, UnifiedRuntimeSettings
 from market_data_store.settings import StoreSettings
 from market_data_store.store import Store
-from market_data_store.testing import PostgresServer, StoreService
+from market_data_store.testing import PostgresDatabase, PostgresServer, StoreService
 
 START = datetime(2000, 1, 1, tzinfo=UTC)
 END = datetime(2100, 1, 1, tzinfo=UTC)
@@ -53,13 +53,7 @@ OUTAGE = 20.0
 """Seconds PostgreSQL (test 2) and Redis (test 3) stay down."""
 
 
-@pytest.fixture
-def postgres() -> Iterator[PostgresServer]:
-    with PostgresServer(password="faults-pw-5c1e") as server:
-        yield server
-
-
-async def _fetch(postgres: PostgresServer, sql: str) -> list[asyncpg.Record]:
+async def _fetch(postgres: PostgresDatabase | PostgresServer, sql: str) -> list[asyncpg.Record]:
     connection = await asyncpg.connect(postgres.url.asyncpg_dsn())
     try:
         return await connection.fetch(sql)
@@ -157,7 +151,9 @@ async def _input_trades(tmp_path: Path) -> list[tuple[str, int, float, float]]:
     return list(zip(*(column.to_pylist() for column in columns), strict=True))
 
 
-async def _stored_trades(postgres: PostgresServer) -> list[tuple[str, int, float, float]]:
+async def _stored_trades(
+    postgres: PostgresDatabase | PostgresServer,
+) -> list[tuple[str, int, float, float]]:
     """Every stored trade, its time in nanoseconds (microseconds and ``ts_nanos``)."""
     rows = await _fetch(
         postgres,
@@ -169,9 +165,9 @@ async def _stored_trades(postgres: PostgresServer) -> list[tuple[str, int, float
 
 @pytest.mark.asyncio
 async def test_kill_9_of_the_store_during_ingest_loses_and_duplicates_nothing(
-    postgres: PostgresServer, tmp_path: Path
+    postgres_database: PostgresDatabase, tmp_path: Path
 ) -> None:
-    service = StoreService(tmp_path, database_url=postgres.dsn)
+    service = StoreService(tmp_path, database_url=postgres_database.dsn)
     with service:
         sink = {
             "id": "store",
@@ -192,13 +188,15 @@ async def test_kill_9_of_the_store_during_ingest_loses_and_duplicates_nothing(
             acked_at_kill = acknowledged()
             killed_after = time.monotonic() - started
             service.kill()
-            committed_at_kill = (await _fetch(postgres, "SELECT count(*) FROM trades"))[0][0]
+            committed_at_kill = (await _fetch(postgres_database, "SELECT count(*) FROM trades"))[0][
+                0
+            ]
             await asyncio.sleep(1.5)
             restarting = time.monotonic()
             await asyncio.to_thread(service.start)
             restart_seconds = time.monotonic() - restarting
             result = await asyncio.wait_for(job, 120)
-    stored = await _stored_trades(postgres)
+    stored = await _stored_trades(postgres_database)
     expected = await _input_trades(tmp_path)
     missing, extra = _missing_and_extra(stored, expected)
     counters = result.nodes["store"].counters
@@ -280,13 +278,13 @@ class _Readiness:
 
 @pytest.mark.asyncio
 async def test_postgres_down_20_s_pauses_the_job_and_it_completes_with_every_bar(
-    postgres: PostgresServer, tmp_path: Path
+    private_postgres_server: PostgresServer, tmp_path: Path
 ) -> None:
     # The store's defaults: a batch in flight when PostgreSQL goes away outlives its 5
     # attempts (MDS_ON_OUTAGE=hold) and is written when the database is back, instead of
     # going to the dead-letter file. The sink's 30 HTTP attempts outlast the outage too.
     env = {"MDS_HEALTH_INTERVAL": "0.2"}
-    with StoreService(tmp_path, database_url=postgres.dsn, env=env) as service:
+    with StoreService(tmp_path, database_url=private_postgres_server.dsn, env=env) as service:
         sink = {"id": "store", "type": "store", "params": {"url": service.url, "attempts": 30}}
         graph = _writer_graph(sink)
         graph["nodes"][0]["params"]["rate"] = 4_000  # about 15 s of trades
@@ -297,7 +295,7 @@ async def test_postgres_down_20_s_pauses_the_job_and_it_completes_with_every_bar
             await until(lambda: job().state is JobState.RUNNING, "the job to run")
             await asyncio.sleep(1.0)  # let it write for a while
             stopped_at = time.monotonic()
-            await asyncio.to_thread(postgres.stop)
+            await asyncio.to_thread(private_postgres_server.stop)
             await until(ready.since(503, stopped_at), "/readyz to answer 503")
             to_503 = ready.when(503, stopped_at)
             await until(lambda: job().paused_by == STORE_HEALTH, "the job to be paused")
@@ -305,7 +303,7 @@ async def test_postgres_down_20_s_pauses_the_job_and_it_completes_with_every_bar
             assert job().state is JobState.PAUSED
             await asyncio.sleep(max(0.0, OUTAGE - (time.monotonic() - stopped_at)))
             started_at = time.monotonic()
-            await asyncio.to_thread(postgres.start)
+            await asyncio.to_thread(private_postgres_server.start)
             down = started_at - stopped_at
             await until(ready.since(200, started_at), "/readyz to answer 200 again")
             to_200 = ready.when(200, started_at)
@@ -316,7 +314,7 @@ async def test_postgres_down_20_s_pauses_the_job_and_it_completes_with_every_bar
             audit = await orch.audit.read(50)
     dead_letters = tmp_path / "service.dlq.ndjson"  # StoreService's MDS_DEAD_LETTER_PATH
     dead_lettered = len(dead_letters.read_text().splitlines()) if dead_letters.exists() else 0
-    stored = await _bars(postgres.dsn)
+    stored = await _bars(private_postgres_server.dsn)
     undisturbed = _writer_graph({"id": "store", "type": "store"})  # into SQLite, in process
     expected = await _expected_bars(undisturbed, tmp_path)
     missing, extra, differing = _bar_differences(stored, expected)
@@ -357,7 +355,9 @@ async def _rate(items: Callable[[], int], seconds: float = 2.0) -> float:
     return (items() - before) / (time.monotonic() - started)
 
 
-async def _drained(postgres: PostgresServer, table: str, rows: int, limit: float = 60) -> int:
+async def _drained(
+    postgres: PostgresDatabase | PostgresServer, table: str, rows: int, limit: float = 60
+) -> int:
     """The rows of ``table`` once it holds ``rows`` (the store's queue has drained), or
     what it holds after ``limit`` seconds (scaled)."""
     deadline = time.monotonic() + scaled(limit)
@@ -370,13 +370,13 @@ async def _drained(postgres: PostgresServer, table: str, rows: int, limit: float
 
 @pytest.mark.asyncio
 async def test_redis_down_20_s_holds_the_slowed_rate_and_feedback_resumes(
-    postgres: PostgresServer, redis_server: RedisServer, tmp_path: Path
+    postgres_database: PostgresDatabase, private_redis_server: RedisServer, tmp_path: Path
 ) -> None:
     """The store's writes are held up by a lock (as by a long maintenance transaction): its
     queue fills to soft backpressure and the pipeline slows to half speed. Then Redis, which
     carries the feedback, goes away for 20 s."""
     env = {
-        "MDS_REDIS_URL": redis_server.url,
+        "MDS_REDIS_URL": private_redis_server.url,
         "MDS_ACK": "queued",
         "MDS_QUEUE_CAPACITY": "50000",
         "MDS_SOFT_WATERMARK": "0.05",
@@ -389,12 +389,12 @@ async def test_redis_down_20_s_holds_the_slowed_rate_and_feedback_resumes(
     params = {"kind": "trades", "symbols": 4, "seed": 23, "count": 500_000, "batch_size": 100}
     settings = UnifiedRuntimeSettings.load(
         None,
-        redis_url=SecretStr(redis_server.url),
+        redis_url=SecretStr(private_redis_server.url),
         base_rate=FULL_RATE,
         soft_scale=0.5,
         coordinator_id="store",
     )
-    with StoreService(tmp_path, database_url=postgres.dsn, env=env) as service:
+    with StoreService(tmp_path, database_url=postgres_database.dsn, env=env) as service:
         sink = {"id": "store", "type": "store", "params": {"url": service.url, "attempts": 30}}
         graph = {
             "name": "held",
@@ -419,16 +419,16 @@ async def test_redis_down_20_s_holds_the_slowed_rate_and_feedback_resumes(
             )
             controller = rt.controller
             full = await _rate(items)
-            lock = await asyncpg.connect(postgres.url.asyncpg_dsn())
+            lock = await asyncpg.connect(postgres_database.url.asyncpg_dsn())
             locked = lock.transaction()
             await locked.start()
             await lock.execute("LOCK TABLE trades IN EXCLUSIVE MODE")
             await until(lambda: controller.scale < 1.0, "soft feedback to slow the pipeline")
             held_scale = controller.scale
             slowed = await _rate(items)
-            seq_before = max(e.seq for e in await _feedback_in_redis(redis_server.url))
+            seq_before = max(e.seq for e in await _feedback_in_redis(private_redis_server.url))
 
-            await asyncio.to_thread(redis_server.stop)
+            await asyncio.to_thread(private_redis_server.stop)
             stopped_at, items_at_stop = time.monotonic(), items()
             scales, stale = set(), False
             while (elapsed := time.monotonic() - stopped_at) < OUTAGE:
@@ -440,7 +440,7 @@ async def test_redis_down_20_s_holds_the_slowed_rate_and_feedback_resumes(
             alive()
 
             accepted = controller.accepted
-            await asyncio.to_thread(redis_server.start)
+            await asyncio.to_thread(private_redis_server.start)
             restarted_at = time.monotonic()
             await until(
                 lambda: controller.accepted > accepted and not controller.stale,
@@ -452,12 +452,12 @@ async def test_redis_down_20_s_holds_the_slowed_rate_and_feedback_resumes(
             await until(lambda: controller.scale == 1.0, "ok feedback to restore full speed")
             after = await _rate(items)
             alive()
-            fresh = await _feedback_in_redis(redis_server.url)
+            fresh = await _feedback_in_redis(private_redis_server.url)
             await rt.stop(drain=True)
             await asyncio.wait_for(job, 60)
             assert rt.last_result is not None
             emitted = rt.last_result.nodes["trades"].items_out
-        stored = await _drained(postgres, "trades", emitted)
+        stored = await _drained(postgres_database, "trades", emitted)
     print(
         f"\nRedis down {OUTAGE:.0f} s: pipeline {full:.0f} rec/s at full speed, {slowed:.0f} at"
         f" soft (scale {held_scale}); during the outage {during:.0f} rec/s at scale"
@@ -509,10 +509,10 @@ async def _replay_file(tmp_path: Path) -> Path:
 
 @pytest.mark.asyncio
 async def test_kill_9_of_a_replay_job_restarts_it_and_the_bars_are_exact(
-    postgres: PostgresServer, tmp_path: Path
+    postgres_database: PostgresDatabase, tmp_path: Path
 ) -> None:
     tape = await _replay_file(tmp_path)
-    with StoreService(tmp_path, database_url=postgres.dsn) as service:
+    with StoreService(tmp_path, database_url=postgres_database.dsn) as service:
         sink = {"id": "store", "type": "store", "params": {"url": service.url}}
         graph = _replay_graph(tape, sink, speed=300)  # the hour in about 12 s
         (tmp_path / "replayer.json").write_text(json.dumps(graph))
@@ -530,7 +530,9 @@ async def test_kill_9_of_a_replay_job_restarts_it_and_the_bars_are_exact(
             replica = job().replicas[0]
             assert replica.pid is not None
             assert replica.restarts == 0
-            bars_at_kill = (await _fetch(postgres, "SELECT count(*) AS n FROM bars"))[0]["n"]
+            bars_at_kill = (await _fetch(postgres_database, "SELECT count(*) AS n FROM bars"))[0][
+                "n"
+            ]
             killed_at = time.monotonic()
             os.kill(replica.pid, signal.SIGKILL)
             await until(lambda: job().restarts == 1, "the orchestrator to restart the job")
@@ -539,7 +541,7 @@ async def test_kill_9_of_a_replay_job_restarts_it_and_the_bars_are_exact(
             to_running = time.monotonic() - killed_at
             await until(lambda: job().state is JobState.COMPLETED, "completion", limit=120)
             final = job()
-    stored = await _bars(postgres.dsn)
+    stored = await _bars(postgres_database.dsn)
     expected = await _expected_bars(_replay_graph(tape, {"id": "store", "type": "store"}), tmp_path)
     missing, extra, differing = _bar_differences(stored, expected)
     print(

@@ -1,7 +1,6 @@
 """The pipeline writing into the store on a real PostgreSQL: the bars in the database equal
 pandas' resampling of the very trades the pipeline saw, and a rerun changes nothing."""
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -17,18 +16,12 @@ from market_data_pipeline import UnifiedRuntime, UnifiedRuntimeSettings
 from market_data_store.dsn import DatabaseUrl
 from market_data_store.settings import StoreSettings
 from market_data_store.store import Store
-from market_data_store.testing import PostgresServer
-
-
-@pytest.fixture
-def postgres() -> Iterator[PostgresServer]:
-    with PostgresServer(password="pipeline-pw-41d2") as server:
-        yield server
+from market_data_store.testing import PostgresDatabase
 
 
 @pytest.mark.asyncio
 async def test_synthetic_trades_to_bars_in_postgres_equal_pandas(
-    postgres: PostgresServer, tmp_path: Path
+    postgres_database: PostgresDatabase, tmp_path: Path
 ) -> None:
     trades_file = tmp_path / "trades.parquet"
     config = {
@@ -53,14 +46,14 @@ async def test_synthetic_trades_to_bars_in_postgres_equal_pandas(
         ],
         "edges": ["trades -> m1", "trades -> tape", "m1 -> m5", "m1 -> store", "m5 -> store"],
     }
-    settings = UnifiedRuntimeSettings.load(None, database_url=SecretStr(postgres.dsn))
+    settings = UnifiedRuntimeSettings.load(None, database_url=SecretStr(postgres_database.dsn))
     async with UnifiedRuntime(settings) as rt:
         await rt.run(config)
         first = rt.store_report
-    assert "pipeline-pw-41d2" not in str(first)  # the report shows a redacted URL
+    assert postgres_database.password not in str(first)  # the report shows a redacted URL
     trades = pd.read_parquet(trades_file)
     for timeframe, rule in (("1m", "1min"), ("5m", "5min")):
-        got = await stored_bars(postgres.dsn, timeframe)
+        got = await stored_bars(postgres_database.dsn, timeframe)
         assert_bars_equal(got, oracle_bars(trades, rule), f"synthetic {timeframe}")
     async with UnifiedRuntime(settings) as rt:
         await rt.run(config)
@@ -70,7 +63,9 @@ async def test_synthetic_trades_to_bars_in_postgres_equal_pandas(
 
 
 @pytest.mark.asyncio
-async def test_replay_of_real_trades_into_postgres_equals_pandas(postgres: PostgresServer) -> None:
+async def test_replay_of_real_trades_into_postgres_equals_pandas(
+    postgres_database: PostgresDatabase,
+) -> None:
     path = DATA / "btcusdt-trades.parquet"
     config = {
         "name": "btc-replay",
@@ -82,22 +77,22 @@ async def test_replay_of_real_trades_into_postgres_equals_pandas(postgres: Postg
         "operators": [{"type": "resample_ohlc", "params": {"timeframe": "1s"}}],
         "sink": {"type": "store"},
     }
-    settings = UnifiedRuntimeSettings.load(None, database_url=SecretStr(postgres.dsn))
+    settings = UnifiedRuntimeSettings.load(None, database_url=SecretStr(postgres_database.dsn))
     async with UnifiedRuntime(settings) as rt:
         await rt.run(config)
-    got = await stored_bars(postgres.dsn, "1s")
+    got = await stored_bars(postgres_database.dsn, "1s")
     assert_bars_equal(got, oracle_bars(real_trades(), "1s"), "BTC/USDT 1s")
-    assert str(DatabaseUrl.parse(postgres.dsn)).count("pipeline-pw-41d2") == 0
+    assert str(DatabaseUrl.parse(postgres_database.dsn)).count(str(postgres_database.password)) == 0
 
 
 @pytest.mark.asyncio
 async def test_a_saturated_store_pauses_the_pipeline_over_redis_and_nothing_is_lost(
-    postgres: PostgresServer, redis_server: RedisServer, tmp_path: Path
+    postgres_database: PostgresDatabase, redis_server: RedisServer, tmp_path: Path
 ) -> None:
     """The store's small queue fills; its hard feedback (over Redis and its own bus) pauses
     the synthetic provider; ok resumes it; every trade lands exactly once."""
     store_settings = StoreSettings(
-        database_url=SecretStr(postgres.dsn),
+        database_url=SecretStr(postgres_database.dsn),
         redis_url=SecretStr(redis_server.url),
         queue_capacity=4_000,
         batch_size=1_000,

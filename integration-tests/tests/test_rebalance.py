@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,13 +19,7 @@ from market_data_core.testing.servers import RedisServer, scaled
 from market_data_orchestrator.deployment import Deployment, JobSpec
 from market_data_orchestrator.jobs import JobState
 from market_data_orchestrator.supervisor import Supervisor
-from market_data_store.testing import PostgresServer
-
-
-@pytest.fixture
-def postgres() -> Iterator[PostgresServer]:
-    with PostgresServer() as server:
-        yield server
+from market_data_store.testing import PostgresDatabase
 
 
 def bars_job(path: Path, redis_url: str, dsn: str) -> Path:
@@ -62,7 +55,7 @@ async def wait_for(predicate, what: str, limit: float = 60.0) -> None:
 @pytest.mark.asyncio
 @pytest.mark.slow
 async def test_scaling_a_partitioned_job_mid_run_leaves_the_bars_exactly_as_pandas_makes_them(
-    postgres: PostgresServer, tmp_path: Path
+    postgres_database: PostgresDatabase, tmp_path: Path
 ) -> None:
     trades = make_trades(tmp_path / "trades.parquet")
     with RedisServer() as redis_server:
@@ -71,7 +64,7 @@ async def test_scaling_a_partitioned_job_mid_run_leaves_the_bars_exactly_as_pand
         procs = Processes(tmp_path)
         spec = JobSpec(
             name="bars",
-            config=bars_job(tmp_path / "bars.yaml", url, postgres.dsn),
+            config=bars_job(tmp_path / "bars.yaml", url, postgres_database.dsn),
             replicas=1,
             partitions=PARTITIONS,
             restart={"policy": "on-failure", "backoff_initial": 0.2},
@@ -114,6 +107,6 @@ async def test_scaling_a_partitioned_job_mid_run_leaves_the_bars_exactly_as_pand
             procs.close()
             await client.aclose()
 
-    got = await stored_bars(postgres.dsn, "1m", source="rebal")
+    got = await stored_bars(postgres_database.dsn, "1m", source="rebal")
     want = oracle_bars(trades, "1min")
     assert_bars_equal(got, want, "bars after two rebalances")

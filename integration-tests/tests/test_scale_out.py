@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ import redis.asyncio as aioredis
 from harness import assert_bars_equal, oracle_bars, stored_bars, write_yaml
 
 from market_data_core.testing.servers import RedisServer, scaled
-from market_data_store.testing import PostgresServer
+from market_data_store.testing import PostgresDatabase
 
 PARTITIONS = 3
 SYMBOLS = [f"SYM{i}" for i in range(9)]
@@ -31,12 +30,6 @@ FEED_RATE = 3_000  # rows per second: a 12 s feed, so the kills land mid-run
 MDP = str(Path(sys.executable).with_name("mdp"))
 if not Path(MDP).exists():
     pytest.fail(f"{MDP} is missing: install market-data-pipeline here", pytrace=False)
-
-
-@pytest.fixture
-def postgres() -> Iterator[PostgresServer]:
-    with PostgresServer() as server:
-        yield server
 
 
 def make_trades(path: Path) -> pd.DataFrame:
@@ -146,7 +139,7 @@ async def delivered(client: aioredis.Redis, partition: int) -> int:
 @pytest.mark.asyncio
 @pytest.mark.slow
 async def test_workers_killed_mid_run_leave_the_bars_exactly_as_pandas_makes_them(
-    postgres: PostgresServer, tmp_path: Path
+    postgres_database: PostgresDatabase, tmp_path: Path
 ) -> None:
     trades = make_trades(tmp_path / "trades.parquet")
     with RedisServer() as redis_server:
@@ -155,7 +148,7 @@ async def test_workers_killed_mid_run_leave_the_bars_exactly_as_pandas_makes_the
         procs = Processes(tmp_path)
         try:
             configs = {
-                name: worker_config(tmp_path / f"{name}.yaml", url, postgres.dsn, p, name)
+                name: worker_config(tmp_path / f"{name}.yaml", url, postgres_database.dsn, p, name)
                 for p, name in enumerate(["w0", "w1", "w2"])
             }
             workers = {name: procs.start(name, config) for name, config in configs.items()}
@@ -183,7 +176,9 @@ async def test_workers_killed_mid_run_leave_the_bars_exactly_as_pandas_makes_the
             held_w1 = await pending(client, 1, "w1")
             workers["w1"].send_signal(signal.SIGKILL)
             workers["w1"].wait(timeout=30)
-            replacement = worker_config(tmp_path / "w1b.yaml", url, postgres.dsn, 1, "w1-b")
+            replacement = worker_config(
+                tmp_path / "w1b.yaml", url, postgres_database.dsn, 1, "w1-b"
+            )
             workers["w1-b"] = procs.start("w1-b", replacement)  # a new consumer takes over
             del workers["w1"]
 
@@ -198,7 +193,7 @@ async def test_workers_killed_mid_run_leave_the_bars_exactly_as_pandas_makes_the
             procs.close()
             await client.aclose()
 
-    got = await stored_bars(postgres.dsn, "1m", source="scale")
+    got = await stored_bars(postgres_database.dsn, "1m", source="scale")
     want = oracle_bars(trades, "1min")
     print(
         f"\n{TRADES} trades over {PARTITIONS} partitions in {seconds:.1f} s; w0 killed holding"

@@ -4,11 +4,9 @@ crash in the middle of an ingest loses no acknowledged row and duplicates none."
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
@@ -19,12 +17,6 @@ from market_data_store.migrate import upgrade
 from market_data_store.service import create_app
 from market_data_store.settings import StoreSettings
 from market_data_store.testing import PostgresServer
-
-
-@pytest.fixture
-def postgres() -> Iterator[PostgresServer]:
-    with PostgresServer(password="integration-pw-7c1e") as server:
-        yield server
 
 
 def _settings(server: PostgresServer, tmp_path: Path) -> StoreSettings:
@@ -45,34 +37,37 @@ def _wait_for(client: TestClient, code: int, timeout: float = 30) -> float:
     return time.monotonic() - started
 
 
-def test_readyz_follows_postgres(postgres: PostgresServer, tmp_path: Path) -> None:
-    with TestClient(create_app(_settings(postgres, tmp_path))) as client:
+def test_readyz_follows_postgres(private_postgres_server: PostgresServer, tmp_path: Path) -> None:
+    with TestClient(create_app(_settings(private_postgres_server, tmp_path))) as client:
         assert client.get("/readyz").status_code == 200
-        postgres.stop()
+        private_postgres_server.stop()
         down = _wait_for(client, 503)
         body = client.get("/readyz").json()
         database = next(c for c in body["components"] if c["name"] == "database")
         assert database["state"] == "unhealthy"
-        assert "integration-pw-7c1e" not in client.get("/readyz").text + client.get("/metrics").text
-        postgres.start()
+        assert (
+            str(private_postgres_server.password)
+            not in client.get("/readyz").text + client.get("/metrics").text
+        )
+        private_postgres_server.start()
         up = _wait_for(client, 200)
     print(f"\nreadyz: 503 {down:.2f}s after PostgreSQL stopped, 200 {up:.2f}s after it returned")
 
 
 def test_database_crash_mid_ingest_loses_no_acknowledged_row(
-    postgres: PostgresServer, tmp_path: Path
+    private_postgres_server: PostgresServer, tmp_path: Path
 ) -> None:
     acknowledged: list = []
-    settings = _settings(postgres, tmp_path)
+    settings = _settings(private_postgres_server, tmp_path)
     with TestClient(create_app(settings)) as client:
         stop = threading.Event()
 
         def crash_and_recover() -> None:
             while len(acknowledged) < 2_000 and not stop.is_set():
                 time.sleep(0.01)
-            postgres.kill()
+            private_postgres_server.kill()
             time.sleep(1.0)
-            postgres.start()
+            private_postgres_server.start()
 
         chaos = threading.Thread(target=crash_and_recover)
         chaos.start()

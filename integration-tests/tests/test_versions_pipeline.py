@@ -13,7 +13,6 @@ real PostgreSQL (and SQLite), in process and through ``mds serve``:
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,12 +34,6 @@ from market_data_store.testing import PostgresServer, StoreService
 RUNS = max(1, int(os.environ.get("MD_STRESS_RUNS", "1")))
 SYMBOLS = 300
 S = datetime(2024, 1, 2, 14, 30, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    with PostgresServer() as server:
-        yield server
 
 
 def _late_trades(path: Path) -> Path:
@@ -103,14 +96,14 @@ async def _stale(dsn: str) -> list[str]:
 @pytest.mark.asyncio
 @pytest.mark.parametrize("way", ["in process", "mds serve"])
 async def test_late_revisions_win_whatever_the_commit_order(
-    postgres: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, way: str
+    postgres_server: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, way: str
 ) -> None:
     trades = _late_trades(tmp_path / "late.csv")
     monkeypatch.setenv("MDS_BATCH_SIZE", "1")  # one row per write: commits race
     monkeypatch.setenv("MDS_WORKERS", "2")
     stale = []
     for run in range(RUNS):
-        url = await postgres.create_database(f"late_{way.replace(' ', '_')}_{run}")
+        url = await postgres_server.create_database(f"late_{way.replace(' ', '_')}_{run}")
         dsn = url.secret()
         settings = UnifiedRuntimeSettings.load(None, database_url=SecretStr(dsn))
         if way == "in process":
@@ -146,7 +139,7 @@ async def _trades_and_history(dsn: str) -> tuple[int, int, Any]:
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 @pytest.mark.parametrize("batch_size", [7, 1000])
 async def test_every_binance_trade_without_its_id_is_stored_once(
-    postgres: PostgresServer, tmp_path: Path, database: str, batch_size: int
+    postgres_server: PostgresServer, tmp_path: Path, database: str, batch_size: int
 ) -> None:
     trades = _without_ids(tmp_path / "btcusdt-no-ids.parquet")
     source = pq.read_table(trades)
@@ -156,7 +149,7 @@ async def test_every_binance_trade_without_its_id_is_stored_once(
     if database == "sqlite":
         dsn = f"sqlite:///{tmp_path / 'store.db'}"
     else:
-        dsn = (await postgres.create_database(f"binance_{batch_size}")).secret()
+        dsn = (await postgres_server.create_database(f"binance_{batch_size}")).secret()
     config = {
         "name": "binance-no-ids",
         "nodes": [

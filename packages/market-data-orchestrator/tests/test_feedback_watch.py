@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,12 +18,6 @@ from market_data_orchestrator.watchers.feedback import FeedbackWatcher, Message
 from market_data_store.testing import StoreService
 
 STREAM = "test:feedback"
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    with RedisServer() as server:
-        yield server
 
 
 async def until(predicate: Callable[[], bool]) -> None:
@@ -98,20 +92,20 @@ async def test_latest_per_coordinator_and_provider_and_stale_seq_ignored(
 @pytest.mark.redis
 @pytest.mark.asyncio
 async def test_unreachable_redis_is_degraded_and_keeps_the_last_values(
-    redis_server: RedisServer,
+    private_redis_server: RedisServer,
 ) -> None:
     watcher = FeedbackWatcher.from_redis(
-        redis_server.url, stream=STREAM, block_ms=100, max_backoff=0.1
+        private_redis_server.url, stream=STREAM, block_ms=100, max_backoff=0.1
     )
     publisher = RedisFeedbackPublisher.from_url(
-        redis_server.url, stream=STREAM, heartbeat_interval=None
+        private_redis_server.url, stream=STREAM, heartbeat_interval=None
     )
     async with watcher, publisher:
         assert await publisher.publish(make_feedback_event(coordinator_id="store-1", seq=3))
         async with asyncio.timeout(30):
             await watcher.wait_for(lambda: watcher.latest("store-1") is not None)
 
-        await asyncio.to_thread(redis_server.stop)
+        await asyncio.to_thread(private_redis_server.stop)
         await until(lambda: not watcher.connected)
         component = watcher.component()
         assert component.state is HealthState.DEGRADED
@@ -119,7 +113,7 @@ async def test_unreachable_redis_is_degraded_and_keeps_the_last_values(
         assert component.details["last_error"]
         assert watcher.snapshot()["coordinators"]["store-1"]["seq"] == 3
 
-        await asyncio.to_thread(redis_server.start)
+        await asyncio.to_thread(private_redis_server.start)
         await until(lambda: watcher.connected)
         assert watcher.component().state is HealthState.HEALTHY
 

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
@@ -192,13 +192,6 @@ def test_link_feedback_needs_a_feed_and_valid_urls() -> None:
 # -- Redis -----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    """A real redis-server on 127.0.0.1 (fails, naming what to install, when missing)."""
-    with RedisServer() as server:
-        yield server
-
-
 @pytest.mark.redis
 @pytest.mark.asyncio
 async def test_redis_link_follows_a_real_store_and_publishes_rates(
@@ -247,15 +240,15 @@ async def backend_count(settings: StoreSettings, table: str) -> int:
 
 @pytest.mark.redis
 @pytest.mark.asyncio
-async def test_redis_link_survives_a_restart_of_redis(redis_server: RedisServer) -> None:
+async def test_redis_link_survives_a_restart_of_redis(private_redis_server: RedisServer) -> None:
     rate = BackpressureController("synthetic")
     async with (
-        RedisFeedbackPublisher.from_url(redis_server.url, heartbeat_interval=None) as store,
-        RedisFeedbackLink(redis_server.url, rate, block_ms=100) as link,
+        RedisFeedbackPublisher.from_url(private_redis_server.url, heartbeat_interval=None) as store,
+        RedisFeedbackLink(private_redis_server.url, rate, block_ms=100) as link,
     ):
         await store.publish(fb(HARD, 1))
         await until(lambda: rate.paused)
-        await asyncio.to_thread(redis_server.restart)
+        await asyncio.to_thread(private_redis_server.restart)
         assert rate.paused  # held while Redis is away
         await store.publish(fb(OK, 2))  # the publisher retries on a fresh connection
         await until(lambda: rate.scale == 1.0)
@@ -282,9 +275,10 @@ async def test_an_unreachable_redis_is_logged_without_its_password(
 # -- a store service over SSE ----------------------------------------------------------
 
 
-class StoreService:
+class InProcessStoreService:
     """A real store service: uvicorn serving ``create_app`` on SQLite, in a thread with its
-    own event loop; its backend's writes can be held at a gate."""
+    own event loop; its backend's writes can be held at a gate (which the child process of
+    ``market_data_store.testing.StoreService`` cannot offer, hence this in-process one)."""
 
     def __init__(self, settings: StoreSettings, port: int) -> None:
         self.backend = GatedBackend(settings.database)
@@ -333,8 +327,8 @@ class StoreService:
 
 
 @contextlib.asynccontextmanager
-async def store_service(settings: StoreSettings, port: int) -> AsyncIterator[StoreService]:
-    service = StoreService(settings, port)
+async def store_service(settings: StoreSettings, port: int) -> AsyncIterator[InProcessStoreService]:
+    service = InProcessStoreService(settings, port)
     await asyncio.to_thread(service.start)
     try:
         yield service
@@ -343,7 +337,9 @@ async def store_service(settings: StoreSettings, port: int) -> AsyncIterator[Sto
         await asyncio.to_thread(service.stop)
 
 
-async def pause_and_resume(service: StoreService, rate: BackpressureController, start: int) -> None:
+async def pause_and_resume(
+    service: InProcessStoreService, rate: BackpressureController, start: int
+) -> None:
     """Fill the service's queue (hard: ``rate`` pauses), then let it drain (``rate`` resumes)."""
     pauses = rate.pauses
     filling = asyncio.ensure_future(service.call(service.store.submit(trades(12, start=start))))

@@ -169,11 +169,6 @@ def recording_publisher() -> RecordingPublisher:
 
 
 @pytest.fixture
-def fake_clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
 def kit() -> SimpleNamespace:
     """This module's helpers and fakes, for test modules (which cannot import each other)."""
     return SimpleNamespace(

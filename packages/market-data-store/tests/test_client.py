@@ -17,12 +17,22 @@ from market_data_store.testing import StoreService
 
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[StoreService]:
-    """``mds serve`` on SQLite (the shared helper: scaled start-up wait, always reaped)."""
+    """``mds serve`` on SQLite of this test's own, empty (the shared helper: scaled start-up
+    wait, always reaped): for tests that kill it or need an empty store."""
     with StoreService(tmp_path) as running:
         yield running
 
 
-def test_sync_write_and_async_read_with_paging(service: StoreService) -> None:
+@pytest.fixture(scope="module")
+def shared_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoreService]:
+    """One ``mds serve`` for the tests of this module that neither kill it nor depend on
+    what others wrote (its start-up is most of their time)."""
+    with StoreService(tmp_path_factory.mktemp("shared-service")) as running:
+        yield running
+
+
+def test_sync_write_and_async_read_with_paging(shared_service: StoreService) -> None:
+    service = shared_service
     bars = [make_bar(start=T0 + timedelta(minutes=i)) for i in range(2500)]
     with StoreClient(service.url) as client:
         assert sum(client.write(bars[i : i + 1000]) for i in range(0, 2500, 1000)) == 2500
@@ -35,7 +45,8 @@ def test_sync_write_and_async_read_with_paging(service: StoreService) -> None:
     assert asyncio.run(read()) == bars
 
 
-def test_client_errors_are_typed(service: StoreService) -> None:
+def test_client_errors_are_typed(shared_service: StoreService) -> None:
+    service = shared_service  # writes nothing: both of its writes are refused
     with StoreClient(service.url) as client:
         with pytest.raises(StoreClientError, match="one kind of record"):
             client.write([make_bar(), make_trade()])

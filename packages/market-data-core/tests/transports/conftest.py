@@ -1,12 +1,12 @@
-"""Fixtures of the transport tests: a real ``redis-server`` per test (never a mock) and
-publishers, subscribers and raw clients that are always closed, even when a test fails."""
+"""Fixtures of the transport tests: publishers, subscribers and raw clients of a real
+``redis-server`` (the plugin's ``redis_server``, shared and emptied per test; tests that stop
+or freeze it take ``private_redis_server``), always closed, even when a test fails."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
 
@@ -15,13 +15,6 @@ from market_data_core.transports.redis import RedisFeedbackPublisher, RedisFeedb
 
 PublisherFactory = Callable[..., Awaitable[RedisFeedbackPublisher]]
 SubscriberFactory = Callable[..., Awaitable[RedisFeedbackSubscriber]]
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    """A throwaway redis-server on 127.0.0.1 (a fresh one per test: some tests stop it)."""
-    with RedisServer() as server:
-        yield server
 
 
 @pytest_asyncio.fixture

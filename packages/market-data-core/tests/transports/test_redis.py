@@ -247,15 +247,15 @@ async def test_heartbeat_keeps_level_known_past_ttl(
 
 @pytest.mark.asyncio
 async def test_subscriber_keeps_receiving_after_server_restart(
-    redis_server: RedisServer, make_publisher: Publishers, make_subscriber: Subscribers
+    private_redis_server: RedisServer, make_publisher: Publishers, make_subscriber: Subscribers
 ) -> None:
-    subscriber = await make_subscriber(block_ms=200)
-    publisher = await make_publisher()
+    subscriber = await make_subscriber(url=private_redis_server.url, block_ms=200)
+    publisher = await make_publisher(url=private_redis_server.url)
     before = make_feedback_event(seq=1, level=BackpressureLevel.OK)
     assert await publish(publisher, before) is True
     assert await receive(subscriber) == before
 
-    redis_server.restart()  # same port; every connection is broken, the stream is gone
+    private_redis_server.restart()  # same port; every connection is broken, the stream is gone
 
     after = make_feedback_event(seq=2, level=BackpressureLevel.HARD, queue_size=990)
     assert await publish(publisher, after) is True
@@ -266,20 +266,20 @@ async def test_subscriber_keeps_receiving_after_server_restart(
 
 @pytest.mark.asyncio
 async def test_subscriber_reports_outage_then_reconnects(
-    redis_server: RedisServer, make_publisher: Publishers, make_subscriber: Subscribers
+    private_redis_server: RedisServer, make_publisher: Publishers, make_subscriber: Subscribers
 ) -> None:
-    subscriber = await make_subscriber(block_ms=200, max_backoff=0.2)
+    subscriber = await make_subscriber(url=private_redis_server.url, block_ms=200, max_backoff=0.2)
     assert subscriber.health().state is HealthState.HEALTHY
 
-    redis_server.stop()
+    private_redis_server.stop()
     await eventually(lambda: subscriber.health().state is HealthState.UNHEALTHY)
     down = subscriber.health()
     assert down.required is False
     assert down.effective_state is HealthState.DEGRADED
     assert down.details["last_error"]
 
-    redis_server.start()
-    publisher = await make_publisher()
+    private_redis_server.start()
+    publisher = await make_publisher(url=private_redis_server.url)
     event = make_feedback_event(seq=1, level=BackpressureLevel.SOFT, queue_size=600)
     assert await publish(publisher, event) is True
 
@@ -293,11 +293,11 @@ async def test_subscriber_reports_outage_then_reconnects(
 
 @pytest.mark.asyncio
 async def test_publisher_degrades_while_redis_is_down_and_recovers(
-    redis_server: RedisServer, make_publisher: Publishers, make_subscriber: Subscribers
+    private_redis_server: RedisServer, make_publisher: Publishers, make_subscriber: Subscribers
 ) -> None:
-    publisher = await make_publisher()
+    publisher = await make_publisher(url=private_redis_server.url)
     event = make_feedback_event(seq=3, level=BackpressureLevel.HARD, queue_size=990)
-    redis_server.stop()
+    private_redis_server.stop()
 
     assert await publish(publisher, event) is False  # and did not raise
 
@@ -312,8 +312,8 @@ async def test_publisher_degrades_while_redis_is_down_and_recovers(
     assert service.state is HealthState.DEGRADED  # degraded, not unhealthy
     assert service.http_status == 200
 
-    redis_server.start()
-    subscriber = await make_subscriber()
+    private_redis_server.start()
+    subscriber = await make_subscriber(url=private_redis_server.url)
     assert await asyncio.wait_for(publisher.republish(), TIMEOUT) == 1
 
     restored = await receive(subscriber)  # the state sent while Redis was down
@@ -329,15 +329,15 @@ async def test_publisher_degrades_while_redis_is_down_and_recovers(
 
 @pytest.mark.asyncio
 async def test_a_frozen_redis_reads_unhealthy(
-    redis_server: RedisServer, make_publisher: Publishers
+    private_redis_server: RedisServer, make_publisher: Publishers
 ) -> None:
     """SIGSTOP: the connection stays open and XADD never answers. A send cut short by its
     caller's timeout, or one that has waited past ``stall_after``, makes the transport
     unhealthy; once Redis answers again, it is healthy."""
-    publisher = await make_publisher()
+    publisher = await make_publisher(url=private_redis_server.url)
     publisher.stall_after = 0.2
     assert await publish(publisher, make_feedback_event(seq=1)) is True
-    redis_server.freeze()
+    private_redis_server.freeze()
     try:
         with pytest.raises(TimeoutError):  # what the store's coordinator does: a timeout
             await asyncio.wait_for(publisher.publish(make_feedback_event(seq=2)), 0.5)
@@ -349,23 +349,23 @@ async def test_a_frozen_redis_reads_unhealthy(
         await eventually(lambda: publisher.health().state is HealthState.UNHEALTHY)
         assert publisher.health().details["last_error"] == "no answer (publish stalled)"
     finally:
-        redis_server.thaw()
+        private_redis_server.thaw()
     assert await asyncio.wait_for(hanging, TIMEOUT) is True
     assert publisher.health().state is HealthState.HEALTHY
 
 
 @pytest.mark.asyncio
 async def test_heartbeat_survives_outage_and_restores_state(
-    redis_server: RedisServer, make_publisher: Publishers, make_subscriber: Subscribers
+    private_redis_server: RedisServer, make_publisher: Publishers, make_subscriber: Subscribers
 ) -> None:
-    publisher = await make_publisher(heartbeat_interval=0.05)
-    redis_server.stop()
+    publisher = await make_publisher(url=private_redis_server.url, heartbeat_interval=0.05)
+    private_redis_server.stop()
     event = make_feedback_event(seq=9, level=BackpressureLevel.SOFT, queue_size=600)
     assert await publish(publisher, event) is False
     await eventually(lambda: publisher.failures >= 2)  # the heartbeat failed too, and goes on
 
-    redis_server.start()
-    subscriber = await make_subscriber()
+    private_redis_server.start()
+    subscriber = await make_subscriber(url=private_redis_server.url)
 
     restored = await receive(subscriber)  # nobody called publish again: the heartbeat did
     assert isinstance(restored, FeedbackEvent)

@@ -7,13 +7,8 @@ from market_data_core.testing import T0, FakeClock, make_feedback_event, make_ra
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def tracker(clock: FakeClock) -> FeedbackTracker:
-    return FeedbackTracker(ttl=10, clock=clock)
+def tracker(fake_clock: FakeClock) -> FeedbackTracker:
+    return FeedbackTracker(ttl=10, clock=fake_clock)
 
 
 def test_unknown_until_heard_from(tracker: FeedbackTracker) -> None:
@@ -33,32 +28,32 @@ def test_stale_sequence_numbers_are_dropped(tracker: FeedbackTracker) -> None:
     assert tracker.accepted == 1
 
 
-def test_heartbeat_with_same_seq_refreshes(tracker: FeedbackTracker, clock: FakeClock) -> None:
+def test_heartbeat_with_same_seq_refreshes(tracker: FeedbackTracker, fake_clock: FakeClock) -> None:
     event = make_feedback_event(seq=5, level=BackpressureLevel.SOFT)
     tracker.observe(event)
     for step in range(1, 4):
-        clock.now += 8  # each gap under the 10 s ttl, the total well over it
+        fake_clock.now += 8  # each gap under the 10 s ttl, the total well over it
         heartbeat = event.model_copy(update={"ts": T0 + timedelta(seconds=8 * step)})
         assert tracker.observe(heartbeat)
     assert tracker.level("store-1") is BackpressureLevel.SOFT
 
 
-def test_silence_past_ttl_is_unknown(tracker: FeedbackTracker, clock: FakeClock) -> None:
+def test_silence_past_ttl_is_unknown(tracker: FeedbackTracker, fake_clock: FakeClock) -> None:
     tracker.observe(make_feedback_event(seq=1, level=BackpressureLevel.OK))
-    clock.now += 10
+    fake_clock.now += 10
     assert tracker.level("store-1") is BackpressureLevel.OK
-    clock.now += 0.5
+    fake_clock.now += 0.5
     assert tracker.level("store-1") is None
     assert tracker.latest("store-1") is not None  # what was last said is still readable
     assert tracker.age("store-1") == 10.5
 
 
-def test_restarted_publisher_is_accepted(tracker: FeedbackTracker, clock: FakeClock) -> None:
+def test_restarted_publisher_is_accepted(tracker: FeedbackTracker, fake_clock: FakeClock) -> None:
     tracker.observe(make_feedback_event(seq=900), publisher="a")
     assert tracker.observe(make_feedback_event(seq=1, level=BackpressureLevel.HARD), publisher="b")
     assert tracker.level("store-1") is BackpressureLevel.HARD
     # same publisher after the state went stale: accepted too
-    clock.now += 11
+    fake_clock.now += 11
     assert tracker.observe(make_feedback_event(seq=0), publisher="b")
 
 

@@ -1,12 +1,11 @@
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
 from market_data_core import FeedbackEvent, RateAdjustment
-from market_data_core.testing.servers import RedisServer
 from market_data_pipeline.components import Context, NodeStats
 from market_data_pipeline.marks import Mark
 
@@ -101,10 +100,3 @@ def make_context() -> Callable[..., Context]:
 @pytest.fixture
 def collector() -> Collect:
     return Collect()
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    """A real redis-server on 127.0.0.1 (fails, naming what to install, if it is missing)."""
-    with RedisServer() as server:
-        yield server

@@ -4,7 +4,6 @@ from pathlib import Path
 
 import pytest
 
-from market_data_core.testing.servers import RedisServer
 from market_data_pipeline.backpressure import BackpressureController
 from market_data_pipeline.components import Context, NodeStats
 from market_data_pipeline.services import Services
@@ -24,13 +23,6 @@ def make_context() -> Callable[..., Context]:
         )
 
     return make
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    """A real redis-server on 127.0.0.1 (fails, naming what to install, if it is missing)."""
-    with RedisServer() as server:
-        yield server
 
 
 @pytest.fixture

