@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from market_data_core.testing.servers import scaled
 from market_data_pipeline.exceptions import GraphError, UnknownComponentError
 from market_data_pipeline.graph import Graph, Mode, edge, load_graph, node, parse_graph
 from market_data_pipeline.testing import registry_with_fakes
@@ -219,7 +220,7 @@ def test_the_cycle_named_is_the_same_whatever_the_hash_seed(
     }
     said = {}
     for seed, process in runs.items():
-        output, _ = process.communicate(timeout=120)
+        output, _ = process.communicate(timeout=scaled(120))
         assert process.returncode == 2, output
         said[seed] = " ".join(output.split())
     head = cycle.partition(" ")[0]

@@ -22,6 +22,7 @@ The modules that raise them re-export them (``market_data_orchestrator.security`
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from market_data_core.exceptions import ConfigurationError, MarketDataError
@@ -54,11 +55,10 @@ class DeploymentError(OrchestratorError, ConfigurationError):
 class IllegalTransitionError(OrchestratorError, ConfigurationError):
     """A state change the lifecycle does not allow."""
 
-    def __init__(self, current: JobState, new: JobState) -> None:
-        from market_data_orchestrator.lifecycle import TRANSITIONS  # noqa: PLC0415 - no circle
-
-        allowed = ", ".join(sorted(TRANSITIONS[current])) or "nothing"
-        super().__init__(f"illegal transition {current} -> {new} (from {current}: {allowed})")
+    def __init__(self, current: JobState, new: JobState, allowed: Iterable[JobState]) -> None:
+        """``allowed``: the states the lifecycle allows from ``current``."""
+        named = ", ".join(sorted(allowed)) or "nothing"
+        super().__init__(f"illegal transition {current} -> {new} (from {current}: {named})")
         self.current = current
         self.new = new
 

@@ -59,7 +59,7 @@ TERMINAL = frozenset({_S.STOPPED, _S.FAILED, _S.COMPLETED})
 def transition(current: JobState, new: JobState) -> JobState:
     """``new`` if ``current -> new`` is allowed, else ``IllegalTransitionError``."""
     if new is not current and new not in TRANSITIONS[current]:
-        raise IllegalTransitionError(current, new)
+        raise IllegalTransitionError(current, new, TRANSITIONS[current])
     return new
 
 

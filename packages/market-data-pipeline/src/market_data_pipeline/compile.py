@@ -1,5 +1,5 @@
 """Compiling a graph: its description (:mod:`market_data_pipeline.graph`) checked against a
-registry and turned into the runnable :class:`~market_data_pipeline.graph.ValidatedGraph`.
+registry and turned into the runnable :class:`ValidatedGraph`.
 
 Kept apart from the graph so that the frozen description imports no registry (which
 imports the components and loads every component type by name).
@@ -7,14 +7,34 @@ imports the components and loads every component type by name).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from market_data_pipeline._kinds import ComponentKind
 from market_data_pipeline.components import Component
-from market_data_pipeline.graph import Graph, ValidatedGraph
 from market_data_pipeline.registry import Registry, default_registry
 
-__all__ = ["compile_graph"]
+if TYPE_CHECKING:  # the description never needs its compiler: no import circle
+    from market_data_pipeline.graph import EdgeSpec, Graph
+
+__all__ = ["ValidatedGraph", "compile_graph"]
+
+
+@dataclass(frozen=True, slots=True)
+class ValidatedGraph:
+    """A graph whose components exist and whose params are valid, in topological order."""
+
+    graph: Graph
+    components: Mapping[str, Component[Any]]
+    kinds: Mapping[str, ComponentKind]
+    order: tuple[str, ...]
+
+    def inputs(self, node_id: str) -> list[EdgeSpec]:
+        return [e for e in self.graph.edges if e.target == node_id]
+
+    def outputs(self, node_id: str) -> list[EdgeSpec]:
+        return [e for e in self.graph.edges if e.source == node_id]
 
 
 def compile_graph(graph: Graph, registry: Registry | None = None) -> ValidatedGraph:

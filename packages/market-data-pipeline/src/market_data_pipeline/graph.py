@@ -13,7 +13,6 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Self
@@ -25,7 +24,7 @@ from market_data_pipeline._kinds import ComponentKind
 from market_data_pipeline.exceptions import GraphError
 
 if TYPE_CHECKING:
-    from market_data_pipeline.components import Component
+    from market_data_pipeline.compile import ValidatedGraph
     from market_data_pipeline.registry import Registry
 
 __all__ = [
@@ -324,22 +323,6 @@ def _with_partition(value: Any, partition: int) -> Any:
     if isinstance(value, list | tuple):
         return [_with_partition(v, partition) for v in value]
     return value
-
-
-@dataclass(frozen=True, slots=True)
-class ValidatedGraph:
-    """A graph whose components exist and whose params are valid, in topological order."""
-
-    graph: Graph
-    components: Mapping[str, Component[Any]]
-    kinds: Mapping[str, ComponentKind]
-    order: tuple[str, ...]
-
-    def inputs(self, node_id: str) -> list[EdgeSpec]:
-        return [e for e in self.graph.edges if e.target == node_id]
-
-    def outputs(self, node_id: str) -> list[EdgeSpec]:
-        return [e for e in self.graph.edges if e.source == node_id]
 
 
 class _Stage(_Spec):

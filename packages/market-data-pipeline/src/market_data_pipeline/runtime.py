@@ -34,6 +34,7 @@ import structlog
 from market_data_core import RateController
 from market_data_pipeline.backpressure.controller import BackpressureController
 from market_data_pipeline.channel import END, Channel
+from market_data_pipeline.compile import ValidatedGraph
 from market_data_pipeline.components import (
     Component,
     Context,
@@ -43,7 +44,7 @@ from market_data_pipeline.components import (
     SinkComponent,
 )
 from market_data_pipeline.exceptions import NodeError, RuntimeStateError
-from market_data_pipeline.graph import Graph, ValidatedGraph
+from market_data_pipeline.graph import Graph
 from market_data_pipeline.marks import Mark
 from market_data_pipeline.metrics import PipelineMetrics
 from market_data_pipeline.registry import Registry
