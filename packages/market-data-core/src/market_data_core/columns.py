@@ -38,7 +38,7 @@ import numpy as np
 
 from market_data_core._types import MAX_TIMESTAMP, MIN_TIMESTAMP, SYMBOL_PATTERN
 from market_data_core.bars import Bar
-from market_data_core.exceptions import MarketDataError
+from market_data_core.exceptions import ColumnError
 from market_data_core.signals import Signal
 from market_data_core.ticks import Quote, Trade, TradeSide
 from market_data_core.timeframe import Timeframe
@@ -220,24 +220,6 @@ _TEXT: Final = {  # free text: (column, shortest, longest)
     Kind.SIGNALS: (("reason", 1, 64),),
 }
 _NO_CONTROL: Final = r"^[^\x00-\x1f]*$"
-
-
-class ColumnError(MarketDataError, ValueError):
-    """A table that breaks the contract: names the row (0-based) and the column."""
-
-    def __init__(self, message: str, *, column: str | None = None, row: int | None = None) -> None:
-        where = ", ".join(
-            part
-            for part in (
-                f"row {row}" if row is not None else "",
-                f"column {column!r}" if column is not None else "",
-            )
-            if part
-        )
-        super().__init__(f"{where}: {message}" if where else message)
-        self.column = column
-        self.row = row
-        self.reason = message
 
 
 def conform(table: pa.Table, kind: Kind | str | None = None) -> pa.Table:

@@ -11,7 +11,7 @@ from functools import cache
 from ipaddress import IPv4Network, IPv6Network
 from typing import TYPE_CHECKING, Any
 
-from market_data_core.exceptions import ConfigurationError
+from market_data_core.exceptions import DuplicateKeyError, PortInUseError
 from market_data_core.logs import redacted_query
 
 if TYPE_CHECKING:
@@ -168,16 +168,6 @@ def strict_json(body: bytes | str) -> Any:
     return document
 
 
-class DuplicateKeyError(json.JSONDecodeError):
-    """A JSON object with a key twice: ``loc`` is where (indexes and keys), ending with the
-    key."""
-
-    def __init__(self, loc: tuple[int | str, ...], key: str, document: str) -> None:
-        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc) or "top"
-        super().__init__(f"duplicate key {key!r} in the object at {where}", document, 0)
-        self.loc = (*loc, key)
-
-
 class _Duplicated(dict[str, Any]):
     """An object that had a key twice (``key``), kept until it is located."""
 
@@ -296,10 +286,6 @@ def log_request(logger: Any, request: Any, status: int, seconds: float) -> None:
         logger.debug("request", **fields)
     else:
         logger.info("request", **fields)
-
-
-class PortInUseError(ConfigurationError):
-    """The address a service is told to listen on is taken (or not this machine's)."""
 
 
 def bind(host: str, port: int, *, fix: str) -> socket.socket:

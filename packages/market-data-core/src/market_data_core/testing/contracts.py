@@ -39,7 +39,7 @@ from typing import Any, Self
 
 from pydantic import BaseModel
 
-from market_data_core.exceptions import MarketDataError
+from market_data_core.exceptions import ContractViolationError, MarketDataError
 from market_data_core.schemas import CONTRACTS
 from market_data_core.version import CONTRACT_VERSION
 
@@ -57,11 +57,6 @@ CONTRACTS_DIR_ENV = "MD_CONTRACTS_DIR"
 _MIN_FIELDS = 3
 """A class holding every field of a contract with at least this many fields re-declares it
 (fewer fields, such as ``EventMeta``'s, are too common to tell)."""
-
-
-class ContractViolationError(MarketDataError, AssertionError):
-    """A document does not conform to a contract's committed schema (an ``AssertionError``,
-    so pytest shows it as a failed check)."""
 
 
 def contracts_dir(default: Path) -> Path:

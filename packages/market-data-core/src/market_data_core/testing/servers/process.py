@@ -9,13 +9,9 @@ import subprocess
 import time
 from collections.abc import Callable
 
-from market_data_core.exceptions import MarketDataError
+from market_data_core.exceptions import MissingBinaryError
 
 __all__ = ["MissingBinaryError", "await_healthy", "free_port", "scaled"]
-
-
-class MissingBinaryError(MarketDataError, FileNotFoundError):
-    """A server binary a test needs is not installed."""
 
 
 def scaled(seconds: float) -> float:
