@@ -1,11 +1,15 @@
 """The write coordinator: a bounded queue in front of a backend, with backpressure feedback.
 
-One module per job: ``settings`` (arguments and their checks), ``admission`` (the bounded
-queue's overflow strategies and backpressure), ``workers`` (taking batches and writing them),
-``outage`` (retries, the circuit breaker, holding a batch through an outage), ``isolation``
-(splitting a refused batch until the bad records stand alone), ``dead_letters`` (giving a part
-up), ``restarts`` (supervising crashed workers), ``drain`` (stopping), ``stats`` (counters and
-health), ``lifecycle`` (``WriteCoordinator`` itself: start and stop).
+``WriteCoordinator`` (``lifecycle``: start and stop) is the one public class; it owns one
+collaborator per job, each given what it needs when built: ``Admission`` (``admission``: the
+bounded queue's overflow strategies, backpressure, ``flush``), ``WorkerPool`` (``workers``:
+taking batches and writing them, supervising the workers), ``OutageHold`` (``outage``:
+retries, the circuit breaker, holding a batch through an outage), ``Isolation``
+(``isolation``: splitting a refused batch until the bad records stand alone), ``Restarts``
+(``restarts``: what a crashed worker costs), ``Settlement`` (``dead_letters``: counting and
+telling settled records, giving a part up), ``Drain`` (``drain``: stopping). ``InFlight``
+(``held``) tracks the records out of the queue and not settled yet, ``settings`` the arguments
+and their checks, ``stats`` the counters; ``health`` turns them into stats and health.
 
 Producers ``submit`` records (each call one chunk: ``market_data_store.chunks``); ``workers``
 tasks take batches of up to ``batch_size`` records (or whatever arrived within

@@ -5,16 +5,20 @@ ledger, and the backpressure level follows the queue's fill."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import structlog
 
+from market_data_store._feedback import FeedbackEmitter
+from market_data_store._queue import Signal, WriteQueue
 from market_data_store.backends.base import Record
 from market_data_store.chunks import ArrowChunk, Batch, ModelChunk
-from market_data_store.coordinator.drain import Draining
-from market_data_store.coordinator.settings import CoordinatorState
+from market_data_store.coordinator.dead_letters import Settlement
+from market_data_store.coordinator.held import InFlight
+from market_data_store.coordinator.settings import CoordinatorState, Overflow
+from market_data_store.coordinator.stats import Counters
 from market_data_store.exceptions import CoordinatorStoppedError, QueueFullError
-from market_data_store.receipts import Outcome, WriteReceipt
+from market_data_store.receipts import Ledger, Outcome, WriteReceipt
 
 __all__ = ["Admission", "as_batch"]
 
@@ -31,8 +35,40 @@ def as_batch(records: Iterable[Record] | ArrowChunk | ModelChunk | Batch) -> Bat
     return Batch([ModelChunk(tuple(records))])
 
 
-class Admission(Draining):
-    """``submit``, ``submit_many``, ``flush`` and ``hurried``."""
+class Admission:
+    """``submit``, ``submit_many``, ``flush`` and ``hurried``: records enter ``queue`` (of
+    ``capacity``) under ``overflow`` while ``state()`` is running; each accepted record is
+    counted in ``counters``, gets its queue position in ``ledger`` and its fill is shown to
+    the ``emitter``; evicted records are settled through ``settlement``. ``flight`` and
+    ``progress`` tell ``flush`` when what it waits for is settled."""
+
+    def __init__(
+        self,
+        *,
+        coordinator_id: str,
+        capacity: int,
+        overflow: Overflow,
+        state: Callable[[], CoordinatorState],
+        queue: WriteQueue,
+        emitter: FeedbackEmitter,
+        counters: Counters,
+        ledger: Ledger,
+        flight: InFlight,
+        progress: Signal,
+        settlement: Settlement,
+    ) -> None:
+        self._coordinator_id = coordinator_id
+        self._capacity = capacity
+        self._overflow: Overflow = overflow
+        self._state = state
+        self._queue = queue
+        self._emitter = emitter
+        self._counters = counters
+        self._ledger = ledger
+        self._flight = flight
+        self._progress = progress
+        self._settlement = settlement
+        self._evicting = False
 
     async def submit(self, record: Record) -> WriteReceipt:
         """Queue one record (see ``submit_many``)."""
@@ -53,9 +89,9 @@ class Admission(Draining):
         if not batch:
             return receipt
         self._ensure_running(0, len(batch))
-        if self.overflow == "error":
+        if self._overflow == "error":
             self._put_or_refuse(batch, receipt)
-        elif self.overflow == "drop_oldest":
+        elif self._overflow == "drop_oldest":
             self._put_evicting(batch, receipt)
         else:
             await self._put_blocking(batch, receipt)
@@ -69,7 +105,7 @@ class Admission(Draining):
         target = self._counters.accepted
         self._queue.hurry()  # no lingering for a fuller batch meanwhile
         try:
-            while not self._settled_before(target):
+            while not self._flight.settled_before(target):
                 await self._progress.wait()
         finally:
             self._queue.relax()
@@ -85,16 +121,11 @@ class Admission(Draining):
         finally:
             self._queue.relax()
 
-    def _settled_before(self, position: int) -> bool:
-        if self._dequeued < position or self._salvaging:
-            return False
-        return all(held.start >= position for held in self._held.values())
-
     def _put_or_refuse(self, batch: Batch, receipt: WriteReceipt) -> None:
         if len(batch) > self._queue.free:
             msg = (
-                f"write queue of {self.coordinator_id} is full: {len(batch)} records do not "
-                f"fit in {self._queue.free} free of {self.capacity}; none were accepted"
+                f"write queue of {self._coordinator_id} is full: {len(batch)} records do not "
+                f"fit in {self._queue.free} free of {self._capacity}; none were accepted"
             )
             raise QueueFullError(msg)
         self._accept(batch, receipt, 0)
@@ -104,12 +135,11 @@ class Admission(Draining):
         self._ledger.add(self._counters.accepted, len(batch), receipt, 0)
         self._counters.accepted += len(batch)
         if evicted:
-            self._settle(self._dequeued, evicted, Outcome.DROPPED)
-            self._dequeued += evicted
+            self._settlement.settle(self._flight.take(evicted), evicted, Outcome.DROPPED)
         if evicted and not self._evicting:
             logger.warning(
                 "write queue is full: dropping the oldest records (see stats().dropped)",
-                coordinator=self.coordinator_id,
+                coordinator=self._coordinator_id,
             )
         self._evicting = evicted > 0
         self._emitter.observe(len(self._queue))
@@ -137,11 +167,9 @@ class Admission(Draining):
         self._emitter.observe(len(self._queue))
 
     def _ensure_running(self, done: int, total: int) -> None:
-        if self._state is CoordinatorState.RUNNING:
+        state = self._state()
+        if state is CoordinatorState.RUNNING:
             return
         accepted = f"; {done} of {total} records were accepted before" if done else ""
-        msg = (
-            f"write coordinator {self.coordinator_id} is {self._state}, "
-            f"not accepting writes{accepted}"
-        )
+        msg = f"write coordinator {self._coordinator_id} is {state}, not accepting writes{accepted}"
         raise CoordinatorStoppedError(msg)

@@ -7,23 +7,45 @@ import asyncio
 
 import structlog
 
+from market_data_store._queue import WriteQueue
 from market_data_store.chunks import Batch
-from market_data_store.coordinator.restarts import Restarts
+from market_data_store.coordinator.dead_letters import Settlement
+from market_data_store.coordinator.held import InFlight
+from market_data_store.coordinator.workers import WorkerPool
 from market_data_store.receipts import Outcome
 
-__all__ = ["Draining", "cancel"]
+__all__ = ["Drain"]
 
 logger = structlog.get_logger(__name__)
 
 
-class Draining(Restarts):
-    """The two ways a stop ends the workers: drained, or aborted and salvaged."""
+class Drain:
+    """The two ways a stop ends the ``pool``'s workers: drained, or aborted and what is left
+    in the ``queue`` and in ``flight`` salvaged through ``settlement`` (in parts of up to
+    ``batch_size`` records)."""
 
-    async def _drained(self, limit: float | None) -> bool:
+    def __init__(
+        self,
+        *,
+        name: str,
+        batch_size: int,
+        pool: WorkerPool,
+        queue: WriteQueue,
+        flight: InFlight,
+        settlement: Settlement,
+    ) -> None:
+        self._name = name
+        self._batch_size = batch_size
+        self._pool = pool
+        self._queue = queue
+        self._flight = flight
+        self._settlement = settlement
+
+    async def drained(self, limit: float | None) -> bool:
         """Wait for the workers to finish the queue; False when ``limit`` seconds passed."""
-        if self._supervisor is None:
+        supervisor = self._pool.supervisor
+        if supervisor is None:
             return True
-        supervisor = self._supervisor
         done, _ = await asyncio.wait((supervisor,), timeout=limit)
         if not done:
             logger.warning(
@@ -39,32 +61,29 @@ class Draining(Restarts):
             return False
         return True
 
-    async def _abort(self) -> None:
+    async def abort(self) -> None:
         """Cancel the workers; dead-letter (else drop) what is queued or was in flight."""
-        await cancel(self._supervisor)
-        for task in tuple(self._workers.values()):
-            await cancel(task)
-        self._workers.clear()
+        await self._pool.cancel()
+        flight = self._flight
         queued = self._queue.take_all()
-        first = self._dequeued
-        self._dequeued += len(queued)
-        self._salvaging = len(queued)
+        first = flight.take(len(queued))
+        flight.salvaging = len(queued)
         for offset in range(0, len(queued), self._batch_size):
             part = queued[offset : offset + self._batch_size]
             await self._salvage(first + offset, part, "coordinator stopped before writing", 0)
-        for slot, held in tuple(self._held.items()):
-            self._salvaging += held.size
-            del self._held[slot]
+        for slot, held in tuple(flight.held.items()):
+            flight.salvaging += held.size
+            del flight.held[slot]
             for start, records in held.parts:
                 error = "coordinator stopped during the write"
                 await self._salvage(start, records, error, held.attempts)
 
     async def _salvage(self, start: int, records: Batch, error: str, attempts: int) -> None:
-        stored = await self._dead_letter(records, error, attempts)
-        self._salvaging -= len(records)
+        stored = await self._settlement.dead_letter(records, error, attempts)
+        self._flight.salvaging -= len(records)
         if stored:
             outcome = Outcome.DEAD_LETTERED
-        elif self.dead_letters is not None:
+        elif self._settlement.dead_letters is not None:
             outcome = Outcome.FAILED
         else:
             outcome = Outcome.DROPPED
@@ -73,12 +92,4 @@ class Draining(Restarts):
                 coordinator=self._name,
                 records=len(records),
             )
-        self._settle(start, len(records), outcome)
-
-
-async def cancel(task: asyncio.Task[None] | None) -> None:
-    """Cancel ``task`` and wait for it to end; its own outcome (even an error) is consumed."""
-    if task is None:
-        return
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+        self._settlement.settle(start, len(records), outcome)

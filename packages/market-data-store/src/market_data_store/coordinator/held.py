@@ -1,4 +1,5 @@
-"""The batch a worker holds while writing it, part by part."""
+"""The batch a worker holds while writing it, part by part, and the records in flight: out
+of the queue, not yet settled."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from dataclasses import dataclass, field
 from market_data_store.chunks import Batch
 from market_data_store.exceptions import PermanentBackendError
 
-__all__ = ["Failed", "Held", "Part"]
+__all__ = ["Failed", "Held", "InFlight", "Part"]
 
 Part = tuple[int, Batch]
 """Consecutive records of a batch and the queue position of the first one."""
@@ -45,3 +46,30 @@ class Held:
     @property
     def size(self) -> int:
         return sum(len(records) for _, records in self.parts)
+
+
+class InFlight:
+    """Records that left the queue and are not settled yet: the batches workers hold (by
+    worker slot) and the records a stop is salvaging; and ``dequeued``, the records that
+    left the queue so far (the queue position of its head)."""
+
+    def __init__(self) -> None:
+        self.held: dict[int, Held] = {}
+        self.dequeued = 0
+        self.salvaging = 0
+
+    def take(self, count: int) -> int:
+        """``count`` records left the queue: the queue position of the first one."""
+        start = self.dequeued
+        self.dequeued += count
+        return start
+
+    @property
+    def size(self) -> int:
+        return sum(held.size for held in self.held.values()) + self.salvaging
+
+    def settled_before(self, position: int) -> bool:
+        """Every record before queue ``position`` left the queue and is settled."""
+        if self.dequeued < position or self.salvaging:
+            return False
+        return all(held.start >= position for held in self.held.values())

@@ -5,19 +5,27 @@ the whole batch is judged."""
 from __future__ import annotations
 
 from market_data_store.chunks import Batch
+from market_data_store.coordinator.dead_letters import Settlement, describe
 from market_data_store.coordinator.held import Failed, Held, Part
-from market_data_store.coordinator.outage import OutageHandling
 from market_data_store.coordinator.settings import SPLITS_PER_BATCH
-from market_data_store.coordinator.state import describe
 from market_data_store.exceptions import InvalidValueError, PermanentBackendError
+from market_data_store.receipts import Ledger
+from market_data_store.retry import CircuitBreaker
 
 __all__ = ["Isolation"]
 
 
-class Isolation(OutageHandling):
-    """Splits refused parts and settles the parts that failed once the batch is done."""
+class Isolation:
+    """Splits refused parts (where callers' records begin: the ``ledger`` knows) and settles
+    the parts that failed once the batch is done (through ``settlement``; a systemic failure
+    counts for the ``breaker``)."""
 
-    def _split(self, held: Held, start: int, records: Batch) -> list[Part]:
+    def __init__(self, *, ledger: Ledger, breaker: CircuitBreaker, settlement: Settlement) -> None:
+        self._ledger = ledger
+        self._breaker = breaker
+        self._settlement = settlement
+
+    def split(self, held: Held, start: int, records: Batch) -> list[Part]:
         """The two halves of a part the database refused, or none when it stands alone: one
         record, or one caller's records once ``SPLITS_PER_BATCH`` splits inside callers
         were spent."""
@@ -30,22 +38,24 @@ class Isolation(OutageHandling):
             held.splits += 1
         return _halves(start, records, inside)
 
-    async def _judge(self, held: Held) -> None:
+    async def judge(self, held: Held) -> None:
         """Settle the parts the database refused: the records' fault when any part of the
         batch was written or the database named a value, else a systemic failure (one for
         the breaker, dead-lettered as a batch)."""
         failed, held.failed = held.failed, []
         systemic = not held.wrote and not all(_about_values(error) for *_, error in failed)
         if systemic:
-            self.breaker.record_failure()
+            self._breaker.record_failure()
         elif failed:
-            self.breaker.record_success()  # the database answered and judged values
+            self._breaker.record_success()  # the database answered and judged values
         if systemic:
             failed = _merged(failed)
         for start, records, error in failed:
             held.parts.appendleft((start, records))
             blamed = not systemic or _about_values(error)
-            await self._give_up(held, describe(error), _reason(error) if blamed else None)
+            await self._settlement.give_up(
+                held, describe(error), _reason(error) if blamed else None
+            )
 
 
 def _halves(start: int, records: Batch, inside: list[int]) -> list[Part]:

@@ -1,49 +1,51 @@
-"""Supervision: a worker that crashed (a bug, not a database error) is counted and restarted
+"""Restarts: a worker that crashed (a bug, not a database error) is counted and restarted
 with a backoff; a batch that crashes workers ``CRASHES_PER_BATCH`` times is given up."""
 
 from __future__ import annotations
 
-import asyncio
-
 import structlog
 
+from market_data_store.coordinator.dead_letters import Settlement, describe
+from market_data_store.coordinator.held import InFlight
 from market_data_store.coordinator.settings import CRASHES_PER_BATCH, RESTART_BACKOFF
-from market_data_store.coordinator.state import describe
-from market_data_store.coordinator.workers import Workers
+from market_data_store.coordinator.stats import Counters
 
 __all__ = ["Restarts"]
 
 logger = structlog.get_logger(__name__)
 
 
-class Restarts(Workers):
-    """The supervisor task's loop and what it does about a crash."""
+class Restarts:
+    """What a crash does to the batch the worker held (in ``flight``: kept for its successor,
+    or given up through ``settlement``) and how long the restart waits (each worker slot's
+    crashes in a row, counted in ``counters``)."""
 
-    async def _supervise(self) -> None:
-        """Restart crashed workers until every worker has ended normally."""
-        while self._workers:
-            await asyncio.wait(tuple(self._workers.values()), return_when=asyncio.FIRST_COMPLETED)
-            for slot, task in tuple(self._workers.items()):
-                if not task.done():
-                    continue
-                del self._workers[slot]
-                error = None if task.cancelled() else task.exception()
-                if error is not None:
-                    await self._recover(slot, error)
+    def __init__(
+        self, *, name: str, flight: InFlight, settlement: Settlement, counters: Counters
+    ) -> None:
+        self._name = name
+        self._flight = flight
+        self._settlement = settlement
+        self._counters = counters
+        self._streaks: dict[int, int] = {}
 
-    async def _recover(self, slot: int, error: BaseException) -> None:
-        """Count the crash, settle or keep the batch it held, restart the worker."""
+    async def crashed(self, slot: int, error: BaseException) -> float:
+        """Count the crash, settle or keep the batch it held: the delay before the restart."""
         self._counters.restarts += 1
-        streak = self._crash_streak[slot] = self._crash_streak.get(slot, 0) + 1
+        streak = self._streaks[slot] = self._streaks.get(slot, 0) + 1
         logger.error(
             "worker crashed; restarting it", worker=slot, coordinator=self._name, exc_info=error
         )
-        held = self._held.get(slot)
+        held = self._flight.held.get(slot)
         if held is not None:
             held.crashes += 1
             if held.crashes >= CRASHES_PER_BATCH:
                 while held.parts:
-                    await self._give_up(held, f"worker crashed: {describe(error)}")
-                del self._held[slot]
+                    await self._settlement.give_up(held, f"worker crashed: {describe(error)}")
+                del self._flight.held[slot]
         first, longest = RESTART_BACKOFF
-        self._spawn(slot, delay=min(first * 2 ** (streak - 1), longest))
+        return min(first * 2.0 ** (streak - 1), longest)
+
+    def settled(self, slot: int) -> None:
+        """The worker in ``slot`` settled a batch: its crashes are no longer in a row."""
+        self._streaks[slot] = 0
