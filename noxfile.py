@@ -61,7 +61,7 @@ PYTEST = ["pytest", "-p", "no:cacheprovider"]
 WORKERS: dict[str, str] = {
     "market-data-core": "2",
     "market-data-store": "4",
-    "market-data-pipeline": "4",
+    "market-data-pipeline": "0",  # test_graph's hash-seed test fails on workers: not yet xdist-safe
     "market-data-orchestrator": "4",
     "integration": "4",
 }
