@@ -24,6 +24,7 @@ still run and checked.
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 from collections.abc import Iterator
 
@@ -51,7 +52,10 @@ LOADED_PROFILE = "market-data-loaded"
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Hypothesis without timing checks when the machine is busier than its cores."""
+    """A pytest-xdist worker sees the terminal size of a plain run; Hypothesis runs without
+    timing checks when the machine is busier than its cores."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        _terminal_size_of_a_plain_run()
     if scaled(1.0) <= 1.0:
         return
     with contextlib.suppress(ImportError):  # hypothesis is a test dependency, not core's
@@ -61,6 +65,15 @@ def pytest_configure(config: pytest.Config) -> None:
             LOADED_PROFILE, deadline=None, suppress_health_check=[HealthCheck.too_slow]
         )
         settings.load_profile(LOADED_PROFILE)
+
+
+def _terminal_size_of_a_plain_run() -> None:
+    """Drop the ``COLUMNS``/``LINES`` (80x24) a worker is started with but a plain pytest run
+    does not have: tests of terminal output would lay it out for 80 columns whatever they
+    ask for."""
+    if os.environ.get("COLUMNS") == "80" and os.environ.get("LINES") == "24":
+        os.environ.pop("COLUMNS")
+        os.environ.pop("LINES")
 
 
 def _password() -> str:
