@@ -61,9 +61,9 @@ PYTEST = ["pytest", "-p", "no:cacheprovider"]
 WORKERS: dict[str, str] = {
     "market-data-core": "2",
     "market-data-store": "4",
-    "market-data-pipeline": "0",  # test_graph's hash-seed test fails on workers: not yet xdist-safe
+    "market-data-pipeline": "2",
     "market-data-orchestrator": "4",
-    "integration": "0",  # failures on 4 workers under load, not yet diagnosed
+    "integration": "2",  # each test starts a platform of processes: 4 timed out under load
 }
 """pytest-xdist workers per suite (``-n``); ``MD_TEST_WORKERS`` overrides them all (``0``:
 no workers, the tests run in the pytest process)."""

@@ -195,7 +195,7 @@ async def test_kill_9_of_the_store_during_ingest_loses_and_duplicates_nothing(
             restarting = time.monotonic()
             await asyncio.to_thread(service.start)
             restart_seconds = time.monotonic() - restarting
-            result = await asyncio.wait_for(job, 120)
+            result = await asyncio.wait_for(job, scaled(120))
     stored = await _stored_trades(postgres_database)
     expected = await _input_trades(tmp_path)
     missing, extra = _missing_and_extra(stored, expected)
@@ -454,7 +454,7 @@ async def test_redis_down_20_s_holds_the_slowed_rate_and_feedback_resumes(
             alive()
             fresh = await _feedback_in_redis(private_redis_server.url)
             await rt.stop(drain=True)
-            await asyncio.wait_for(job, 60)
+            await asyncio.wait_for(job, scaled(60))
             assert rt.last_result is not None
             emitted = rt.last_result.nodes["trades"].items_out
         stored = await _drained(postgres_database, "trades", emitted)

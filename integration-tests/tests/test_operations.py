@@ -154,10 +154,10 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
-            process.wait(30)
+            process.wait(scaled(30))
         except subprocess.TimeoutExpired:
             process.kill()
-            process.wait(5)
+            process.wait(scaled(5))
 
 
 @pytest.fixture(scope="module")

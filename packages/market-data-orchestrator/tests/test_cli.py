@@ -69,7 +69,7 @@ def serving(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     finally:
         process.send_signal(signal.SIGTERM)
         try:
-            process.wait(30)
+            process.wait(scaled(30))
         finally:
             if process.poll() is None:
                 process.kill()

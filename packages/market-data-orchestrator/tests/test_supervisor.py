@@ -321,7 +321,7 @@ async def test_aclose_stops_every_child_even_paused_ones(tmp_path: Path) -> None
     for info in supervisor.jobs():
         assert info.state is S.STOPPED
         assert all(r.last_exit_code == 0 for r in info.replicas)  # drained, not killed
-    await asyncio.wait_for(collector, 5)  # the event stream ended with the supervisor
+    await asyncio.wait_for(collector, scaled(5))  # the event stream ended with the supervisor
     assert {(e.name, e.new) for e in events if e.replica is None} >= {
         ("job", S.RUNNING),
         ("other", S.PAUSED),

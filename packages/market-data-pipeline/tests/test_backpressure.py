@@ -16,6 +16,7 @@ from market_data_core import (
     RateController,
 )
 from market_data_core.testing import T0
+from market_data_core.testing.servers import scaled
 from market_data_pipeline.backpressure import BackpressureController
 from market_data_pipeline.metrics import PipelineMetrics
 
@@ -412,7 +413,7 @@ async def test_a_manual_pause_holds_acquire_until_resumed_whatever_the_feedback(
     await settle()
     assert not waiter.done()
     rate.resume()
-    await asyncio.wait_for(waiter, 1)
+    await asyncio.wait_for(waiter, scaled(1))
     assert (rate.paused, rate.held, rate.scale, rate.pauses) == (False, False, 1.0, 0)
 
 
@@ -427,7 +428,7 @@ async def test_resuming_a_manual_pause_under_hard_backpressure_still_waits_for_t
     assert not waiter.done()
     assert rate.paused
     await rate.on_feedback(fb(OK, 2))
-    await asyncio.wait_for(waiter, 1)
+    await asyncio.wait_for(waiter, scaled(1))
 
 
 @pytest.mark.asyncio
@@ -447,8 +448,8 @@ async def test_stop_releases_a_waiting_acquire_and_later_ones_never_wait(held: s
     await settle()
     assert not waiter.done()
     rate.stop()
-    await asyncio.wait_for(waiter, 1)
-    await asyncio.wait_for(rate.acquire(1000), 1)
+    await asyncio.wait_for(waiter, scaled(1))
+    await asyncio.wait_for(rate.acquire(1000), scaled(1))
     assert rate.stopped
     await rate.on_feedback(fb(SOFT, 5))  # feedback is still followed after a stop
     assert rate.level is SOFT
@@ -460,4 +461,4 @@ async def test_unlimited_ignores_feedback_and_never_waits() -> None:
     assert isinstance(rate, RateController)
     assert await rate.on_feedback(fb(HARD, 1)) is None
     assert (rate.scale, rate.level, rate.accepted) == (1.0, None, 0)
-    await asyncio.wait_for(rate.acquire(10_000), 1)
+    await asyncio.wait_for(rate.acquire(10_000), scaled(1))

@@ -114,7 +114,7 @@ def test_pause_resume_and_a_draining_sigterm(config: Path, tmp_path: Path) -> No
         assert "unreadable command" in child.next("error")["message"]
         child.process.send_signal(signal.SIGTERM)
         summary = child.next("summary")
-        assert child.process.wait(30) == 0
+        assert child.process.wait(scaled(30)) == 0
     finally:
         child.close()
     assert summary["state"] == "stopped"  # stopped early, not completed
@@ -169,7 +169,7 @@ def test_a_sigterm_whose_drain_cannot_end_in_its_timeout_exits_0_and_says_what_w
             pass  # until rows flow through the throttle
         child.process.send_signal(signal.SIGTERM)
         summary = child.next("summary")
-        assert child.process.wait(60) == 0
+        assert child.process.wait(scaled(60)) == 0
     finally:
         child.close()
     assert summary["state"] == "stopped"

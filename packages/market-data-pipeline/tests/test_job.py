@@ -10,6 +10,7 @@ from pydantic import SecretStr
 
 from market_data_core import BackpressureLevel, ControlAction, ControlStatus, HealthState
 from market_data_core.testing import make_feedback_event, make_trade
+from market_data_core.testing.servers import scaled
 from market_data_pipeline import records
 from market_data_pipeline.graph import Graph, LinearSpec, Mode, node
 from market_data_pipeline.job import RuntimeState, UnifiedRuntime
@@ -116,7 +117,7 @@ async def test_pause_holds_the_providers_and_resume_continues_where_they_were() 
         await asyncio.sleep(0.1)
         assert rt.current.stats["src"].items_out == held  # nothing emitted while paused
         assert (await rt.control(ControlAction.RESUME)).ok
-        result = await asyncio.wait_for(task, timeout=30)
+        result = await asyncio.wait_for(task, timeout=scaled(30))
     table = collect("out")
     assert table is not None
     assert table.column("price").to_pylist() == [float(i) for i in range(1, 201)]
@@ -158,7 +159,7 @@ async def test_hard_backpressure_from_a_sinks_own_database_pauses_the_job(
         await asyncio.sleep(0.1)
         assert rt.current.stats["src"].items_out == held < 200  # nothing emitted while paused
         await bus.publish(make_feedback_event(level=BackpressureLevel.OK, seq=10**6 + 1))
-        result = await asyncio.wait_for(task, timeout=30)
+        result = await asyncio.wait_for(task, timeout=scaled(30))
     assert result.nodes["db"].items_in == 200
     assert not (tmp_path / "md.db").exists()  # the job's own database was never opened
     with sqlite3.connect(own) as db:
@@ -181,7 +182,7 @@ async def test_reload_reruns_the_job_from_its_config_file(tmp_path: Path) -> Non
             )
         config.write_text(config.read_text().replace("delay: 0.01", "delay: 0"))
         assert (await rt.control(ControlAction.RELOAD)).ok
-        result = await asyncio.wait_for(task, timeout=30)
+        result = await asyncio.wait_for(task, timeout=scaled(30))
     assert rt.graph is not None
     assert rt.graph.node("src").params["delay"] == 0
     assert result.nodes["src"].items_out == 100  # the second run replayed everything
@@ -279,7 +280,7 @@ async def test_a_stop_that_cannot_drain_in_its_timeout_abandons_the_rest_and_nam
                 lambda: rt.current is not None and rt.current.stats["out"].items_in > 0
             )
         await rt.stop(drain=True)
-        result = await asyncio.wait_for(task, timeout=30)  # not the hours of the drain
+        result = await asyncio.wait_for(task, timeout=scaled(30))  # not the hours of the drain
     assert result.state is RunState.STOPPED
     drain = rt.drain
     assert (drain["timeout"], drain["complete"]) == (0.5, False)
@@ -319,7 +320,7 @@ async def test_records_the_store_could_not_write_in_the_drain_are_dead_lettered_
                     )
                 )
             await rt.stop(drain=True)
-            result = await asyncio.wait_for(task, timeout=60)
+            result = await asyncio.wait_for(task, timeout=scaled(60))
         finally:
             lock.close()
     store = rt.drain["not_flushed"]["store"]

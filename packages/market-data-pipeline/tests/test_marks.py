@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from market_data_core.testing import make_trade
+from market_data_core.testing.servers import scaled
 from market_data_core.timestamps import to_ns
 from market_data_pipeline import records
 from market_data_pipeline.components import Emit, NoParams, Provider, SinkComponent
@@ -76,7 +77,7 @@ async def run(graph: Graph, *tables: pa.Table) -> GraphRuntime:
     Entries.tables = list(tables)
     Entries.marks = []
     runtime = GraphRuntime(graph, registry=registry())
-    await asyncio.wait_for(runtime.run(), timeout=30)
+    await asyncio.wait_for(runtime.run(), timeout=scaled(30))
     return runtime
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from market_data_core import BackpressureLevel
 from market_data_core.testing import make_feedback_event, make_trade
+from market_data_core.testing.servers import scaled
 from market_data_pipeline.backpressure import BackpressureController
 from market_data_pipeline.components import Emit, NoParams, Operator, Params, SinkComponent
 from market_data_pipeline.exceptions import NodeError, RuntimeStateError
@@ -121,7 +122,7 @@ async def test_a_failing_node_stops_the_job_and_is_named() -> None:
     )
     runtime = GraphRuntime(graph, registry=_registry(), channel_capacity=1)
     with pytest.raises(NodeError, match="node 'bad' failed: ValueError: boom") as info:
-        await asyncio.wait_for(runtime.run(), timeout=30)
+        await asyncio.wait_for(runtime.run(), timeout=scaled(30))
     assert info.value.node_id == "bad"
     assert runtime.state is RunState.FAILED
 
@@ -138,7 +139,7 @@ async def test_stop_with_drain_delivers_what_was_emitted() -> None:
     async with asyncio.timeout(30):
         await eventually(lambda: runtime.stats["src"].items_out >= 5)
     await runtime.stop(drain=True)
-    result = await asyncio.wait_for(task, timeout=30)
+    result = await asyncio.wait_for(task, timeout=scaled(30))
     table = collect("out")
     assert table is not None
     assert result.state is RunState.STOPPED
@@ -167,7 +168,7 @@ async def test_a_stop_ends_a_providers_wait_for_its_rate(held: str) -> None:
         await eventually(lambda: rate.waiting == 1)
     assert runtime.stats["src"].items_out == expected
     await runtime.stop(drain=True)
-    result = await asyncio.wait_for(task, timeout=30)  # never waits for the rate
+    result = await asyncio.wait_for(task, timeout=scaled(30))  # never waits for the rate
     assert result.state is RunState.STOPPED
     assert result.nodes["src"].items_out == result.nodes["out"].items_in == expected
     assert (result.cancelled, result.unflushed) == ([], {})  # drained: nothing abandoned
@@ -184,7 +185,7 @@ async def test_a_cancelling_stop_after_a_drain_reports_what_it_abandoned() -> No
         await eventually(lambda: runtime.channel_rows().get("out") == 30)
     await runtime.stop(drain=True)
     await runtime.stop(drain=False)  # the drain cannot end: give up on it
-    result = await asyncio.wait_for(task, timeout=30)
+    result = await asyncio.wait_for(task, timeout=scaled(30))
     assert result.state is RunState.STOPPED
     assert result.cancelled == ["src", "out"]  # src waits to put its fourth batch
     assert result.unflushed == {"out": 40}  # and the batch in the sink's unfinished write
@@ -201,7 +202,7 @@ async def test_stop_without_drain_cancels_a_stuck_job() -> None:
     async with asyncio.timeout(30):
         await eventually(lambda: runtime.stats["out"].items_in >= 1)
     await runtime.stop(drain=False)
-    result = await asyncio.wait_for(task, timeout=30)
+    result = await asyncio.wait_for(task, timeout=scaled(30))
     assert result.state is RunState.STOPPED
     assert result.nodes["out"].items_in == 1
 

@@ -14,6 +14,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from market_data_core import BackpressureLevel, HealthState, InMemoryFeedbackBus
+from market_data_core.testing.servers import scaled
 from market_data_store.backends.base import Record
 from market_data_store.coordinator import CoordinatorState, CoordinatorStats, WriteCoordinator
 from market_data_store.dlq import FileDeadLetterStore
@@ -166,7 +167,7 @@ async def test_a_batch_counts_once_settled_not_while_its_write_is_in_flight(
     await _hold_first_batch(coordinator, fake_writer, kit)
     assert coordinator.stats().batches == 0  # taken, not yet written
     fake_writer.release()
-    await asyncio.wait_for(coordinator.flush(), 10)
+    await asyncio.wait_for(coordinator.flush(), scaled(10))
     assert coordinator.stats().batches == 1
     assert coordinator.stats().written == 1
 
@@ -177,7 +178,7 @@ async def test_flush_waits_for_what_was_accepted_before(
     fake_writer.delay = 0.002
     coordinator = await make_coordinator(batch_size=5, flush_interval=10.0)
     await coordinator.submit_many(kit.trades(23))
-    await asyncio.wait_for(coordinator.flush(), 10)
+    await asyncio.wait_for(coordinator.flush(), scaled(10))
     assert coordinator.stats().written >= 23
     assert len(fake_writer.written) >= 23
 
@@ -207,7 +208,7 @@ async def test_block_waits_for_space_then_completes(
     assert not blocked.done()  # the queue is full and nothing is written
     assert coordinator.stats().accepted == 11
     fake_writer.release()
-    await asyncio.wait_for(blocked, 10)
+    await asyncio.wait_for(blocked, scaled(10))
     await coordinator.stop()
     assert coordinator.stats().written == 16
     assert coordinator.stats().dropped == 0
@@ -218,7 +219,7 @@ async def test_block_accepts_a_batch_larger_than_the_capacity_in_parts(
 ) -> None:
     coordinator = await make_coordinator(capacity=8, batch_size=3)
     records = kit.trades(100)
-    await asyncio.wait_for(coordinator.submit_many(records), 10)
+    await asyncio.wait_for(coordinator.submit_many(records), scaled(10))
     await coordinator.stop()
     assert Counter(fake_writer.written) == Counter(records)
 
@@ -326,7 +327,7 @@ async def test_by_default_a_batch_outlives_its_retries_during_an_outage(
     fake_writer.transient = 6
     coordinator = await make_coordinator(workers=1, retry=kit.fast_retry(2), dead_letters=dlq)
     await coordinator.submit_many(kit.trades(4))
-    await asyncio.wait_for(coordinator.flush(), 10)
+    await asyncio.wait_for(coordinator.flush(), scaled(10))
     stats = coordinator.stats()
     assert (stats.written, stats.dead_lettered, stats.outage_rounds) == (4, 0, 3)
     assert await dlq.count() == 0
@@ -342,7 +343,7 @@ async def test_a_stop_during_an_outage_dead_letters_what_is_held_and_ends(
     )
     await coordinator.submit_many(kit.trades(6))
     await kit.eventually(lambda: coordinator.stats().outage_rounds >= 2, what="a held batch")
-    await asyncio.wait_for(coordinator.stop(), 10)
+    await asyncio.wait_for(coordinator.stop(), scaled(10))
     stats = coordinator.stats()
     assert (stats.written, stats.dead_lettered, stats.failed, stats.dropped) == (0, 6, 0, 0)
     kept = [record for entry in [e async for e in dlq.read()] for record in entry.records]
@@ -422,7 +423,7 @@ async def test_open_breaker_stops_consumption_so_backpressure_goes_hard(
 
     fake_writer.transient = 0  # the database is back; time passes
     clock.advance(30)
-    await asyncio.wait_for(coordinator.flush(), 10)
+    await asyncio.wait_for(coordinator.flush(), scaled(10))
     assert breaker.state is BreakerState.CLOSED
     await coordinator.stop()
     stats = coordinator.stats()
@@ -613,7 +614,7 @@ async def test_a_hanging_publisher_times_out_and_stop_still_returns(
     recording_publisher.hang = True
     coordinator = await make_coordinator(capacity=10, publish_timeout=0.01)
     await coordinator.submit_many(kit.trades(25))
-    await asyncio.wait_for(coordinator.stop(), 10)
+    await asyncio.wait_for(coordinator.stop(), scaled(10))
     assert coordinator.stats().written == 25
     assert coordinator.stats().publish_errors >= 1
 
@@ -666,7 +667,7 @@ async def test_every_accepted_record_is_accounted_for_under_random_failures(
         if rng.random() < 0.2:
             await asyncio.sleep(0)
     drain = rng.random() < 0.7
-    await asyncio.wait_for(coordinator.stop(drain=drain), 30)
+    await asyncio.wait_for(coordinator.stop(drain=drain), scaled(30))
 
     stats = coordinator.stats()
     assert_accounted(stats)

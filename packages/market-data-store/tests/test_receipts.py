@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from market_data_core import Trade
 from market_data_core.testing import T0, make_trade
+from market_data_core.testing.servers import scaled
 from market_data_store.backends.base import Record
 from market_data_store.coordinator import WriteCoordinator
 from market_data_store.dlq import FileDeadLetterStore
@@ -105,7 +106,7 @@ async def test_refusals_never_open_the_circuit_breaker(
     records = kit.trades(8)
     records[5] = poisoned(records[5])
     receipt = await coordinator.submit_many(records)
-    await asyncio.wait_for(receipt.wait(), 30)
+    await asyncio.wait_for(receipt.wait(), scaled(30))
     assert breaker.state is BreakerState.CLOSED
     assert receipt.written == 7
     assert receipt.failed == 1  # no dead-letter store: counted as failed, and said so
@@ -160,7 +161,7 @@ async def test_a_flood_of_bad_rows_costs_a_bounded_number_of_writes(
     bad = await coordinator.submit_many([poisoned(t) for t in writer_trades(1, 2000)])
     good = await coordinator.submit_many(writer_trades(2, 10))
     fake_writer.release()
-    await asyncio.wait_for(asyncio.gather(bad.wait(), good.wait()), 30)
+    await asyncio.wait_for(asyncio.gather(bad.wait(), good.wait()), scaled(30))
     assert good.stored
     assert bad.written == 0
     assert [r.index for r in bad.refused] == list(range(2000))
@@ -191,8 +192,8 @@ async def test_a_receipt_counts_what_drop_oldest_evicted(
     first = await coordinator.submit_many(kit.trades(5))
     second = await coordinator.submit_many(kit.trades(3, start=5))
     fake_writer.release()
-    await asyncio.wait_for(second.wait(), 30)
-    await asyncio.wait_for(first.wait(), 30)
+    await asyncio.wait_for(second.wait(), scaled(30))
+    await asyncio.wait_for(first.wait(), scaled(30))
     assert second.stored
     assert first.dropped + first.written == 5
     assert first.dropped >= 3  # at most one was taken by the worker before the eviction
@@ -294,7 +295,7 @@ def test_exactly_the_refused_records_are_not_written(
         receipts = await asyncio.gather(*(coordinator.submit_many(b) for b in batches))
         # an outage is held while running (a stop would dead-letter what it holds): wait
         await asyncio.wait_for(asyncio.gather(*(r.wait() for r in receipts)), 60)
-        await asyncio.wait_for(coordinator.stop(drain=True), 60)
+        await asyncio.wait_for(coordinator.stop(drain=True), scaled(60))
         for flags, receipt in zip(calls, receipts, strict=True):
             poison = [i for i, bad in enumerate(flags) if bad]
             refused = [r.index for r in receipt.refused]

@@ -12,6 +12,7 @@ from pydantic import SecretStr
 
 from market_data_core import HealthState
 from market_data_core.testing import T0, make_trade
+from market_data_core.testing.servers import scaled
 from market_data_store.backends.base import Record, WriteResult
 from market_data_store.backends.sqlite import SqliteBackend
 from market_data_store.columnar import SCHEMAS, Kind, conform, from_models
@@ -94,7 +95,7 @@ async def test_a_store_started_without_its_database_connects_once_it_answers(
             while store.unavailable() is not None:  # noqa: ASYNC110 - polling the state
                 await asyncio.sleep(0.01)
         receipt = await store.submit_many([make_trade(ts=T0)])
-        await asyncio.wait_for(receipt.wait(), 30)
+        await asyncio.wait_for(receipt.wait(), scaled(30))
         assert receipt.stored
     finally:
         await store.stop()
@@ -104,7 +105,7 @@ async def test_a_stop_while_connecting_ends_at_once(tmp_path: Path) -> None:
     store, backend = _store(_settings(tmp_path))
     backend.unreachable = True
     await store.start(wait_for_database=True)
-    await asyncio.wait_for(store.stop(), 5)
+    await asyncio.wait_for(store.stop(), scaled(5))
     backend.unreachable = False
     await asyncio.sleep(0.6)  # past the first retry: nothing connects after the stop
     assert store.coordinator.state.value == "created"
@@ -119,7 +120,7 @@ async def test_writes_resume_once_a_check_of_the_database_succeeds(tmp_path: Pat
         await _until_open(store)
         backend.down = False
         # the breaker's own timeout is an hour: the background check reopens it
-        await asyncio.wait_for(receipt.wait(), 30)
+        await asyncio.wait_for(receipt.wait(), scaled(30))
         assert receipt.stored
         assert store.coordinator.breaker.state is BreakerState.CLOSED
         assert await backend.count("trades") == 1
@@ -134,7 +135,7 @@ async def test_a_stop_during_an_outage_ends_within_the_drain_timeout(tmp_path: P
     backend.down = True
     receipt = await store.submit_many([make_trade(), make_trade(symbol="MSFT")])
     await _until_open(store)
-    await asyncio.wait_for(store.stop(), 30)
+    await asyncio.wait_for(store.stop(), scaled(30))
     assert receipt.done
     assert receipt.dead_lettered == 2
     kept = FileDeadLetterStore(settings.dead_letter_path)

@@ -10,13 +10,14 @@ from market_data_core import (
 )
 from market_data_core.telemetry import FeedbackEvent, RateAdjustment
 from market_data_core.testing import make_feedback_event, make_rate_adjustment
+from market_data_core.testing.servers import scaled
 
 pytestmark = pytest.mark.asyncio
 
 
 async def _take(subscription: object, n: int) -> list[object]:
     iterator = aiter(subscription)  # type: ignore[call-overload]
-    return [await asyncio.wait_for(anext(iterator), 2) for _ in range(n)]
+    return [await asyncio.wait_for(anext(iterator), scaled(2)) for _ in range(n)]
 
 
 async def test_every_subscriber_gets_every_message() -> None:
@@ -106,7 +107,7 @@ async def test_bus_iterates_itself() -> None:
     bus = InMemoryFeedbackBus()
     iterator = aiter(bus)
     await bus.publish(make_feedback_event(seq=3))
-    message = await asyncio.wait_for(anext(iterator), 1)
+    message = await asyncio.wait_for(anext(iterator), scaled(1))
     assert isinstance(message, FeedbackEvent)
     assert message.seq == 3
 

@@ -340,7 +340,7 @@ async def test_a_frozen_redis_reads_unhealthy(
     private_redis_server.freeze()
     try:
         with pytest.raises(TimeoutError):  # what the store's coordinator does: a timeout
-            await asyncio.wait_for(publisher.publish(make_feedback_event(seq=2)), 0.5)
+            await asyncio.wait_for(publisher.publish(make_feedback_event(seq=2)), scaled(0.5))
         assert publisher.health().state is HealthState.UNHEALTHY
         assert "no answer" in str(publisher.health().details["last_error"])
 

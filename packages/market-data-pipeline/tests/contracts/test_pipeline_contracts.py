@@ -73,7 +73,7 @@ async def test_published_rate_adjustments_conform_to_the_schema() -> None:
             if len(adjustments) == 3:
                 return
 
-    await asyncio.wait_for(take(), timeout=10)
+    await asyncio.wait_for(take(), timeout=scaled(10))
     assert [a.scale for a in adjustments] == [0.0, 0.5, 1.0]
     for adjustment in adjustments:
         assert _errors("RateAdjustment", json.loads(adjustment.model_dump_json())) == []

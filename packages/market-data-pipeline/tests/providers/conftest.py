@@ -6,6 +6,7 @@ import pyarrow as pa
 import pytest
 
 from market_data_core import FeedbackEvent, RateAdjustment
+from market_data_core.testing.servers import scaled
 from market_data_pipeline.components import Context, NodeStats
 from market_data_pipeline.marks import Mark
 
@@ -67,7 +68,7 @@ class Collect:
         self._waiters.append((rows, event))
         if self.rows >= rows:
             event.set()
-        await asyncio.wait_for(event.wait(), timeout=10)
+        await asyncio.wait_for(event.wait(), timeout=scaled(10))
 
     def table(self) -> pa.Table:
         return pa.concat_tables(self.batches)

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 import pyarrow as pa
 import pytest
 
+from market_data_core.testing.servers import scaled
 from market_data_pipeline import records
 from market_data_pipeline.exceptions import GraphError
 from market_data_pipeline.graph import Graph, node
@@ -140,7 +141,7 @@ async def test_quotes_are_conflated_while_paused_and_the_latest_emitted_on_resum
         await collector.wait_rows(3)
     finally:
         ctx.stopping.set()
-        await asyncio.wait_for(task, timeout=5)
+        await asyncio.wait_for(task, timeout=scaled(5))
         await ib_provider.close()
     table = collector.table()
     assert records.kind_of(table) is records.Kind.QUOTES
@@ -173,7 +174,7 @@ async def test_trades_are_never_conflated(fake_ib, make_context, pausable_rate, 
         await collector.wait_rows(20)
     finally:
         ctx.stopping.set()
-        await asyncio.wait_for(task, timeout=5)
+        await asyncio.wait_for(task, timeout=scaled(5))
         await ib_provider.close()
     table = collector.table()
     assert records.kind_of(table) is records.Kind.TRADES
@@ -226,7 +227,7 @@ async def test_the_trade_buffer_is_bounded_and_counts_drops(
         await collector.wait_rows(5)
     finally:
         ctx.stopping.set()
-        await asyncio.wait_for(task, timeout=5)
+        await asyncio.wait_for(task, timeout=scaled(5))
         await ib_provider.close()
     assert collector.table().column("size").to_pylist() == [4.0, 5.0, 6.0, 7.0, 8.0]
 
@@ -247,7 +248,7 @@ async def test_invalid_and_crossed_quotes_are_counted_not_emitted(
         await collector.wait_rows(1)
     finally:
         ctx.stopping.set()
-        await asyncio.wait_for(task, timeout=5)
+        await asyncio.wait_for(task, timeout=scaled(5))
         await ib_provider.close()
     assert ctx.stats.counters["invalid"] == 2
     assert collector.table().to_pylist()[0]["symbol"] == "EURUSD"

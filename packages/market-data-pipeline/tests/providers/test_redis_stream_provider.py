@@ -9,6 +9,7 @@ import redis.asyncio as aioredis
 from pydantic import SecretStr
 
 from market_data_core.testing import make_quote, make_trade
+from market_data_core.testing.servers import scaled
 from market_data_core.timestamps import parse_timestamp, to_ns
 from market_data_pipeline import records
 from market_data_pipeline._arrow_ipc import decode, encode, entry
@@ -82,7 +83,7 @@ async def test_reads_every_entry_through_a_group_and_acks_it(redis_server) -> No
         ["src -> out"],
     )
     runtime = GraphRuntime(graph, registry=registry_with_fakes())
-    result = await asyncio.wait_for(runtime.run(), timeout=30)
+    result = await asyncio.wait_for(runtime.run(), timeout=scaled(30))
     table = collect("out")
     assert table is not None
     assert table.column("price").to_pylist() == [100.0, 101.0, 102.0, 200.0, 201.0]
@@ -143,7 +144,7 @@ async def test_workers_of_one_group_share_the_entries(redis_server, make_context
         finally:
             await provider.close()
 
-    await asyncio.wait_for(asyncio.gather(worker("a"), worker("b")), timeout=30)
+    await asyncio.wait_for(asyncio.gather(worker("a"), worker("b")), timeout=scaled(30))
     assert sorted(seen) == [float(i) for i in range(10)]
 
 
@@ -162,7 +163,7 @@ async def test_a_corrupt_entry_fails_the_job_naming_the_entry(redis_server) -> N
         ["src -> out"],
     )
     with pytest.raises(NodeError) as info:
-        await asyncio.wait_for(GraphRuntime(graph).run(), timeout=30)
+        await asyncio.wait_for(GraphRuntime(graph).run(), timeout=scaled(30))
     assert info.value.node_id == "src"
     assert isinstance(info.value.error, RecordError)
     assert f"entry {entry_id.decode()}" in str(info.value)
@@ -180,7 +181,7 @@ async def test_stops_when_the_job_stops(redis_server, make_context, collector) -
         await asyncio.sleep(0.1)
         assert not task.done()
         ctx.stopping.set()
-        await asyncio.wait_for(task, timeout=10)
+        await asyncio.wait_for(task, timeout=scaled(10))
     finally:
         await provider.close()
     assert collector.rows == 0
@@ -226,7 +227,9 @@ def bars_graph(url: str, consumer: str = "w1", **params: object) -> Graph:
 async def test_an_entry_is_acknowledged_only_once_its_windows_were_committed(redis_server) -> None:
     url = redis_server.url
     await add(url, "ticks", minute_trades(1), minute_trades(61), minute_trades(125))
-    await asyncio.wait_for(GraphRuntime(bars_graph(url), registry=registry_with_fakes()).run(), 30)
+    await asyncio.wait_for(
+        GraphRuntime(bars_graph(url), registry=registry_with_fakes()).run(), scaled(30)
+    )
     # minute 2 is still open when the stream goes idle: its entry stays pending, though the
     # end of the run emitted its bar
     assert await pending(url, "ticks", "md-pipeline") == 1
@@ -242,7 +245,7 @@ async def test_an_entry_is_acknowledged_only_once_its_windows_were_committed(red
     # of minute 0 (committed before the restart) is late, not a partial minute-0 bar
     await add(url, "ticks", minute_trades(10))
     runtime = GraphRuntime(bars_graph(url), registry=registry_with_fakes())
-    result = await asyncio.wait_for(runtime.run(), 30)
+    result = await asyncio.wait_for(runtime.run(), scaled(30))
     bars = collect("out")
     assert bars is not None
     assert [s.minute for s in bars.column("start").to_pylist()] == [32]
@@ -302,7 +305,7 @@ async def test_a_new_consumer_claims_what_a_dead_one_left_pending(
         ["src -> out"],
     )
     runtime = GraphRuntime(graph, registry=registry_with_fakes())
-    result = await asyncio.wait_for(runtime.run(), 30)
+    result = await asyncio.wait_for(runtime.run(), scaled(30))
     table = collect("out")
     assert table is not None
     assert table.column("price").to_pylist() == [101.0, 102.0]
@@ -327,8 +330,8 @@ async def test_nodes_without_a_url_use_mdp_redis_url(redis_server, tmp_path) -> 
         ["src -> out"],
     )
     async with UnifiedRuntime(settings, registry=registry_with_fakes()) as runtime:
-        await asyncio.wait_for(runtime.run(feed), timeout=30)
-        await asyncio.wait_for(runtime.run(read), timeout=30)
+        await asyncio.wait_for(runtime.run(feed), timeout=scaled(30))
+        await asyncio.wait_for(runtime.run(read), timeout=scaled(30))
     table = collect("out")
     assert table is not None
     assert table.column("price").to_pylist() == [0.0, 1.0, 2.0]
@@ -352,7 +355,7 @@ async def test_nodes_without_a_url_use_mdp_redis_url(redis_server, tmp_path) -> 
             NodeError,
             match=r"Redis at redis://127\.0\.0\.1:1/0 unreachable .*connecting to 127\.0\.0\.1:1\b",
         ) as info:
-            await asyncio.wait_for(runtime.run(elsewhere), timeout=30)
+            await asyncio.wait_for(runtime.run(elsewhere), timeout=scaled(30))
         assert "hunter2" not in str(info.value)
 
 
@@ -406,7 +409,7 @@ async def test_entries_acknowledged_while_a_pending_read_was_answered_are_not_em
         await collector.wait_rows(3)
         await asyncio.sleep(0.3)  # time for a wrong re-delivery to show
         ctx.stopping.set()
-        await asyncio.wait_for(running, 10)
+        await asyncio.wait_for(running, scaled(10))
     finally:
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from market_data_core.testing.servers import scaled
 from market_data_core.timestamps import from_ns
 from market_data_pipeline import records
 from market_data_pipeline.exceptions import GraphError, NodeError, RecordError
@@ -381,7 +382,7 @@ async def test_nanoseconds_survive_a_replay_into_a_file_exactly(
         [node("src", "replay", path=str(path), **params), node("out", "file", path=str(out))],
         ["src -> out"],
     )
-    await asyncio.wait_for(GraphRuntime(graph).run(), 30)
+    await asyncio.wait_for(GraphRuntime(graph).run(), scaled(30))
     back = replay(out)
     assert nanos_of(back, "ts") == NANOS
     assert nanos_of(back, "received_at") == RECEIVED
@@ -495,11 +496,11 @@ async def test_a_paused_replay_emits_nothing_until_resumed_and_drops_nothing(
     pausable_rate.pause()
     runtime = GraphRuntime(graph, registry=registry_with_fakes(), rate=pausable_rate)
     task = asyncio.create_task(runtime.run())
-    await asyncio.wait_for(pausable_rate.waiting.wait(), timeout=10)
+    await asyncio.wait_for(pausable_rate.waiting.wait(), timeout=scaled(10))
     assert runtime.stats["src"].items_out == 0
     assert runtime.stats["out"].items_in == 0
     pausable_rate.resume()
-    result = await asyncio.wait_for(task, timeout=30)
+    result = await asyncio.wait_for(task, timeout=scaled(30))
     table = collect("out")
     assert table is not None
     assert table.num_rows == result.nodes["src"].items_out == 2001

@@ -3,6 +3,7 @@ import asyncio
 import pytest
 import redis.asyncio as aioredis
 
+from market_data_core.testing.servers import scaled
 from market_data_pipeline import records
 from market_data_pipeline._arrow_ipc import decode
 from market_data_pipeline.graph import Graph, node
@@ -35,7 +36,9 @@ async def test_one_entry_per_batch(redis_server) -> None:
         ],
         ["gen -> bus"],
     )
-    result = await asyncio.wait_for(GraphRuntime(graph, registry=registry()).run(), timeout=30)
+    result = await asyncio.wait_for(
+        GraphRuntime(graph, registry=registry()).run(), timeout=scaled(30)
+    )
     assert result.nodes["bus"].counters["written"] == 2500
     length, entries = await stream_info(redis_server.url, "ticks")
     assert length == 3
@@ -53,7 +56,7 @@ async def test_round_trip_through_a_consumer_group(redis_server) -> None:
         ],
         ["gen -> bus"],
     )
-    await asyncio.wait_for(GraphRuntime(source, registry=registry()).run(), timeout=30)
+    await asyncio.wait_for(GraphRuntime(source, registry=registry()).run(), timeout=scaled(30))
     sink_graph = Graph.build(
         [
             node(
@@ -64,7 +67,7 @@ async def test_round_trip_through_a_consumer_group(redis_server) -> None:
         ["bus -> out"],
     )
     runtime = GraphRuntime(sink_graph, registry=registry_with_fakes())
-    await asyncio.wait_for(runtime.run(), timeout=30)
+    await asyncio.wait_for(runtime.run(), timeout=scaled(30))
     received = collect("out")
     expected = collect_synthetic()
     assert received is not None

@@ -10,6 +10,7 @@ import pytest
 from pydantic import SecretStr
 
 from market_data_core.testing import make_trade
+from market_data_core.testing.servers import scaled
 from market_data_pipeline import records
 from market_data_pipeline.exceptions import GraphError
 from market_data_pipeline.graph import Graph, node
@@ -34,7 +35,7 @@ def snapshot(path: Path, table: str, columns: str) -> list[tuple[Any, ...]]:
 
 
 async def run(graph: Graph, **kwargs: Any) -> Any:
-    return await asyncio.wait_for(GraphRuntime(graph, **kwargs).run(), timeout=120)
+    return await asyncio.wait_for(GraphRuntime(graph, **kwargs).run(), timeout=scaled(120))
 
 
 def synthetic_into(database: str, **params: Any) -> Graph:
@@ -225,7 +226,7 @@ async def test_http_writes_retry_until_the_service_is_back_and_count_it(
         writing = asyncio.create_task(sink.flush())
         await asyncio.sleep(0.3)
         await asyncio.to_thread(store_service.start)
-        await asyncio.wait_for(writing, 30)
+        await asyncio.wait_for(writing, scaled(30))
     finally:
         await sink.close()
     assert ctx.stats.counters["acknowledged"] == 1
@@ -244,7 +245,7 @@ async def test_a_request_that_fails_for_good_fails_the_node(store_service, make_
     try:
         await sink.write(records.from_models([make_trade(price=100.0 + i) for i in range(4)]))
         with pytest.raises(StoreClientError, match="store unavailable after 1 attempts"):
-            await asyncio.wait_for(sink.flush(), 30)
+            await asyncio.wait_for(sink.flush(), scaled(30))
         with pytest.raises(StoreClientError, match="store unavailable after 1 attempts"):
             await sink.write(records.from_models([make_trade(price=100.0 + i) for i in range(6)]))
     finally:

@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from market_data_core.testing import T0, make_bar, make_quote, make_signal, make_trade
+from market_data_core.testing.servers import scaled
 from market_data_store.retry import BreakerState
 from market_data_store.service import create_app
 from market_data_store.service.ingest import MAX_ERRORS
@@ -230,7 +231,9 @@ async def test_ingest_answers_503_at_once_while_the_breaker_is_open(
         assert breaker.state is BreakerState.OPEN
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://store") as client:
-            response = await asyncio.wait_for(client.post("/v1/trades", json=_trades(2)), 30)
+            response = await asyncio.wait_for(
+                client.post("/v1/trades", json=_trades(2)), scaled(30)
+            )
     assert response.status_code == 503
     assert "circuit breaker open" in response.json()["detail"]
     assert int(response.headers["Retry-After"]) >= 1

@@ -38,7 +38,7 @@ def test_feedback_reaches_a_redis_subscriber(tmp_path: Path, redis_server: Redis
     async def first_event() -> FeedbackEvent:
         async with RedisFeedbackSubscriber.from_url(redis_server.url, from_start=True) as sub:
             while True:
-                message = await asyncio.wait_for(anext(aiter(sub)), 10)
+                message = await asyncio.wait_for(anext(aiter(sub)), scaled(10))
                 if isinstance(message, FeedbackEvent):
                     return message
 
