@@ -39,6 +39,24 @@ def test_every_record_is_a_json_line_on_stderr(capsys: pytest.CaptureFixture[str
     assert all(r["timestamp"].endswith("Z") for r in records)
 
 
+def test_fields_a_stdlib_logger_passes_as_extra_are_keys_of_the_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Core logs through the standard library (it does not need structlog): the fields it
+    passes as ``extra`` come out as keys of the JSON line, not lost and not in the text."""
+    configure_logging(json=True)
+    logging.getLogger("market_data_core.transports.redis").warning(
+        "feedback publish failed", extra={"stream": "md:feedback", "error": "timeout"}
+    )
+    logging.getLogger("uvicorn.error").info(
+        "Started server process [%d]", 7, extra={"color_message": "\x1b[1mStarted\x1b[0m"}
+    )
+    first, second = map(json.loads, capsys.readouterr().err.splitlines())
+    assert first["event"] == "feedback publish failed"
+    assert (first["stream"], first["error"]) == ("md:feedback", "timeout")
+    assert "color_message" not in second  # uvicorn's coloured copy of its message
+
+
 @pytest.mark.parametrize("level", ["info", "debug"])
 def test_library_chatter_is_debug(capsys: pytest.CaptureFixture[str], level: str) -> None:
     """httpx says INFO per request and Alembic per migration step: at the default level a

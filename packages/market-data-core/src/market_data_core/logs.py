@@ -67,7 +67,12 @@ def configure_logging(*, json: bool | None = None, level: str | int = "info") ->
     handler = _Stderr()
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+            foreign_pre_chain=[
+                *shared,
+                structlog.stdlib.add_logger_name,
+                structlog.stdlib.ExtraAdder(),  # stdlib `extra=` fields as key-values
+                _drop_color_message,
+            ],
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.format_exc_info,
@@ -88,6 +93,14 @@ def configure_logging(*, json: bool | None = None, level: str | int = "info") ->
         logging.getLogger(name).setLevel(
             threshold if threshold <= logging.DEBUG else logging.WARNING
         )
+
+
+def _drop_color_message(
+    _: object, __: str, event: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    """uvicorn passes its message again with ANSI colours as ``extra``: not for a log line."""
+    event.pop("color_message", None)
+    return event
 
 
 CHATTY_LIBRARIES = ("httpx", "httpcore", "alembic")

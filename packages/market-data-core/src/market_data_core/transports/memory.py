@@ -167,7 +167,6 @@ async def _run_handler(subscription: Subscription, handler: Handler) -> None:
         except Exception:
             subscription.errors += 1
             logger.exception(
-                "feedback handler %r failed on %s; it keeps receiving",
-                subscription.name,
-                type(message).__name__,
+                "feedback handler failed; it keeps receiving",
+                extra={"handler": subscription.name, "telemetry": type(message).__name__},
             )

@@ -135,7 +135,9 @@ class RedisFeedbackPublisher:
     def _failed(self, error: str) -> None:
         self.failures += 1
         self.last_error = error
-        logger.warning("feedback publish to stream %s failed: %s", self.stream, error)
+        logger.warning(
+            "feedback publish failed", extra={"stream": self.stream, "error": str(error)}
+        )
 
     async def republish(self) -> int:
         """Send the latest message of every key again with a fresh ``ts``; the heartbeat."""
@@ -315,7 +317,9 @@ class RedisFeedbackSubscriber:
                 await self._client.connection_pool.disconnect()
                 await asyncio.wait({reader}, timeout=5.0)
             if reader.done() and not reader.cancelled() and reader.exception() is not None:
-                logger.warning("feedback reader had failed: %r", reader.exception())
+                logger.warning(
+                    "feedback reader had failed", extra={"error": repr(reader.exception())}
+                )
         if self._owns_client:
             await self._client.aclose()
 
@@ -364,7 +368,9 @@ class RedisFeedbackSubscriber:
             wire = decode(fields)
         except ContractError as exc:
             self.decode_errors += 1
-            logger.warning("skipping undecodable entry on stream %s: %s", self.stream, exc)
+            logger.warning(
+                "skipping undecodable entry", extra={"stream": self.stream, "error": str(exc)}
+            )
             return
         if not self.tracker.observe(wire.message, publisher=wire.publisher):
             return
@@ -376,7 +382,10 @@ class RedisFeedbackSubscriber:
 
     def _note_failure(self, exc: BaseException) -> None:
         if self.connected:
-            logger.warning("feedback stream %s unreachable: %s", self.stream, type(exc).__name__)
+            logger.warning(
+                "feedback stream unreachable",
+                extra={"stream": self.stream, "error": type(exc).__name__},
+            )
         self.connected = False
         self.last_error = type(exc).__name__
 
