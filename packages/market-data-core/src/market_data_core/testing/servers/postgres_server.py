@@ -20,6 +20,7 @@ server is for tests: ``fsync`` and ``full_page_writes`` are off (a crash of the 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import pwd
 import re
@@ -38,7 +39,12 @@ from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import quote
 from uuid import uuid4
 
-from market_data_core.testing.servers.process import MissingBinaryError, free_port, scaled
+from market_data_core.testing.servers.process import (
+    MissingBinaryError,
+    free_port,
+    poll_until_ready,
+    scaled,
+)
 
 if TYPE_CHECKING:
     from market_data_store.dsn import DatabaseUrl
@@ -283,13 +289,9 @@ class PostgresServer:
         self._wait_ready(scaled(timeout))
 
     def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process is not None and self._process.poll() is not None:
-                break
-            if _accepts_connections(self.port, self.user):
-                return
-            time.sleep(0.05)
+        ready = functools.partial(_accepts_connections, self.port, self.user)
+        if poll_until_ready(self._process, ready, timeout, interval=0.05):
+            return
         self.kill()
         msg = (
             f"PostgreSQL on 127.0.0.1:{self.port} did not become ready within {timeout:.0f} s; "

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from market_data_core.exceptions import MissingBinaryError
 
-__all__ = ["MissingBinaryError", "await_healthy", "free_port", "scaled"]
+__all__ = ["MissingBinaryError", "await_healthy", "free_port", "poll_until_ready", "scaled"]
 
 
 def scaled(seconds: float) -> float:
@@ -66,3 +66,22 @@ def await_healthy(
     except BaseException:
         stop()
         raise
+
+
+def poll_until_ready(
+    process: subprocess.Popen[bytes] | None,
+    ready: Callable[[], bool],
+    timeout: float,
+    *,
+    interval: float,
+) -> bool:
+    """Call ``ready()`` every ``interval`` seconds until it holds (True), or until the server
+    ``process`` exits or ``timeout`` passes (False: the caller reports it with its log)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            return False
+        if ready():
+            return True
+        time.sleep(interval)
+    return False

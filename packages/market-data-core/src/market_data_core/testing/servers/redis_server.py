@@ -9,19 +9,24 @@ fail with that message rather than being skipped.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 from urllib.parse import quote
 
-from market_data_core.testing.servers.process import MissingBinaryError, free_port, scaled
+from market_data_core.testing.servers.process import (
+    MissingBinaryError,
+    free_port,
+    poll_until_ready,
+    scaled,
+)
 
 __all__ = ["RedisServer", "find_redis_server"]
 
@@ -122,13 +127,9 @@ class RedisServer:
         self._wait_ready(scaled(timeout))
 
     def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process is not None and self._process.poll() is not None:
-                break
-            if _ping(self.port, self.password):
-                return
-            time.sleep(0.02)
+        ready = functools.partial(_ping, self.port, self.password)
+        if poll_until_ready(self._process, ready, timeout, interval=0.02):
+            return
         log = (self.data_dir / "redis.log").read_text(errors="replace")[-2000:]
         self.stop()
         msg = f"redis-server on 127.0.0.1:{self.port} did not become ready:\n{log}"
