@@ -77,13 +77,7 @@ class Admission:
     async def submit_many(
         self, records: Iterable[Record] | ArrowChunk | ModelChunk | Batch
     ) -> WriteReceipt:
-        """Queue a batch under the overflow strategy; see "Overflow" in the package docstring.
-        The receipt tells, once its records are settled, what became of each of them.
-        An ``ArrowChunk`` (``ArrowRecords``: see ``Store.submit_arrow``) stays columnar until
-        the backend writes it.
-
-        Raises ``CoordinatorStoppedError`` when not running and ``QueueFullError`` under
-        ``overflow="error"`` when the batch does not fit (nothing of it accepted)."""
+        """``WriteCoordinator.submit_many``: the batch queued under the overflow strategy."""
         batch = as_batch(records)
         receipt = WriteReceipt(len(batch))
         if not batch:

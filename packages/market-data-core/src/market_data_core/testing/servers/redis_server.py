@@ -185,7 +185,11 @@ class RedisServer:
         self._tmp.cleanup()
 
     def __enter__(self) -> Self:
-        self.start()
+        try:
+            self.start()
+        except BaseException:  # as PostgresServer: no data directory left behind
+            self.close()
+            raise
         return self
 
     def __exit__(
