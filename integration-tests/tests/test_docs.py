@@ -228,3 +228,81 @@ def test_every_pip_install_with_extras_is_quoted_for_zsh() -> None:
                     if "[" in word and word[0] not in "'\""
                 ]
     assert not unquoted, unquoted
+
+
+def _python_blocks(path: Path) -> list[str]:
+    """The ```python blocks of a page, in order."""
+    return re.findall(r"^```python\n(.*?)^```", path.read_text(), re.MULTILINE | re.DOTALL)
+
+
+def test_the_read_your_data_page_runs_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/reading.md, every Python block in one namespace, in a fresh directory holding
+    the store the quickstart writes, with Binance's trades and quotes of examples/data."""
+    import asyncio
+    import contextlib
+    import io
+    import os
+    import subprocess
+    import sys
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from market_data_core.columns import TIMESTAMP
+    from market_data_store.backends.sqlite import SqliteBackend
+    from market_data_store.columnar import Kind, conform
+    from market_data_store.dsn import DatabaseUrl
+
+    shutil_example = (ROOT / "examples" / "quickstart.yaml").read_bytes()
+    (tmp_path / "quickstart.yaml").write_bytes(shutil_example)
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    done = subprocess.run(
+        ["mdp", "run", "-q", "quickstart.yaml"], check=False, cwd=tmp_path, env=env,
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+    data = ROOT / "examples" / "data"
+    raw = pq.read_table(data / "btcusdt-trades.parquet")
+    trades = pa.table({
+        "symbol": ["BTC/USDT"] * raw.num_rows, "ts": raw["timestamp"].cast(TIMESTAMP),
+        "price": raw["price"], "size": raw["quantity"],
+        "trade_id": raw["trade_id"].cast(pa.string()), "ordinal": np.arange(raw.num_rows),
+    })  # fmt: skip
+    raw = pq.read_table(data / "btcusdt-quotes.parquet")
+    quotes = pa.table({
+        "symbol": raw["symbol"], "ts": raw["timestamp"].cast(TIMESTAMP),
+        "bid": raw["bid"], "ask": raw["ask"], "bid_size": raw["bid_size"],
+        "ask_size": raw["ask_size"], "ordinal": np.arange(raw.num_rows),
+    })  # fmt: skip
+
+    async def add_ticks() -> None:
+        backend = SqliteBackend(DatabaseUrl.parse(f"sqlite:///{tmp_path / 'market_data.db'}"))
+        await backend.open()
+        for table, kind in ((trades, Kind.TRADES), (quotes, Kind.QUOTES)):
+            await backend.write_table(kind, conform(table, kind))
+        await backend.close()
+
+    asyncio.run(add_ticks())
+    monkeypatch.chdir(tmp_path)
+    blocks = _python_blocks(DOCS / "reading.md")
+    assert len(blocks) >= 6, "the page lost its examples"
+    namespace: dict[str, Any] = {"__name__": "reading"}
+    printed = io.StringIO()
+    for number, block in enumerate(blocks, start=1):
+        with contextlib.redirect_stdout(printed):
+            try:
+                exec(compile(block, f"docs/reading.md block {number}", "exec"), namespace)
+            except Exception as exc:
+                pytest.fail(f"docs/reading.md block {number} failed: {exc!r}\n{block}")
+    output = printed.getvalue()
+    assert namespace["bars"]["symbol"].nunique() == 20  # every quickstart symbol, one line
+    assert len(namespace["frame"]) == namespace["table"].num_rows == 2 * 60
+    assert namespace["tape"]["bid"].notna().sum() > 1900  # trades before the first quote: none
+    assert namespace["report"].written > 0
+    assert "True" in output  # as_known_at now equals the current data
+    assert "('BTC/USDT', 2001)" in output  # DuckDB read the export

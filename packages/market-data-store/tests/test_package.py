@@ -7,6 +7,8 @@ EXPECTED = {
     "Freshness", "PermanentBackendError", "QueueFullError", "Record", "Store",
     "StoreConfigurationError", "StoreError", "StoreSettings", "TransientBackendError",
     "WriteResult", "__version__",
+    # reads (issue 27)
+    "AsyncReader", "ReadError", "Reader", "Selection", "asof_join", "connect", "connect_async",
 }  # fmt: skip
 
 

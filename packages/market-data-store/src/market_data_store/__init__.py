@@ -2,6 +2,8 @@
 
 >>> from market_data_store import Store, StoreSettings
 >>> settings = StoreSettings()            # MDS_* environment; SQLite file by default
+>>> import market_data_store as mds
+>>> bars = mds.connect("market_data.db").bars(None, "5m").to_pandas()   # read it back
 
 The names below are imported on first use (PEP 562): ``import market_data_store`` and
 ``mds --help`` do not pay for SQLAlchemy, the coordinator or the backends until needed.
@@ -22,9 +24,18 @@ if TYPE_CHECKING:
         CoordinatorStoppedError,
         PermanentBackendError,
         QueueFullError,
+        ReadError,
         StoreConfigurationError,
         StoreError,
         TransientBackendError,
+    )
+    from market_data_store.read import (
+        AsyncReader,
+        Reader,
+        Selection,
+        asof_join,
+        connect,
+        connect_async,
     )
     from market_data_store.settings import StoreSettings
     from market_data_store.store import Store
@@ -36,8 +47,10 @@ _LAZY: dict[str, tuple[str, ...]] = {
     "dsn": ("DatabaseUrl",),
     "exceptions": (
         "BackendError", "CircuitOpenError", "CoordinatorStoppedError", "PermanentBackendError",
-        "QueueFullError", "StoreConfigurationError", "StoreError", "TransientBackendError",
+        "QueueFullError", "ReadError", "StoreConfigurationError", "StoreError",
+        "TransientBackendError",
     ),
+    "read": ("AsyncReader", "Reader", "Selection", "asof_join", "connect", "connect_async"),
     "settings": ("StoreSettings",),
     "store": ("Store",),
 }  # fmt: skip
@@ -46,6 +59,7 @@ __getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals(), version_of="mark
 
 
 __all__ = [
+    "AsyncReader",
     "Backend",
     "BackendError",
     "CircuitOpenError",
@@ -54,7 +68,10 @@ __all__ = [
     "Freshness",
     "PermanentBackendError",
     "QueueFullError",
+    "ReadError",
+    "Reader",
     "Record",
+    "Selection",
     "Store",
     "StoreConfigurationError",
     "StoreError",
@@ -62,4 +79,7 @@ __all__ = [
     "TransientBackendError",
     "WriteResult",
     "__version__",
+    "asof_join",
+    "connect",
+    "connect_async",
 ]

@@ -617,24 +617,65 @@ def _utc(value: datetime | None) -> datetime | None:
 
 @app.command()
 def export(
-    symbol: str,
-    output: Annotated[Path, typer.Option("--output", "-o", help=".ndjson, .jsonl or .csv")],
+    symbol: Annotated[str | None, typer.Argument(help="one symbol; a dataset: all")] = None,
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            help="a directory: a Parquet dataset; .ndjson, .jsonl or .csv: one symbol's bars",
+        ),
+    ] = Path("market-data-export"),
     timeframe: Annotated[str, typer.Option("--timeframe", "-f")] = "1m",
     start: Annotated[datetime | None, typer.Option(help="UTC; default: epoch")] = None,
     end: Annotated[datetime | None, typer.Option(help="UTC; default: now")] = None,
+    kind: Annotated[
+        list[str] | None,
+        typer.Option("--kind", "-k", help="a dataset's kinds: bars, trades, quotes (all)"),
+    ] = None,
     database_url: DatabaseOption = None,
 ) -> None:
-    """Write every bar of SYMBOL in [start, end) to a file (readable again by `mds ingest`)."""
+    """Export to a partitioned Parquet dataset (the default), brought up to date on every
+    run: kind=/symbol=/date= directories, Hive's layout, read as it is by DuckDB, polars and
+    pyarrow; only the partitions that changed since the last export are rewritten. To a
+    file (.ndjson, .jsonl or .csv): every bar of SYMBOL in [start, end), readable again by
+    `mds ingest`."""
+    settings = _settings(database_url)
+    if output.suffix.lower() not in {".ndjson", ".jsonl", ".csv"}:
+        _export_dataset(settings, output, symbol, kind)
+        return
+    if symbol is None:
+        raise _fail(f"{output}: a file holds one symbol's bars: give SYMBOL", 2)
     from market_data_store.files import write_bars  # noqa: PLC0415
 
-    if output.suffix.lower() not in {".ndjson", ".jsonl", ".csv"}:
-        raise _fail(f"{output}: unknown format {output.suffix!r}; use .ndjson, .jsonl or .csv", 2)
-    settings = _settings(database_url)
     begin = _utc(start) or datetime(1970, 1, 1, tzinfo=UTC)
     finish = _utc(end) or datetime.now(UTC)
     bars = _run(_query(settings, symbol, timeframe, begin, finish, None), settings)
     write_bars(output, bars)
     out.print(f"wrote {len(bars)} {symbol} {timeframe} bars to {output}")
+
+
+def _export_dataset(
+    settings: StoreSettings, output: Path, symbol: str | None, kinds: list[str] | None
+) -> None:
+    from market_data_store.exceptions import StoreError  # noqa: PLC0415
+    from market_data_store.read.export import export_dataset  # noqa: PLC0415
+    from market_data_store.read.query import READ_KINDS  # noqa: PLC0415
+
+    if output.exists() and not output.is_dir():
+        raise _fail(f"{output}: not a directory (a dataset) nor .ndjson, .jsonl or .csv", 2)
+    chosen = kinds or [str(k) for k in READ_KINDS]
+    unknown = [k for k in chosen if k not in {str(r) for r in READ_KINDS}]
+    if unknown:
+        raise _fail(f"--kind {unknown[0]!r}: one of bars, trades, quotes", 2)
+    try:
+        report = export_dataset(
+            settings.database.secret(), output, kinds=chosen,
+            symbols=None if symbol is None else [symbol],
+        )  # fmt: skip
+    except StoreError as exc:
+        raise _fail(str(exc)) from None
+    out.print(f"{output}: {report}")
 
 
 @app.command()

@@ -39,6 +39,7 @@ __all__ = [
     "KeyReusedError",
     "PermanentBackendError",
     "QueueFullError",
+    "ReadError",
     "StoreClientError",
     "StoreConfigurationError",
     "StoreError",
@@ -114,3 +115,8 @@ class BadRecordError(StoreError, ValueError):
 
 class KeyReusedError(StoreError, ValueError):
     """An idempotency key was first used with a different request body."""
+
+
+class ReadError(StoreError, ValueError):
+    """A read the store cannot answer: a bad kind, symbol, range or timeframe, a store
+    without the table, or one that refused the query (the message names which)."""

@@ -42,9 +42,9 @@ from market_data_store.dlq import FileDeadLetterStore
 from market_data_store.dsn import DatabaseUrl
 from market_data_store.exceptions import (
     BackendError,
-    HistoryUnavailableError,
     TransientBackendError,
 )
+from market_data_store.read.query import check_known_at
 from market_data_store.receipts import WriteReceipt
 from market_data_store.retry import BreakerState, CircuitBreaker, RetryPolicy
 from market_data_store.settings import StoreSettings
@@ -73,26 +73,6 @@ def make_backend(url: DatabaseUrl) -> Backend:
     from market_data_store.backends.postgres import PostgresBackend  # noqa: PLC0415
 
     return PostgresBackend(url)
-
-
-def check_known_at(as_known_at: datetime | None, retention_days: float) -> datetime | None:
-    """``as_known_at`` in UTC, checked against the history kept: ``HistoryUnavailableError``
-    when it is older than ``retention_days`` (the versions replaced before it may be
-    purged), ``ValueError`` without a timezone."""
-    if as_known_at is None:
-        return None
-    if as_known_at.tzinfo is None:
-        msg = "as_known_at needs a timezone (UTC)"
-        raise ValueError(msg)
-    horizon = datetime.now(UTC) - timedelta(days=retention_days)
-    if as_known_at < horizon:
-        msg = (
-            f"as_known_at {as_known_at.isoformat()} is older than the history kept"
-            f" ({retention_days:g} days, since {horizon.isoformat(timespec='seconds')};"
-            " MDS_HISTORY_RETENTION_DAYS)"
-        )
-        raise HistoryUnavailableError(msg)
-    return clamp_utc(as_known_at)
 
 
 class _TimedWriter:

@@ -36,8 +36,10 @@ from market_data_core.columns import SCHEMAS, TIMESTAMP, VALUES, Kind
 __all__ = [
     "LAYOUTS",
     "LEGACY_NANOS",
+    "ORDER",
     "Layout",
     "from_store",
+    "from_store_arrow",
     "json_lists",
     "to_store",
 ]
@@ -117,6 +119,13 @@ SIGNALS: Final = Layout(
     "ts",
 )  # fmt: skip
 LAYOUTS: Final = {layout.kind: layout for layout in (BARS, TRADES, QUOTES, SIGNALS)}
+ORDER: Final = {
+    Kind.BARS: '"start", "source"',
+    Kind.TRADES: '"ts", "ts_nanos", "exchange", "trade_id", "ordinal"',
+    Kind.QUOTES: '"ts", "ts_nanos", "exchange", "sequence", "ordinal"',
+    Kind.SIGNALS: '"ts", "ts_nanos", "name", "source"',
+}
+"""The order of one series' rows in a read (after its series columns): time, then the key."""
 
 
 def _int64(column: pa.ChunkedArray | pa.Array) -> Any:
@@ -226,6 +235,53 @@ def from_store(
         columns[name] = times(name).cast(TIMESTAMP)
         schema = schema.append(pa.field(name, TIMESTAMP))
     return pa.table(columns, schema=schema)
+
+
+def from_store_arrow(kind: Kind, data: pa.RecordBatch | pa.Table) -> pa.RecordBatch | pa.Table:
+    """``data`` of ``kind`` as the database returns it in Arrow (the store's layout: times
+    as timestamps or integer microseconds, ``ts_nanos`` apart, empty keys as ``''``) in
+    core's schema of ``kind``, column by column in Arrow (no Python object per row but for
+    a trade's non-null conditions, parsed from their JSON)."""
+    layout = LAYOUTS[kind]
+    present = set(data.schema.names)
+    columns: list[Any] = []
+    for field in SCHEMAS[kind]:
+        name = field.name
+        column = data.column(name)
+        if name == layout.time:
+            column = pc.multiply(pc.cast(_as_micros(column), pa.int64()), 1000)
+            if layout.nanos and "ts_nanos" in present:
+                below = pc.max_element_wise(pc.cast(data.column("ts_nanos"), pa.int64()), 0)
+                column = pc.add(column, below)
+            column = pc.cast(column, TIMESTAMP)
+        elif name in ("as_of", "received_at"):
+            column = pc.cast(pc.cast(column, pa.int64()), TIMESTAMP)
+        elif name in ("exchange", "trade_id"):
+            column = pc.if_else(pc.equal(column, ""), pa.scalar(None, pa.string()), column)
+        elif name == "sequence":
+            column = pc.if_else(pc.less(column, 0), pa.scalar(None, pa.int64()), column)
+        elif name == "conditions":
+            column = _json_list_column(column, field.type)
+        elif name == "metadata":
+            column = pc.if_else(pc.equal(column, "{}"), pa.scalar(None, pa.string()), column)
+        columns.append(pc.cast(column, field.type) if column.type != field.type else column)
+    build = pa.RecordBatch if isinstance(data, pa.RecordBatch) else pa.Table
+    return build.from_arrays(columns, schema=SCHEMAS[kind])
+
+
+def _as_micros(column: Any) -> Any:
+    """A time column as timestamp[us, UTC] (PostgreSQL's timestamptz; SQLite's integers)."""
+    if pa.types.is_timestamp(column.type):
+        return pc.cast(column, MICROS) if column.type != MICROS else column
+    return pc.cast(pc.cast(column, pa.int64()), MICROS)
+
+
+def _json_list_column(column: Any, kind: pa.DataType) -> Any:
+    """JSON arrays of text as lists (null, ``''`` and ``[]``: null)."""
+    if column.null_count == len(column):
+        return pa.nulls(len(column), kind)
+    texts = column.to_pylist()
+    return pa.array([json.loads(t) if t else None for t in texts], kind)
 
 
 def _json_text(value: Any) -> str:

@@ -61,6 +61,7 @@ from market_data_store.backends._layout import (
     LAYOUTS,
     LEGACY_NANOS,
     MICROS,
+    ORDER,
     TIES_SETTING,
     Layout,
     from_store,
@@ -171,12 +172,6 @@ def _legacy_sql(layout: Layout) -> str:
     )
 
 
-_ORDER = {
-    Kind.BARS: '"start", "source"',
-    Kind.TRADES: '"ts", "ts_nanos", "exchange", "trade_id", "ordinal"',
-    Kind.QUOTES: '"ts", "ts_nanos", "exchange", "sequence", "ordinal"',
-    Kind.SIGNALS: '"ts", "ts_nanos", "name", "source"',
-}
 _SQL = {
     kind: (_maxima_sql(layout), _stage_sql(layout), _upsert_sql(layout))
     for kind, layout in LAYOUTS.items()
@@ -565,7 +560,7 @@ class PostgresBackend(TableWrites, ModelReads):
                 f" AND ingested_at <= {known} AND superseded_at > {known}"
             )
             args = [*args, as_known_at]
-        sql += f" ORDER BY {_ORDER[kind]} LIMIT ${len(args) + 1}"
+        sql += f" ORDER BY {ORDER[kind]} LIMIT ${len(args) + 1}"
         return await self._fetch(f"query_{kind}", sql, *args, limit)
 
     async def _bar_rows(

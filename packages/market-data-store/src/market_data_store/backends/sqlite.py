@@ -35,6 +35,7 @@ from market_data_store.backends import _rows
 from market_data_store.backends._layout import (
     LAYOUTS,
     LEGACY_NANOS,
+    ORDER,
     Layout,
     from_store,
     newer_sql,
@@ -186,12 +187,6 @@ def _legacy_sql(layout: Layout, stage: str) -> tuple[str, str]:
     return keep, f"DELETE FROM {t} WHERE {twin}"
 
 
-_ORDER = {
-    Kind.BARS: '"start", "source"',
-    Kind.TRADES: '"ts", "ts_nanos", "exchange", "trade_id", "ordinal"',
-    Kind.QUOTES: '"ts", "ts_nanos", "exchange", "sequence", "ordinal"',
-    Kind.SIGNALS: '"ts", "ts_nanos", "name", "source"',
-}
 _SQL = {
     kind: (
         _insert_sql(layout, layout.name),
@@ -410,7 +405,7 @@ class SqliteBackend(TableWrites, ModelReads):
                 " AND ingested_at <= ? AND superseded_at > ?"
             )
             args = [*params, known, *params, known, known]
-        return await self._fetch(f"{sql} ORDER BY {_ORDER[kind]} LIMIT ?", [*args, limit])
+        return await self._fetch(f"{sql} ORDER BY {ORDER[kind]} LIMIT ?", [*args, limit])
 
     async def _bar_rows(
         self,

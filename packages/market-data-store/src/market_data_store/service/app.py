@@ -25,9 +25,10 @@ from market_data_store.exceptions import (
     BackendError,
     HistoryUnavailableError,
     InvalidValueError,
+    ReadError,
     StoreConfigurationError,
 )
-from market_data_store.service import admin, feedback, ingest, jobs, query
+from market_data_store.service import admin, feedback, ingest, jobs, query, read
 from market_data_store.service.deps import ServiceState, State
 from market_data_store.service.guard import RequestGuard
 from market_data_store.service.metrics import StoreMetrics
@@ -95,7 +96,7 @@ def create_app(
     add_offline_docs(app)
     add_security_headers(app)
     _add_health_routes(app, __version__)
-    modules = (ingest, query, jobs, feedback, admin)
+    modules = (ingest, query, read, jobs, feedback, admin)
     for module in modules:
         limit = settings.max_body_bytes if module is ingest else settings.max_request_bytes
         app.include_router(module.router, max_body_size=limit)
@@ -160,6 +161,10 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StoreConfigurationError)
     async def bad_argument(_: Request, exc: StoreConfigurationError) -> JSONResponse:
+        return problem(422, str(exc))
+
+    @app.exception_handler(ReadError)
+    async def bad_read(_: Request, exc: ReadError) -> JSONResponse:
         return problem(422, str(exc))
 
     @app.exception_handler(HistoryUnavailableError)

@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from market_data_core.ratelimit import AuditedRateLimiter
 from market_data_store.backfill import BackfillRunner
 from market_data_store.jobs import JobRunTracker
+from market_data_store.read.sources import Source
 from market_data_store.service.idempotency import IdempotencyCache
 from market_data_store.service.metrics import StoreMetrics
 from market_data_store.settings import StoreSettings
@@ -27,6 +28,8 @@ class ServiceState:
     backfills: BackfillRunner | None = None
     decoding: int = 0
     """Bytes of ingest bodies being decoded now (see ``max_decoding_bytes``)."""
+    reads: Source | None = None
+    """The bulk reads' source: the service's own database (``service.read``)."""
     refusals: AuditedRateLimiter = field(init=False)
     """Refused (401) admin calls per client address (see ``admin_refusals_per_minute``)."""
 
