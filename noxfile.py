@@ -65,13 +65,13 @@ PACKAGES = [
     "market-data-pipeline",
     "market-data-orchestrator",
 ]
-PYTEST = ["pytest", "-p", "no:cacheprovider"]
+PYTEST = ["pytest", "-p", "no:cacheprovider", "--durations=10"]
 WORKERS: dict[str, str] = {
     "market-data-core": "2",
     "market-data-store": "4",
     "market-data-pipeline": "2",
     "market-data-orchestrator": "4",
-    "integration": "2",  # each test starts a platform of processes: 4 timed out under load
+    "integration": "3",  # a platform of processes per test; 2 left the cores half idle (load 1.3)
 }
 """pytest-xdist workers per suite (``-n``); ``MD_TEST_WORKERS`` overrides them all (``0``:
 no workers, the tests run in the pytest process)."""

@@ -91,7 +91,7 @@ def child(
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         sys.exit(f"{what} failed:\n{done.stderr[-3000:]}")
-    inside, _rows = done.stdout.split()
+    inside, _rows = done.stdout.split()[-2:]  # the last line: seconds and rows
     return seconds, float(inside), int(peak.read_text()) / 1024
 
 
@@ -129,8 +129,6 @@ def main() -> None:
                     f"{name}: {subject.text()}; {base}: {baseline.text()}", "row",
                 ))  # fmt: skip
         print_table(rows, unit="rows")
-        for row in rows:
-            print(row.explanation())  # noqa: T201
 
         peaks: dict[int, Measured] = {}
         for n in (EXPORT_SMALL, EXPORT_LARGE):
