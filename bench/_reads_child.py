@@ -40,6 +40,8 @@ def adbc(url: str, symbol: str, frame: str) -> tuple[float, int]:
 
 
 def read(url: str, symbol: str, frame: str) -> tuple[float, int]:
+    from adbc_driver_postgresql import dbapi  # noqa: F401 - imported before the clock, as ADBC's
+
     import market_data_store as mds
     import market_data_store.read  # the module, not its lazy names
 

@@ -56,8 +56,7 @@ def connect(
     a history with holes: ``history_retention_days`` is the store's
     ``MDS_HISTORY_RETENTION_DAYS`` (by default read from the environment, else 30; the
     service checks its own)."""
-    source = open_source(url, token=token, timeout=timeout)
-    return Reader(source, _retention(source, history_retention_days))
+    return Reader(open_source(url, token=token, timeout=timeout), history_retention_days)
 
 
 def connect_async(
@@ -68,12 +67,13 @@ def connect_async(
     history_retention_days: float | None = None,
 ) -> AsyncReader:
     """``connect``, for asyncio code: the same methods, awaited."""
-    source = open_source(url, token=token, timeout=timeout)
-    return AsyncReader(source, _retention(source, history_retention_days))
+    return AsyncReader(open_source(url, token=token, timeout=timeout), history_retention_days)
 
 
 def _retention(source: Source, days: float | None) -> float | None:
-    """The history a direct reader checks ``as_known_at`` against (none over HTTP)."""
+    """The history a direct reader checks ``as_known_at`` against (none over HTTP: the
+    service checks its own). Asked for only by a read with ``as_known_at``, so that other
+    reads do not import the settings."""
     if isinstance(source, HttpSource):
         return None
     if days is not None:
@@ -249,8 +249,11 @@ class _Reads(Generic[S]):
         raise NotImplementedError
 
     def _checked(self, query: ReadQuery) -> ReadQuery:
-        if query.known_ns is not None and self.retention_days is not None:
-            check_known_at(from_ns(query.known_ns), self.retention_days)
+        if query.known_ns is None:
+            return query
+        days = _retention(self.source, self.retention_days)
+        if days is not None:
+            check_known_at(from_ns(query.known_ns), days)
         return query
 
     def bars(
