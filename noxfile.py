@@ -16,8 +16,8 @@
 - integration: integration-tests/ against real PostgreSQL, redis-server and promtool: end to
   end, backpressure, faults, API fuzzing, operations files, generated docs
 - bench (not default): benchmarks that print ratios against a baseline of the same run
-- stress (not default): the version rule's stress tests, larger and repeated (the default
-  run has them at a size that takes seconds)
+- stress (not default): the version rule's stress tests, larger and repeated, and the API
+  fuzzing with more examples (the default run has them at a size that takes seconds)
 
 Each project wheel is built once per ``nox`` process (``wheelhouse``): the wheel, index and
 contracts sessions install the same files. The test suites run on pytest-xdist workers
@@ -71,7 +71,7 @@ WORKERS: dict[str, str] = {
     "market-data-store": "4",
     "market-data-pipeline": "2",
     "market-data-orchestrator": "4",
-    "integration": "3",  # a platform of processes per test; 2 left the cores half idle (load 1.3)
+    "integration": "2",  # each test starts a platform of processes: 3 timed out a browser test
 }
 """pytest-xdist workers per suite (``-n``); ``MD_TEST_WORKERS`` overrides them all (``0``:
 no workers, the tests run in the pytest process)."""
@@ -324,14 +324,17 @@ def integration(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def stress(session: nox.Session) -> None:
-    """The store's version rule under fire, larger (``MD_STRESS_SCALE``) and the issue's
-    reproduction 20 times per way (``MD_STRESS_RUNS``)."""
+    """Long repetitions kept out of the default run: the store's version rule under fire,
+    larger (``MD_STRESS_SCALE``) and the issue's reproduction 20 times per way
+    (``MD_STRESS_RUNS``); the API fuzzing with 100 examples per operation and mode
+    (``MD_FUZZ_EXAMPLES``; the default run has 12)."""
     sync(session, "--all-packages", "--all-extras", "--group", "test")
-    env = {"MD_STRESS_SCALE": "4", "MD_STRESS_RUNS": "20"}
+    env = {"MD_STRESS_SCALE": "4", "MD_STRESS_RUNS": "20", "MD_FUZZ_EXAMPLES": "100"}
     session.run(
         *PYTEST,
         "packages/market-data-store/tests/backends/test_versions.py",
         "integration-tests/tests/test_versions_pipeline.py",
+        "integration-tests/tests/test_api_fuzz.py",
         "--timeout=3600",  # 20 runs of a job in one test: longer than a test's usual limit
         *session.posargs,
         env=env,
