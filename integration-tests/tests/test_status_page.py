@@ -333,6 +333,12 @@ def _chart_and_store(page: Any, platform: Platform) -> tuple[list[tuple[str, flo
 
 def test_the_chart_shows_the_bars_the_store_holds(page_as: Any, platform: Platform) -> None:
     page = page_as("operator")
+    # the job has written MSFT bars before they are held still (a busy machine's first
+    # minutes of a fresh platform may have none yet)
+    deadline = time.monotonic() + scaled(60)
+    while len(platform.api("/v1/store/bars?symbol=MSFT&timeframe=1m&limit=120")) < 2:
+        assert time.monotonic() < deadline, "the bars job wrote no two MSFT bars in time"
+        time.sleep(0.5)
     page.get_by_role("button", name="Pause bars").click()  # hold the bars still
     page.locator('#jobs tr[data-job="bars"] .state[data-state="paused"]').wait_for()
     try:
@@ -342,7 +348,12 @@ def test_the_chart_shows_the_bars_the_store_holds(page_as: Any, platform: Platfo
         deadline = time.monotonic() + scaled(60)
         while True:
             page.get_by_role("button", name="Show bars").click()
-            page.locator("#bars-summary", has_text="bars of MSFT from").wait_for()
+            summary = page.locator("#bars-summary")
+            try:
+                summary.filter(has_text="bars of MSFT from").wait_for(timeout=scaled(20) * 1000)
+            except Exception as exc:  # say what the page says instead
+                text = summary.text_content()
+                raise AssertionError(f"the page shows {text!r}, not MSFT's bars") from exc
             shown, stored, direct = _chart_and_store(page, platform)
             if shown == stored == direct or time.monotonic() > deadline:
                 break
