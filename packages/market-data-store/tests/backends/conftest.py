@@ -7,11 +7,14 @@ authentication and can check that the password never leaks into errors.
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
 
 from market_data_store.backends.postgres import PostgresBackend
+from market_data_store.backends.sqlite import SqliteBackend
 from market_data_store.dsn import DatabaseUrl
 from market_data_store.migrate import upgrade
 from market_data_store.testing import PostgresServer
@@ -49,3 +52,21 @@ async def pg_backend(
     await backend.open()
     yield backend
     await backend.close()
+
+
+@pytest_asyncio.fixture(params=["sqlite", "postgresql"])
+async def any_backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
+    """An open backend on a fresh database migrated to head, SQLite then PostgreSQL (its
+    ``url`` says which)."""
+    if request.param == "sqlite":
+        url = DatabaseUrl.parse(f"sqlite:///{tmp_path / 'store.db'}")
+        await upgrade(url)
+        opened: Any = SqliteBackend(url)
+    else:
+        server: PostgresServer = request.getfixturevalue("postgres_server")
+        url = await server.create_database()
+        await upgrade(url)
+        opened = PostgresBackend(url)
+    await opened.open()
+    yield opened
+    await opened.close()

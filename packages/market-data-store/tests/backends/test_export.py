@@ -4,7 +4,6 @@ PostgreSQL; brought up to date incrementally (only changed partitions rewritten:
 revisions, retention's deletions). Nothing is mocked."""
 
 import random
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -20,13 +19,9 @@ from typer.testing import CliRunner
 
 from market_data_core.testing import T0, make_bar, make_trade
 from market_data_store import connect
-from market_data_store.backends.postgres import PostgresBackend
-from market_data_store.backends.sqlite import SqliteBackend
 from market_data_store.cli import app
 from market_data_store.dsn import DatabaseUrl
-from market_data_store.migrate import upgrade
 from market_data_store.read.export import MANIFEST, export_dataset, partition_path
-from market_data_store.testing import PostgresServer
 
 pytestmark = pytest.mark.asyncio
 SYMBOLS = ["BTC/USDT", "ES=F", "^GSPC", "AAPL"]
@@ -43,18 +38,9 @@ class Store:
         return self.url.secret()
 
 
-@pytest_asyncio.fixture(params=["sqlite", "postgresql"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    if request.param == "sqlite":
-        url = DatabaseUrl.parse(f"sqlite:///{tmp_path / 'store.db'}")
-        await upgrade(url)
-        backend: Any = SqliteBackend(url)
-    else:
-        server: PostgresServer = request.getfixturevalue("postgres_server")
-        url = await server.create_database()
-        await upgrade(url)
-        backend = PostgresBackend(url)
-    await backend.open()
+@pytest_asyncio.fixture
+async def store(any_backend: Any) -> Store:
+    backend = any_backend
     rng = random.Random(5)
     trades = [
         make_trade(symbol=rng.choice(SYMBOLS), ordinal=n, price=float(n),
@@ -65,10 +51,7 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     bars = [make_bar(symbol=s, start=hour + timedelta(hours=h), timeframe=tf)
             for s in SYMBOLS[:2] for h in range(60) for tf in ("1h", "1m")]  # fmt: skip
     await backend.write([*trades, *bars])
-    try:
-        yield Store(url, backend)
-    finally:
-        await backend.close()
+    return Store(backend.url, backend)
 
 
 def _duckdb(root: Path, kind: str) -> pa.Table:

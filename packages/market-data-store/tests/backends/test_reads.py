@@ -6,7 +6,6 @@ store knew it at a time. The oracle is the written models themselves. Nothing is
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,11 +22,8 @@ from market_data_core.columns import from_models
 from market_data_core.testing import T0, make_bar, make_quote, make_trade
 from market_data_core.timestamps import from_ns
 from market_data_store import connect, connect_async
-from market_data_store.backends.postgres import PostgresBackend
-from market_data_store.backends.sqlite import SqliteBackend
 from market_data_store.dsn import DatabaseUrl
 from market_data_store.exceptions import BackendError, HistoryUnavailableError, ReadError
-from market_data_store.migrate import upgrade
 from market_data_store.read.sources import SqliteSource
 from market_data_store.testing import PostgresServer
 
@@ -72,24 +68,11 @@ def _ticks(rng: random.Random) -> tuple[list[Trade], list[Quote]]:
     return trades, quotes
 
 
-@pytest_asyncio.fixture(params=["sqlite", "postgresql"])
-async def written(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Written]:
-    if request.param == "sqlite":
-        url = DatabaseUrl.parse(f"sqlite:///{tmp_path / 'store.db'}")
-        await upgrade(url)
-        backend: Any = SqliteBackend(url)
-    else:
-        server: PostgresServer = request.getfixturevalue("postgres_server")
-        url = await server.create_database()
-        await upgrade(url)
-        backend = PostgresBackend(url)
-    await backend.open()
+@pytest_asyncio.fixture
+async def written(request: pytest.FixtureRequest, any_backend: Any) -> Written:
     trades, quotes = _ticks(random.Random(request.node.name))
-    await backend.write([*trades, *quotes])
-    try:
-        yield Written(url, backend, trades, quotes)
-    finally:
-        await backend.close()
+    await any_backend.write([*trades, *quotes])
+    return Written(any_backend.url, any_backend, trades, quotes)
 
 
 def _oracle(models: list[Any], kind: str, columns: list[str]) -> pd.DataFrame:

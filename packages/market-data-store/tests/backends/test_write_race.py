@@ -10,29 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
 from market_data_core import Bar, Trade, from_ns
 from market_data_core.columns import Kind, conform, from_models
 from market_data_core.testing import T0
 from market_data_core.testing.versions import key_of, newest
 from market_data_store.backends.base import Record, WriteResult
-from market_data_store.backends.postgres import PostgresBackend
-from market_data_store.backends.sqlite import SqliteBackend
 from market_data_store.chunks import ArrowChunk, ModelChunk
 from market_data_store.coordinator import CoordinatorState, WriteCoordinator
 from market_data_store.dlq import FileDeadLetterStore
-from market_data_store.dsn import DatabaseUrl
 from market_data_store.exceptions import CoordinatorStoppedError, TransientBackendError
-from market_data_store.migrate import upgrade
 from market_data_store.retry import CircuitBreaker, RetryPolicy
-from market_data_store.testing import PostgresServer
 
 pytestmark = pytest.mark.asyncio
 
@@ -44,21 +38,10 @@ WRITERS = 5
 WIDE = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
 
 
-@pytest_asyncio.fixture(params=["sqlite", "postgresql"])
-async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
-    """An open backend on a fresh database migrated to head."""
-    if request.param == "sqlite":
-        url = DatabaseUrl.parse(f"sqlite:///{tmp_path / 'store.db'}")
-        await upgrade(url)
-        opened: Any = SqliteBackend(url)
-    else:
-        server: PostgresServer = request.getfixturevalue("postgres_server")
-        url = await server.create_database()
-        await upgrade(url)
-        opened = PostgresBackend(url)
-    await opened.open()
-    yield opened
-    await opened.close()
+@pytest.fixture
+def backend(any_backend: Any) -> Any:
+    """An open backend on a fresh database migrated to head (SQLite, PostgreSQL)."""
+    return any_backend
 
 
 class _Failing:
