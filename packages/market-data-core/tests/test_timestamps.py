@@ -13,8 +13,10 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
 from market_data_core import (
+    MIN_TIMESTAMP,
     NanoDatetime,
     Quote,
+    RangeDatetime,
     Trade,
     UtcTimestamp,
     from_ns,
@@ -98,3 +100,16 @@ def test_an_offset_is_normalised_to_utc_with_the_nanoseconds() -> None:
 @given(trades())
 def test_trades_round_trip_through_json(trade: Trade) -> None:
     assert Trade.model_validate_json(trade.model_dump_json()) == trade
+
+
+def test_a_range_bound_keeps_its_nanoseconds_and_refuses_numbers() -> None:
+    """``RangeDatetime`` (the query routes' start and end) is exact: a bound between two
+    ticks of one microsecond falls where it is written."""
+    bound = TypeAdapter(RangeDatetime)
+    moment = bound.validate_python("2024-01-02T09:30:00.123456789-05:00")
+    assert to_ns(moment) == to_ns(datetime(2024, 1, 2, 14, 30, tzinfo=UTC)) + 123_456_789
+    assert moment.utcoffset() == timedelta(0)
+    assert bound.validate_python("0001-01-01T00:00:00Z") == MIN_TIMESTAMP  # clamped
+    for wrong in ("1700000000", 1700000000, "2024-01-02T14:30:00"):  # a number; naive
+        with pytest.raises(ValidationError):
+            bound.validate_python(wrong)

@@ -23,7 +23,6 @@ if TYPE_CHECKING:
         MAX_TIMESTAMP,
         MIN_TIMESTAMP,
         SYMBOL_PATTERN,
-        RangeDatetime,
         Symbol,
         Text,
         TextDatetime,
@@ -90,6 +89,7 @@ if TYPE_CHECKING:
     from market_data_core.timeframe import Timeframe
     from market_data_core.timestamps import (
         NanoDatetime,
+        RangeDatetime,
         UtcTimestamp,
         from_ns,
         parse_timestamp,
@@ -103,7 +103,6 @@ _LAZY: dict[str, tuple[str, ...]] = {
         "MAX_TIMESTAMP",
         "MIN_TIMESTAMP",
         "SYMBOL_PATTERN",
-        "RangeDatetime",
         "Symbol",
         "Text",
         "TextDatetime",
@@ -189,6 +188,7 @@ _LAZY: dict[str, tuple[str, ...]] = {
     "timeframe": ("Timeframe",),
     "timestamps": (
         "NanoDatetime",
+        "RangeDatetime",
         "UtcTimestamp",
         "from_ns",
         "parse_timestamp",

@@ -15,7 +15,6 @@ __all__ = [
     "FinitePrice",
     "Identifier",
     "NonNegativeFinite",
-    "RangeDatetime",
     "Symbol",
     "Text",
     "TextDatetime",
@@ -23,6 +22,7 @@ __all__ = [
     "check_text",
     "clamp_utc",
     "to_utc",
+    "written_time",
 ]
 
 MIN_TIMESTAMP = datetime(1678, 1, 1, tzinfo=UTC)
@@ -85,7 +85,7 @@ Naive datetimes are rejected."""
 _NUMBER = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
 
 
-def _written_time(value: object) -> object:
+def written_time(value: object) -> object:
     """A time as a caller writes it: a datetime or an RFC 3339 string, never a number (which
     pydantic would take as seconds, or milliseconds, since 1970)."""
     if isinstance(value, int | float) or (isinstance(value, str) and _NUMBER.fullmatch(value)):
@@ -94,12 +94,9 @@ def _written_time(value: object) -> object:
     return value
 
 
-TextDatetime = Annotated[UtcDatetime, BeforeValidator(_written_time)]
+TextDatetime = Annotated[UtcDatetime, BeforeValidator(written_time)]
 """``UtcDatetime`` as an HTTP request gives it: a string (or a datetime), never a number."""
 
-RangeDatetime = Annotated[AwareDatetime, BeforeValidator(_written_time), AfterValidator(clamp_utc)]
-"""A bound of a query range as an HTTP request gives it (never a number), clamped into
-``[MIN_TIMESTAMP, MAX_TIMESTAMP]`` (see ``clamp_utc``)."""
 
 Text = Annotated[str, AfterValidator(check_text)]
 """Free text that every store can keep: see ``check_text``."""

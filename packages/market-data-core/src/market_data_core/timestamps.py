@@ -35,10 +35,11 @@ from pydantic import (
     WrapSerializer,
 )
 
-from market_data_core._types import MAX_TIMESTAMP, MIN_TIMESTAMP
+from market_data_core._types import MAX_TIMESTAMP, MIN_TIMESTAMP, clamp_utc, written_time
 
 __all__ = [
     "NanoDatetime",
+    "RangeDatetime",
     "UtcTimestamp",
     "from_ns",
     "nanosecond_of",
@@ -298,3 +299,13 @@ UtcTimestamp = Annotated[
 """An event time to the nanosecond: timezone-aware, normalised to UTC, in
 ``[MIN_TIMESTAMP, MAX_TIMESTAMP)``; a :class:`NanoDatetime` when it has nanoseconds. JSON
 carries up to nine fractional digits."""
+
+RangeDatetime = Annotated[
+    AwareDatetime,
+    BeforeValidator(_exact),
+    BeforeValidator(written_time),  # runs first: a number is refused before it is parsed
+    AfterValidator(clamp_utc),
+]
+"""A bound of a query range as an HTTP request gives it (never a number), to the
+nanosecond (a :class:`NanoDatetime` when it has them), clamped into
+``[MIN_TIMESTAMP, MAX_TIMESTAMP]`` (see ``clamp_utc``)."""

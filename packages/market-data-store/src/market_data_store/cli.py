@@ -404,7 +404,7 @@ async def _query_table(
 def _known_at(settings: StoreSettings, value: datetime | None) -> datetime | None:
     """``--as-known-at`` in UTC, within the history kept (else exit 2, saying so)."""
     from market_data_store.exceptions import HistoryUnavailableError  # noqa: PLC0415
-    from market_data_store.store import check_known_at  # noqa: PLC0415
+    from market_data_store.read.query import check_known_at  # noqa: PLC0415
 
     try:
         return check_known_at(_utc(value), settings.history_retention_days)

@@ -51,7 +51,7 @@ from market_data_store.settings import StoreSettings
 from market_data_store.timescale import TimescalePlan, TimescaleReport
 from market_data_store.watermarks import Watermarks
 
-__all__ = ["Store", "check_known_at", "make_backend"]
+__all__ = ["Store", "make_backend"]
 
 logger = structlog.get_logger(__name__)
 SERVICE = "market-data-store"

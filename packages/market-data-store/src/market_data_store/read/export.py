@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import numpy as np
 import pyarrow as pa
@@ -168,8 +168,6 @@ def _export(
 
 
 def _symbol_of(key: str) -> str:
-    from urllib.parse import unquote  # noqa: PLC0415
-
     return unquote(key.split("/")[1].removeprefix("symbol="))
 
 
@@ -214,7 +212,7 @@ def _write_run(
                 report.written += 1
                 report.files.append(writer.path)
                 writer = None
-            if day not in days:  # an unchanged day inside the range cannot happen: skip
+            if day not in days:  # rows of a day that came after the count: the next export's
                 continue
             if writer is None:
                 writer = _PartitionWriter(root, kind, symbol, day)

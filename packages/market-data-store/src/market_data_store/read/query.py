@@ -161,13 +161,13 @@ class ReadQuery:
 
     # -- SQL ---------------------------------------------------------------------------
 
-    def sql(self, dialect: str, columns: Iterable[str]) -> tuple[str, list[Any]]:
-        """The SELECT of ``columns`` and its parameters (``?`` for SQLite; PostgreSQL's
-        has none: ADBC streams a query without parameters through binary COPY, so the
-        values are written as literals, quoted by ``literal``)."""
+    def sql(self, dialect: str) -> tuple[str, list[Any]]:
+        """The SELECT of the table's columns (the store's layout) and its parameters
+        (``?`` for SQLite; PostgreSQL's has none: ADBC streams a query without parameters
+        through binary COPY, so the values are written as literals, quoted by ``literal``)."""
         sqlite = dialect == "sqlite"
         layout = LAYOUTS[self.kind]
-        names = ", ".join(f'"{c}"' for c in columns)
+        names = ", ".join(f'"{c}"' for c in layout.columns)
         where, params = self._where(sqlite)
         order = f'ORDER BY "symbol", {ORDER[self.kind]}'
         if self.known_ns is None:
@@ -236,14 +236,9 @@ def _value(item: Any, sqlite: bool, *, time: bool = False) -> tuple[str, list[An
     return literal(item), []
 
 
-def literal(value: Any) -> str:
-    """A PostgreSQL literal of text or a number (text: standard-conforming, quotes
-    doubled; the reader's connection sets ``standard_conforming_strings``)."""
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        msg = f"cannot write {value!r} as a literal"
-        raise TypeError(msg)
-    if isinstance(value, int):
-        return str(value)
+def literal(value: str) -> str:
+    """A PostgreSQL text literal (standard-conforming, quotes doubled; the reader's
+    connection sets ``standard_conforming_strings``)."""
     if "\x00" in value:
         msg = "text holds a NUL character"
         raise ReadError(msg)

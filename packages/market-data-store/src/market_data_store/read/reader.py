@@ -144,8 +144,9 @@ class Selection:
 
     def reader(self) -> pa.RecordBatchReader:
         """The rows as an Arrow stream (for DuckDB, ``pyarrow.dataset``, Parquet writers)."""
-        if self.join is not None:
-            return pa.RecordBatchReader.from_batches(self.to_arrow().schema, self.batches())
+        if self.join is not None:  # a join is whole: read and joined once
+            table = self.to_arrow()
+            return pa.RecordBatchReader.from_batches(table.schema, table.to_batches())
         return pa.RecordBatchReader.from_batches(self.schema, self.batches())
 
     def to_arrow(self) -> pa.Table:
@@ -310,6 +311,12 @@ class _Reads(Generic[S]):
             ReadQuery.of(kind, symbols, start, end, timeframe=timeframe, source=source,
                          as_known_at=as_known_at)
         )  # fmt: skip
+
+    def close(self) -> None:
+        """Let go of the source's connection (the HTTP client's; the databases' are per read)."""
+        close = getattr(self.source, "close", None)
+        if close is not None:
+            close()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.source.describe()!r})"

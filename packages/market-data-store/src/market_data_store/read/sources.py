@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from market_data_core.columns import Kind
 from market_data_core.timestamps import from_ns
-from market_data_store.backends._layout import LAYOUTS, from_store, from_store_arrow
+from market_data_store.backends._layout import from_store, from_store_arrow
 from market_data_store.dsn import DatabaseUrl
 from market_data_store.exceptions import (
     BackendError,
@@ -81,8 +81,7 @@ class SqliteSource:
         return f"sqlite:///{self.path}"
 
     def batches(self, query: ReadQuery) -> Generator[pa.RecordBatch, None, None]:
-        layout = LAYOUTS[query.kind]
-        sql, params = query.sql("sqlite", layout.columns)
+        sql, params = query.sql("sqlite")
         db = sqlite3.connect(self.path, check_same_thread=False)
         try:
             cursor = db.execute(sql, params)
@@ -96,18 +95,13 @@ class SqliteSource:
 
     def rows(self, sql: str, kind: Kind) -> list[tuple[Any, ...]]:
         """The rows of a query about ``kind``'s table (small: an aggregate)."""
+        db = sqlite3.connect(self.path)
         try:
-            return _sqlite_rows(self.path, sql)
+            return db.execute(sql).fetchall()
         except sqlite3.Error as exc:
             raise _failed(str(exc), self.describe(), kind) from None
-
-
-def _sqlite_rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
-    db = sqlite3.connect(path)
-    try:
-        return db.execute(sql).fetchall()
-    finally:
-        db.close()
+        finally:
+            db.close()
 
 
 def _failed(error: str, where: str, kind: Kind) -> StoreError:
@@ -158,7 +152,7 @@ class PostgresSource:
                 connection.close()
 
     def batches(self, query: ReadQuery) -> Generator[pa.RecordBatch, None, None]:
-        sql, params = query.sql("postgresql", LAYOUTS[query.kind].columns)
+        sql, params = query.sql("postgresql")
         assert not params, "PostgreSQL reads are written without parameters"
         for batch in self._stream(sql, query.kind):
             yield query.exact(from_store_arrow(query.kind, batch))

@@ -14,59 +14,27 @@ from __future__ import annotations
 
 import asyncio
 import io
-import re
 from collections.abc import AsyncIterator, Generator
-from datetime import datetime
 from typing import Annotated, Literal
 
 import pyarrow as pa
 from fastapi import APIRouter, Path, Query
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 
-from market_data_core import Symbol, parse_timestamp
+from market_data_core import Symbol
 from market_data_core.columns import SCHEMAS
 from market_data_core.serving import strict_json_route
 from market_data_store.backends._layout import json_lists
 from market_data_store.read.query import ReadQuery, check_known_at
 from market_data_store.read.sources import Source, open_source
 from market_data_store.service.deps import State
-from market_data_store.service.query import MEDIA, KnownAt
+from market_data_store.service.query import MEDIA, KnownAt, RangeTime
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1", tags=["query"], route_class=strict_json_route())
 
 BulkFormat = Annotated[Literal["arrow", "parquet", "csv"], Query()]
-Bound = Annotated[
-    str | None,
-    Query(
-        max_length=64,
-        examples=["2024-01-02T14:30:00.123456789Z"],
-        description="RFC 3339 with an offset, up to nine fractional digits (exact).",
-    ),
-]
-_NUMBER = re.compile(r"[+-]?\d+(\.\d*)?")
-
-
-def _bound(text: str | None, name: str) -> datetime | None:
-    """A range bound to the nanosecond (``RangeDatetime`` stops at the microsecond); a 422
-    naming ``name`` for a number, a time without an offset, or no time at all."""
-    if text is None:
-        return None
-    problem = None
-    if _NUMBER.fullmatch(text.strip()):
-        problem = "a time is an RFC 3339 string (2024-01-02T14:30:00Z), not a number"
-    else:
-        try:
-            moment = parse_timestamp(text)
-        except ValueError as exc:
-            problem = f"not an RFC 3339 time: {exc}"
-        else:
-            if moment.tzinfo is not None:
-                return moment
-            problem = "the time needs an offset (Z for UTC)"
-    raise RequestValidationError([{"loc": ("query", name), "msg": problem, "type": "datetime"}])
 
 
 @router.get(
@@ -82,8 +50,8 @@ async def read(
         list[Symbol] | None,
         Query(max_length=1000, description="Repeat for several; none: every symbol."),
     ] = None,
-    start: Bound = None,
-    end: Bound = None,
+    start: RangeTime | None = None,
+    end: RangeTime | None = None,
     timeframe: Annotated[str | None, Query(max_length=8, examples=["1m"])] = None,
     source: Annotated[str | None, Query(max_length=128)] = None,
     as_known_at: KnownAt = None,
@@ -91,8 +59,7 @@ async def read(
 ) -> StreamingResponse:
     known = check_known_at(as_known_at, state.settings.history_retention_days)
     query = ReadQuery.of(
-        kind, symbol, _bound(start, "start"), _bound(end, "end"),
-        timeframe=timeframe, source=source, as_known_at=known,
+        kind, symbol, start, end, timeframe=timeframe, source=source, as_known_at=known,
     )  # fmt: skip
     reader = _source(state)
     batches = reader.batches(query)
